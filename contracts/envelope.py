@@ -1,0 +1,40 @@
+"""Fields every request carries: identity, tenant, where to reply, deadline, attempt."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from contracts.names import DEFAULT_TENANT, SCHEMA_VERSION
+
+# Ids end up in Redis keys and topic names: keep them to a safe alphabet.
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")]
+
+
+class ReplyAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the worker sends the reply chunks of one request."""
+
+    topic: str
+    partition: int | None = None
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of all requests; subclasses set ``tag`` so one decoder picks the right class."""
+
+    request_id: Identifier
+    tenant: Identifier = DEFAULT_TENANT
+    reply_to: ReplyAddress | None = None
+    # Absolute deadline, Unix epoch milliseconds; a worker does not start a job past it.
+    deadline_ms: int | None = None
+    # Incremented each time the job is delivered again (retry or crash recovery).
+    attempt: int = 0
+    schema_version: int = SCHEMA_VERSION
+
+
+class RequestHead(msgspec.Struct, kw_only=True):
+    """The part of a request needed to answer it, decoded leniently from a bad message."""
+
+    request_id: str | None = None
+    reply_to: ReplyAddress | None = None
+    attempt: int = 0

@@ -1,0 +1,41 @@
+"""The fleet's exception hierarchy and the error codes that travel on the wire."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """Why a job failed; the same codes appear in error replies and dead-letter headers."""
+
+    AUTH = "auth"
+    RATE_LIMIT = "rate_limit"
+    TIMEOUT = "timeout"
+    INVALID_INPUT = "invalid_input"
+    PROVIDER_DOWN = "provider_down"
+    NOT_FOUND = "not_found"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    INTERNAL = "internal"
+
+    @property
+    def retryable(self) -> bool:
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset({ErrorCode.RATE_LIMIT, ErrorCode.TIMEOUT, ErrorCode.PROVIDER_DOWN})
+
+
+class FleetError(Exception):
+    """Base of every error the fleet raises on purpose."""
+
+
+class ConfigError(FleetError):
+    """A configuration value is missing or wrong; the message names the field."""
+
+
+class ContractError(FleetError):
+    """A message does not match the wire contract (undecodable, wrong schema, too large)."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,48 @@
+"""Topic names, header names and wire defaults, kept in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+DEFAULT_NAMESPACE: Final = "fleet"
+DEFAULT_TENANT: Final = "default"
+# Kafka's own default max.message.bytes is about 1 MiB; a request above this is refused.
+DEFAULT_MAX_PAYLOAD_BYTES: Final = 1_000_000
+
+JOB_KINDS: Final = ("generate", "embed", "transcribe", "vectors")
+
+
+def request_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Topic that carries requests of one job kind, e.g. ``fleet.v1.generate.requests``."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}")
+    return f"{namespace}.v{SCHEMA_VERSION}.{kind}.requests"
+
+
+def dead_letter_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Topic where messages of one job kind go when they cannot be processed."""
+    return f"{request_topic(kind, namespace).removesuffix('.requests')}.dead-letter"
+
+
+def reply_topic(client_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Private reply topic of one producer instance."""
+    return f"{namespace}.v{SCHEMA_VERSION}.replies.{client_id}"
+
+
+class Header:
+    """Kafka header names used by the fleet."""
+
+    CONTENT_TYPE: Final = "content-type"
+    REQUEST_ID: Final = "fleet-request-id"
+    DLQ_REASON: Final = "fleet-dlq-reason"
+    DLQ_ERROR_CODE: Final = "fleet-dlq-error-code"
+    DLQ_SOURCE_TOPIC: Final = "fleet-dlq-source-topic"
+    DLQ_SOURCE_PARTITION: Final = "fleet-dlq-source-partition"
+    DLQ_SOURCE_OFFSET: Final = "fleet-dlq-source-offset"
+    TRACEPARENT: Final = "traceparent"
+
+
+class ContentType:
+    MSGPACK: Final = "application/msgpack"
+    JSON: Final = "application/json"

@@ -1,0 +1,93 @@
+"""Reply chunks streamed back on a reply topic.
+
+Every chunk carries the request id, the attempt it belongs to and a sequence number that
+starts at 0 for each attempt. A chunk from a higher attempt means the worker restarted the
+job: the SDK tells the caller and discards what the older attempt sent.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.errors import ErrorCode
+from contracts.usage import Usage
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    request_id: str
+    attempt: int = 0
+    seq: int
+
+    @property
+    def is_final(self) -> bool:
+        return False
+
+
+class Final(Chunk, frozen=True, kw_only=True):
+    """Base of the chunks that end a reply stream."""
+
+    @property
+    def is_final(self) -> bool:
+        return True
+
+
+class TextDelta(Chunk, frozen=True, kw_only=True, tag="delta"):
+    text: str
+
+
+class GenerateResult(Final, frozen=True, kw_only=True, tag="generate_result"):
+    text: str
+    model: str
+    finish_reason: str = "stop"
+    usage: Usage = Usage()
+
+
+class EmbedResult(Final, frozen=True, kw_only=True, tag="embed_result"):
+    model: str
+    dimension: int
+    vectors: list[list[float]]
+    custom_ids: list[str] | None = None
+    usage: Usage = Usage()
+
+
+class TranscriptSegment(Chunk, frozen=True, kw_only=True, tag="segment"):
+    start_s: float
+    end_s: float
+    text: str
+
+
+class TranscribeResult(Final, frozen=True, kw_only=True, tag="transcribe_result"):
+    model: str
+    text: str
+    language: str | None = None
+    duration_s: float | None = None
+
+
+class VectorMatch(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    score: float
+    metadata: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+
+
+class VectorResult(Final, frozen=True, kw_only=True, tag="vector_result"):
+    collection: str
+    upserted: int = 0
+    deleted: int = 0
+    matches: list[VectorMatch] | None = None
+
+
+class ErrorReply(Final, frozen=True, kw_only=True, tag="error"):
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+
+
+ReplyChunk = (
+    TextDelta
+    | TranscriptSegment
+    | GenerateResult
+    | EmbedResult
+    | TranscribeResult
+    | VectorResult
+    | ErrorReply
+)

@@ -1,0 +1,47 @@
+# Shared helpers for the local service scripts (sourced, not run).
+# Everything they install or write lives under $FLEET_HOME (git-ignored, reused between runs).
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+FLEET_HOME="${FLEET_HOME:-$REPO_ROOT/.fleet}"
+FLEET_LOG_DIR="$FLEET_HOME/logs"
+FLEET_RUN_DIR="$FLEET_HOME/run"
+mkdir -p "$FLEET_LOG_DIR" "$FLEET_RUN_DIR"
+
+die() { echo "error: $*" >&2; exit 1; }
+say() { echo "[fleet] $*" >&2; }
+
+port_open() { # port_open PORT: true when something accepts connections on 127.0.0.1:PORT
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+pid_alive() { # pid_alive PIDFILE
+  [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+wait_for_port() { # wait_for_port NAME PORT TIMEOUT_S PIDFILE LOGFILE
+  local name=$1 port=$2 timeout=$3 pidfile=$4 log=$5 waited=0
+  until port_open "$port"; do
+    if ! pid_alive "$pidfile"; then
+      tail -n 30 "$log" >&2 || true
+      die "$name exited before listening on port $port (log: $log)"
+    fi
+    if (( waited >= timeout * 10 )); then
+      tail -n 30 "$log" >&2 || true
+      die "$name did not listen on port $port within ${timeout}s (log: $log)"
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+stop_pidfile() { # stop_pidfile NAME PIDFILE
+  local name=$1 pidfile=$2
+  if pid_alive "$pidfile"; then
+    local pid; pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    say "$name stopped"
+  fi
+  rm -f "$pidfile"
+}

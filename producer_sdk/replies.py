@@ -1,0 +1,85 @@
+"""Reply routing: this client's private reply topic, demultiplexed by request id.
+
+Each FleetClient owns one reply topic, so replies reach the instance that asked however
+many producer instances run. Within a request, chunks are ordered by (attempt, seq): a
+duplicate or an older attempt's chunk is dropped, a newer attempt restarts the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from aiokafka import AIOKafkaConsumer
+
+from contracts.codec import decode_chunk
+from contracts.errors import ContractError
+from contracts.names import Header
+from contracts.replies import ReplyChunk
+
+log = logging.getLogger(__name__)
+
+
+class StreamRestarted(msgspec.Struct, frozen=True, kw_only=True):
+    """The worker redid the job from the start (attempt ``attempt``): discard what came before."""
+
+    request_id: str
+    attempt: int
+
+
+class ReplyInbox:
+    """The chunks of one request, in order, without duplicates."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self._queue: asyncio.Queue[ReplyChunk | StreamRestarted] = asyncio.Queue()
+        self._attempt = -1
+        self._next_seq = 0
+
+    def accept(self, chunk: ReplyChunk) -> None:
+        if chunk.attempt < self._attempt:
+            return
+        if chunk.attempt > self._attempt:
+            if self._attempt >= 0:
+                self._queue.put_nowait(StreamRestarted(request_id=self.request_id, attempt=chunk.attempt))
+            self._attempt = chunk.attempt
+            self._next_seq = 0
+        if chunk.seq != self._next_seq:  # a duplicate from a producer retry
+            return
+        self._next_seq += 1
+        self._queue.put_nowait(chunk)
+
+    async def get(self) -> ReplyChunk | StreamRestarted:
+        return await self._queue.get()
+
+
+class ReplyRouter:
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self._inboxes: dict[str, ReplyInbox] = {}
+        self.unrouted = 0  # chunks for requests this client is not waiting for
+
+    def open(self, request_id: str) -> ReplyInbox:
+        inbox = ReplyInbox(request_id)
+        self._inboxes[request_id] = inbox
+        return inbox
+
+    def close(self, request_id: str) -> None:
+        self._inboxes.pop(request_id, None)
+
+    async def run(self) -> None:
+        async for message in self._consumer:
+            declared = next(
+                (v.decode() for k, v in message.headers if k == Header.CONTENT_TYPE), None
+            )
+            try:
+                chunk = decode_chunk(message.value or b"", declared)
+            except ContractError as exc:
+                log.warning("dropping an unreadable reply at offset %d: %s", message.offset, exc)
+                continue
+            inbox = self._inboxes.get(chunk.request_id)
+            if inbox is None:
+                self.unrouted += 1
+                continue
+            inbox.accept(chunk)

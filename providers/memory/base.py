@@ -1,0 +1,24 @@
+"""What a conversation memory store is."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from contracts.generate import ChatMessage
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    name: str
+
+    async def load(self, tenant: str, session_id: str) -> list[ChatMessage]:
+        """The stored turns of one session, oldest first."""
+        ...
+
+    async def append(self, tenant: str, session_id: str, messages: list[ChatMessage]) -> None:
+        """Add turns to a session, keeping only the configured window."""
+        ...
+
+    async def clear(self, tenant: str, session_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,150 @@
+"""The consume loop: fetch, run jobs beside the fetch loop, commit what is finished.
+
+Jobs run as tasks, up to ``concurrency`` at once, so a long model call never holds up the
+fetch loop (and never costs the consumer its group membership). Offsets are committed only
+up to the oldest unfinished job of each partition: at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from workers.commits import OffsetTracker
+from workers.jobs import JobRunner
+
+log = logging.getLogger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+class JobConsumer:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        topic: str,
+        runner: JobRunner,
+        concurrency: int,
+        commit_interval_s: float = 0.2,
+        shutdown_grace_s: float = 30.0,
+    ) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._runner = runner
+        self._concurrency = concurrency
+        self._commit_interval_s = commit_interval_s
+        self._shutdown_grace_s = shutdown_grace_s
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the first partitions are assigned
+
+    def stop(self) -> None:
+        """Stop fetching; ``run`` then finishes in-flight jobs, commits and returns."""
+        self._stopping.set()
+        self._slot_free.set()
+
+    async def run(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        committer = asyncio.create_task(self._commit_periodically(), name="committer")
+        try:
+            await self._fetch_loop()
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self._drain(list(self._tasks), self._shutdown_grace_s)
+            await self._commit()
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._tasks)
+            if free <= 0:
+                # Waiting here (never longer than a second) keeps the poll interval short.
+                self._slot_free.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), timeout=1.0)
+                continue
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=free)
+            for tp, records in batches.items():
+                for record in records:
+                    self._start(tp, record)
+
+    def _start(self, tp: TopicPartition, record: Record) -> None:
+        self._tracker.started(tp, record.offset)
+        task = asyncio.create_task(self._run_job(tp, record), name=f"job-{tp.partition}-{record.offset}")
+        self._tasks[task] = tp
+
+    async def _run_job(self, tp: TopicPartition, record: Record) -> None:
+        try:
+            await self._runner.run(record)
+        except asyncio.CancelledError:
+            # Handed back: not marked finished, so its offset is not committed.
+            raise
+        except Exception:
+            # The job's replies could not be produced; it stays at-least-once by not
+            # being marked done, and the worker carries on with other jobs.
+            log.exception("job at %s[%d]@%d failed to complete", tp.topic, tp.partition, record.offset)
+            return
+        finally:
+            self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._slot_free.set()
+        self._tracker.finished(tp, record.offset)
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval_s)
+            await self._commit()
+
+    async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
+        owned = self._consumer.assignment()
+        offsets = {
+            tp: offset
+            for tp, offset in self._tracker.committable(partitions).items()
+            if tp in owned
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("commit of %s failed: %s", offsets, exc)
+            return
+        self._tracker.committed(offsets)
+
+    async def _drain(self, tasks: list[asyncio.Task[None]], grace_s: float) -> None:
+        """Let jobs finish within the grace period; cancel (hand back) the rest."""
+        if not tasks:
+            return
+        _, still_running = await asyncio.wait(tasks, timeout=grace_s)
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*still_running, return_exceptions=True)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        tasks = [t for t, tp in self._tasks.items() if tp in revoked]
+        await self._drain(tasks, self._shutdown_grace_s)
+        await self._commit(list(revoked))
+        self._tracker.forget(revoked)
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            self.ready.set()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: JobConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner.on_assigned(assigned)

@@ -1,0 +1,58 @@
+"""The generate handler: memory in, streamed deltas out, new turns saved, final result."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from contracts.codec import AnyRequest
+from contracts.generate import ChatMessage, GenerateRequest
+from contracts.replies import GenerateResult, ReplyChunk
+from contracts.usage import Usage
+from providers.chat.base import ChatDone, ChatParams, TextPiece
+from providers.chat.router import ChatRouter
+from providers.memory.base import MemoryStore
+from workers.replies import ChunkStamper
+
+
+class GenerateHandler:
+    kind = "generate"
+
+    def __init__(self, router: ChatRouter, memory: MemoryStore | None = None) -> None:
+        self._router = router
+        self._memory = memory
+
+    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
+        assert isinstance(request, GenerateRequest)
+        provider = self._router.resolve(request.model, request.provider)
+        history = await self._history(request)
+        params = ChatParams(
+            model=request.model, max_tokens=request.max_tokens, temperature=request.temperature,
+            top_p=request.top_p, stop=request.stop,
+        )
+        pieces: list[str] = []
+        done = ChatDone(finish_reason="stop", usage=Usage())
+        async for event in provider.stream_chat([*history, *request.messages], params):
+            if isinstance(event, TextPiece):
+                pieces.append(event.text)
+                yield stamper.delta(event.text)
+            else:
+                done = event
+        text = "".join(pieces)
+        if self._memory is not None and request.session_id is not None:
+            turns = [*request.messages, ChatMessage(role="assistant", content=text)]
+            await self._memory.append(request.tenant, request.session_id, turns)
+        yield GenerateResult(
+            request_id=stamper.request_id, attempt=stamper.attempt, seq=stamper.next_seq(),
+            text=text, model=request.model, finish_reason=done.finish_reason, usage=done.usage,
+        )
+
+    async def _history(self, request: GenerateRequest) -> list[ChatMessage]:
+        if self._memory is None or request.session_id is None:
+            return []
+        return await self._memory.load(request.tenant, request.session_id)
+
+    async def aclose(self) -> None:
+        for provider in self._router.providers:
+            await provider.aclose()
+        if self._memory is not None:
+            await self._memory.aclose()

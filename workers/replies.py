@@ -1,0 +1,75 @@
+"""Publishing reply chunks for one job, in order, and knowing when they are all delivered."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from contracts.codec import encode
+from contracts.envelope import ReplyAddress
+from contracts.errors import ErrorCode
+from contracts.names import ContentType, Header
+from contracts.replies import ErrorReply, ReplyChunk, TextDelta
+
+
+class ChunkStamper:
+    """Numbers the chunks of one attempt of one request, from 0."""
+
+    def __init__(self, request_id: str, attempt: int) -> None:
+        self.request_id = request_id
+        self.attempt = attempt
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    def delta(self, text: str) -> TextDelta:
+        return TextDelta(request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(), text=text)
+
+    def error(self, code: ErrorCode, message: str) -> ErrorReply:
+        return ErrorReply(
+            request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(),
+            code=code, message=message, retryable=code.retryable,
+        )
+
+
+class ReplyStream:
+    """Sends one job's chunks to its reply address; ``flush`` waits until all are stored.
+
+    Chunks are handed to the producer without waiting for each acknowledgement: one
+    producer keeps the order of messages to one partition, and the job is only committed
+    after ``flush``.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        address: ReplyAddress | None,
+        content_type: str = ContentType.MSGPACK,
+    ) -> None:
+        self._producer = producer
+        self._address = address
+        self._content_type = content_type
+        self._headers = [(Header.CONTENT_TYPE, content_type.encode())]
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def send(self, chunk: ReplyChunk) -> None:
+        if self._address is None:  # fire-and-forget request: nobody listens
+            return
+        future = await self._producer.send(
+            self._address.topic,
+            value=encode(chunk, self._content_type),
+            key=chunk.request_id.encode(),
+            partition=self._address.partition,
+            headers=self._headers,
+        )
+        self._pending.append(future)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)

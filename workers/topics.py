@@ -1,0 +1,33 @@
+"""Creating the fleet's topics (the broker does not auto-create them)."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from contracts.names import dead_letter_topic, request_topic
+
+
+async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
+    """Create each topic (name -> partitions) that does not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it first
+    finally:
+        await admin.close()
+
+
+def kind_topics(kind: str, namespace: str, partitions: int) -> dict[str, int]:
+    """The request and dead-letter topics of one job kind."""
+    return {request_topic(kind, namespace): partitions, dead_letter_topic(kind, namespace): 1}
