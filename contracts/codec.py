@@ -34,9 +34,7 @@ T = TypeVar("T")
 
 _msgpack_encoder: Final = msgspec.msgpack.Encoder()
 _json_encoder: Final = msgspec.json.Encoder()
-_request_msgpack: Final = {
-    k: msgspec.msgpack.Decoder(t) for k, t in TOPIC_REQUEST_TYPES.items()
-}
+_request_msgpack: Final = {k: msgspec.msgpack.Decoder(t) for k, t in TOPIC_REQUEST_TYPES.items()}
 _request_json: Final = {k: msgspec.json.Decoder(t) for k, t in TOPIC_REQUEST_TYPES.items()}
 _chunk_msgpack: Final = msgspec.msgpack.Decoder(ReplyChunk)
 _chunk_json: Final = msgspec.json.Decoder(ReplyChunk)
@@ -81,7 +79,9 @@ def decode_request(
     try:
         result: AnyRequest = decoders[kind].decode(payload)
     except msgspec.ValidationError as exc:
-        raise ContractError(f"{kind} request does not match the schema: {exc}", reason="schema") from exc
+        raise ContractError(
+            f"{kind} request does not match the schema: {exc}", reason="schema"
+        ) from exc
     except msgspec.DecodeError as exc:
         raise ContractError(
             f"{kind} request is not valid {_format_name(ctype)}: {exc}", reason="undecodable"
@@ -91,7 +91,9 @@ def decode_request(
 
 def decode_request_head(payload: bytes, content_type: str | None = None) -> RequestHead | None:
     """Best-effort read of request id and reply address from a message that failed to decode."""
-    decoder = _head_json if content_type_of(payload, content_type) == ContentType.JSON else _head_msgpack
+    decoder = (
+        _head_json if content_type_of(payload, content_type) == ContentType.JSON else _head_msgpack
+    )
     try:
         return decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -104,9 +106,13 @@ def decode_chunk(payload: bytes, content_type: str | None = None) -> ReplyChunk:
     try:
         chunk: ReplyChunk = decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ContractError(f"reply chunk does not match the schema: {exc}", reason="schema") from exc
+        raise ContractError(
+            f"reply chunk does not match the schema: {exc}", reason="schema"
+        ) from exc
     except msgspec.DecodeError as exc:
-        raise ContractError(f"reply chunk is not valid {_format_name(ctype)}: {exc}", reason="undecodable") from exc
+        raise ContractError(
+            f"reply chunk is not valid {_format_name(ctype)}: {exc}", reason="undecodable"
+        ) from exc
     return chunk
 
 

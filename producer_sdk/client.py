@@ -68,7 +68,10 @@ class FleetClient:
     async def __aenter__(self) -> Self:
         await self._create_reply_topic()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, linger_ms=0, acks="all", enable_idempotence=True
+            bootstrap_servers=self.bootstrap_servers,
+            linger_ms=0,
+            acks="all",
+            enable_idempotence=True,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False
@@ -84,11 +87,16 @@ class FleetClient:
             await self._shutdown()
             raise
         self._router = ReplyRouter(self._consumer)
-        self._router_task = asyncio.create_task(self._router.run(), name=f"replies-{self.client_id}")
+        self._router_task = asyncio.create_task(
+            self._router.run(), name=f"replies-{self.client_id}"
+        )
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self._shutdown()
 
@@ -121,10 +129,18 @@ class FleetClient:
             messages = [ChatMessage(role="user", content=messages)]
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
         request = GenerateRequest(
-            request_id=request_id or uuid.uuid4().hex, tenant=self.tenant,
-            reply_to=self.reply_address, deadline_ms=int((time.time() + timeout) * 1000),
-            model=model, messages=list(messages), provider=provider, session_id=session_id,
-            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
+            request_id=request_id or uuid.uuid4().hex,
+            tenant=self.tenant,
+            reply_to=self.reply_address,
+            deadline_ms=int((time.time() + timeout) * 1000),
+            model=model,
+            messages=list(messages),
+            provider=provider,
+            session_id=session_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
         )
         async for item in self._call("generate", request, timeout):
             if isinstance(item, TextDelta | StreamRestarted | GenerateResult):
@@ -155,7 +171,8 @@ class FleetClient:
                     item = await asyncio.wait_for(inbox.get(), timeout=max(remaining, 0))
                 except TimeoutError:
                     raise DeadlineExceeded(
-                        f"{kind} request {request.request_id} got no complete answer within {timeout_s:g}s"
+                        f"{kind} request {request.request_id} got no complete answer "
+                        f"within {timeout_s:g}s"
                     ) from None
                 if isinstance(item, ErrorReply):
                     raise FleetRequestError(item)
@@ -175,7 +192,9 @@ class FleetClient:
         ]
         try:
             await self._producer.send_and_wait(
-                topic, encode(request, self.content_type), key=request.request_id.encode(),
+                topic,
+                encode(request, self.content_type),
+                key=request.request_id.encode(),
                 headers=headers,
             )
         except KafkaTimeoutError as exc:
@@ -188,12 +207,16 @@ class FleetClient:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         await admin.start()
         try:
-            await admin.create_topics([
-                NewTopic(
-                    self.reply_address.topic, num_partitions=1, replication_factor=1,
-                    topic_configs={"retention.ms": str(_REPLY_RETENTION_MS)},
-                )
-            ])
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        self.reply_address.topic,
+                        num_partitions=1,
+                        replication_factor=1,
+                        topic_configs={"retention.ms": str(_REPLY_RETENTION_MS)},
+                    )
+                ]
+            )
         finally:
             await admin.close()
 

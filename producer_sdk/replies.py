@@ -42,7 +42,9 @@ class ReplyInbox:
             return
         if chunk.attempt > self._attempt:
             if self._attempt >= 0:
-                self._queue.put_nowait(StreamRestarted(request_id=self.request_id, attempt=chunk.attempt))
+                self._queue.put_nowait(
+                    StreamRestarted(request_id=self.request_id, attempt=chunk.attempt)
+                )
             self._attempt = chunk.attempt
             self._next_seq = 0
         if chunk.seq != self._next_seq:  # a duplicate from a producer retry

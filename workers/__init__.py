@@ -3,4 +3,11 @@
 from workers.app import WORKER_KINDS, Worker, build_handler
 from workers.settings import ProviderSpec, WorkerSettings, load_settings
 
-__all__ = ["WORKER_KINDS", "ProviderSpec", "Worker", "WorkerSettings", "build_handler", "load_settings"]
+__all__ = [
+    "WORKER_KINDS",
+    "ProviderSpec",
+    "Worker",
+    "WorkerSettings",
+    "build_handler",
+    "load_settings",
+]

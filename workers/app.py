@@ -74,13 +74,18 @@ class Worker:
         await consumer.start()
         try:
             runner = JobRunner(
-                kind=self.kind, handler=self.handler, producer=producer,
+                kind=self.kind,
+                handler=self.handler,
+                producer=producer,
                 dead_letters=DeadLetters(producer, dead_letter_topic(self.kind, s.namespace)),
                 max_payload_bytes=s.max_payload_bytes,
             )
             loop = JobConsumer(
-                consumer=consumer, topic=request_topic(self.kind, s.namespace), runner=runner,
-                concurrency=s.concurrency, commit_interval_s=s.commit_interval_s,
+                consumer=consumer,
+                topic=request_topic(self.kind, s.namespace),
+                runner=runner,
+                concurrency=s.concurrency,
+                commit_interval_s=s.commit_interval_s,
                 shutdown_grace_s=s.shutdown_grace_s,
             )
             self._consumer_loop = loop

@@ -48,15 +48,22 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="jobs in flight at once")
     worker.set_defaults(func=_cmd_worker)
 
-    for name, helptext in (("chat", "send one generate request and stream the answer"),
-                           ("demo", "start a generate worker, then stream one answer through it")):
+    for name, helptext in (
+        ("chat", "send one generate request and stream the answer"),
+        ("demo", "start a generate worker, then stream one answer through it"),
+    ):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("prompt", nargs="?", default="Explain in two sentences what Apache Kafka is.")
+        cmd.add_argument(
+            "prompt", nargs="?", default="Explain in two sentences what Apache Kafka is."
+        )
         cmd.add_argument("--model", default=DEFAULT_MODEL)
         cmd.add_argument("--max-tokens", type=int, default=200)
         cmd.add_argument("--temperature", type=float, default=0.2)
         cmd.add_argument("--session", help="session id: the worker keeps the conversation in Redis")
-        cmd.add_argument("--bootstrap-servers", default=os.environ.get("FLEET_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP))
+        cmd.add_argument(
+            "--bootstrap-servers",
+            default=os.environ.get("FLEET_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
+        )
         cmd.add_argument("--timeout", type=float, default=120.0)
     sub.choices["chat"].set_defaults(func=_cmd_chat)
     sub.choices["demo"].set_defaults(func=_cmd_demo)
@@ -93,8 +100,12 @@ async def _chat(args: argparse.Namespace) -> int:
     first: float | None = None
     async with FleetClient(args.bootstrap_servers) as fleet:
         async for event in fleet.stream_generate(
-            args.prompt, model=args.model, max_tokens=args.max_tokens,
-            temperature=args.temperature, session_id=args.session, timeout_s=args.timeout,
+            args.prompt,
+            model=args.model,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            session_id=args.session,
+            timeout_s=args.timeout,
         ):
             if isinstance(event, TextDelta):
                 first = first if first is not None else time.perf_counter() - started
@@ -104,8 +115,9 @@ async def _chat(args: argparse.Namespace) -> int:
             elif isinstance(event, GenerateResult):
                 total = time.perf_counter() - started
                 print(
-                    f"\n\n[{event.model}: {event.usage.output_tokens} tokens, finish={event.finish_reason}, "
-                    f"first chunk {first or total:.2f}s, total {total:.2f}s]",
+                    f"\n\n[{event.model}: {event.usage.output_tokens} tokens, "
+                    f"finish={event.finish_reason}, first chunk {first or total:.2f}s, "
+                    f"total {total:.2f}s]",
                     file=sys.stderr,
                 )
     return 0
@@ -120,7 +132,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with (log_dir / "demo-worker.log").open("ab") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker", "generate"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
         try:
             print(f"> {args.prompt}\n", flush=True)

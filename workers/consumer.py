@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -20,7 +21,7 @@ from workers.jobs import JobRunner
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class JobConsumer:
@@ -79,7 +80,9 @@ class JobConsumer:
 
     def _start(self, tp: TopicPartition, record: Record) -> None:
         self._tracker.started(tp, record.offset)
-        task = asyncio.create_task(self._run_job(tp, record), name=f"job-{tp.partition}-{record.offset}")
+        task = asyncio.create_task(
+            self._run_job(tp, record), name=f"job-{tp.partition}-{record.offset}"
+        )
         self._tasks[task] = tp
 
     async def _run_job(self, tp: TopicPartition, record: Record) -> None:
@@ -91,7 +94,9 @@ class JobConsumer:
         except Exception:
             # The job's replies could not be produced; it stays at-least-once by not
             # being marked done, and the worker carries on with other jobs.
-            log.exception("job at %s[%d]@%d failed to complete", tp.topic, tp.partition, record.offset)
+            log.exception(
+                "job at %s[%d]@%d failed to complete", tp.topic, tp.partition, record.offset
+            )
             return
         finally:
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]

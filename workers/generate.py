@@ -26,8 +26,11 @@ class GenerateHandler:
         provider = self._router.resolve(request.model, request.provider)
         history = await self._history(request)
         params = ChatParams(
-            model=request.model, max_tokens=request.max_tokens, temperature=request.temperature,
-            top_p=request.top_p, stop=request.stop,
+            model=request.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop,
         )
         pieces: list[str] = []
         done = ChatDone(finish_reason="stop", usage=Usage())
@@ -42,8 +45,13 @@ class GenerateHandler:
             turns = [*request.messages, ChatMessage(role="assistant", content=text)]
             await self._memory.append(request.tenant, request.session_id, turns)
         yield GenerateResult(
-            request_id=stamper.request_id, attempt=stamper.attempt, seq=stamper.next_seq(),
-            text=text, model=request.model, finish_reason=done.finish_reason, usage=done.usage,
+            request_id=stamper.request_id,
+            attempt=stamper.attempt,
+            seq=stamper.next_seq(),
+            text=text,
+            model=request.model,
+            finish_reason=done.finish_reason,
+            usage=done.usage,
         )
 
     async def _history(self, request: GenerateRequest) -> list[ChatMessage]:

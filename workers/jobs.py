@@ -47,8 +47,16 @@ class JobRunner:
             await self._run(record)
         except KafkaError as exc:
             # Typically the reply topic is gone (its client went away): keep the job.
-            log.warning("replies for %s[%d]@%d undeliverable: %s", record.topic, record.partition, record.offset, exc)
-            await self._dead_letters.publish(record, ErrorCode.INTERNAL, f"reply_undeliverable: {exc!r}")
+            log.warning(
+                "replies for %s[%d]@%d undeliverable: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
+            await self._dead_letters.publish(
+                record, ErrorCode.INTERNAL, f"reply_undeliverable: {exc!r}"
+            )
 
     async def _run(self, record: ConsumerRecord[bytes, bytes]) -> None:
         payload = record.value or b""
@@ -64,13 +72,19 @@ class JobRunner:
         stamper = ChunkStamper(request.request_id, request.attempt)
         stream = ReplyStream(self._producer, request.reply_to, content_type)
         if request.deadline_ms is not None and request.deadline_ms < time.time() * 1000:
-            await stream.send(stamper.error(ErrorCode.TIMEOUT, "the request's deadline passed before a worker started it"))
+            await stream.send(
+                stamper.error(
+                    ErrorCode.TIMEOUT, "the request's deadline passed before a worker started it"
+                )
+            )
             await stream.flush()
             return
         await self._handle(request, stamper, stream)
         await stream.flush()
 
-    async def _handle(self, request: AnyRequest, stamper: ChunkStamper, stream: ReplyStream) -> None:
+    async def _handle(
+        self, request: AnyRequest, stamper: ChunkStamper, stream: ReplyStream
+    ) -> None:
         try:
             async for chunk in self._handler.handle(request, stamper):
                 await stream.send(chunk)
@@ -81,7 +95,9 @@ class JobRunner:
             await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
         except Exception:
             log.exception("job %s crashed in the %s handler", request.request_id, self._kind)
-            await stream.send(stamper.error(ErrorCode.INTERNAL, f"the {self._kind} worker failed on this job"))
+            await stream.send(
+                stamper.error(ErrorCode.INTERNAL, f"the {self._kind} worker failed on this job")
+            )
 
     async def _reject(
         self, record: ConsumerRecord[bytes, bytes], content_type: str, exc: ContractError
@@ -102,7 +118,7 @@ class JobRunner:
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     for key, value in record.headers:
         if key == name:
-            return value.decode(errors="replace")
+            return bytes(value).decode(errors="replace")
     return None
 
 

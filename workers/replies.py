@@ -28,12 +28,18 @@ class ChunkStamper:
         return seq
 
     def delta(self, text: str) -> TextDelta:
-        return TextDelta(request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(), text=text)
+        return TextDelta(
+            request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(), text=text
+        )
 
     def error(self, code: ErrorCode, message: str) -> ErrorReply:
         return ErrorReply(
-            request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(),
-            code=code, message=message, retryable=code.retryable,
+            request_id=self.request_id,
+            attempt=self.attempt,
+            seq=self.next_seq(),
+            code=code,
+            message=message,
+            retryable=code.retryable,
         )
 
 

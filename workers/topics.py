@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -20,10 +22,9 @@ async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
             if name not in existing
         ]
         if missing:
-            try:
+            # Another replica may create the same topics at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica created it first
     finally:
         await admin.close()
 

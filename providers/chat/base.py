@@ -47,7 +47,9 @@ class ChatProvider(Protocol):
     @property
     def capabilities(self) -> ChatCapabilities: ...
 
-    def stream_chat(self, messages: list[ChatMessage], params: ChatParams) -> AsyncIterator[ChatEvent]:
+    def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
         """Yield text pieces as they are produced, then exactly one ChatDone."""
         ...
 

@@ -62,14 +62,18 @@ class LocalLlamaChat:
         self._config = config
         self._model_path = Path(config.model_path) if config.model_path else smollm2_path()
         if not self._model_path.is_file():
-            raise ConfigError(f"provider 'local-llama': model_path {str(self._model_path)!r} does not exist")
+            raise ConfigError(
+                f"provider 'local-llama': model_path {str(self._model_path)!r} does not exist"
+            )
         self._llama: Any = None
         self._lock = asyncio.Lock()
 
     @property
     def capabilities(self) -> ChatCapabilities:
         return ChatCapabilities(
-            models=(self._config.model_name,), streaming=True, tools=False,
+            models=(self._config.model_name,),
+            streaming=True,
+            tools=False,
             max_context_tokens=self._config.n_ctx,
         )
 
@@ -92,7 +96,8 @@ class LocalLlamaChat:
     ) -> AsyncIterator[ChatEvent]:
         if params.model != self._config.model_name:
             raise ProviderError(
-                ErrorCode.NOT_FOUND, f"{self.name}.chat",
+                ErrorCode.NOT_FOUND,
+                f"{self.name}.chat",
                 f"model {params.model!r} is not served here; available: {self._config.model_name}",
             )
         async with self._lock:
@@ -110,8 +115,12 @@ class LocalLlamaChat:
         threads = self._config.n_threads or os.cpu_count() or 1
         try:
             return Llama(
-                model_path=str(self._model_path), n_ctx=self._config.n_ctx, n_threads=threads,
-                n_threads_batch=threads, seed=self._config.seed, verbose=False,
+                model_path=str(self._model_path),
+                n_ctx=self._config.n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=self._config.seed,
+                verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc

@@ -29,12 +29,15 @@ class ChatRouter:
             if chosen is None:
                 known = ", ".join(sorted(self._by_name)) or "none"
                 raise ProviderError(
-                    ErrorCode.NOT_FOUND, "chat.route",
-                    f"chat provider {provider!r} is not configured on this worker; configured: {known}",
+                    ErrorCode.NOT_FOUND,
+                    "chat.route",
+                    f"chat provider {provider!r} is not configured on this worker; "
+                    f"configured: {known}",
                 )
             if model not in chosen.capabilities.models:
                 raise ProviderError(
-                    ErrorCode.NOT_FOUND, "chat.route",
+                    ErrorCode.NOT_FOUND,
+                    "chat.route",
                     f"provider {provider!r} does not serve model {model!r}; "
                     f"it serves: {', '.join(chosen.capabilities.models)}",
                 )
@@ -42,7 +45,8 @@ class ChatRouter:
         found = self._by_model.get(model)
         if found is None:
             raise ProviderError(
-                ErrorCode.NOT_FOUND, "chat.route",
+                ErrorCode.NOT_FOUND,
+                "chat.route",
                 f"unknown model {model!r}; this worker serves: {', '.join(self.models) or 'none'}",
             )
         return found

@@ -38,7 +38,7 @@ class RedisMemory:
         return f"{self._config.key_prefix}:{tenant}:{session_id}"
 
     async def load(self, tenant: str, session_id: str) -> list[ChatMessage]:
-        raw: list[bytes] = await self._redis.lrange(self.key(tenant, session_id), 0, -1)  # type: ignore[misc]
+        raw: list[bytes] = await self._redis.lrange(self.key(tenant, session_id), 0, -1)  # type: ignore[assignment]
         return [_decoder.decode(item) for item in raw]
 
     async def append(self, tenant: str, session_id: str, messages: list[ChatMessage]) -> None:

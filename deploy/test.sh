@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: install, start local Kafka and Redis, then lint, type-check and test.
+# Services this script started are stopped at the end; ones already running are left alone.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+bash deploy/setup.sh
+
+if ! bash deploy/local/services.sh status >/dev/null 2>&1; then
+  trap 'bash deploy/local/services.sh stop' EXIT
+fi
+bash deploy/local/services.sh start
+
+echo "[fleet] ruff" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "[fleet] mypy --strict" >&2
+.venv/bin/mypy
+echo "[fleet] pytest" >&2
+.venv/bin/python -m pytest "$@"

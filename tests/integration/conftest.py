@@ -1,0 +1,61 @@
+"""Fixtures that run a real generate worker in-process against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from producer_sdk import FleetClient
+from tests.conftest import Infra
+from workers import Worker, WorkerSettings, build_handler
+
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture
+def namespace() -> str:
+    """Each test gets its own topics and consumer group."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(infra: Infra, namespace: str) -> WorkerSettings:
+    return WorkerSettings(
+        bootstrap_servers=infra.bootstrap_servers,
+        redis_url=infra.redis_url,
+        namespace=namespace,
+        partitions=2,
+        concurrency=4,
+        shutdown_grace_s=10,
+    )
+
+
+@pytest.fixture
+async def generate_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
+    worker = Worker("generate", settings, await build_handler("generate", settings))
+    task = asyncio.create_task(worker.run())
+    ready = asyncio.create_task(worker.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # the worker failed to start: show why
+    assert ready in done, "the generate worker did not join its group within 60s"
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, timeout=60)
+
+
+@pytest.fixture
+async def client(infra: Infra, namespace: str) -> AsyncIterator[FleetClient]:
+    async with FleetClient(infra.bootstrap_servers, namespace=namespace, default_timeout_s=60) as c:
+        yield c
+
+
+@pytest.fixture
+async def redis_client(infra: Infra) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()

@@ -1,0 +1,81 @@
+"""The provider registry: registration, creation, clear errors, protocol conformance."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import pytest
+
+from contracts import ConfigError, ErrorCode
+from providers import ProviderError, Registry, parse_config
+from providers.chat import ChatProvider, chat_providers
+from providers.chat.local_llama import LocalLlamaChat
+from providers.chat.router import ChatRouter
+from providers.memory import MemoryStore, memory_stores
+
+
+class _Config(msgspec.Struct, forbid_unknown_fields=True):
+    size: int
+
+
+def _factory(config: Mapping[str, Any]) -> int:
+    return parse_config("toy", config, _Config).size
+
+
+def test_register_create_names() -> None:
+    registry: Registry[int] = Registry("toy")
+    registry.register("b", _factory)
+    registry.register("a", _factory)
+    assert registry.names() == ["a", "b"]
+    assert registry.create("a", {"size": 3}) == 3
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    registry: Registry[int] = Registry("toy")
+    registry.register("only", _factory)
+    with pytest.raises(ConfigError, match=r"unknown toy provider 'nope'; registered: only"):
+        registry.create("nope")
+
+
+def test_duplicate_registration_is_refused() -> None:
+    registry: Registry[int] = Registry("toy")
+    registry.register("a", _factory)
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register("a", _factory)
+
+
+def test_bad_config_names_provider_and_field() -> None:
+    registry: Registry[int] = Registry("toy")
+    registry.register("a", _factory)
+    with pytest.raises(ConfigError, match=r"provider 'toy'.*\$\.size"):
+        registry.create("a", {"size": "big"})
+    with pytest.raises(ConfigError, match="colour"):
+        registry.create("a", {"size": 1, "colour": "red"})
+
+
+def test_local_llama_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"'local-llama'.*n_ctx"):
+        chat_providers.create("local-llama", {"n_ctx": 10})
+    with pytest.raises(ConfigError, match="does not exist"):
+        chat_providers.create("local-llama", {"model_path": "/nonexistent.gguf"})
+
+
+def test_builtin_providers_satisfy_their_protocols() -> None:
+    assert "local-llama" in chat_providers.names()
+    assert isinstance(chat_providers.create("local-llama"), ChatProvider)
+    assert "redis" in memory_stores.names()
+    assert isinstance(memory_stores.create("redis"), MemoryStore)
+
+
+def test_router_names_the_unknown_model_and_what_is_served() -> None:
+    router = ChatRouter([chat_providers.create("local-llama")])
+    assert isinstance(router.resolve("smollm2-135m-instruct"), LocalLlamaChat)
+    with pytest.raises(ProviderError) as info:
+        router.resolve("gpt-9")
+    assert info.value.code is ErrorCode.NOT_FOUND
+    assert "unknown model 'gpt-9'" in str(info.value)
+    assert "smollm2-135m-instruct" in str(info.value)
+    with pytest.raises(ProviderError, match="provider 'openai' is not configured"):
+        router.resolve("smollm2-135m-instruct", provider="openai")
