@@ -7,12 +7,14 @@ Third-party packages add providers through the entry-point group
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from contracts.errors import ConfigError
+from providers.secrets import decode_secret
 
 P = TypeVar("P")
 C = TypeVar("C", bound=msgspec.Struct)
@@ -29,6 +31,17 @@ class Registry(Generic[P]):
         if name in self._factories:
             raise ConfigError(f"{self.category} provider {name!r} is already registered")
         self._factories[name] = factory
+
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``"package.module:factory"``, imported on first use (keeps heavy
+        model libraries out of processes that never create this provider)."""
+        module_name, _, attr = target.partition(":")
+
+        def factory(config: Mapping[str, Any]) -> P:
+            real: Factory[P] = getattr(import_module(module_name), attr)
+            return real(config)
+
+        self.register(name, factory)
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -54,6 +67,6 @@ class Registry(Generic[P]):
 def parse_config(provider: str, config: Mapping[str, Any], config_type: type[C]) -> C:
     """Validate a provider's config; the error names the provider and the bad field."""
     try:
-        return msgspec.convert(dict(config), config_type)
+        return msgspec.convert(dict(config), config_type, dec_hook=decode_secret)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid config for provider {provider!r}: {exc}") from exc

@@ -1,8 +1,5 @@
 """Chat providers: the registry and the interface."""
 
-from collections.abc import Mapping
-from typing import Any
-
 from providers.chat.base import (
     ChatCapabilities,
     ChatDone,
@@ -14,15 +11,10 @@ from providers.chat.base import (
 from providers.registry import Registry
 
 chat_providers: Registry[ChatProvider] = Registry("chat")
-
-
-def _local_llama(config: Mapping[str, Any]) -> ChatProvider:
-    from providers.chat.local_llama import create  # keeps llama_cpp out of light imports
-
-    return create(config)
-
-
-chat_providers.register("local-llama", _local_llama)
+chat_providers.register_lazy("local-llama", "providers.chat.local_llama:create")
+chat_providers.register_lazy("openai", "providers.chat.openai_compat:create")
+chat_providers.register_lazy("anthropic", "providers.chat.anthropic:create")
+chat_providers.register_lazy("fallback", "providers.chat.fallback:create")
 
 __all__ = [
     "ChatCapabilities",
