@@ -23,6 +23,7 @@ from contracts.names import (
     dead_letter_topic,
     reply_topic,
     request_topic,
+    retry_topic,
 )
 from contracts.replies import (
     Chunk,
@@ -92,4 +93,5 @@ __all__ = [
     "encode",
     "reply_topic",
     "request_topic",
+    "retry_topic",
 ]

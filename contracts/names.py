@@ -25,6 +25,11 @@ def dead_letter_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.dead-letter"
 
 
+def retry_topic(kind: str, delay_s: float, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Delayed-retry topic of one job kind; every message on it waits ``delay_s``."""
+    return f"{request_topic(kind, namespace).removesuffix('.requests')}.retry-{delay_s:g}s"
+
+
 def reply_topic(client_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Private reply topic of one producer instance."""
     return f"{namespace}.v{SCHEMA_VERSION}.replies.{client_id}"
@@ -41,6 +46,9 @@ class Header:
     DLQ_SOURCE_PARTITION: Final = "fleet-dlq-source-partition"
     DLQ_SOURCE_OFFSET: Final = "fleet-dlq-source-offset"
     TRACEPARENT: Final = "traceparent"
+    RETRY_COUNT: Final = "fleet-retry-count"
+    RETRY_NOT_BEFORE_MS: Final = "fleet-retry-not-before-ms"
+    RETRY_REASON: Final = "fleet-retry-reason"
 
 
 class ContentType:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -41,7 +41,8 @@ class VectorQueryRequest(Request, frozen=True, kw_only=True, tag="vector_query")
     vector: list[float] | None = None
     text: str | None = None
     top_k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
-    filter: dict[str, Any] | None = None
+    # Equality on metadata keys; every key must match.
+    filter: Metadata | None = None
     store: str | None = None
     embed_model: str | None = None
 

@@ -1,108 +1,225 @@
-"""Assembles one category's worker from settings: Kafka clients, handler, consume loop."""
+"""Assembles one category's worker from settings: providers, handler, Kafka clients, loops."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import Any
 
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
-from contracts.names import dead_letter_topic, request_topic
-from providers.chat import chat_providers
-from providers.chat.router import ChatRouter
+from contracts.names import JOB_KINDS, dead_letter_topic, request_topic, retry_topic
+from providers.chat import ChatProvider, chat_providers
+from providers.embeddings import EmbeddingProvider, embedding_providers
 from providers.memory import memory_stores
+from providers.router import ModelRouter
+from providers.transcription import TranscriptionProvider, transcription_providers
+from providers.vectorstores import vector_stores
+from workers.audio import AudioLoader
 from workers.consumer import JobConsumer
 from workers.dead_letter import DeadLetters
+from workers.embed import EmbedHandler
 from workers.generate import GenerateHandler
 from workers.handler import JobHandler
+from workers.health import HealthServer
+from workers.idempotency import JobLedger
 from workers.jobs import JobRunner
-from workers.settings import WorkerSettings
-from workers.topics import ensure_topics, kind_topics
+from workers.metrics import WorkerMetrics
+from workers.retry import RetryForwarder, RetryScheduler
+from workers.settings import ProviderSpec, WorkerSettings
+from workers.topics import ensure_topics
+from workers.transcribe import TranscribeHandler
+from workers.vectors import VectorsHandler
 
 log = logging.getLogger(__name__)
 
-WORKER_KINDS = ("generate",)
+WORKER_KINDS = JOB_KINDS
 
 
-async def build_handler(kind: str, settings: WorkerSettings) -> JobHandler:
-    if kind != "generate":
-        raise ValueError(f"no {kind!r} worker yet; available: {', '.join(WORKER_KINDS)}")
-    providers = [chat_providers.create(spec.name, spec.config) for spec in settings.chat]
+def _with_redis_url(spec: ProviderSpec, settings: WorkerSettings) -> dict[str, Any]:
+    config = dict(spec.config)
+    if spec.name == "redis":
+        config.setdefault("url", settings.redis_url)
+    return config
+
+
+async def _embedders(settings: WorkerSettings) -> ModelRouter[EmbeddingProvider]:
+    providers = [embedding_providers.create(s.name, s.config) for s in settings.embeddings]
     for provider in providers:
         await provider.load()
-    memory = None
-    if settings.memory is not None:
-        config = dict(settings.memory.config)
-        if settings.memory.name == "redis":
-            config.setdefault("url", settings.redis_url)
-        memory = memory_stores.create(settings.memory.name, config)
-    return GenerateHandler(ChatRouter(providers), memory)
+    return ModelRouter("embeddings", providers)
+
+
+async def build_handler(
+    kind: str, settings: WorkerSettings, metrics: WorkerMetrics | None = None
+) -> JobHandler:
+    """The handler of one job kind with its providers created and loaded."""
+    if kind == "generate":
+        chat: list[ChatProvider] = [chat_providers.create(s.name, s.config) for s in settings.chat]
+        for provider in chat:
+            await provider.load()
+        memory = None
+        if settings.memory is not None:
+            memory = memory_stores.create(
+                settings.memory.name, _with_redis_url(settings.memory, settings)
+            )
+        return GenerateHandler(ModelRouter("chat", chat), memory)
+    if kind == "embed":
+        return EmbedHandler(await _embedders(settings), settings.embed_batching, metrics)
+    if kind == "transcribe":
+        stt: list[TranscriptionProvider] = [
+            transcription_providers.create(s.name, s.config) for s in settings.transcription
+        ]
+        for transcriber in stt:
+            await transcriber.load()
+        audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes)
+        return TranscribeHandler(ModelRouter("transcription", stt), audio)
+    if kind == "vectors":
+        spec = settings.vector_store
+        store = vector_stores.create(spec.name, _with_redis_url(spec, settings))
+        await store.load()
+        embedders = await _embedders(settings)
+        default_model = embedders.models[0] if embedders.models else None
+        return VectorsHandler(store, embedders, default_model)
+    raise ValueError(f"unknown worker kind {kind!r}; expected one of {', '.join(WORKER_KINDS)}")
 
 
 class Worker:
     """A consumer-group member for one job kind. ``run`` until ``stop`` is called."""
 
-    def __init__(self, kind: str, settings: WorkerSettings, handler: JobHandler) -> None:
+    def __init__(
+        self,
+        kind: str,
+        settings: WorkerSettings,
+        handler: JobHandler,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.kind = kind
         self.settings = settings
         self.handler = handler
-        self._consumer_loop: JobConsumer | None = None
-        self._stop_requested = asyncio.Event()
+        self.metrics = metrics or WorkerMetrics(kind)
         self.ready = asyncio.Event()
+        self.health: HealthServer | None = None
+        self._loops: list[JobConsumer | RetryForwarder] = []
+        self._stop_requested = asyncio.Event()
 
     def stop(self) -> None:
+        """Stop fetching; in-flight jobs finish (or are handed back), offsets are committed."""
         self._stop_requested.set()
-        if self._consumer_loop is not None:
-            self._consumer_loop.stop()
+        for loop in self._loops:
+            loop.stop()
 
     async def run(self) -> None:
         s = self.settings
-        await ensure_topics(s.bootstrap_servers, kind_topics(self.kind, s.namespace, s.partitions))
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, linger_ms=0, acks="all", enable_idempotence=True
+        retries_topics = {t: 1 for t in self._retry_topics()}
+        await ensure_topics(
+            s.bootstrap_servers,
+            {
+                request_topic(self.kind, s.namespace): s.partitions,
+                dead_letter_topic(self.kind, s.namespace): 1,
+                **retries_topics,
+            },
         )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=s.group_for(self.kind),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=300_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-        )
-        await producer.start()
-        await consumer.start()
-        try:
-            runner = JobRunner(
-                kind=self.kind,
-                handler=self.handler,
-                producer=producer,
-                dead_letters=DeadLetters(producer, dead_letter_topic(self.kind, s.namespace)),
-                max_payload_bytes=s.max_payload_bytes,
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.handler.aclose)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.bootstrap_servers,
+                linger_ms=0,
+                acks="all",
+                enable_idempotence=True,
             )
-            loop = JobConsumer(
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            ledger = None
+            if s.idempotency:
+                redis = aioredis.Redis.from_url(s.redis_url)
+                stack.push_async_callback(redis.aclose)
+                ledger = JobLedger(
+                    redis, s.namespace, lock_ttl_s=s.lock_ttl_s, result_ttl_s=s.result_ttl_s
+                )
+            scheduler = RetryScheduler(producer, self.kind, s.namespace, s.retry)
+            consumer = await self._consumer(stack, s.group_for(self.kind))
+            main = JobConsumer(
                 consumer=consumer,
                 topic=request_topic(self.kind, s.namespace),
-                runner=runner,
-                concurrency=s.concurrency,
+                runner=JobRunner(
+                    kind=self.kind,
+                    handler=self.handler,
+                    producer=producer,
+                    dead_letters=DeadLetters(producer, dead_letter_topic(self.kind, s.namespace)),
+                    max_payload_bytes=s.max_payload_bytes,
+                    metrics=self.metrics,
+                    ledger=ledger,
+                    retries=scheduler,
+                ),
+                concurrency=s.concurrency_for(self.kind),
                 commit_interval_s=s.commit_interval_s,
                 shutdown_grace_s=s.shutdown_grace_s,
             )
-            self._consumer_loop = loop
+            self._loops = [main]
+            for delay in s.retry.tiers_s:
+                retry_consumer = await self._consumer(
+                    stack, f"{s.group_for(self.kind)}.retry-{delay:g}s"
+                )
+                self._loops.append(
+                    RetryForwarder(
+                        consumer=retry_consumer,
+                        producer=producer,
+                        kind=self.kind,
+                        namespace=s.namespace,
+                        delay_s=delay,
+                    )
+                )
+            if s.health_port is not None:
+                self.health = HealthServer(self.metrics, self.ready.is_set, self._update_lag)
+                await self.health.start(s.health_port)
+                stack.push_async_callback(self.health.aclose)
+                log.info("%s worker health on port %d", self.kind, self.health.port)
             if self._stop_requested.is_set():
-                loop.stop()
-            ready_watch = asyncio.create_task(self._mark_ready(loop))
+                self.stop()
+            ready_watch = asyncio.create_task(self._mark_ready(main, consumer))
             try:
-                await loop.run()
+                await asyncio.gather(*(loop.run() for loop in self._loops))
             finally:
                 ready_watch.cancel()
-        finally:
-            await consumer.stop()
-            await producer.stop()
-            await self.handler.aclose()
-            log.info("%s worker stopped", self.kind)
+        log.info("%s worker stopped", self.kind)
 
-    async def _mark_ready(self, loop: JobConsumer) -> None:
-        await loop.ready.wait()
+    def _retry_topics(self) -> list[str]:
+        s = self.settings
+        return [retry_topic(self.kind, d, s.namespace) for d in s.retry.tiers_s]
+
+    async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
+        )
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        return consumer
+
+    async def _mark_ready(self, main: JobConsumer, consumer: AIOKafkaConsumer) -> None:
+        await main.ready.wait()
+        self._consumer_for_lag = consumer
         self.ready.set()
         log.info("%s worker ready (group %s)", self.kind, self.settings.group_for(self.kind))
+
+    async def _update_lag(self) -> None:
+        consumer: AIOKafkaConsumer | None = getattr(self, "_consumer_for_lag", None)
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            with contextlib.suppress(KafkaError, AssertionError):
+                position = await consumer.position(tp)
+                if highwater is not None:
+                    lag = max(highwater - position, 0)
+                    self.metrics.lag.labels(self.kind, str(tp.partition)).set(lag)

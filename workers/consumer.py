@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord
 
 from workers.commits import OffsetTracker
 from workers.jobs import JobRunner
+from workers.records import Record
 
 log = logging.getLogger(__name__)
-
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class JobConsumer:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 
 from contracts.errors import ErrorCode
 from contracts.names import Header
+from workers.records import Record
 
 
 class DeadLetters:
@@ -14,9 +14,7 @@ class DeadLetters:
         self._producer = producer
         self.topic = topic
 
-    async def publish(
-        self, record: ConsumerRecord[bytes, bytes], code: ErrorCode, reason: str
-    ) -> None:
+    async def publish(self, record: Record, code: ErrorCode, reason: str) -> None:
         """Store the message with the reason; returns once Kafka has it."""
         original = [(k, v) for k, v in record.headers if not k.startswith("fleet-dlq-")]
         headers = [

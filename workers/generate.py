@@ -8,16 +8,18 @@ from contracts.codec import AnyRequest
 from contracts.generate import ChatMessage, GenerateRequest
 from contracts.replies import GenerateResult, ReplyChunk
 from contracts.usage import Usage
-from providers.chat.base import ChatDone, ChatParams, TextPiece
-from providers.chat.router import ChatRouter
+from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece
 from providers.memory.base import MemoryStore
+from providers.router import ModelRouter
 from workers.replies import ChunkStamper
 
 
 class GenerateHandler:
     kind = "generate"
 
-    def __init__(self, router: ChatRouter, memory: MemoryStore | None = None) -> None:
+    def __init__(
+        self, router: ModelRouter[ChatProvider], memory: MemoryStore | None = None
+    ) -> None:
         self._router = router
         self._memory = memory
 

@@ -1,8 +1,9 @@
-"""Runs one Kafka record as a job: decode, check, handle, reply; every failure has a place.
+"""Runs one Kafka record as a job: decode, claim, handle, reply; every failure has a place.
 
 Bad input goes to the dead-letter topic with the reason (and an error reply when the reply
-address can be read); provider failures become error replies. Nothing here raises except
-cancellation, so one bad job never stops the worker.
+address can be read); retryable provider failures go to a delayed retry topic; other
+failures become error replies. Nothing here raises except cancellation and a broker that
+cannot take the dead letter, so one bad job never stops the worker.
 """
 
 from __future__ import annotations
@@ -10,18 +11,29 @@ from __future__ import annotations
 import logging
 import time
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord
 
-from contracts.codec import AnyRequest, content_type_of, decode_request, decode_request_head
-from contracts.envelope import ReplyAddress
+from contracts.codec import (
+    AnyRequest,
+    content_type_of,
+    decode_chunk,
+    decode_request,
+    decode_request_head,
+    encode,
+)
 from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import Header
+from contracts.replies import Final, ReplyChunk
 from providers.errors import ProviderError
 from workers.dead_letter import DeadLetters
 from workers.handler import JobHandler
+from workers.idempotency import AlreadyDone, JobLedger
+from workers.metrics import WorkerMetrics
+from workers.records import Record, header
 from workers.replies import ChunkStamper, ReplyStream
+from workers.retry import RetryScheduler
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +47,30 @@ class JobRunner:
         producer: AIOKafkaProducer,
         dead_letters: DeadLetters,
         max_payload_bytes: int,
+        metrics: WorkerMetrics,
+        ledger: JobLedger | None = None,
+        retries: RetryScheduler | None = None,
     ) -> None:
         self._kind = kind
         self._handler = handler
         self._producer = producer
         self._dead_letters = dead_letters
         self._max_payload_bytes = max_payload_bytes
+        self._metrics = metrics
+        self._ledger = ledger
+        self._retries = retries
 
-    async def run(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def run(self, record: Record) -> None:
         try:
             await self._run(record)
         except KafkaError as exc:
             # Typically the reply topic is gone (its client went away): keep the job.
-            log.warning(
-                "replies for %s[%d]@%d undeliverable: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc,
-            )
-            await self._dead_letters.publish(
-                record, ErrorCode.INTERNAL, f"reply_undeliverable: {exc!r}"
-            )
+            log.warning("replies for %s undeliverable: %s", _where(record), exc)
+            await self._dead_letter(record, ErrorCode.INTERNAL, f"reply_undeliverable: {exc!r}")
 
-    async def _run(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _run(self, record: Record) -> None:
         payload = record.value or b""
-        declared = _header(record, Header.CONTENT_TYPE)
-        content_type = content_type_of(payload, declared)
+        content_type = content_type_of(payload, header(record, Header.CONTENT_TYPE))
         try:
             request = decode_request(
                 self._kind, payload, content_type=content_type, max_bytes=self._max_payload_bytes
@@ -69,58 +78,118 @@ class JobRunner:
         except ContractError as exc:
             await self._reject(record, content_type, exc)
             return
-        stamper = ChunkStamper(request.request_id, request.attempt)
         stream = ReplyStream(self._producer, request.reply_to, content_type)
         if request.deadline_ms is not None and request.deadline_ms < time.time() * 1000:
-            await stream.send(
-                stamper.error(
-                    ErrorCode.TIMEOUT, "the request's deadline passed before a worker started it"
-                )
-            )
+            self._metrics.outcome("expired")
+            stamper = ChunkStamper(request.request_id, request.attempt)
+            message = "the request's deadline passed before a worker started it"
+            await stream.send(stamper.error(ErrorCode.TIMEOUT, message))
             await stream.flush()
             return
-        await self._handle(request, stamper, stream)
+        attempt = request.attempt
+        if self._ledger is not None:
+            claim = await self._ledger.claim(request.request_id)
+            if isinstance(claim, AlreadyDone):
+                await self._replay(claim.final_reply, stream)
+                return
+            attempt = claim.attempt
+        await self._execute(record, request, ChunkStamper(request.request_id, attempt), stream)
+
+    async def _execute(
+        self, record: Record, request: AnyRequest, stamper: ChunkStamper, stream: ReplyStream
+    ) -> None:
+        finished = False
+        started = time.perf_counter()
+        self._metrics.in_flight.labels(self._kind).inc()
+        try:
+            if self._ledger is None:
+                final = await self._reply(record, request, stamper, stream, started)
+                await stream.flush()
+            else:
+                async with self._ledger.held(request.request_id):
+                    final = await self._reply(record, request, stamper, stream, started)
+                    await stream.flush()
+                if final is not None:
+                    await self._ledger.finish(request.request_id, encode(final))
+            finished = final is not None
+            if final is not None:
+                self._metrics.duration.labels(self._kind).observe(time.perf_counter() - started)
+        finally:
+            self._metrics.in_flight.labels(self._kind).dec()
+            if not finished and self._ledger is not None:
+                await self._ledger.release(request.request_id)
+
+    async def _reply(
+        self,
+        record: Record,
+        request: AnyRequest,
+        stamper: ChunkStamper,
+        stream: ReplyStream,
+        started: float,
+    ) -> Final | None:
+        """Send the job's chunks; the Final sent, or None when a retry was scheduled."""
+        try:
+            last: ReplyChunk | None = None
+            async for chunk in self._handler.handle(request, stamper):
+                if last is None:
+                    elapsed = time.perf_counter() - started
+                    self._metrics.first_chunk.labels(self._kind).observe(elapsed)
+                await stream.send(chunk)
+                last = chunk
+            if not isinstance(last, Final):
+                raise RuntimeError(f"the {self._kind} handler ended without a final chunk")
+            self._metrics.outcome("ok")
+            return last
+        except ProviderError as exc:
+            if exc.retryable and self._retries is not None:
+                if not self._retries.exhausted(record):
+                    await self._retries.schedule(record, exc)
+                    self._metrics.outcome("retried")
+                    return None
+                reason = f"retries_exhausted: {exc.code}: {exc.detail}"
+                await self._dead_letter(record, exc.code, reason)
+            log.warning("job %s failed: %s", request.request_id, exc)
+            return await self._fail(stamper, stream, exc.code, exc.detail)
+        except ConfigError as exc:
+            return await self._fail(stamper, stream, ErrorCode.INVALID_INPUT, str(exc))
+        except Exception as exc:
+            log.exception("job %s crashed in the %s handler", request.request_id, self._kind)
+            await self._dead_letter(record, ErrorCode.INTERNAL, f"handler_failed: {exc!r}")
+            message = f"the {self._kind} worker failed on this job ({type(exc).__name__})"
+            return await self._fail(stamper, stream, ErrorCode.INTERNAL, message)
+
+    async def _fail(
+        self, stamper: ChunkStamper, stream: ReplyStream, code: ErrorCode, message: str
+    ) -> Final:
+        self._metrics.outcome("error")
+        self._metrics.errors.labels(self._kind, code.value).inc()
+        final = stamper.error(code, message)
+        await stream.send(final)
+        return final
+
+    async def _replay(self, stored: bytes, stream: ReplyStream) -> None:
+        """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
+        self._metrics.outcome("replayed")
+        chunk = decode_chunk(stored)
+        await stream.send(msgspec.structs.replace(chunk, seq=0))
         await stream.flush()
 
-    async def _handle(
-        self, request: AnyRequest, stamper: ChunkStamper, stream: ReplyStream
-    ) -> None:
-        try:
-            async for chunk in self._handler.handle(request, stamper):
-                await stream.send(chunk)
-        except ProviderError as exc:
-            log.warning("job %s failed: %s", request.request_id, exc)
-            await stream.send(stamper.error(exc.code, exc.detail))
-        except ConfigError as exc:
-            await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
-        except Exception:
-            log.exception("job %s crashed in the %s handler", request.request_id, self._kind)
-            await stream.send(
-                stamper.error(ErrorCode.INTERNAL, f"the {self._kind} worker failed on this job")
-            )
-
-    async def _reject(
-        self, record: ConsumerRecord[bytes, bytes], content_type: str, exc: ContractError
-    ) -> None:
-        log.warning(
-            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
-        )
-        await self._dead_letters.publish(record, ErrorCode.INVALID_INPUT, f"{exc.reason}: {exc}")
+    async def _reject(self, record: Record, content_type: str, exc: ContractError) -> None:
+        log.warning("dead-lettering %s: %s", _where(record), exc)
+        self._metrics.outcome("rejected")
+        await self._dead_letter(record, ErrorCode.INVALID_INPUT, f"{exc.reason}: {exc}")
         head = decode_request_head(record.value or b"", content_type)
         if head is None or not head.request_id or head.reply_to is None:
             return
         stamper = ChunkStamper(head.request_id, head.attempt)
-        stream = ReplyStream(self._producer, _safe_address(head.reply_to), content_type)
+        stream = ReplyStream(self._producer, head.reply_to, content_type)
         await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
         await stream.flush()
 
-
-def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
-    for key, value in record.headers:
-        if key == name:
-            return bytes(value).decode(errors="replace")
-    return None
+    async def _dead_letter(self, record: Record, code: ErrorCode, reason: str) -> None:
+        self._metrics.dead_letters.labels(self._kind, reason.partition(":")[0]).inc()
+        await self._dead_letters.publish(record, code, reason)
 
 
-def _safe_address(address: ReplyAddress) -> ReplyAddress | None:
-    return address if address.topic else None
+def _where(record: Record) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"

@@ -10,6 +10,7 @@ import msgspec
 
 from contracts.errors import ConfigError
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE
+from workers.retry import RetryPolicy
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
@@ -20,26 +21,64 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     config: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Dynamic batching of the embed worker: texts from many requests share a model call."""
+
+    max_texts: Annotated[int, msgspec.Meta(ge=1)] = 64
+    # Estimated as characters / 4: close for English, and free to compute.
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 16_384
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
+# Jobs in flight per worker process when not configured: a model that runs one call at a
+# time needs few; the embed batcher needs many to fill its batches.
+DEFAULT_CONCURRENCY = {"generate": 4, "embed": 64, "transcribe": 2, "vectors": 16}
+
+
+def _spec(name: str) -> ProviderSpec:
+    return ProviderSpec(name=name)
+
+
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     redis_url: str = DEFAULT_REDIS_URL
     namespace: str = DEFAULT_NAMESPACE
     # Default group: "<namespace>.<kind>.workers"; every replica of a kind shares it.
     group_id: str | None = None
-    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_PAYLOAD_BYTES
     # How long a stopping worker lets in-flight jobs finish before it hands them back.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     commit_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2
-    chat: list[ProviderSpec] = msgspec.field(
-        default_factory=lambda: [ProviderSpec(name="local-llama")]
+    max_poll_interval_ms: Annotated[int, msgspec.Meta(ge=1000)] = 300_000
+    session_timeout_ms: Annotated[int, msgspec.Meta(ge=6000)] = 10_000
+    # Once-only execution and crash takeover through Redis (workers/idempotency.py).
+    idempotency: bool = True
+    lock_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    result_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 3600
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+    # Port of /healthz, /readyz and /metrics; 0 picks a free port, None serves nothing.
+    health_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    chat: list[ProviderSpec] = msgspec.field(default_factory=lambda: [_spec("local-llama")])
+    # Conversation memory of the generate worker; its Redis URL defaults to redis_url.
+    memory: ProviderSpec | None = msgspec.field(default_factory=lambda: _spec("redis"))
+    embeddings: list[ProviderSpec] = msgspec.field(default_factory=lambda: [_spec("local-minilm")])
+    embed_batching: EmbedBatching = msgspec.field(default_factory=EmbedBatching)
+    transcription: list[ProviderSpec] = msgspec.field(
+        default_factory=lambda: [_spec("local-whisper")]
     )
-    # Conversation memory; its Redis URL defaults to redis_url.
-    memory: ProviderSpec | None = msgspec.field(default_factory=lambda: ProviderSpec(name="redis"))
+    # Directories the transcribe worker may read `audio_url` paths from (none by default).
+    audio_roots: list[str] = msgspec.field(default_factory=list)
+    max_audio_bytes: Annotated[int, msgspec.Meta(ge=1)] = 25_000_000
+    # The vector store; Redis vector sets default to redis_url.
+    vector_store: ProviderSpec = msgspec.field(default_factory=lambda: _spec("redis"))
 
     def group_for(self, kind: str) -> str:
         return self.group_id or f"{self.namespace}.{kind}.workers"
+
+    def concurrency_for(self, kind: str) -> int:
+        return self.concurrency or DEFAULT_CONCURRENCY.get(kind, 4)
 
 
 _ENV = {

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from contracts.generate import ChatMessage
+from contracts.generate import ChatMessage, ToolCall, ToolSpec
 from contracts.usage import Usage
 
 
@@ -26,6 +26,8 @@ class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None
+    # Offered to the model; providers whose capabilities say tools=False ignore them.
+    tools: list[ToolSpec] | None = None
 
 
 class TextPiece(msgspec.Struct, frozen=True):
@@ -35,6 +37,8 @@ class TextPiece(msgspec.Struct, frozen=True):
 class ChatDone(msgspec.Struct, frozen=True, kw_only=True):
     finish_reason: str
     usage: Usage
+    # The calls the model asked for, assembled from the pieces streamed (finish "tool_calls").
+    tool_calls: list[ToolCall] | None = None
 
 
 ChatEvent = TextPiece | ChatDone

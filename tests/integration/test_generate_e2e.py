@@ -87,7 +87,7 @@ async def test_unknown_model_gets_a_clear_error_reply(
     with pytest.raises(FleetRequestError) as info:
         await client.generate("hi", model="gpt-imaginary", max_tokens=4)
     assert info.value.code is ErrorCode.NOT_FOUND
-    assert "unknown model 'gpt-imaginary'" in str(info.value)
+    assert "unknown chat model 'gpt-imaginary'" in str(info.value)
     assert MODEL in str(info.value)
     # The worker carries on.
     result = await client.generate("hi", model=MODEL, max_tokens=4)

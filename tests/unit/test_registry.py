@@ -12,8 +12,8 @@ from contracts import ConfigError, ErrorCode
 from providers import ProviderError, Registry, parse_config
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.local_llama import LocalLlamaChat
-from providers.chat.router import ChatRouter
 from providers.memory import MemoryStore, memory_stores
+from providers.router import ModelRouter
 
 
 class _Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,12 +70,12 @@ def test_builtin_providers_satisfy_their_protocols() -> None:
 
 
 def test_router_names_the_unknown_model_and_what_is_served() -> None:
-    router = ChatRouter([chat_providers.create("local-llama")])
+    router = ModelRouter("chat", [chat_providers.create("local-llama")])
     assert isinstance(router.resolve("smollm2-135m-instruct"), LocalLlamaChat)
     with pytest.raises(ProviderError) as info:
         router.resolve("gpt-9")
     assert info.value.code is ErrorCode.NOT_FOUND
-    assert "unknown model 'gpt-9'" in str(info.value)
+    assert "unknown chat model 'gpt-9'" in str(info.value)
     assert "smollm2-135m-instruct" in str(info.value)
-    with pytest.raises(ProviderError, match="provider 'openai' is not configured"):
+    with pytest.raises(ProviderError, match="chat provider 'openai' is not configured"):
         router.resolve("smollm2-135m-instruct", provider="openai")

@@ -1,0 +1,75 @@
+"""The embed handler: each request's texts go through the shared dynamic batcher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from contracts.codec import AnyRequest
+from contracts.embed import EmbedRequest
+from contracts.replies import EmbedResult, ReplyChunk
+from contracts.usage import Usage
+from providers.embeddings.base import EmbeddingProvider
+from providers.router import ModelRouter
+from workers.batching import DynamicBatcher, estimate_tokens
+from workers.metrics import WorkerMetrics
+from workers.replies import ChunkStamper
+from workers.settings import EmbedBatching
+
+
+class EmbedHandler:
+    kind = "embed"
+
+    def __init__(
+        self,
+        router: ModelRouter[EmbeddingProvider],
+        batching: EmbedBatching,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self._router = router
+        self._batching = batching
+        self._metrics = metrics
+        self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
+
+    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
+        assert isinstance(request, EmbedRequest)
+        provider = self._router.resolve(request.model, request.provider)
+        vectors = await self._batcher(provider, request.model).embed(request.texts)
+        # Usage is estimated per request: the model bills whole batches shared by requests.
+        tokens = sum(estimate_tokens(t) for t in request.texts)
+        yield EmbedResult(
+            request_id=stamper.request_id,
+            attempt=stamper.attempt,
+            seq=stamper.next_seq(),
+            model=request.model,
+            dimension=len(vectors[0]),
+            vectors=vectors,
+            custom_ids=request.custom_ids,
+            usage=Usage(input_tokens=tokens),
+        )
+
+    def _batcher(self, provider: EmbeddingProvider, model: str) -> DynamicBatcher:
+        key = (provider.name, model)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            limits = self._batching
+            max_texts = min(limits.max_texts, provider.capabilities.max_batch)
+            limits = EmbedBatching(
+                max_texts=max_texts, max_tokens=limits.max_tokens, max_wait_ms=limits.max_wait_ms
+            )
+
+            async def embed(texts: list[str]) -> list[list[float]]:
+                return (await provider.embed(texts, model=model)).vectors
+
+            batcher = DynamicBatcher(embed, limits, self._observe_batch)
+            self._batchers[key] = batcher
+        return batcher
+
+    def _observe_batch(self, size: int) -> None:
+        if self._metrics is not None:
+            self._metrics.batch_size.labels(self.kind).observe(size)
+
+    async def aclose(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.aclose()
+        for provider in self._router.providers:
+            await provider.aclose()

@@ -1,0 +1,69 @@
+"""A small HTTP endpoint per worker process: /healthz, /readyz and Prometheus /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from workers.metrics import WorkerMetrics
+
+_MAX_REQUEST_BYTES = 8192
+
+
+class HealthServer:
+    def __init__(
+        self,
+        metrics: WorkerMetrics,
+        is_ready: Callable[[], bool],
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._is_ready = is_ready
+        self._before_scrape = before_scrape
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the health server is not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, port: int, host: str = "0.0.0.0") -> None:
+        self._server = await asyncio.start_server(self._serve, host, port)
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            path = head[:_MAX_REQUEST_BYTES].split(b" ", 2)[1].decode(errors="replace")
+            status, content_type, body = await self._route(path)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, IndexError, TimeoutError):
+            status, content_type, body = "400 Bad Request", "text/plain", b"bad request\n"
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def _route(self, path: str) -> tuple[str, str, bytes]:
+        if path == "/healthz":
+            return "200 OK", "text/plain", b"ok\n"
+        if path == "/readyz":
+            if self._is_ready():
+                return "200 OK", "text/plain", b"ready\n"
+            return "503 Service Unavailable", "text/plain", b"not ready\n"
+        if path == "/metrics":
+            if self._before_scrape is not None:
+                await self._before_scrape()
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+        return "404 Not Found", "text/plain", b"not found\n"

@@ -1,0 +1,67 @@
+"""Prometheus metrics of one worker process (a registry per worker, no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class WorkerMetrics:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.registry = CollectorRegistry()
+        self.jobs = Counter(
+            "fleet_jobs",
+            "Jobs by outcome (ok, error, retried, replayed, expired, rejected)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "fleet_job_errors",
+            "Error replies by error code",
+            ["kind", "code"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "fleet_dead_letters",
+            "Messages sent to the dead-letter topic",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "fleet_job_duration_seconds",
+            "From the start of a job to its stored final reply",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_chunk = Histogram(
+            "fleet_time_to_first_chunk_seconds",
+            "From the start of a job to its first chunk",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "fleet_jobs_in_flight", "Jobs running now", ["kind"], registry=self.registry
+        )
+        self.tokens = Counter(
+            "fleet_tokens", "Tokens processed", ["kind", "type"], registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "fleet_batch_size",
+            "Texts per model call of the embed batcher",
+            ["kind"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "fleet_consumer_lag",
+            "Messages not yet consumed, per partition",
+            ["kind", "partition"],
+            registry=self.registry,
+        )
+
+    def outcome(self, outcome: str) -> None:
+        self.jobs.labels(self.kind, outcome).inc()

@@ -1,0 +1,115 @@
+"""Delayed retries through tier topics, so a job that must wait never blocks its partition.
+
+A retryable failure re-publishes the original message to the retry topic of the smallest
+tier that covers the wanted delay (backoff by retry count, or the provider's Retry-After).
+Every message on a tier waits the same time, so each tier's forwarder only ever waits for
+the message at its head, then moves it back onto the request topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts.names import Header, request_topic, retry_topic
+from providers.errors import ProviderError
+from workers.records import Record
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_retries: int = 3
+    # Delay tiers in seconds; retry n waits tiers[n] (the last tier repeats).
+    tiers_s: tuple[float, ...] = (1.0, 5.0, 30.0)
+
+
+def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
+    for key, value in headers:
+        if key == Header.RETRY_COUNT:
+            return int(value)
+    return 0
+
+
+class RetryScheduler:
+    def __init__(
+        self, producer: AIOKafkaProducer, kind: str, namespace: str, policy: RetryPolicy
+    ) -> None:
+        self._producer = producer
+        self._kind = kind
+        self._namespace = namespace
+        self.policy = policy
+
+    def topics(self) -> list[str]:
+        return [retry_topic(self._kind, d, self._namespace) for d in self.policy.tiers_s]
+
+    def exhausted(self, record: Record) -> bool:
+        return retry_count(record.headers) >= self.policy.max_retries
+
+    async def schedule(self, record: Record, error: ProviderError) -> None:
+        count = retry_count(record.headers)
+        wanted = self.policy.tiers_s[min(count, len(self.policy.tiers_s) - 1)]
+        if error.retry_after_s is not None:
+            wanted = max(wanted, error.retry_after_s)
+        delay = next((t for t in self.policy.tiers_s if t >= wanted), self.policy.tiers_s[-1])
+        not_before_ms = int((time.time() + delay) * 1000)
+        headers: Headers = [(k, v) for k, v in record.headers if not k.startswith("fleet-retry-")]
+        headers += [
+            (Header.RETRY_COUNT, str(count + 1).encode()),
+            (Header.RETRY_NOT_BEFORE_MS, str(not_before_ms).encode()),
+            (Header.RETRY_REASON, f"{error.code}: {error.detail}"[:500].encode()),
+        ]
+        topic = retry_topic(self._kind, delay, self._namespace)
+        await self._producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
+        log.info("retry %d of %s in %gs (%s)", count + 1, record.key, delay, error.code)
+
+
+class RetryForwarder:
+    """Moves due messages from one retry tier back onto the request topic."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        kind: str,
+        namespace: str,
+        delay_s: float,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._source = retry_topic(kind, delay_s, namespace)
+        self._target = request_topic(kind, namespace)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self._consumer.subscribe([self._source])
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=100)
+            for tp, records in batches.items():
+                for record in records:
+                    if not await self._wait_until_due(record):
+                        return  # stopping: uncommitted records are forwarded by the next owner
+                    await self._producer.send_and_wait(
+                        self._target, record.value, key=record.key, headers=record.headers
+                    )
+                    await self._consumer.commit({tp: record.offset + 1})
+
+    async def _wait_until_due(self, record: Record) -> bool:
+        due_ms = next((int(v) for k, v in record.headers if k == Header.RETRY_NOT_BEFORE_MS), 0)
+        wait_s = due_ms / 1000 - time.time()
+        if wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait_s)
+        return not self._stopping.is_set()

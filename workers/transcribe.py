@@ -1,0 +1,59 @@
+"""The transcribe handler: segments streamed as the model decodes them, then the full text."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from contracts.codec import AnyRequest
+from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
+from contracts.transcribe import TranscribeRequest
+from providers.router import ModelRouter
+from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
+from workers.audio import AudioLoader
+from workers.replies import ChunkStamper
+
+
+class TranscribeHandler:
+    kind = "transcribe"
+
+    def __init__(self, router: ModelRouter[TranscriptionProvider], audio: AudioLoader) -> None:
+        self._router = router
+        self._audio = audio
+
+    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
+        assert isinstance(request, TranscribeRequest)
+        provider = self._router.resolve(request.model, request.provider)
+        audio = request.audio
+        if audio is None:
+            assert request.audio_url is not None  # the contract demands one of the two
+            audio = await self._audio.load(request.audio_url)
+        done: TranscriptionDone | None = None
+        stream = provider.transcribe(audio, model=request.model, language=request.language)
+        async for event in stream:
+            if isinstance(event, Segment):
+                yield TranscriptSegment(
+                    request_id=stamper.request_id,
+                    attempt=stamper.attempt,
+                    seq=stamper.next_seq(),
+                    start_s=event.start_s,
+                    end_s=event.end_s,
+                    text=event.text,
+                )
+            else:
+                done = event
+        if done is None:
+            raise RuntimeError(f"transcription provider {provider.name!r} ended without a result")
+        yield TranscribeResult(
+            request_id=stamper.request_id,
+            attempt=stamper.attempt,
+            seq=stamper.next_seq(),
+            model=request.model,
+            text=done.text,
+            language=done.language,
+            duration_s=done.duration_s,
+        )
+
+    async def aclose(self) -> None:
+        for provider in self._router.providers:
+            await provider.aclose()
+        await self._audio.aclose()

@@ -1,0 +1,101 @@
+"""The vectors handler: upsert (embedding texts first), delete and query one store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from contracts.codec import AnyRequest
+from contracts.errors import ErrorCode
+from contracts.replies import ReplyChunk, VectorMatch, VectorResult
+from contracts.vectors import VectorDeleteRequest, VectorQueryRequest, VectorUpsertRequest
+from providers.embeddings.base import EmbeddingProvider
+from providers.errors import ProviderError
+from providers.router import ModelRouter
+from providers.vectorstores.base import VectorItem, VectorStore
+from workers.replies import ChunkStamper
+
+
+class VectorsHandler:
+    kind = "vectors"
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedders: ModelRouter[EmbeddingProvider],
+        default_embed_model: str | None,
+    ) -> None:
+        self._store = store
+        self._embedders = embedders
+        self._default_embed_model = default_embed_model
+
+    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
+        assert isinstance(request, VectorUpsertRequest | VectorDeleteRequest | VectorQueryRequest)
+        if request.store is not None and request.store != self._store.name:
+            raise ProviderError(
+                ErrorCode.NOT_FOUND,
+                "vectors.route",
+                f"vector store {request.store!r} is not configured on this worker; "
+                f"configured: {self._store.name}",
+            )
+        if isinstance(request, VectorUpsertRequest):
+            written = await self._store.upsert(request.collection, await self._items(request))
+            yield _result(stamper, request.collection, upserted=written)
+        elif isinstance(request, VectorDeleteRequest):
+            deleted = await self._store.delete(request.collection, request.ids)
+            yield _result(stamper, request.collection, deleted=deleted)
+        else:
+            vector = request.vector
+            if vector is None:
+                assert request.text is not None  # the contract demands one of the two
+                vector = (await self._embed([request.text], request.embed_model))[0]
+            matches = await self._store.query(
+                request.collection, vector, top_k=request.top_k, filter=request.filter
+            )
+            yield _result(stamper, request.collection, matches=matches)
+
+    async def _items(self, request: VectorUpsertRequest) -> list[VectorItem]:
+        to_embed = [r.text for r in request.records if r.vector is None and r.text is not None]
+        embedded = iter(await self._embed(to_embed, request.embed_model) if to_embed else [])
+        return [
+            VectorItem(
+                id=r.id,
+                vector=r.vector if r.vector is not None else next(embedded),
+                metadata=r.metadata,
+            )
+            for r in request.records
+        ]
+
+    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+        chosen = model or self._default_embed_model
+        if chosen is None:
+            raise ProviderError(
+                ErrorCode.INVALID_INPUT,
+                "vectors.embed",
+                "records without vectors need `embed_model` (no default embedder configured)",
+            )
+        provider = self._embedders.resolve(chosen)
+        return (await provider.embed(texts, model=chosen)).vectors
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+        for provider in self._embedders.providers:
+            await provider.aclose()
+
+
+def _result(
+    stamper: ChunkStamper,
+    collection: str,
+    *,
+    upserted: int = 0,
+    deleted: int = 0,
+    matches: list[VectorMatch] | None = None,
+) -> VectorResult:
+    return VectorResult(
+        request_id=stamper.request_id,
+        attempt=stamper.attempt,
+        seq=stamper.next_seq(),
+        collection=collection,
+        upserted=upserted,
+        deleted=deleted,
+        matches=matches,
+    )
