@@ -46,6 +46,7 @@ class Header:
     DLQ_SOURCE_PARTITION: Final = "fleet-dlq-source-partition"
     DLQ_SOURCE_OFFSET: Final = "fleet-dlq-source-offset"
     TRACEPARENT: Final = "traceparent"
+    TRACESTATE: Final = "tracestate"
     RETRY_COUNT: Final = "fleet-retry-count"
     RETRY_NOT_BEFORE_MS: Final = "fleet-retry-not-before-ms"
     RETRY_REASON: Final = "fleet-retry-reason"

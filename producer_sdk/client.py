@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypedDict, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from contracts.codec import AnyRequest, encode
+from contracts.embed import EmbedRequest
 from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.generate import ChatMessage, GenerateRequest
@@ -26,11 +27,40 @@ from contracts.names import (
     reply_topic,
     request_topic,
 )
-from contracts.replies import ErrorReply, Final, GenerateResult, ReplyChunk, TextDelta
+from contracts.replies import (
+    EmbedResult,
+    ErrorReply,
+    Final,
+    GenerateResult,
+    ReplyChunk,
+    TextDelta,
+    TranscribeResult,
+    TranscriptSegment,
+    VectorResult,
+)
+from contracts.transcribe import TranscribeRequest
+from contracts.vectors import (
+    Metadata,
+    VectorDeleteRequest,
+    VectorQueryRequest,
+    VectorRecord,
+    VectorUpsertRequest,
+)
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import ReplyRouter, StreamRestarted
 
 GenerateEvent = TextDelta | StreamRestarted | GenerateResult
+TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
+
+F = TypeVar("F", bound=Final)
+
+
+class _Head(TypedDict):
+    request_id: str
+    tenant: str
+    reply_to: ReplyAddress
+    deadline_ms: int
+
 
 # Replies older than this are useless: the reply topic keeps them no longer.
 _REPLY_RETENTION_MS = 3_600_000
@@ -119,7 +149,7 @@ class FleetClient:
         stop: list[str] | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
-    ) -> AsyncIterator[GenerateEvent]:
+    ) -> AsyncGenerator[GenerateEvent, None]:
         """Yield text deltas as the model writes them, then the GenerateResult.
 
         A StreamRestarted event means the job was redone from the start: drop the text
@@ -127,12 +157,9 @@ class FleetClient:
         """
         if isinstance(messages, str):
             messages = [ChatMessage(role="user", content=messages)]
-        timeout = self.default_timeout_s if timeout_s is None else timeout_s
+        head, timeout = self._head(request_id, timeout_s)
         request = GenerateRequest(
-            request_id=request_id or uuid.uuid4().hex,
-            tenant=self.tenant,
-            reply_to=self.reply_address,
-            deadline_ms=int((time.time() + timeout) * 1000),
+            **head,
             model=model,
             messages=list(messages),
             provider=provider,
@@ -147,19 +174,153 @@ class FleetClient:
                 yield item
 
     async def generate(
-        self, messages: str | Sequence[ChatMessage], *, model: str, **options: object
+        self, messages: str | Sequence[ChatMessage], *, model: str, **options: Any
     ) -> GenerateResult:
-        """The complete answer of a generate request."""
-        result: GenerateResult | None = None
-        async for item in self.stream_generate(messages, model=model, **options):  # type: ignore[arg-type]
-            if isinstance(item, GenerateResult):
-                result = item
-        assert result is not None  # _call ends only on a Final or an exception
-        return result
+        """The complete answer of a generate request (see ``stream_generate``)."""
+        stream = self.stream_generate(messages, model=model, **options)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, GenerateResult):
+                    return item
+        raise AssertionError("a reply stream ends with its final chunk or an exception")
+
+    async def embed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str,
+        provider: str | None = None,
+        custom_ids: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> EmbedResult:
+        """Vectors for one text or a list of texts, in input order."""
+        head, timeout = self._head(request_id, timeout_s)
+        request = EmbedRequest(
+            **head,
+            model=model,
+            texts=[texts] if isinstance(texts, str) else list(texts),
+            provider=provider,
+            custom_ids=list(custom_ids) if custom_ids is not None else None,
+        )
+        return await self._final("embed", request, timeout, EmbedResult)
+
+    async def stream_transcribe(
+        self,
+        audio: bytes | None = None,
+        *,
+        model: str,
+        audio_url: str | None = None,
+        language: str | None = None,
+        provider: str | None = None,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> AsyncGenerator[TranscribeEvent, None]:
+        """Yield transcript segments as they are decoded, then the TranscribeResult."""
+        head, timeout = self._head(request_id, timeout_s)
+        request = TranscribeRequest(
+            **head,
+            model=model,
+            audio=audio,
+            audio_url=audio_url,
+            language=language,
+            provider=provider,
+        )
+        async for item in self._call("transcribe", request, timeout):
+            if isinstance(item, TranscriptSegment | StreamRestarted | TranscribeResult):
+                yield item
+
+    async def transcribe(
+        self, audio: bytes | None = None, *, model: str, **options: Any
+    ) -> TranscribeResult:
+        stream = self.stream_transcribe(audio, model=model, **options)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, TranscribeResult):
+                    return item
+        raise AssertionError("a reply stream ends with its final chunk or an exception")
+
+    async def upsert(
+        self,
+        collection: str,
+        records: Sequence[VectorRecord],
+        *,
+        embed_model: str | None = None,
+        store: str | None = None,
+        timeout_s: float | None = None,
+    ) -> VectorResult:
+        """Insert or replace records; records with `text` and no `vector` are embedded first."""
+        head, timeout = self._head(None, timeout_s)
+        request = VectorUpsertRequest(
+            **head,
+            collection=collection,
+            records=list(records),
+            embed_model=embed_model,
+            store=store,
+        )
+        return await self._final("vectors", request, timeout, VectorResult)
+
+    async def delete(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        *,
+        store: str | None = None,
+        timeout_s: float | None = None,
+    ) -> VectorResult:
+        head, timeout = self._head(None, timeout_s)
+        request = VectorDeleteRequest(**head, collection=collection, ids=list(ids), store=store)
+        return await self._final("vectors", request, timeout, VectorResult)
+
+    async def query(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float] | None = None,
+        text: str | None = None,
+        top_k: int = 10,
+        filter: Metadata | None = None,
+        embed_model: str | None = None,
+        store: str | None = None,
+        timeout_s: float | None = None,
+    ) -> VectorResult:
+        """The top_k closest records to a vector or to a text (embedded by the worker)."""
+        head, timeout = self._head(None, timeout_s)
+        request = VectorQueryRequest(
+            **head,
+            collection=collection,
+            vector=list(vector) if vector is not None else None,
+            text=text,
+            top_k=top_k,
+            filter=filter,
+            embed_model=embed_model,
+            store=store,
+        )
+        return await self._final("vectors", request, timeout, VectorResult)
+
+    def _head(self, request_id: str | None, timeout_s: float | None) -> tuple[_Head, float]:
+        timeout = self.default_timeout_s if timeout_s is None else timeout_s
+        head: _Head = {
+            "request_id": request_id or uuid.uuid4().hex,
+            "tenant": self.tenant,
+            "reply_to": self.reply_address,
+            "deadline_ms": int((time.time() + timeout) * 1000),
+        }
+        return head, timeout
+
+    async def _final(
+        self, kind: str, request: AnyRequest, timeout_s: float, expected: type[F]
+    ) -> F:
+        stream = self._call(kind, request, timeout_s)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, expected):
+                    return item
+        raise AssertionError("a reply stream ends with its final chunk or an exception")
 
     async def _call(
         self, kind: str, request: AnyRequest, timeout_s: float
-    ) -> AsyncIterator[ReplyChunk | StreamRestarted]:
+    ) -> AsyncGenerator[ReplyChunk | StreamRestarted, None]:
         router = self.router
         inbox = router.open(request.request_id)
         deadline = time.monotonic() + timeout_s
@@ -180,7 +341,7 @@ class FleetClient:
                 if isinstance(item, Final):
                     return
         finally:
-            router.close(request.request_id)
+            router.close(inbox)
 
     async def _send(self, kind: str, request: AnyRequest) -> None:
         if self._producer is None:

@@ -67,8 +67,10 @@ class ReplyRouter:
         self._inboxes[request_id] = inbox
         return inbox
 
-    def close(self, request_id: str) -> None:
-        self._inboxes.pop(request_id, None)
+    def close(self, inbox: ReplyInbox) -> None:
+        # Only this inbox: a later call may already wait under the same request id.
+        if self._inboxes.get(inbox.request_id) is inbox:
+            del self._inboxes[inbox.request_id]
 
     async def run(self) -> None:
         async for message in self._consumer:

@@ -44,4 +44,5 @@ def decode_secret(type_: type, value: Any) -> Any:
     """msgspec ``dec_hook``: builds Secret fields of provider configs from plain strings."""
     if type_ is Secret and isinstance(value, str):
         return Secret(value)
-    raise NotImplementedError(f"cannot convert {type(value).__name__} to {type_.__name__}")
+    # TypeError lets msgspec report it as a ValidationError naming the field.
+    raise TypeError(f"cannot convert {type(value).__name__} to {type_.__name__}")

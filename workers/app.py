@@ -106,6 +106,13 @@ class Worker:
         self._loops: list[JobConsumer | RetryForwarder] = []
         self._stop_requested = asyncio.Event()
 
+    @property
+    def jobs(self) -> JobConsumer:
+        """The consume loop of the request topic (exists once ``run`` has started it)."""
+        main = self._loops[0] if self._loops else None
+        assert isinstance(main, JobConsumer), "the worker is not running"
+        return main
+
     def stop(self) -> None:
         """Stop fetching; in-flight jobs finish (or are handed back), offsets are committed."""
         self._stop_requested.set()

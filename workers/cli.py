@@ -13,14 +13,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from subprocess import Popen
 
 from contracts.errors import FleetError
+from contracts.names import JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
-from workers.settings import DEFAULT_BOOTSTRAP, load_settings
+from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
 from workers.topics import ensure_topics, kind_topics
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except FleetError as exc:
@@ -43,10 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     worker = sub.add_parser("worker", help="run one category's worker (a consumer-group member)")
-    worker.add_argument("kind", choices=["generate"])
+    worker.add_argument("kind", choices=JOB_KINDS)
     worker.add_argument("--config", type=Path, help="TOML settings file")
     worker.add_argument("--concurrency", type=int, help="jobs in flight at once")
+    worker.add_argument("--health-port", type=int, help="serve /healthz, /readyz, /metrics")
     worker.set_defaults(func=_cmd_worker)
+
+    dev = sub.add_parser("dev", help="run the whole local fleet: one worker per kind")
+    dev.add_argument("--kinds", nargs="+", choices=JOB_KINDS, default=list(JOB_KINDS))
+    dev.add_argument("--config", type=Path, help="TOML settings file for every worker")
+    dev.add_argument("--health-base-port", type=int, default=9400)
+    dev.set_defaults(func=_cmd_dev)
 
     for name, helptext in (
         ("chat", "send one generate request and stream the answer"),
@@ -74,21 +85,72 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, concurrency=args.concurrency)
+    settings = load_settings(
+        args.config, concurrency=args.concurrency, health_port=args.health_port
+    )
     asyncio.run(_run_worker(args.kind, settings))
     return 0
 
 
-async def _run_worker(kind: str, settings: object) -> None:
+async def _run_worker(kind: str, settings: WorkerSettings) -> None:
     from workers.app import Worker, build_handler  # imports the model libraries
-    from workers.settings import WorkerSettings
+    from workers.metrics import WorkerMetrics
 
-    assert isinstance(settings, WorkerSettings)
-    worker = Worker(kind, settings, await build_handler(kind, settings))
+    metrics = WorkerMetrics(kind)
+    worker = Worker(kind, settings, await build_handler(kind, settings, metrics), metrics)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     await worker.run()
+
+
+def _spawn_worker(kind: str, config: Path | None, health_port: int, log_path: Path) -> Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "worker",
+        kind,
+        "--health-port",
+        str(health_port),
+    ]
+    if config is not None:
+        command += ["--config", str(config)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def _stop_all(processes: list[Popen[bytes]], timeout_s: float = 40.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        if process.poll() is None:
+            process.kill()
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    processes = []
+    for i, kind in enumerate(args.kinds):
+        port = args.health_base_port + i
+        log_path = LOG_DIR / f"worker-{kind}.log"
+        processes.append(_spawn_worker(kind, args.config, port, log_path))
+        print(f"[fleet] {kind} worker: http://127.0.0.1:{port}/metrics, log {log_path}")
+    print("[fleet] running; Ctrl-C stops the fleet", flush=True)
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        failed = [k for k, p in zip(args.kinds, processes, strict=True) if p.poll() is not None]
+        print(f"fleet: the {', '.join(failed)} worker exited; see {LOG_DIR}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_all(processes)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ class JobConsumer:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once the first partitions are assigned
+        self.revocations = 0  # rebalances that took partitions away from this consumer
 
     def stop(self) -> None:
         """Stop fetching; ``run`` then finishes in-flight jobs, commits and returns."""
@@ -131,6 +132,8 @@ class JobConsumer:
         await asyncio.gather(*still_running, return_exceptions=True)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self.revocations += 1
         tasks = [t for t, tp in self._tasks.items() if tp in revoked]
         await self._drain(tasks, self._shutdown_grace_s)
         await self._commit(list(revoked))

@@ -102,7 +102,7 @@ class RetryForwarder:
                     if not await self._wait_until_due(record):
                         return  # stopping: uncommitted records are forwarded by the next owner
                     await self._producer.send_and_wait(
-                        self._target, record.value, key=record.key, headers=record.headers
+                        self._target, record.value, key=record.key, headers=list(record.headers)
                     )
                     await self._consumer.commit({tp: record.offset + 1})
 

@@ -1,0 +1,353 @@
+"""Chat over the Anthropic Messages API, streamed (server-sent events), with tool use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from typing import Annotated, Any, Final
+
+import httpx
+import msgspec
+
+from contracts.errors import ErrorCode
+from contracts.generate import ChatMessage, ToolCall
+from contracts.usage import Usage
+from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.circuit import CircuitBreaker, CircuitState
+from providers.errors import ProviderError
+from providers.http import (
+    HttpClient,
+    HttpConfig,
+    Redactor,
+    auth_headers,
+    error_from_body,
+    error_from_exception,
+    iter_sse,
+    raise_for_status,
+)
+from providers.registry import parse_config
+from providers.retry import stream_with_retry
+
+
+class AnthropicChatConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str = "anthropic"
+    base_url: str = "https://api.anthropic.com"
+    anthropic_version: str = "2023-06-01"
+    # The Messages API requires max_tokens; this is used when a request sets none.
+    default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    tools: bool = True
+    max_context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+# Finish reasons in the words the rest of the fleet (and the OpenAI dialect) uses.
+_FINISH: Final[Mapping[str, str]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+# One struct for every event type, all fields optional: the API adds event and delta
+# types over time and asks clients to ignore the ones they do not know.
+class _Block(msgspec.Struct, frozen=True):
+    type: str = ""
+    id: str | None = None
+    name: str | None = None
+    text: str | None = None
+
+
+class _Delta(msgspec.Struct, frozen=True):
+    type: str | None = None
+    text: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _Usage(msgspec.Struct, frozen=True):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+    def total_input(self) -> int | None:
+        if self.input_tokens is None:
+            return None
+        # Cached prompt tokens are reported apart; the job still consumed them.
+        cached = (self.cache_creation_input_tokens or 0) + (self.cache_read_input_tokens or 0)
+        return self.input_tokens + cached
+
+
+class _Message(msgspec.Struct, frozen=True):
+    usage: _Usage | None = None
+
+
+class _Event(msgspec.Struct, frozen=True):
+    type: str
+    index: int = 0
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: dict[str, Any] | None = None
+
+
+_EVENT = msgspec.json.Decoder(_Event)
+
+
+class _ToolUse:
+    __slots__ = ("id", "json", "name")
+
+    def __init__(self, id: str, name: str) -> None:
+        self.id = id
+        self.name = name
+        self.json: list[str] = []
+
+    def build(self) -> ToolCall:
+        return ToolCall(id=self.id, name=self.name, arguments="".join(self.json) or "{}")
+
+
+class _StreamState:
+    """What a stream has told us so far, beyond the text already yielded."""
+
+    def __init__(self) -> None:
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.stop_reason: str | None = None
+        self.tools: dict[int, _ToolUse] = {}
+        self.stopped = False
+
+    def usage(self, usage: _Usage | None) -> None:
+        if usage is None:
+            return
+        total_input = usage.total_input()
+        if total_input is not None:
+            self.input_tokens = total_input
+        if usage.output_tokens is not None:
+            self.output_tokens = usage.output_tokens  # cumulative, so the last one wins
+
+    def done(self) -> ChatDone:
+        reason = self.stop_reason or "stop"
+        calls = [self.tools[i].build() for i in sorted(self.tools)] or None
+        return ChatDone(
+            finish_reason=_FINISH.get(reason, reason),
+            usage=Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
+            tool_calls=calls,
+        )
+
+
+class AnthropicChat:
+    """The Messages API; retries and a circuit breaker wrap every call."""
+
+    def __init__(
+        self,
+        config: AnthropicChatConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = config.name
+        self._config = config
+        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
+        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
+        self._redact = Redactor([config.api_key])
+        self._sleep = sleep
+        self._base = config.base_url.rstrip("/")
+        self._op = f"{config.name}.chat"
+
+    def __repr__(self) -> str:
+        return (
+            f"AnthropicChat(name={self.name!r}, base_url={self._base!r}, "
+            f"models={self._config.models!r})"
+        )
+
+    @property
+    def capabilities(self) -> ChatCapabilities:
+        return ChatCapabilities(
+            models=tuple(self._config.models),
+            streaming=True,
+            tools=self._config.tools,
+            max_context_tokens=self._config.max_context_tokens,
+        )
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    async def load(self) -> None:
+        """Nothing to load: the connection pool fills on the first call."""
+
+    async def health(self) -> bool:
+        """The API answers an authenticated GET /v1/models (and the circuit is not open)."""
+        if self._breaker.state is CircuitState.OPEN:
+            return False
+        try:
+            response = await self._http.client.get(
+                f"{self._base}/v1/models", headers=self._headers()
+            )
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        if params.model not in self._config.models:
+            raise ProviderError(
+                ErrorCode.NOT_FOUND,
+                self._op,
+                f"model {params.model!r} is not served here; available: "
+                f"{', '.join(self._config.models)}",
+            )
+        body = msgspec.json.encode(self._body(messages, params))
+        stream = stream_with_retry(
+            lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
+        )
+        async with aclosing(stream):
+            async for event in stream:
+                yield event
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            **self._config.headers,
+            "anthropic-version": self._config.anthropic_version,
+            **auth_headers(self._config.api_key, header="x-api-key", bearer=False),
+        }
+
+    def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        body: dict[str, Any] = {
+            "model": params.model,
+            "max_tokens": params.max_tokens or self._config.default_max_tokens,
+            "messages": [self._message(m) for m in messages if m.role != "system"],
+            "stream": True,
+        }
+        if system:
+            body["system"] = system
+        if params.temperature is not None:
+            # Anthropic's range is 0..1; the contract allows OpenAI's 0..2.
+            body["temperature"] = min(params.temperature, 1.0)
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop:
+            body["stop_sequences"] = params.stop
+        if params.tools and self._config.tools:
+            body["tools"] = [
+                {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "input_schema": tool.parameters or {"type": "object", "properties": {}},
+                }
+                for tool in params.tools
+            ]
+        return body
+
+    def _message(self, message: ChatMessage) -> dict[str, Any]:
+        if message.role == "tool":
+            # Tool results go back as a user turn holding a tool_result block.
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id or "",
+                "content": message.content,
+            }
+            return {"role": "user", "content": [block]}
+        if message.role == "assistant" and message.tool_calls:
+            blocks: list[dict[str, Any]] = []
+            if message.content:
+                blocks.append({"type": "text", "text": message.content})
+            for call in message.tool_calls:
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": self._args(call),
+                    }
+                )
+            return {"role": "assistant", "content": blocks}
+        return {"role": message.role, "content": message.content}
+
+    def _args(self, call: ToolCall) -> Any:
+        try:
+            return msgspec.json.decode(call.arguments or "{}")
+        except msgspec.DecodeError as exc:
+            raise ProviderError(
+                ErrorCode.INVALID_INPUT,
+                self._op,
+                f"tool call {call.id!r} has arguments that are not JSON: {exc}",
+            ) from exc
+
+    async def _attempt(self, body: bytes) -> AsyncGenerator[ChatEvent, None]:
+        headers = {**self._headers(), "content-type": "application/json"}
+        with self._breaker.guard():
+            try:
+                async with self._http.client.stream(
+                    "POST", f"{self._base}/v1/messages", content=body, headers=headers
+                ) as response:
+                    await raise_for_status(response, op=self._op, redact=self._redact)
+                    async for event in self._events(response):
+                        yield event
+            except httpx.HTTPError as exc:
+                raise error_from_exception(exc, op=self._op, redact=self._redact) from exc
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[ChatEvent]:
+        state = _StreamState()
+        async for sse in iter_sse(response.aiter_lines()):
+            event = self._decode(sse.data)
+            if event.type == "error":
+                # e.g. overloaded_error after the 200: the status is long gone, the type
+                # says what happened.
+                raise error_from_body(
+                    None, {"error": event.error}, op=self._op, redact=self._redact
+                )
+            if event.type == "message_start" and event.message is not None:
+                state.usage(event.message.usage)
+            elif event.type == "content_block_start" and event.content_block is not None:
+                block = event.content_block
+                if block.type == "tool_use":
+                    state.tools[event.index] = _ToolUse(block.id or "", block.name or "")
+                elif block.type == "text" and block.text:
+                    yield TextPiece(block.text)
+            elif event.type == "content_block_delta" and event.delta is not None:
+                delta = event.delta
+                if delta.type == "text_delta" and delta.text:
+                    yield TextPiece(delta.text)
+                elif delta.type == "input_json_delta" and delta.partial_json:
+                    tool = state.tools.get(event.index)
+                    if tool is not None:
+                        tool.json.append(delta.partial_json)
+            elif event.type == "message_delta":
+                if event.delta is not None and event.delta.stop_reason:
+                    state.stop_reason = event.delta.stop_reason
+                state.usage(event.usage)
+            elif event.type == "message_stop":
+                state.stopped = True
+                break
+        if not state.stopped:
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN, self._op, "the stream ended before message_stop"
+            )
+        yield state.done()
+
+    def _decode(self, data: str) -> _Event:
+        try:
+            return _EVENT.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN,
+                self._op,
+                f"malformed stream event: {self._redact(str(exc))}",
+            ) from exc
+
+
+def create(config: Mapping[str, Any]) -> AnthropicChat:
+    parsed = parse_config(str(config.get("name", "anthropic")), config, AnthropicChatConfig)
+    return AnthropicChat(parsed)

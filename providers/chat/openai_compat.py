@@ -1,0 +1,298 @@
+"""Chat over the OpenAI Chat Completions API, streamed; with base_url it also serves vLLM,
+Ollama, LM Studio, TGI and most hosted gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from typing import Annotated, Any, Literal
+
+import httpx
+import msgspec
+
+from contracts.errors import ErrorCode
+from contracts.generate import ChatMessage, ToolCall
+from contracts.usage import Usage
+from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.circuit import CircuitBreaker, CircuitState
+from providers.errors import ProviderError
+from providers.http import (
+    HttpClient,
+    HttpConfig,
+    Redactor,
+    auth_headers,
+    error_from_body,
+    error_from_exception,
+    iter_sse,
+    raise_for_status,
+)
+from providers.registry import parse_config
+from providers.retry import stream_with_retry
+
+
+class OpenAIChatConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str = "openai"  # set it to run several instances (e.g. "vllm") side by side
+    base_url: str = "https://api.openai.com/v1"
+    tools: bool = True
+    max_context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # OpenAI's reasoning models refuse max_tokens; many compatible servers only know it.
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Servers that reject stream_options (some older gateways) can turn it off; usage is
+    # then reported as zero.
+    stream_usage: bool = True
+
+
+# The streamed chunk, as much of it as we read. Every field is optional because compatible
+# servers differ (vLLM ends with "choices": null; OpenAI sends "usage": null until the end).
+class _FunctionDelta(msgspec.Struct, frozen=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct, frozen=True):
+    index: int = 0
+    id: str | None = None
+    function: _FunctionDelta | None = None
+
+
+class _Delta(msgspec.Struct, frozen=True):
+    content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _Choice(msgspec.Struct, frozen=True):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Chunk(msgspec.Struct, frozen=True):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: dict[str, Any] | str | None = None
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+_DONE = "[DONE]"
+
+
+class _ToolCallParts:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def add(self, delta: _ToolCallDelta) -> None:
+        # The id and name come in the first piece; some servers repeat them on every one.
+        if delta.id and not self.id:
+            self.id = delta.id
+        if delta.function is not None:
+            if delta.function.name and not self.name:
+                self.name = delta.function.name
+            if delta.function.arguments:
+                self.arguments.append(delta.function.arguments)
+
+    def build(self) -> ToolCall:
+        return ToolCall(id=self.id, name=self.name, arguments="".join(self.arguments) or "{}")
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name is not None:
+        out["name"] = message.name
+    if message.tool_calls:
+        out["content"] = message.content or None  # an assistant turn that only calls tools
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+class OpenAIChat:
+    """One OpenAI-compatible endpoint; retries and a circuit breaker wrap every call."""
+
+    def __init__(
+        self,
+        config: OpenAIChatConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = config.name
+        self._config = config
+        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
+        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
+        self._redact = Redactor([config.api_key])
+        self._sleep = sleep
+        self._base = config.base_url.rstrip("/")
+        self._op = f"{config.name}.chat"
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIChat(name={self.name!r}, base_url={self._base!r}, "
+            f"models={self._config.models!r})"
+        )
+
+    @property
+    def capabilities(self) -> ChatCapabilities:
+        return ChatCapabilities(
+            models=tuple(self._config.models),
+            streaming=True,
+            tools=self._config.tools,
+            max_context_tokens=self._config.max_context_tokens,
+        )
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    async def load(self) -> None:
+        """Nothing to load: the connection pool fills on the first call."""
+
+    async def health(self) -> bool:
+        """The endpoint answers an authenticated GET /models (and the circuit is not open)."""
+        if self._breaker.state is CircuitState.OPEN:
+            return False
+        try:
+            response = await self._http.client.get(f"{self._base}/models", headers=self._headers())
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        if params.model not in self._config.models:
+            raise ProviderError(
+                ErrorCode.NOT_FOUND,
+                self._op,
+                f"model {params.model!r} is not served here; available: "
+                f"{', '.join(self._config.models)}",
+            )
+        body = msgspec.json.encode(self._body(messages, params))
+        stream = stream_with_retry(
+            lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
+        )
+        async with aclosing(stream):
+            async for event in stream:
+                yield event
+
+    def _headers(self) -> dict[str, str]:
+        return {**self._config.headers, **auth_headers(self._config.api_key)}
+
+    def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": params.model,
+            "messages": [_message(m) for m in messages],
+            "stream": True,
+        }
+        if self._config.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        if params.max_tokens is not None:
+            body[self._config.max_tokens_field] = params.max_tokens
+        if params.temperature is not None:
+            body["temperature"] = params.temperature
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop:
+            body["stop"] = params.stop
+        if params.tools and self._config.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters or {"type": "object", "properties": {}},
+                    },
+                }
+                for tool in params.tools
+            ]
+        return body
+
+    async def _attempt(self, body: bytes) -> AsyncGenerator[ChatEvent, None]:
+        headers = {**self._headers(), "content-type": "application/json"}
+        with self._breaker.guard():
+            try:
+                async with self._http.client.stream(
+                    "POST", f"{self._base}/chat/completions", content=body, headers=headers
+                ) as response:
+                    await raise_for_status(response, op=self._op, redact=self._redact)
+                    async for event in self._events(response):
+                        yield event
+            except httpx.HTTPError as exc:
+                raise error_from_exception(exc, op=self._op, redact=self._redact) from exc
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[ChatEvent]:
+        finish_reason: str | None = None
+        usage = Usage()
+        calls: dict[int, _ToolCallParts] = {}
+        done = False
+        async for sse in iter_sse(response.aiter_lines()):
+            if sse.data.strip() == _DONE:
+                done = True
+                break
+            chunk = self._decode(sse.data)
+            if chunk.error is not None:
+                raise error_from_body(
+                    None, {"error": chunk.error}, op=self._op, redact=self._redact
+                )
+            if chunk.usage is not None:
+                usage = Usage(
+                    input_tokens=chunk.usage.prompt_tokens,
+                    output_tokens=chunk.usage.completion_tokens,
+                )
+            for choice in chunk.choices or ():
+                if choice.index != 0:
+                    continue  # we never ask for n > 1
+                if choice.finish_reason:
+                    finish_reason = choice.finish_reason
+                delta = choice.delta
+                if delta is None:
+                    continue
+                for piece in delta.tool_calls or ():
+                    calls.setdefault(piece.index, _ToolCallParts()).add(piece)
+                if delta.content:
+                    yield TextPiece(delta.content)
+        if not done and finish_reason is None:
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN, self._op, "the stream ended before the answer was complete"
+            )
+        tool_calls = [calls[i].build() for i in sorted(calls)] or None
+        yield ChatDone(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls)
+
+    def _decode(self, data: str) -> _Chunk:
+        try:
+            return _CHUNK.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN,
+                self._op,
+                f"malformed stream chunk: {self._redact(str(exc))}",
+            ) from exc
+
+
+def create(config: Mapping[str, Any]) -> OpenAIChat:
+    parsed = parse_config(str(config.get("name", "openai")), config, OpenAIChatConfig)
+    return OpenAIChat(parsed)

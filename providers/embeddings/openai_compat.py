@@ -1,0 +1,210 @@
+"""Embeddings over the OpenAI embeddings API (and compatible servers: vLLM, Ollama, TEI)."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import base64
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Literal
+
+import httpx
+import msgspec
+
+from contracts.errors import ErrorCode
+from contracts.usage import Usage
+from providers.circuit import CircuitBreaker, CircuitState
+from providers.embeddings.base import EmbeddingCapabilities, Embeddings
+from providers.errors import ProviderError
+from providers.http import (
+    HttpClient,
+    HttpConfig,
+    Redactor,
+    auth_headers,
+    decode_json,
+    error_from_exception,
+    raise_for_status,
+)
+from providers.registry import parse_config
+from providers.retry import call_with_retry, with_timeout
+
+
+class OpenAIEmbeddingsConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str = "openai"
+    base_url: str = "https://api.openai.com/v1"
+    dimension: Annotated[int, msgspec.Meta(ge=1)]
+    # Send `dimensions` to shorten vectors server-side (text-embedding-3 only; other
+    # servers reject the field).
+    request_dimension: bool = False
+    # base64 is a quarter of the JSON size for the same floats; not every server has it.
+    encoding_format: Literal["float", "base64"] = "float"
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 2048
+    max_input_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = 8191
+
+
+class _Item(msgspec.Struct, frozen=True):
+    index: int
+    embedding: list[float] | str
+
+
+class _Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+
+
+class _Response(msgspec.Struct, frozen=True):
+    data: list[_Item]
+    usage: _Usage | None = None
+
+
+def _floats(raw: list[float] | str) -> list[float]:
+    if isinstance(raw, list):
+        return raw
+    packed = array.array("f", base64.b64decode(raw))  # little-endian float32
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tolist()
+
+
+def _normalised(vector: list[float]) -> list[float]:
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    if norm == 0.0:
+        return vector
+    return [x / norm for x in vector]
+
+
+class OpenAIEmbeddings:
+    def __init__(
+        self,
+        config: OpenAIEmbeddingsConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = config.name
+        self._config = config
+        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
+        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
+        self._redact = Redactor([config.api_key])
+        self._sleep = sleep
+        self._base = config.base_url.rstrip("/")
+        self._op = f"{config.name}.embed"
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIEmbeddings(name={self.name!r}, base_url={self._base!r}, "
+            f"models={self._config.models!r}, dimension={self._config.dimension})"
+        )
+
+    @property
+    def capabilities(self) -> EmbeddingCapabilities:
+        return EmbeddingCapabilities(
+            models=tuple(self._config.models),
+            dimension=self._config.dimension,
+            max_batch=self._config.max_batch,
+            max_input_tokens=self._config.max_input_tokens,
+        )
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    async def load(self) -> None:
+        """Nothing to load: the connection pool fills on the first call."""
+
+    async def health(self) -> bool:
+        if self._breaker.state is CircuitState.OPEN:
+            return False
+        headers = {**self._config.headers, **auth_headers(self._config.api_key)}
+        try:
+            response = await self._http.client.get(f"{self._base}/models", headers=headers)
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def embed(self, texts: list[str], *, model: str) -> Embeddings:
+        if model not in self._config.models:
+            raise ProviderError(
+                ErrorCode.NOT_FOUND,
+                self._op,
+                f"model {model!r} is not served here; available: {', '.join(self._config.models)}",
+            )
+        if not texts:
+            return Embeddings(vectors=[], model=model)
+        if len(texts) > self._config.max_batch:
+            raise ProviderError(
+                ErrorCode.INVALID_INPUT,
+                self._op,
+                f"{len(texts)} texts in one call; at most {self._config.max_batch}",
+            )
+        body: dict[str, Any] = {
+            "model": model,
+            "input": texts,
+            "encoding_format": self._config.encoding_format,
+        }
+        if self._config.request_dimension:
+            body["dimensions"] = self._config.dimension
+        content = msgspec.json.encode(body)
+        # The deadline sits inside the breaker so that a call that hangs counts against
+        # the provider like any other timeout.
+        response = await call_with_retry(
+            lambda: self._breaker.call(
+                lambda: with_timeout(lambda: self._post(content), self._config.timeout_s, self._op)
+            ),
+            self._config.retry,
+            self._sleep,
+            name=self._op,
+        )
+        return self._embeddings(response, len(texts), model)
+
+    async def _post(self, content: bytes) -> _Response:
+        headers = {
+            **self._config.headers,
+            **auth_headers(self._config.api_key),
+            "content-type": "application/json",
+        }
+        try:
+            response = await self._http.client.post(
+                f"{self._base}/embeddings", content=content, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, op=self._op, redact=self._redact) from exc
+        await raise_for_status(response, op=self._op, redact=self._redact)
+        parsed: _Response = decode_json(
+            response.content, _Response, op=self._op, redact=self._redact
+        )
+        return parsed
+
+    def _embeddings(self, response: _Response, count: int, model: str) -> Embeddings:
+        # The API documents `index` as the input position; order in `data` is not promised.
+        by_index = {item.index: item for item in response.data}
+        if sorted(by_index) != list(range(count)):
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN,
+                self._op,
+                f"expected vectors for inputs 0..{count - 1}, got indices {sorted(by_index)}",
+            )
+        vectors = [_normalised(_floats(by_index[i].embedding)) for i in range(count)]
+        wrong = {len(v) for v in vectors} - {self._config.dimension}
+        if wrong:
+            raise ProviderError(
+                ErrorCode.INTERNAL,
+                self._op,
+                f"model {model!r} returned {sorted(wrong)}-dimensional vectors; the config "
+                f"says dimension={self._config.dimension}",
+            )
+        tokens = response.usage.prompt_tokens if response.usage else 0
+        # The requested name, not the server's: routing and replies speak in config names.
+        return Embeddings(vectors=vectors, model=model, usage=Usage(input_tokens=tokens))
+
+
+def create(config: Mapping[str, Any]) -> OpenAIEmbeddings:
+    parsed = parse_config(str(config.get("name", "openai")), config, OpenAIEmbeddingsConfig)
+    return OpenAIEmbeddings(parsed)

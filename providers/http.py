@@ -1,0 +1,336 @@
+"""Shared plumbing for the HTTP providers: errors from responses, Retry-After, SSE, redaction.
+
+Error codes come from the status and the structured fields of the body, never from its text.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Annotated, Any, Final
+
+import httpx
+import msgspec
+
+from contracts.errors import ErrorCode
+from providers.circuit import CircuitSettings
+from providers.errors import ProviderError
+from providers.retry import RetryPolicy
+from providers.secrets import Secret
+
+_REDACTED: Final = "[redacted]"
+_MAX_DETAIL_CHARS: Final = 500
+
+# Body fields (error.type, error.code, error.details.error_code) that mean money, not load:
+# retrying them cannot succeed until someone pays, whatever the status says (OpenAI sends
+# insufficient_quota with 429; Anthropic sends its spend cap as a 429 rate_limit_error).
+_BUDGET_MARKERS: Final = frozenset(
+    {
+        "insufficient_quota",
+        "billing_error",
+        "billing_hard_limit_reached",
+        "billing_not_active",
+        "enforced_spend_limit_reached",
+    }
+)
+
+# For errors that arrive without a status (an error event in the middle of a stream).
+_TYPE_CODES: Final[Mapping[str, ErrorCode]] = {
+    "authentication_error": ErrorCode.AUTH,
+    "permission_error": ErrorCode.AUTH,
+    "not_found_error": ErrorCode.NOT_FOUND,
+    "invalid_request_error": ErrorCode.INVALID_INPUT,
+    "request_too_large": ErrorCode.INVALID_INPUT,
+    "rate_limit_error": ErrorCode.RATE_LIMIT,
+    "rate_limit_exceeded": ErrorCode.RATE_LIMIT,
+    "timeout_error": ErrorCode.TIMEOUT,
+    "overloaded_error": ErrorCode.PROVIDER_DOWN,
+    "api_error": ErrorCode.PROVIDER_DOWN,
+    "server_error": ErrorCode.PROVIDER_DOWN,
+}
+
+
+class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every HTTP provider's config has; each provider adds its own fields."""
+
+    api_key: Secret | None = None
+    # The models this instance serves: routing picks a provider by these names.
+    models: Annotated[list[str], msgspec.Meta(min_length=1)]
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    retry: RetryPolicy = RetryPolicy()
+    circuit: CircuitSettings = CircuitSettings()
+    # Extra, non-secret headers (e.g. OpenAI-Organization); credentials belong in api_key,
+    # which is the only field masked in reprs and scrubbed from error messages.
+    headers: dict[str, str] = {}
+
+
+class Redactor:
+    """Replaces secret values in any text that may leave the process (errors, logs)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, secrets: Iterable[Secret | None] = ()) -> None:
+        # Servers sometimes echo the key back ("Incorrect API key provided: sk-...").
+        self._values = tuple(s.reveal() for s in secrets if s)
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, _REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._values)} secrets)"
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The structured part of a provider's error body, whatever its dialect."""
+
+    type: str | None = None
+    code: str | None = None
+    detail_code: str | None = None
+    message: str | None = None
+
+
+def _str_or_none(value: Any) -> str | None:
+    # vLLM once sent `"code": 400`; a number is still a structured code.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def error_info(body: Any) -> ErrorInfo:
+    """Read type/code/message from OpenAI (``{"error": {...}}``), Anthropic
+    (``{"type": "error", "error": {...}}``), Ollama (``{"error": "..."}``) or flat bodies."""
+    if not isinstance(body, dict):
+        return ErrorInfo()
+    error = body.get("error")
+    if isinstance(error, str):
+        return ErrorInfo(message=error)
+    source: dict[str, Any] = error if isinstance(error, dict) else body
+    details = source.get("details")
+    return ErrorInfo(
+        type=_str_or_none(source.get("type")),
+        code=_str_or_none(source.get("code")),
+        detail_code=_str_or_none(details.get("error_code")) if isinstance(details, dict) else None,
+        message=_str_or_none(source.get("message")),
+    )
+
+
+def _code_for_status(status: int) -> ErrorCode:
+    if status in (401, 403):
+        return ErrorCode.AUTH
+    if status == 402:
+        return ErrorCode.BUDGET_EXHAUSTED
+    if status == 404:
+        return ErrorCode.NOT_FOUND
+    if status == 408:
+        return ErrorCode.TIMEOUT
+    if status == 429:
+        return ErrorCode.RATE_LIMIT
+    if 400 <= status < 500:
+        return ErrorCode.INVALID_INPUT  # 400, 413, 422 and the rest of the client errors
+    return ErrorCode.PROVIDER_DOWN  # 5xx, 529 (Anthropic "overloaded"), anything unexpected
+
+
+def classify(status: int | None, info: ErrorInfo) -> ErrorCode:
+    """The ErrorCode for a status (None mid-stream) and the body's structured fields."""
+    markers = {info.type, info.code, info.detail_code}
+    if markers & _BUDGET_MARKERS:
+        return ErrorCode.BUDGET_EXHAUSTED
+    if status is None:
+        for field in (info.type, info.code):
+            if field is not None and field in _TYPE_CODES:
+                return _TYPE_CODES[field]
+        return ErrorCode.PROVIDER_DOWN  # an unknown failure inside a stream
+    if status >= 500 and info.type == "timeout_error":
+        return ErrorCode.TIMEOUT
+    return _code_for_status(status)
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > _MAX_DETAIL_CHARS:
+        return text[:_MAX_DETAIL_CHARS] + "..."
+    return text
+
+
+def parse_retry_after(
+    headers: httpx.Headers, *, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms`` (OpenAI), then
+    ``retry-after`` as seconds or as an HTTP-date. None when absent or unreadable."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+        except ValueError:
+            ms = -1.0
+        if ms >= 0:
+            return ms / 1000.0
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now(), 0.0)
+
+
+def error_from_body(
+    status: int | None,
+    body: Any,
+    *,
+    op: str,
+    redact: Redactor,
+    retry_after_s: float | None = None,
+) -> ProviderError:
+    """A ProviderError from a decoded error body (a response's, or an SSE error event's)."""
+    info = error_info(body)
+    code = classify(status, info)
+    parts = [f"HTTP {status}" if status is not None else "error in stream"]
+    kind = info.type or info.code
+    if kind:
+        parts.append(f"({kind})")
+    detail = " ".join(parts)
+    if info.message:
+        detail += f": {_clip(redact(info.message))}"
+    return ProviderError(code, op, detail, retry_after_s=retry_after_s)
+
+
+def error_from_response(
+    response: httpx.Response,
+    *,
+    op: str,
+    redact: Redactor,
+    now: Callable[[], float] = time.time,
+) -> ProviderError:
+    """Map a failed response (its body already read) to a ProviderError."""
+    retry_after = parse_retry_after(response.headers, now=now)
+    try:
+        body: Any = msgspec.json.decode(response.content) if response.content else None
+    except msgspec.DecodeError:
+        # Proxies answer with HTML pages; the status still says what happened.
+        code = classify(response.status_code, ErrorInfo())
+        text = _clip(redact(response.content.decode("utf-8", "replace")))
+        return ProviderError(
+            code,
+            op,
+            f"HTTP {response.status_code} with a non-JSON body: {text!r}",
+            retry_after_s=retry_after,
+        )
+    return error_from_body(
+        response.status_code, body, op=op, redact=redact, retry_after_s=retry_after
+    )
+
+
+async def raise_for_status(response: httpx.Response, *, op: str, redact: Redactor) -> None:
+    """Raise the mapped ProviderError for a 4xx/5xx response (reads a streamed body first)."""
+    if response.is_success:
+        return
+    await response.aread()
+    raise error_from_response(response, op=op, redact=redact)
+
+
+def error_from_exception(exc: httpx.HTTPError, *, op: str, redact: Redactor) -> ProviderError:
+    """Transport failures: timeouts are ``timeout``; everything else means we could not
+    talk to the provider, so ``provider_down`` (retryable)."""
+    kind = type(exc).__name__
+    text = redact(str(exc)) or "no detail"
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(ErrorCode.TIMEOUT, op, f"{kind}: {text}")
+    return ProviderError(ErrorCode.PROVIDER_DOWN, op, f"{kind}: {text}")
+
+
+def decode_json(content: bytes, type_: type[Any], *, op: str, redact: Redactor) -> Any:
+    """Decode a successful response body into ``type_``; a body that does not match means
+    the provider (or a proxy in front of it) misbehaved: ``provider_down``."""
+    try:
+        return msgspec.json.decode(content, type=type_)
+    except msgspec.ValidationError as exc:
+        raise ProviderError(
+            ErrorCode.PROVIDER_DOWN,
+            op,
+            f"the response body does not have the expected shape: {redact(str(exc))}",
+        ) from exc
+    except msgspec.DecodeError as exc:
+        snippet = _clip(redact(content[:200].decode("utf-8", "replace")))
+        raise ProviderError(
+            ErrorCode.PROVIDER_DOWN, op, f"the response body is not valid JSON: {snippet!r}"
+        ) from exc
+
+
+class SSEEvent(msgspec.Struct, frozen=True):
+    event: str | None
+    data: str
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Server-sent events from text lines (the WHATWG rules the providers rely on:
+    ``event:``/``data:`` fields, several data lines joined by newlines, ``:`` comments)."""
+    event: str | None = None
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield SSEEvent(event, "\n".join(data))
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:  # a stream that ends without the final blank line
+        yield SSEEvent(event, "\n".join(data))
+
+
+def auth_headers(
+    api_key: Secret | None, *, header: str = "authorization", bearer: bool = True
+) -> dict[str, str]:
+    """Per-request credentials; kept off the client so no client repr or default-header
+    dump can show them."""
+    if not api_key:
+        return {}
+    value = api_key.reveal()
+    return {header: f"Bearer {value}" if bearer else value}
+
+
+class HttpClient:
+    """The AsyncClient a provider uses: the one it was given (never closed here) or one it
+    builds, optionally over a given transport (tests pass ``httpx.MockTransport``)."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if client is not None and transport is not None:
+            raise ValueError("pass either an httpx.AsyncClient or a transport, not both")
+        self._owned = client is None
+        self.client = client or httpx.AsyncClient(
+            transport=transport,
+            # timeout_s bounds connecting and each read, so a stream that stalls fails
+            # with a timeout instead of hanging; a long stream that keeps talking is fine.
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+        )
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.client.aclose()

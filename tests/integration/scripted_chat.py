@@ -1,0 +1,57 @@
+"""A chat provider whose behaviour a test scripts: the far side of the model, not Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from contracts import ChatMessage, ErrorCode, Usage
+from providers.chat import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.errors import ProviderError
+
+
+class ScriptedChat:
+    name = "scripted"
+
+    def __init__(
+        self,
+        *,
+        pieces: tuple[str, ...] = ("Hello", ", ", "world"),
+        delay_s: float = 0.0,
+        failures: list[ErrorCode] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.pieces = pieces
+        self.delay_s = delay_s
+        self.failures = list(failures or [])
+        self.retry_after_s = retry_after_s
+        self.calls = 0
+
+    @property
+    def capabilities(self) -> ChatCapabilities:
+        return ChatCapabilities(models=("scripted-model",))
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        self.calls += 1
+        if self.failures:
+            code = self.failures.pop(0)
+            raise ProviderError(
+                code, "scripted.chat", "scripted failure", retry_after_s=self.retry_after_s
+            )
+        await asyncio.sleep(self.delay_s)
+        for piece in self.pieces:
+            yield TextPiece(piece)
+        yield ChatDone(
+            finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=len(self.pieces))
+        )
+
+    async def load(self) -> None:
+        return None
+
+    async def health(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,140 @@
+"""Delivery guarantees of the worker over the real broker and Redis: once-only execution,
+delayed retries, dead letters after exhausted retries, long calls without rebalances."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from contracts import ErrorCode, GenerateResult, Header, dead_letter_topic
+from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
+from providers.router import ModelRouter
+from tests.conftest import Infra
+from tests.integration.scripted_chat import ScriptedChat
+from workers import Worker, WorkerSettings
+from workers.generate import GenerateHandler
+from workers.retry import RetryPolicy
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+MODEL = "scripted-model"
+
+
+@asynccontextmanager
+async def running(settings: WorkerSettings, chat: ScriptedChat) -> AsyncIterator[Worker]:
+    worker = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [chat])))
+    task = asyncio.create_task(worker.run())
+    ready = asyncio.create_task(worker.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    assert ready in done, "the worker did not join its group within 60s"
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=60)
+
+
+def _count(worker: Worker, outcome: str) -> float:
+    value = worker.metrics.registry.get_sample_value(
+        "fleet_jobs_total", {"kind": "generate", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_the_same_request_id_twice_runs_the_model_once(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat()
+    async with running(settings, chat) as worker:
+        first = await client.generate("hi", model=MODEL, request_id="same-id-1")
+        events = [
+            e async for e in client.stream_generate("hi", model=MODEL, request_id="same-id-1")
+        ]
+    assert chat.calls == 1
+    assert _count(worker, "ok") == 1
+    assert _count(worker, "replayed") == 1
+    assert len(events) == 1  # the stored final answer, replayed
+    replay = events[0]
+    assert isinstance(replay, GenerateResult)
+    assert replay.text == first.text == "Hello, world"
+
+
+async def test_a_retryable_failure_goes_through_the_retry_topic_and_succeeds(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat(failures=[ErrorCode.RATE_LIMIT], retry_after_s=0.5)
+    settings = msgspec.structs.replace(
+        settings, retry=RetryPolicy(max_retries=2, tiers_s=(0.5, 1.0))
+    )
+    async with running(settings, chat) as worker:
+        events = [e async for e in client.stream_generate("hi", model=MODEL)]
+    final = events[-1]
+    assert isinstance(final, GenerateResult)
+    assert final.text == "Hello, world"
+    assert final.attempt == 1  # the second attempt answered
+    assert not any(isinstance(e, StreamRestarted) for e in events)  # attempt 0 sent nothing
+    assert chat.calls == 2
+    assert _count(worker, "retried") == 1
+
+
+async def test_exhausted_retries_end_in_an_error_reply_and_a_dead_letter(
+    settings: WorkerSettings, client: FleetClient, infra: Infra
+) -> None:
+    chat = ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN] * 5)
+    settings = msgspec.structs.replace(settings, retry=RetryPolicy(max_retries=2, tiers_s=(0.2,)))
+    async with running(settings, chat):
+        with pytest.raises(FleetRequestError) as info:
+            await client.generate("hi", model=MODEL)
+    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.retryable
+    assert chat.calls == 3  # the first try and two retries
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic("generate", settings.namespace),
+        bootstrap_servers=infra.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    dead = [r for records in batches.values() for r in records]
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert headers[Header.DLQ_REASON].decode().startswith("retries_exhausted: provider_down")
+    assert headers[Header.RETRY_COUNT] == b"2"
+
+
+async def test_a_non_retryable_failure_is_answered_at_once(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat(failures=[ErrorCode.AUTH])
+    async with running(settings, chat):
+        with pytest.raises(FleetRequestError) as info:
+            await client.generate("hi", model=MODEL)
+    assert info.value.code is ErrorCode.AUTH
+    assert not info.value.retryable
+    assert chat.calls == 1
+
+
+@pytest.mark.slow
+async def test_a_60_second_model_call_does_not_cost_the_group_membership(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat(delay_s=60.0)
+    # A poll loop blocked by the call would be thrown out of the group after 10 seconds.
+    settings = msgspec.structs.replace(settings, max_poll_interval_ms=10_000)
+    async with running(settings, chat) as worker:
+        result = await client.generate("hi", model=MODEL, timeout_s=120)
+        assert worker.jobs.revocations == 0
+    assert result.text == "Hello, world"
+    assert result.attempt == 0
+    assert chat.calls == 1
