@@ -47,21 +47,24 @@ class ModelRouter(Generic[P]):
             if chosen is None:
                 known = ", ".join(sorted(self._by_name)) or "none"
                 raise ProviderError(
-                    ErrorCode.NOT_FOUND, op,
+                    ErrorCode.NOT_FOUND,
+                    op,
                     f"{self.category} provider {provider!r} is not configured on this worker; "
                     f"configured: {known}",
                 )
             if model not in chosen.capabilities.models:
                 served = ", ".join(chosen.capabilities.models)
                 raise ProviderError(
-                    ErrorCode.NOT_FOUND, op,
+                    ErrorCode.NOT_FOUND,
+                    op,
                     f"provider {provider!r} does not serve model {model!r}; it serves: {served}",
                 )
             return chosen
         found = self._by_model.get(model)
         if found is None:
             raise ProviderError(
-                ErrorCode.NOT_FOUND, op,
+                ErrorCode.NOT_FOUND,
+                op,
                 f"unknown {self.category} model {model!r}; this worker serves: "
                 f"{', '.join(self.models) or 'none'}",
             )
