@@ -48,6 +48,7 @@ from contracts.vectors import (
 )
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import ReplyRouter, StreamRestarted
+from producer_sdk.tracing import inject_headers
 
 GenerateEvent = TextDelta | StreamRestarted | GenerateResult
 TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
@@ -347,10 +348,12 @@ class FleetClient:
         if self._producer is None:
             raise NotConnected("use the client inside `async with FleetClient(...)`")
         topic = request_topic(kind, self.namespace)
-        headers = [
-            (Header.CONTENT_TYPE, self.content_type.encode()),
-            (Header.REQUEST_ID, request.request_id.encode()),
-        ]
+        headers = inject_headers(
+            [
+                (Header.CONTENT_TYPE, self.content_type.encode()),
+                (Header.REQUEST_ID, request.request_id.encode()),
+            ]
+        )
         try:
             await self._producer.send_and_wait(
                 topic,

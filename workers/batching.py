@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable
 
 from workers.settings import EmbedBatching
@@ -47,7 +48,10 @@ class DynamicBatcher:
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """Vectors for ``texts``, in order, computed in shared batches."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="embed-batcher")
+            # A fresh context: batches serve many requests, none of them is the parent.
+            self._task = asyncio.create_task(
+                self._run(), name="embed-batcher", context=contextvars.Context()
+            )
         loop = asyncio.get_running_loop()
         step = self._limits.max_texts
         items = [

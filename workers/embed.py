@@ -10,6 +10,7 @@ from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingProvider
 from providers.router import ModelRouter
+from providers.telemetry import provider_span
 from workers.batching import DynamicBatcher, estimate_tokens
 from workers.metrics import WorkerMetrics
 from workers.replies import ChunkStamper
@@ -58,7 +59,10 @@ class EmbedHandler:
             )
 
             async def embed(texts: list[str]) -> list[list[float]]:
-                return (await provider.embed(texts, model=model)).vectors
+                async with provider_span("embeddings", provider.name, "embeddings", model) as call:
+                    result = await provider.embed(texts, model=model)
+                    call.record_usage(result.usage)
+                return result.vectors
 
             batcher = DynamicBatcher(embed, limits, self._observe_batch)
             self._batchers[key] = batcher

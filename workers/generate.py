@@ -11,6 +11,7 @@ from contracts.usage import Usage
 from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
+from providers.telemetry import provider_span
 from workers.replies import ChunkStamper
 
 
@@ -36,12 +37,15 @@ class GenerateHandler:
         )
         pieces: list[str] = []
         done = ChatDone(finish_reason="stop", usage=Usage())
-        async for event in provider.stream_chat([*history, *request.messages], params):
-            if isinstance(event, TextPiece):
-                pieces.append(event.text)
-                yield stamper.delta(event.text)
-            else:
-                done = event
+        async with provider_span("chat", provider.name, "chat", request.model) as call:
+            async for event in provider.stream_chat([*history, *request.messages], params):
+                if isinstance(event, TextPiece):
+                    pieces.append(event.text)
+                    yield stamper.delta(event.text)
+                else:
+                    done = event
+            call.record_usage(done.usage)
+            call.set_finish_reasons(done.finish_reason)
         text = "".join(pieces)
         if self._memory is not None and request.session_id is not None:
             turns = [*request.messages, ChatMessage(role="assistant", content=text)]

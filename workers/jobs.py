@@ -14,6 +14,8 @@ import time
 import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from contracts.codec import (
     AnyRequest,
@@ -26,6 +28,7 @@ from contracts.codec import (
 from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import Header
 from contracts.replies import Final, ReplyChunk
+from producer_sdk.tracing import extract_context
 from providers.errors import ProviderError
 from workers.dead_letter import DeadLetters
 from workers.handler import JobHandler
@@ -36,6 +39,7 @@ from workers.replies import ChunkStamper, ReplyStream
 from workers.retry import RetryScheduler
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("ai_job_fleet.workers")
 
 
 class JobRunner:
@@ -61,6 +65,22 @@ class JobRunner:
         self._retries = retries
 
     async def run(self, record: Record) -> None:
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+        }
+        with _tracer.start_as_current_span(
+            f"process {record.topic}",
+            context=extract_context(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ):
+            await self._run_logged(record)
+
+    async def _run_logged(self, record: Record) -> None:
         try:
             await self._run(record)
         except KafkaError as exc:

@@ -8,6 +8,7 @@ from contracts.codec import AnyRequest
 from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
 from contracts.transcribe import TranscribeRequest
 from providers.router import ModelRouter
+from providers.telemetry import provider_span
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.audio import AudioLoader
 from workers.replies import ChunkStamper
@@ -29,18 +30,19 @@ class TranscribeHandler:
             audio = await self._audio.load(request.audio_url)
         done: TranscriptionDone | None = None
         stream = provider.transcribe(audio, model=request.model, language=request.language)
-        async for event in stream:
-            if isinstance(event, Segment):
-                yield TranscriptSegment(
-                    request_id=stamper.request_id,
-                    attempt=stamper.attempt,
-                    seq=stamper.next_seq(),
-                    start_s=event.start_s,
-                    end_s=event.end_s,
-                    text=event.text,
-                )
-            else:
-                done = event
+        async with provider_span("transcription", provider.name, "transcription", request.model):
+            async for event in stream:
+                if isinstance(event, Segment):
+                    yield TranscriptSegment(
+                        request_id=stamper.request_id,
+                        attempt=stamper.attempt,
+                        seq=stamper.next_seq(),
+                        start_s=event.start_s,
+                        end_s=event.end_s,
+                        text=event.text,
+                    )
+                else:
+                    done = event
         if done is None:
             raise RuntimeError(f"transcription provider {provider.name!r} ended without a result")
         yield TranscribeResult(
