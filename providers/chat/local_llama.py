@@ -7,10 +7,11 @@ never imported (importing it would need the ``llm`` tool it was written for).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,8 +103,10 @@ class LocalLlamaChat:
             )
         async with self._lock:
             await self._ensure_loaded()
-            async for event in self._generate(messages, params):
-                yield event
+            # aclosing: a caller that stops early must stop the thread before the lock goes.
+            async with contextlib.aclosing(self._generate(messages, params)) as events:
+                async for event in events:
+                    yield event
 
     async def _ensure_loaded(self) -> None:
         if self._llama is None:
@@ -127,7 +130,7 @@ class LocalLlamaChat:
 
     async def _generate(
         self, messages: list[ChatMessage], params: ChatParams
-    ) -> AsyncIterator[ChatEvent]:
+    ) -> AsyncGenerator[ChatEvent, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancelled = threading.Event()

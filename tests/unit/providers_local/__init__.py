@@ -1,0 +1,1 @@
+"""Tests that run the local zero-key providers and the vector stores for real."""
