@@ -15,13 +15,14 @@ import redis.asyncio as aioredis
 
 from contracts.generate import ChatMessage
 from providers.registry import parse_config
+from providers.secrets import Secret
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(ChatMessage)
 
 
 class RedisMemoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: str = "redis://127.0.0.1:16379/0"
+    url: Secret = Secret("redis://127.0.0.1:16379/0")  # a Secret: it may hold a password
     key_prefix: str = "fleet:memory"
     max_messages: Annotated[int, msgspec.Meta(ge=1)] = 40
     ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
@@ -32,7 +33,7 @@ class RedisMemory:
 
     def __init__(self, config: RedisMemoryConfig, client: aioredis.Redis | None = None) -> None:
         self._config = config
-        self._redis = client or aioredis.Redis.from_url(config.url)
+        self._redis = client or aioredis.Redis.from_url(config.url.reveal())
 
     def key(self, tenant: str, session_id: str) -> str:
         return f"{self._config.key_prefix}:{tenant}:{session_id}"

@@ -1,0 +1,163 @@
+"""Embed, transcribe and vectors jobs end to end with their real local providers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from contracts import ErrorCode, TranscribeResult, TranscriptSegment, VectorRecord
+from producer_sdk import FleetClient, FleetRequestError
+from workers import Worker, WorkerSettings, build_handler
+from workers.metrics import WorkerMetrics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+
+EMBED_MODEL = "all-minilm-l6-v2"
+WHISPER_MODEL = "whisper-tiny.en"
+
+
+@asynccontextmanager
+async def worker_of(kind: str, settings: WorkerSettings) -> AsyncIterator[Worker]:
+    metrics = WorkerMetrics(kind)
+    worker = Worker(kind, settings, await build_handler(kind, settings, metrics), metrics)
+    task = asyncio.create_task(worker.run())
+    ready = asyncio.create_task(worker.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    assert ready in done, f"the {kind} worker did not join its group within 60s"
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=60)
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+async def test_embed_returns_normalised_vectors_that_know_paraphrases(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    texts = [
+        "The cat sat on the mat.",
+        "A cat was sitting on a rug.",
+        "Quarterly revenue grew by eight percent.",
+    ]
+    async with worker_of("embed", settings):
+        result = await client.embed(texts, model=EMBED_MODEL, custom_ids=["a", "b", "c"])
+    assert result.dimension == 384
+    assert len(result.vectors) == 3
+    assert result.custom_ids == ["a", "b", "c"]
+    for vector in result.vectors:
+        assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, abs_tol=1e-3)
+    a, b, c = result.vectors
+    assert _cosine(a, b) > _cosine(a, c) + 0.2
+
+
+async def test_concurrent_embed_requests_share_model_batches(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    requests = 24
+    async with worker_of("embed", settings) as worker:
+        results = await asyncio.gather(
+            *(
+                client.embed([f"sentence number {i}", f"another line {i}"], model=EMBED_MODEL)
+                for i in range(requests)
+            )
+        )
+        batches = worker.metrics.registry.get_sample_value(
+            "fleet_batch_size_count", {"kind": "embed"}
+        )
+        texts = worker.metrics.registry.get_sample_value("fleet_batch_size_sum", {"kind": "embed"})
+    assert all(len(r.vectors) == 2 for r in results)
+    assert texts == 2 * requests
+    assert batches is not None
+    assert batches < requests, "texts of concurrent requests should share model calls"
+    # Each request got its own vectors back, not a neighbour's.
+    single = await _embed_alone(settings, client, "sentence number 7")
+    assert _cosine(results[7].vectors[0], single) > 0.999
+
+
+async def _embed_alone(settings: WorkerSettings, client: FleetClient, text: str) -> list[float]:
+    async with worker_of("embed", settings):
+        return (await client.embed(text, model=EMBED_MODEL)).vectors[0]
+
+
+async def test_unknown_embedding_model_is_a_clear_error(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    async with worker_of("embed", settings):
+        with pytest.raises(FleetRequestError) as info:
+            await client.embed("hi", model="text-embedding-9")
+    assert info.value.code is ErrorCode.NOT_FOUND
+    assert EMBED_MODEL in str(info.value)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="run deploy/local/system-packages.sh")
+async def test_transcribe_streams_segments_of_real_speech(
+    settings: WorkerSettings, client: FleetClient, tmp_path: Path
+) -> None:
+    wav = tmp_path / "speech.wav"
+    sentence = "The quick brown fox jumps over the lazy dog. Kafka carries the jobs."
+    await asyncio.to_thread(
+        subprocess.run, ["espeak-ng", "-w", str(wav), sentence], check=True, capture_output=True
+    )
+    async with worker_of("transcribe", settings):
+        events = [e async for e in client.stream_transcribe(wav.read_bytes(), model=WHISPER_MODEL)]
+    segments = [e for e in events if isinstance(e, TranscriptSegment)]
+    final = events[-1]
+    assert isinstance(final, TranscribeResult)
+    assert segments, "segments stream before the result"
+    assert [s.seq for s in segments] == list(range(len(segments)))
+    words = final.text.lower()
+    for word in ("quick", "fox", "lazy", "dog", "jobs"):
+        assert word in words
+    assert final.duration_s is not None
+    assert final.duration_s > 2
+
+
+async def test_transcribe_refuses_paths_outside_the_audio_roots(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    async with worker_of("transcribe", settings):
+        with pytest.raises(FleetRequestError) as info:
+            await client.transcribe(model=WHISPER_MODEL, audio_url="/etc/passwd")
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert "outside the allowed audio roots" in str(info.value)
+
+
+async def test_vectors_upsert_texts_query_filter_and_delete(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    collection = f"docs_{uuid.uuid4().hex[:8]}"
+    records = [
+        VectorRecord(id="kafka", text="Kafka is a distributed event log.", metadata={"lang": "en"}),
+        VectorRecord(id="redis", text="Redis is an in-memory data store.", metadata={"lang": "en"}),
+        VectorRecord(id="chat", text="Le chat dort sur le canapé.", metadata={"lang": "fr"}),
+    ]
+    async with worker_of("vectors", settings):
+        upserted = await client.upsert(collection, records)
+        hits = await client.query(collection, text="an append-only log of events", top_k=2)
+        french = await client.query(
+            collection, text="an append-only log of events", top_k=3, filter={"lang": "fr"}
+        )
+        deleted = await client.delete(collection, ["kafka", "missing"])
+        after = await client.query(collection, text="an append-only log of events", top_k=3)
+    assert upserted.upserted == 3
+    assert hits.matches is not None
+    assert hits.matches[0].id == "kafka"
+    assert french.matches is not None
+    assert [m.id for m in french.matches] == ["chat"]
+    assert deleted.deleted == 1
+    assert after.matches is not None
+    assert "kafka" not in [m.id for m in after.matches]
