@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from subprocess import Popen
 
 from contracts.errors import FleetError
 from contracts.names import JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
+from workers.local_fleet import LOG_DIR, LocalWorker, stop_all, wait_ready
 from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
-from workers.topics import ensure_topics, kind_topics
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    for noisy in ("aiokafka", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except FleetError as exc:
@@ -78,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--timeout", type=float, default=120.0)
     sub.choices["chat"].set_defaults(func=_cmd_chat)
     sub.choices["demo"].set_defaults(func=_cmd_demo)
+    sub.choices["demo"].add_argument("--health-base-port", type=int, default=9410)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
@@ -104,53 +102,27 @@ async def _run_worker(kind: str, settings: WorkerSettings) -> None:
     await worker.run()
 
 
-def _spawn_worker(kind: str, config: Path | None, health_port: int, log_path: Path) -> Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "workers.cli",
-        "worker",
-        kind,
-        "--health-port",
-        str(health_port),
-    ]
-    if config is not None:
-        command += ["--config", str(config)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-
-
-def _stop_all(processes: list[Popen[bytes]], timeout_s: float = 40.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        if process.poll() is None:
-            process.kill()
-
-
 def _cmd_dev(args: argparse.Namespace) -> int:
-    processes = []
-    for i, kind in enumerate(args.kinds):
-        port = args.health_base_port + i
-        log_path = LOG_DIR / f"worker-{kind}.log"
-        processes.append(_spawn_worker(kind, args.config, port, log_path))
-        print(f"[fleet] {kind} worker: http://127.0.0.1:{port}/metrics, log {log_path}")
-    print("[fleet] running; Ctrl-C stops the fleet", flush=True)
+    workers = [
+        LocalWorker(kind, args.health_base_port + i, args.config)
+        for i, kind in enumerate(args.kinds)
+    ]
+    for worker in workers:
+        print(
+            f"[fleet] {worker.kind}: http://127.0.0.1:{worker.port}/metrics, log {worker.log_path}"
+        )
     try:
-        while all(p.poll() is None for p in processes):
+        wait_ready(workers)
+        print("[fleet] all workers ready; Ctrl-C stops the fleet", flush=True)
+        while all(w.alive for w in workers):
             time.sleep(0.5)
-        failed = [k for k, p in zip(args.kinds, processes, strict=True) if p.poll() is not None]
-        print(f"fleet: the {', '.join(failed)} worker exited; see {LOG_DIR}", file=sys.stderr)
+        failed = ", ".join(w.kind for w in workers if not w.alive)
+        print(f"fleet: the {failed} worker exited; see {LOG_DIR}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop_all(processes)
+        stop_all(workers)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
@@ -186,27 +158,9 @@ async def _chat(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    asyncio.run(ensure_topics(args.bootstrap_servers, kind_topics("generate", "fleet", 4)))
-    env = {**os.environ, "FLEET_BOOTSTRAP_SERVERS": args.bootstrap_servers}
-    print("[fleet] starting a generate worker (logs: .fleet/logs/demo-worker.log)", file=sys.stderr)
-    log_dir = Path(".fleet/logs")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "demo-worker.log").open("ab") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "generate"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            print(f"> {args.prompt}\n", flush=True)
-            return _cmd_chat(args)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=30)
-            if worker.poll() is None:
-                worker.kill()
+    from workers.demo import run_demo
+
+    return run_demo(args.prompt, args.bootstrap_servers, args.health_base_port, args.max_tokens)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""`fleet demo`: start the local fleet and send each kind of job through it, for real."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from contracts.names import JOB_KINDS
+from contracts.vectors import VectorRecord
+from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
+from workers.local_fleet import LOG_DIR, LocalWorker, stop_all, wait_ready
+
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
+WHISPER_MODEL = "whisper-tiny.en"
+
+DOCS = [
+    ("kafka", "Apache Kafka is a distributed, append-only log of events."),
+    ("redis", "Redis keeps data structures in memory and answers in microseconds."),
+    ("whisper", "Whisper turns recorded speech into text."),
+    ("minilm", "MiniLM maps sentences to 384-dimensional vectors."),
+    ("bread", "Sourdough bread rises slowly thanks to wild yeast."),
+]
+
+
+def run_demo(prompt: str, bootstrap_servers: str, base_port: int, max_tokens: int) -> int:
+    print(f"[fleet] starting one worker per kind (logs in {LOG_DIR})", file=sys.stderr)
+    workers = [LocalWorker(kind, base_port + i) for i, kind in enumerate(JOB_KINDS)]
+    try:
+        wait_ready(workers)
+        print("[fleet] all workers ready\n", file=sys.stderr)
+        asyncio.run(_tour(prompt, bootstrap_servers, max_tokens))
+        return 0
+    finally:
+        stop_all(workers)
+
+
+async def _tour(prompt: str, bootstrap_servers: str, max_tokens: int) -> None:
+    async with FleetClient(bootstrap_servers, tenant="demo") as fleet:
+        answer = await _generate(fleet, prompt, max_tokens)
+        await _embed_and_search(fleet)
+        await _transcribe(fleet, answer)
+
+
+async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> str:
+    print(f"== generate ({CHAT_MODEL}, streamed)\n> {prompt}\n")
+    started = time.perf_counter()
+    first: float | None = None
+    answer = ""
+    async for event in fleet.stream_generate(
+        prompt, model=CHAT_MODEL, max_tokens=max_tokens, temperature=0.2
+    ):
+        if isinstance(event, TextDelta):
+            first = first if first is not None else time.perf_counter() - started
+            print(event.text, end="", flush=True)
+        elif isinstance(event, StreamRestarted):
+            print("\n[a worker restarted this answer]\n", flush=True)
+        elif isinstance(event, GenerateResult):
+            answer = event.text
+            total = time.perf_counter() - started
+            print(
+                f"\n\n[{event.usage.output_tokens} tokens, first chunk {first or total:.2f}s, "
+                f"total {total:.2f}s]\n"
+            )
+    return answer
+
+
+async def _embed_and_search(fleet: FleetClient) -> None:
+    collection = f"demo_{int(time.time())}"
+    print(f"== embed + vectors ({EMBED_MODEL}, collection {collection})")
+    records = [VectorRecord(id=doc_id, text=text) for doc_id, text in DOCS]
+    written = await fleet.upsert(collection, records, embed_model=EMBED_MODEL)
+    print(f"upserted {written.upserted} documents (embedded by the embed model on the worker)")
+    for question in ("Which system keeps a log of events?", "How is bread made?"):
+        hits = await fleet.query(collection, text=question, top_k=2, embed_model=EMBED_MODEL)
+        best = ", ".join(f"{m.id} ({m.score:.2f})" for m in hits.matches or [])
+        print(f"? {question} -> {best}")
+    vectors = await fleet.embed(["a cat on a mat", "a kitten on a rug"], model=EMBED_MODEL)
+    similarity = sum(a * b for a, b in zip(*vectors.vectors, strict=True))
+    print(f"cosine('a cat on a mat', 'a kitten on a rug') = {similarity:.3f}\n")
+    await fleet.delete(collection, [doc_id for doc_id, _ in DOCS])
+
+
+async def _transcribe(fleet: FleetClient, answer: str) -> None:
+    print(f"== transcribe ({WHISPER_MODEL})")
+    if shutil.which("espeak-ng") is None:
+        print("espeak-ng is not installed: skipped (deploy/local/system-packages.sh adds it)")
+        return
+    sentence = (answer.split(".")[0] or "Kafka carries the jobs").strip()[:200] + "."
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        await asyncio.to_thread(
+            subprocess.run,
+            ["espeak-ng", "-w", str(wav), sentence],
+            check=True,
+            capture_output=True,
+        )
+        audio = wav.read_bytes()
+    print(f"spoken by espeak-ng: {sentence!r}")
+    result = await fleet.transcribe(audio, model=WHISPER_MODEL)
+    print(f"heard by the fleet:  {result.text.strip()!r} ({result.duration_s or 0:.1f}s of audio)")
