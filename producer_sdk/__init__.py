@@ -1,6 +1,7 @@
 """The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
 
 from contracts.generate import ChatMessage
+from contracts.vectors import VectorRecord
 from contracts.replies import GenerateResult, TextDelta
 from producer_sdk.client import FleetClient, GenerateEvent
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
@@ -16,4 +17,5 @@ __all__ = [
     "NotConnected",
     "StreamRestarted",
     "TextDelta",
+    "VectorRecord",
 ]

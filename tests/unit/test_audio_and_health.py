@@ -1,0 +1,94 @@
+"""Audio sources of the transcribe worker, and the worker's health endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts import ErrorCode
+from providers.errors import ProviderError
+from workers.audio import AudioLoader
+from workers.health import HealthServer
+from workers.metrics import WorkerMetrics
+
+
+async def _loader(roots: list[str], handler: httpx.MockTransport | None = None) -> AudioLoader:
+    client = httpx.AsyncClient(transport=handler) if handler else None
+    return AudioLoader(roots, max_bytes=1000, client=client)
+
+
+async def test_files_only_under_the_allowed_roots(tmp_path: Path) -> None:
+    (tmp_path / "ok.wav").write_bytes(b"RIFF-audio")
+    loader = await _loader([str(tmp_path)])
+    try:
+        assert await loader.load(str(tmp_path / "ok.wav")) == b"RIFF-audio"
+        assert await loader.load(f"file://{tmp_path / 'ok.wav'}") == b"RIFF-audio"
+        with pytest.raises(ProviderError, match="outside the allowed audio roots") as info:
+            await loader.load(str(tmp_path / ".." / "elsewhere.wav"))
+        assert info.value.code is ErrorCode.INVALID_INPUT
+        with pytest.raises(ProviderError) as missing:
+            await loader.load(str(tmp_path / "missing.wav"))
+        assert missing.value.code is ErrorCode.NOT_FOUND
+        (tmp_path / "big.wav").write_bytes(b"x" * 2000)
+        with pytest.raises(ProviderError, match="1000-byte limit"):
+            await loader.load(str(tmp_path / "big.wav"))
+        with pytest.raises(ProviderError, match="unsupported audio_url scheme 'ftp'"):
+            await loader.load("ftp://host/a.wav")
+    finally:
+        await loader.aclose()
+
+
+async def test_http_audio_with_errors_mapped() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ok.wav":
+            return httpx.Response(200, content=b"RIFF-remote")
+        if request.url.path == "/big.wav":
+            return httpx.Response(200, content=b"x" * 5000)
+        if request.url.path == "/slow.wav":
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(404)
+
+    loader = await _loader([], httpx.MockTransport(handler))
+    try:
+        assert await loader.load("http://audio.local/ok.wav") == b"RIFF-remote"
+        cases = {"/missing.wav": ErrorCode.NOT_FOUND, "/big.wav": ErrorCode.INVALID_INPUT,
+                 "/slow.wav": ErrorCode.TIMEOUT}  # fmt: skip
+        for path, code in cases.items():
+            with pytest.raises(ProviderError) as info:
+                await loader.load(f"http://audio.local{path}")
+            assert info.value.code is code
+    finally:
+        await loader.aclose()
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split(" ")[1]), body
+
+
+async def test_health_readiness_and_metrics() -> None:
+    metrics = WorkerMetrics("embed")
+    metrics.outcome("ok")
+    ready = False
+    server = HealthServer(metrics, lambda: ready)
+    await server.start(0, host="127.0.0.1")
+    try:
+        assert await _get(server.port, "/healthz") == (200, "ok\n")
+        assert (await _get(server.port, "/readyz"))[0] == 503
+        ready = True
+        assert (await _get(server.port, "/readyz"))[0] == 200
+        status, body = await _get(server.port, "/metrics")
+        assert status == 200
+        assert 'fleet_jobs_total{kind="embed",outcome="ok"} 1.0' in body
+        assert (await _get(server.port, "/nope"))[0] == 404
+    finally:
+        await server.aclose()

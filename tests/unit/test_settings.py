@@ -1,0 +1,70 @@
+"""Worker settings: TOML, environment, defaults per kind, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contracts import ConfigError
+from providers.chat import chat_providers
+from workers.settings import load_settings
+
+FALLBACK = """
+concurrency = 8
+[[chat]]
+name = "fallback"
+config = { providers = [
+  { name = "openai", config = { base_url = "http://127.0.0.1:8000/v1", models = ["big"] } },
+  { name = "local-llama" },
+] }
+"""
+
+
+def test_toml_builds_a_fallback_chain(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(FALLBACK)
+    settings = load_settings(path)
+    assert settings.concurrency_for("embed") == 8
+    spec = settings.chat[0]
+    provider = chat_providers.create(spec.name, spec.config)
+    assert provider.capabilities.models == ("big", "smollm2-135m-instruct")
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text('namespace = "from-file"\n')
+    monkeypatch.setenv("FLEET_NAMESPACE", "from-env")
+    assert load_settings(path).namespace == "from-env"
+
+
+def test_defaults_per_kind() -> None:
+    settings = load_settings()
+    assert settings.concurrency_for("generate") == 4
+    assert settings.concurrency_for("embed") == 64
+    assert settings.group_for("embed") == "fleet.embed.workers"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("concurency = 3\n", "concurency"),
+        ("concurrency = 0\n", "concurrency"),
+        ("[embed_batching]\nmax_texts = 'many'\n", "embed_batching.max_texts"),
+        ("session_timeout_ms = 1000\n", "session_timeout_ms"),
+    ],
+)
+def test_bad_settings_name_the_field(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(path)
+
+
+def test_missing_and_broken_files_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("concurrency = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken)
