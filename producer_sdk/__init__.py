@@ -1,8 +1,8 @@
 """The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
 
 from contracts.generate import ChatMessage
-from contracts.vectors import VectorRecord
 from contracts.replies import GenerateResult, TextDelta
+from contracts.vectors import VectorRecord
 from producer_sdk.client import FleetClient, GenerateEvent
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import StreamRestarted

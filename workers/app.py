@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from contracts.names import JOB_KINDS, dead_letter_topic, request_topic, retry_topic
 from providers.chat import ChatProvider, chat_providers
 from providers.embeddings import EmbeddingProvider, embedding_providers
+from providers.limited import RateLimitedChat, RateLimitedEmbeddings
 from providers.memory import memory_stores
 from providers.router import ModelRouter
 from providers.transcription import TranscriptionProvider, transcription_providers
@@ -46,8 +47,26 @@ def _with_redis_url(spec: ProviderSpec, settings: WorkerSettings) -> dict[str, A
     return config
 
 
+def _chat(spec: ProviderSpec, settings: WorkerSettings) -> ChatProvider:
+    provider = chat_providers.create(spec.name, spec.config)
+    if spec.rate_limit is None:
+        return provider
+    return RateLimitedChat(
+        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
+    )
+
+
+def _embedder(spec: ProviderSpec, settings: WorkerSettings) -> EmbeddingProvider:
+    provider = embedding_providers.create(spec.name, spec.config)
+    if spec.rate_limit is None:
+        return provider
+    return RateLimitedEmbeddings(
+        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
+    )
+
+
 async def _embedders(settings: WorkerSettings) -> ModelRouter[EmbeddingProvider]:
-    providers = [embedding_providers.create(s.name, s.config) for s in settings.embeddings]
+    providers = [_embedder(s, settings) for s in settings.embeddings]
     for provider in providers:
         await provider.load()
     return ModelRouter("embeddings", providers)
@@ -58,7 +77,7 @@ async def build_handler(
 ) -> JobHandler:
     """The handler of one job kind with its providers created and loaded."""
     if kind == "generate":
-        chat: list[ChatProvider] = [chat_providers.create(s.name, s.config) for s in settings.chat]
+        chat = [_chat(s, settings) for s in settings.chat]
         for provider in chat:
             await provider.load()
         memory = None

@@ -12,14 +12,10 @@ import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 
+from providers.tokens import estimate_tokens
 from workers.settings import EmbedBatching
 
 EmbedFn = Callable[[list[str]], Awaitable[list[list[float]]]]
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token for English text; never zero."""
-    return len(text) // 4 + 1
 
 
 class _Item:

@@ -11,7 +11,8 @@ from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingProvider
 from providers.router import ModelRouter
 from providers.telemetry import provider_span
-from workers.batching import DynamicBatcher, estimate_tokens
+from providers.tokens import estimate_tokens
+from workers.batching import DynamicBatcher
 from workers.metrics import WorkerMetrics
 from workers.replies import ChunkStamper
 from workers.settings import EmbedBatching

@@ -10,6 +10,7 @@ import msgspec
 
 from contracts.errors import ConfigError
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE
+from providers.ratelimit import RateLimit
 from workers.retry import RetryPolicy
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -19,6 +20,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Requests and tokens per minute shared by every replica (chat and embeddings only).
+    rate_limit: RateLimit | None = None
+    # Longer than this in the limiter's queue and the job goes to a delayed retry instead.
+    rate_limit_max_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
 
 class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

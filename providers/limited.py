@@ -1,0 +1,94 @@
+"""Chat and embedding providers behind a rate limit shared by all replicas (through Redis).
+
+The worker wraps a provider when its config sets ``rate_limit``: each call first waits for
+room in the request and token budgets (input tokens estimated from the text), and a chat
+call charges its completion tokens when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from contracts.generate import ChatMessage
+from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
+from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
+from providers.ratelimit import RateLimit, RedisRateLimiter
+from providers.tokens import estimate_tokens
+
+
+class _Limited:
+    def __init__(self, category: str, name: str, redis_url: str, limit: RateLimit,
+                 max_wait_s: float) -> None:  # fmt: skip
+        self._redis = aioredis.Redis.from_url(redis_url)
+        self._limiter = RedisRateLimiter(self._redis, f"{category}:{name}", limit)
+        self._max_wait_s = max_wait_s
+
+    async def _close_limiter(self) -> None:
+        await self._redis.aclose()
+
+
+class RateLimitedChat(_Limited):
+    def __init__(
+        self, inner: ChatProvider, redis_url: str, limit: RateLimit, max_wait_s: float = 30.0
+    ) -> None:
+        super().__init__("chat", inner.name, redis_url, limit, max_wait_s)
+        self._inner = inner
+        self.name = inner.name
+
+    @property
+    def capabilities(self) -> ChatCapabilities:
+        return self._inner.capabilities
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        prompt_tokens = sum(estimate_tokens(m.content) for m in messages)
+        await self._limiter.acquire(prompt_tokens, max_wait_s=self._max_wait_s)
+        output_tokens = 0
+        try:
+            async for event in self._inner.stream_chat(messages, params):
+                if isinstance(event, ChatDone):
+                    output_tokens = event.usage.output_tokens
+                yield event
+        finally:
+            await self._limiter.record_tokens(output_tokens)
+
+    async def load(self) -> None:
+        await self._inner.load()
+
+    async def health(self) -> bool:
+        return await self._inner.health()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        await self._close_limiter()
+
+
+class RateLimitedEmbeddings(_Limited):
+    def __init__(
+        self, inner: EmbeddingProvider, redis_url: str, limit: RateLimit, max_wait_s: float = 30.0
+    ) -> None:
+        super().__init__("embeddings", inner.name, redis_url, limit, max_wait_s)
+        self._inner = inner
+        self.name = inner.name
+
+    @property
+    def capabilities(self) -> EmbeddingCapabilities:
+        return self._inner.capabilities
+
+    async def embed(self, texts: list[str], *, model: str) -> Embeddings:
+        tokens = sum(estimate_tokens(t) for t in texts)
+        await self._limiter.acquire(tokens, max_wait_s=self._max_wait_s)
+        return await self._inner.embed(texts, model=model)
+
+    async def load(self) -> None:
+        await self._inner.load()
+
+    async def health(self) -> bool:
+        return await self._inner.health()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        await self._close_limiter()

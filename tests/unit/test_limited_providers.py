@@ -1,0 +1,55 @@
+"""Providers behind a shared rate limit, against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from contracts import ChatMessage, ErrorCode
+from providers.chat import ChatParams
+from providers.errors import ProviderError
+from providers.limited import RateLimitedChat
+from providers.ratelimit import RateLimit
+from tests.conftest import Infra
+from tests.integration.scripted_chat import ScriptedChat
+
+pytestmark = [pytest.mark.redis]
+
+MESSAGES = [ChatMessage(role="user", content="hi")]
+PARAMS = ChatParams(model="scripted-model")
+
+
+def _chat(infra: Infra, limit: RateLimit, max_wait_s: float) -> RateLimitedChat:
+    inner = ScriptedChat()
+    inner.name = f"scripted-{uuid.uuid4().hex[:8]}"  # its own limit key per test
+    return RateLimitedChat(inner, infra.redis_url, limit, max_wait_s)
+
+
+async def _call(chat: RateLimitedChat) -> None:
+    async for _ in chat.stream_chat(MESSAGES, PARAMS):
+        pass
+
+
+async def test_calls_wait_for_room_in_the_shared_budget(infra: Infra) -> None:
+    # One request per 0.5 s window: three calls cannot all finish in under one second.
+    chat = _chat(infra, RateLimit(requests_per_minute=120, window_s=0.5), max_wait_s=10)
+    started = time.monotonic()
+    await asyncio.gather(_call(chat), _call(chat), _call(chat))
+    elapsed = time.monotonic() - started
+    await chat.aclose()
+    assert elapsed >= 0.95
+
+
+async def test_a_wait_beyond_the_limit_is_a_retryable_rate_limit_error(infra: Infra) -> None:
+    chat = _chat(infra, RateLimit(requests_per_minute=1), max_wait_s=0.5)
+    await _call(chat)
+    with pytest.raises(ProviderError) as info:
+        await _call(chat)
+    await chat.aclose()
+    assert info.value.code is ErrorCode.RATE_LIMIT
+    assert info.value.retryable
+    assert info.value.retry_after_s is not None
+    assert info.value.retry_after_s > 0.5
