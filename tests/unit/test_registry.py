@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -79,3 +80,21 @@ def test_router_names_the_unknown_model_and_what_is_served() -> None:
     assert "smollm2-135m-instruct" in str(info.value)
     with pytest.raises(ProviderError, match="chat provider 'openai' is not configured"):
         router.resolve("smollm2-135m-instruct", provider="openai")
+
+
+def test_third_party_providers_register_through_entry_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "acme_fleet_plugin.py").write_text(
+        "def create(config):\n    return ('acme', dict(config))\n"
+    )
+    dist = tmp_path / "acme_fleet_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-fleet-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[fleet.providers.toy-plugins]\nacme = acme_fleet_plugin:create\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry: Registry[tuple[str, dict[str, Any]]] = Registry("toy-plugins")
+    assert registry.names() == ["acme"]
+    assert registry.create("acme", {"k": 1}) == ("acme", {"k": 1})
