@@ -3,12 +3,14 @@
 from contracts.generate import ChatMessage
 from contracts.replies import GenerateResult, TextDelta
 from contracts.vectors import VectorRecord
+from producer_sdk.batch import CorpusProgress
 from producer_sdk.client import FleetClient, GenerateEvent
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import StreamRestarted
 
 __all__ = [
     "ChatMessage",
+    "CorpusProgress",
     "DeadlineExceeded",
     "FleetClient",
     "FleetRequestError",

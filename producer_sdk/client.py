@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypedDict, TypeVar
 
@@ -46,6 +47,7 @@ from contracts.vectors import (
     VectorRecord,
     VectorUpsertRequest,
 )
+from producer_sdk.batch import CorpusJob, CorpusProgress
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import ReplyRouter, StreamRestarted
 from producer_sdk.tracing import inject_headers
@@ -205,6 +207,37 @@ class FleetClient:
             custom_ids=list(custom_ids) if custom_ids is not None else None,
         )
         return await self._final("embed", request, timeout, EmbedResult)
+
+    async def submit_corpus(
+        self,
+        input_path: Path | str,
+        output_path: Path | str,
+        *,
+        model: str,
+        chunk_size: int = 64,
+        max_in_flight: int = 16,
+        timeout_s: float | None = None,
+        progress: Callable[[CorpusProgress], None] | None = None,
+    ) -> CorpusProgress:
+        """Embed a JSONL corpus (``{"custom_id", "text"}`` per line) into a results JSONL.
+
+        Resumable: run it again with the same files after a cancel or a crash and it sends
+        only what is missing (see ``producer_sdk.batch``).
+        """
+
+        async def embed_chunk(texts: list[str], request_id: str) -> EmbedResult:
+            return await self.embed(texts, model=model, timeout_s=timeout_s, request_id=request_id)
+
+        job = CorpusJob(
+            embed_chunk,
+            Path(input_path),
+            Path(output_path),
+            model=model,
+            chunk_size=chunk_size,
+            max_in_flight=max_in_flight,
+            progress=progress,
+        )
+        return await job.run()
 
     async def stream_transcribe(
         self,

@@ -15,7 +15,7 @@ from pathlib import Path
 from contracts.errors import FleetError
 from contracts.names import JOB_KINDS
 from contracts.schema import json_schema_text
-from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
+from producer_sdk import CorpusProgress, FleetClient, GenerateResult, StreamRestarted, TextDelta
 from workers.local_fleet import LOG_DIR, LocalWorker, stop_all, wait_ready
 from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
 
@@ -76,6 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["chat"].set_defaults(func=_cmd_chat)
     sub.choices["demo"].set_defaults(func=_cmd_demo)
     sub.choices["demo"].add_argument("--health-base-port", type=int, default=9410)
+
+    corpus = sub.add_parser(
+        "embed-corpus", help="embed a JSONL corpus ({custom_id, text} per line); resumable"
+    )
+    corpus.add_argument("input", type=Path)
+    corpus.add_argument("output", type=Path)
+    corpus.add_argument("--model", default="all-minilm-l6-v2")
+    corpus.add_argument("--chunk-size", type=int, default=64)
+    corpus.add_argument("--max-in-flight", type=int, default=16)
+    corpus.add_argument(
+        "--bootstrap-servers", default=os.environ.get("FLEET_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+    )
+    corpus.set_defaults(func=_cmd_embed_corpus)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
@@ -155,6 +168,36 @@ async def _chat(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     return 0
+
+
+def _cmd_embed_corpus(args: argparse.Namespace) -> int:
+    return asyncio.run(_embed_corpus(args))
+
+
+async def _embed_corpus(args: argparse.Namespace) -> int:
+    def show(p: CorpusProgress) -> None:
+        width = 30
+        filled = int(width * p.done / p.total) if p.total else width
+        bar = "#" * filled + "-" * (width - filled)
+        print(
+            f"\r[{bar}] {p.done}/{p.total} rows, {p.failed} failed, "
+            f"{p.rows_per_s:,.0f} rows/s, {p.status}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async with FleetClient(args.bootstrap_servers) as fleet:
+        final = await fleet.submit_corpus(
+            args.input,
+            args.output,
+            model=args.model,
+            chunk_size=args.chunk_size,
+            max_in_flight=args.max_in_flight,
+            progress=show,
+        )
+    print(f"\n[fleet] {final.batch_id}: results in {args.output}", file=sys.stderr)
+    return 0 if final.failed == 0 else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
