@@ -54,6 +54,9 @@ _TYPE_CODES: Final[Mapping[str, ErrorCode]] = {
 class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What every HTTP provider's config has; each provider adds its own fields."""
 
+    # The registry name by default; set it to run several instances (e.g. "vllm") side by side.
+    name: str
+    base_url: str
     api_key: Secret | None = None
     # The models this instance serves: routing picks a provider by these names.
     models: Annotated[list[str], msgspec.Meta(min_length=1)]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Annotated, Any, Final
 
@@ -15,12 +13,9 @@ from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall
 from contracts.usage import Usage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
-from providers.circuit import CircuitBreaker, CircuitState
 from providers.errors import ProviderError
 from providers.http import (
-    HttpClient,
     HttpConfig,
-    Redactor,
     auth_headers,
     error_from_body,
     error_from_exception,
@@ -28,6 +23,7 @@ from providers.http import (
     raise_for_status,
 )
 from providers.registry import parse_config
+from providers.remote import RemoteProvider
 from providers.retry import stream_with_retry
 
 
@@ -139,32 +135,11 @@ class _StreamState:
         )
 
 
-class AnthropicChat:
+class AnthropicChat(RemoteProvider[AnthropicChatConfig]):
     """The Messages API; retries and a circuit breaker wrap every call."""
 
-    def __init__(
-        self,
-        config: AnthropicChatConfig,
-        *,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = config.name
-        self._config = config
-        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
-        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
-        self._redact = Redactor([config.api_key])
-        self._sleep = sleep
-        self._base = config.base_url.rstrip("/")
-        self._op = f"{config.name}.chat"
-
-    def __repr__(self) -> str:
-        return (
-            f"AnthropicChat(name={self.name!r}, base_url={self._base!r}, "
-            f"models={self._config.models!r})"
-        )
+    operation = "chat"
+    health_path = "/v1/models"
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -175,38 +150,10 @@ class AnthropicChat:
             max_context_tokens=self._config.max_context_tokens,
         )
 
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._breaker
-
-    async def load(self) -> None:
-        """Nothing to load: the connection pool fills on the first call."""
-
-    async def health(self) -> bool:
-        """The API answers an authenticated GET /v1/models (and the circuit is not open)."""
-        if self._breaker.state is CircuitState.OPEN:
-            return False
-        try:
-            response = await self._http.client.get(
-                f"{self._base}/v1/models", headers=self._headers()
-            )
-        except httpx.HTTPError:
-            return False
-        return response.is_success
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     async def stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        if params.model not in self._config.models:
-            raise ProviderError(
-                ErrorCode.NOT_FOUND,
-                self._op,
-                f"model {params.model!r} is not served here; available: "
-                f"{', '.join(self._config.models)}",
-            )
+        self._check_model(params.model)
         body = msgspec.json.encode(self._body(messages, params))
         stream = stream_with_retry(
             lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op

@@ -3,9 +3,7 @@ Ollama, LM Studio, TGI and most hosted gateways."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
@@ -16,19 +14,16 @@ from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall
 from contracts.usage import Usage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
-from providers.circuit import CircuitBreaker, CircuitState
 from providers.errors import ProviderError
 from providers.http import (
-    HttpClient,
     HttpConfig,
-    Redactor,
-    auth_headers,
     error_from_body,
     error_from_exception,
     iter_sse,
     raise_for_status,
 )
 from providers.registry import parse_config
+from providers.remote import RemoteProvider
 from providers.retry import stream_with_retry
 
 
@@ -124,32 +119,10 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-class OpenAIChat:
+class OpenAIChat(RemoteProvider[OpenAIChatConfig]):
     """One OpenAI-compatible endpoint; retries and a circuit breaker wrap every call."""
 
-    def __init__(
-        self,
-        config: OpenAIChatConfig,
-        *,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = config.name
-        self._config = config
-        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
-        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
-        self._redact = Redactor([config.api_key])
-        self._sleep = sleep
-        self._base = config.base_url.rstrip("/")
-        self._op = f"{config.name}.chat"
-
-    def __repr__(self) -> str:
-        return (
-            f"OpenAIChat(name={self.name!r}, base_url={self._base!r}, "
-            f"models={self._config.models!r})"
-        )
+    operation = "chat"
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -160,36 +133,10 @@ class OpenAIChat:
             max_context_tokens=self._config.max_context_tokens,
         )
 
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._breaker
-
-    async def load(self) -> None:
-        """Nothing to load: the connection pool fills on the first call."""
-
-    async def health(self) -> bool:
-        """The endpoint answers an authenticated GET /models (and the circuit is not open)."""
-        if self._breaker.state is CircuitState.OPEN:
-            return False
-        try:
-            response = await self._http.client.get(f"{self._base}/models", headers=self._headers())
-        except httpx.HTTPError:
-            return False
-        return response.is_success
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     async def stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        if params.model not in self._config.models:
-            raise ProviderError(
-                ErrorCode.NOT_FOUND,
-                self._op,
-                f"model {params.model!r} is not served here; available: "
-                f"{', '.join(self._config.models)}",
-            )
+        self._check_model(params.model)
         body = msgspec.json.encode(self._body(messages, params))
         stream = stream_with_retry(
             lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
@@ -197,9 +144,6 @@ class OpenAIChat:
         async with aclosing(stream):
             async for event in stream:
                 yield event
-
-    def _headers(self) -> dict[str, str]:
-        return {**self._config.headers, **auth_headers(self._config.api_key)}
 
     def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
         body: dict[str, Any] = {

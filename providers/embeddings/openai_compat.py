@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import array
-import asyncio
 import base64
 import math
 import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -16,19 +14,17 @@ import msgspec
 
 from contracts.errors import ErrorCode
 from contracts.usage import Usage
-from providers.circuit import CircuitBreaker, CircuitState
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
 from providers.http import (
-    HttpClient,
     HttpConfig,
-    Redactor,
     auth_headers,
     decode_json,
     error_from_exception,
     raise_for_status,
 )
 from providers.registry import parse_config
+from providers.remote import RemoteProvider
 from providers.retry import call_with_retry, with_timeout
 
 
@@ -75,30 +71,8 @@ def _normalised(vector: list[float]) -> list[float]:
     return [x / norm for x in vector]
 
 
-class OpenAIEmbeddings:
-    def __init__(
-        self,
-        config: OpenAIEmbeddingsConfig,
-        *,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = config.name
-        self._config = config
-        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
-        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
-        self._redact = Redactor([config.api_key])
-        self._sleep = sleep
-        self._base = config.base_url.rstrip("/")
-        self._op = f"{config.name}.embed"
-
-    def __repr__(self) -> str:
-        return (
-            f"OpenAIEmbeddings(name={self.name!r}, base_url={self._base!r}, "
-            f"models={self._config.models!r}, dimension={self._config.dimension})"
-        )
+class OpenAIEmbeddings(RemoteProvider[OpenAIEmbeddingsConfig]):
+    operation = "embed"
 
     @property
     def capabilities(self) -> EmbeddingCapabilities:
@@ -109,33 +83,8 @@ class OpenAIEmbeddings:
             max_input_tokens=self._config.max_input_tokens,
         )
 
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._breaker
-
-    async def load(self) -> None:
-        """Nothing to load: the connection pool fills on the first call."""
-
-    async def health(self) -> bool:
-        if self._breaker.state is CircuitState.OPEN:
-            return False
-        headers = {**self._config.headers, **auth_headers(self._config.api_key)}
-        try:
-            response = await self._http.client.get(f"{self._base}/models", headers=headers)
-        except httpx.HTTPError:
-            return False
-        return response.is_success
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     async def embed(self, texts: list[str], *, model: str) -> Embeddings:
-        if model not in self._config.models:
-            raise ProviderError(
-                ErrorCode.NOT_FOUND,
-                self._op,
-                f"model {model!r} is not served here; available: {', '.join(self._config.models)}",
-            )
+        self._check_model(model)
         if not texts:
             return Embeddings(vectors=[], model=model)
         if len(texts) > self._config.max_batch:

@@ -3,27 +3,23 @@ faster-whisper-server, LocalAI and vLLM)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
-from providers.circuit import CircuitBreaker, CircuitState
 from providers.errors import ProviderError
 from providers.http import (
-    HttpClient,
     HttpConfig,
-    Redactor,
     auth_headers,
     decode_json,
     error_from_exception,
     raise_for_status,
 )
 from providers.registry import parse_config
+from providers.remote import RemoteProvider
 from providers.retry import call_with_retry, with_timeout
 from providers.transcription.base import (
     Segment,
@@ -76,65 +72,18 @@ def audio_filename(audio: bytes) -> str:
     return "audio.wav"
 
 
-class OpenAITranscription:
-    def __init__(
-        self,
-        config: OpenAITranscriptionConfig,
-        *,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = config.name
-        self._config = config
-        self._http = HttpClient(timeout_s=config.timeout_s, client=client, transport=transport)
-        self._breaker = CircuitBreaker(config.name, config.circuit, clock=clock)
-        self._redact = Redactor([config.api_key])
-        self._sleep = sleep
-        self._base = config.base_url.rstrip("/")
-        self._op = f"{config.name}.transcribe"
-
-    def __repr__(self) -> str:
-        return (
-            f"OpenAITranscription(name={self.name!r}, base_url={self._base!r}, "
-            f"models={self._config.models!r})"
-        )
+class OpenAITranscription(RemoteProvider[OpenAITranscriptionConfig]):
+    operation = "transcribe"
 
     @property
     def capabilities(self) -> TranscriptionCapabilities:
         # One request, one answer: segments arrive together, not as they are decoded.
         return TranscriptionCapabilities(models=tuple(self._config.models), streaming=False)
 
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._breaker
-
-    async def load(self) -> None:
-        """Nothing to load: the connection pool fills on the first call."""
-
-    async def health(self) -> bool:
-        if self._breaker.state is CircuitState.OPEN:
-            return False
-        headers = {**self._config.headers, **auth_headers(self._config.api_key)}
-        try:
-            response = await self._http.client.get(f"{self._base}/models", headers=headers)
-        except httpx.HTTPError:
-            return False
-        return response.is_success
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     async def transcribe(
         self, audio: bytes, *, model: str, language: str | None = None
     ) -> AsyncIterator[TranscriptionEvent]:
-        if model not in self._config.models:
-            raise ProviderError(
-                ErrorCode.NOT_FOUND,
-                self._op,
-                f"model {model!r} is not served here; available: {', '.join(self._config.models)}",
-            )
+        self._check_model(model)
         if not audio:
             raise ProviderError(ErrorCode.INVALID_INPUT, self._op, "the audio is empty")
         if len(audio) > self._config.max_audio_bytes:
