@@ -90,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     corpus.set_defaults(func=_cmd_embed_corpus)
 
+    lag = sub.add_parser("lag", help="show each kind's consumer lag per partition")
+    lag.add_argument("--config", type=Path, help="TOML settings file")
+    lag.set_defaults(func=_cmd_lag)
+
+    status = sub.add_parser("status", help="show what the fleet knows of one request id")
+    status.add_argument("request_id")
+    status.add_argument("--config", type=Path, help="TOML settings file")
+    status.set_defaults(func=_cmd_status)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
     return parser
@@ -198,6 +207,37 @@ async def _embed_corpus(args: argparse.Namespace) -> int:
         )
     print(f"\n[fleet] {final.batch_id}: results in {args.output}", file=sys.stderr)
     return 0 if final.failed == 0 else 1
+
+
+def _cmd_lag(args: argparse.Namespace) -> int:
+    from workers.inspect import consumer_lag
+
+    rows = asyncio.run(consumer_lag(load_settings(args.config)))
+    if not rows:
+        print("no request topics yet: start a worker first")
+        return 0
+    print(f"{'kind':<11} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}  group")
+    for row in rows:
+        committed = "-" if row.committed is None else str(row.committed)
+        print(f"{row.kind:<11} {row.partition:>9} {committed:>10} {row.end:>10} {row.lag:>8}  "
+              f"{row.group}")  # fmt: skip
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from workers.inspect import job_state
+
+    state = asyncio.run(job_state(load_settings(args.config), args.request_id))
+    if state.done:
+        word = "done (its final reply is stored; a repeat gets it back)"
+    elif state.running:
+        word = "running"
+    elif state.attempts:
+        word = "started before, not running now (waiting for a retry or a redelivery)"
+    else:
+        word = "unknown to the fleet (never started, or its record expired)"
+    print(f"{state.request_id}: {word}; attempts: {state.attempts}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from tests.conftest import Infra
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.generate import GenerateHandler
+from workers.inspect import consumer_lag, job_state
 from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -138,3 +139,22 @@ async def test_a_60_second_model_call_does_not_cost_the_group_membership(
     assert result.text == "Hello, world"
     assert result.attempt == 0
     assert chat.calls == 1
+
+
+async def test_operators_see_lag_and_job_state(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    async with running(settings, ScriptedChat()):
+        await client.generate("hi", model=MODEL, request_id="inspect-me")
+        for _ in range(100):  # the commit follows the final reply within commit_interval_s
+            rows = await consumer_lag(settings)
+            if sum(r.committed or 0 for r in rows if r.kind == "generate") == 1:
+                break
+            await asyncio.sleep(0.1)
+    generate = [r for r in rows if r.kind == "generate"]
+    assert len(generate) == settings.partitions
+    assert sum(r.end for r in generate) == 1
+    assert all(r.lag == 0 for r in generate)
+    state = await job_state(settings, "inspect-me")
+    assert (state.done, state.running, state.attempts) == (True, False, 1)
+    assert not (await job_state(settings, "never-sent")).attempts

@@ -1,0 +1,75 @@
+"""What operators ask the fleet: how far behind each kind's consumers are, and where a job is."""
+
+from __future__ import annotations
+
+import msgspec
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts.names import JOB_KINDS, request_topic
+from workers.settings import WorkerSettings
+
+
+class PartitionLag(msgspec.Struct, frozen=True):
+    kind: str
+    group: str
+    partition: int
+    committed: int | None  # None: the group never committed here
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return self.end - (self.committed or 0)
+
+
+async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
+    """Committed offset, end offset and lag of every request partition, per kind's group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        existing = set(await admin.list_topics())
+        rows: list[PartitionLag] = []
+        for kind in JOB_KINDS:
+            topic = request_topic(kind, settings.namespace)
+            if topic not in existing:
+                continue
+            group = settings.group_for(kind)
+            described = await admin.describe_topics([topic])
+            numbers = sorted(p["partition"] for p in described[0]["partitions"])
+            partitions = [TopicPartition(topic, p) for p in numbers]
+            ends = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            for tp in partitions:
+                meta = committed.get(tp)
+                offset = meta.offset if meta is not None and meta.offset >= 0 else None
+                rows.append(PartitionLag(kind, group, tp.partition, offset, ends[tp]))
+        return rows
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+class JobState(msgspec.Struct, frozen=True):
+    request_id: str
+    attempts: int
+    running: bool
+    done: bool
+
+
+async def job_state(settings: WorkerSettings, request_id: str) -> JobState:
+    """What the once-only ledger knows of one request id."""
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    base = f"fleet:{settings.namespace}:job:{request_id}"
+    try:
+        attempts, lock, done = await redis.mget(f"{base}:attempt", f"{base}:lock", f"{base}:done")
+    finally:
+        await redis.aclose()
+    return JobState(
+        request_id=request_id,
+        attempts=int(attempts or 0),
+        running=lock is not None,
+        done=done is not None,
+    )
