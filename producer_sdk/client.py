@@ -357,18 +357,23 @@ class FleetClient:
     ) -> AsyncGenerator[ReplyChunk | StreamRestarted, None]:
         router = self.router
         inbox = router.open(request.request_id)
+        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
             await self._send(kind, request)
             while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = await asyncio.wait_for(inbox.get(), timeout=max(remaining, 0))
-                except TimeoutError:
-                    raise DeadlineExceeded(
-                        f"{kind} request {request.request_id} got no complete answer "
-                        f"within {timeout_s:g}s"
-                    ) from None
+                # Chunks often arrive together: take those already here without a timer.
+                item = inbox.get_nowait()
+                if item is None:
+                    try:
+                        # One timer and no extra task per wait (wait_for made both).
+                        async with asyncio.timeout_at(loop.time() + deadline - time.monotonic()):
+                            item = await inbox.get()
+                    except TimeoutError:
+                        raise DeadlineExceeded(
+                            f"{kind} request {request.request_id} got no complete answer "
+                            f"within {timeout_s:g}s"
+                        ) from None
                 if isinstance(item, ErrorReply):
                     raise FleetRequestError(item)
                 yield item

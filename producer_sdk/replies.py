@@ -55,6 +55,12 @@ class ReplyInbox:
     async def get(self) -> ReplyChunk | StreamRestarted:
         return await self._queue.get()
 
+    def get_nowait(self) -> ReplyChunk | StreamRestarted | None:
+        """The next chunk if one has arrived, without waiting (None when none has)."""
+        if self._queue.empty():
+            return None
+        return self._queue.get_nowait()
+
 
 class ReplyRouter:
     def __init__(self, consumer: AIOKafkaConsumer) -> None:

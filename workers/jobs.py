@@ -63,6 +63,10 @@ class JobRunner:
         self._metrics = metrics
         self._ledger = ledger
         self._retries = retries
+        # Label lookups take a lock and a dict probe: done once, not per job.
+        self._in_flight = metrics.in_flight.labels(kind)
+        self._duration = metrics.duration.labels(kind)
+        self._first_chunk = metrics.first_chunk.labels(kind)
 
     async def run(self, record: Record) -> None:
         attributes = {
@@ -120,7 +124,7 @@ class JobRunner:
     ) -> None:
         finished = False
         started = time.perf_counter()
-        self._metrics.in_flight.labels(self._kind).inc()
+        self._in_flight.inc()
         try:
             if self._ledger is None:
                 final = await self._reply(record, request, stamper, stream, started)
@@ -133,9 +137,9 @@ class JobRunner:
                     await self._ledger.finish(request.request_id, encode(final))
             finished = final is not None
             if final is not None:
-                self._metrics.duration.labels(self._kind).observe(time.perf_counter() - started)
+                self._duration.observe(time.perf_counter() - started)
         finally:
-            self._metrics.in_flight.labels(self._kind).dec()
+            self._in_flight.dec()
             if not finished and self._ledger is not None:
                 await self._ledger.release(request.request_id)
 
@@ -153,7 +157,7 @@ class JobRunner:
             async for chunk in self._handler.handle(request, stamper):
                 if last is None:
                     elapsed = time.perf_counter() - started
-                    self._metrics.first_chunk.labels(self._kind).observe(elapsed)
+                    self._first_chunk.observe(elapsed)
                 await stream.send(chunk)
                 last = chunk
             if not isinstance(last, Final):

@@ -1,0 +1,1 @@
+"""Benchmarks of the fleet against its baselines and peers (see bench/README.md)."""
