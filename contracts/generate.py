@@ -43,3 +43,5 @@ class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     stop: list[str] | None = None
     tools: list[ToolSpec] | None = None
+    # False: no deltas, only the final reply (callers that want the whole answer at once).
+    stream: bool = True

@@ -158,13 +158,11 @@ class FleetClient:
         A StreamRestarted event means the job was redone from the start: drop the text
         received so far. An error reply raises FleetRequestError.
         """
-        if isinstance(messages, str):
-            messages = [ChatMessage(role="user", content=messages)]
         head, timeout = self._head(request_id, timeout_s)
         request = GenerateRequest(
             **head,
             model=model,
-            messages=list(messages),
+            messages=_messages(messages),
             provider=provider,
             session_id=session_id,
             max_tokens=max_tokens,
@@ -177,15 +175,34 @@ class FleetClient:
                 yield item
 
     async def generate(
-        self, messages: str | Sequence[ChatMessage], *, model: str, **options: Any
+        self,
+        messages: str | Sequence[ChatMessage],
+        *,
+        model: str,
+        session_id: str | None = None,
+        provider: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: list[str] | None = None,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> GenerateResult:
-        """The complete answer of a generate request (see ``stream_generate``)."""
-        stream = self.stream_generate(messages, model=model, **options)
-        async with contextlib.aclosing(stream):
-            async for item in stream:
-                if isinstance(item, GenerateResult):
-                    return item
-        raise AssertionError("a reply stream ends with its final chunk or an exception")
+        """The complete answer of a generate request, sent as one reply (no deltas)."""
+        head, timeout = self._head(request_id, timeout_s)
+        request = GenerateRequest(
+            **head,
+            model=model,
+            messages=_messages(messages),
+            provider=provider,
+            session_id=session_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            stream=False,
+        )
+        return await self._final("generate", request, timeout, GenerateResult)
 
     async def embed(
         self,
@@ -446,3 +463,9 @@ class FleetClient:
             self._producer = None
         self._router = None
         await self._delete_reply_topic()
+
+
+def _messages(messages: str | Sequence[ChatMessage]) -> list[ChatMessage]:
+    if isinstance(messages, str):
+        return [ChatMessage(role="user", content=messages)]
+    return list(messages)

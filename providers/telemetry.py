@@ -186,6 +186,23 @@ class ProviderTelemetry:
 _GLOBAL: Final = ProviderTelemetry()
 
 
+def tracing_configured() -> bool:
+    """Whether this process set up an OpenTelemetry SDK (traces or metrics). Without one,
+    spans are skipped instead of built as no-ops nobody would see (microseconds a job)."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return True
+    try:  # the API has no public name for "no meter provider set yet"
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:
+        return True
+    return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
+
+
+@asynccontextmanager
+async def _untraced() -> AsyncIterator[ProviderSpan]:
+    yield ProviderSpan(trace.INVALID_SPAN)
+
+
 def provider_span(
     category: str,
     provider: str,
@@ -202,5 +219,7 @@ def provider_span(
     """
     # Building instruments again is cheap: the SDK hands back the ones a meter already has.
     explicit = tracer is not None or meter is not None
+    if not explicit and not tracing_configured():
+        return _untraced()
     telemetry = ProviderTelemetry(tracer, meter) if explicit else _GLOBAL
     return telemetry.span(category, provider, operation, model)

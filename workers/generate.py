@@ -41,7 +41,8 @@ class GenerateHandler:
             async for event in provider.stream_chat([*history, *request.messages], params):
                 if isinstance(event, TextPiece):
                     pieces.append(event.text)
-                    yield stamper.delta(event.text)
+                    if request.stream:
+                        yield stamper.delta(event.text)
                 else:
                     done = event
             call.record_usage(done.usage)

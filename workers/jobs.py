@@ -30,6 +30,7 @@ from contracts.names import Header
 from contracts.replies import Final, ReplyChunk
 from producer_sdk.tracing import extract_context
 from providers.errors import ProviderError
+from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
 from workers.handler import JobHandler
 from workers.idempotency import AlreadyDone, JobLedger
@@ -69,6 +70,9 @@ class JobRunner:
         self._first_chunk = metrics.first_chunk.labels(kind)
 
     async def run(self, record: Record) -> None:
+        if not tracing_configured():
+            await self._run_logged(record)
+            return
         attributes = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
