@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.ma
 CONFIG = """
 partitions = 2
 session_timeout_ms = 6000
-lock_ttl_s = 3.0
+# Short enough that a dead worker's jobs are taken over by the time the group rebalances
+# (session timeout 6 s), long enough that a loaded machine never lets a live lock lapse.
+lock_ttl_s = 5.0
 shutdown_grace_s = 30.0
 """
 
