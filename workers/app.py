@@ -9,7 +9,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from contracts.names import JOB_KINDS, dead_letter_topic, request_topic, retry_topic
 from providers.chat import ChatProvider, chat_providers
@@ -140,15 +139,7 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
-        retries_topics = {t: 1 for t in self._retry_topics()}
-        await ensure_topics(
-            s.bootstrap_servers,
-            {
-                request_topic(self.kind, s.namespace): s.partitions,
-                dead_letter_topic(self.kind, s.namespace): 1,
-                **retries_topics,
-            },
-        )
+        await ensure_topics(s.bootstrap_servers, self._topics())
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.handler.aclose)
             producer = AIOKafkaProducer(
@@ -159,40 +150,13 @@ class Worker:
             )
             await producer.start()
             stack.push_async_callback(producer.stop)
-            ledger = None
-            if s.idempotency:
-                redis = aioredis.Redis.from_url(s.redis_url)
-                stack.push_async_callback(redis.aclose)
-                ledger = JobLedger(
-                    redis, s.namespace, lock_ttl_s=s.lock_ttl_s, result_ttl_s=s.result_ttl_s
-                )
-            scheduler = RetryScheduler(producer, self.kind, s.namespace, s.retry)
-            consumer = await self._consumer(stack, s.group_for(self.kind))
-            main = JobConsumer(
-                consumer=consumer,
-                topic=request_topic(self.kind, s.namespace),
-                runner=JobRunner(
-                    kind=self.kind,
-                    handler=self.handler,
-                    producer=producer,
-                    dead_letters=DeadLetters(producer, dead_letter_topic(self.kind, s.namespace)),
-                    max_payload_bytes=s.max_payload_bytes,
-                    metrics=self.metrics,
-                    ledger=ledger,
-                    retries=scheduler,
-                ),
-                concurrency=s.concurrency_for(self.kind),
-                commit_interval_s=s.commit_interval_s,
-                shutdown_grace_s=s.shutdown_grace_s,
-            )
+            main = await self._job_consumer(stack, producer)
             self._loops = [main]
             for delay in s.retry.tiers_s:
-                retry_consumer = await self._consumer(
-                    stack, f"{s.group_for(self.kind)}.retry-{delay:g}s"
-                )
+                group = f"{s.group_for(self.kind)}.retry-{delay:g}s"
                 self._loops.append(
                     RetryForwarder(
-                        consumer=retry_consumer,
+                        consumer=await self._consumer(stack, group),
                         producer=producer,
                         kind=self.kind,
                         namespace=s.namespace,
@@ -206,16 +170,52 @@ class Worker:
                 log.info("%s worker health on port %d", self.kind, self.health.port)
             if self._stop_requested.is_set():
                 self.stop()
-            ready_watch = asyncio.create_task(self._mark_ready(main, consumer))
+            ready_watch = asyncio.create_task(self._mark_ready(main))
             try:
                 await asyncio.gather(*(loop.run() for loop in self._loops))
             finally:
                 ready_watch.cancel()
         log.info("%s worker stopped", self.kind)
 
-    def _retry_topics(self) -> list[str]:
+    def _topics(self) -> dict[str, int]:
+        """This kind's topics and their partition counts."""
         s = self.settings
-        return [retry_topic(self.kind, d, s.namespace) for d in s.retry.tiers_s]
+        retries = {retry_topic(self.kind, d, s.namespace): 1 for d in s.retry.tiers_s}
+        return {
+            request_topic(self.kind, s.namespace): s.partitions,
+            dead_letter_topic(self.kind, s.namespace): 1,
+            **retries,
+        }
+
+    async def _job_consumer(
+        self, stack: contextlib.AsyncExitStack, producer: AIOKafkaProducer
+    ) -> JobConsumer:
+        s = self.settings
+        ledger = None
+        if s.idempotency:
+            redis = aioredis.Redis.from_url(s.redis_url)
+            stack.push_async_callback(redis.aclose)
+            ledger = JobLedger(
+                redis, s.namespace, lock_ttl_s=s.lock_ttl_s, result_ttl_s=s.result_ttl_s
+            )
+        runner = JobRunner(
+            kind=self.kind,
+            handler=self.handler,
+            producer=producer,
+            dead_letters=DeadLetters(producer, dead_letter_topic(self.kind, s.namespace)),
+            max_payload_bytes=s.max_payload_bytes,
+            metrics=self.metrics,
+            ledger=ledger,
+            retries=RetryScheduler(producer, self.kind, s.namespace, s.retry),
+        )
+        return JobConsumer(
+            consumer=await self._consumer(stack, s.group_for(self.kind)),
+            topic=request_topic(self.kind, s.namespace),
+            runner=runner,
+            concurrency=s.concurrency_for(self.kind),
+            commit_interval_s=s.commit_interval_s,
+            shutdown_grace_s=s.shutdown_grace_s,
+        )
 
     async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:
         s = self.settings
@@ -232,20 +232,13 @@ class Worker:
         stack.push_async_callback(consumer.stop)
         return consumer
 
-    async def _mark_ready(self, main: JobConsumer, consumer: AIOKafkaConsumer) -> None:
+    async def _mark_ready(self, main: JobConsumer) -> None:
         await main.ready.wait()
-        self._consumer_for_lag = consumer
         self.ready.set()
         log.info("%s worker ready (group %s)", self.kind, self.settings.group_for(self.kind))
 
     async def _update_lag(self) -> None:
-        consumer: AIOKafkaConsumer | None = getattr(self, "_consumer_for_lag", None)
-        if consumer is None:
+        if not self.ready.is_set():
             return
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            with contextlib.suppress(KafkaError, AssertionError):
-                position = await consumer.position(tp)
-                if highwater is not None:
-                    lag = max(highwater - position, 0)
-                    self.metrics.lag.labels(self.kind, str(tp.partition)).set(lag)
+        for partition, lag in (await self.jobs.lag()).items():
+            self.metrics.lag.labels(self.kind, str(partition)).set(lag)

@@ -139,6 +139,18 @@ class JobConsumer:
         await self._commit(list(revoked))
         self._tracker.forget(revoked)
 
+    async def lag(self) -> dict[int, int]:
+        """Messages not yet fetched, per assigned partition (from the last fetch's high
+        watermark; partitions not fetched yet are left out)."""
+        result: dict[int, int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                result[tp.partition] = max(highwater - await self._consumer.position(tp), 0)
+        return result
+
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         if assigned:
             self.ready.set()

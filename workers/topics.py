@@ -7,8 +7,6 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from contracts.names import dead_letter_topic, request_topic
-
 
 async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
     """Create each topic (name -> partitions) that does not exist yet."""
@@ -27,8 +25,3 @@ async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
-
-
-def kind_topics(kind: str, namespace: str, partitions: int) -> dict[str, int]:
-    """The request and dead-letter topics of one job kind."""
-    return {request_topic(kind, namespace): partitions, dead_letter_topic(kind, namespace): 1}

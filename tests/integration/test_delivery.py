@@ -144,8 +144,10 @@ async def test_a_60_second_model_call_does_not_cost_the_group_membership(
 async def test_operators_see_lag_and_job_state(
     settings: WorkerSettings, client: FleetClient
 ) -> None:
-    async with running(settings, ScriptedChat()):
+    async with running(settings, ScriptedChat()) as worker:
         await client.generate("hi", model=MODEL, request_id="inspect-me")
+        # The worker's own view (its /metrics lag gauge): everything fetched.
+        assert set((await worker.jobs.lag()).values()) <= {0}
         for _ in range(100):  # the commit follows the final reply within commit_interval_s
             rows = await consumer_lag(settings)
             if sum(r.committed or 0 for r in rows if r.kind == "generate") == 1:
