@@ -180,6 +180,8 @@ class JobRunner:
             return await self._fail(stamper, stream, exc.code, exc.detail)
         except ConfigError as exc:
             return await self._fail(stamper, stream, ErrorCode.INVALID_INPUT, str(exc))
+        except KafkaError:
+            raise  # the reply could not be sent: handled in run(), not the handler's fault
         except Exception as exc:
             log.exception("job %s crashed in the %s handler", request.request_id, self._kind)
             await self._dead_letter(record, ErrorCode.INTERNAL, f"handler_failed: {exc!r}")
