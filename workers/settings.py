@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -24,6 +25,11 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     rate_limit: RateLimit | None = None
     # Longer than this in the limiter's queue and the job goes to a delayed retry instead.
     rate_limit_max_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+
+    def __repr__(self) -> str:
+        # Provider configs hold API keys: a repr (logs, tracebacks) names the keys only.
+        keys = ", ".join(sorted(self.config))
+        return f"ProviderSpec(name={self.name!r}, config keys=[{keys}])"
 
 
 class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,11 +85,27 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # The vector store; Redis vector sets default to redis_url.
     vector_store: ProviderSpec = msgspec.field(default_factory=lambda: _spec("redis"))
 
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={_masked_url(value) if name == 'redis_url' else value!r}"
+            for name, value in msgspec.structs.asdict(self).items()
+        )
+        return f"WorkerSettings({fields})"
+
     def group_for(self, kind: str) -> str:
         return self.group_id or f"{self.namespace}.{kind}.workers"
 
     def concurrency_for(self, kind: str) -> int:
         return self.concurrency or DEFAULT_CONCURRENCY.get(kind, 4)
+
+
+def _masked_url(url: str) -> str:
+    """A URL fit for logs: any password in it replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 _ENV = {

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import msgspec
 import pytest
+from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from producer_sdk import FleetClient
+from contracts import ErrorCode, dead_letter_topic
+from producer_sdk import FleetClient, FleetRequestError
+from tests.conftest import Infra
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_delivery import MODEL, running
-from workers import WorkerSettings
+from workers import ProviderSpec, Worker, WorkerSettings, build_handler
+from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -48,3 +57,81 @@ async def test_the_trace_continues_from_producer_to_provider_call(
     assert chat.attributes is not None
     assert chat.attributes["gen_ai.request.model"] == MODEL
     assert chat.attributes["gen_ai.usage.output_tokens"] == 3
+
+
+SECRET = "sk-fleet-test-NEVER-SHOWN-4c1d"
+
+
+async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
+    spans: InMemorySpanExporter,
+    settings: WorkerSettings,
+    client: FleetClient,
+    infra: Infra,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real OpenAI-compatible provider pointed at a closed port: the call fails for real.
+    chat_spec = ProviderSpec(
+        name="openai",
+        config={
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key": SECRET,
+            "models": ["remote-model"],
+            "retry": {"max_attempts": 1},
+        },
+    )
+    settings = msgspec.structs.replace(
+        settings, chat=[chat_spec], memory=None, retry=RetryPolicy(max_retries=0, tiers_s=(0.2,))
+    )
+    caplog.set_level(logging.DEBUG)
+    worker = Worker("generate", settings, await build_handler("generate", settings))
+    async with _run(worker):
+        with pytest.raises(FleetRequestError) as info:
+            await client.generate("hi", model="remote-model")
+    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    dead = await _dead_letters(infra, settings)
+    assert len(dead) == 1
+
+    seen = [
+        str(info.value),
+        repr(info.value.reply),
+        repr(settings),
+        repr(worker.handler),
+        caplog.text,
+        *(
+            repr(dict(s.attributes or {})) + repr(s.events) + repr(s.status)
+            for s in spans.get_finished_spans()
+        ),
+        *(repr(r.headers) + repr(r.value) for r in dead),
+    ]
+    assert "provider_down" in caplog.text or "failed" in caplog.text  # the failure was logged
+    leaks = [text for text in seen if SECRET in text]
+    assert leaks == []
+
+
+@asynccontextmanager
+async def _run(worker: Worker) -> AsyncIterator[None]:
+    task = asyncio.create_task(worker.run())
+    ready = asyncio.create_task(worker.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    try:
+        yield
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=60)
+
+
+async def _dead_letters(infra: Infra, settings: WorkerSettings) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic("generate", settings.namespace),
+        bootstrap_servers=infra.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=5_000)
+    finally:
+        await consumer.stop()
+    return [r for records in batches.values() for r in records]

@@ -8,7 +8,7 @@ import pytest
 
 from contracts import ConfigError
 from providers.chat import chat_providers
-from workers.settings import load_settings
+from workers.settings import ProviderSpec, WorkerSettings, load_settings
 
 FALLBACK = """
 concurrency = 8
@@ -68,3 +68,15 @@ def test_missing_and_broken_files_are_clear(tmp_path: Path) -> None:
     broken.write_text("concurrency = = 3\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken)
+
+
+def test_settings_reprs_hide_keys_and_passwords() -> None:
+    settings = WorkerSettings(
+        redis_url="redis://:hunter2@127.0.0.1:6379/0",
+        chat=[ProviderSpec(name="openai", config={"api_key": "sk-abc", "models": ["m"]})],
+    )
+    text = repr(settings)
+    assert "hunter2" not in text
+    assert "sk-abc" not in text
+    assert "redis://:***@127.0.0.1:6379/0" in text
+    assert "config keys=[api_key, models]" in text
