@@ -4,10 +4,12 @@ from contracts.codec import (
     AnyRequest,
     content_type_of,
     decode_chunk,
+    decode_control,
     decode_request,
     decode_request_head,
     encode,
 )
+from contracts.control import CancelJob
 from contracts.embed import EmbedRequest
 from contracts.envelope import ReplyAddress, Request, RequestHead
 from contracts.errors import ConfigError, ContractError, ErrorCode, FleetError
@@ -20,6 +22,7 @@ from contracts.names import (
     SCHEMA_VERSION,
     ContentType,
     Header,
+    control_topic,
     dead_letter_topic,
     reply_topic,
     request_topic,
@@ -54,6 +57,7 @@ __all__ = [
     "JOB_KINDS",
     "SCHEMA_VERSION",
     "AnyRequest",
+    "CancelJob",
     "ChatMessage",
     "Chunk",
     "ConfigError",
@@ -86,8 +90,10 @@ __all__ = [
     "VectorResult",
     "VectorUpsertRequest",
     "content_type_of",
+    "control_topic",
     "dead_letter_topic",
     "decode_chunk",
+    "decode_control",
     "decode_request",
     "decode_request_head",
     "encode",

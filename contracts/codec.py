@@ -10,6 +10,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
+from contracts.control import ControlMessage
 from contracts.embed import EmbedRequest
 from contracts.envelope import RequestHead
 from contracts.errors import ContractError
@@ -38,6 +39,7 @@ _request_msgpack: Final = {k: msgspec.msgpack.Decoder(t) for k, t in TOPIC_REQUE
 _request_json: Final = {k: msgspec.json.Decoder(t) for k, t in TOPIC_REQUEST_TYPES.items()}
 _chunk_msgpack: Final = msgspec.msgpack.Decoder(ReplyChunk)
 _chunk_json: Final = msgspec.json.Decoder(ReplyChunk)
+_control: Final = msgspec.msgpack.Decoder(ControlMessage)
 _head_msgpack: Final = msgspec.msgpack.Decoder(RequestHead)
 _head_json: Final = msgspec.json.Decoder(RequestHead)
 
@@ -98,6 +100,14 @@ def decode_request_head(payload: bytes, content_type: str | None = None) -> Requ
         return decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+def decode_control(payload: bytes) -> ControlMessage:
+    try:
+        message: ControlMessage = _control.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ContractError(f"control message is not valid: {exc}", reason="schema") from exc
+    return message
 
 
 def decode_chunk(payload: bytes, content_type: str | None = None) -> ReplyChunk:

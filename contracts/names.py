@@ -30,6 +30,11 @@ def retry_topic(kind: str, delay_s: float, namespace: str = DEFAULT_NAMESPACE) -
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.retry-{delay_s:g}s"
 
 
+def control_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Topic every worker of one kind reads in full: cancellations of its jobs."""
+    return f"{request_topic(kind, namespace).removesuffix('.requests')}.control"
+
+
 def reply_topic(client_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Private reply topic of one producer instance."""
     return f"{namespace}.v{SCHEMA_VERSION}.replies.{client_id}"

@@ -7,14 +7,15 @@ from typing import Any
 import msgspec
 
 from contracts.codec import TOPIC_REQUEST_TYPES
+from contracts.control import ControlMessage
 from contracts.names import SCHEMA_VERSION
 from contracts.replies import ReplyChunk
 
 
 def json_schema() -> dict[str, Any]:
     """One document: a definition per request topic and one for reply chunks."""
-    names = [*TOPIC_REQUEST_TYPES, "replies"]
-    types: list[Any] = [*TOPIC_REQUEST_TYPES.values(), ReplyChunk]
+    names = [*TOPIC_REQUEST_TYPES, "replies", "control"]
+    types: list[Any] = [*TOPIC_REQUEST_TYPES.values(), ReplyChunk, ControlMessage]
     roots, components = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

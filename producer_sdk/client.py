@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -16,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from contracts.codec import AnyRequest, encode
+from contracts.control import CancelJob, submission_of
 from contracts.embed import EmbedRequest
 from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
@@ -25,6 +27,7 @@ from contracts.names import (
     DEFAULT_TENANT,
     ContentType,
     Header,
+    control_topic,
     reply_topic,
     request_topic,
 )
@@ -51,6 +54,8 @@ from producer_sdk.batch import CorpusJob, CorpusProgress
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import ReplyRouter, StreamRestarted
 from producer_sdk.tracing import inject_headers
+
+log = logging.getLogger(__name__)
 
 GenerateEvent = TextDelta | StreamRestarted | GenerateResult
 TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
@@ -374,6 +379,7 @@ class FleetClient:
     ) -> AsyncGenerator[ReplyChunk | StreamRestarted, None]:
         router = self.router
         inbox = router.open(request.request_id)
+        answered = False
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
@@ -392,12 +398,16 @@ class FleetClient:
                             f"within {timeout_s:g}s"
                         ) from None
                 if isinstance(item, ErrorReply):
+                    answered = True
                     raise FleetRequestError(item)
+                answered = isinstance(item, Final)
                 yield item
-                if isinstance(item, Final):
+                if answered:
                     return
         finally:
             router.close(inbox)
+            if not answered:  # the caller stopped waiting (cancelled, deadline, broke out)
+                await self._cancel(kind, request)
 
     async def _send(self, kind: str, request: AnyRequest) -> None:
         if self._producer is None:
@@ -421,6 +431,30 @@ class FleetClient:
                 f"could not publish to {topic!r} (does the topic exist? start a worker with "
                 f"`fleet worker {kind}`): {exc!r}"
             ) from exc
+
+    async def _cancel(self, kind: str, request: AnyRequest) -> None:
+        """Ask the workers to stop (or never start) a job nobody waits for any more.
+
+        Best effort: a cancel that is lost costs only the work it would have saved.
+        """
+        if self._producer is None:
+            return
+        message = CancelJob(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            submission=submission_of(request),
+        )
+        try:
+            await asyncio.wait_for(
+                self._producer.send(
+                    control_topic(kind, self.namespace),
+                    encode(message),
+                    key=request.request_id.encode(),
+                ),
+                timeout=2.0,
+            )
+        except (KafkaError, TimeoutError, RuntimeError) as exc:
+            log.debug("could not send the cancel of %s: %r", request.request_id, exc)
 
     async def _create_reply_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)

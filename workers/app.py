@@ -10,7 +10,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts.names import JOB_KINDS, dead_letter_topic, request_topic, retry_topic
+from contracts.names import (
+    JOB_KINDS,
+    control_topic,
+    dead_letter_topic,
+    request_topic,
+    retry_topic,
+)
 from providers.chat import ChatProvider, chat_providers
 from providers.embeddings import EmbeddingProvider, embedding_providers
 from providers.limited import RateLimitedChat, RateLimitedEmbeddings
@@ -20,6 +26,7 @@ from providers.transcription import TranscriptionProvider, transcription_provide
 from providers.vectorstores import vector_stores
 from workers.audio import AudioLoader
 from workers.consumer import JobConsumer
+from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.embed import EmbedHandler
 from workers.generate import GenerateHandler
@@ -121,7 +128,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics(kind)
         self.ready = asyncio.Event()
         self.health: HealthServer | None = None
-        self._loops: list[JobConsumer | RetryForwarder] = []
+        self._loops: list[JobConsumer | RetryForwarder | ControlListener] = []
         self._stop_requested = asyncio.Event()
 
     @property
@@ -151,7 +158,13 @@ class Worker:
             await producer.start()
             stack.push_async_callback(producer.stop)
             main = await self._job_consumer(stack, producer)
-            self._loops = [main]
+            control = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+            await control.start()
+            stack.push_async_callback(control.stop)
+            self._loops = [
+                main,
+                ControlListener(control, control_topic(self.kind, s.namespace), main.runner.cancel),
+            ]
             for delay in s.retry.tiers_s:
                 group = f"{s.group_for(self.kind)}.retry-{delay:g}s"
                 self._loops.append(
@@ -184,6 +197,7 @@ class Worker:
         return {
             request_topic(self.kind, s.namespace): s.partitions,
             dead_letter_topic(self.kind, s.namespace): 1,
+            control_topic(self.kind, s.namespace): 1,
             **retries,
         }
 

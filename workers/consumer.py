@@ -45,6 +45,10 @@ class JobConsumer:
         self.ready = asyncio.Event()  # set once the first partitions are assigned
         self.revocations = 0  # rebalances that took partitions away from this consumer
 
+    @property
+    def runner(self) -> JobRunner:
+        return self._runner
+
     def stop(self) -> None:
         """Stop fetching; ``run`` then finishes in-flight jobs, commits and returns."""
         self._stopping.set()

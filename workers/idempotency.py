@@ -25,11 +25,12 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-# KEYS: lock, attempt, done. ARGV: owner, lock ttl ms.
-# Returns {"done", payload} | {"busy", ""} | {"start", attempt}.
+# KEYS: lock, attempt, done, cancelled. ARGV: owner, lock ttl ms, the submission's deadline.
+# Returns {"done", payload} | {"cancelled", ""} | {"busy", ""} | {"start", attempt}.
 _BEGIN: Final = """
 local done = redis.call('GET', KEYS[3])
 if done then return {'done', done} end
+if redis.call('GET', KEYS[4]) == ARGV[3] then return {'cancelled', ''} end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local attempt = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], 86400000)
@@ -60,7 +61,11 @@ class AlreadyDone(msgspec.Struct, frozen=True):
     final_reply: bytes  # the encoded Final chunk (msgpack)
 
 
-Claim = Started | AlreadyDone
+class Cancelled(msgspec.Struct, frozen=True):
+    """This submission's caller cancelled it before it finished: do not run it."""
+
+
+Claim = Started | AlreadyDone | Cancelled
 
 
 class _Call:
@@ -174,17 +179,25 @@ class JobLedger:
         base = f"{self._prefix}:{request_id}"
         return f"{base}:lock", f"{base}:attempt", f"{base}:done"
 
-    async def claim(self, request_id: str) -> Claim:
-        """Wait until this worker may run the job (Started) or it is known done."""
+    def _cancelled_key(self, request_id: str) -> str:
+        return f"{self._prefix}:{request_id}:cancelled"
+
+    async def claim(self, request_id: str, submission: str = "") -> Claim:
+        """Wait until this worker may run the job (Started), or it is known done, or this
+        submission (told apart from a later resubmission of the same id by ``submission``,
+        its deadline) was cancelled."""
         lock, attempt, done = self._keys(request_id)
+        keys = [lock, attempt, done, self._cancelled_key(request_id)]
         while True:
             state, value = await self._scripts.call(
-                self._begin, [lock, attempt, done], [self._owner, self._lock_ttl_ms]
+                self._begin, keys, [self._owner, self._lock_ttl_ms, submission]
             )
             if state == b"done":
                 return AlreadyDone(bytes(value))
             if state == b"start":
                 return Started(int(value))
+            if state == b"cancelled":
+                return Cancelled()
             await asyncio.sleep(self._poll_s)  # another worker holds it: wait for its outcome
 
     @contextlib.asynccontextmanager
@@ -213,6 +226,11 @@ class JobLedger:
         await self._scripts.call(
             self._end, [lock, done], [self._owner, final_reply, self._result_ttl_s]
         )
+
+    async def cancel(self, request_id: str, submission: str) -> None:
+        """Remember that the caller cancelled this submission of the job, so that no worker
+        starts it (or starts it again) later."""
+        await self._redis.set(self._cancelled_key(request_id), submission, ex=self._result_ttl_s)
 
     async def release(self, request_id: str) -> None:
         """Give the job back unfinished (shutdown, failure): the next delivery reruns it."""

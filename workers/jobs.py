@@ -8,8 +8,11 @@ cannot take the dead letter, so one bad job never stops the worker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -25,6 +28,7 @@ from contracts.codec import (
     decode_request_head,
     encode,
 )
+from contracts.control import CancelJob, submission_of
 from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import Header
 from contracts.replies import Final, ReplyChunk
@@ -33,7 +37,7 @@ from providers.errors import ProviderError
 from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
 from workers.handler import JobHandler
-from workers.idempotency import AlreadyDone, JobLedger
+from workers.idempotency import AlreadyDone, Cancelled, JobLedger
 from workers.metrics import WorkerMetrics
 from workers.records import Record, header
 from workers.replies import ChunkStamper, ReplyStream
@@ -66,6 +70,8 @@ class JobRunner:
         self._retries = retries
         # Label lookups take a lock and a dict probe: done once, not per job.
         self._in_flight = metrics.in_flight.labels(kind)
+        self._running: dict[str, asyncio.Task[Any]] = {}  # request id -> its job's task
+        self._cancelled: set[str] = set()
         self._duration = metrics.duration.labels(kind)
         self._first_chunk = metrics.first_chunk.labels(kind)
 
@@ -116,9 +122,12 @@ class JobRunner:
             return
         attempt = request.attempt
         if self._ledger is not None:
-            claim = await self._ledger.claim(request.request_id)
+            claim = await self._ledger.claim(request.request_id, submission_of(request))
             if isinstance(claim, AlreadyDone):
                 await self._replay(claim.final_reply, stream)
+                return
+            if isinstance(claim, Cancelled):
+                self._metrics.outcome("skipped_cancelled")  # its caller is gone
                 return
             attempt = claim.attempt
         await self._execute(record, request, ChunkStamper(request.request_id, attempt), stream)
@@ -126,26 +135,48 @@ class JobRunner:
     async def _execute(
         self, record: Record, request: AnyRequest, stamper: ChunkStamper, stream: ReplyStream
     ) -> None:
+        request_id = request.request_id
         finished = False
         started = time.perf_counter()
         self._in_flight.inc()
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request_id] = task
         try:
-            if self._ledger is None:
-                final = await self._reply(record, request, stamper, stream, started)
-                await stream.flush()
-            else:
-                async with self._ledger.held(request.request_id):
+            hold = self._ledger.held(request_id) if self._ledger else contextlib.nullcontext()
+            async with hold:
+                try:
                     final = await self._reply(record, request, stamper, stream, started)
                     await stream.flush()
-                if final is not None:
-                    await self._ledger.finish(request.request_id, encode(final))
-            finished = final is not None
+                except asyncio.CancelledError:
+                    if request_id not in self._cancelled:
+                        raise  # shutdown or rebalance: handed back, not finished
+                    task.uncancel()
+                    # Nobody listens any more: nothing is sent, and the lock is released.
+                    self._metrics.outcome("cancelled")
+                    if self._ledger is not None:
+                        await self._ledger.cancel(request_id, submission_of(request))
+                    return
             if final is not None:
+                if self._ledger is not None:
+                    await self._ledger.finish(request_id, encode(final))
+                finished = True
                 self._duration.observe(time.perf_counter() - started)
         finally:
             self._in_flight.dec()
+            self._running.pop(request_id, None)
+            self._cancelled.discard(request_id)
             if not finished and self._ledger is not None:
-                await self._ledger.release(request.request_id)
+                await self._ledger.release(request_id)
+
+    async def cancel(self, message: CancelJob) -> None:
+        """The caller gave up: stop the job if it runs here, else make sure it never starts."""
+        task = self._running.get(message.request_id)
+        if task is not None:
+            self._cancelled.add(message.request_id)
+            task.cancel()
+        elif self._ledger is not None:
+            await self._ledger.cancel(message.request_id, message.submission)
 
     async def _reply(
         self,
@@ -199,8 +230,8 @@ class JobRunner:
 
     async def _replay(self, stored: bytes, stream: ReplyStream) -> None:
         """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
-        self._metrics.outcome("replayed")
         chunk = decode_chunk(stored)
+        self._metrics.outcome("replayed")
         await stream.send(msgspec.structs.replace(chunk, seq=0))
         await stream.flush()
 

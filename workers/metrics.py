@@ -13,7 +13,8 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         self.jobs = Counter(
             "fleet_jobs",
-            "Jobs by outcome (ok, error, retried, replayed, expired, rejected)",
+            "Jobs by outcome (ok, error, retried, replayed, expired, rejected, cancelled, "
+            "skipped_cancelled)",
             ["kind", "outcome"],
             registry=self.registry,
         )

@@ -18,11 +18,14 @@ class ScriptedChat:
         *,
         pieces: tuple[str, ...] = ("Hello", ", ", "world"),
         delay_s: float = 0.0,
+        piece_delay_s: float = 0.0,
         failures: list[ErrorCode] | None = None,
         retry_after_s: float | None = None,
     ) -> None:
         self.pieces = pieces
         self.delay_s = delay_s
+        self.piece_delay_s = piece_delay_s
+        self.cancelled = 0
         self.failures = list(failures or [])
         self.retry_after_s = retry_after_s
         self.calls = 0
@@ -40,9 +43,14 @@ class ScriptedChat:
             raise ProviderError(
                 code, "scripted.chat", "scripted failure", retry_after_s=self.retry_after_s
             )
-        await asyncio.sleep(self.delay_s)
-        for piece in self.pieces:
-            yield TextPiece(piece)
+        try:
+            await asyncio.sleep(self.delay_s)
+            for piece in self.pieces:
+                yield TextPiece(piece)
+                await asyncio.sleep(self.piece_delay_s)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         yield ChatDone(
             finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=len(self.pieces))
         )

@@ -4,14 +4,15 @@ delayed retries, dead letters after exhausted retries, long calls without rebala
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from contracts import ErrorCode, GenerateResult, Header, dead_letter_topic
+from contracts import ErrorCode, GenerateResult, Header, TextDelta, dead_letter_topic
 from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
 from providers.router import ModelRouter
 from tests.conftest import Infra
@@ -160,3 +161,48 @@ async def test_operators_see_lag_and_job_state(
     state = await job_state(settings, "inspect-me")
     assert (state.done, state.running, state.attempts) == (True, False, 1)
     assert not (await job_state(settings, "never-sent")).attempts
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    for _ in range(int(timeout_s * 20)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not reached within {timeout_s}s")
+
+
+async def test_a_caller_that_stops_listening_stops_the_job(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat(pieces=("word ",) * 100, piece_delay_s=0.05)  # 5 s if left alone
+    async with running(settings, chat) as worker:
+        stream = client.stream_generate("talk", model=MODEL, request_id="walk-away")
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if isinstance(event, TextDelta) and event.seq == 2:
+                    break
+        await _until(lambda: _count(worker, "cancelled") == 1)
+        state = await job_state(settings, "walk-away")
+    assert chat.cancelled == 1
+    assert (state.done, state.running) == (False, False)
+
+
+async def test_a_job_cancelled_before_it_starts_never_runs_and_can_be_resubmitted(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat(delay_s=1.0)
+    # One partition, one job at a time: the second request queues behind the first.
+    settings = msgspec.structs.replace(settings, partitions=1, concurrency=1)
+    async with running(settings, chat) as worker:
+        first = asyncio.create_task(client.generate("first", model=MODEL))
+        queued = asyncio.create_task(client.generate("second", model=MODEL, request_id="q-1"))
+        await asyncio.sleep(0.3)
+        queued.cancel()  # the caller gives up while the job waits in Kafka
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert (await first).text == "Hello, world"
+        await _until(lambda: _count(worker, "skipped_cancelled") == 1)
+        assert chat.calls == 1
+        again = await client.generate("second", model=MODEL, request_id="q-1")
+    assert again.text == "Hello, world"  # a new submission of the same id is not cancelled
+    assert chat.calls == 2

@@ -221,7 +221,8 @@ def test_error_codes_and_retryability() -> None:
 
 def test_json_schema_covers_every_topic_and_is_committed() -> None:
     schema = json_schema()
-    assert set(schema["properties"]) == {"generate", "embed", "transcribe", "vectors", "replies"}
+    kinds = {"generate", "embed", "transcribe", "vectors", "replies", "control"}
+    assert set(schema["properties"]) == kinds
     assert "GenerateRequest" in schema["$defs"]
     committed = Path(__file__).parents[2] / "docs" / "schema" / "fleet.v1.schema.json"
     assert committed.read_text() == json_schema_text(), "regenerate: fleet schema > " + str(

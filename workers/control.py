@@ -1,0 +1,52 @@
+"""Reads the kind's control topic: every worker sees every cancel, from the moment it starts.
+
+No consumer group (each worker must see all of them) and no history (a cancel matters only
+to jobs that are still queued or running, and those are what the ledger and this worker
+know about).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts.codec import decode_control
+from contracts.control import CancelJob
+from contracts.errors import ContractError
+
+log = logging.getLogger(__name__)
+
+
+class ControlListener:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topic: str,
+        on_cancel: Callable[[CancelJob], Awaitable[None]],
+    ) -> None:
+        self._consumer = consumer
+        self._partition = TopicPartition(topic, 0)
+        self._on_cancel = on_cancel
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self._consumer.assign([self._partition])
+        await self._consumer.seek_to_end(self._partition)
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        message = decode_control(record.value or b"")
+                    except ContractError as exc:
+                        log.warning(
+                            "ignoring a control message at offset %d: %s", record.offset, exc
+                        )
+                        continue
+                    await self._on_cancel(message)
