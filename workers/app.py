@@ -241,6 +241,8 @@ class Worker:
             max_poll_interval_ms=s.max_poll_interval_ms,
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
+            # Notice new partitions (and topics created late) within seconds, not minutes.
+            metadata_max_age_ms=10_000,
         )
         await consumer.start()
         stack.push_async_callback(consumer.stop)

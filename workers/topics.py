@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from contracts.errors import FleetError
 
 
-async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
-    """Create each topic (name -> partitions) that does not exist yet."""
+async def ensure_topics(
+    bootstrap_servers: str, topics: dict[str, int], timeout_s: float = 30.0
+) -> None:
+    """Create each topic (name -> partitions) that does not exist yet, and wait until the
+    broker describes all of them with their partitions.
+
+    The wait matters on a fresh broker: creation returns before the topics reach the
+    metadata, and a consumer group that forms in between is assigned nothing.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -23,5 +33,25 @@ async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
             # Another replica may create the same topics at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+        await _wait_described(admin, topics, timeout_s)
     finally:
         await admin.close()
+
+
+async def _wait_described(
+    admin: AIOKafkaAdminClient, topics: dict[str, int], timeout_s: float
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        with contextlib.suppress(KafkaError):
+            described = await admin.describe_topics(list(topics))
+            ready = {
+                d["topic"]
+                for d in described
+                if d["error_code"] == 0 and len(d["partitions"]) >= topics[d["topic"]]
+            }
+            if ready >= set(topics):
+                return
+        if asyncio.get_running_loop().time() > deadline:
+            raise FleetError(f"topics {sorted(topics)} not ready on the broker after {timeout_s}s")
+        await asyncio.sleep(0.1)
