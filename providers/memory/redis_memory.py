@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from contracts.generate import ChatMessage
 from providers.registry import parse_config
 from providers.secrets import Secret
+from providers.tokens import estimate_tokens
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(ChatMessage)
@@ -24,7 +25,10 @@ _decoder: Final = msgspec.msgpack.Decoder(ChatMessage)
 class RedisMemoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: Secret = Secret("redis://127.0.0.1:16379/0")  # a Secret: it may hold a password
     key_prefix: str = "fleet:memory"
+    # The window: at most this many messages are kept, and of those, loading returns the
+    # newest that fit max_tokens (estimated), so a long history never overflows the context.
     max_messages: Annotated[int, msgspec.Meta(ge=1)] = 40
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = 2048
     ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
 
 
@@ -40,7 +44,17 @@ class RedisMemory:
 
     async def load(self, tenant: str, session_id: str) -> list[ChatMessage]:
         raw: list[bytes] = await self._redis.lrange(self.key(tenant, session_id), 0, -1)  # type: ignore[assignment]
-        return [_decoder.decode(item) for item in raw]
+        messages = [_decoder.decode(item) for item in raw]
+        if self._config.max_tokens is None:
+            return messages
+        kept: list[ChatMessage] = []
+        budget = self._config.max_tokens
+        for message in reversed(messages):
+            budget -= estimate_tokens(message.content)
+            if budget < 0:
+                break
+            kept.append(message)
+        return kept[::-1]
 
     async def append(self, tenant: str, session_id: str, messages: list[ChatMessage]) -> None:
         if not messages:

@@ -1,0 +1,63 @@
+"""Conversation memory in the real Redis: tenant isolation, windows by messages and tokens."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from contracts import ChatMessage
+from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
+from providers.secrets import Secret
+from providers.tokens import estimate_tokens
+from tests.conftest import Infra
+
+pytestmark = [pytest.mark.redis]
+
+
+def _memory(infra: Infra, max_messages: int = 40, max_tokens: int | None = 2048) -> RedisMemory:
+    config = RedisMemoryConfig(
+        url=Secret(infra.redis_url),
+        key_prefix=f"fleet:test-memory:{uuid.uuid4().hex[:8]}",
+        max_messages=max_messages,
+        max_tokens=max_tokens,
+    )
+    return RedisMemory(config)
+
+
+def _turn(i: int, words: int = 3) -> list[ChatMessage]:
+    return [
+        ChatMessage(role="user", content=" ".join([f"q{i}"] * words)),
+        ChatMessage(role="assistant", content=" ".join([f"a{i}"] * words)),
+    ]
+
+
+async def test_the_window_keeps_the_newest_messages(infra: Infra) -> None:
+    memory = _memory(infra, max_messages=4, max_tokens=None)
+    for i in range(5):
+        await memory.append("t", "s", _turn(i))
+    kept = await memory.load("t", "s")
+    await memory.aclose()
+    assert [m.content.split()[0] for m in kept] == ["q3", "a3", "q4", "a4"]
+
+
+async def test_the_token_budget_drops_the_oldest_first(infra: Infra) -> None:
+    memory = _memory(infra, max_messages=100, max_tokens=100)
+    for i in range(10):
+        await memory.append("t", "s", _turn(i, words=20))
+    kept = await memory.load("t", "s")
+    await memory.aclose()
+    per_message = estimate_tokens(_turn(9, words=20)[0].content)
+    assert len(kept) == 100 // per_message  # the newest ones that fit
+    assert kept[-1].content.startswith("a9")
+
+
+async def test_tenants_and_sessions_are_apart(infra: Infra) -> None:
+    memory = _memory(infra)
+    await memory.append("acme", "s1", _turn(1))
+    assert await memory.load("other", "s1") == []
+    assert await memory.load("acme", "s2") == []
+    assert len(await memory.load("acme", "s1")) == 2
+    await memory.clear("acme", "s1")
+    assert await memory.load("acme", "s1") == []
+    await memory.aclose()
