@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypedDict, TypeVar
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -61,6 +61,19 @@ GenerateEvent = TextDelta | StreamRestarted | GenerateResult
 TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
 
 F = TypeVar("F", bound=Final)
+
+
+class GenerateOptions(TypedDict, total=False):
+    """Options of ``generate`` and ``stream_generate`` besides the messages and model."""
+
+    session_id: str | None  # the worker keeps this conversation's history in Redis
+    provider: str | None  # a chat provider by name; None routes by model
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    stop: list[str] | None
+    timeout_s: float | None  # the deadline, from now; default: the client's
+    request_id: str | None  # default: a new uuid; the same id twice runs the model once
 
 
 class _Head(TypedDict):
@@ -149,32 +162,14 @@ class FleetClient:
         messages: str | Sequence[ChatMessage],
         *,
         model: str,
-        session_id: str | None = None,
-        provider: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: list[str] | None = None,
-        timeout_s: float | None = None,
-        request_id: str | None = None,
+        **options: Unpack[GenerateOptions],
     ) -> AsyncGenerator[GenerateEvent, None]:
         """Yield text deltas as the model writes them, then the GenerateResult.
 
         A StreamRestarted event means the job was redone from the start: drop the text
         received so far. An error reply raises FleetRequestError.
         """
-        head, timeout = self._head(request_id, timeout_s)
-        request = GenerateRequest(
-            **head,
-            model=model,
-            messages=_messages(messages),
-            provider=provider,
-            session_id=session_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-        )
+        request, timeout = self._generate_request(messages, model, options, stream=True)
         async for item in self._call("generate", request, timeout):
             if isinstance(item, TextDelta | StreamRestarted | GenerateResult):
                 yield item
@@ -184,30 +179,36 @@ class FleetClient:
         messages: str | Sequence[ChatMessage],
         *,
         model: str,
-        session_id: str | None = None,
-        provider: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: list[str] | None = None,
-        timeout_s: float | None = None,
-        request_id: str | None = None,
+        **options: Unpack[GenerateOptions],
     ) -> GenerateResult:
         """The complete answer of a generate request, sent as one reply (no deltas)."""
-        head, timeout = self._head(request_id, timeout_s)
+        request, timeout = self._generate_request(messages, model, options, stream=False)
+        return await self._final("generate", request, timeout, GenerateResult)
+
+    def _generate_request(
+        self,
+        messages: str | Sequence[ChatMessage],
+        model: str,
+        options: GenerateOptions,
+        *,
+        stream: bool,
+    ) -> tuple[GenerateRequest, float]:
+        head, timeout = self._head(options.get("request_id"), options.get("timeout_s"))
+        if isinstance(messages, str):
+            messages = [ChatMessage(role="user", content=messages)]
         request = GenerateRequest(
             **head,
             model=model,
-            messages=_messages(messages),
-            provider=provider,
-            session_id=session_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            stream=False,
+            messages=list(messages),
+            provider=options.get("provider"),
+            session_id=options.get("session_id"),
+            max_tokens=options.get("max_tokens"),
+            temperature=options.get("temperature"),
+            top_p=options.get("top_p"),
+            stop=options.get("stop"),
+            stream=stream,
         )
-        return await self._final("generate", request, timeout, GenerateResult)
+        return request, timeout
 
     async def embed(
         self,
@@ -497,9 +498,3 @@ class FleetClient:
             self._producer = None
         self._router = None
         await self._delete_reply_topic()
-
-
-def _messages(messages: str | Sequence[ChatMessage]) -> list[ChatMessage]:
-    if isinstance(messages, str):
-        return [ChatMessage(role="user", content=messages)]
-    return list(messages)

@@ -8,6 +8,7 @@ call charges its completion tokens when it ends.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -18,24 +19,47 @@ from providers.ratelimit import RateLimit, RedisRateLimiter
 from providers.tokens import estimate_tokens
 
 
-class _Limited:
-    def __init__(self, category: str, name: str, redis_url: str, limit: RateLimit,
-                 max_wait_s: float) -> None:  # fmt: skip
+class _Lifecycle(Protocol):
+    name: str
+
+    async def load(self) -> None: ...
+
+    async def health(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+Inner = TypeVar("Inner", bound=_Lifecycle)
+
+
+class _Limited(Generic[Inner]):
+    """The shared part: the limiter, and the inner provider's lifecycle passed through."""
+
+    def __init__(
+        self, category: str, inner: Inner, redis_url: str, limit: RateLimit, max_wait_s: float
+    ) -> None:
+        self._inner = inner
+        self.name = inner.name
         self._redis = aioredis.Redis.from_url(redis_url)
-        self._limiter = RedisRateLimiter(self._redis, f"{category}:{name}", limit)
+        self._limiter = RedisRateLimiter(self._redis, f"{category}:{inner.name}", limit)
         self._max_wait_s = max_wait_s
 
-    async def _close_limiter(self) -> None:
+    async def load(self) -> None:
+        await self._inner.load()
+
+    async def health(self) -> bool:
+        return await self._inner.health()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
         await self._redis.aclose()
 
 
-class RateLimitedChat(_Limited):
+class RateLimitedChat(_Limited[ChatProvider]):
     def __init__(
         self, inner: ChatProvider, redis_url: str, limit: RateLimit, max_wait_s: float = 30.0
     ) -> None:
-        super().__init__("chat", inner.name, redis_url, limit, max_wait_s)
-        self._inner = inner
-        self.name = inner.name
+        super().__init__("chat", inner, redis_url, limit, max_wait_s)
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -55,24 +79,12 @@ class RateLimitedChat(_Limited):
         finally:
             await self._limiter.record_tokens(output_tokens)
 
-    async def load(self) -> None:
-        await self._inner.load()
 
-    async def health(self) -> bool:
-        return await self._inner.health()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-        await self._close_limiter()
-
-
-class RateLimitedEmbeddings(_Limited):
+class RateLimitedEmbeddings(_Limited[EmbeddingProvider]):
     def __init__(
         self, inner: EmbeddingProvider, redis_url: str, limit: RateLimit, max_wait_s: float = 30.0
     ) -> None:
-        super().__init__("embeddings", inner.name, redis_url, limit, max_wait_s)
-        self._inner = inner
-        self.name = inner.name
+        super().__init__("embeddings", inner, redis_url, limit, max_wait_s)
 
     @property
     def capabilities(self) -> EmbeddingCapabilities:
@@ -82,13 +94,3 @@ class RateLimitedEmbeddings(_Limited):
         tokens = sum(estimate_tokens(t) for t in texts)
         await self._limiter.acquire(tokens, max_wait_s=self._max_wait_s)
         return await self._inner.embed(texts, model=model)
-
-    async def load(self) -> None:
-        await self._inner.load()
-
-    async def health(self) -> bool:
-        return await self._inner.health()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-        await self._close_limiter()
