@@ -154,6 +154,7 @@ class Worker:
                 linger_ms=0,
                 acks="all",
                 enable_idempotence=True,
+                request_timeout_ms=s.kafka_request_timeout_ms,
             )
             await producer.start()
             stack.push_async_callback(producer.stop)

@@ -40,7 +40,7 @@ from workers.handler import JobHandler
 from workers.idempotency import AlreadyDone, Cancelled, JobLedger
 from workers.metrics import WorkerMetrics
 from workers.records import Record, header
-from workers.replies import ChunkStamper, ReplyStream
+from workers.replies import ChunkStamper, GoneTopics, ReplyStream
 from workers.retry import RetryScheduler
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class JobRunner:
         self._retries = retries
         # Label lookups take a lock and a dict probe: done once, not per job.
         self._in_flight = metrics.in_flight.labels(kind)
+        self._gone = GoneTopics()
         self._running: dict[str, asyncio.Task[Any]] = {}  # request id -> its job's task
         self._cancelled: set[str] = set()
         self._duration = metrics.duration.labels(kind)
@@ -100,6 +101,9 @@ class JobRunner:
         except KafkaError as exc:
             # Typically the reply topic is gone (its client went away): keep the job.
             log.warning("replies for %s undeliverable: %s", _where(record), exc)
+            head = decode_request_head(record.value or b"", header(record, Header.CONTENT_TYPE))
+            if head is not None and head.reply_to is not None:
+                self._gone.mark(head.reply_to.topic)
             await self._dead_letter(record, ErrorCode.INTERNAL, f"reply_undeliverable: {exc!r}")
 
     async def _run(self, record: Record) -> None:
@@ -111,6 +115,10 @@ class JobRunner:
             )
         except ContractError as exc:
             await self._reject(record, content_type, exc)
+            return
+        if request.reply_to is not None and request.reply_to.topic in self._gone:
+            reason = f"reply_topic_gone: {request.reply_to.topic} could not be reached lately"
+            await self._dead_letter(record, ErrorCode.INTERNAL, reason)
             return
         stream = ReplyStream(self._producer, request.reply_to, content_type)
         if request.deadline_ms is not None and request.deadline_ms < time.time() * 1000:

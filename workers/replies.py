@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -41,6 +42,31 @@ class ChunkStamper:
             message=message,
             retryable=code.retryable,
         )
+
+
+class GoneTopics:
+    """Reply topics that could not be reached lately (their client went away).
+
+    Sending to a topic that no longer exists waits for its metadata until the producer's
+    request timeout; remembering the topic lets later jobs for the same dead client go
+    straight to the dead-letter topic instead of costing a model call and that wait each.
+    """
+
+    def __init__(self, ttl_s: float = 300.0) -> None:
+        self._ttl_s = ttl_s
+        self._until: dict[str, float] = {}
+
+    def mark(self, topic: str) -> None:
+        self._until[topic] = time.monotonic() + self._ttl_s
+
+    def __contains__(self, topic: object) -> bool:
+        until = self._until.get(topic) if isinstance(topic, str) else None
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._until[topic]  # type: ignore[arg-type]
+            return False
+        return True
 
 
 class ReplyStream:

@@ -64,6 +64,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     commit_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2
     max_poll_interval_ms: Annotated[int, msgspec.Meta(ge=1000)] = 300_000
     session_timeout_ms: Annotated[int, msgspec.Meta(ge=6000)] = 10_000
+    # How long a produce (and the wait for a topic's metadata) may take: also how long a
+    # reply to a client that went away holds a job before it is dead-lettered.
+    kafka_request_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 15_000
     # Once-only execution and crash takeover through Redis (workers/idempotency.py).
     idempotency: bool = True
     lock_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import ErrorCode, GenerateResult, Header, TextDelta, dead_letter_topic
 from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
@@ -206,3 +208,55 @@ async def test_a_job_cancelled_before_it_starts_never_runs_and_can_be_resubmitte
         again = await client.generate("second", model=MODEL, request_id="q-1")
     assert again.text == "Hello, world"  # a new submission of the same id is not cancelled
     assert chat.calls == 2
+
+
+async def test_jobs_of_a_client_that_went_away_are_dead_lettered_without_running_twice(
+    settings: WorkerSettings, infra: Infra
+) -> None:
+    chat = ScriptedChat()
+    # One job at a time: the second is fetched after the first found the topic gone.
+    settings = msgspec.structs.replace(settings, kafka_request_timeout_ms=2000, concurrency=1)
+    gone = {"topic": f"{settings.namespace}.v1.replies.gone-client", "partition": 0}
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    async with running(settings, chat):
+        await producer.start()
+        try:
+            for i in range(2):
+                request = {
+                    "kind": "generate",
+                    "request_id": f"orphan-{i}",
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "reply_to": gone,
+                }
+                await producer.send_and_wait(
+                    f"{settings.namespace}.v1.generate.requests",
+                    json.dumps(request).encode(),
+                    key=b"same-partition",
+                )
+        finally:
+            await producer.stop()
+        dead = await _read_dead_letters(infra, settings, expected=2)
+    reasons = sorted(dict(r.headers)[Header.DLQ_REASON].decode().split(":")[0] for r in dead)
+    assert reasons == ["reply_topic_gone", "reply_undeliverable"]
+    assert chat.calls == 1  # the second job was not run for nobody
+
+
+async def _read_dead_letters(infra: Infra, settings: WorkerSettings, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic("generate", settings.namespace),
+        bootstrap_servers=infra.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    dead: list[Any] = []
+    try:
+        for _ in range(60):
+            batches = await consumer.getmany(timeout_ms=500)
+            dead += [r for records in batches.values() for r in records]
+            if len(dead) >= expected:
+                break
+    finally:
+        await consumer.stop()
+    return dead
