@@ -192,7 +192,7 @@ async def test_a_caller_that_stops_listening_stops_the_job(
 async def test_a_job_cancelled_before_it_starts_never_runs_and_can_be_resubmitted(
     settings: WorkerSettings, client: FleetClient
 ) -> None:
-    chat = ScriptedChat(delay_s=1.0)
+    chat = ScriptedChat(delay_s=3.0)  # the queued job waits at least this long
     # One partition, one job at a time: the second request queues behind the first.
     settings = msgspec.structs.replace(settings, partitions=1, concurrency=1)
     async with running(settings, chat) as worker:

@@ -10,7 +10,10 @@ PACKAGES = [
     "contracts",
     "providers",
     "providers.chat",
+    "providers.embeddings",
     "providers.memory",
+    "providers.transcription",
+    "providers.vectorstores",
     "producer_sdk",
     "workers",
 ]
