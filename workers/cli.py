@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from contracts.errors import FleetError
-from contracts.names import JOB_KINDS
+from contracts.names import DEFAULT_NAMESPACE, JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient, GenerateResult, StreamRestarted, TextDelta
 from workers.local_fleet import LOG_DIR, LocalWorker, stop_all, wait_ready
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, helptext in (
         ("chat", "send one generate request and stream the answer"),
-        ("demo", "start a generate worker, then stream one answer through it"),
+        ("demo", "start the local fleet and send it one real job of each kind"),
     ):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument(
@@ -68,10 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--max-tokens", type=int, default=200)
         cmd.add_argument("--temperature", type=float, default=0.2)
         cmd.add_argument("--session", help="session id: the worker keeps the conversation in Redis")
-        cmd.add_argument(
-            "--bootstrap-servers",
-            default=os.environ.get("FLEET_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
-        )
+        _connection_options(cmd)
         cmd.add_argument("--timeout", type=float, default=120.0)
     sub.choices["chat"].set_defaults(func=_cmd_chat)
     sub.choices["demo"].set_defaults(func=_cmd_demo)
@@ -85,9 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     corpus.add_argument("--model", default="all-minilm-l6-v2")
     corpus.add_argument("--chunk-size", type=int, default=64)
     corpus.add_argument("--max-in-flight", type=int, default=16)
-    corpus.add_argument(
-        "--bootstrap-servers", default=os.environ.get("FLEET_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
-    )
+    _connection_options(corpus)
     corpus.set_defaults(func=_cmd_embed_corpus)
 
     lag = sub.add_parser("lag", help="show each kind's consumer lag per partition")
@@ -102,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
     return parser
+
+
+def _connection_options(cmd: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    cmd.add_argument(
+        "--bootstrap-servers", default=env("FLEET_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+    )
+    cmd.add_argument("--namespace", default=env("FLEET_NAMESPACE", DEFAULT_NAMESPACE))
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -154,7 +157,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     first: float | None = None
-    async with FleetClient(args.bootstrap_servers) as fleet:
+    async with FleetClient(args.bootstrap_servers, namespace=args.namespace) as fleet:
         async for event in fleet.stream_generate(
             args.prompt,
             model=args.model,
@@ -196,7 +199,7 @@ async def _embed_corpus(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    async with FleetClient(args.bootstrap_servers) as fleet:
+    async with FleetClient(args.bootstrap_servers, namespace=args.namespace) as fleet:
         final = await fleet.submit_corpus(
             args.input,
             args.output,
@@ -243,7 +246,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workers.demo import run_demo
 
-    return run_demo(args.prompt, args.bootstrap_servers, args.health_base_port, args.max_tokens)
+    return run_demo(
+        args.prompt, args.bootstrap_servers, args.namespace, args.health_base_port, args.max_tokens
+    )
 
 
 if __name__ == "__main__":

@@ -28,20 +28,23 @@ DOCS = [
 ]
 
 
-def run_demo(prompt: str, bootstrap_servers: str, base_port: int, max_tokens: int) -> int:
+def run_demo(
+    prompt: str, bootstrap_servers: str, namespace: str, base_port: int, max_tokens: int
+) -> int:
     print(f"[fleet] starting one worker per kind (logs in {LOG_DIR})", file=sys.stderr)
-    workers = [LocalWorker(kind, base_port + i) for i, kind in enumerate(JOB_KINDS)]
+    env = {"FLEET_BOOTSTRAP_SERVERS": bootstrap_servers, "FLEET_NAMESPACE": namespace}
+    workers = [LocalWorker(kind, base_port + i, env=env) for i, kind in enumerate(JOB_KINDS)]
     try:
         wait_ready(workers)
         print("[fleet] all workers ready\n", file=sys.stderr)
-        asyncio.run(_tour(prompt, bootstrap_servers, max_tokens))
+        asyncio.run(_tour(prompt, bootstrap_servers, namespace, max_tokens))
         return 0
     finally:
         stop_all(workers)
 
 
-async def _tour(prompt: str, bootstrap_servers: str, max_tokens: int) -> None:
-    async with FleetClient(bootstrap_servers, tenant="demo") as fleet:
+async def _tour(prompt: str, bootstrap_servers: str, namespace: str, max_tokens: int) -> None:
+    async with FleetClient(bootstrap_servers, namespace=namespace, tenant="demo") as fleet:
         answer = await _generate(fleet, prompt, max_tokens)
         await _embed_and_search(fleet)
         await _transcribe(fleet, answer)

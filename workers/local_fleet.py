@@ -19,7 +19,13 @@ LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
 class LocalWorker:
     """One `fleet worker <kind>` process with its health endpoint on ``port``."""
 
-    def __init__(self, kind: str, port: int, config: Path | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        port: int,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kind = kind
         self.port = port
         self.log_path = LOG_DIR / f"worker-{kind}.log"
@@ -29,7 +35,10 @@ class LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
             self.process: Popen[bytes] = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
             )
 
     @property

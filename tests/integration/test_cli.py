@@ -1,0 +1,88 @@
+"""The `fleet` command as a user runs it: the demo (the main job), schema, errors, lag."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from contracts.schema import json_schema_text
+from tests.conftest import REPO, Infra
+from tests.integration.worker_processes import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+
+async def _fleet(*args: str, infra: Infra, namespace: str) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "FLEET_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "FLEET_REDIS_URL": infra.redis_url,
+        "FLEET_NAMESPACE": namespace,
+        "FLEET_HOME": str(REPO / ".fleet"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "workers.cli",
+        *args,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+async def test_the_demo_runs_every_kind_of_job(infra: Infra, namespace: str) -> None:
+    base_port = free_port()
+    code, output = await _fleet(
+        "demo",
+        "Say hello to Kafka.",
+        "--max-tokens",
+        "24",
+        "--health-base-port",
+        str(base_port),
+        infra=infra,
+        namespace=namespace,
+    )
+    assert code == 0, output
+    assert "== generate" in output
+    assert "upserted 5 documents" in output
+    assert "? How is bread made? -> bread" in output
+    assert "== transcribe" in output
+
+
+async def test_schema_prints_the_committed_contract(infra: Infra, namespace: str) -> None:
+    code, output = await _fleet("schema", infra=infra, namespace=namespace)
+    assert code == 0
+    assert output == json_schema_text()
+
+
+async def test_a_bad_config_fails_with_the_field_named(
+    infra: Infra, namespace: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text("concurrency = -1\n")
+    code, output = await _fleet(
+        "worker", "generate", "--config", str(config), infra=infra, namespace=namespace
+    )
+    assert code == 2
+    assert "fleet: invalid worker settings" in output
+    assert "concurrency" in output
+
+
+async def test_status_and_lag_answer_for_a_fresh_namespace(infra: Infra, namespace: str) -> None:
+    code, output = await _fleet("status", "nobody", infra=infra, namespace=namespace)
+    assert code == 0
+    assert "unknown to the fleet" in output
+    code, output = await _fleet("lag", infra=infra, namespace=namespace)
+    assert code == 0
+    assert "no request topics yet" in output
