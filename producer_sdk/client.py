@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from contracts.codec import AnyRequest, encode
@@ -53,6 +53,7 @@ from contracts.vectors import (
 from producer_sdk.batch import CorpusJob, CorpusProgress
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import ReplyRouter, StreamRestarted
+from producer_sdk.topics import ensure_topics
 from producer_sdk.tracing import inject_headers
 
 log = logging.getLogger(__name__)
@@ -380,11 +381,12 @@ class FleetClient:
     ) -> AsyncGenerator[ReplyChunk | StreamRestarted, None]:
         router = self.router
         inbox = router.open(request.request_id)
-        answered = False
+        answered = sent = False
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
             await self._send(kind, request)
+            sent = True
             while True:
                 # Chunks often arrive together: take those already here without a timer.
                 item = inbox.get_nowait()
@@ -407,7 +409,7 @@ class FleetClient:
                     return
         finally:
             router.close(inbox)
-            if not answered:  # the caller stopped waiting (cancelled, deadline, broke out)
+            if sent and not answered:  # the caller stopped waiting (cancelled, deadline, left)
                 await self._cancel(kind, request)
 
     async def _send(self, kind: str, request: AnyRequest) -> None:
@@ -458,21 +460,11 @@ class FleetClient:
             log.debug("could not send the cancel of %s: %r", request.request_id, exc)
 
     async def _create_reply_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        self.reply_address.topic,
-                        num_partitions=1,
-                        replication_factor=1,
-                        topic_configs={"retention.ms": str(_REPLY_RETENTION_MS)},
-                    )
-                ]
-            )
-        finally:
-            await admin.close()
+        await ensure_topics(
+            self.bootstrap_servers,
+            {self.reply_address.topic: 1},
+            configs={"retention.ms": str(_REPLY_RETENTION_MS)},
+        )
 
     async def _delete_reply_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)

@@ -17,6 +17,7 @@ from contracts.names import (
     request_topic,
     retry_topic,
 )
+from producer_sdk.topics import ensure_topics
 from providers.chat import ChatProvider, chat_providers
 from providers.embeddings import EmbeddingProvider, embedding_providers
 from providers.limited import RateLimitedChat, RateLimitedEmbeddings
@@ -37,7 +38,6 @@ from workers.jobs import JobRunner
 from workers.metrics import WorkerMetrics
 from workers.retry import RetryForwarder, RetryScheduler
 from workers.settings import ProviderSpec, WorkerSettings
-from workers.topics import ensure_topics
 from workers.transcribe import TranscribeHandler
 from workers.vectors import VectorsHandler
 

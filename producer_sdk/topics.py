@@ -12,7 +12,11 @@ from contracts.errors import FleetError
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: dict[str, int], timeout_s: float = 30.0
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    *,
+    configs: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
 ) -> None:
     """Create each topic (name -> partitions) that does not exist yet, and wait until the
     broker describes all of them with their partitions.
@@ -25,7 +29,9 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                name, num_partitions=partitions, replication_factor=1, topic_configs=configs or {}
+            )
             for name, partitions in topics.items()
             if name not in existing
         ]
