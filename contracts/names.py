@@ -9,6 +9,9 @@ DEFAULT_NAMESPACE: Final = "fleet"
 DEFAULT_TENANT: Final = "default"
 # Kafka's own default max.message.bytes is about 1 MiB; a request above this is refused.
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 1_000_000
+# A client marks its reply topic alive this often; `fleet janitor` deletes reply topics
+# silent for much longer (their client died without closing).
+CLIENT_HEARTBEAT_S: Final = 60.0
 
 JOB_KINDS: Final = ("generate", "embed", "transcribe", "vectors")
 
@@ -52,6 +55,8 @@ class Header:
     DLQ_SOURCE_OFFSET: Final = "fleet-dlq-source-offset"
     TRACEPARENT: Final = "traceparent"
     TRACESTATE: Final = "tracestate"
+    # On an empty message a client writes to its own reply topic to say it is alive.
+    HEARTBEAT: Final = "fleet-heartbeat"
     RETRY_COUNT: Final = "fleet-retry-count"
     RETRY_NOT_BEFORE_MS: Final = "fleet-retry-not-before-ms"
     RETRY_REASON: Final = "fleet-retry-reason"

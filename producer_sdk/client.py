@@ -23,6 +23,7 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.generate import ChatMessage, GenerateRequest
 from contracts.names import (
+    CLIENT_HEARTBEAT_S,
     DEFAULT_NAMESPACE,
     DEFAULT_TENANT,
     ContentType,
@@ -116,6 +117,7 @@ class FleetClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._router: ReplyRouter | None = None
         self._router_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self._create_reply_topic()
@@ -141,6 +143,9 @@ class FleetClient:
         self._router = ReplyRouter(self._consumer)
         self._router_task = asyncio.create_task(
             self._router.run(), name=f"replies-{self.client_id}"
+        )
+        self._heartbeat_task = asyncio.create_task(
+            self._heartbeat(), name=f"heartbeat-{self.client_id}"
         )
         return self
 
@@ -476,12 +481,25 @@ class FleetClient:
         finally:
             await admin.close()
 
+    async def _heartbeat(self) -> None:
+        """Mark the reply topic alive, so `fleet janitor` never takes a live client's topic."""
+        assert self._producer is not None
+        while True:
+            try:
+                await self._producer.send(
+                    self.reply_address.topic, b"", partition=0, headers=[(Header.HEARTBEAT, b"")]
+                )
+            except KafkaError as exc:
+                log.warning("heartbeat to %s failed: %r", self.reply_address.topic, exc)
+            await asyncio.sleep(CLIENT_HEARTBEAT_S)
+
     async def _shutdown(self) -> None:
-        if self._router_task is not None:
-            self._router_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._router_task
-            self._router_task = None
+        for task in (self._heartbeat_task, self._router_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._heartbeat_task = self._router_task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -80,9 +80,11 @@ class ReplyRouter:
 
     async def run(self) -> None:
         async for message in self._consumer:
-            declared = next(
-                (v.decode() for k, v in message.headers if k == Header.CONTENT_TYPE), None
-            )
+            headers = dict(message.headers)
+            if Header.HEARTBEAT in headers:
+                continue  # this client's own sign of life
+            content_type = headers.get(Header.CONTENT_TYPE)
+            declared = content_type.decode() if content_type is not None else None
             try:
                 chunk = decode_chunk(message.value or b"", declared)
             except ContractError as exc:

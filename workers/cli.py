@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="TOML settings file")
     status.set_defaults(func=_cmd_status)
 
+    janitor = sub.add_parser(
+        "janitor", help="delete reply topics of clients that died without closing"
+    )
+    janitor.add_argument("--older-than", type=float, default=900.0, help="silent seconds")
+    janitor.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
+    janitor.add_argument("--config", type=Path, help="TOML settings file")
+    janitor.set_defaults(func=_cmd_janitor)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
     return parser
@@ -240,6 +248,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         word = "unknown to the fleet (never started, or its record expired)"
     print(f"{state.request_id}: {word}; attempts: {state.attempts}")
+    return 0
+
+
+def _cmd_janitor(args: argparse.Namespace) -> int:
+    from workers.inspect import delete_topics, stale_reply_topics
+
+    settings = load_settings(args.config)
+    stale = asyncio.run(stale_reply_topics(settings, args.older_than))
+    for topic in stale:
+        silent = "empty" if topic.silent_s is None else f"silent {topic.silent_s:,.0f}s"
+        print(f"{topic.topic}: {silent}")
+    if stale and not args.dry_run:
+        asyncio.run(delete_topics(settings, [t.topic for t in stale]))
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(stale)} reply topic(s) of clients gone for {args.older_than:g}s")
     return 0
 
 

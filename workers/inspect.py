@@ -1,13 +1,16 @@
-"""What operators ask the fleet: how far behind each kind's consumers are, and where a job is."""
+"""What operators ask the fleet: how far behind each kind's consumers are, where a job is,
+and which reply topics belong to clients that are gone."""
 
 from __future__ import annotations
+
+import time
 
 import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts.names import JOB_KINDS, request_topic
+from contracts.names import JOB_KINDS, reply_topic, request_topic
 from workers.settings import WorkerSettings
 
 
@@ -73,3 +76,53 @@ async def job_state(settings: WorkerSettings, request_id: str) -> JobState:
         running=lock is not None,
         done=done is not None,
     )
+
+
+class StaleReplyTopic(msgspec.Struct, frozen=True):
+    topic: str
+    silent_s: float | None  # since its newest message; None: it holds no message at all
+
+
+async def stale_reply_topics(
+    settings: WorkerSettings, older_than_s: float
+) -> list[StaleReplyTopic]:
+    """Reply topics whose client died without closing: nothing written to them, not even the
+    client's heartbeat, for ``older_than_s`` (an empty one has been silent past retention)."""
+    prefix = reply_topic("", settings.namespace)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        topics = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        stale: list[StaleReplyTopic] = []
+        now_ms = time.time() * 1000
+        for topic in topics:
+            newest = await _newest_timestamp_ms(consumer, TopicPartition(topic, 0))
+            silent_s = None if newest is None else (now_ms - newest) / 1000
+            if silent_s is None or silent_s > older_than_s:
+                stale.append(StaleReplyTopic(topic, silent_s))
+        return stale
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _newest_timestamp_ms(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    end = (await consumer.end_offsets([tp]))[tp]
+    start = (await consumer.beginning_offsets([tp]))[tp]
+    if end <= start:
+        return None
+    consumer.assign([tp])
+    consumer.seek(tp, end - 1)
+    records = (await consumer.getmany(tp, timeout_ms=5_000)).get(tp, [])
+    return int(records[-1].timestamp) if records else None
+
+
+async def delete_topics(settings: WorkerSettings, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()

@@ -86,3 +86,11 @@ async def test_status_and_lag_answer_for_a_fresh_namespace(infra: Infra, namespa
     code, output = await _fleet("lag", infra=infra, namespace=namespace)
     assert code == 0
     assert "no request topics yet" in output
+
+
+async def test_the_janitor_dry_run_deletes_nothing(infra: Infra, namespace: str) -> None:
+    code, output = await _fleet(
+        "janitor", "--older-than", "600", "--dry-run", infra=infra, namespace=namespace
+    )
+    assert code == 0
+    assert "would delete 0 reply topic(s)" in output
