@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing
 from typing import Annotated, Any, Final
 
 import httpx
@@ -12,10 +11,10 @@ import msgspec
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall
 from contracts.usage import Usage
-from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.remote_chat import ChatHttpConfig, RemoteChat
 from providers.errors import ProviderError
 from providers.http import (
-    HttpConfig,
     auth_headers,
     error_from_body,
     error_from_exception,
@@ -23,18 +22,14 @@ from providers.http import (
     raise_for_status,
 )
 from providers.registry import parse_config
-from providers.remote import RemoteProvider
-from providers.retry import stream_with_retry
 
 
-class AnthropicChatConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AnthropicChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str = "anthropic"
     base_url: str = "https://api.anthropic.com"
     anthropic_version: str = "2023-06-01"
     # The Messages API requires max_tokens; this is used when a request sets none.
     default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
-    tools: bool = True
-    max_context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 # Finish reasons in the words the rest of the fleet (and the OpenAI dialect) uses.
@@ -135,32 +130,10 @@ class _StreamState:
         )
 
 
-class AnthropicChat(RemoteProvider[AnthropicChatConfig]):
+class AnthropicChat(RemoteChat[AnthropicChatConfig]):
     """The Messages API; retries and a circuit breaker wrap every call."""
 
-    operation = "chat"
     health_path = "/v1/models"
-
-    @property
-    def capabilities(self) -> ChatCapabilities:
-        return ChatCapabilities(
-            models=tuple(self._config.models),
-            streaming=True,
-            tools=self._config.tools,
-            max_context_tokens=self._config.max_context_tokens,
-        )
-
-    async def stream_chat(
-        self, messages: list[ChatMessage], params: ChatParams
-    ) -> AsyncIterator[ChatEvent]:
-        self._check_model(params.model)
-        body = msgspec.json.encode(self._body(messages, params))
-        stream = stream_with_retry(
-            lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
-        )
-        async with aclosing(stream):
-            async for event in stream:
-                yield event
 
     def _headers(self) -> dict[str, str]:
         return {

@@ -4,8 +4,7 @@ Ollama, LM Studio, TGI and most hosted gateways."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -13,25 +12,21 @@ import msgspec
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall
 from contracts.usage import Usage
-from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.remote_chat import ChatHttpConfig, RemoteChat
 from providers.errors import ProviderError
 from providers.http import (
-    HttpConfig,
     error_from_body,
     error_from_exception,
     iter_sse,
     raise_for_status,
 )
 from providers.registry import parse_config
-from providers.remote import RemoteProvider
-from providers.retry import stream_with_retry
 
 
-class OpenAIChatConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class OpenAIChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str = "openai"  # set it to run several instances (e.g. "vllm") side by side
     base_url: str = "https://api.openai.com/v1"
-    tools: bool = True
-    max_context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # OpenAI's reasoning models refuse max_tokens; many compatible servers only know it.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     # Servers that reject stream_options (some older gateways) can turn it off; usage is
@@ -119,31 +114,8 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-class OpenAIChat(RemoteProvider[OpenAIChatConfig]):
+class OpenAIChat(RemoteChat[OpenAIChatConfig]):
     """One OpenAI-compatible endpoint; retries and a circuit breaker wrap every call."""
-
-    operation = "chat"
-
-    @property
-    def capabilities(self) -> ChatCapabilities:
-        return ChatCapabilities(
-            models=tuple(self._config.models),
-            streaming=True,
-            tools=self._config.tools,
-            max_context_tokens=self._config.max_context_tokens,
-        )
-
-    async def stream_chat(
-        self, messages: list[ChatMessage], params: ChatParams
-    ) -> AsyncIterator[ChatEvent]:
-        self._check_model(params.model)
-        body = msgspec.json.encode(self._body(messages, params))
-        stream = stream_with_retry(
-            lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
-        )
-        async with aclosing(stream):
-            async for event in stream:
-                yield event
 
     def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -1,0 +1,56 @@
+"""What the HTTP chat providers share: config fields, capabilities, and a streamed call
+with retries; each provider says how to build its body and read its stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from contracts.generate import ChatMessage
+from providers.chat.base import ChatCapabilities, ChatEvent, ChatParams
+from providers.http import HttpConfig
+from providers.remote import RemoteProvider
+from providers.retry import stream_with_retry
+
+
+class ChatHttpConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tools: bool = True
+    max_context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+C = TypeVar("C", bound=ChatHttpConfig)
+
+
+class RemoteChat(RemoteProvider[C]):
+    operation = "chat"
+
+    @property
+    def capabilities(self) -> ChatCapabilities:
+        return ChatCapabilities(
+            models=tuple(self._config.models),
+            streaming=True,
+            tools=self._config.tools,
+            max_context_tokens=self._config.max_context_tokens,
+        )
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        self._check_model(params.model)
+        body = msgspec.json.encode(self._body(messages, params))
+        stream = stream_with_retry(
+            lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
+        )
+        async with aclosing(stream):
+            async for event in stream:
+                yield event
+
+    def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _attempt(self, body: bytes) -> AsyncGenerator[ChatEvent, None]:
+        """One HTTP call, streamed; retried by stream_chat only before its first event."""
+        raise NotImplementedError
