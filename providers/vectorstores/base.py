@@ -11,8 +11,10 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from contracts.errors import ErrorCode
 from contracts.replies import VectorMatch
 from contracts.vectors import Metadata
+from providers.errors import ProviderError
 
 
 class VectorItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,3 +51,15 @@ class VectorStore(Protocol):
     async def health(self) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+def batch_dimension(op: str, items: list[VectorItem]) -> int:
+    """The one vector length of an upsert batch; mixed or empty vectors are invalid input."""
+    dimension = len(items[0].vector)
+    if dimension == 0 or any(len(item.vector) != dimension for item in items):
+        raise ProviderError(
+            ErrorCode.INVALID_INPUT,
+            op,
+            "all vectors of one upsert must have the same, non-zero length",
+        )
+    return dimension

@@ -26,7 +26,7 @@ from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.secrets import Secret
-from providers.vectorstores.base import VectorItem
+from providers.vectorstores.base import VectorItem, batch_dimension
 
 _MAX_IDENTIFIER: Final = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are cut silently
 
@@ -157,11 +157,7 @@ class PgVectorStore:
         op = f"{self.name}.upsert"
         if not items:
             return 0
-        dimension = len(items[0].vector)
-        if dimension == 0 or any(len(item.vector) != dimension for item in items):
-            raise ProviderError(
-                ErrorCode.INVALID_INPUT, op, "all vectors of one upsert must have one length > 0"
-            )
+        dimension = batch_dimension(op, items)
         table = self.table_name(collection)
         statement = sql.SQL(
             "INSERT INTO {} (id, embedding, metadata) VALUES (%s, %s::vector, %s::jsonb) "

@@ -21,7 +21,7 @@ from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.secrets import Secret
-from providers.vectorstores.base import VectorItem
+from providers.vectorstores.base import VectorItem, batch_dimension
 
 # Qdrant point ids are unsigned ints or UUIDs; a fixed namespace makes the mapping from the
 # fleet's string ids deterministic, so an upsert of the same id replaces the same point.
@@ -101,11 +101,7 @@ class QdrantVectorStore:
         op = f"{self.name}.upsert"
         if not items:
             return 0
-        dimension = len(items[0].vector)
-        if dimension == 0 or any(len(item.vector) != dimension for item in items):
-            raise ProviderError(
-                ErrorCode.INVALID_INPUT, op, "all vectors of one upsert must have one length > 0"
-            )
+        dimension = batch_dimension(op, items)
         name = self.collection_name(collection)
         with self._errors("upsert"):
             existing = await self._dimension(name)

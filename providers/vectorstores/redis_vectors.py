@@ -25,7 +25,7 @@ from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.secrets import Secret
-from providers.vectorstores.base import VectorItem
+from providers.vectorstores.base import VectorItem, batch_dimension
 
 # FILTER selectors are bare names (".lang"); anything else would be parsed as an operator.
 _FILTER_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -111,7 +111,7 @@ class RedisVectorStore:
     async def upsert(self, collection: str, items: list[VectorItem]) -> int:
         if not items:
             return 0
-        dimension = _batch_dimension(f"{self.name}.upsert", items)
+        dimension = batch_dimension(f"{self.name}.upsert", items)
         key = self.key(collection)
         with self._errors("upsert"):
             existing = await self._dimension(key)
@@ -215,17 +215,6 @@ def _matches(found: Any) -> list[VectorMatch]:
             )
         )
     return matches
-
-
-def _batch_dimension(op: str, items: list[VectorItem]) -> int:
-    dimension = len(items[0].vector)
-    if dimension == 0 or any(len(item.vector) != dimension for item in items):
-        raise ProviderError(
-            ErrorCode.INVALID_INPUT,
-            op,
-            "all vectors of one upsert must have the same, non-zero length",
-        )
-    return dimension
 
 
 def _dimension_error(op: str, collection: str, got: int, expected: int) -> ProviderError:
