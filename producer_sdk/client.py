@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -12,25 +11,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypedDict, TypeVar, Unpack
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, KafkaTimeoutError
-
-from contracts.codec import AnyRequest, encode
-from contracts.control import CancelJob, submission_of
+from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
 from contracts.envelope import ReplyAddress
-from contracts.errors import FleetError
 from contracts.generate import ChatMessage, GenerateRequest
 from contracts.names import (
-    CLIENT_HEARTBEAT_S,
     DEFAULT_NAMESPACE,
     DEFAULT_TENANT,
     ContentType,
-    Header,
-    control_topic,
     reply_topic,
-    request_topic,
 )
 from contracts.replies import (
     EmbedResult,
@@ -52,12 +41,9 @@ from contracts.vectors import (
     VectorUpsertRequest,
 )
 from producer_sdk.batch import CorpusJob, CorpusProgress
+from producer_sdk.channel import ClientChannel
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.replies import ReplyRouter, StreamRestarted
-from producer_sdk.topics import ensure_topics
-from producer_sdk.tracing import inject_headers
-
-log = logging.getLogger(__name__)
 
 GenerateEvent = TextDelta | StreamRestarted | GenerateResult
 TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
@@ -85,10 +71,6 @@ class _Head(TypedDict):
     deadline_ms: int
 
 
-# Replies older than this are useless: the reply topic keeps them no longer.
-_REPLY_RETENTION_MS = 3_600_000
-
-
 class FleetClient:
     """``async with FleetClient(bootstrap_servers) as fleet: ...``
 
@@ -113,40 +95,14 @@ class FleetClient:
         self.default_timeout_s = default_timeout_s
         self.content_type = content_type
         self.reply_address = ReplyAddress(topic=reply_topic(self.client_id, namespace), partition=0)
-        self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._router: ReplyRouter | None = None
-        self._router_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._channel: ClientChannel | None = None
 
     async def __aenter__(self) -> Self:
-        await self._create_reply_topic()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            linger_ms=0,
-            acks="all",
-            enable_idempotence=True,
+        channel = ClientChannel(
+            self.bootstrap_servers, self.namespace, self.reply_address, self.content_type
         )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False
-        )
-        try:
-            await self._producer.start()
-            await self._consumer.start()
-            tp = TopicPartition(self.reply_address.topic, 0)
-            self._consumer.assign([tp])
-            await self._consumer.seek_to_end(tp)
-            await self._consumer.position(tp)  # positioned before any request goes out
-        except BaseException:
-            await self._shutdown()
-            raise
-        self._router = ReplyRouter(self._consumer)
-        self._router_task = asyncio.create_task(
-            self._router.run(), name=f"replies-{self.client_id}"
-        )
-        self._heartbeat_task = asyncio.create_task(
-            self._heartbeat(), name=f"heartbeat-{self.client_id}"
-        )
+        await channel.open()
+        self._channel = channel
         return self
 
     async def __aexit__(
@@ -155,13 +111,19 @@ class FleetClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._shutdown()
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+    @property
+    def channel(self) -> ClientChannel:
+        if self._channel is None:
+            raise NotConnected("use the client inside `async with FleetClient(...)`")
+        return self._channel
 
     @property
     def router(self) -> ReplyRouter:
-        if self._router is None:
-            raise NotConnected("use the client inside `async with FleetClient(...)`")
-        return self._router
+        return self.channel.router
 
     async def stream_generate(
         self,
@@ -384,13 +346,13 @@ class FleetClient:
     async def _call(
         self, kind: str, request: AnyRequest, timeout_s: float
     ) -> AsyncGenerator[ReplyChunk | StreamRestarted, None]:
-        router = self.router
-        inbox = router.open(request.request_id)
+        channel = self.channel
+        inbox = channel.router.open(request.request_id)
         answered = sent = False
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
-            await self._send(kind, request)
+            await channel.send_request(kind, request)
             sent = True
             while True:
                 # Chunks often arrive together: take those already here without a timer.
@@ -413,98 +375,6 @@ class FleetClient:
                 if answered:
                     return
         finally:
-            router.close(inbox)
+            channel.router.close(inbox)
             if sent and not answered:  # the caller stopped waiting (cancelled, deadline, left)
-                await self._cancel(kind, request)
-
-    async def _send(self, kind: str, request: AnyRequest) -> None:
-        if self._producer is None:
-            raise NotConnected("use the client inside `async with FleetClient(...)`")
-        topic = request_topic(kind, self.namespace)
-        headers = inject_headers(
-            [
-                (Header.CONTENT_TYPE, self.content_type.encode()),
-                (Header.REQUEST_ID, request.request_id.encode()),
-            ]
-        )
-        try:
-            await self._producer.send_and_wait(
-                topic,
-                encode(request, self.content_type),
-                key=request.request_id.encode(),
-                headers=headers,
-            )
-        except KafkaTimeoutError as exc:
-            raise FleetError(
-                f"could not publish to {topic!r} (does the topic exist? start a worker with "
-                f"`fleet worker {kind}`): {exc!r}"
-            ) from exc
-
-    async def _cancel(self, kind: str, request: AnyRequest) -> None:
-        """Ask the workers to stop (or never start) a job nobody waits for any more.
-
-        Best effort: a cancel that is lost costs only the work it would have saved.
-        """
-        if self._producer is None:
-            return
-        message = CancelJob(
-            request_id=request.request_id,
-            tenant=request.tenant,
-            submission=submission_of(request),
-        )
-        try:
-            await asyncio.wait_for(
-                self._producer.send(
-                    control_topic(kind, self.namespace),
-                    encode(message),
-                    key=request.request_id.encode(),
-                ),
-                timeout=2.0,
-            )
-        except (KafkaError, TimeoutError, RuntimeError) as exc:
-            log.debug("could not send the cancel of %s: %r", request.request_id, exc)
-
-    async def _create_reply_topic(self) -> None:
-        await ensure_topics(
-            self.bootstrap_servers,
-            {self.reply_address.topic: 1},
-            configs={"retention.ms": str(_REPLY_RETENTION_MS)},
-        )
-
-    async def _delete_reply_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        try:
-            await admin.start()
-            await admin.delete_topics([self.reply_address.topic])
-        except KafkaError:
-            pass  # retention removes what an unreachable broker kept
-        finally:
-            await admin.close()
-
-    async def _heartbeat(self) -> None:
-        """Mark the reply topic alive, so `fleet janitor` never takes a live client's topic."""
-        assert self._producer is not None
-        while True:
-            try:
-                await self._producer.send(
-                    self.reply_address.topic, b"", partition=0, headers=[(Header.HEARTBEAT, b"")]
-                )
-            except KafkaError as exc:
-                log.warning("heartbeat to %s failed: %r", self.reply_address.topic, exc)
-            await asyncio.sleep(CLIENT_HEARTBEAT_S)
-
-    async def _shutdown(self) -> None:
-        for task in (self._heartbeat_task, self._router_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._heartbeat_task = self._router_task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-        self._router = None
-        await self._delete_reply_topic()
+                await channel.send_cancel(kind, request)

@@ -61,3 +61,12 @@ async def _wait_described(
         if asyncio.get_running_loop().time() > deadline:
             raise FleetError(f"topics {sorted(topics)} not ready on the broker after {timeout_s}s")
         await asyncio.sleep(0.1)
+
+
+async def delete_topics(bootstrap_servers: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        await admin.start()
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()

@@ -252,7 +252,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_janitor(args: argparse.Namespace) -> int:
-    from workers.inspect import delete_topics, stale_reply_topics
+    from producer_sdk.topics import delete_topics
+    from workers.inspect import stale_reply_topics
 
     settings = load_settings(args.config)
     stale = asyncio.run(stale_reply_topics(settings, args.older_than))
@@ -260,7 +261,7 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
         silent = "empty" if topic.silent_s is None else f"silent {topic.silent_s:,.0f}s"
         print(f"{topic.topic}: {silent}")
     if stale and not args.dry_run:
-        asyncio.run(delete_topics(settings, [t.topic for t in stale]))
+        asyncio.run(delete_topics(settings.bootstrap_servers, [t.topic for t in stale]))
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {len(stale)} reply topic(s) of clients gone for {args.older_than:g}s")
     return 0

@@ -117,12 +117,3 @@ async def _newest_timestamp_ms(consumer: AIOKafkaConsumer, tp: TopicPartition) -
     consumer.seek(tp, end - 1)
     records = (await consumer.getmany(tp, timeout_ms=5_000)).get(tp, [])
     return int(records[-1].timestamp) if records else None
-
-
-async def delete_topics(settings: WorkerSettings, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics(topics)
-    finally:
-        await admin.close()

@@ -10,10 +10,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import reply_topic
 from producer_sdk import FleetClient
-from producer_sdk.topics import ensure_topics
+from producer_sdk.topics import delete_topics, ensure_topics
 from tests.conftest import Infra
 from workers import WorkerSettings
-from workers.inspect import delete_topics, stale_reply_topics
+from workers.inspect import stale_reply_topics
 
 pytestmark = [pytest.mark.kafka]
 
@@ -40,7 +40,7 @@ async def test_the_janitor_takes_dead_clients_topics_only(
         silent_s = by_topic[silent]
         assert silent_s is not None
         assert silent_s > 7000
-        await delete_topics(settings, [t.topic for t in stale])
+        await delete_topics(infra.bootstrap_servers, [t.topic for t in stale])
 
         admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
         await admin.start()
