@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,6 +10,7 @@ import redis.asyncio as aioredis
 
 from producer_sdk import FleetClient
 from tests.conftest import Infra
+from tests.integration.harness import serving
 from workers import Worker, WorkerSettings, build_handler
 
 MODEL = "smollm2-135m-instruct"
@@ -36,16 +36,9 @@ def settings(infra: Infra, namespace: str) -> WorkerSettings:
 
 @pytest.fixture
 async def generate_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
-    worker = Worker("generate", settings, await build_handler("generate", settings))
-    task = asyncio.create_task(worker.run())
-    ready = asyncio.create_task(worker.ready.wait())
-    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()  # the worker failed to start: show why
-    assert ready in done, "the generate worker did not join its group within 60s"
-    yield worker
-    worker.stop()
-    await asyncio.wait_for(task, timeout=60)
+    handler = await build_handler("generate", settings)
+    async with serving(Worker("generate", settings, handler)) as worker:
+        yield worker
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 
 from contracts import ErrorCode, TranscribeResult, TranscriptSegment, VectorRecord
 from producer_sdk import FleetClient, FleetRequestError
+from tests.integration.harness import serving
 from workers import Worker, WorkerSettings, build_handler
 from workers.metrics import WorkerMetrics
 
@@ -27,18 +28,9 @@ WHISPER_MODEL = "whisper-tiny.en"
 @asynccontextmanager
 async def worker_of(kind: str, settings: WorkerSettings) -> AsyncIterator[Worker]:
     metrics = WorkerMetrics(kind)
-    worker = Worker(kind, settings, await build_handler(kind, settings, metrics), metrics)
-    task = asyncio.create_task(worker.run())
-    ready = asyncio.create_task(worker.ready.wait())
-    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()
-    assert ready in done, f"the {kind} worker did not join its group within 60s"
-    try:
+    handler = await build_handler(kind, settings, metrics)
+    async with serving(Worker(kind, settings, handler, metrics)) as worker:
         yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=60)
 
 
 def _cosine(a: list[float], b: list[float]) -> float:

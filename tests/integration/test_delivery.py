@@ -8,16 +8,16 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from contracts import ErrorCode, GenerateResult, Header, TextDelta, dead_letter_topic
+from contracts import ErrorCode, GenerateResult, Header, TextDelta
 from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
 from providers.router import ModelRouter
 from tests.conftest import Infra
+from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.generate import GenerateHandler
@@ -31,18 +31,10 @@ MODEL = "scripted-model"
 
 @asynccontextmanager
 async def running(settings: WorkerSettings, chat: ScriptedChat) -> AsyncIterator[Worker]:
-    worker = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [chat])))
-    task = asyncio.create_task(worker.run())
-    ready = asyncio.create_task(worker.ready.wait())
-    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()
-    assert ready in done, "the worker did not join its group within 60s"
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=60)
+    async with serving(
+        Worker("generate", settings, GenerateHandler(ModelRouter("chat", [chat])))
+    ) as w:
+        yield w
 
 
 def _count(worker: Worker, outcome: str) -> float:
@@ -99,18 +91,7 @@ async def test_exhausted_retries_end_in_an_error_reply_and_a_dead_letter(
     assert info.value.code is ErrorCode.PROVIDER_DOWN
     assert info.value.retryable
     assert chat.calls == 3  # the first try and two retries
-    consumer = AIOKafkaConsumer(
-        dead_letter_topic("generate", settings.namespace),
-        bootstrap_servers=infra.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=10_000)
-    finally:
-        await consumer.stop()
-    dead = [r for records in batches.values() for r in records]
+    dead = await read_dead_letters(infra, settings.namespace, expected=1)
     assert len(dead) == 1
     headers = dict(dead[0].headers)
     assert headers[Header.DLQ_REASON].decode().startswith("retries_exhausted: provider_down")
@@ -236,27 +217,7 @@ async def test_jobs_of_a_client_that_went_away_are_dead_lettered_without_running
                 )
         finally:
             await producer.stop()
-        dead = await _read_dead_letters(infra, settings, expected=2)
+        dead = await read_dead_letters(infra, settings.namespace, expected=2)
     reasons = sorted(dict(r.headers)[Header.DLQ_REASON].decode().split(":")[0] for r in dead)
     assert reasons == ["reply_topic_gone", "reply_undeliverable"]
     assert chat.calls == 1  # the second job was not run for nobody
-
-
-async def _read_dead_letters(infra: Infra, settings: WorkerSettings, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        dead_letter_topic("generate", settings.namespace),
-        bootstrap_servers=infra.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    dead: list[Any] = []
-    try:
-        for _ in range(60):
-            batches = await consumer.getmany(timeout_ms=500)
-            dead += [r for records in batches.values() for r in records]
-            if len(dead) >= expected:
-                break
-    finally:
-        await consumer.stop()
-    return dead

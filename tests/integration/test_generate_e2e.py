@@ -9,12 +9,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from contracts import ContentType, ErrorCode, GenerateResult, Header, TextDelta, dead_letter_topic
+from contracts import ContentType, ErrorCode, GenerateResult, Header, TextDelta
 from producer_sdk import FleetClient, FleetRequestError, GenerateEvent, StreamRestarted
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.secrets import Secret
 from tests.conftest import Infra
 from tests.integration.conftest import MODEL
+from tests.integration.harness import read_dead_letters
 from workers import Worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
@@ -123,22 +124,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_worker_contin
     assert getattr(error, "code", None) is ErrorCode.INVALID_INPUT
     assert "messages" in getattr(error, "message", "")
 
-    consumer = AIOKafkaConsumer(
-        dead_letter_topic("generate", namespace),
-        bootstrap_servers=infra.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        dead = []
-        for _ in range(20):  # one fetch may hold only part of what is there
-            records = await consumer.getmany(timeout_ms=500)
-            dead += [r for batch in records.values() for r in batch]
-            if len(dead) >= 2:
-                break
-    finally:
-        await consumer.stop()
+    dead = await read_dead_letters(infra, namespace, expected=2)
     assert len(dead) == 2
     reasons = [dict(r.headers)[Header.DLQ_REASON].decode() for r in dead]
     assert reasons[0].startswith("undecodable:")

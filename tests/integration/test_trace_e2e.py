@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Iterator
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from contracts import ErrorCode, dead_letter_topic
+from contracts import ErrorCode
 from producer_sdk import FleetClient, FleetRequestError
 from tests.conftest import Infra
+from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_delivery import MODEL, running
 from workers import ProviderSpec, Worker, WorkerSettings, build_handler
@@ -84,11 +81,11 @@ async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
     )
     caplog.set_level(logging.DEBUG)
     worker = Worker("generate", settings, await build_handler("generate", settings))
-    async with _run(worker):
+    async with serving(worker):
         with pytest.raises(FleetRequestError) as info:
             await client.generate("hi", model="remote-model")
     assert info.value.code is ErrorCode.PROVIDER_DOWN
-    dead = await _dead_letters(infra, settings)
+    dead = await read_dead_letters(infra, settings.namespace, expected=1)
     assert len(dead) == 1
 
     seen = [
@@ -106,32 +103,3 @@ async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
     assert "provider_down" in caplog.text or "failed" in caplog.text  # the failure was logged
     leaks = [text for text in seen if SECRET in text]
     assert leaks == []
-
-
-@asynccontextmanager
-async def _run(worker: Worker) -> AsyncIterator[None]:
-    task = asyncio.create_task(worker.run())
-    ready = asyncio.create_task(worker.ready.wait())
-    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()
-    try:
-        yield
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=60)
-
-
-async def _dead_letters(infra: Infra, settings: WorkerSettings) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        dead_letter_topic("generate", settings.namespace),
-        bootstrap_servers=infra.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=5_000)
-    finally:
-        await consumer.stop()
-    return [r for records in batches.values() for r in records]
