@@ -19,6 +19,11 @@ from contracts.errors import ErrorCode
 from contracts.usage import Usage
 from providers.errors import ProviderError
 
+try:  # the API has no public name for "no meter provider set yet"; checked once per job
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+except ImportError:  # a later API moved it: then metrics count as configured
+    _ProxyMeterProvider = None  # type: ignore[assignment, misc]
+
 _SCOPE: Final = "ai_job_fleet.providers"
 
 
@@ -191,9 +196,7 @@ def tracing_configured() -> bool:
     spans are skipped instead of built as no-ops nobody would see (microseconds a job)."""
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return True
-    try:  # the API has no public name for "no meter provider set yet"
-        from opentelemetry.metrics._internal import _ProxyMeterProvider
-    except ImportError:
+    if _ProxyMeterProvider is None:
         return True
     return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
 
