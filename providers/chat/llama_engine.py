@@ -1,0 +1,175 @@
+"""llama.cpp in this process through cyllama's prebuilt wheel: one model, one context, and
+the token loop that streams a chat answer from them.
+
+Why cyllama and not llama-cpp-python (which compiles llama.cpp for the build machine's CPU,
+and crashed on CPUs with AVX-512/AMX): docs/decisions/0005-local-chat-engine.md. The wheel is
+built for x86-64-v3 (AVX2, FMA, F16C) without AVX-512 or AMX kernels, so ``require_cpu``
+refuses, with a message, a CPU that would fault on its first instruction.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from contracts.errors import ConfigError
+
+# What the prebuilt wheel's kernels execute (read off its disassembly: ymm, no zmm).
+_REQUIRED_X86_FLAGS: Final = ("avx2", "fma", "f16c")
+
+
+class PromptTooLong(ValueError):
+    """The prompt alone does not fit the context window."""
+
+
+class Generated(msgspec.Struct, kw_only=True):
+    """What one ``stream`` call produced, filled in as it runs."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+def require_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
+    """Refuse, with a message naming the missing instructions, a CPU the wheel cannot run on."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return  # other platforms get other wheels
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return  # no cpuinfo to read: let the model load say what it says
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+            break
+    missing = [flag for flag in _REQUIRED_X86_FLAGS if flag not in flags]
+    if missing:
+        raise ConfigError(
+            "provider 'local-llama' needs a CPU with AVX2, FMA and F16C (x86-64-v3); "
+            f"this one lacks {', '.join(missing)}: serve chat through a remote provider instead"
+        )
+
+
+class _StopFilter:
+    """Holds back text that may be the start of a stop sequence, and cuts at one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._keep = max((len(s) for s in self._stops), default=1) - 1
+        self._pending = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """The text now safe to emit; sets ``stopped`` when a stop sequence appeared."""
+        if not self._stops:
+            return piece
+        self._pending += piece
+        cuts = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        if cuts:
+            self.stopped = True
+            out, self._pending = self._pending[: min(cuts)], ""
+            return out
+        safe = len(self._pending) - self._keep
+        out, self._pending = self._pending[:safe], self._pending[safe:]
+        return out
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out
+
+
+class LlamaEngine:
+    """A GGUF model and one context. Not thread-safe: the caller serialises calls."""
+
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
+        require_cpu()
+        from cyllama.llama import llama_cpp  # heavy import: only when the provider is used
+
+        self._ll: Any = llama_cpp
+        llama_cpp.disable_logging()
+        llama_cpp.ggml_backend_load_all()
+        self._model: Any = llama_cpp.LlamaModel(str(model_path), llama_cpp.LlamaModelParams())
+        self._vocab: Any = self._model.get_vocab()
+        self._template: str = self._model.get_default_chat_template()
+        params = llama_cpp.LlamaContextParams()
+        params.n_ctx = n_ctx
+        params.n_batch = min(n_ctx, 512)
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.no_perf = True
+        self._ctx: Any = llama_cpp.LlamaContext(self._model, params)
+        self._n_ctx = n_ctx
+        self._n_batch = params.n_batch
+
+    def close(self) -> None:
+        self._ctx.close()
+        self._model.close()
+
+    def prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        """The chat rendered with the model's own template, ready for the assistant's turn."""
+        chat = [self._ll.LlamaChatMessage(role=role, content=text) for role, text in messages]
+        return str(self._model.chat_apply_template(self._template, chat, True))
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_p: float | None,
+        stop: Sequence[str],
+        seed: int,
+        cancelled: threading.Event,
+        result: Generated,
+    ) -> Iterator[str]:
+        """Yield the answer's text piece by piece; ``result`` holds the counts at the end."""
+        tokens = self._vocab.tokenize(prompt, add_special=True, parse_special=True)
+        result.prompt_tokens = len(tokens)
+        if len(tokens) >= self._n_ctx:
+            raise PromptTooLong(
+                f"the prompt is {len(tokens)} tokens; the context holds {self._n_ctx}"
+            )
+        self._ctx.kv_cache_clear()
+        for start in range(0, len(tokens), self._n_batch):
+            batch = tokens[start : start + self._n_batch]
+            self._ctx.decode(self._ll.llama_batch_get_one(batch, start))
+        sampler = self._sampler(temperature, top_p, seed)
+        stops = _StopFilter(stop)
+        position = len(tokens)
+        result.finish_reason = "length"
+        while result.output_tokens < max_tokens and position < self._n_ctx:
+            if cancelled.is_set():
+                result.finish_reason = "cancelled"
+                break
+            token = sampler.sample(self._ctx, -1)
+            if self._vocab.is_eog(token):
+                result.finish_reason = "stop"
+                break
+            result.output_tokens += 1
+            text = stops.feed(self._vocab.token_to_piece(token, special=False))
+            if text:
+                yield text
+            if stops.stopped:
+                result.finish_reason = "stop"
+                return
+            self._ctx.decode(self._ll.llama_batch_get_one([token], position))
+            position += 1
+        if tail := stops.flush():
+            yield tail
+
+    def _sampler(self, temperature: float, top_p: float | None, seed: int) -> Any:
+        sampler = self._ll.LlamaSampler(self._ll.LlamaSamplerChainParams())
+        if temperature <= 0:
+            sampler.add_greedy()
+            return sampler
+        if top_p is not None:
+            sampler.add_top_p(top_p, 1)
+        sampler.add_temp(temperature)
+        sampler.add_dist(seed)
+        return sampler
