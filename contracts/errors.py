@@ -33,6 +33,19 @@ class ConfigError(FleetError):
     """A configuration value is missing or wrong; the message names the field."""
 
 
+class StartupCheckFailed(FleetError):
+    """A provider could not load, or failed its one real call, before the worker was ready."""
+
+    def __init__(self, category: str, provider: str, cause: BaseException) -> None:
+        detail = str(cause) or type(cause).__name__
+        super().__init__(
+            f"{category} provider {provider!r} failed its start-up check: "
+            f"{type(cause).__name__}: {detail}"
+        )
+        self.category = category
+        self.provider = provider
+
+
 class ContractError(FleetError):
     """A message does not match the wire contract (undecodable, wrong schema, too large)."""
 

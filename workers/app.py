@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from contracts.errors import StartupCheckFailed
 from contracts.names import (
     JOB_KINDS,
     control_topic,
@@ -71,11 +72,30 @@ def _embedder(spec: ProviderSpec, settings: WorkerSettings) -> EmbeddingProvider
     )
 
 
+class _Loadable(Protocol):
+    name: str
+
+    async def load(self) -> None: ...
+
+
+_P = TypeVar("_P", bound=_Loadable)
+
+
+async def _loaded(category: str, providers: list[_P]) -> list[_P]:
+    """Each provider loaded; the local models also make one tiny real call in ``load``, so
+    a model that cannot run on this machine stops the worker here, named, before it is ready."""
+    for provider in providers:
+        log.info("loading %s provider %r", category, provider.name)
+        try:
+            await provider.load()
+        except Exception as exc:
+            raise StartupCheckFailed(category, provider.name, exc) from exc
+    return providers
+
+
 async def _embedders(settings: WorkerSettings) -> ModelRouter[EmbeddingProvider]:
     providers = [_embedder(s, settings) for s in settings.embeddings]
-    for provider in providers:
-        await provider.load()
-    return ModelRouter("embeddings", providers)
+    return ModelRouter("embeddings", await _loaded("embeddings", providers))
 
 
 async def build_handler(
@@ -83,9 +103,7 @@ async def build_handler(
 ) -> JobHandler:
     """The handler of one job kind with its providers created and loaded."""
     if kind == "generate":
-        chat = [_chat(s, settings) for s in settings.chat]
-        for provider in chat:
-            await provider.load()
+        chat = await _loaded("chat", [_chat(s, settings) for s in settings.chat])
         memory = None
         if settings.memory is not None:
             memory = memory_stores.create(
@@ -95,17 +113,17 @@ async def build_handler(
     if kind == "embed":
         return EmbedHandler(await _embedders(settings), settings.embed_batching, metrics)
     if kind == "transcribe":
-        stt: list[TranscriptionProvider] = [
-            transcription_providers.create(s.name, s.config) for s in settings.transcription
-        ]
-        for transcriber in stt:
-            await transcriber.load()
+        stt: list[TranscriptionProvider] = await _loaded(
+            "transcription",
+            [transcription_providers.create(s.name, s.config) for s in settings.transcription],
+        )
         audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes)
         return TranscribeHandler(ModelRouter("transcription", stt), audio)
     if kind == "vectors":
         spec = settings.vector_store
-        store = vector_stores.create(spec.name, _with_redis_url(spec, settings))
-        await store.load()
+        (store,) = await _loaded(
+            "vector store", [vector_stores.create(spec.name, _with_redis_url(spec, settings))]
+        )
         embedders = await _embedders(settings)
         default_model = embedders.models[0] if embedders.models else None
         return VectorsHandler(store, embedders, default_model)
@@ -211,7 +229,11 @@ class Worker:
             redis = aioredis.Redis.from_url(s.redis_url)
             stack.push_async_callback(redis.aclose)
             ledger = JobLedger(
-                redis, s.namespace, lock_ttl_s=s.lock_ttl_s, result_ttl_s=s.result_ttl_s
+                redis,
+                s.namespace,
+                lock_ttl_s=s.lock_ttl_s,
+                result_ttl_s=s.result_ttl_s,
+                max_crash_attempts=s.max_crash_attempts,
             )
         runner = JobRunner(
             kind=self.kind,

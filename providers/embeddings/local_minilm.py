@@ -106,8 +106,8 @@ class LocalMiniLMEmbeddings:
         )
 
     async def load(self) -> None:
-        """Load the model now instead of on the first call."""
-        await asyncio.to_thread(self._ensure_loaded)
+        """Load the model and embed one word: ready, or a clear error, before any job."""
+        await asyncio.to_thread(self._embed_counted, ["ready"])
 
     async def health(self) -> bool:
         return self._model_path.is_file() and self._tokenizer_path.is_file()

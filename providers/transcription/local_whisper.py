@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import msgspec
+import numpy as np
 
 from contracts.errors import ConfigError, ErrorCode
 from providers.errors import ProviderError
@@ -80,9 +81,11 @@ class LocalWhisperTranscription:
         )
 
     async def load(self) -> None:
-        """Load the model now instead of on the first call."""
+        """Load the model and transcribe a moment of silence: ready, or a clear error, before
+        any job."""
         async with self._lock:
             await self._ensure_loaded()
+            await asyncio.to_thread(self._self_check_sync)
 
     async def health(self) -> bool:
         return (self._model_path / "model.bin").is_file()
@@ -136,6 +139,13 @@ class LocalWhisperTranscription:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc
+
+    def _self_check_sync(self) -> None:
+        silence = np.zeros(_SAMPLE_RATE // 2, dtype=np.float32)
+        language = (self._config.languages or ("en",))[0]
+        segments, _ = self._model.transcribe(silence, language=language, beam_size=1)
+        for _ in segments:
+            pass
 
     async def _stream(
         self, audio: bytes, language: str | None
