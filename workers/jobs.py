@@ -37,7 +37,7 @@ from providers.errors import ProviderError
 from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
 from workers.handler import JobHandler
-from workers.idempotency import AlreadyDone, Cancelled, JobLedger
+from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
 from workers.metrics import WorkerMetrics
 from workers.records import Record, header
 from workers.replies import ChunkStamper, GoneTopics, ReplyStream
@@ -137,6 +137,9 @@ class JobRunner:
             if isinstance(claim, Cancelled):
                 self._metrics.outcome("skipped_cancelled")  # its caller is gone
                 return
+            if isinstance(claim, CrashedTooOften):
+                await self._give_up_crashed(record, request, claim, stream)
+                return
             attempt = claim.attempt
         await self._execute(record, request, ChunkStamper(request.request_id, attempt), stream)
 
@@ -176,6 +179,23 @@ class JobRunner:
             self._cancelled.discard(request_id)
             if not finished and self._ledger is not None:
                 await self._ledger.release(request_id)
+
+    async def _give_up_crashed(
+        self, record: Record, request: AnyRequest, claim: CrashedTooOften, stream: ReplyStream
+    ) -> None:
+        """A poison job: its workers died running it, again and again. End it here, so that
+        it cannot crash-loop the fleet; later deliveries replay this error."""
+        assert self._ledger is not None
+        message = (
+            f"the {self._kind} worker died {claim.crashes} times while running this job; "
+            "it is not run again"
+        )
+        log.error("job %s: %s", request.request_id, message)
+        await self._dead_letter(record, ErrorCode.INTERNAL, f"worker_crashed: {message}")
+        stamper = ChunkStamper(request.request_id, claim.attempt)
+        final = await self._fail(stamper, stream, ErrorCode.INTERNAL, message)
+        await stream.flush()
+        await self._ledger.finish(request.request_id, encode(final))
 
     async def cancel(self, message: CancelJob) -> None:
         """The caller gave up: stop the job if it runs here, else make sure it never starts."""

@@ -70,6 +70,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Once-only execution and crash takeover through Redis (workers/idempotency.py).
     idempotency: bool = True
     lock_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # A job whose worker died while running it is retried at most this many times, then
+    # dead-lettered as `worker_crashed` (needs the ledger: idempotency = true).
+    max_crash_attempts: Annotated[int, msgspec.Meta(ge=0)] = 3
     result_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 3600
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     # Port of /healthz, /readyz and /metrics; 0 picks a free port, None serves nothing.

@@ -22,7 +22,15 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    def __init__(self, kind: str, infra: Infra, namespace: str, config: Path, log: Path) -> None:
+    def __init__(
+        self,
+        kind: str,
+        infra: Infra,
+        namespace: str,
+        config: Path,
+        log: Path,
+        module: str = "workers.cli",  # a module that runs workers.cli's main
+    ) -> None:
         self.port = free_port()
         self.log = log
         env = {
@@ -31,7 +39,7 @@ class WorkerProcess:
             "FLEET_REDIS_URL": infra.redis_url,
             "FLEET_NAMESPACE": namespace,
         }
-        command = [sys.executable, "-m", "workers.cli", "worker", kind, "--config", str(config),
+        command = [sys.executable, "-m", module, "worker", kind, "--config", str(config),
                    "--health-port", str(self.port)]  # fmt: skip
         with log.open("ab") as out:
             self.process = subprocess.Popen(
