@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command: install, start local Kafka and Redis, then lint, type-check and test.
+# The test command: install (uv.lock), start local Kafka and Redis (PostgreSQL starts when
+# the pgvector tests need it), then lint, type-check and test.
 # Services this script started are stopped at the end; ones already running are left alone.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
-bash deploy/setup.sh
+bash deploy/setup.sh dev
 bash deploy/local/system-packages.sh || echo "[fleet] continuing: speech tests will be skipped" >&2
 
 if ! bash deploy/local/services.sh status >/dev/null 2>&1; then

@@ -16,7 +16,7 @@ from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient, GenerateResult, StreamRestarted, TextDelta
-from workers.local_fleet import LOG_DIR, LocalWorker, stop_all, wait_ready
+from workers.local_fleet import WATCH_INTERVAL_S, LocalWorker, Supervisor, stop_all, wait_ready
 from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -147,11 +147,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     try:
         wait_ready(workers)
         print("[fleet] all workers ready; Ctrl-C stops the fleet", flush=True)
-        while all(w.alive for w in workers):
-            time.sleep(0.5)
-        failed = ", ".join(w.kind for w in workers if not w.alive)
-        print(f"fleet: the {failed} worker exited; see {LOG_DIR}", file=sys.stderr)
-        return 1
+        supervisor = Supervisor(workers, lambda text: print(f"fleet: {text}", file=sys.stderr))
+        while True:
+            supervisor.tick()
+            time.sleep(WATCH_INTERVAL_S)
     except KeyboardInterrupt:
         return 0
     finally:

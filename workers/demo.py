@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
+import contextlib
 import sys
-import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from contracts.names import JOB_KINDS
 from contracts.vectors import VectorRecord
 from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
-from workers.local_fleet import LOG_DIR, LocalWorker, stop_all, wait_ready
+from workers.local_fleet import (
+    LOG_DIR,
+    WATCH_INTERVAL_S,
+    LocalWorker,
+    WorkerExited,
+    first_exited,
+    stop_all,
+    wait_ready,
+)
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 WHISPER_MODEL = "whisper-tiny.en"
+# Made once with espeak-ng and sox, so that the demo needs no system package.
+SPEECH_SAMPLE = Path(__file__).parent / "assets" / "demo-speech.wav"
 
 DOCS = [
     ("kafka", "Apache Kafka is a distributed, append-only log of events."),
@@ -37,24 +47,37 @@ def run_demo(
     try:
         wait_ready(workers)
         print("[fleet] all workers ready\n", file=sys.stderr)
-        asyncio.run(_tour(prompt, bootstrap_servers, namespace, max_tokens))
+        asyncio.run(_watched(_tour(prompt, bootstrap_servers, namespace, max_tokens), workers))
         return 0
     finally:
         stop_all(workers)
 
 
+async def _watched(tour: Coroutine[Any, Any, None], workers: list[LocalWorker]) -> None:
+    """Run the tour while watching the workers: one that exits ends the demo at once (a
+    caller would otherwise wait for its deadline) with the worker's own last words."""
+    task = asyncio.create_task(tour)
+    while not task.done():
+        if (dead := first_exited(workers)) is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise WorkerExited(dead.exit_report())
+        await asyncio.wait([task], timeout=WATCH_INTERVAL_S)
+    await task
+
+
 async def _tour(prompt: str, bootstrap_servers: str, namespace: str, max_tokens: int) -> None:
     async with FleetClient(bootstrap_servers, namespace=namespace, tenant="demo") as fleet:
-        answer = await _generate(fleet, prompt, max_tokens)
+        await _generate(fleet, prompt, max_tokens)
         await _embed_and_search(fleet)
-        await _transcribe(fleet, answer)
+        await _transcribe(fleet)
 
 
-async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> str:
+async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> None:
     print(f"== generate ({CHAT_MODEL}, streamed)\n> {prompt}\n")
     started = time.perf_counter()
     first: float | None = None
-    answer = ""
     async for event in fleet.stream_generate(
         prompt, model=CHAT_MODEL, max_tokens=max_tokens, temperature=0.2
     ):
@@ -64,13 +87,11 @@ async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> str:
         elif isinstance(event, StreamRestarted):
             print("\n[a worker restarted this answer]\n", flush=True)
         elif isinstance(event, GenerateResult):
-            answer = event.text
             total = time.perf_counter() - started
             print(
                 f"\n\n[{event.usage.output_tokens} tokens, first chunk {first or total:.2f}s, "
                 f"total {total:.2f}s]\n"
             )
-    return answer
 
 
 async def _embed_and_search(fleet: FleetClient) -> None:
@@ -89,21 +110,8 @@ async def _embed_and_search(fleet: FleetClient) -> None:
     await fleet.delete(collection, [doc_id for doc_id, _ in DOCS])
 
 
-async def _transcribe(fleet: FleetClient, answer: str) -> None:
+async def _transcribe(fleet: FleetClient) -> None:
     print(f"== transcribe ({WHISPER_MODEL})")
-    if shutil.which("espeak-ng") is None:
-        print("espeak-ng is not installed: skipped (deploy/local/system-packages.sh adds it)")
-        return
-    sentence = (answer.split(".")[0] or "Kafka carries the jobs").strip()[:200] + "."
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "speech.wav"
-        await asyncio.to_thread(
-            subprocess.run,
-            ["espeak-ng", "-w", str(wav), sentence],
-            check=True,
-            capture_output=True,
-        )
-        audio = wav.read_bytes()
-    print(f"spoken by espeak-ng: {sentence!r}")
-    result = await fleet.transcribe(audio, model=WHISPER_MODEL)
-    print(f"heard by the fleet:  {result.text.strip()!r} ({result.duration_s or 0:.1f}s of audio)")
+    result = await fleet.transcribe(SPEECH_SAMPLE.read_bytes(), model=WHISPER_MODEL)
+    print(f"heard by the fleet in {SPEECH_SAMPLE.name}: {result.text.strip()!r} "
+          f"({result.duration_s or 0:.1f}s of audio)")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Worker processes on this machine, for `fleet dev` and `fleet demo`."""
+"""Worker processes on this machine, for `fleet dev` and `fleet demo`, watched: a worker that
+exits is reported (kind, exit code or signal, the end of its log) within a second."""
 
 from __future__ import annotations
 
@@ -8,12 +9,31 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import Popen
 
 import httpx
 
+from contracts.errors import FleetError
+
 LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
+WATCH_INTERVAL_S = 0.5
+_LOG_TAIL_LINES = 15
+
+
+class WorkerExited(FleetError):
+    """A worker process of the local fleet ended on its own."""
+
+
+def describe_exit(returncode: int) -> str:
+    """'exit code 3' or 'signal SIGSEGV' (Popen reports a signal as a negative code)."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        return f"signal {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 class LocalWorker:
@@ -29,17 +49,24 @@ class LocalWorker:
         self.kind = kind
         self.port = port
         self.log_path = LOG_DIR / f"worker-{kind}.log"
-        command = [sys.executable, "-m", "workers.cli", "worker", kind, "--health-port", str(port)]
-        if config is not None:
-            command += ["--config", str(config)]
+        self._command = [
+            sys.executable, "-m", "workers.cli", "worker", kind, "--health-port", str(port),
+            *(["--config", str(config)] if config is not None else []),
+        ]  # fmt: skip
+        self._env = {**os.environ, **(env or {})}
+        self.started_at = 0.0
+        self.process = self._spawn()
+
+    def _spawn(self) -> Popen[bytes]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.monotonic()
         with self.log_path.open("ab") as log_file:
-            self.process: Popen[bytes] = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+            return subprocess.Popen(
+                self._command, stdout=log_file, stderr=subprocess.STDOUT, env=self._env
             )
+
+    def restart(self) -> None:
+        self.process = self._spawn()
 
     @property
     def alive(self) -> bool:
@@ -52,21 +79,75 @@ class LocalWorker:
             return False
         return response.status_code == 200
 
+    def exit_report(self) -> str:
+        """What a person needs to see when this worker ended: how, and its last log lines."""
+        code = self.process.poll()
+        how = "is still running" if code is None else f"exited with {describe_exit(code)}"
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        except OSError:
+            lines = []
+        tail = "\n".join(f"  | {line}" for line in lines) or "  | (the log is empty)"
+        return f"the {self.kind} worker {how}; the end of {self.log_path}:\n{tail}"
+
+
+def first_exited(workers: list[LocalWorker]) -> LocalWorker | None:
+    return next((w for w in workers if not w.alive), None)
+
 
 def wait_ready(workers: list[LocalWorker], timeout_s: float = 120.0) -> None:
     """Block until every worker answers /readyz; a worker that dies or is late is an error."""
     deadline = time.monotonic() + timeout_s
     pending = list(workers)
     while pending:
-        for worker in list(pending):
-            if not worker.alive:
-                raise RuntimeError(f"the {worker.kind} worker exited; see {worker.log_path}")
-            if worker.ready():
-                pending.remove(worker)
+        if (dead := first_exited(workers)) is not None:
+            raise WorkerExited(dead.exit_report())
+        pending = [w for w in pending if not w.ready()]
         if pending and time.monotonic() > deadline:
             names = ", ".join(w.kind for w in pending)
-            raise RuntimeError(f"worker(s) {names} not ready after {timeout_s:g}s; see {LOG_DIR}")
+            raise WorkerExited(f"worker(s) {names} not ready after {timeout_s:g}s; see {LOG_DIR}")
         time.sleep(0.2)
+
+
+class Supervisor:
+    """Restarts workers that exit, with a backoff that doubles while they keep exiting soon
+    after starting and resets once one has stayed up for ``stable_s``."""
+
+    def __init__(
+        self,
+        workers: list[LocalWorker],
+        report: Callable[[str], None],
+        *,
+        first_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        self._workers = workers
+        self._report = report
+        self._first_backoff_s = first_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._stable_s = stable_s
+        self._backoff_s = {w.kind: first_backoff_s for w in workers}
+        self._restart_at: dict[str, float] = {}
+        self.restarts = 0
+
+    def tick(self) -> None:
+        """Look once: report new exits, restart those whose backoff has passed."""
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.alive:
+                if now - worker.started_at >= self._stable_s:
+                    self._backoff_s[worker.kind] = self._first_backoff_s
+                continue
+            if worker.kind not in self._restart_at:
+                delay = self._backoff_s[worker.kind]
+                self._report(f"{worker.exit_report()}\nrestarting it in {delay:g}s")
+                self._restart_at[worker.kind] = now + delay
+                self._backoff_s[worker.kind] = min(delay * 2, self._max_backoff_s)
+            elif now >= self._restart_at[worker.kind]:
+                del self._restart_at[worker.kind]
+                worker.restart()
+                self.restarts += 1
 
 
 def stop_all(workers: list[LocalWorker], timeout_s: float = 40.0) -> None:
