@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from subprocess import Popen
+from typing import Protocol
 
 import httpx
 
@@ -109,21 +110,37 @@ def wait_ready(workers: list[LocalWorker], timeout_s: float = 120.0) -> None:
         time.sleep(0.2)
 
 
+class Supervised(Protocol):
+    """What the supervisor needs of a worker (a LocalWorker)."""
+
+    kind: str
+    started_at: float
+
+    @property
+    def alive(self) -> bool: ...
+
+    def exit_report(self) -> str: ...
+
+    def restart(self) -> None: ...
+
+
 class Supervisor:
     """Restarts workers that exit, with a backoff that doubles while they keep exiting soon
     after starting and resets once one has stayed up for ``stable_s``."""
 
     def __init__(
         self,
-        workers: list[LocalWorker],
+        workers: Sequence[Supervised],
         report: Callable[[str], None],
         *,
         first_backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         stable_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workers = workers
         self._report = report
+        self._clock = clock
         self._first_backoff_s = first_backoff_s
         self._max_backoff_s = max_backoff_s
         self._stable_s = stable_s
@@ -133,7 +150,7 @@ class Supervisor:
 
     def tick(self) -> None:
         """Look once: report new exits, restart those whose backoff has passed."""
-        now = time.monotonic()
+        now = self._clock()
         for worker in self._workers:
             if worker.alive:
                 if now - worker.started_at >= self._stable_s:

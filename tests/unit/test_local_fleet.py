@@ -1,0 +1,70 @@
+"""The local fleet's supervision: how an exit is described, and the restart backoff."""
+
+from __future__ import annotations
+
+import signal
+
+from workers.local_fleet import Supervisor, describe_exit
+
+
+def test_exits_are_described_by_code_or_signal_name() -> None:
+    assert describe_exit(0) == "exit code 0"
+    assert describe_exit(2) == "exit code 2"
+    assert describe_exit(-signal.SIGSEGV) == "signal SIGSEGV"
+    assert describe_exit(-signal.SIGKILL) == "signal SIGKILL"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeWorker:
+    """A worker that dies whenever the test says so."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.kind = "embed"
+        self._clock = clock
+        self.started_at = clock.now
+        self.alive = True
+        self.restarts = 0
+
+    def exit_report(self) -> str:
+        return "the embed worker exited with signal SIGSEGV"
+
+    def restart(self) -> None:
+        self.alive = True
+        self.started_at = self._clock.now
+        self.restarts += 1
+
+
+def _crash_and_restart(supervisor: Supervisor, worker: FakeWorker, clock: Clock) -> float:
+    """Kill the worker, let the supervisor notice, return the delay it waited to restart."""
+    worker.alive = False
+    supervisor.tick()
+    noticed = clock.now
+    before = worker.restarts
+    while worker.restarts == before:
+        clock.now += 0.5
+        supervisor.tick()
+    return clock.now - noticed
+
+
+def test_the_backoff_doubles_while_a_worker_keeps_dying_and_resets_once_it_is_stable() -> None:
+    clock = Clock()
+    worker = FakeWorker(clock)
+    reports: list[str] = []
+    supervisor = Supervisor(
+        [worker], reports.append, first_backoff_s=1, max_backoff_s=4, stable_s=60, clock=clock
+    )
+    delays = [_crash_and_restart(supervisor, worker, clock) for _ in range(4)]
+    assert delays == [1, 2, 4, 4]
+    assert reports[0] == "the embed worker exited with signal SIGSEGV\nrestarting it in 1s"
+    assert len(reports) == 4  # one report per exit, not one per tick
+
+    clock.now += 61  # up for longer than stable_s
+    supervisor.tick()
+    assert _crash_and_restart(supervisor, worker, clock) == 1
