@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +43,26 @@ def run_demo(
 ) -> int:
     print(f"[fleet] starting one worker per kind (logs in {LOG_DIR})", file=sys.stderr)
     env = {"FLEET_BOOTSTRAP_SERVERS": bootstrap_servers, "FLEET_NAMESPACE": namespace}
-    workers = [LocalWorker(kind, base_port + i, env=env) for i, kind in enumerate(JOB_KINDS)]
+    ports = {kind: base_port + i for i, kind in enumerate(JOB_KINDS)}
+    workers: dict[str, LocalWorker] = {}
+
+    def start(*kinds: str) -> None:
+        workers.update({kind: LocalWorker(kind, ports[kind], env=env) for kind in kinds})
+
+    tour = _tour(prompt, bootstrap_servers, namespace, max_tokens, workers, start)
     try:
-        wait_ready(workers)
-        print("[fleet] all workers ready\n", file=sys.stderr)
-        asyncio.run(_watched(_tour(prompt, bootstrap_servers, namespace, max_tokens), workers))
+        asyncio.run(_watched(tour, workers))
         return 0
     finally:
-        stop_all(workers)
+        stop_all(list(workers.values()))
 
 
-async def _watched(tour: Coroutine[Any, Any, None], workers: list[LocalWorker]) -> None:
-    """Run the tour while watching the workers: one that exits ends the demo at once (a
-    caller would otherwise wait for its deadline) with the worker's own last words."""
+async def _watched(tour: Coroutine[Any, Any, None], workers: dict[str, LocalWorker]) -> None:
+    """Run the tour while watching the workers (those started so far): one that exits ends
+    the demo at once (a caller would otherwise wait for its deadline) with its last words."""
     task = asyncio.create_task(tour)
     while not task.done():
-        if (dead := first_exited(workers)) is not None:
+        if (dead := first_exited(list(workers.values()))) is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -67,10 +71,29 @@ async def _watched(tour: Coroutine[Any, Any, None], workers: list[LocalWorker]) 
     await task
 
 
-async def _tour(prompt: str, bootstrap_servers: str, namespace: str, max_tokens: int) -> None:
+async def _tour(
+    prompt: str,
+    bootstrap_servers: str,
+    namespace: str,
+    max_tokens: int,
+    workers: dict[str, LocalWorker],
+    start: Callable[..., None],
+) -> None:
+    """One job of each kind. The generate worker starts first, alone on the cores, so that
+    the answer streams sooner; the others load their models while it streams."""
+
+    async def ready(*kinds: str) -> None:
+        await asyncio.to_thread(wait_ready, [workers[kind] for kind in kinds])
+        print(f"[fleet] {' and '.join(kinds)} worker ready\n", file=sys.stderr, flush=True)
+
+    start("generate")
+    await ready("generate")
+    start(*(kind for kind in JOB_KINDS if kind != "generate"))
     async with FleetClient(bootstrap_servers, namespace=namespace, tenant="demo") as fleet:
         await _generate(fleet, prompt, max_tokens)
+        await ready("embed", "vectors")
         await _embed_and_search(fleet)
+        await ready("transcribe")
         await _transcribe(fleet)
 
 
