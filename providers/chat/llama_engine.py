@@ -2,7 +2,7 @@
 the token loop that streams a chat answer from them.
 
 Why cyllama and not llama-cpp-python (which compiles llama.cpp for the build machine's CPU,
-and crashed on CPUs with AVX-512/AMX): docs/decisions/0005-local-chat-engine.md. The wheel is
+and crashed on CPUs with AVX-512/AMX): docs/decisions/0009-local-chat-engine.md. The wheel is
 built for x86-64-v3 (AVX2, FMA, F16C) without AVX-512 or AMX kernels, so ``require_cpu``
 refuses, with a message, a CPU that would fault on its first instruction.
 """
