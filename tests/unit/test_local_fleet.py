@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 
-from workers.local_fleet import Supervisor, describe_exit
+import pytest
+
+from tests.conftest import REPO
+from workers.local_fleet import Supervisor, describe_exit, start_needed_services
+from workers.settings import ProviderSpec, WorkerSettings
 
 
 def test_exits_are_described_by_code_or_signal_name() -> None:
@@ -68,3 +73,22 @@ def test_the_backoff_doubles_while_a_worker_keeps_dying_and_resets_once_it_is_st
     clock.now += 61  # up for longer than stable_s
     supervisor.tick()
     assert _crash_and_restart(supervisor, worker, clock) == 1
+
+
+@pytest.mark.postgres
+def test_fleet_dev_starts_postgres_when_the_settings_select_local_pgvector() -> None:
+    start_needed_services(WorkerSettings(vector_store=ProviderSpec(name="pgvector")))
+    status = subprocess.run(
+        ["bash", str(REPO / "deploy/local/postgres.sh"), "status"], capture_output=True, text=True
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.startswith("running 127.0.0.1:")
+
+
+def test_a_remote_pgvector_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[object] = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: ran.append(a))
+    remote = {"dsn": "postgresql://fleet@db.example.internal:5432/fleet"}
+    start_needed_services(WorkerSettings(vector_store=ProviderSpec(name="pgvector", config=remote)))
+    start_needed_services(WorkerSettings())  # the Redis store needs no PostgreSQL
+    assert ran == []
