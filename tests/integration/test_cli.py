@@ -94,3 +94,19 @@ async def test_the_janitor_dry_run_deletes_nothing(infra: Infra, namespace: str)
     )
     assert code == 0
     assert "would delete 0 reply topic(s)" in output
+
+
+@pytest.mark.model
+async def test_a_model_that_fails_its_start_up_check_stops_the_worker_naming_it(
+    infra: Infra, namespace: str, tmp_path: Path
+) -> None:
+    weights = tmp_path / "broken.gguf"
+    weights.write_bytes(b"not a model" * 1000)
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'[[chat]]\nname = "local-llama"\nconfig = {{ model_path = "{weights}" }}\n')
+    code, output = await _fleet(
+        "worker", "generate", "--config", str(config), infra=infra, namespace=namespace
+    )
+    assert code == 2
+    assert "fleet: chat provider 'local-llama' failed its start-up check" in output
+    assert "does not look like a valid GGUF model file" in output
