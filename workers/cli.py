@@ -22,6 +22,7 @@ from workers.local_fleet import (
     Supervisor,
     start_needed_services,
     stop_all,
+    stop_on_sigterm,
     wait_ready,
 )
 from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
@@ -143,6 +144,7 @@ async def _run_worker(kind: str, settings: WorkerSettings) -> None:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    stop_on_sigterm()
     start_needed_services(load_settings(args.config))
     workers = [
         LocalWorker(kind, args.health_base_port + i, args.config)
@@ -277,6 +279,7 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workers.demo import run_demo
 
+    stop_on_sigterm()
     return run_demo(
         args.prompt, args.bootstrap_servers, args.namespace, args.health_base_port, args.max_tokens
     )

@@ -32,6 +32,16 @@ class WorkerExited(FleetError):
     """A worker process of the local fleet ended on its own."""
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop this process the way Ctrl-C does, so that a process manager
+    stopping `fleet dev` or `fleet demo` stops their workers too instead of orphaning them."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def describe_exit(returncode: int) -> str:
     """'exit code 3' or 'signal SIGSEGV' (Popen reports a signal as a negative code)."""
     if returncode >= 0:

@@ -130,3 +130,8 @@ async def test_fleet_dev_restarts_a_worker_that_died(
     (second,) = dev.worker_pids("embed")
     assert second != first
     assert dev.process.returncode is None  # the fleet itself carries on
+
+    dev.process.terminate()  # as a process manager stops it: the workers stop with it
+    await asyncio.wait_for(dev.process.wait(), timeout=60)
+    with pytest.raises(ProcessLookupError):
+        os.kill(second, 0)  # the worker is gone, not orphaned
