@@ -20,7 +20,7 @@ from contracts import ChatMessage, Usage
 from providers.chat import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
 from providers.router import ModelRouter
 from workers import Worker, WorkerSettings
-from workers.generate import GenerateHandler
+from workers.handlers.generate import GenerateHandler
 
 NOOP_MODEL = "noop"
 

@@ -1,16 +1,15 @@
-"""Assembles one category's worker from settings: providers, handler, Kafka clients, loops."""
+"""Assembles one category's worker from settings: its handler, Kafka clients and loops."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts.errors import StartupCheckFailed
 from contracts.names import (
     JOB_KINDS,
     control_topic,
@@ -19,115 +18,22 @@ from contracts.names import (
     retry_topic,
 )
 from producer_sdk.topics import ensure_topics
-from providers.chat import ChatProvider, chat_providers
-from providers.embeddings import EmbeddingProvider, embedding_providers
-from providers.limited import RateLimitedChat, RateLimitedEmbeddings
-from providers.memory import memory_stores
-from providers.router import ModelRouter
-from providers.transcription import TranscriptionProvider, transcription_providers
-from providers.vectorstores import vector_stores
-from workers.audio import AudioLoader
 from workers.consumer import JobConsumer
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
-from workers.embed import EmbedHandler
-from workers.generate import GenerateHandler
-from workers.handler import JobHandler
+from workers.handlers import JobHandler, build_handler
 from workers.health import HealthServer
 from workers.idempotency import JobLedger
 from workers.jobs import JobRunner
 from workers.metrics import WorkerMetrics
 from workers.retry import RetryForwarder, RetryScheduler
-from workers.settings import ProviderSpec, WorkerSettings
-from workers.transcribe import TranscribeHandler
-from workers.vectors import VectorsHandler
+from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 WORKER_KINDS = JOB_KINDS
 
-
-def _with_redis_url(spec: ProviderSpec, settings: WorkerSettings) -> dict[str, Any]:
-    config = dict(spec.config)
-    if spec.name == "redis":
-        config.setdefault("url", settings.redis_url)
-    return config
-
-
-def _chat(spec: ProviderSpec, settings: WorkerSettings) -> ChatProvider:
-    provider = chat_providers.create(spec.name, spec.config)
-    if spec.rate_limit is None:
-        return provider
-    return RateLimitedChat(
-        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
-    )
-
-
-def _embedder(spec: ProviderSpec, settings: WorkerSettings) -> EmbeddingProvider:
-    provider = embedding_providers.create(spec.name, spec.config)
-    if spec.rate_limit is None:
-        return provider
-    return RateLimitedEmbeddings(
-        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
-    )
-
-
-class _Loadable(Protocol):
-    name: str
-
-    async def load(self) -> None: ...
-
-
-_P = TypeVar("_P", bound=_Loadable)
-
-
-async def _loaded(category: str, providers: list[_P]) -> list[_P]:
-    """Each provider loaded; the local models also make one tiny real call in ``load``, so
-    a model that cannot run on this machine stops the worker here, named, before it is ready."""
-    for provider in providers:
-        log.info("loading %s provider %r", category, provider.name)
-        try:
-            await provider.load()
-        except Exception as exc:
-            raise StartupCheckFailed(category, provider.name, exc) from exc
-    return providers
-
-
-async def _embedders(settings: WorkerSettings) -> ModelRouter[EmbeddingProvider]:
-    providers = [_embedder(s, settings) for s in settings.embeddings]
-    return ModelRouter("embeddings", await _loaded("embeddings", providers))
-
-
-async def build_handler(
-    kind: str, settings: WorkerSettings, metrics: WorkerMetrics | None = None
-) -> JobHandler:
-    """The handler of one job kind with its providers created and loaded."""
-    if kind == "generate":
-        chat = await _loaded("chat", [_chat(s, settings) for s in settings.chat])
-        memory = None
-        if settings.memory is not None:
-            memory = memory_stores.create(
-                settings.memory.name, _with_redis_url(settings.memory, settings)
-            )
-        return GenerateHandler(ModelRouter("chat", chat), memory)
-    if kind == "embed":
-        return EmbedHandler(await _embedders(settings), settings.embed_batching, metrics)
-    if kind == "transcribe":
-        stt: list[TranscriptionProvider] = await _loaded(
-            "transcription",
-            [transcription_providers.create(s.name, s.config) for s in settings.transcription],
-        )
-        audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes)
-        return TranscribeHandler(ModelRouter("transcription", stt), audio)
-    if kind == "vectors":
-        spec = settings.vector_store
-        (store,) = await _loaded(
-            "vector store", [vector_stores.create(spec.name, _with_redis_url(spec, settings))]
-        )
-        embedders = await _embedders(settings)
-        default_model = embedders.models[0] if embedders.models else None
-        return VectorsHandler(store, embedders, default_model)
-    raise ValueError(f"unknown worker kind {kind!r}; expected one of {', '.join(WORKER_KINDS)}")
+__all__ = ["WORKER_KINDS", "Worker", "build_handler"]
 
 
 class Worker:
@@ -137,7 +43,7 @@ class Worker:
         self,
         kind: str,
         settings: WorkerSettings,
-        handler: JobHandler,
+        handler: JobHandler[Any],
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.kind = kind

@@ -36,7 +36,7 @@ from producer_sdk.tracing import extract_context
 from providers.errors import ProviderError
 from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
-from workers.handler import JobHandler
+from workers.handlers import JobHandler
 from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
 from workers.metrics import WorkerMetrics
 from workers.records import Record, header
@@ -52,7 +52,7 @@ class JobRunner:
         self,
         *,
         kind: str,
-        handler: JobHandler,
+        handler: JobHandler[Any],
         producer: AIOKafkaProducer,
         dead_letters: DeadLetters,
         max_payload_bytes: int,

@@ -20,7 +20,7 @@ from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
-from workers.generate import GenerateHandler
+from workers.handlers.generate import GenerateHandler
 from workers.inspect import consumer_lag, job_state
 from workers.retry import RetryPolicy
 

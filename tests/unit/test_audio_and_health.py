@@ -10,7 +10,7 @@ import pytest
 
 from contracts import ErrorCode
 from providers.errors import ProviderError
-from workers.audio import AudioLoader
+from workers.handlers.audio import AudioLoader
 from workers.health import HealthServer
 from workers.metrics import WorkerMetrics
 

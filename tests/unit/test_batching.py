@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from workers.batching import DynamicBatcher
+from workers.handlers.embed_batching import DynamicBatcher
 from workers.settings import EmbedBatching
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
 from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
@@ -12,10 +11,11 @@ from providers.embeddings.base import EmbeddingProvider
 from providers.router import ModelRouter
 from providers.telemetry import provider_span
 from providers.tokens import estimate_tokens
-from workers.batching import DynamicBatcher
+from workers.handlers.embed_batching import DynamicBatcher
+from workers.handlers.providers import embedders
 from workers.metrics import WorkerMetrics
 from workers.replies import ChunkStamper
-from workers.settings import EmbedBatching
+from workers.settings import EmbedBatching, WorkerSettings
 
 
 class EmbedHandler:
@@ -32,8 +32,9 @@ class EmbedHandler:
         self._metrics = metrics
         self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
 
-    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
-        assert isinstance(request, EmbedRequest)
+    async def handle(
+        self, request: EmbedRequest, stamper: ChunkStamper
+    ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
         vectors = await self._batcher(provider, request.model).embed(request.texts)
         # Usage is estimated per request: the model bills whole batches shared by requests.
@@ -78,3 +79,7 @@ class EmbedHandler:
             await batcher.aclose()
         for provider in self._router.providers:
             await provider.aclose()
+
+
+async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> EmbedHandler:
+    return EmbedHandler(await embedders(settings), settings.embed_batching, metrics)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from contracts.codec import AnyRequest
+from contracts.codec import VectorsRequest
 from contracts.errors import ErrorCode
 from contracts.replies import ReplyChunk, VectorMatch, VectorResult
-from contracts.vectors import VectorDeleteRequest, VectorQueryRequest, VectorUpsertRequest
+from contracts.vectors import VectorDeleteRequest, VectorUpsertRequest
 from providers.embeddings.base import EmbeddingProvider
 from providers.errors import ProviderError
 from providers.router import ModelRouter
+from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
+from workers.handlers.providers import embedders, loaded, with_redis_url
+from workers.metrics import WorkerMetrics
 from workers.replies import ChunkStamper
+from workers.settings import WorkerSettings
 
 
 class VectorsHandler:
@@ -28,8 +32,9 @@ class VectorsHandler:
         self._embedders = embedders
         self._default_embed_model = default_embed_model
 
-    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
-        assert isinstance(request, VectorUpsertRequest | VectorDeleteRequest | VectorQueryRequest)
+    async def handle(
+        self, request: VectorsRequest, stamper: ChunkStamper
+    ) -> AsyncIterator[ReplyChunk]:
         if request.store is not None and request.store != self._store.name:
             raise ProviderError(
                 ErrorCode.NOT_FOUND,
@@ -99,3 +104,13 @@ def _result(
         deleted=deleted,
         matches=matches,
     )
+
+
+async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> VectorsHandler:
+    spec = settings.vector_store
+    (store,) = await loaded(
+        "vector store", [vector_stores.create(spec.name, with_redis_url(spec, settings))]
+    )
+    embedding = await embedders(settings)
+    default_model = embedding.models[0] if embedding.models else None
+    return VectorsHandler(store, embedding, default_model)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from contracts.codec import AnyRequest
 from contracts.generate import ChatMessage, GenerateRequest
 from contracts.replies import GenerateResult, ReplyChunk
 from contracts.usage import Usage
 from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece
+from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
 from providers.telemetry import provider_span
+from workers.handlers.providers import chat_provider, loaded, with_redis_url
+from workers.metrics import WorkerMetrics
 from workers.replies import ChunkStamper
+from workers.settings import WorkerSettings
 
 
 class GenerateHandler:
@@ -24,8 +27,9 @@ class GenerateHandler:
         self._router = router
         self._memory = memory
 
-    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
-        assert isinstance(request, GenerateRequest)
+    async def handle(
+        self, request: GenerateRequest, stamper: ChunkStamper
+    ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
         history = await self._history(request)
         params = ChatParams(
@@ -71,3 +75,13 @@ class GenerateHandler:
             await provider.aclose()
         if self._memory is not None:
             await self._memory.aclose()
+
+
+async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> GenerateHandler:
+    chat = await loaded("chat", [chat_provider(s, settings) for s in settings.chat])
+    memory = None
+    if settings.memory is not None:
+        memory = memory_stores.create(
+            settings.memory.name, with_redis_url(settings.memory, settings)
+        )
+    return GenerateHandler(ModelRouter("chat", chat), memory)

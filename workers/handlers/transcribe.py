@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from contracts.codec import AnyRequest
 from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
 from contracts.transcribe import TranscribeRequest
 from providers.router import ModelRouter
 from providers.telemetry import provider_span
+from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
-from workers.audio import AudioLoader
+from workers.handlers.audio import AudioLoader
+from workers.handlers.providers import loaded
+from workers.metrics import WorkerMetrics
 from workers.replies import ChunkStamper
+from workers.settings import WorkerSettings
 
 
 class TranscribeHandler:
@@ -21,8 +24,9 @@ class TranscribeHandler:
         self._router = router
         self._audio = audio
 
-    async def handle(self, request: AnyRequest, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]:
-        assert isinstance(request, TranscribeRequest)
+    async def handle(
+        self, request: TranscribeRequest, stamper: ChunkStamper
+    ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
         audio = request.audio
         if audio is None:
@@ -59,3 +63,12 @@ class TranscribeHandler:
         for provider in self._router.providers:
             await provider.aclose()
         await self._audio.aclose()
+
+
+async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> TranscribeHandler:
+    stt: list[TranscriptionProvider] = await loaded(
+        "transcription",
+        [transcription_providers.create(s.name, s.config) for s in settings.transcription],
+    )
+    audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes)
+    return TranscribeHandler(ModelRouter("transcription", stt), audio)

@@ -1,0 +1,24 @@
+"""The interface between the job runner and a category's job logic."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, TypeVar
+
+from contracts.replies import ReplyChunk
+from workers.replies import ChunkStamper
+
+R_contra = TypeVar("R_contra", contravariant=True)
+
+
+class JobHandler(Protocol[R_contra]):
+    """Turns one request of its kind into reply chunks; the last chunk yielded is a Final.
+
+    The runner has already decoded and validated the request for this kind, claimed it in
+    the ledger and opened its reply stream: a handler only does the category's work."""
+
+    kind: str
+
+    def handle(self, request: R_contra, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,68 @@
+"""The providers a handler needs, created from the worker's settings and loaded (which, for
+the local models, includes their start-up self-check)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol, TypeVar
+
+from contracts.errors import StartupCheckFailed
+from providers.chat import ChatProvider, chat_providers
+from providers.embeddings import EmbeddingProvider, embedding_providers
+from providers.limited import RateLimitedChat, RateLimitedEmbeddings
+from providers.router import ModelRouter
+from workers.settings import ProviderSpec, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class _Loadable(Protocol):
+    name: str
+
+    async def load(self) -> None: ...
+
+
+_P = TypeVar("_P", bound=_Loadable)
+
+
+async def loaded(category: str, providers: list[_P]) -> list[_P]:
+    """Each provider loaded; the local models also make one tiny real call in ``load``, so
+    a model that cannot run on this machine stops the worker here, named, before it is ready."""
+    for provider in providers:
+        log.info("loading %s provider %r", category, provider.name)
+        try:
+            await provider.load()
+        except Exception as exc:
+            raise StartupCheckFailed(category, provider.name, exc) from exc
+    return providers
+
+
+def with_redis_url(spec: ProviderSpec, settings: WorkerSettings) -> dict[str, Any]:
+    """The spec's config, with the worker's Redis URL for providers named "redis"."""
+    config = dict(spec.config)
+    if spec.name == "redis":
+        config.setdefault("url", settings.redis_url)
+    return config
+
+
+def chat_provider(spec: ProviderSpec, settings: WorkerSettings) -> ChatProvider:
+    provider = chat_providers.create(spec.name, spec.config)
+    if spec.rate_limit is None:
+        return provider
+    return RateLimitedChat(
+        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
+    )
+
+
+def _embedder(spec: ProviderSpec, settings: WorkerSettings) -> EmbeddingProvider:
+    provider = embedding_providers.create(spec.name, spec.config)
+    if spec.rate_limit is None:
+        return provider
+    return RateLimitedEmbeddings(
+        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
+    )
+
+
+async def embedders(settings: WorkerSettings) -> ModelRouter[EmbeddingProvider]:
+    providers = [_embedder(s, settings) for s in settings.embeddings]
+    return ModelRouter("embeddings", await loaded("embeddings", providers))
