@@ -13,7 +13,7 @@ import msgspec
 from contracts.control import ControlMessage
 from contracts.embed import EmbedRequest
 from contracts.envelope import RequestHead
-from contracts.errors import ContractError
+from contracts.errors import ContractError, ContractViolation
 from contracts.generate import GenerateRequest
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, ContentType
 from contracts.replies import ReplyChunk
@@ -74,7 +74,7 @@ def decode_request(
     if len(payload) > max_bytes:
         raise ContractError(
             f"{kind} request is {len(payload)} bytes; the limit is {max_bytes} bytes",
-            reason="oversized",
+            reason=ContractViolation.OVERSIZED,
         )
     ctype = content_type_of(payload, content_type)
     decoders = _request_json if ctype == ContentType.JSON else _request_msgpack
@@ -82,11 +82,12 @@ def decode_request(
         result: AnyRequest = decoders[kind].decode(payload)
     except msgspec.ValidationError as exc:
         raise ContractError(
-            f"{kind} request does not match the schema: {exc}", reason="schema"
+            f"{kind} request does not match the schema: {exc}", reason=ContractViolation.SCHEMA
         ) from exc
     except msgspec.DecodeError as exc:
         raise ContractError(
-            f"{kind} request is not valid {_format_name(ctype)}: {exc}", reason="undecodable"
+            f"{kind} request is not valid {_format_name(ctype)}: {exc}",
+            reason=ContractViolation.UNDECODABLE,
         ) from exc
     return result
 
@@ -106,7 +107,9 @@ def decode_control(payload: bytes) -> ControlMessage:
     try:
         message: ControlMessage = _control.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ContractError(f"control message is not valid: {exc}", reason="schema") from exc
+        raise ContractError(
+            f"control message is not valid: {exc}", reason=ContractViolation.SCHEMA
+        ) from exc
     return message
 
 
@@ -117,11 +120,12 @@ def decode_chunk(payload: bytes, content_type: str | None = None) -> ReplyChunk:
         chunk: ReplyChunk = decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise ContractError(
-            f"reply chunk does not match the schema: {exc}", reason="schema"
+            f"reply chunk does not match the schema: {exc}", reason=ContractViolation.SCHEMA
         ) from exc
     except msgspec.DecodeError as exc:
         raise ContractError(
-            f"reply chunk is not valid {_format_name(ctype)}: {exc}", reason="undecodable"
+            f"reply chunk is not valid {_format_name(ctype)}: {exc}",
+            reason=ContractViolation.UNDECODABLE,
         ) from exc
     return chunk
 

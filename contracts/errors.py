@@ -46,9 +46,19 @@ class StartupCheckFailed(FleetError):
         self.provider = provider
 
 
+class ContractViolation(enum.StrEnum):
+    """How a message breaks the wire contract."""
+
+    OVERSIZED = "oversized"
+    SCHEMA = "schema"
+    UNDECODABLE = "undecodable"
+
+
 class ContractError(FleetError):
     """A message does not match the wire contract (undecodable, wrong schema, too large)."""
 
-    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+    def __init__(
+        self, message: str, *, reason: ContractViolation = ContractViolation.SCHEMA
+    ) -> None:
         super().__init__(message)
         self.reason = reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Final
 
 SCHEMA_VERSION: Final = 1
@@ -44,11 +45,16 @@ def reply_topic(client_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
 
 
 class Header:
-    """Kafka header names used by the fleet."""
+    """Kafka header names used by the fleet, and the prefixes of the families."""
+
+    DLQ_PREFIX: Final = "fleet-dlq-"
+    RETRY_PREFIX: Final = "fleet-retry-"
 
     CONTENT_TYPE: Final = "content-type"
     REQUEST_ID: Final = "fleet-request-id"
+    # Why a message was dead-lettered: a DeadLetterReason value; what happened, in words.
     DLQ_REASON: Final = "fleet-dlq-reason"
+    DLQ_DETAIL: Final = "fleet-dlq-detail"
     DLQ_ERROR_CODE: Final = "fleet-dlq-error-code"
     DLQ_SOURCE_TOPIC: Final = "fleet-dlq-source-topic"
     DLQ_SOURCE_PARTITION: Final = "fleet-dlq-source-partition"
@@ -65,3 +71,19 @@ class Header:
 class ContentType:
     MSGPACK: Final = "application/msgpack"
     JSON: Final = "application/json"
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a message went to a dead-letter topic (header ``fleet-dlq-reason``)."""
+
+    # The message does not satisfy the wire contract (ContractError.reason).
+    OVERSIZED = "oversized"
+    SCHEMA = "schema"
+    UNDECODABLE = "undecodable"
+    # The job ran (or would have), but its replies could not reach the caller.
+    REPLY_UNDELIVERABLE = "reply_undeliverable"
+    REPLY_TOPIC_GONE = "reply_topic_gone"
+    # The job failed for good.
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    HANDLER_FAILED = "handler_failed"
+    WORKER_CRASHED = "worker_crashed"

@@ -76,7 +76,7 @@ def read_corpus(path: Path) -> list[CorpusRow]:
             try:
                 row = _row_decoder.decode(line)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ContractError(f"{path}:{number}: {exc}", reason="schema") from exc
+                raise ContractError(f"{path}:{number}: {exc}") from exc
             if row.custom_id in seen:
                 raise ContractError(f"{path}:{number}: duplicate custom_id {row.custom_id!r}")
             seen.add(row.custom_id)

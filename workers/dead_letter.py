@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 
 from contracts.errors import ErrorCode
-from contracts.names import Header
+from contracts.names import DeadLetterReason, Header
 from workers.records import Record
 
 
@@ -14,12 +14,15 @@ class DeadLetters:
         self._producer = producer
         self.topic = topic
 
-    async def publish(self, record: Record, code: ErrorCode, reason: str) -> None:
+    async def publish(
+        self, record: Record, code: ErrorCode, reason: DeadLetterReason, detail: str
+    ) -> None:
         """Store the message with the reason; returns once Kafka has it."""
-        original = [(k, v) for k, v in record.headers if not k.startswith("fleet-dlq-")]
+        original = [(k, v) for k, v in record.headers if not k.startswith(Header.DLQ_PREFIX)]
         headers = [
             *original,
-            (Header.DLQ_REASON, reason.encode()),
+            (Header.DLQ_REASON, reason.value.encode()),
+            (Header.DLQ_DETAIL, detail[:2000].encode()),
             (Header.DLQ_ERROR_CODE, code.value.encode()),
             (Header.DLQ_SOURCE_TOPIC, record.topic.encode()),
             (Header.DLQ_SOURCE_PARTITION, str(record.partition).encode()),

@@ -30,7 +30,7 @@ from contracts.codec import (
 )
 from contracts.control import CancelJob, submission_of
 from contracts.errors import ConfigError, ContractError, ErrorCode
-from contracts.names import Header
+from contracts.names import DeadLetterReason, Header
 from contracts.replies import Final, ReplyChunk
 from producer_sdk.tracing import extract_context
 from providers.errors import ProviderError
@@ -38,7 +38,7 @@ from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
-from workers.metrics import WorkerMetrics
+from workers.metrics import Outcome, WorkerMetrics
 from workers.records import Record, header
 from workers.replies import ChunkStamper, GoneTopics, ReplyStream
 from workers.retry import RetryScheduler
@@ -104,7 +104,9 @@ class JobRunner:
             head = decode_request_head(record.value or b"", header(record, Header.CONTENT_TYPE))
             if head is not None and head.reply_to is not None:
                 self._gone.mark(head.reply_to.topic)
-            await self._dead_letter(record, ErrorCode.INTERNAL, f"reply_undeliverable: {exc!r}")
+            await self._dead_letter(
+                record, ErrorCode.INTERNAL, DeadLetterReason.REPLY_UNDELIVERABLE, repr(exc)
+            )
 
     async def _run(self, record: Record) -> None:
         payload = record.value or b""
@@ -117,12 +119,13 @@ class JobRunner:
             await self._reject(record, content_type, exc)
             return
         if request.reply_to is not None and request.reply_to.topic in self._gone:
-            reason = f"reply_topic_gone: {request.reply_to.topic} could not be reached lately"
-            await self._dead_letter(record, ErrorCode.INTERNAL, reason)
+            detail = f"{request.reply_to.topic} could not be reached lately"
+            reason = DeadLetterReason.REPLY_TOPIC_GONE
+            await self._dead_letter(record, ErrorCode.INTERNAL, reason, detail)
             return
         stream = ReplyStream(self._producer, request.reply_to, content_type)
         if request.deadline_ms is not None and request.deadline_ms < time.time() * 1000:
-            self._metrics.outcome("expired")
+            self._metrics.outcome(Outcome.EXPIRED)
             stamper = ChunkStamper(request.request_id, request.attempt)
             message = "the request's deadline passed before a worker started it"
             await stream.send(stamper.error(ErrorCode.TIMEOUT, message))
@@ -135,7 +138,7 @@ class JobRunner:
                 await self._replay(claim.final_reply, stream)
                 return
             if isinstance(claim, Cancelled):
-                self._metrics.outcome("skipped_cancelled")  # its caller is gone
+                self._metrics.outcome(Outcome.SKIPPED_CANCELLED)  # its caller is gone
                 return
             if isinstance(claim, CrashedTooOften):
                 await self._give_up_crashed(record, request, claim, stream)
@@ -164,7 +167,7 @@ class JobRunner:
                         raise  # shutdown or rebalance: handed back, not finished
                     task.uncancel()
                     # Nobody listens any more: nothing is sent, and the lock is released.
-                    self._metrics.outcome("cancelled")
+                    self._metrics.outcome(Outcome.CANCELLED)
                     if self._ledger is not None:
                         await self._ledger.cancel(request_id, submission_of(request))
                     return
@@ -191,7 +194,9 @@ class JobRunner:
             "it is not run again"
         )
         log.error("job %s: %s", request.request_id, message)
-        await self._dead_letter(record, ErrorCode.INTERNAL, f"worker_crashed: {message}")
+        await self._dead_letter(
+            record, ErrorCode.INTERNAL, DeadLetterReason.WORKER_CRASHED, message
+        )
         stamper = ChunkStamper(request.request_id, claim.attempt)
         final = await self._fail(stamper, stream, ErrorCode.INTERNAL, message)
         await stream.flush()
@@ -225,16 +230,16 @@ class JobRunner:
                 last = chunk
             if not isinstance(last, Final):
                 raise RuntimeError(f"the {self._kind} handler ended without a final chunk")
-            self._metrics.outcome("ok")
+            self._metrics.outcome(Outcome.OK)
             return last
         except ProviderError as exc:
             if exc.retryable and self._retries is not None:
                 if not self._retries.exhausted(record):
                     await self._retries.schedule(record, exc)
-                    self._metrics.outcome("retried")
+                    self._metrics.outcome(Outcome.RETRIED)
                     return None
-                reason = f"retries_exhausted: {exc.code}: {exc.detail}"
-                await self._dead_letter(record, exc.code, reason)
+                reason = DeadLetterReason.RETRIES_EXHAUSTED
+                await self._dead_letter(record, exc.code, reason, f"{exc.code}: {exc.detail}")
             log.warning("job %s failed: %s", request.request_id, exc)
             return await self._fail(stamper, stream, exc.code, exc.detail)
         except ConfigError as exc:
@@ -243,14 +248,15 @@ class JobRunner:
             raise  # the reply could not be sent: handled in run(), not the handler's fault
         except Exception as exc:
             log.exception("job %s crashed in the %s handler", request.request_id, self._kind)
-            await self._dead_letter(record, ErrorCode.INTERNAL, f"handler_failed: {exc!r}")
+            reason = DeadLetterReason.HANDLER_FAILED
+            await self._dead_letter(record, ErrorCode.INTERNAL, reason, repr(exc))
             message = f"the {self._kind} worker failed on this job ({type(exc).__name__})"
             return await self._fail(stamper, stream, ErrorCode.INTERNAL, message)
 
     async def _fail(
         self, stamper: ChunkStamper, stream: ReplyStream, code: ErrorCode, message: str
     ) -> Final:
-        self._metrics.outcome("error")
+        self._metrics.outcome(Outcome.ERROR)
         self._metrics.errors.labels(self._kind, code.value).inc()
         final = stamper.error(code, message)
         await stream.send(final)
@@ -259,14 +265,15 @@ class JobRunner:
     async def _replay(self, stored: bytes, stream: ReplyStream) -> None:
         """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
         chunk = decode_chunk(stored)
-        self._metrics.outcome("replayed")
+        self._metrics.outcome(Outcome.REPLAYED)
         await stream.send(msgspec.structs.replace(chunk, seq=0))
         await stream.flush()
 
     async def _reject(self, record: Record, content_type: str, exc: ContractError) -> None:
         log.warning("dead-lettering %s: %s", _where(record), exc)
-        self._metrics.outcome("rejected")
-        await self._dead_letter(record, ErrorCode.INVALID_INPUT, f"{exc.reason}: {exc}")
+        self._metrics.outcome(Outcome.REJECTED)
+        reason = DeadLetterReason(exc.reason.value)
+        await self._dead_letter(record, ErrorCode.INVALID_INPUT, reason, str(exc))
         head = decode_request_head(record.value or b"", content_type)
         if head is None or not head.request_id or head.reply_to is None:
             return
@@ -275,9 +282,11 @@ class JobRunner:
         await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
         await stream.flush()
 
-    async def _dead_letter(self, record: Record, code: ErrorCode, reason: str) -> None:
-        self._metrics.dead_letters.labels(self._kind, reason.partition(":")[0]).inc()
-        await self._dead_letters.publish(record, code, reason)
+    async def _dead_letter(
+        self, record: Record, code: ErrorCode, reason: DeadLetterReason, detail: str
+    ) -> None:
+        self._metrics.dead_letters.labels(self._kind, reason.value).inc()
+        await self._dead_letters.publish(record, code, reason, detail)
 
 
 def _where(record: Record) -> str:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import enum
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Outcome(enum.StrEnum):
+    """How one delivery of a job ended (the ``outcome`` label of ``fleet_jobs``)."""
+
+    OK = "ok"  # the handler's final reply was sent
+    ERROR = "error"  # an error reply was sent
+    RETRIED = "retried"  # parked on a delayed retry topic
+    REPLAYED = "replayed"  # done before: the stored final reply was sent again
+    EXPIRED = "expired"  # its deadline had passed before it started
+    REJECTED = "rejected"  # not a valid request: dead-lettered
+    CANCELLED = "cancelled"  # its caller cancelled it while it ran
+    SKIPPED_CANCELLED = "skipped_cancelled"  # cancelled before it started: not run
 
 
 class WorkerMetrics:
@@ -13,8 +28,7 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         self.jobs = Counter(
             "fleet_jobs",
-            "Jobs by outcome (ok, error, retried, replayed, expired, rejected, cancelled, "
-            "skipped_cancelled)",
+            f"Jobs by outcome ({', '.join(Outcome)})",
             ["kind", "outcome"],
             registry=self.registry,
         )
@@ -64,5 +78,5 @@ class WorkerMetrics:
             registry=self.registry,
         )
 
-    def outcome(self, outcome: str) -> None:
-        self.jobs.labels(self.kind, outcome).inc()
+    def outcome(self, outcome: Outcome) -> None:
+        self.jobs.labels(self.kind, outcome.value).inc()

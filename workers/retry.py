@@ -61,7 +61,9 @@ class RetryScheduler:
             wanted = max(wanted, error.retry_after_s)
         delay = next((t for t in self.policy.tiers_s if t >= wanted), self.policy.tiers_s[-1])
         not_before_ms = int((time.time() + delay) * 1000)
-        headers: Headers = [(k, v) for k, v in record.headers if not k.startswith("fleet-retry-")]
+        headers: Headers = [
+            (k, v) for k, v in record.headers if not k.startswith(Header.RETRY_PREFIX)
+        ]
         headers += [
             (Header.RETRY_COUNT, str(count + 1).encode()),
             (Header.RETRY_NOT_BEFORE_MS, str(not_before_ms).encode()),

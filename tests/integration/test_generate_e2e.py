@@ -127,8 +127,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_worker_contin
     dead = await read_dead_letters(infra, namespace, expected=2)
     assert len(dead) == 2
     reasons = [dict(r.headers)[Header.DLQ_REASON].decode() for r in dead]
-    assert reasons[0].startswith("undecodable:")
-    assert reasons[1].startswith("schema:")
+    assert reasons == ["undecodable", "schema"]
     assert dead[0].value == b"\xc1\xc1 not a request"  # the original bytes are kept
     assert dict(dead[1].headers)[Header.DLQ_SOURCE_TOPIC].decode() == topic
 

@@ -61,9 +61,10 @@ async def test_a_job_that_keeps_crashing_its_worker_is_dead_lettered(
         assert "died 2 times while running this job" in str(failed.value)
 
         dead = await read_dead_letters(infra, namespace, expected=1)
-        reasons = [dict(r.headers)[Header.DLQ_REASON].decode() for r in dead]
-        assert len(reasons) == 1
-        assert reasons[0].startswith("worker_crashed: ")
+        assert len(dead) == 1
+        headers = dict(dead[0].headers)
+        assert headers[Header.DLQ_REASON] == b"worker_crashed"
+        assert b"died 2 times" in headers[Header.DLQ_DETAIL]
 
         # The worker that gave the job up is alive and serves the next one.
         answer = await client.generate("Hello?", model="scripted-model", timeout_s=60)

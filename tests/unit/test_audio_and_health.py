@@ -12,7 +12,7 @@ from contracts import ErrorCode
 from providers.errors import ProviderError
 from workers.handlers.audio import AudioLoader
 from workers.health import HealthServer
-from workers.metrics import WorkerMetrics
+from workers.metrics import Outcome, WorkerMetrics
 
 
 async def _loader(roots: list[str], handler: httpx.MockTransport | None = None) -> AudioLoader:
@@ -77,7 +77,7 @@ async def _get(port: int, path: str) -> tuple[int, str]:
 
 async def test_health_readiness_and_metrics() -> None:
     metrics = WorkerMetrics("embed")
-    metrics.outcome("ok")
+    metrics.outcome(Outcome.OK)
     ready = False
     server = HealthServer(metrics, lambda: ready)
     await server.start(0, host="127.0.0.1")
