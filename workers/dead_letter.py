@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
-
 from contracts.errors import ErrorCode
 from contracts.names import DeadLetterReason, Header
+from workers.publisher import Publisher
 from workers.records import Record
 
 
 class DeadLetters:
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(self, producer: Publisher, topic: str) -> None:
         self._producer = producer
         self.topic = topic
 

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -39,6 +38,7 @@ from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
 from workers.metrics import Outcome, WorkerMetrics
+from workers.publisher import Publisher
 from workers.records import Record, header
 from workers.replies import ChunkStamper, GoneTopics, ReplyStream
 from workers.retry import RetryScheduler
@@ -53,7 +53,7 @@ class JobRunner:
         *,
         kind: str,
         handler: JobHandler[Any],
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         dead_letters: DeadLetters,
         max_payload_bytes: int,
         metrics: WorkerMetrics,

@@ -6,13 +6,12 @@ import asyncio
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from contracts.codec import encode
 from contracts.envelope import ReplyAddress
 from contracts.errors import ErrorCode
 from contracts.names import ContentType, Header
 from contracts.replies import ErrorReply, ReplyChunk, TextDelta
+from workers.publisher import Publisher
 
 
 class ChunkStamper:
@@ -79,7 +78,7 @@ class ReplyStream:
 
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         address: ReplyAddress | None,
         content_type: str = ContentType.MSGPACK,
     ) -> None:

@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from contracts.names import Header, request_topic, retry_topic
 from providers.errors import ProviderError
+from workers.publisher import Publisher
 from workers.records import Record
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,7 @@ def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
 
 
 class RetryScheduler:
-    def __init__(
-        self, producer: AIOKafkaProducer, kind: str, namespace: str, policy: RetryPolicy
-    ) -> None:
+    def __init__(self, producer: Publisher, kind: str, namespace: str, policy: RetryPolicy) -> None:
         self._producer = producer
         self._kind = kind
         self._namespace = namespace
@@ -81,7 +80,7 @@ class RetryForwarder:
         self,
         *,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         kind: str,
         namespace: str,
         delay_s: float,

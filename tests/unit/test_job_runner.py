@@ -1,0 +1,299 @@
+"""Every outcome of one job in the runner, without a broker: an in-memory publisher takes
+the replies, dead letters and retries (the ledger cases use the real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.structs import ConsumerRecord
+
+from contracts import (
+    CancelJob,
+    ChatMessage,
+    ConfigError,
+    DeadLetterReason,
+    ErrorCode,
+    ErrorReply,
+    GenerateRequest,
+    GenerateResult,
+    Header,
+    TextDelta,
+)
+from contracts.codec import encode
+from contracts.envelope import ReplyAddress
+from contracts.replies import ReplyChunk
+from providers.errors import ProviderError
+from providers.router import ModelRouter
+from tests.conftest import Infra
+from tests.integration.scripted_chat import ScriptedChat
+from tests.unit.memory_publisher import MemoryPublisher
+from workers.dead_letter import DeadLetters
+from workers.handlers.generate import GenerateHandler
+from workers.idempotency import JobLedger
+from workers.jobs import JobRunner
+from workers.metrics import Outcome, WorkerMetrics
+from workers.records import Record
+from workers.replies import ChunkStamper
+from workers.retry import RetryPolicy, RetryScheduler
+
+NAMESPACE = "unit"
+REQUESTS = "unit.v1.generate.requests"
+DEAD = "unit.v1.generate.dead-letter"
+REPLIES = "unit.v1.replies.caller"
+MODEL = "scripted-model"
+
+
+class Fixture:
+    def __init__(self, chat: ScriptedChat | None = None, ledger: JobLedger | None = None) -> None:
+        self.chat = chat or ScriptedChat()
+        self.publisher = MemoryPublisher()
+        self.metrics = WorkerMetrics("generate")
+        self.runner = JobRunner(
+            kind="generate",
+            handler=GenerateHandler(ModelRouter("chat", [self.chat])),
+            producer=self.publisher,
+            dead_letters=DeadLetters(self.publisher, DEAD),
+            max_payload_bytes=100_000,
+            metrics=self.metrics,
+            ledger=ledger,
+            retries=RetryScheduler(
+                self.publisher, "generate", NAMESPACE, RetryPolicy(max_retries=2)
+            ),
+        )
+
+    def count(self, outcome: Outcome) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "fleet_jobs_total", {"kind": "generate", "outcome": outcome.value}
+        )
+        return value or 0.0
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        return [
+            (s.headers[Header.DLQ_REASON].decode(), s.headers[Header.DLQ_DETAIL].decode())
+            for s in self.publisher.on(DEAD)
+        ]
+
+
+def _request(request_id: str = "job-1", **fields: object) -> GenerateRequest:
+    return GenerateRequest(
+        request_id=request_id,
+        model=MODEL,
+        messages=[ChatMessage(role="user", content="hi")],
+        reply_to=ReplyAddress(topic=REPLIES, partition=0),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _record(value: bytes, headers: list[tuple[str, bytes]] | None = None) -> Record:
+    return ConsumerRecord(REQUESTS, 0, 7, 0, 0, b"key", value, None, 3, len(value), headers or [])
+
+
+def _final(chunks: list[ReplyChunk]) -> ReplyChunk:
+    assert chunks, "no reply was sent"
+    return chunks[-1]
+
+
+async def test_ok_streams_deltas_in_order_then_the_result() -> None:
+    job = Fixture()
+    await job.runner.run(_record(encode(_request())))
+    chunks = job.publisher.replies(REPLIES)
+    assert [c.seq for c in chunks] == [0, 1, 2, 3]
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == "Hello, world"
+    assert isinstance(chunks[-1], GenerateResult)
+    assert job.count(Outcome.OK) == 1
+    assert job.dead_letters() == []
+
+
+async def test_undecodable_bytes_are_dead_lettered_with_no_reply() -> None:
+    job = Fixture()
+    await job.runner.run(_record(b"\xc1 not msgpack"))
+    assert [reason for reason, _ in job.dead_letters()] == [DeadLetterReason.UNDECODABLE]
+    assert job.publisher.on(REPLIES) == []
+    assert job.count(Outcome.REJECTED) == 1
+    assert job.chat.calls == 0
+
+
+async def test_a_schema_violation_is_dead_lettered_and_answered_when_the_address_reads() -> None:
+    job = Fixture()
+    bad = msgspec.msgpack.encode(
+        {"kind": "generate", "request_id": "job-1", "model": MODEL, "messages": [],
+         "reply_to": {"topic": REPLIES, "partition": 0}}
+    )  # fmt: skip
+    await job.runner.run(_record(bad))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.SCHEMA
+    assert "messages" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.INVALID_INPUT
+
+
+async def test_a_job_past_its_deadline_is_answered_with_timeout_and_not_run() -> None:
+    job = Fixture()
+    past = int(time.time() * 1000) - 1000
+    await job.runner.run(_record(encode(_request(deadline_ms=past))))
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.TIMEOUT
+    assert job.chat.calls == 0
+    assert job.count(Outcome.EXPIRED) == 1
+
+
+async def test_a_retryable_failure_is_parked_on_a_retry_topic() -> None:
+    job = Fixture(ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN]))
+    await job.runner.run(_record(encode(_request())))
+    (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
+    assert parked.headers[Header.RETRY_COUNT] == b"1"
+    assert job.publisher.on(REPLIES) == []  # the caller keeps waiting for the retry
+    assert job.count(Outcome.RETRIED) == 1
+
+
+async def test_exhausted_retries_are_dead_lettered_and_the_caller_gets_the_error() -> None:
+    job = Fixture(ScriptedChat(failures=[ErrorCode.RATE_LIMIT]))
+    record = _record(encode(_request()), [(Header.RETRY_COUNT, b"2")])
+    await job.runner.run(record)
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.RETRIES_EXHAUSTED
+    assert detail.startswith("rate_limit: ")
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.RATE_LIMIT
+    assert final.retryable
+
+
+class _Raising(ScriptedChat):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def stream_chat(self, messages, params):  # type: ignore[no-untyped-def]
+        raise self.error
+        yield  # a generator, like the real ones
+
+
+async def test_a_handler_that_crashes_is_dead_lettered_and_answered_internal() -> None:
+    job = Fixture(_Raising(KeyError("surprise")))
+    await job.runner.run(_record(encode(_request())))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.HANDLER_FAILED
+    assert "surprise" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.INTERNAL
+    assert job.count(Outcome.ERROR) == 1
+
+
+async def test_a_config_error_is_answered_invalid_input_without_a_dead_letter() -> None:
+    job = Fixture(_Raising(ConfigError("temperature is not allowed here")))
+    await job.runner.run(_record(encode(_request())))
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.INVALID_INPUT
+    assert "temperature" in final.message
+    assert job.dead_letters() == []
+
+
+async def test_a_non_retryable_provider_error_is_answered_without_a_retry() -> None:
+    job = Fixture(_Raising(ProviderError(ErrorCode.AUTH, "scripted.chat", "bad key")))
+    await job.runner.run(_record(encode(_request())))
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.AUTH
+    assert job.publisher.on("unit.v1.generate.retry-1s") == []
+    assert job.dead_letters() == []
+
+
+async def test_an_unreachable_reply_topic_dead_letters_the_job_and_skips_the_next() -> None:
+    job = Fixture()
+    job.publisher.unreachable.add(REPLIES)
+    await job.runner.run(_record(encode(_request("job-1"))))
+    await job.runner.run(_record(encode(_request("job-2"))))
+    reasons = [reason for reason, _ in job.dead_letters()]
+    assert reasons == [DeadLetterReason.REPLY_UNDELIVERABLE, DeadLetterReason.REPLY_TOPIC_GONE]
+    assert job.chat.calls == 1  # the second job was not run for nobody
+
+
+async def test_a_job_cancelled_while_it_runs_stops_and_sends_nothing_more() -> None:
+    job = Fixture(ScriptedChat(pieces=("a",) * 50, piece_delay_s=0.05))
+    running = asyncio.create_task(job.runner.run(_record(encode(_request()))))
+    while len(job.publisher.on(REPLIES)) < 2:  # noqa: ASYNC110 (polls the publisher's list)
+        await asyncio.sleep(0.01)
+    await job.runner.cancel(CancelJob(request_id="job-1", tenant="default"))
+    await asyncio.wait_for(running, timeout=10)
+    assert job.count(Outcome.CANCELLED) == 1
+    assert not any(isinstance(c, GenerateResult) for c in job.publisher.replies(REPLIES))
+    assert job.chat.cancelled == 1
+
+
+@pytest.fixture
+async def redis(infra: Infra) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def ledger_namespace() -> str:
+    return f"unit-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def ledger(redis: aioredis.Redis, ledger_namespace: str) -> JobLedger:
+    return JobLedger(redis, ledger_namespace, lock_ttl_s=2)
+
+
+@pytest.mark.redis
+async def test_a_finished_job_delivered_again_is_replayed_not_rerun(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    record = _record(encode(_request()))
+    await job.runner.run(record)
+    first = job.publisher.replies(REPLIES)[-1]
+    await job.runner.run(record)
+    replayed = job.publisher.replies(REPLIES)[-1]
+    assert job.chat.calls == 1
+    assert job.count(Outcome.REPLAYED) == 1
+    assert isinstance(replayed, GenerateResult)
+    assert replayed == msgspec.structs.replace(first, seq=0)
+
+
+@pytest.mark.redis
+async def test_a_job_cancelled_before_it_starts_is_never_run(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    request = _request(deadline_ms=int(time.time() * 1000) + 60_000)
+    await job.runner.cancel(
+        CancelJob(request_id="job-1", tenant="default", submission=str(request.deadline_ms))
+    )
+    await job.runner.run(_record(encode(request)))
+    assert job.chat.calls == 0
+    assert job.publisher.on(REPLIES) == []
+    assert job.count(Outcome.SKIPPED_CANCELLED) == 1
+
+
+@pytest.mark.redis
+async def test_a_job_that_crashed_its_workers_too_often_is_dead_lettered(
+    ledger: JobLedger, redis: aioredis.Redis, ledger_namespace: str
+) -> None:
+    # Four earlier workers each claimed the job and died: nothing released it, each lock
+    # was left to expire. Three crashes are retried (max_crash_attempts); not a fourth.
+    for _ in range(4):
+        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim("job-1")
+        await asyncio.sleep(0.1)
+    job = Fixture(ledger=ledger)
+    await job.runner.run(_record(encode(_request())))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.WORKER_CRASHED
+    assert "died 4 times" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert job.chat.calls == 0
+
+
+def test_the_stamper_numbers_chunks_from_zero() -> None:
+    stamper = ChunkStamper("r", 2)
+    assert [stamper.next_seq() for _ in range(3)] == [0, 1, 2]
