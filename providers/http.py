@@ -14,9 +14,9 @@ import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
+from providers.call_retry import CallRetryPolicy
 from providers.circuit import CircuitSettings
 from providers.errors import ProviderError
-from providers.retry import RetryPolicy
 from providers.secrets import Secret
 
 _REDACTED: Final = "[redacted]"
@@ -61,7 +61,7 @@ class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # The models this instance serves: routing picks a provider by these names.
     models: Annotated[list[str], msgspec.Meta(min_length=1)]
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    retry: RetryPolicy = RetryPolicy()
+    retry: CallRetryPolicy = CallRetryPolicy()
     circuit: CircuitSettings = CircuitSettings()
     # Extra, non-secret headers (e.g. OpenAI-Organization); credentials belong in api_key,
     # which is the only field masked in reprs and scrubbed from error messages.

@@ -26,7 +26,7 @@ from workers.health import HealthServer
 from workers.idempotency import JobLedger
 from workers.jobs import JobRunner
 from workers.metrics import WorkerMetrics
-from workers.retry import RetryForwarder, RetryScheduler
+from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics(kind)
         self.ready = asyncio.Event()
         self.health: HealthServer | None = None
-        self._loops: list[JobConsumer | RetryForwarder | ControlListener] = []
+        self._loops: list[JobConsumer | RedeliveryForwarder | ControlListener] = []
         self._stop_requested = asyncio.Event()
 
     @property
@@ -93,7 +93,7 @@ class Worker:
             for delay in s.retry.tiers_s:
                 group = f"{s.group_for(self.kind)}.retry-{delay:g}s"
                 self._loops.append(
-                    RetryForwarder(
+                    RedeliveryForwarder(
                         consumer=await self._consumer(stack, group),
                         producer=producer,
                         kind=self.kind,
@@ -106,6 +106,13 @@ class Worker:
                 await self.health.start(s.health_port)
                 stack.push_async_callback(self.health.aclose)
                 log.info("%s worker health on port %d", self.kind, self.health.port)
+            log.info(
+                "%s worker: a failing job is redelivered up to %d times (after %s s), "
+                "then dead-lettered",
+                self.kind,
+                s.retry.max_retries,
+                ", ".join(f"{d:g}" for d in s.retry.tiers_s),
+            )
             if self._stop_requested.is_set():
                 self.stop()
             ready_watch = asyncio.create_task(self._mark_ready(main))
@@ -149,7 +156,7 @@ class Worker:
             max_payload_bytes=s.max_payload_bytes,
             metrics=self.metrics,
             ledger=ledger,
-            retries=RetryScheduler(producer, self.kind, s.namespace, s.retry),
+            retries=RedeliveryScheduler(producer, self.kind, s.namespace, s.retry),
         )
         return JobConsumer(
             consumer=await self._consumer(stack, s.group_for(self.kind)),

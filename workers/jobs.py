@@ -41,7 +41,7 @@ from workers.metrics import Outcome, WorkerMetrics
 from workers.publisher import Publisher
 from workers.records import Record, header
 from workers.replies import ChunkStamper, GoneTopics, ReplyStream
-from workers.retry import RetryScheduler
+from workers.retry import RedeliveryScheduler
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("ai_job_fleet.workers")
@@ -58,7 +58,7 @@ class JobRunner:
         max_payload_bytes: int,
         metrics: WorkerMetrics,
         ledger: JobLedger | None = None,
-        retries: RetryScheduler | None = None,
+        retries: RedeliveryScheduler | None = None,
     ) -> None:
         self._kind = kind
         self._handler = handler
@@ -235,8 +235,9 @@ class JobRunner:
         except ProviderError as exc:
             if exc.retryable and self._retries is not None:
                 if not self._retries.exhausted(record):
-                    await self._retries.schedule(record, exc)
+                    delay = await self._retries.schedule(record, exc)
                     self._metrics.outcome(Outcome.RETRIED)
+                    self._metrics.redeliveries.labels(self._kind, f"{delay:g}").inc()
                     return None
                 reason = DeadLetterReason.RETRIES_EXHAUSTED
                 await self._dead_letter(record, exc.code, reason, f"{exc.code}: {exc.detail}")

@@ -38,6 +38,12 @@ class WorkerMetrics:
             ["kind", "code"],
             registry=self.registry,
         )
+        self.redeliveries = Counter(
+            "fleet_redeliveries",
+            "Jobs parked on a delayed retry topic, by its delay",
+            ["kind", "delay_s"],
+            registry=self.registry,
+        )
         self.dead_letters = Counter(
             "fleet_dead_letters",
             "Messages sent to the dead-letter topic",

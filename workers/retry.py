@@ -1,4 +1,5 @@
-"""Delayed retries through tier topics, so a job that must wait never blocks its partition.
+"""The retry budget of a job, and its delayed redeliveries through tier topics, so that a
+job that must wait never blocks its partition.
 
 A retryable failure re-publishes the original message to the retry topic of the smallest
 tier that covers the wanted delay (backoff by retry count, or the provider's Retry-After).
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
@@ -28,9 +30,23 @@ Headers = list[tuple[str, bytes]]
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_retries: int = 3
+    """The whole retry budget of one job (the worker setting ``retry``).
+
+    A retryable provider failure (rate_limit, timeout, provider_down) is first retried inside
+    the provider call for short waits, up to that provider's ``retry.max_attempts``
+    (``providers.call_retry.CallRetryPolicy``, 3 by default). What still fails is redelivered
+    through the delay tiers, up to ``max_retries`` times; then it is dead-lettered as
+    ``retries_exhausted`` and the caller gets the error. So one job makes at most
+    ``max_provider_calls(call attempts)`` provider calls: 3 x (3 + 1) = 12 by default.
+    """
+
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 3
     # Delay tiers in seconds; retry n waits tiers[n] (the last tier repeats).
-    tiers_s: tuple[float, ...] = (1.0, 5.0, 30.0)
+    tiers_s: Annotated[tuple[float, ...], msgspec.Meta(min_length=1)] = (1.0, 5.0, 30.0)
+
+    def max_provider_calls(self, call_attempts: int) -> int:
+        """The most provider calls one job can make: every delivery makes all its attempts."""
+        return call_attempts * (self.max_retries + 1)
 
 
 def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
@@ -40,7 +56,7 @@ def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
     return 0
 
 
-class RetryScheduler:
+class RedeliveryScheduler:
     def __init__(self, producer: Publisher, kind: str, namespace: str, policy: RetryPolicy) -> None:
         self._producer = producer
         self._kind = kind
@@ -53,7 +69,8 @@ class RetryScheduler:
     def exhausted(self, record: Record) -> bool:
         return retry_count(record.headers) >= self.policy.max_retries
 
-    async def schedule(self, record: Record, error: ProviderError) -> None:
+    async def schedule(self, record: Record, error: ProviderError) -> float:
+        """Park the record on the tier that covers the wanted delay; that delay, in seconds."""
         count = retry_count(record.headers)
         wanted = self.policy.tiers_s[min(count, len(self.policy.tiers_s) - 1)]
         if error.retry_after_s is not None:
@@ -71,9 +88,10 @@ class RetryScheduler:
         topic = retry_topic(self._kind, delay, self._namespace)
         await self._producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
         log.info("retry %d of %s in %gs (%s)", count + 1, record.key, delay, error.code)
+        return delay
 
 
-class RetryForwarder:
+class RedeliveryForwarder:
     """Moves due messages from one retry tier back onto the request topic."""
 
     def __init__(

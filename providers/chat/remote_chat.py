@@ -10,10 +10,10 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 from contracts.generate import ChatMessage
+from providers.call_retry import stream_with_retry
 from providers.chat.base import ChatCapabilities, ChatEvent, ChatParams
 from providers.http import HttpConfig
 from providers.remote import RemoteProvider
-from providers.retry import stream_with_retry
 
 
 class ChatHttpConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):

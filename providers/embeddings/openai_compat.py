@@ -14,6 +14,7 @@ import msgspec
 
 from contracts.errors import ErrorCode
 from contracts.usage import Usage
+from providers.call_retry import call_with_retry, with_timeout
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
 from providers.http import (
@@ -25,7 +26,6 @@ from providers.http import (
 )
 from providers.registry import parse_config
 from providers.remote import RemoteProvider
-from providers.retry import call_with_retry, with_timeout
 
 
 class OpenAIEmbeddingsConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
+from providers.call_retry import call_with_retry, with_timeout
 from providers.errors import ProviderError
 from providers.http import (
     HttpConfig,
@@ -20,7 +21,6 @@ from providers.http import (
 )
 from providers.registry import parse_config
 from providers.remote import RemoteProvider
-from providers.retry import call_with_retry, with_timeout
 from providers.transcription.base import (
     Segment,
     TranscriptionCapabilities,

@@ -40,7 +40,7 @@ from workers.jobs import JobRunner
 from workers.metrics import Outcome, WorkerMetrics
 from workers.records import Record
 from workers.replies import ChunkStamper
-from workers.retry import RetryPolicy, RetryScheduler
+from workers.retry import RedeliveryScheduler, RetryPolicy
 
 NAMESPACE = "unit"
 REQUESTS = "unit.v1.generate.requests"
@@ -62,7 +62,7 @@ class Fixture:
             max_payload_bytes=100_000,
             metrics=self.metrics,
             ledger=ledger,
-            retries=RetryScheduler(
+            retries=RedeliveryScheduler(
                 self.publisher, "generate", NAMESPACE, RetryPolicy(max_retries=2)
             ),
         )
@@ -152,6 +152,10 @@ async def test_a_retryable_failure_is_parked_on_a_retry_topic() -> None:
     assert parked.headers[Header.RETRY_COUNT] == b"1"
     assert job.publisher.on(REPLIES) == []  # the caller keeps waiting for the retry
     assert job.count(Outcome.RETRIED) == 1
+    redelivered = job.metrics.registry.get_sample_value(
+        "fleet_redeliveries_total", {"kind": "generate", "delay_s": "1"}
+    )
+    assert redelivered == 1
 
 
 async def test_exhausted_retries_are_dead_lettered_and_the_caller_gets_the_error() -> None:

@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from contracts.errors import ErrorCode
+from providers.call_retry import CallRetryPolicy, call_with_retry, stream_with_retry
 from providers.circuit import CircuitOpenError
 from providers.errors import ProviderError
-from providers.retry import RetryPolicy, call_with_retry, stream_with_retry
 from tests.unit.providers import FakeSleep
 
 
@@ -31,7 +31,7 @@ async def test_retryable_codes_are_retried(code: ErrorCode) -> None:
         return "ok"
 
     sleep = FakeSleep()
-    assert await call_with_retry(op, RetryPolicy(max_attempts=3), sleep) == "ok"
+    assert await call_with_retry(op, CallRetryPolicy(max_attempts=3), sleep) == "ok"
     assert len(calls) == 3
     assert len(sleep.delays) == 2
 
@@ -49,7 +49,7 @@ async def test_final_codes_are_not_retried(code: ErrorCode) -> None:
 
     sleep = FakeSleep()
     with pytest.raises(ProviderError) as info:
-        await call_with_retry(op, RetryPolicy(max_attempts=5), sleep)
+        await call_with_retry(op, CallRetryPolicy(max_attempts=5), sleep)
     assert info.value.code is code
     assert len(calls) == 1
     assert sleep.delays == []
@@ -63,7 +63,7 @@ async def test_gives_up_after_max_attempts_with_the_last_error() -> None:
         raise err(ErrorCode.PROVIDER_DOWN)
 
     with pytest.raises(ProviderError):
-        await call_with_retry(op, RetryPolicy(max_attempts=4), FakeSleep())
+        await call_with_retry(op, CallRetryPolicy(max_attempts=4), FakeSleep())
     assert len(calls) == 4
 
 
@@ -71,7 +71,7 @@ async def test_exponential_backoff_with_full_jitter_is_capped() -> None:
     async def op() -> str:
         raise err(ErrorCode.PROVIDER_DOWN)
 
-    policy = RetryPolicy(max_attempts=6, base_delay_s=1.0, max_delay_s=5.0)
+    policy = CallRetryPolicy(max_attempts=6, base_delay_s=1.0, max_delay_s=5.0)
     top = FakeSleep()
     with pytest.raises(ProviderError):
         await call_with_retry(op, policy, top, rng=lambda: 1.0)
@@ -82,7 +82,7 @@ async def test_exponential_backoff_with_full_jitter_is_capped() -> None:
     assert half.delays == [0.5, 1.0, 2.0, 2.5, 2.5]
     fixed = FakeSleep()
     with pytest.raises(ProviderError):
-        await call_with_retry(op, RetryPolicy(max_attempts=3, jitter="none"), fixed)
+        await call_with_retry(op, CallRetryPolicy(max_attempts=3, jitter="none"), fixed)
     assert fixed.delays == [0.5, 1.0]
 
 
@@ -98,7 +98,7 @@ async def test_retry_after_is_a_floor_for_the_wait() -> None:
         return "ok"
 
     sleep = FakeSleep()
-    policy = RetryPolicy(max_attempts=3, base_delay_s=1.0)
+    policy = CallRetryPolicy(max_attempts=3, base_delay_s=1.0)
     assert await call_with_retry(op, policy, sleep, rng=lambda: 1.0) == "ok"
     # 4.0 beats the 1.0 backoff; the 2.0 backoff beats a 0.01 Retry-After.
     assert sleep.delays == [4.0, 2.0]
@@ -110,7 +110,7 @@ async def test_retry_after_longer_than_the_policy_allows_is_raised_at_once() -> 
 
     sleep = FakeSleep()
     with pytest.raises(ProviderError) as info:
-        await call_with_retry(op, RetryPolicy(max_retry_after_s=60), sleep)
+        await call_with_retry(op, CallRetryPolicy(max_retry_after_s=60), sleep)
     assert info.value.retry_after_s == 3600
     assert sleep.delays == []
 
@@ -123,7 +123,7 @@ async def test_an_open_circuit_is_not_retried() -> None:
         raise CircuitOpenError(ErrorCode.PROVIDER_DOWN, "p.circuit", "open")
 
     with pytest.raises(CircuitOpenError):
-        await call_with_retry(op, RetryPolicy(max_attempts=5), FakeSleep())
+        await call_with_retry(op, CallRetryPolicy(max_attempts=5), FakeSleep())
     assert len(calls) == 1
 
 
@@ -137,7 +137,7 @@ async def test_per_attempt_timeout_becomes_a_timeout_error_and_is_retried() -> N
         return "ok"
 
     sleep = FakeSleep()
-    assert await call_with_retry(op, RetryPolicy(), sleep, timeout_s=0.01) == "ok"
+    assert await call_with_retry(op, CallRetryPolicy(), sleep, timeout_s=0.01) == "ok"
     assert len(calls) == 2
 
     async def slow() -> str:
@@ -145,7 +145,9 @@ async def test_per_attempt_timeout_becomes_a_timeout_error_and_is_retried() -> N
         return "never"
 
     with pytest.raises(ProviderError) as info:
-        await call_with_retry(slow, RetryPolicy(max_attempts=1), sleep, timeout_s=0.01, name="x.y")
+        await call_with_retry(
+            slow, CallRetryPolicy(max_attempts=1), sleep, timeout_s=0.01, name="x.y"
+        )
     assert info.value.code is ErrorCode.TIMEOUT
     assert info.value.op == "x.y"
 
@@ -158,7 +160,7 @@ async def test_cancellation_is_never_swallowed() -> None:
         await asyncio.sleep(10)
         return "never"
 
-    task = asyncio.create_task(call_with_retry(op, RetryPolicy(), timeout_s=5))
+    task = asyncio.create_task(call_with_retry(op, CallRetryPolicy(), timeout_s=5))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -170,7 +172,7 @@ async def test_cancellation_during_the_backoff_sleep_propagates() -> None:
         raise err(ErrorCode.PROVIDER_DOWN)
 
     task = asyncio.create_task(
-        call_with_retry(op, RetryPolicy(max_attempts=3, base_delay_s=10, jitter="none"))
+        call_with_retry(op, CallRetryPolicy(max_attempts=3, base_delay_s=10, jitter="none"))
     )
     await asyncio.sleep(0.01)  # now in the real asyncio.sleep between attempts
     task.cancel()
@@ -193,7 +195,9 @@ async def test_stream_is_retried_only_before_its_first_item() -> None:
     got: list[str] = []
 
     async def drain() -> None:
-        async for item in stream_with_retry(open_stream, RetryPolicy(max_attempts=5), FakeSleep()):
+        async for item in stream_with_retry(
+            open_stream, CallRetryPolicy(max_attempts=5), FakeSleep()
+        ):
             got.append(item)
 
     with pytest.raises(ProviderError):
@@ -213,7 +217,7 @@ async def test_stream_success_after_a_failed_open() -> None:
         yield "b"
 
     sleep = FakeSleep()
-    got = [i async for i in stream_with_retry(open_stream, RetryPolicy(max_attempts=3), sleep)]
+    got = [i async for i in stream_with_retry(open_stream, CallRetryPolicy(max_attempts=3), sleep)]
     assert got == ["a", "b"]
     assert sleep.delays == [2, 2]
 
@@ -228,7 +232,7 @@ async def test_closing_a_retried_stream_closes_the_inner_one() -> None:
         finally:
             closed.append(True)
 
-    outer = stream_with_retry(open_stream, RetryPolicy(), FakeSleep())
+    outer = stream_with_retry(open_stream, CallRetryPolicy(), FakeSleep())
     assert await anext(outer) == "a"
     await outer.aclose()
     assert closed == [True]
@@ -236,6 +240,6 @@ async def test_closing_a_retried_stream_closes_the_inner_one() -> None:
 
 def test_policy_is_validated_as_config() -> None:
     with pytest.raises(msgspec.ValidationError, match="max_attempts"):
-        msgspec.convert({"max_attempts": 0}, RetryPolicy)
+        msgspec.convert({"max_attempts": 0}, CallRetryPolicy)
     with pytest.raises(msgspec.ValidationError, match="jitter"):
-        msgspec.convert({"jitter": "equal"}, RetryPolicy)
+        msgspec.convert({"jitter": "equal"}, CallRetryPolicy)

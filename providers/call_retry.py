@@ -25,7 +25,7 @@ Sleep = Callable[[float], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class CallRetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
     base_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
     max_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 20.0
@@ -42,7 +42,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 def _delay_or_raise(
-    exc: ProviderError, policy: RetryPolicy, retry: int, rng: Callable[[], float]
+    exc: ProviderError, policy: CallRetryPolicy, retry: int, rng: Callable[[], float]
 ) -> float:
     """How long to wait before the next attempt, or re-raise when it must not be retried."""
     if not exc.retryable or isinstance(exc, CircuitOpenError) or retry + 1 >= policy.max_attempts:
@@ -70,7 +70,7 @@ async def with_timeout(op: Callable[[], Awaitable[T]], timeout_s: float | None, 
 
 async def call_with_retry(
     op: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
+    policy: CallRetryPolicy,
     sleep: Sleep = asyncio.sleep,
     *,
     timeout_s: float | None = None,
@@ -101,7 +101,7 @@ async def call_with_retry(
 
 async def stream_with_retry(
     open_stream: Callable[[], AsyncGenerator[T, None]],
-    policy: RetryPolicy,
+    policy: CallRetryPolicy,
     sleep: Sleep = asyncio.sleep,
     *,
     name: str = "provider.stream",
