@@ -18,15 +18,15 @@ from contracts.names import (
     retry_topic,
 )
 from producer_sdk.topics import ensure_topics
-from workers.consumer import JobConsumer
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
 from workers.health import HealthServer
 from workers.idempotency import JobLedger
-from workers.jobs import JobRunner
 from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
+from workers.runtime.consumer import JobConsumer
+from workers.runtime.runner import JobRunner
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts.names import Header, request_topic, retry_topic
 from providers.errors import ProviderError
-from workers.publisher import Publisher
-from workers.records import Record
+from workers.runtime.publisher import Publisher
+from workers.runtime.records import Record
 
 log = logging.getLogger(__name__)
 

@@ -36,11 +36,11 @@ from tests.unit.memory_publisher import MemoryPublisher
 from workers.dead_letter import DeadLetters
 from workers.handlers.generate import GenerateHandler
 from workers.idempotency import JobLedger
-from workers.jobs import JobRunner
 from workers.metrics import Outcome, WorkerMetrics
-from workers.records import Record
-from workers.replies import ChunkStamper
 from workers.retry import RedeliveryScheduler, RetryPolicy
+from workers.runtime.records import Record
+from workers.runtime.reply_stream import ChunkStamper
+from workers.runtime.runner import JobRunner
 
 NAMESPACE = "unit"
 REQUESTS = "unit.v1.generate.requests"

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol, TypeVar
 
 from contracts.replies import ReplyChunk
-from workers.replies import ChunkStamper
+from workers.runtime.reply_stream import ChunkStamper
 
 R_contra = TypeVar("R_contra", contravariant=True)
 

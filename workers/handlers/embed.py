@@ -14,7 +14,7 @@ from providers.tokens import estimate_tokens
 from workers.handlers.embed_batching import DynamicBatcher
 from workers.handlers.providers import embedders
 from workers.metrics import WorkerMetrics
-from workers.replies import ChunkStamper
+from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import EmbedBatching, WorkerSettings
 
 

@@ -14,7 +14,7 @@ from providers.router import ModelRouter
 from providers.telemetry import provider_span
 from workers.handlers.providers import chat_provider, loaded, with_redis_url
 from workers.metrics import WorkerMetrics
-from workers.replies import ChunkStamper
+from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 

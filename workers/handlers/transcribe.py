@@ -13,7 +13,7 @@ from providers.transcription.base import Segment, TranscriptionDone, Transcripti
 from workers.handlers.audio import AudioLoader
 from workers.handlers.providers import loaded
 from workers.metrics import WorkerMetrics
-from workers.replies import ChunkStamper
+from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 

@@ -15,7 +15,7 @@ from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
 from workers.handlers.providers import embedders, loaded, with_redis_url
 from workers.metrics import WorkerMetrics
-from workers.replies import ChunkStamper
+from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 

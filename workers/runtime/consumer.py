@@ -14,9 +14,9 @@ import logging
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from workers.commits import OffsetTracker
-from workers.jobs import JobRunner
-from workers.records import Record
+from workers.runtime.commits import OffsetTracker
+from workers.runtime.records import Record
+from workers.runtime.runner import JobRunner
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,10 @@ from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
 from workers.metrics import Outcome, WorkerMetrics
-from workers.publisher import Publisher
-from workers.records import Record, header
-from workers.replies import ChunkStamper, GoneTopics, ReplyStream
 from workers.retry import RedeliveryScheduler
+from workers.runtime.publisher import Publisher
+from workers.runtime.records import Record, header
+from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("ai_job_fleet.workers")

@@ -11,7 +11,7 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import ErrorCode
 from contracts.names import ContentType, Header
 from contracts.replies import ErrorReply, ReplyChunk, TextDelta
-from workers.publisher import Publisher
+from workers.runtime.publisher import Publisher
 
 
 class ChunkStamper:
