@@ -132,7 +132,7 @@ async def run(count: int) -> dict[str, Any]:
     times = {"direct": 0.0, "fleet": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         config = _worker_config(Path(tmp))
-        command = python_module("workers.cli", "worker", "embed", "--config", str(config))
+        command = python_module("workers.ops.cli", "worker", "embed", "--config", str(config))
         env = {"FLEET_NAMESPACE": ns, "OMP_NUM_THREADS": str(THREADS)}
         with helper(command, log_name=f"embed-{ns}", env=env, ready_line="worker ready"):
             async with FleetClient(BOOTSTRAP, namespace=ns) as client:

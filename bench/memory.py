@@ -49,7 +49,7 @@ def rss_mib(pid: int) -> float:
 
 def measure(kind: str, config: Path) -> float:
     ns = namespace(f"mem-{kind}")
-    command = python_module("workers.cli", "worker", kind, "--config", str(config))
+    command = python_module("workers.ops.cli", "worker", kind, "--config", str(config))
     with helper(
         command,
         log_name=f"memory-{ns}",
@@ -76,7 +76,7 @@ def run() -> dict[str, dict[str, float]]:
 
 
 PINNED: dict[str, Any] = {
-    "worker": "`python -m workers.cli worker KIND --config ...`, one process each",
+    "worker": "`python -m workers.ops.cli worker KIND --config ...`, one process each",
     "model loaded": "default providers: local-llama (SmolLM2-135M), local-minilm, "
     "local-whisper (tiny.en); vectors: Redis vector sets + local-minilm",
     "no model": f"openai providers with base_url {_DUMMY_URL} (never called); "

@@ -11,7 +11,7 @@ from contracts.generate import ChatMessage
 class MemoryStore(Protocol):
     name: str
 
-    async def load(self, tenant: str, session_id: str) -> list[ChatMessage]:
+    async def history(self, tenant: str, session_id: str) -> list[ChatMessage]:
         """The stored turns of one session, oldest first."""
         ...
 

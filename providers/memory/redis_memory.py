@@ -42,7 +42,7 @@ class RedisMemory:
     def key(self, tenant: str, session_id: str) -> str:
         return f"{self._config.key_prefix}:{tenant}:{session_id}"
 
-    async def load(self, tenant: str, session_id: str) -> list[ChatMessage]:
+    async def history(self, tenant: str, session_id: str) -> list[ChatMessage]:
         raw: list[bytes] = await self._redis.lrange(self.key(tenant, session_id), 0, -1)  # type: ignore[assignment]
         messages = [_decoder.decode(item) for item in raw]
         if self._config.max_tokens is None:

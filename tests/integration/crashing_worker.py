@@ -12,7 +12,7 @@ from typing import Any
 from contracts import ChatMessage
 from providers.chat import ChatEvent, ChatParams, chat_providers
 from tests.integration.scripted_chat import ScriptedChat
-from workers.cli import main
+from workers.ops.cli import main
 
 CRASH_MARKER = "<<crash this worker>>"
 

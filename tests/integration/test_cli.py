@@ -27,7 +27,7 @@ async def _fleet(*args: str, infra: Infra, namespace: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "workers.cli",
+        "workers.ops.cli",
         *args,
         cwd=REPO,
         env=env,

@@ -21,7 +21,7 @@ from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
-from workers.inspect import consumer_lag, job_state
+from workers.ops.inspect import consumer_lag, job_state
 from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

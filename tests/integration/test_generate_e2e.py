@@ -188,11 +188,11 @@ async def test_session_memory_is_kept_per_tenant_in_redis(
             "What is my name?", model=MODEL, max_tokens=8, session_id=session
         )
         alone = await acme.generate("What is my name?", model=MODEL, max_tokens=8)
-    turns = await memory.load("acme", session)
+    turns = await memory.history("acme", session)
     assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
     assert turns[0].content == "My name is Ada."
     assert turns[3].content == second.text
     # The second call saw the first exchange: its prompt was longer than the question alone.
     assert second.usage.input_tokens > alone.usage.input_tokens
-    assert await memory.load("other-tenant", session) == []
+    assert await memory.history("other-tenant", session) == []
     await memory.clear("acme", session)

@@ -13,7 +13,7 @@ from producer_sdk import FleetClient
 from producer_sdk.topics import delete_topics, ensure_topics
 from tests.conftest import Infra
 from workers import WorkerSettings
-from workers.inspect import stale_reply_topics
+from workers.ops.inspect import stale_reply_topics
 
 pytestmark = [pytest.mark.kafka]
 

@@ -78,7 +78,7 @@ async def fleet_command(infra: Infra, namespace: str) -> AsyncIterator[Start]:
 
     async def start(*args: str) -> FleetCommand:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers.cli", *args, cwd=REPO, env=env,
+            sys.executable, "-m", "workers.ops.cli", *args, cwd=REPO, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         command = FleetCommand(process)

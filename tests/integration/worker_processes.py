@@ -29,7 +29,7 @@ class WorkerProcess:
         namespace: str,
         config: Path,
         log: Path,
-        module: str = "workers.cli",  # a module that runs workers.cli's main
+        module: str = "workers.ops.cli",  # a module that runs workers.ops.cli's main
     ) -> None:
         self.port = free_port()
         self.log = log

@@ -24,19 +24,19 @@ async def test_files_only_under_the_allowed_roots(tmp_path: Path) -> None:
     (tmp_path / "ok.wav").write_bytes(b"RIFF-audio")
     loader = await _loader([str(tmp_path)])
     try:
-        assert await loader.load(str(tmp_path / "ok.wav")) == b"RIFF-audio"
-        assert await loader.load(f"file://{tmp_path / 'ok.wav'}") == b"RIFF-audio"
+        assert await loader.read(str(tmp_path / "ok.wav")) == b"RIFF-audio"
+        assert await loader.read(f"file://{tmp_path / 'ok.wav'}") == b"RIFF-audio"
         with pytest.raises(ProviderError, match="outside the allowed audio roots") as info:
-            await loader.load(str(tmp_path / ".." / "elsewhere.wav"))
+            await loader.read(str(tmp_path / ".." / "elsewhere.wav"))
         assert info.value.code is ErrorCode.INVALID_INPUT
         with pytest.raises(ProviderError) as missing:
-            await loader.load(str(tmp_path / "missing.wav"))
+            await loader.read(str(tmp_path / "missing.wav"))
         assert missing.value.code is ErrorCode.NOT_FOUND
         (tmp_path / "big.wav").write_bytes(b"x" * 2000)
         with pytest.raises(ProviderError, match="1000-byte limit"):
-            await loader.load(str(tmp_path / "big.wav"))
+            await loader.read(str(tmp_path / "big.wav"))
         with pytest.raises(ProviderError, match="unsupported audio_url scheme 'ftp'"):
-            await loader.load("ftp://host/a.wav")
+            await loader.read("ftp://host/a.wav")
     finally:
         await loader.aclose()
 
@@ -53,12 +53,12 @@ async def test_http_audio_with_errors_mapped() -> None:
 
     loader = await _loader([], httpx.MockTransport(handler))
     try:
-        assert await loader.load("http://audio.local/ok.wav") == b"RIFF-remote"
+        assert await loader.read("http://audio.local/ok.wav") == b"RIFF-remote"
         cases = {"/missing.wav": ErrorCode.NOT_FOUND, "/big.wav": ErrorCode.INVALID_INPUT,
                  "/slow.wav": ErrorCode.TIMEOUT}  # fmt: skip
         for path, code in cases.items():
             with pytest.raises(ProviderError) as info:
-                await loader.load(f"http://audio.local{path}")
+                await loader.read(f"http://audio.local{path}")
             assert info.value.code is code
     finally:
         await loader.aclose()

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
-from workers.local_fleet import Supervisor, describe_exit, start_needed_services
+from workers.ops.local_fleet import Supervisor, describe_exit, start_needed_services
 from workers.settings import ProviderSpec, WorkerSettings
 
 

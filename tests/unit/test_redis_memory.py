@@ -36,7 +36,7 @@ async def test_the_window_keeps_the_newest_messages(infra: Infra) -> None:
     memory = _memory(infra, max_messages=4, max_tokens=None)
     for i in range(5):
         await memory.append("t", "s", _turn(i))
-    kept = await memory.load("t", "s")
+    kept = await memory.history("t", "s")
     await memory.aclose()
     assert [m.content.split()[0] for m in kept] == ["q3", "a3", "q4", "a4"]
 
@@ -45,7 +45,7 @@ async def test_the_token_budget_drops_the_oldest_first(infra: Infra) -> None:
     memory = _memory(infra, max_messages=100, max_tokens=100)
     for i in range(10):
         await memory.append("t", "s", _turn(i, words=20))
-    kept = await memory.load("t", "s")
+    kept = await memory.history("t", "s")
     await memory.aclose()
     per_message = estimate_tokens(_turn(9, words=20)[0].content)
     assert len(kept) == 100 // per_message  # the newest ones that fit
@@ -55,9 +55,9 @@ async def test_the_token_budget_drops_the_oldest_first(infra: Infra) -> None:
 async def test_tenants_and_sessions_are_apart(infra: Infra) -> None:
     memory = _memory(infra)
     await memory.append("acme", "s1", _turn(1))
-    assert await memory.load("other", "s1") == []
-    assert await memory.load("acme", "s2") == []
-    assert len(await memory.load("acme", "s1")) == 2
+    assert await memory.history("other", "s1") == []
+    assert await memory.history("acme", "s2") == []
+    assert len(await memory.history("acme", "s1")) == 2
     await memory.clear("acme", "s1")
-    assert await memory.load("acme", "s1") == []
+    assert await memory.history("acme", "s1") == []
     await memory.aclose()

@@ -23,7 +23,7 @@ class AudioLoader:
         self._max_bytes = max_bytes
         self._client = client or httpx.AsyncClient(timeout=30.0, follow_redirects=True)
 
-    async def load(self, url: str) -> bytes:
+    async def read(self, url: str) -> bytes:
         parsed = urlparse(url)
         if parsed.scheme in ("http", "https"):
             return await self._fetch(url)

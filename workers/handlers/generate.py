@@ -68,7 +68,7 @@ class GenerateHandler:
     async def _history(self, request: GenerateRequest) -> list[ChatMessage]:
         if self._memory is None or request.session_id is None:
             return []
-        return await self._memory.load(request.tenant, request.session_id)
+        return await self._memory.history(request.tenant, request.session_id)
 
     async def aclose(self) -> None:
         for provider in self._router.providers:

@@ -31,7 +31,7 @@ class TranscribeHandler:
         audio = request.audio
         if audio is None:
             assert request.audio_url is not None  # the contract demands one of the two
-            audio = await self._audio.load(request.audio_url)
+            audio = await self._audio.read(request.audio_url)
         done: TranscriptionDone | None = None
         stream = provider.transcribe(audio, model=request.model, language=request.language)
         async with provider_span("transcription", provider.name, "transcription", request.model):

@@ -16,7 +16,7 @@ from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient, GenerateResult, StreamRestarted, TextDelta
-from workers.local_fleet import (
+from workers.ops.local_fleet import (
     WATCH_INTERVAL_S,
     LocalWorker,
     Supervisor,
@@ -230,7 +230,7 @@ async def _embed_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_lag(args: argparse.Namespace) -> int:
-    from workers.inspect import consumer_lag
+    from workers.ops.inspect import consumer_lag
 
     rows = asyncio.run(consumer_lag(load_settings(args.config)))
     if not rows:
@@ -245,7 +245,7 @@ def _cmd_lag(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from workers.inspect import job_state
+    from workers.ops.inspect import job_state
 
     state = asyncio.run(job_state(load_settings(args.config), args.request_id))
     if state.done:
@@ -262,7 +262,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_janitor(args: argparse.Namespace) -> int:
     from producer_sdk.topics import delete_topics
-    from workers.inspect import stale_reply_topics
+    from workers.ops.inspect import stale_reply_topics
 
     settings = load_settings(args.config)
     stale = asyncio.run(stale_reply_topics(settings, args.older_than))
@@ -277,7 +277,7 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from workers.demo import run_demo
+    from workers.ops.demo import run_demo
 
     stop_on_sigterm()
     return run_demo(

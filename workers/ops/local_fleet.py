@@ -22,7 +22,7 @@ from workers.settings import WorkerSettings
 
 LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
 # The local services' scripts, present in a clone (not in an installed package).
-_POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local" / "postgres.sh"
+_POSTGRES_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WATCH_INTERVAL_S = 0.5
 _LOG_TAIL_LINES = 15
@@ -66,7 +66,7 @@ class LocalWorker:
         self.port = port
         self.log_path = LOG_DIR / f"worker-{kind}.log"
         self._command = [
-            sys.executable, "-m", "workers.cli", "worker", kind, "--health-port", str(port),
+            sys.executable, "-m", "workers.ops.cli", "worker", kind, "--health-port", str(port),
             *(["--config", str(config)] if config is not None else []),
         ]  # fmt: skip
         self._env = {**os.environ, **(env or {})}

@@ -13,7 +13,7 @@ from typing import Any
 from contracts.names import JOB_KINDS
 from contracts.vectors import VectorRecord
 from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
-from workers.local_fleet import (
+from workers.ops.local_fleet import (
     LOG_DIR,
     WATCH_INTERVAL_S,
     LocalWorker,
