@@ -27,7 +27,9 @@ class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     reply_to: ReplyAddress | None = None
     # Absolute deadline, Unix epoch milliseconds; a worker does not start a job past it.
     deadline_ms: int | None = None
-    # Incremented each time the job is delivered again (retry or crash recovery).
+    # The producer's first attempt number (0). Replies carry the worker's count instead: one
+    # more for each redelivery through a retry tier, and (with the ledger) for each takeover
+    # of a job whose worker died; the SDK announces a restart when it goes up.
     attempt: int = 0
     schema_version: int = SCHEMA_VERSION
 

@@ -93,8 +93,9 @@ class CrashedTooOften(msgspec.Struct, frozen=True):
 Claim = Started | AlreadyDone | Cancelled | CrashedTooOften
 
 
-class _JobKeys(NamedTuple):
-    """One job's keys in the ledger, in the order _BEGIN takes them."""
+class JobKeys(NamedTuple):
+    """One job's keys in the ledger (the one place their layout is written), in the order
+    _BEGIN takes them."""
 
     lock: str
     attempt: str
@@ -102,6 +103,11 @@ class _JobKeys(NamedTuple):
     cancelled: str
     running: str
     crashes: str
+
+    @classmethod
+    def of(cls, namespace: str, request_id: str) -> JobKeys:
+        base = f"fleet:{namespace}:job:{request_id}"
+        return cls(*(f"{base}:{name}" for name in cls._fields))
 
     def ending(self) -> list[str]:
         """The keys _END takes."""
@@ -202,7 +208,7 @@ class JobLedger:
         poll_s: float = 0.5,
     ) -> None:
         self._redis = redis
-        self._prefix = f"fleet:{namespace}:job"
+        self._namespace = namespace
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._result_ttl_s = result_ttl_s
         self._max_crash_attempts = max_crash_attempts
@@ -217,9 +223,8 @@ class JobLedger:
         self._held: dict[str, int] = {}
         self._renewer: asyncio.Task[None] | None = None
 
-    def _keys(self, request_id: str) -> _JobKeys:
-        base = f"{self._prefix}:{request_id}"
-        return _JobKeys(*(f"{base}:{name}" for name in _JobKeys._fields))
+    def _keys(self, request_id: str) -> JobKeys:
+        return JobKeys.of(self._namespace, request_id)
 
     async def claim(self, request_id: str, submission: str = "") -> Claim:
         """Wait until this worker may run the job (Started), or it is known done, or this

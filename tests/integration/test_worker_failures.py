@@ -15,6 +15,7 @@ from producer_sdk import FleetClient, GenerateEvent, StreamRestarted
 from tests.conftest import Infra
 from tests.integration.conftest import MODEL
 from tests.integration.worker_processes import WorkerProcess
+from workers.idempotency import JobKeys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
@@ -119,9 +120,7 @@ async def test_sigterm_under_load_loses_nothing_and_repeats_nothing(
     assert all(r.attempt == 0 for r in results)
     redis = aioredis.Redis.from_url(infra.redis_url)
     try:
-        attempts = [
-            await redis.get(f"fleet:{namespace}:job:{r.request_id}:attempt") for r in results
-        ]
+        attempts = [await redis.get(JobKeys.of(namespace, r.request_id).attempt) for r in results]
     finally:
         await redis.aclose()
     assert attempts == [b"1"] * len(prompts)  # every job started exactly once

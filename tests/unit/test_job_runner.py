@@ -298,6 +298,14 @@ async def test_a_job_that_crashed_its_workers_too_often_is_dead_lettered(
     assert job.chat.calls == 0
 
 
+async def test_a_redelivered_job_replies_with_the_next_attempt_without_the_ledger() -> None:
+    job = Fixture()
+    await job.runner.run(_record(encode(_request()), [(Header.RETRY_COUNT, b"2")]))
+    chunks = job.publisher.replies(REPLIES)
+    assert {c.attempt for c in chunks} == {2}
+    assert [c.seq for c in chunks] == [0, 1, 2, 3]  # a fresh stream, numbered from 0
+
+
 def test_the_stamper_numbers_chunks_from_zero() -> None:
     stamper = ChunkStamper("r", 2)
     assert [stamper.next_seq() for _ in range(3)] == [0, 1, 2]

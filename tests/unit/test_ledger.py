@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import Infra
-from workers.idempotency import AlreadyDone, CrashedTooOften, JobLedger, Started
+from workers.idempotency import AlreadyDone, CrashedTooOften, JobKeys, JobLedger, Started
 
 pytestmark = [pytest.mark.redis]
 
@@ -55,5 +55,5 @@ async def test_jobs_handed_back_are_not_counted_as_crashes(redis: aioredis.Redis
         ledger = _worker(redis, namespace)
         assert await ledger.claim(job) == Started(attempt)
         await ledger.release(job)
-    crashes = await redis.get(f"fleet:{namespace}:job:{job}:crashes")
+    crashes = await redis.get(JobKeys.of(namespace, job).crashes)
     assert crashes is None

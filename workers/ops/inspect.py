@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.names import JOB_KINDS, reply_topic, request_topic
+from workers.idempotency import JobKeys
 from workers.settings import WorkerSettings
 
 
@@ -65,9 +66,9 @@ class JobState(msgspec.Struct, frozen=True):
 async def job_state(settings: WorkerSettings, request_id: str) -> JobState:
     """What the once-only ledger knows of one request id."""
     redis = aioredis.Redis.from_url(settings.redis_url)
-    base = f"fleet:{settings.namespace}:job:{request_id}"
+    keys = JobKeys.of(settings.namespace, request_id)
     try:
-        attempts, lock, done = await redis.mget(f"{base}:attempt", f"{base}:lock", f"{base}:done")
+        attempts, lock, done = await redis.mget(keys.attempt, keys.lock, keys.done)
     finally:
         await redis.aclose()
     return JobState(

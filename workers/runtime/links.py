@@ -36,7 +36,7 @@ from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
 from workers.metrics import Outcome, WorkerMetrics
-from workers.retry import RedeliveryScheduler
+from workers.retry import RedeliveryScheduler, retry_count
 from workers.runtime.chain import Job, Link
 from workers.runtime.publisher import Publisher
 from workers.runtime.records import Record, header
@@ -140,7 +140,10 @@ class Decode(Link):
             return
         job.request = request
         job.stream = ReplyStream(self._producer, request.reply_to, job.content_type)
-        job.stamper = ChunkStamper(request.request_id, request.attempt)
+        # Each redelivery through a retry tier is the next attempt, ledger or not (with the
+        # ledger, Claim numbers every delivery, crash takeovers included).
+        attempt = request.attempt + retry_count(job.record.headers)
+        job.stamper = ChunkStamper(request.request_id, attempt)
         await self.call_next(job)
 
     async def _reject(self, job: Job, exc: ContractError) -> None:
