@@ -15,7 +15,7 @@ from contracts.embed import EmbedRequest
 from contracts.envelope import RequestHead
 from contracts.errors import ContractError, ContractViolation
 from contracts.generate import GenerateRequest
-from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, ContentType
+from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, SCHEMA_VERSION, ContentType
 from contracts.replies import ReplyChunk
 from contracts.transcribe import TranscribeRequest
 from contracts.vectors import VectorDeleteRequest, VectorQueryRequest, VectorUpsertRequest
@@ -89,6 +89,14 @@ def decode_request(
             f"{kind} request is not valid {_format_name(ctype)}: {exc}",
             reason=ContractViolation.UNDECODABLE,
         ) from exc
+    if result.schema_version > SCHEMA_VERSION:
+        # Versions grow by adding optional fields: an older one reads fine, a newer one may
+        # carry fields this worker would silently drop.
+        raise ContractError(
+            f"{kind} request is schema version {result.schema_version}; this worker reads "
+            f"version {SCHEMA_VERSION} and older: upgrade the workers",
+            reason=ContractViolation.UNSUPPORTED_VERSION,
+        )
     return result
 
 

@@ -52,6 +52,7 @@ class ContractViolation(enum.StrEnum):
     OVERSIZED = "oversized"
     SCHEMA = "schema"
     UNDECODABLE = "undecodable"
+    UNSUPPORTED_VERSION = "unsupported_version"  # a newer schema version than this reader's
 
 
 class ContractError(FleetError):

@@ -80,6 +80,7 @@ class DeadLetterReason(enum.StrEnum):
     OVERSIZED = "oversized"
     SCHEMA = "schema"
     UNDECODABLE = "undecodable"
+    UNSUPPORTED_VERSION = "unsupported_version"
     # The job ran (or would have), but its replies could not reach the caller.
     REPLY_UNDELIVERABLE = "reply_undeliverable"
     REPLY_TOPIC_GONE = "reply_topic_gone"

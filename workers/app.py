@@ -102,7 +102,9 @@ class Worker:
                     )
                 )
             if s.health_port is not None:
-                self.health = HealthServer(self.metrics, self.ready.is_set, self._update_lag)
+                self.health = HealthServer(
+                    self.metrics, self.ready.is_set, self._update_lag, self.handler.health
+                )
                 await self.health.start(s.health_port)
                 stack.push_async_callback(self.health.aclose)
                 log.info("%s worker health on port %d", self.kind, self.health.port)

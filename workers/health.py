@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,6 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from workers.metrics import WorkerMetrics
 
 _MAX_REQUEST_BYTES = 8192
+# Provider health checks may call a remote API: one answer serves the probes for this long.
+PROVIDER_HEALTH_TTL_S = 10.0
+
+ProviderHealth = Callable[[], Awaitable[dict[str, bool]]]
 
 
 class HealthServer:
@@ -18,10 +23,13 @@ class HealthServer:
         metrics: WorkerMetrics,
         is_ready: Callable[[], bool],
         before_scrape: Callable[[], Awaitable[None]] | None = None,
+        provider_health: ProviderHealth | None = None,
     ) -> None:
         self._metrics = metrics
         self._is_ready = is_ready
         self._before_scrape = before_scrape
+        self._provider_health = provider_health
+        self._health: tuple[float, dict[str, bool]] | None = None
         self._server: asyncio.Server | None = None
 
     @property
@@ -59,11 +67,29 @@ class HealthServer:
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/readyz":
-            if self._is_ready():
-                return "200 OK", "text/plain", b"ready\n"
-            return "503 Service Unavailable", "text/plain", b"not ready\n"
+            return await self._readiness()
         if path == "/metrics":
             if self._before_scrape is not None:
                 await self._before_scrape()
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
         return "404 Not Found", "text/plain", b"not found\n"
+
+    async def _readiness(self) -> tuple[str, str, bytes]:
+        """Ready: the consumer has its partitions and at least one provider is healthy. The
+        body names the providers that are down."""
+        if not self._is_ready():
+            return "503 Service Unavailable", "text/plain", b"not ready: not in the group yet\n"
+        health = await self._cached_provider_health()
+        down = sorted(name for name, ok in health.items() if not ok)
+        lines = "".join(f"provider {name}: down\n" for name in down)
+        if health and len(down) == len(health):
+            return "503 Service Unavailable", "text/plain", f"not ready\n{lines}".encode()
+        return "200 OK", "text/plain", f"ready\n{lines}".encode()
+
+    async def _cached_provider_health(self) -> dict[str, bool]:
+        if self._provider_health is None:
+            return {}
+        now = time.monotonic()
+        if self._health is None or now - self._health[0] > PROVIDER_HEALTH_TTL_S:
+            self._health = (now, await self._provider_health())
+        return self._health[1]

@@ -11,6 +11,7 @@ import pytest
 from contracts import ErrorCode
 from providers.errors import ProviderError
 from workers.handlers.audio import AudioLoader
+from workers.handlers.providers import health_of
 from workers.health import HealthServer
 from workers.metrics import Outcome, WorkerMetrics
 
@@ -92,3 +93,43 @@ async def test_health_readiness_and_metrics() -> None:
         assert (await _get(server.port, "/nope"))[0] == 404
     finally:
         await server.aclose()
+
+
+async def test_readiness_names_the_providers_that_are_down_and_fails_when_all_are() -> None:
+    health = {"openai": False, "local-llama": True}
+    calls = 0
+
+    async def provider_health() -> dict[str, bool]:
+        nonlocal calls
+        calls += 1
+        return dict(health)
+
+    server = HealthServer(WorkerMetrics("generate"), lambda: True, None, provider_health)
+    await server.start(0, host="127.0.0.1")
+    try:
+        assert await _get(server.port, "/readyz") == (200, "ready\nprovider openai: down\n")
+        health["local-llama"] = False
+        assert (await _get(server.port, "/readyz"))[0] == 200  # within the cache's 10 s
+        assert calls == 1
+        server._health = None  # the cached answer expired
+        status, body = await _get(server.port, "/readyz")
+        assert status == 503
+        assert body == "not ready\nprovider local-llama: down\nprovider openai: down\n"
+    finally:
+        await server.aclose()
+
+
+async def test_a_provider_whose_health_check_raises_counts_as_down() -> None:
+    class Broken:
+        name = "broken"
+
+        async def health(self) -> bool:
+            raise ConnectionError("no route")
+
+    class Fine:
+        name = "fine"
+
+        async def health(self) -> bool:
+            return True
+
+    assert await health_of([Broken(), Fine()]) == {"broken": False, "fine": True}

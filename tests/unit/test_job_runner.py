@@ -108,6 +108,22 @@ async def test_ok_streams_deltas_in_order_then_the_result() -> None:
     assert isinstance(chunks[-1], GenerateResult)
     assert job.count(Outcome.OK) == 1
     assert job.dead_letters() == []
+    tokens = job.metrics.registry.get_sample_value(
+        "fleet_tokens_total", {"kind": "generate", "type": "output"}
+    )
+    assert tokens == 3  # ScriptedChat's usage: one token per piece
+
+
+async def test_a_request_of_a_newer_schema_version_is_refused_with_a_dead_letter() -> None:
+    job = Fixture()
+    await job.runner.run(_record(encode(_request(schema_version=2))))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.UNSUPPORTED_VERSION
+    assert "upgrade the workers" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.INVALID_INPUT
+    assert job.chat.calls == 0
 
 
 async def test_undecodable_bytes_are_dead_lettered_with_no_reply() -> None:

@@ -12,7 +12,7 @@ from providers.router import ModelRouter
 from providers.telemetry import provider_span
 from providers.tokens import estimate_tokens
 from workers.handlers.embed_batching import DynamicBatcher
-from workers.handlers.providers import embedders
+from workers.handlers.providers import embedders, health_of
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import EmbedBatching, WorkerSettings
@@ -73,6 +73,9 @@ class EmbedHandler:
     def _observe_batch(self, size: int) -> None:
         if self._metrics is not None:
             self._metrics.batch_size.labels(self.kind).observe(size)
+
+    async def health(self) -> dict[str, bool]:
+        return await health_of(self._router.providers)
 
     async def aclose(self) -> None:
         for batcher in self._batchers.values():

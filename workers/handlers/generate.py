@@ -12,7 +12,7 @@ from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
 from providers.telemetry import provider_span
-from workers.handlers.providers import chat_provider, loaded, with_redis_url
+from workers.handlers.providers import chat_provider, health_of, loaded, with_redis_url
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -69,6 +69,9 @@ class GenerateHandler:
         if self._memory is None or request.session_id is None:
             return []
         return await self._memory.history(request.tenant, request.session_id)
+
+    async def health(self) -> dict[str, bool]:
+        return await health_of(self._router.providers)
 
     async def aclose(self) -> None:
         for provider in self._router.providers:

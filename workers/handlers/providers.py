@@ -3,7 +3,9 @@ the local models, includes their start-up self-check)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 from contracts.errors import StartupCheckFailed
@@ -20,6 +22,30 @@ class _Loadable(Protocol):
     name: str
 
     async def load(self) -> None: ...
+
+
+class _Checkable(Protocol):
+    name: str
+
+    async def health(self) -> bool: ...
+
+
+# A provider that has not answered its health check in this long counts as down.
+HEALTH_TIMEOUT_S = 5.0
+
+
+async def health_of(providers: Sequence[_Checkable]) -> dict[str, bool]:
+    """Each provider's own health check, by name; one that raises or hangs is down."""
+
+    async def check(provider: _Checkable) -> bool:
+        try:
+            return await asyncio.wait_for(provider.health(), timeout=HEALTH_TIMEOUT_S)
+        except Exception:
+            log.warning("health check of provider %r failed", provider.name, exc_info=True)
+            return False
+
+    results = await asyncio.gather(*(check(p) for p in providers))
+    return {p.name: ok for p, ok in zip(providers, results, strict=True)}
 
 
 _P = TypeVar("_P", bound=_Loadable)

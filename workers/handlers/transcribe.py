@@ -11,7 +11,7 @@ from providers.telemetry import provider_span
 from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.handlers.audio import AudioLoader
-from workers.handlers.providers import loaded
+from workers.handlers.providers import health_of, loaded
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -58,6 +58,9 @@ class TranscribeHandler:
             language=done.language,
             duration_s=done.duration_s,
         )
+
+    async def health(self) -> dict[str, bool]:
+        return await health_of(self._router.providers)
 
     async def aclose(self) -> None:
         for provider in self._router.providers:

@@ -13,7 +13,7 @@ from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
-from workers.handlers.providers import embedders, loaded, with_redis_url
+from workers.handlers.providers import embedders, health_of, loaded, with_redis_url
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -80,6 +80,9 @@ class VectorsHandler:
             )
         provider = self._embedders.resolve(chosen)
         return (await provider.embed(texts, model=chosen)).vectors
+
+    async def health(self) -> dict[str, bool]:
+        return await health_of([self._store, *self._embedders.providers])
 
     async def aclose(self) -> None:
         await self._store.aclose()

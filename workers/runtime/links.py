@@ -28,7 +28,7 @@ from contracts.codec import (
 from contracts.control import CancelJob, submission_of
 from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
-from contracts.replies import ErrorReply, Final, ReplyChunk
+from contracts.replies import EmbedResult, ErrorReply, Final, GenerateResult, ReplyChunk
 from producer_sdk.tracing import extract_context
 from providers.errors import ProviderError
 from providers.telemetry import tracing_configured
@@ -355,6 +355,8 @@ class RunHandler:
         self._metrics = metrics
         self._kind = kind
         self._first_chunk = metrics.first_chunk.labels(kind)
+        self._input_tokens = metrics.tokens.labels(kind, "input")
+        self._output_tokens = metrics.tokens.labels(kind, "output")
 
     async def __call__(self, job: Job) -> None:
         last: ReplyChunk | None = None
@@ -366,4 +368,7 @@ class RunHandler:
         if not isinstance(last, Final):
             raise RuntimeError(f"the {self._kind} handler ended without a final chunk")
         self._metrics.outcome(Outcome.OK)
+        if isinstance(last, GenerateResult | EmbedResult):
+            self._input_tokens.inc(last.usage.input_tokens)
+            self._output_tokens.inc(last.usage.output_tokens)
         job.final = last
