@@ -13,8 +13,12 @@ from contracts import ConfigError, ErrorCode
 from providers import ProviderError, Registry, parse_config
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.local_llama import LocalLlamaChat
+from providers.embeddings import embedding_providers
 from providers.memory import MemoryStore, memory_stores
 from providers.router import ModelRouter
+from providers.transcription import transcription_providers
+from providers.vectorstores import vector_stores
+from tests.conftest import REPO
 
 
 class _Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,3 +102,37 @@ def test_third_party_providers_register_through_entry_points(
     registry: Registry[tuple[str, dict[str, Any]]] = Registry("toy-plugins")
     assert registry.names() == ["acme"]
     assert registry.create("acme", {"k": 1}) == ("acme", {"k": 1})
+
+
+# Where each built-in provider's behaviour is tested: a new provider needs a line here, and
+# the module it names, before this test passes.
+PROVIDER_TESTS = {
+    ("chat", "local-llama"): "tests/unit/providers_local/test_local_llama.py",
+    ("chat", "openai"): "tests/unit/providers/test_openai_chat.py",
+    ("chat", "anthropic"): "tests/unit/providers/test_anthropic_chat.py",
+    ("chat", "fallback"): "tests/unit/providers/test_fallback.py",
+    ("embeddings", "local-minilm"): "tests/unit/providers_local/test_local_minilm.py",
+    ("embeddings", "sentence-transformers"):
+        "tests/unit/providers_local/test_sentence_transformers.py",
+    ("embeddings", "openai"): "tests/unit/providers/test_openai_embeddings.py",
+    ("transcription", "local-whisper"): "tests/unit/providers_local/test_local_whisper.py",
+    ("transcription", "openai"): "tests/unit/providers/test_openai_transcription.py",
+    ("vector store", "redis"): "tests/unit/providers_local/test_redis_vectors.py",
+    ("vector store", "pgvector"): "tests/unit/providers_local/test_pgvector.py",
+    ("vector store", "qdrant"): "tests/unit/providers_local/test_qdrant.py",
+    ("memory", "redis"): "tests/unit/test_redis_memory.py",
+}  # fmt: skip
+
+
+def test_every_registered_provider_has_its_tests() -> None:
+    registries: dict[str, Registry[Any]] = {
+        "chat": chat_providers,
+        "embeddings": embedding_providers,
+        "transcription": transcription_providers,
+        "vector store": vector_stores,
+        "memory": memory_stores,
+    }
+    registered = {(category, name) for category, r in registries.items() for name in r.names()}
+    assert registered == set(PROVIDER_TESTS)
+    missing = [path for path in PROVIDER_TESTS.values() if not (REPO / path).is_file()]
+    assert missing == []
