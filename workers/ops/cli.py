@@ -15,7 +15,7 @@ from pathlib import Path
 from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, JOB_KINDS
 from contracts.schema import json_schema_text
-from producer_sdk import CorpusProgress, FleetClient, GenerateResult, StreamRestarted, TextDelta
+from producer_sdk import CorpusProgress, FleetClient
 from workers.ops.local_fleet import (
     WATCH_INTERVAL_S,
     LocalWorker,
@@ -25,6 +25,7 @@ from workers.ops.local_fleet import (
     stop_on_sigterm,
     wait_ready,
 )
+from workers.ops.terminal import print_stream
 from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -172,30 +173,16 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    first: float | None = None
     async with FleetClient(args.bootstrap_servers, namespace=args.namespace) as fleet:
-        async for event in fleet.stream_generate(
+        events = fleet.stream_generate(
             args.prompt,
             model=args.model,
             max_tokens=args.max_tokens,
             temperature=args.temperature,
             session_id=args.session,
             timeout_s=args.timeout,
-        ):
-            if isinstance(event, TextDelta):
-                first = first if first is not None else time.perf_counter() - started
-                print(event.text, end="", flush=True)
-            elif isinstance(event, StreamRestarted):
-                print("\n[the worker restarted this answer]\n", flush=True)
-            elif isinstance(event, GenerateResult):
-                total = time.perf_counter() - started
-                print(
-                    f"\n\n[{event.model}: {event.usage.output_tokens} tokens, "
-                    f"finish={event.finish_reason}, first chunk {first or total:.2f}s, "
-                    f"total {total:.2f}s]",
-                    file=sys.stderr,
-                )
+        )
+        await print_stream(events, summary=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from contracts.names import JOB_KINDS
 from contracts.vectors import VectorRecord
-from producer_sdk import FleetClient, GenerateResult, StreamRestarted, TextDelta
+from producer_sdk import FleetClient
 from workers.ops.local_fleet import (
     LOG_DIR,
     WATCH_INTERVAL_S,
@@ -22,6 +22,7 @@ from workers.ops.local_fleet import (
     stop_all,
     wait_ready,
 )
+from workers.ops.terminal import print_stream
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
@@ -99,22 +100,9 @@ async def _tour(
 
 async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> None:
     print(f"== generate ({CHAT_MODEL}, streamed)\n> {prompt}\n")
-    started = time.perf_counter()
-    first: float | None = None
-    async for event in fleet.stream_generate(
-        prompt, model=CHAT_MODEL, max_tokens=max_tokens, temperature=0.2
-    ):
-        if isinstance(event, TextDelta):
-            first = first if first is not None else time.perf_counter() - started
-            print(event.text, end="", flush=True)
-        elif isinstance(event, StreamRestarted):
-            print("\n[a worker restarted this answer]\n", flush=True)
-        elif isinstance(event, GenerateResult):
-            total = time.perf_counter() - started
-            print(
-                f"\n\n[{event.usage.output_tokens} tokens, first chunk {first or total:.2f}s, "
-                f"total {total:.2f}s]\n"
-            )
+    await print_stream(
+        fleet.stream_generate(prompt, model=CHAT_MODEL, max_tokens=max_tokens, temperature=0.2)
+    )
 
 
 async def _embed_and_search(fleet: FleetClient) -> None:
