@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
 from contracts import ChatMessage
+from providers.memory import MemoryStore
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.secrets import Secret
 from providers.tokens import estimate_tokens
+from tests.conformance.memory import MemoryStoreConformance
 from tests.conftest import Infra
 
 pytestmark = [pytest.mark.redis]
@@ -61,3 +64,11 @@ async def test_tenants_and_sessions_are_apart(infra: Infra) -> None:
     await memory.clear("acme", "s1")
     assert await memory.history("acme", "s1") == []
     await memory.aclose()
+
+
+class TestConformance(MemoryStoreConformance):
+    @pytest.fixture
+    async def store(self, infra: Infra) -> AsyncIterator[MemoryStore]:
+        memory = _memory(infra)
+        yield memory
+        await memory.aclose()

@@ -16,13 +16,13 @@ from providers.chat.anthropic import AnthropicChat, AnthropicChatConfig
 from providers.chat.base import ChatDone, ChatParams, TextPiece
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
-from tests.unit.providers.chat_conformance import (
+from tests.conformance.chat import (
     MESSAGES,
     ChatProviderConformance,
     collect,
     collect_text,
 )
+from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 
 MODEL = "claude-sonnet-4-5"
 PARAMS = ChatParams(model=MODEL)

@@ -16,8 +16,8 @@ from providers.chat.fallback import FallbackChat
 from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from tests.conformance.chat import MESSAGES, collect, collect_text
 from tests.unit.providers import FakeClock, FakeSleep, Replay
-from tests.unit.providers.chat_conformance import MESSAGES, collect, collect_text
 
 MODEL = "llama-3.1-8b-instruct"
 PARAMS = ChatParams(model=MODEL)

@@ -17,13 +17,13 @@ from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
 from providers.circuit import CircuitOpenError, CircuitState
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
-from tests.unit.providers.chat_conformance import (
+from tests.conformance.chat import (
     MESSAGES,
     ChatProviderConformance,
     collect,
     collect_text,
 )
+from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 
 MODEL = "gpt-4o-mini"
 PARAMS = ChatParams(model=MODEL)

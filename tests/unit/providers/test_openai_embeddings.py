@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from providers.embeddings import EmbeddingProvider, embedding_providers
 from providers.embeddings.openai_compat import OpenAIEmbeddings, OpenAIEmbeddingsConfig
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from tests.conformance.embeddings import EmbeddingProviderConformance
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 
 MODEL = "text-embedding-3-small"
@@ -205,3 +207,13 @@ async def test_registered_and_conforming() -> None:
         await provider.aclose()
     with pytest.raises(ConfigError, match="dimension"):
         embedding_providers.create("openai", {"models": [MODEL]})
+
+
+class TestConformance(EmbeddingProviderConformance):
+    model = MODEL
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[EmbeddingProvider]:
+        provider = make(Replay().json(200, "openai/embeddings.json"))
+        yield provider
+        await provider.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from providers.transcription.openai_compat import (
     OpenAITranscriptionConfig,
     audio_filename,
 )
+from tests.conformance.transcription import TranscriptionProviderConformance
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 
 MODEL = "whisper-1"
@@ -183,3 +185,18 @@ async def test_detected_language_is_reported_when_none_was_asked_for() -> None:
     assert isinstance(done, TranscriptionDone)
     assert done.language == "english"
     assert b'name="language"' not in replay.requests[0].content
+
+
+class TestConformance(TranscriptionProviderConformance):
+    model = MODEL
+    expected_words = ("beach", "summer", "volleyball")
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[TranscriptionProvider]:
+        provider = make(Replay().json(200, "openai/transcription_verbose.json"))
+        yield provider
+        await provider.aclose()
+
+    @pytest.fixture
+    def speech(self) -> bytes:
+        return WAV

@@ -16,6 +16,7 @@ from contracts.errors import ConfigError, ErrorCode
 from providers.embeddings import EmbeddingProvider, embedding_providers
 from providers.embeddings.local_minilm import MINILM_MODEL, LocalMiniLMEmbeddings
 from providers.errors import ProviderError
+from tests.conformance.embeddings import EmbeddingProviderConformance
 
 pytestmark = pytest.mark.model
 
@@ -191,3 +192,11 @@ def test_reference_fixture_is_what_the_script_makes(reference: Reference) -> Non
     for item in reference.items:
         assert len(item.vector) == 384
         assert all(round(x, 6) == x for x in item.vector)
+
+
+class TestConformance(EmbeddingProviderConformance):
+    model = MINILM_MODEL
+
+    @pytest.fixture
+    def provider(self, minilm: LocalMiniLMEmbeddings) -> EmbeddingProvider:
+        return minilm

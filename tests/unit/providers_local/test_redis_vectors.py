@@ -11,7 +11,7 @@ from contracts.errors import ErrorCode
 from providers.errors import ProviderError
 from providers.vectorstores import vector_stores
 from providers.vectorstores.redis_vectors import RedisVectorStore, create, filter_expression
-from tests.unit.providers_local.vectorstore_conformance import (
+from tests.conformance.vectorstores import (
     QUERY,
     DroppableStore,
     VectorStoreConformance,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -11,6 +12,7 @@ import pytest
 
 from contracts.errors import ConfigError
 from providers.embeddings import EmbeddingProvider, embedding_providers
+from tests.conformance.embeddings import EmbeddingProviderConformance
 
 HAS_ST = importlib.util.find_spec("sentence_transformers") is not None
 REFERENCE = Path(__file__).resolve().parents[2] / "fixtures" / "minilm_fp32_reference.json"
@@ -45,3 +47,15 @@ async def test_reproduces_the_fp32_reference() -> None:
     expected = np.array([i.vector for i in reference.items])
     np.testing.assert_allclose(vectors, expected, atol=1e-4)
     assert result.usage.input_tokens > 0
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not HAS_ST, reason="needs the optional extra: pip install 'ai-job-fleet[gpu]'")
+class TestConformance(EmbeddingProviderConformance):
+    model = "all-minilm-l6-v2"
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[EmbeddingProvider]:
+        provider = embedding_providers.create("sentence-transformers", {"device": "cpu"})
+        yield provider
+        await provider.aclose()
