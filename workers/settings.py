@@ -88,6 +88,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Directories the transcribe worker may read `audio_url` paths from (none by default).
     audio_roots: list[str] = msgspec.field(default_factory=list)
     max_audio_bytes: Annotated[int, msgspec.Meta(ge=1)] = 25_000_000
+    # Hosts an http(s) `audio_url` may name ("example.com", or ".example.com" for every host
+    # under it); empty: any host. Addresses inside the worker's network (private, loopback,
+    # link-local, the metadata service) are refused either way unless allowed here.
+    audio_hosts: list[str] = msgspec.field(default_factory=list)
+    audio_allow_private_addresses: bool = False
     # The vector store; Redis vector sets default to redis_url.
     vector_store: ProviderSpec = msgspec.field(default_factory=lambda: _spec("redis"))
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,13 +15,35 @@ from contracts import ErrorCode
 from providers.errors import ProviderError
 from workers.handlers.audio import AudioLoader
 from workers.handlers.providers import health_of
+from workers.handlers.url_guard import UrlGuard
 from workers.health import HealthServer
 from workers.metrics import Outcome, WorkerMetrics
 
+# What the fake DNS answers; anything else does not resolve.
+DNS = {
+    "audio.local": ["93.184.216.34"],
+    "cdn.example.com": ["93.184.216.35"],
+    "sneaky.example.net": ["93.184.216.36", "10.1.2.3"],
+    "localhost": ["127.0.0.1", "::1"],
+}
 
-async def _loader(roots: list[str], handler: httpx.MockTransport | None = None) -> AudioLoader:
+
+async def _resolve(host: str, port: int) -> list[str]:
+    if host in DNS:
+        return DNS[host]
+    try:  # a literal address resolves to itself, as getaddrinfo does
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        raise socket.gaierror(f"{host}: Name or service not known") from None
+
+
+async def _loader(
+    roots: list[str], handler: httpx.MockTransport | None = None, **guard: Any
+) -> AudioLoader:
     client = httpx.AsyncClient(transport=handler) if handler else None
-    return AudioLoader(roots, max_bytes=1000, client=client)
+    return AudioLoader(
+        roots, max_bytes=1000, client=client, guard=UrlGuard(resolve=_resolve, **guard)
+    )
 
 
 async def test_files_only_under_the_allowed_roots(tmp_path: Path) -> None:
@@ -61,6 +86,79 @@ async def test_http_audio_with_errors_mapped() -> None:
             with pytest.raises(ProviderError) as info:
                 await loader.read(f"http://audio.local{path}")
             assert info.value.code is code
+    finally:
+        await loader.aclose()
+
+
+async def test_urls_inside_the_workers_network_are_refused_before_any_request() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, content=b"RIFF")
+
+    loader = await _loader([], httpx.MockTransport(handler))
+    try:
+        for url in (
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:8080/a.wav",
+            "http://localhost/a.wav",
+            "http://[::1]/a.wav",
+            "http://[::ffff:10.0.0.1]/a.wav",
+            "https://10.0.0.5/a.wav",
+            "http://sneaky.example.net/a.wav",  # one of its addresses is private
+        ):
+            with pytest.raises(ProviderError) as info:
+                await loader.read(url)
+            assert info.value.code is ErrorCode.INVALID_INPUT
+            assert "private, loopback or link-local" in info.value.detail
+        with pytest.raises(ProviderError, match="cannot resolve"):
+            await loader.read("http://no-such-host.invalid/a.wav")
+    finally:
+        await loader.aclose()
+    assert sent == []
+
+
+async def test_a_redirect_inward_is_refused_too() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "audio.local":
+            return httpx.Response(302, headers={"location": "http://169.254.169.254/creds"})
+        raise AssertionError(f"fetched {request.url}")
+
+    loader = await _loader([], httpx.MockTransport(handler))
+    try:
+        with pytest.raises(ProviderError) as info:
+            await loader.read("http://audio.local/a.wav")
+        assert info.value.code is ErrorCode.INVALID_INPUT
+        assert "169.254.169.254" in info.value.detail
+    finally:
+        await loader.aclose()
+
+
+async def test_redirects_to_allowed_hosts_are_followed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "audio.local":
+            return httpx.Response(301, headers={"location": "https://cdn.example.com/a.wav"})
+        return httpx.Response(200, content=b"RIFF-moved")
+
+    loader = await _loader(
+        [], httpx.MockTransport(handler), allowed_hosts=["audio.local", ".example.com"]
+    )
+    try:
+        assert await loader.read("http://audio.local/a.wav") == b"RIFF-moved"
+        with pytest.raises(ProviderError, match="not in audio_hosts"):
+            await loader.read("http://elsewhere.org/a.wav")
+    finally:
+        await loader.aclose()
+
+
+async def test_private_addresses_can_be_allowed_explicitly() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"RIFF-internal")
+
+    loader = await _loader([], httpx.MockTransport(handler), allow_private=True)
+    try:
+        assert await loader.read("http://10.0.0.5/a.wav") == b"RIFF-internal"
     finally:
         await loader.aclose()
 

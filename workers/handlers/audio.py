@@ -1,5 +1,6 @@
 """Reads the audio of a transcribe request given by `audio_url`: a file under an allowed
-root, or an http(s) URL. Anything else is refused with a clear error."""
+root, or an http(s) URL that the UrlGuard lets through (redirects are followed by hand, each
+target checked again). Anything else is refused with a clear error."""
 
 from __future__ import annotations
 
@@ -11,17 +12,26 @@ import httpx
 
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
+from workers.handlers.url_guard import UrlGuard
 
 _OP = "transcribe.audio"
 
 
+_MAX_REDIRECTS = 5
+
+
 class AudioLoader:
     def __init__(
-        self, roots: list[str], max_bytes: int, client: httpx.AsyncClient | None = None
+        self,
+        roots: list[str],
+        max_bytes: int,
+        client: httpx.AsyncClient | None = None,
+        guard: UrlGuard | None = None,
     ) -> None:
         self._roots = [Path(r).resolve() for r in roots]
         self._max_bytes = max_bytes
-        self._client = client or httpx.AsyncClient(timeout=30.0, follow_redirects=True)
+        self._client = client or httpx.AsyncClient(timeout=30.0)
+        self._guard = guard or UrlGuard()
 
     async def read(self, url: str) -> bytes:
         parsed = urlparse(url)
@@ -52,8 +62,23 @@ class AudioLoader:
         return resolved.read_bytes()
 
     async def _fetch(self, url: str) -> bytes:
+        for _ in range(_MAX_REDIRECTS + 1):
+            await self._guard.check(url)
+            body, redirect = await self._fetch_once(url)
+            if redirect is None:
+                return body
+            url = redirect
+        raise ProviderError(
+            ErrorCode.INVALID_INPUT, _OP, f"audio_url redirects more than {_MAX_REDIRECTS} times"
+        )
+
+    async def _fetch_once(self, url: str) -> tuple[bytes, str | None]:
+        """The body, or where the server redirects to."""
         try:
-            async with self._client.stream("GET", url) as response:
+            async with self._client.stream("GET", url, follow_redirects=False) as response:
+                if response.is_redirect:
+                    target = response.headers.get("location", "")
+                    return b"", str(response.url.join(target))
                 if response.status_code == 404:
                     raise ProviderError(ErrorCode.NOT_FOUND, _OP, f"audio {url!r} not found")
                 if response.status_code >= 400:
@@ -67,7 +92,7 @@ class AudioLoader:
                     body += part
                     if len(body) > self._max_bytes:
                         raise self._too_large()
-                return bytes(body)
+                return bytes(body), None
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 ErrorCode.TIMEOUT, _OP, f"fetching audio {url!r} timed out"

@@ -12,6 +12,7 @@ from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.handlers.audio import AudioLoader
 from workers.handlers.providers import health_of, loaded
+from workers.handlers.url_guard import UrlGuard
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -73,5 +74,6 @@ async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> Tran
         "transcription",
         [transcription_providers.create(s.name, s.config) for s in settings.transcription],
     )
-    audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes)
+    guard = UrlGuard(settings.audio_hosts, allow_private=settings.audio_allow_private_addresses)
+    audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes, guard=guard)
     return TranscribeHandler(ModelRouter("transcription", stt), audio)
