@@ -84,7 +84,9 @@ class DeadLetterReason(enum.StrEnum):
     # The job ran (or would have), but its replies could not reach the caller.
     REPLY_UNDELIVERABLE = "reply_undeliverable"
     REPLY_TOPIC_GONE = "reply_topic_gone"
+    REPLY_TOO_LARGE = "reply_too_large"  # a result over the broker's message size
     # The job failed for good.
+    LEDGER_UNAVAILABLE = "ledger_unavailable"  # Redis, which once-only execution needs, is down
     RETRIES_EXHAUSTED = "retries_exhausted"
     HANDLER_FAILED = "handler_failed"
     WORKER_CRASHED = "worker_crashed"

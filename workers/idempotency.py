@@ -28,7 +28,10 @@ from typing import Any, Final, NamedTuple
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
+
+from contracts.errors import ErrorCode
+from providers.errors import ProviderError
 
 # KEYS: lock, attempt, done, cancelled, running, crashes.
 # ARGV: owner, lock ttl ms, the submission's deadline, max crash attempts.
@@ -152,7 +155,13 @@ class ScriptPipeline:
             self._flushes.add(flush)
             flush.add_done_callback(self._flushes.discard)
         self._calls.append(_Call(script, keys, args, future))
-        return await future
+        try:
+            return await future
+        except (RedisError, OSError) as exc:
+            # One error type for callers: the ledger's store is down (retryable).
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN, "ledger", f"Redis is unavailable: {exc}"
+            ) from exc
 
     async def _flush(self) -> None:
         calls, self._calls = self._calls, []
@@ -277,7 +286,13 @@ class JobLedger:
     async def cancel(self, request_id: str, submission: str) -> None:
         """Remember that the caller cancelled this submission of the job, so that no worker
         starts it (or starts it again) later."""
-        await self._redis.set(self._keys(request_id).cancelled, submission, ex=self._result_ttl_s)
+        key = self._keys(request_id).cancelled
+        try:
+            await self._redis.set(key, submission, ex=self._result_ttl_s)
+        except (RedisError, OSError) as exc:
+            raise ProviderError(
+                ErrorCode.PROVIDER_DOWN, "ledger", f"Redis is unavailable: {exc}"
+            ) from exc
 
     async def release(self, request_id: str) -> None:
         """Give the job back unfinished (shutdown, failure): the next delivery reruns it."""

@@ -95,6 +95,19 @@ async def test_unknown_embedding_model_is_a_clear_error(
     assert EMBED_MODEL in str(info.value)
 
 
+async def test_an_embed_reply_over_the_message_limit_is_a_typed_error_at_once(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    texts = [f"short text number {i}" for i in range(400)]  # about 1.4 MB of vectors
+    async with worker_of("embed", settings):
+        with pytest.raises(FleetRequestError) as info:
+            await client.embed(texts, model=EMBED_MODEL, timeout_s=60)
+        assert info.value.code is ErrorCode.INVALID_INPUT
+        assert "too large for one reply message" in str(info.value)
+        # The caller's reply topic still works: its next request is answered.
+        assert len((await client.embed("one text", model=EMBED_MODEL)).vectors) == 1
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="run deploy/local/system-packages.sh")
 async def test_transcribe_streams_segments_of_real_speech(
     settings: WorkerSettings, client: FleetClient, tmp_path: Path

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from contracts.codec import decode_chunk
 from contracts.replies import ReplyChunk
@@ -22,8 +22,9 @@ class Sent(msgspec.Struct, frozen=True):
 
 
 class MemoryPublisher:
-    def __init__(self, unreachable: Sequence[str] = ()) -> None:
+    def __init__(self, unreachable: Sequence[str] = (), max_bytes: int = 1_048_576) -> None:
         self.sent: list[Sent] = []
+        self.max_bytes = max_bytes  # the producer's max_request_size
         # Topics whose sends fail as a send to a deleted topic does (after its timeout).
         self.unreachable = set(unreachable)
 
@@ -38,6 +39,8 @@ class MemoryPublisher:
     ) -> asyncio.Future[Any]:
         if topic in self.unreachable:
             raise KafkaTimeoutError(f"no metadata for {topic}")
+        if len(value or b"") > self.max_bytes:
+            raise MessageSizeTooLargeError(f"the message is {len(value or b'')} bytes")
         self.sent.append(Sent(topic, value, key, partition, dict(headers or [])))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_result(None)

@@ -28,6 +28,7 @@ from contracts import (
 from contracts.codec import encode
 from contracts.envelope import ReplyAddress
 from contracts.replies import ReplyChunk
+from providers.call_retry import CallRetryPolicy
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from tests.conftest import Infra
@@ -49,8 +50,17 @@ REPLIES = "unit.v1.replies.caller"
 MODEL = "scripted-model"
 
 
+# Redis that stays away fails a claim in milliseconds here, not after the real ~15 s.
+FAST_LEDGER_RETRY = CallRetryPolicy(max_attempts=2, base_delay_s=0.01)
+
+
 class Fixture:
-    def __init__(self, chat: ScriptedChat | None = None, ledger: JobLedger | None = None) -> None:
+    def __init__(
+        self,
+        chat: ScriptedChat | None = None,
+        ledger: JobLedger | None = None,
+        ledger_retry: CallRetryPolicy = FAST_LEDGER_RETRY,
+    ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = MemoryPublisher()
         self.metrics = WorkerMetrics("generate")
@@ -65,6 +75,7 @@ class Fixture:
             retries=RedeliveryScheduler(
                 self.publisher, "generate", NAMESPACE, RetryPolicy(max_retries=2)
             ),
+            ledger_retry=ledger_retry,
         )
 
     def count(self, outcome: Outcome) -> float:
@@ -320,6 +331,40 @@ async def test_a_redelivered_job_replies_with_the_next_attempt_without_the_ledge
     chunks = job.publisher.replies(REPLIES)
     assert {c.attempt for c in chunks} == {2}
     assert [c.seq for c in chunks] == [0, 1, 2, 3]  # a fresh stream, numbered from 0
+
+
+async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error() -> None:
+    dead_redis = aioredis.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        job = Fixture(ledger=JobLedger(dead_redis, "unit"))
+        await job.runner.run(_record(encode(_request())))
+    finally:
+        await dead_redis.aclose()
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.LEDGER_UNAVAILABLE
+    assert "Redis is unavailable" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.PROVIDER_DOWN
+    assert final.retryable
+    assert job.chat.calls == 0
+
+
+async def test_a_reply_too_large_for_the_broker_is_a_typed_error_at_once() -> None:
+    job = Fixture(ScriptedChat(pieces=("x" * 5000,)))
+    job.publisher.max_bytes = 4000
+    await job.runner.run(_record(encode(_request("big-1"))))
+    ((reason, _),) = job.dead_letters()
+    assert reason == DeadLetterReason.REPLY_TOO_LARGE
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.INVALID_INPUT
+    assert "too large for one reply message" in final.message
+    assert final.seq == 0  # numbered as the refused chunk was: the caller waits for seq 0
+    # The caller's reply topic is not taken for gone: its next request is answered.
+    job.publisher.max_bytes = 1_048_576
+    await job.runner.run(_record(encode(_request("small-1"))))
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
 
 
 def test_the_stamper_numbers_chunks_from_zero() -> None:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import msgspec
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -30,6 +30,7 @@ from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from contracts.replies import EmbedResult, ErrorReply, Final, GenerateResult, ReplyChunk
 from producer_sdk.tracing import extract_context
+from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
 from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
@@ -44,6 +45,10 @@ from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("ai_job_fleet.workers")
+
+# Redis away for a moment (a restart, a failover) should not end a job: about 15 s of
+# retries with backoff before the job is answered provider_down.
+LEDGER_RETRY = CallRetryPolicy(max_attempts=6, base_delay_s=0.5, max_delay_s=5.0)
 
 
 class Outcomes:
@@ -199,13 +204,23 @@ class Claim(Link):
     before it started is skipped, a poison job is ended; otherwise the job runs holding the
     lock, and its final reply is stored (or the job released for the next delivery)."""
 
-    def __init__(self, outcomes: Outcomes, ledger: JobLedger) -> None:
+    def __init__(
+        self, outcomes: Outcomes, ledger: JobLedger, retry: CallRetryPolicy = LEDGER_RETRY
+    ) -> None:
         self._outcomes = outcomes
         self._ledger = ledger
+        self._retry = retry
 
     async def __call__(self, job: Job) -> None:
         request_id = job.request.request_id
-        claim = await self._ledger.claim(request_id, submission_of(job.request))
+        submission = submission_of(job.request)
+        try:
+            claim = await call_with_retry(
+                lambda: self._ledger.claim(request_id, submission), self._retry, name="ledger.claim"
+            )
+        except ProviderError as exc:
+            await self._unavailable(job, exc)
+            return
         if isinstance(claim, AlreadyDone):
             await self._replay(job, claim.final_reply)
             return
@@ -221,11 +236,39 @@ class Claim(Link):
             async with self._ledger.held(request_id):
                 await self.call_next(job)
             if job.final is not None:
-                await self._ledger.finish(request_id, encode(job.final))
+                await self._store_final(request_id, job.final)
                 finished = True
         finally:
             if not finished:
-                await self._ledger.release(request_id)
+                await self._release(request_id)
+
+    async def _unavailable(self, job: Job, exc: ProviderError) -> None:
+        """Redis stayed away for the whole retry budget: the job ends here, answered and
+        dead-lettered, rather than waiting uncommitted for a Redis that may not come back."""
+        log.error("job %s: the ledger is unavailable: %s", job.request.request_id, exc)
+        reason = DeadLetterReason.LEDGER_UNAVAILABLE
+        await self._outcomes.dead_letter(job.record, ErrorCode.PROVIDER_DOWN, reason, exc.detail)
+        message = f"the fleet's job ledger is unavailable ({exc.detail}); try again"
+        await self._outcomes.error_reply(job, ErrorCode.PROVIDER_DOWN, message)
+        await job.stream.flush()
+
+    async def _store_final(self, request_id: str, final: Final) -> None:
+        try:
+            await call_with_retry(
+                lambda: self._ledger.finish(request_id, encode(final)),
+                self._retry,
+                name="ledger.finish",
+            )
+        except ProviderError as exc:
+            # The caller has its answer; only a redelivery (a rebalance before the commit)
+            # would run the job again.
+            log.error("job %s answered, but its done record was not stored: %s", request_id, exc)
+
+    async def _release(self, request_id: str) -> None:
+        try:
+            await self._ledger.release(request_id)
+        except ProviderError as exc:  # the lock expires by itself
+            log.warning("job %s: its lock could not be released: %s", request_id, exc)
 
     async def _replay(self, job: Job, stored: bytes) -> None:
         """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
@@ -274,7 +317,10 @@ class Cancellation(Link):
             job.final = None
             self._metrics.outcome(Outcome.CANCELLED)
             if self._ledger is not None:
-                await self._ledger.cancel(request_id, submission_of(job.request))
+                try:
+                    await self._ledger.cancel(request_id, submission_of(job.request))
+                except ProviderError as exc:  # a later redelivery would run it: say so
+                    log.warning("job %s: its cancel was not recorded: %s", request_id, exc)
         finally:
             self._running.pop(request_id, None)
             self._cancelled.discard(request_id)
@@ -336,6 +382,18 @@ class RouteFailures(Link):
             await outcomes.error_reply(job, exc.code, exc.detail)
         except ConfigError as exc:
             await outcomes.error_reply(job, ErrorCode.INVALID_INPUT, str(exc))
+        except MessageSizeTooLargeError as exc:
+            # The result does not fit one Kafka message: the caller is there, and gets a small
+            # typed error at once instead of waiting for its deadline.
+            log.warning("job %s: its reply is too large: %s", job.request.request_id, exc)
+            reason = DeadLetterReason.REPLY_TOO_LARGE
+            await outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, str(exc))
+            message = (
+                f"the {outcomes.kind} result is too large for one reply message ({exc}); "
+                "ask for less per request (fewer texts, fewer tokens)"
+            )
+            job.stamper.resume_at(job.stream.sent)  # the refused chunk's number
+            await outcomes.error_reply(job, ErrorCode.INVALID_INPUT, message)
         except KafkaError:
             raise  # the reply could not be sent: CatchUndeliverable's, not the handler's fault
         except Exception as exc:

@@ -27,6 +27,11 @@ class ChunkStamper:
         self._seq += 1
         return seq
 
+    def resume_at(self, seq: int) -> None:
+        """Number the next chunk ``seq``: after a chunk that was never sent, the caller (who
+        takes chunks strictly in order) still waits for that number."""
+        self._seq = seq
+
     def delta(self, text: str) -> TextDelta:
         return TextDelta(
             request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(), text=text
@@ -87,6 +92,7 @@ class ReplyStream:
         self._content_type = content_type
         self._headers = [(Header.CONTENT_TYPE, content_type.encode())]
         self._pending: list[asyncio.Future[Any]] = []
+        self.sent = 0  # chunks handed to the producer: also the next seq the caller expects
 
     async def send(self, chunk: ReplyChunk) -> None:
         if self._address is None:  # fire-and-forget request: nobody listens
@@ -99,6 +105,7 @@ class ReplyStream:
             headers=self._headers,
         )
         self._pending.append(future)
+        self.sent += 1
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.control import CancelJob
+from providers.call_retry import CallRetryPolicy
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.idempotency import JobLedger
@@ -18,6 +19,7 @@ from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryScheduler
 from workers.runtime.chain import Job, Link, chain
 from workers.runtime.links import (
+    LEDGER_RETRY,
     Cancellation,
     CatchUndeliverable,
     Claim,
@@ -47,6 +49,7 @@ class JobRunner:
         metrics: WorkerMetrics,
         ledger: JobLedger | None = None,
         retries: RedeliveryScheduler | None = None,
+        ledger_retry: CallRetryPolicy = LEDGER_RETRY,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
@@ -57,7 +60,7 @@ class JobRunner:
             Decode(outcomes, producer, max_payload_bytes),
             SkipGoneReplyTopics(outcomes, gone),
             Deadline(metrics),
-            *([Claim(outcomes, ledger)] if ledger is not None else []),
+            *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
             self._cancellation,
             Metered(metrics, kind),
             RouteFailures(outcomes, retries),
