@@ -9,6 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from contracts.names import (
     JOB_KINDS,
@@ -18,6 +19,7 @@ from contracts.names import (
     retry_topic,
 )
 from producer_sdk.topics import ensure_topics
+from providers.call_retry import CallRetryPolicy
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -30,6 +32,9 @@ from workers.runtime.runner import JobRunner
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+# How often a worker tries a broker that is not there yet: 0.5 s, doubling up to 10 s.
+_BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none")
 
 WORKER_KINDS = JOB_KINDS
 
@@ -70,7 +75,9 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
-        await ensure_topics(s.bootstrap_servers, self._topics())
+        if not await self._wait_for_broker():
+            log.info("%s worker stopped before Kafka was reachable", self.kind)
+            return
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.handler.aclose)
             producer = AIOKafkaProducer(
@@ -123,6 +130,30 @@ class Worker:
             finally:
                 ready_watch.cancel()
         log.info("%s worker stopped", self.kind)
+
+    async def _wait_for_broker(self) -> bool:
+        """Create this kind's topics, waiting (with backoff, saying so once) for a broker that
+        is not reachable yet. False when the worker was stopped meanwhile."""
+        s = self.settings
+        waiting = 0
+        while not self._stop_requested.is_set():
+            try:
+                await ensure_topics(s.bootstrap_servers, self._topics())
+            except (KafkaError, OSError) as exc:
+                if not waiting:
+                    log.warning(
+                        "%s worker: Kafka at %s is not reachable (%s); waiting for it",
+                        self.kind, s.bootstrap_servers, exc,
+                    )  # fmt: skip
+                delay = _BROKER_WAIT.backoff_s(min(waiting, 5))
+                waiting += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+                continue
+            if waiting:
+                log.info("%s worker: Kafka is reachable after %d tries", self.kind, waiting + 1)
+            return True
+        return False
 
     def _topics(self) -> dict[str, int]:
         """This kind's topics and their partition counts."""

@@ -110,3 +110,24 @@ async def test_a_model_that_fails_its_start_up_check_stops_the_worker_naming_it(
     assert code == 2
     assert "fleet: chat provider 'local-llama' failed its start-up check" in output
     assert "does not look like a valid GGUF model file" in output
+
+
+@pytest.mark.model
+async def test_a_worker_waits_for_a_broker_that_is_not_there_yet(
+    infra: Infra, namespace: str
+) -> None:
+    env = {**os.environ, "FLEET_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+           "FLEET_REDIS_URL": infra.redis_url, "FLEET_NAMESPACE": namespace}  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.ops.cli", "worker", "embed", cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    await asyncio.sleep(8)  # long enough for several reconnect attempts
+    assert process.returncode is None, "the worker gave up instead of waiting"
+    process.terminate()
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    text = output.decode()
+    assert process.returncode == 0
+    assert text.count("is not reachable") == 1  # said once, not per attempt
+    assert text.count("Unable connect to") == 1  # aiokafka's own line, once per outage
+    assert "stopped before Kafka was reachable" in text
