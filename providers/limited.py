@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Generic, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-
 from contracts.generate import ChatMessage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
 from providers.ratelimit import RateLimit, RedisRateLimiter
+from providers.redis_client import connect_redis
 from providers.tokens import estimate_tokens
 
 
@@ -40,7 +39,7 @@ class _Limited(Generic[Inner]):
     ) -> None:
         self._inner = inner
         self.name = inner.name
-        self._redis = aioredis.Redis.from_url(redis_url)
+        self._redis = connect_redis(redis_url)
         self._limiter = RedisRateLimiter(self._redis, f"{category}:{inner.name}", limit)
         self._max_wait_s = max_wait_s
 

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -20,6 +19,7 @@ from contracts.names import (
 )
 from producer_sdk.topics import ensure_topics
 from providers.call_retry import CallRetryPolicy
+from providers.redis_client import connect_redis
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -172,7 +172,7 @@ class Worker:
         s = self.settings
         ledger = None
         if s.idempotency:
-            redis = aioredis.Redis.from_url(s.redis_url)
+            redis = connect_redis(s.redis_url)
             stack.push_async_callback(redis.aclose)
             ledger = JobLedger(
                 redis,

@@ -14,6 +14,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from contracts.generate import ChatMessage
+from providers.redis_client import connect_redis
 from providers.registry import parse_config
 from providers.secrets import Secret
 from providers.tokens import estimate_tokens
@@ -37,7 +38,7 @@ class RedisMemory:
 
     def __init__(self, config: RedisMemoryConfig, client: aioredis.Redis | None = None) -> None:
         self._config = config
-        self._redis = client or aioredis.Redis.from_url(config.url.reveal())
+        self._redis = client or connect_redis(config.url.reveal())
 
     def key(self, tenant: str, session_id: str) -> str:
         return f"{self._config.key_prefix}:{tenant}:{session_id}"

@@ -23,6 +23,7 @@ from contracts.errors import ErrorCode
 from contracts.replies import VectorMatch
 from contracts.vectors import Metadata
 from providers.errors import ProviderError
+from providers.redis_client import connect_redis
 from providers.registry import parse_config
 from providers.secrets import Secret
 from providers.vectorstores.base import VectorItem, batch_dimension
@@ -87,8 +88,8 @@ class RedisVectorStore:
     def __init__(self, config: RedisVectorsConfig, client: aioredis.Redis | None = None) -> None:
         self._config = config
         self._owns_client = client is None
-        self._redis = client or aioredis.Redis.from_url(
-            config.url.reveal(), socket_timeout=config.socket_timeout_s
+        self._redis = client or connect_redis(
+            config.url.reveal(), socket_timeout_s=config.socket_timeout_s
         )
 
     def key(self, collection: str) -> str:

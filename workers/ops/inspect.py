@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 
 import msgspec
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.names import JOB_KINDS, reply_topic, request_topic
+from providers.redis_client import connect_redis
 from workers.idempotency import JobKeys
 from workers.settings import WorkerSettings
 
@@ -65,7 +65,7 @@ class JobState(msgspec.Struct, frozen=True):
 
 async def job_state(settings: WorkerSettings, request_id: str) -> JobState:
     """What the once-only ledger knows of one request id."""
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings.redis_url)
     keys = JobKeys.of(settings.namespace, request_id)
     try:
         attempts, lock, done = await redis.mget(keys.attempt, keys.lock, keys.done)
