@@ -28,6 +28,7 @@ from workers.idempotency import JobLedger
 from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
+from workers.runtime.publisher import broker_topic_probe
 from workers.runtime.runner import JobRunner
 from workers.settings import WorkerSettings
 
@@ -190,6 +191,7 @@ class Worker:
             metrics=self.metrics,
             ledger=ledger,
             retries=RedeliveryScheduler(producer, self.kind, s.namespace, s.retry),
+            topic_probe=broker_topic_probe(producer),
         )
         return JobConsumer(
             consumer=await self._consumer(stack, s.group_for(self.kind)),

@@ -39,6 +39,7 @@ from workers.handlers.generate import GenerateHandler
 from workers.idempotency import JobLedger
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, RetryPolicy
+from workers.runtime.publisher import TopicProbe
 from workers.runtime.records import Record
 from workers.runtime.reply_stream import ChunkStamper
 from workers.runtime.runner import JobRunner
@@ -60,6 +61,7 @@ class Fixture:
         chat: ScriptedChat | None = None,
         ledger: JobLedger | None = None,
         ledger_retry: CallRetryPolicy = FAST_LEDGER_RETRY,
+        topic_probe: TopicProbe | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = MemoryPublisher()
@@ -76,6 +78,7 @@ class Fixture:
                 self.publisher, "generate", NAMESPACE, RetryPolicy(max_retries=2)
             ),
             ledger_retry=ledger_retry,
+            topic_probe=topic_probe,
         )
 
     def count(self, outcome: Outcome) -> float:
@@ -240,8 +243,15 @@ async def test_a_non_retryable_provider_error_is_answered_without_a_retry() -> N
     assert job.dead_letters() == []
 
 
+def _probe(answer: bool | None) -> TopicProbe:
+    async def exists(topic: str) -> bool | None:
+        return answer
+
+    return exists
+
+
 async def test_an_unreachable_reply_topic_dead_letters_the_job_and_skips_the_next() -> None:
-    job = Fixture()
+    job = Fixture(topic_probe=_probe(False))  # the broker says the topic is gone
     job.publisher.unreachable.add(REPLIES)
     await job.runner.run(_record(encode(_request("job-1"))))
     await job.runner.run(_record(encode(_request("job-2"))))
@@ -365,6 +375,22 @@ async def test_a_reply_too_large_for_the_broker_is_a_typed_error_at_once() -> No
     job.publisher.max_bytes = 1_048_576
     await job.runner.run(_record(encode(_request("small-1"))))
     assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+
+
+@pytest.mark.parametrize("broker_says", [True, None], ids=["topic exists", "no answer"])
+async def test_a_transient_broker_error_redelivers_the_job_and_dead_letters_nothing(
+    broker_says: bool | None,
+) -> None:
+    job = Fixture(topic_probe=_probe(broker_says))
+    job.publisher.unreachable.add(REPLIES)  # a broker restarting, a leader moving
+    await job.runner.run(_record(encode(_request("job-1"))))
+    assert job.dead_letters() == []
+    (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
+    assert parked.headers[Header.RETRY_COUNT] == b"1"
+    job.publisher.unreachable.clear()  # the broker is back
+    await job.runner.run(_record(encode(_request("job-2"))))
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+    assert job.chat.calls == 2  # the second job ran: the topic was not taken for gone
 
 
 def test_the_stamper_numbers_chunks_from_zero() -> None:

@@ -39,7 +39,7 @@ from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedg
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, retry_count
 from workers.runtime.chain import Job, Link
-from workers.runtime.publisher import Publisher
+from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import Record, header
 from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 
@@ -100,25 +100,52 @@ class Traced(Link):
 
 
 class CatchUndeliverable(Link):
-    """A reply the broker would not take (typically: the caller's reply topic is gone):
-    the job is dead-lettered, and the topic remembered so later jobs for it skip the model."""
+    """A reply the broker would not take. Asked whether the caller's reply topic still
+    exists, the broker says no: the caller went away, so the job is dead-lettered and the
+    topic remembered (later jobs for it skip the model). Anything else (a broker restarting,
+    a leader moving) is transient: the job is redelivered through a retry tier, and nothing
+    of a live caller is dead-lettered."""
 
-    def __init__(self, outcomes: Outcomes, gone: GoneTopics) -> None:
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        gone: GoneTopics,
+        probe: TopicProbe | None,
+        retries: RedeliveryScheduler | None,
+    ) -> None:
         self._outcomes = outcomes
         self._gone = gone
+        self._probe = probe
+        self._retries = retries
 
     async def __call__(self, job: Job) -> None:
         try:
             await self.call_next(job)
         except KafkaError as exc:
             record = job.record
-            log.warning("replies for %s undeliverable: %s", job.where, exc)
             head = decode_request_head(record.value or b"", header(record, Header.CONTENT_TYPE))
-            if head is not None and head.reply_to is not None:
-                self._gone.mark(head.reply_to.topic)
+            topic = head.reply_to.topic if head is not None and head.reply_to else None
+            exists = await self._probe(topic) if topic and self._probe else False
+            if exists is not False and await self._redeliver(job, exc):
+                return
+            log.warning("replies for %s undeliverable: %s", job.where, exc)
+            if topic is not None and exists is False:
+                self._gone.mark(topic)
             await self._outcomes.dead_letter(
                 record, ErrorCode.INTERNAL, DeadLetterReason.REPLY_UNDELIVERABLE, repr(exc)
             )
+
+    async def _redeliver(self, job: Job, exc: KafkaError) -> bool:
+        """Park the job for a later try; False when its retry budget is spent."""
+        if self._retries is None or self._retries.exhausted(job.record):
+            return False
+        log.warning("replies for %s failed for now (%s): redelivering the job", job.where, exc)
+        error = ProviderError(ErrorCode.PROVIDER_DOWN, "kafka.reply", repr(exc))
+        delay = await self._retries.schedule(job.record, error)
+        metrics = self._outcomes.metrics
+        metrics.outcome(Outcome.RETRIED)
+        metrics.redeliveries.labels(self._outcomes.kind, f"{delay:g}").inc()
+        return True
 
 
 class Decode(Link):

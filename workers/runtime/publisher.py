@@ -8,8 +8,11 @@ an in-memory publisher and drive every outcome of a job without a broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -34,3 +37,24 @@ class Publisher(Protocol):
         timestamp_ms: int | None = None,
         headers: Headers | None = None,
     ) -> Any: ...
+
+
+# Whether a topic exists, asked of the broker: None when the broker did not answer.
+TopicProbe = Callable[[str], Awaitable[bool | None]]
+
+_PROBE_TIMEOUT_S = 5.0
+
+
+def broker_topic_probe(producer: AIOKafkaProducer) -> TopicProbe:
+    """A TopicProbe that asks the broker the producer talks to, through its metadata."""
+
+    async def exists(topic: str) -> bool | None:
+        try:
+            metadata = await asyncio.wait_for(
+                producer.client.fetch_all_metadata(), timeout=_PROBE_TIMEOUT_S
+            )
+        except (KafkaError, OSError, TimeoutError):
+            return None
+        return topic in metadata.topics()
+
+    return exists

@@ -32,7 +32,7 @@ from workers.runtime.links import (
     SkipGoneReplyTopics,
     Traced,
 )
-from workers.runtime.publisher import Publisher
+from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import Record
 from workers.runtime.reply_stream import GoneTopics
 
@@ -50,13 +50,14 @@ class JobRunner:
         ledger: JobLedger | None = None,
         retries: RedeliveryScheduler | None = None,
         ledger_retry: CallRetryPolicy = LEDGER_RETRY,
+        topic_probe: TopicProbe | None = None,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
         self._cancellation = Cancellation(metrics, ledger)
         links: list[Link] = [
             Traced(),
-            CatchUndeliverable(outcomes, gone),
+            CatchUndeliverable(outcomes, gone, topic_probe, retries),
             Decode(outcomes, producer, max_payload_bytes),
             SkipGoneReplyTopics(outcomes, gone),
             Deadline(metrics),
