@@ -15,8 +15,17 @@ class MemoryStore(Protocol):
         """The stored turns of one session, oldest first."""
         ...
 
-    async def append(self, tenant: str, session_id: str, messages: list[ChatMessage]) -> None:
-        """Add turns to a session, keeping only the configured window."""
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        messages: list[ChatMessage],
+        *,
+        turn_id: str | None = None,
+    ) -> None:
+        """Add turns to a session, keeping only the configured window. Appending again with
+        the same ``turn_id`` replaces what was appended under it: a job that ran twice (its
+        worker died after saving) leaves only its last answer, once."""
         ...
 
     async def clear(self, tenant: str, session_id: str) -> None: ...

@@ -19,6 +19,23 @@ from providers.registry import parse_config
 from providers.secrets import Secret
 from providers.tokens import estimate_tokens
 
+# KEYS: the session's list, the turn's record. ARGV: max messages, ttl s, the messages.
+# The turn's earlier messages (from a run of the same job that did not finish) are removed
+# from the list's end first, so each turn is kept once.
+_APPEND_TURN: Final = """
+local earlier = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = #earlier, 1, -1 do redis.call('LREM', KEYS[1], -1, earlier[i]) end
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(ChatMessage)
 
@@ -39,6 +56,7 @@ class RedisMemory:
     def __init__(self, config: RedisMemoryConfig, client: aioredis.Redis | None = None) -> None:
         self._config = config
         self._redis = client or connect_redis(config.url.reveal())
+        self._append_turn = self._redis.register_script(_APPEND_TURN)
 
     def key(self, tenant: str, session_id: str) -> str:
         return f"{self._config.key_prefix}:{tenant}:{session_id}"
@@ -57,12 +75,26 @@ class RedisMemory:
             kept.append(message)
         return kept[::-1]
 
-    async def append(self, tenant: str, session_id: str, messages: list[ChatMessage]) -> None:
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        messages: list[ChatMessage],
+        *,
+        turn_id: str | None = None,
+    ) -> None:
         if not messages:
             return
         key = self.key(tenant, session_id)
+        encoded = [_encoder.encode(m) for m in messages]
+        if turn_id is not None:
+            turn_key = f"{key}:turn:{turn_id}"
+            await self._append_turn(
+                keys=[key, turn_key], args=[self._config.max_messages, self._config.ttl_s, *encoded]
+            )
+            return
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *[_encoder.encode(m) for m in messages])
+            pipe.rpush(key, *encoded)
             pipe.ltrim(key, -self._config.max_messages, -1)
             pipe.expire(key, self._config.ttl_s)
             await pipe.execute()

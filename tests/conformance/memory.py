@@ -39,3 +39,14 @@ class MemoryStoreConformance:
         await store.append("acme", "s", turn(1))
         assert await store.history("globex", "s") == []
         assert await store.history("acme", "other") == []
+
+    async def test_a_turn_appended_again_replaces_itself(self, store: MemoryStore) -> None:
+        await store.append("tenant", "s", turn(1), turn_id="request-1")
+        first_run = [
+            ChatMessage(role="user", content="q"),
+            ChatMessage(role="assistant", content="a"),
+        ]
+        await store.append("tenant", "s", first_run, turn_id="request-2")
+        rerun = [ChatMessage(role="user", content="q"), ChatMessage(role="assistant", content="b")]
+        await store.append("tenant", "s", rerun, turn_id="request-2")  # the job ran again
+        assert await store.history("tenant", "s") == [*turn(1), *rerun]

@@ -54,7 +54,9 @@ class GenerateHandler:
         text = "".join(pieces)
         if self._memory is not None and request.session_id is not None:
             turns = [*request.messages, ChatMessage(role="assistant", content=text)]
-            await self._memory.append(request.tenant, request.session_id, turns)
+            await self._memory.append(
+                request.tenant, request.session_id, turns, turn_id=request.request_id
+            )
         yield GenerateResult(
             request_id=stamper.request_id,
             attempt=stamper.attempt,
