@@ -52,6 +52,8 @@ class Header:
 
     CONTENT_TYPE: Final = "content-type"
     REQUEST_ID: Final = "fleet-request-id"
+    # HMAC of the message bytes with the tenant's key (contracts/signing.py).
+    TENANT_SIGNATURE: Final = "fleet-tenant-signature"
     # Why a message was dead-lettered: a DeadLetterReason value; what happened, in words.
     DLQ_REASON: Final = "fleet-dlq-reason"
     DLQ_DETAIL: Final = "fleet-dlq-detail"
@@ -85,6 +87,8 @@ class DeadLetterReason(enum.StrEnum):
     REPLY_UNDELIVERABLE = "reply_undeliverable"
     REPLY_TOPIC_GONE = "reply_topic_gone"
     REPLY_TOO_LARGE = "reply_too_large"  # a result over the broker's message size
+    # Its tenant could not be verified (no signature, a wrong one, or an unknown tenant).
+    TENANT_UNVERIFIED = "tenant_unverified"
     # The job failed for good.
     LEDGER_UNAVAILABLE = "ledger_unavailable"  # Redis, which once-only execution needs, is down
     RETRIES_EXHAUSTED = "retries_exhausted"

@@ -15,6 +15,7 @@ from contracts.control import CancelJob, submission_of
 from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, control_topic, request_topic
+from contracts.signing import sign
 from producer_sdk.replies import ReplyRouter
 from producer_sdk.topics import delete_topics, ensure_topics
 from producer_sdk.tracing import inject_headers
@@ -30,9 +31,15 @@ class ClientChannel:
     end before any request goes out; ``close`` deletes the topic."""
 
     def __init__(
-        self, bootstrap_servers: str, namespace: str, reply_address: ReplyAddress, content_type: str
+        self,
+        bootstrap_servers: str,
+        namespace: str,
+        reply_address: ReplyAddress,
+        content_type: str,
+        tenant_key: bytes | None = None,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._tenant_key = tenant_key
         self._namespace = namespace
         self._reply_topic = reply_address.topic
         self._content_type = content_type
@@ -86,12 +93,12 @@ class ClientChannel:
                 (Header.REQUEST_ID, request.request_id.encode()),
             ]
         )
+        payload = encode(request, self._content_type)
+        if self._tenant_key is not None:
+            headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
         try:
             await self._producer.send_and_wait(
-                topic,
-                encode(request, self._content_type),
-                key=request.request_id.encode(),
-                headers=headers,
+                topic, payload, key=request.request_id.encode(), headers=headers
             )
         except KafkaTimeoutError as exc:
             raise FleetError(

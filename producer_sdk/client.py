@@ -87,8 +87,12 @@ class FleetClient:
         client_id: str | None = None,
         default_timeout_s: float = 120.0,
         content_type: str = ContentType.MSGPACK,
+        tenant_key: str | bytes | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # Signs every request (contracts/signing.py): workers with tenant keys configured run
+        # a request only for the tenant whose key signed it.
+        self._tenant_key = tenant_key.encode() if isinstance(tenant_key, str) else tenant_key
         self.namespace = namespace
         self.tenant = tenant
         self.client_id = client_id or uuid.uuid4().hex
@@ -99,7 +103,11 @@ class FleetClient:
 
     async def __aenter__(self) -> Self:
         channel = ClientChannel(
-            self.bootstrap_servers, self.namespace, self.reply_address, self.content_type
+            self.bootstrap_servers,
+            self.namespace,
+            self.reply_address,
+            self.content_type,
+            self._tenant_key,
         )
         await channel.open()
         self._channel = channel

@@ -192,6 +192,7 @@ class Worker:
             ledger=ledger,
             retries=RedeliveryScheduler(producer, self.kind, s.namespace, s.retry),
             topic_probe=broker_topic_probe(producer),
+            tenant_keys=s.tenant_verification(),
         )
         return JobConsumer(
             consumer=await self._consumer(stack, s.group_for(self.kind)),

@@ -12,6 +12,7 @@ import msgspec
 from contracts.errors import ConfigError
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE
 from providers.ratelimit import RateLimit
+from providers.secrets import Secret, decode_secret
 from workers.retry import RetryPolicy
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -67,6 +68,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # How long a produce (and the wait for a topic's metadata) may take: also how long a
     # reply to a client that went away holds a job before it is dead-lettered.
     kafka_request_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 15_000
+    # Each tenant's signing key (contracts/signing.py). With any key configured, a request
+    # runs only when its tenant's key signed it (verify_tenants = false turns that off).
+    tenant_keys: dict[str, Secret] = msgspec.field(default_factory=dict)
+    verify_tenants: bool | None = None
     # Once-only execution and crash takeover through Redis (workers/idempotency.py).
     idempotency: bool = True
     lock_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
@@ -102,6 +107,13 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             for name, value in msgspec.structs.asdict(self).items()
         )
         return f"WorkerSettings({fields})"
+
+    def tenant_verification(self) -> dict[str, bytes] | None:
+        """The keys to verify tenants with, or None when tenants are taken as declared."""
+        enabled = self.verify_tenants if self.verify_tenants is not None else bool(self.tenant_keys)
+        if not enabled:
+            return None
+        return {tenant: key.reveal().encode() for tenant, key in self.tenant_keys.items()}
 
     def group_for(self, kind: str) -> str:
         return self.group_id or f"{self.namespace}.{kind}.workers"
@@ -141,7 +153,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> WorkerSettings:
             raw[field] = value
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return msgspec.convert(raw, WorkerSettings)
+        return msgspec.convert(raw, WorkerSettings, dec_hook=decode_secret)
     except msgspec.ValidationError as exc:
         where = f" in {str(path)!r}" if path else ""
         raise ConfigError(f"invalid worker settings{where}: {exc}") from exc

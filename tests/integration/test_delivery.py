@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from contracts import ErrorCode, GenerateResult, Header, TextDelta
 from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
 from providers.router import ModelRouter
+from providers.secrets import Secret
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
@@ -222,3 +223,27 @@ async def test_jobs_of_a_client_that_went_away_are_dead_lettered_without_running
     reasons = sorted(dict(r.headers)[Header.DLQ_REASON].decode() for r in dead)
     assert reasons == ["reply_topic_gone", "reply_undeliverable"]
     assert chat.calls == 1  # the second job was not run for nobody
+
+
+async def test_a_forged_tenant_is_refused_end_to_end(
+    settings: WorkerSettings, infra: Infra
+) -> None:
+    keys = {"acme": Secret("acme-signing-key"), "globex": Secret("globex-signing-key")}
+    settings = msgspec.structs.replace(settings, tenant_keys=keys)
+    chat = ScriptedChat()
+
+    def client(key: str) -> FleetClient:
+        return FleetClient(
+            infra.bootstrap_servers, namespace=settings.namespace, tenant="acme", tenant_key=key
+        )
+
+    async with running(settings, chat):
+        async with client("acme-signing-key") as acme:
+            answer = await acme.generate("hi", model=MODEL)
+        async with client("globex-signing-key") as forger:  # globex posing as acme
+            with pytest.raises(FleetRequestError) as info:
+                await forger.generate("hi", model=MODEL)
+    assert answer.text == "Hello, world"
+    assert info.value.code is ErrorCode.AUTH
+    assert "does not match tenant 'acme'" in str(info.value)
+    assert chat.calls == 1

@@ -28,6 +28,7 @@ from contracts import (
 from contracts.codec import encode
 from contracts.envelope import ReplyAddress
 from contracts.replies import ReplyChunk
+from contracts.signing import sign
 from providers.call_retry import CallRetryPolicy
 from providers.errors import ProviderError
 from providers.router import ModelRouter
@@ -62,6 +63,7 @@ class Fixture:
         ledger: JobLedger | None = None,
         ledger_retry: CallRetryPolicy = FAST_LEDGER_RETRY,
         topic_probe: TopicProbe | None = None,
+        tenant_keys: dict[str, bytes] | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = MemoryPublisher()
@@ -79,6 +81,7 @@ class Fixture:
             ),
             ledger_retry=ledger_retry,
             topic_probe=topic_probe,
+            tenant_keys=tenant_keys,
         )
 
     def count(self, outcome: Outcome) -> float:
@@ -391,6 +394,54 @@ async def test_a_transient_broker_error_redelivers_the_job_and_dead_letters_noth
     await job.runner.run(_record(encode(_request("job-2"))))
     assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
     assert job.chat.calls == 2  # the second job ran: the topic was not taken for gone
+
+
+KEYS = {"acme": b"acme-secret-key", "globex": b"globex-secret-key"}
+
+
+def _signed(request: GenerateRequest, key: bytes | None) -> Record:
+    value = encode(request)
+    headers = [] if key is None else [(Header.TENANT_SIGNATURE, sign(key, value))]
+    return _record(value, headers)
+
+
+async def test_a_request_signed_with_its_tenants_key_runs() -> None:
+    job = Fixture(tenant_keys=KEYS)
+    await job.runner.run(_signed(_request(tenant="acme"), KEYS["acme"]))
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+    assert job.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("tenant", "key", "why"),
+    [
+        ("acme", KEYS["globex"], "does not match tenant 'acme'"),  # globex posing as acme
+        ("acme", None, "not signed"),
+        ("initech", KEYS["acme"], "'initech' is not configured"),
+    ],
+    ids=["forged", "unsigned", "unknown tenant"],
+)
+async def test_a_request_whose_tenant_cannot_be_verified_is_refused_with_auth(
+    tenant: str, key: bytes | None, why: str
+) -> None:
+    job = Fixture(tenant_keys=KEYS)
+    await job.runner.run(_signed(_request(tenant=tenant), key))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.TENANT_UNVERIFIED
+    assert why in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.AUTH
+    assert job.chat.calls == 0  # nothing ran, nothing was read
+
+
+async def test_a_signature_covers_every_byte_of_the_request() -> None:
+    job = Fixture(tenant_keys=KEYS)
+    record = _signed(_request(tenant="acme"), KEYS["acme"])
+    tampered = encode(_request(tenant="acme", max_tokens=999))
+    await job.runner.run(_record(tampered, list(record.headers)))
+    ((reason, _),) = job.dead_letters()
+    assert reason == DeadLetterReason.TENANT_UNVERIFIED
 
 
 def test_the_stamper_numbers_chunks_from_zero() -> None:

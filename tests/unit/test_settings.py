@@ -80,3 +80,14 @@ def test_settings_reprs_hide_keys_and_passwords() -> None:
     assert "sk-abc" not in text
     assert "redis://:***@127.0.0.1:6379/0" in text
     assert "config keys=[api_key, models]" in text
+
+
+def test_tenant_keys_turn_verification_on_and_never_print(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text('[tenant_keys]\nacme = "acme-signing-key"\n')
+    settings = load_settings(config)
+    assert settings.tenant_verification() == {"acme": b"acme-signing-key"}
+    assert "acme-signing-key" not in repr(settings)
+    config.write_text('verify_tenants = false\n[tenant_keys]\nacme = "acme-signing-key"\n')
+    assert load_settings(config).tenant_verification() is None
+    assert load_settings().tenant_verification() is None  # no keys: tenants as declared

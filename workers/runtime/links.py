@@ -1,6 +1,7 @@
 """The links of the job runner's chain, outermost first; each does one thing.
 
-Traced, CatchUndeliverable, Decode, SkipGoneReplyTopics, Deadline, Claim (with the ledger),
+Traced, CatchUndeliverable, Decode, VerifyTenant (with tenant keys), SkipGoneReplyTopics,
+Deadline, Claim (with the ledger),
 Cancellation, Metered, RouteFailures, and RunHandler at the end (workers/runtime/runner.py
 puts them together). Every failure has a place: a dead letter with its reason, an error
 reply, a retry, or (for cancellation and shutdown) a job handed back unfinished.
@@ -29,6 +30,7 @@ from contracts.control import CancelJob, submission_of
 from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from contracts.replies import EmbedResult, ErrorReply, Final, GenerateResult, ReplyChunk
+from contracts.signing import verify
 from producer_sdk.tracing import extract_context
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
@@ -190,6 +192,34 @@ class Decode(Link):
         stream = ReplyStream(self._producer, head.reply_to, job.content_type)
         await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
         await stream.flush()
+
+
+class VerifyTenant(Link):
+    """With tenant keys configured, a request runs only for the tenant whose key signed its
+    bytes; a forged or unsigned one is answered `auth` and dead-lettered, and reads nothing."""
+
+    def __init__(self, outcomes: Outcomes, keys: dict[str, bytes]) -> None:
+        self._outcomes = outcomes
+        self._keys = keys
+
+    async def __call__(self, job: Job) -> None:
+        tenant = job.request.tenant
+        key = self._keys.get(tenant)
+        signature = header(job.record, Header.TENANT_SIGNATURE)
+        if key is None:
+            why = f"tenant {tenant!r} is not configured on this worker"
+        elif signature is None:
+            why = f"the request is not signed, and tenant {tenant!r} requires a signature"
+        elif not verify(key, job.record.value or b"", signature.encode()):
+            why = f"the request's signature does not match tenant {tenant!r}'s key"
+        else:
+            await self.call_next(job)
+            return
+        log.warning("refusing %s: %s", job.where, why)
+        reason = DeadLetterReason.TENANT_UNVERIFIED
+        await self._outcomes.dead_letter(job.record, ErrorCode.AUTH, reason, why)
+        await self._outcomes.error_reply(job, ErrorCode.AUTH, why)
+        await job.stream.flush()
 
 
 class SkipGoneReplyTopics(Link):

@@ -31,6 +31,7 @@ from workers.runtime.links import (
     RunHandler,
     SkipGoneReplyTopics,
     Traced,
+    VerifyTenant,
 )
 from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import Record
@@ -51,6 +52,7 @@ class JobRunner:
         retries: RedeliveryScheduler | None = None,
         ledger_retry: CallRetryPolicy = LEDGER_RETRY,
         topic_probe: TopicProbe | None = None,
+        tenant_keys: dict[str, bytes] | None = None,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
@@ -59,6 +61,7 @@ class JobRunner:
             Traced(),
             CatchUndeliverable(outcomes, gone, topic_probe, retries),
             Decode(outcomes, producer, max_payload_bytes),
+            *([VerifyTenant(outcomes, tenant_keys)] if tenant_keys is not None else []),
             SkipGoneReplyTopics(outcomes, gone),
             Deadline(metrics),
             *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
