@@ -15,6 +15,7 @@ import pytest
 
 from contracts import ErrorCode, TranscribeResult, TranscriptSegment, VectorRecord
 from producer_sdk import FleetClient, FleetRequestError
+from tests.conftest import Infra
 from tests.integration.harness import serving
 from workers import Worker, WorkerSettings, build_handler
 from workers.metrics import WorkerMetrics
@@ -166,3 +167,27 @@ async def test_vectors_upsert_texts_query_filter_and_delete(
     assert deleted.deleted == 1
     assert after.matches is not None
     assert "kafka" not in [m.id for m in after.matches]
+
+
+async def test_vector_collections_are_namespaced_by_tenant(
+    settings: WorkerSettings, infra: Infra
+) -> None:
+    collection = f"shared_name_{uuid.uuid4().hex[:8]}"
+    probe = [1.0, 0.0, 0.0]
+
+    def client(tenant: str) -> FleetClient:
+        return FleetClient(infra.bootstrap_servers, namespace=settings.namespace, tenant=tenant)
+
+    async def ids(fleet: FleetClient) -> list[str]:
+        return [m.id for m in (await fleet.query(collection, vector=probe)).matches or []]
+
+    async with worker_of("vectors", settings), client("acme") as acme, client("globex") as globex:
+        await acme.upsert(collection, [VectorRecord(id="secret", vector=probe)])
+        assert await ids(acme) == ["secret"]
+        # Same collection name, another tenant: no such collection to read or delete from.
+        with pytest.raises(FleetRequestError) as info:
+            await ids(globex)
+        assert info.value.code is ErrorCode.NOT_FOUND
+        deleted = await globex.delete(collection, ["secret"])
+        assert not deleted.deleted
+        assert await ids(acme) == ["secret"]

@@ -19,6 +19,12 @@ from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 
+def tenant_collection(tenant: str, collection: str) -> str:
+    """The store's name for one tenant's collection: tenants never share one, and the
+    tenant's length makes the name unambiguous ("acme" + "docs" -> "t4_acme_docs")."""
+    return f"t{len(tenant)}_{tenant}_{collection}"
+
+
 class VectorsHandler:
     kind = "vectors"
 
@@ -42,11 +48,12 @@ class VectorsHandler:
                 f"vector store {request.store!r} is not configured on this worker; "
                 f"configured: {self._store.name}",
             )
+        collection = tenant_collection(request.tenant, request.collection)
         if isinstance(request, VectorUpsertRequest):
-            written = await self._store.upsert(request.collection, await self._items(request))
+            written = await self._store.upsert(collection, await self._items(request))
             yield _result(stamper, request.collection, upserted=written)
         elif isinstance(request, VectorDeleteRequest):
-            deleted = await self._store.delete(request.collection, request.ids)
+            deleted = await self._store.delete(collection, request.ids)
             yield _result(stamper, request.collection, deleted=deleted)
         else:
             vector = request.vector
@@ -54,7 +61,7 @@ class VectorsHandler:
                 assert request.text is not None  # the contract demands one of the two
                 vector = (await self._embed([request.text], request.embed_model))[0]
             matches = await self._store.query(
-                request.collection, vector, top_k=request.top_k, filter=request.filter
+                collection, vector, top_k=request.top_k, filter=request.filter
             )
             yield _result(stamper, request.collection, matches=matches)
 
