@@ -116,12 +116,17 @@ class ClientChannel:
             tenant=request.tenant,
             submission=submission_of(request),
         )
+        payload = encode(message)
+        headers = []
+        if self._tenant_key is not None:
+            headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
         try:
             await asyncio.wait_for(
                 self._producer.send(
                     control_topic(kind, self._namespace),
-                    encode(message),
+                    payload,
                     key=request.request_id.encode(),
+                    headers=headers,
                 ),
                 timeout=2.0,
             )

@@ -96,7 +96,12 @@ class Worker:
             stack.push_async_callback(control.stop)
             self._loops = [
                 main,
-                ControlListener(control, control_topic(self.kind, s.namespace), main.runner.cancel),
+                ControlListener(
+                    control,
+                    control_topic(self.kind, s.namespace),
+                    main.runner.cancel,
+                    s.tenant_verification(),
+                ),
             ]
             for delay in s.retry.tiers_s:
                 group = f"{s.group_for(self.kind)}.retry-{delay:g}s"

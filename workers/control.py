@@ -16,6 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts.codec import decode_control
 from contracts.control import CancelJob
 from contracts.errors import ContractError
+from contracts.names import Header
+from contracts.signing import verify
+from workers.runtime.records import Record, header
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,10 @@ class ControlListener:
         consumer: AIOKafkaConsumer,
         topic: str,
         on_cancel: Callable[[CancelJob], Awaitable[None]],
+        tenant_keys: dict[str, bytes] | None = None,
     ) -> None:
         self._consumer = consumer
+        self._tenant_keys = tenant_keys
         self._partition = TopicPartition(topic, 0)
         self._on_cancel = on_cancel
         self._stopping = asyncio.Event()
@@ -49,4 +54,20 @@ class ControlListener:
                             "ignoring a control message at offset %d: %s", record.offset, exc
                         )
                         continue
+                    if not self._verified(record, message):
+                        log.warning(
+                            "ignoring a cancel at offset %d: not signed by tenant %r",
+                            record.offset, message.tenant,
+                        )  # fmt: skip
+                        continue
                     await self._on_cancel(message)
+
+    def _verified(self, record: Record, message: CancelJob) -> bool:
+        """With tenant keys configured, only a cancel its tenant signed counts."""
+        if self._tenant_keys is None:
+            return True
+        key = self._tenant_keys.get(message.tenant)
+        signature = header(record, Header.TENANT_SIGNATURE)
+        return key is not None and verify(
+            key, record.value or b"", signature.encode() if signature else None
+        )

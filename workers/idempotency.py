@@ -203,6 +203,12 @@ class ScriptPipeline:
         return results
 
 
+def tenant_submission(tenant: str, submission: str) -> str:
+    """What tells one tenant's submission of a request id apart in the ledger's cancel
+    record: a cancel from another tenant never matches it."""
+    return f"{tenant}/{submission}"
+
+
 class JobLedger:
     """The Redis side of once-only execution for one namespace."""
 

@@ -444,6 +444,30 @@ async def test_a_signature_covers_every_byte_of_the_request() -> None:
     assert reason == DeadLetterReason.TENANT_UNVERIFIED
 
 
+async def test_another_tenants_cancel_stops_nothing() -> None:
+    job = Fixture(ScriptedChat(pieces=("a",) * 20, piece_delay_s=0.01))
+    running = asyncio.create_task(job.runner.run(_record(encode(_request()))))
+    while not job.publisher.on(REPLIES):  # noqa: ASYNC110 (polls the publisher's list)
+        await asyncio.sleep(0.01)
+    await job.runner.cancel(CancelJob(request_id="job-1", tenant="someone-else"))
+    await asyncio.wait_for(running, timeout=10)
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+    assert job.count(Outcome.CANCELLED) == 0
+
+
+@pytest.mark.redis
+async def test_another_tenants_cancel_of_a_queued_job_is_ignored(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    request = _request(deadline_ms=int(time.time() * 1000) + 60_000)
+    submission = str(request.deadline_ms)
+    await job.runner.cancel(
+        CancelJob(request_id="job-1", tenant="someone-else", submission=submission)
+    )
+    await job.runner.run(_record(encode(request)))
+    assert job.chat.calls == 1  # its own tenant never cancelled it
+    assert job.count(Outcome.SKIPPED_CANCELLED) == 0
+
+
 def test_the_stamper_numbers_chunks_from_zero() -> None:
     stamper = ChunkStamper("r", 2)
     assert [stamper.next_seq() for _ in range(3)] == [0, 1, 2]

@@ -37,7 +37,13 @@ from providers.errors import ProviderError
 from providers.telemetry import tracing_configured
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
-from workers.idempotency import AlreadyDone, Cancelled, CrashedTooOften, JobLedger
+from workers.idempotency import (
+    AlreadyDone,
+    Cancelled,
+    CrashedTooOften,
+    JobLedger,
+    tenant_submission,
+)
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, retry_count
 from workers.runtime.chain import Job, Link
@@ -270,7 +276,7 @@ class Claim(Link):
 
     async def __call__(self, job: Job) -> None:
         request_id = job.request.request_id
-        submission = submission_of(job.request)
+        submission = tenant_submission(job.request.tenant, submission_of(job.request))
         try:
             claim = await call_with_retry(
                 lambda: self._ledger.claim(request_id, submission), self._retry, name="ledger.claim"
@@ -356,14 +362,15 @@ class Cancellation(Link):
     def __init__(self, metrics: WorkerMetrics, ledger: JobLedger | None) -> None:
         self._metrics = metrics
         self._ledger = ledger
-        self._running: dict[str, asyncio.Task[Any]] = {}  # request id -> its job's task
+        # request id -> its job's task and tenant
+        self._running: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self._cancelled: set[str] = set()
 
     async def __call__(self, job: Job) -> None:
         request_id = job.request.request_id
         task = asyncio.current_task()
         assert task is not None
-        self._running[request_id] = task
+        self._running[request_id] = (task, job.request.tenant)
         try:
             await self.call_next(job)
         except asyncio.CancelledError:
@@ -375,7 +382,10 @@ class Cancellation(Link):
             self._metrics.outcome(Outcome.CANCELLED)
             if self._ledger is not None:
                 try:
-                    await self._ledger.cancel(request_id, submission_of(job.request))
+                    submission = submission_of(job.request)
+                    await self._ledger.cancel(
+                        request_id, tenant_submission(job.request.tenant, submission)
+                    )
                 except ProviderError as exc:  # a later redelivery would run it: say so
                     log.warning("job %s: its cancel was not recorded: %s", request_id, exc)
         finally:
@@ -383,13 +393,17 @@ class Cancellation(Link):
             self._cancelled.discard(request_id)
 
     async def cancel(self, message: CancelJob) -> None:
-        """The caller gave up: stop the job if it runs here, else make sure it never starts."""
-        task = self._running.get(message.request_id)
-        if task is not None:
-            self._cancelled.add(message.request_id)
-            task.cancel()
+        """The caller gave up: stop the job if it runs here, else make sure it never starts.
+        Only the job's own tenant can: a cancel naming another tenant matches nothing."""
+        running = self._running.get(message.request_id)
+        if running is not None:
+            task, tenant = running
+            if tenant == message.tenant:
+                self._cancelled.add(message.request_id)
+                task.cancel()
         elif self._ledger is not None:
-            await self._ledger.cancel(message.request_id, message.submission)
+            submission = tenant_submission(message.tenant, message.submission)
+            await self._ledger.cancel(message.request_id, submission)
 
 
 class Metered(Link):
