@@ -16,9 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts.codec import decode_control
 from contracts.control import CancelJob
 from contracts.errors import ContractError
-from contracts.names import Header
-from contracts.signing import verify
-from workers.runtime.records import Record, header
+from workers.runtime.records import Record
+from workers.tenants import unverified
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,7 @@ class ControlListener:
 
     def _verified(self, record: Record, message: CancelJob) -> bool:
         """With tenant keys configured, only a cancel its tenant signed counts."""
-        if self._tenant_keys is None:
-            return True
-        key = self._tenant_keys.get(message.tenant)
-        signature = header(record, Header.TENANT_SIGNATURE)
-        return key is not None and verify(
-            key, record.value or b"", signature.encode() if signature else None
+        return (
+            self._tenant_keys is None
+            or unverified(self._tenant_keys, message.tenant, record) is None
         )

@@ -30,7 +30,6 @@ from contracts.control import CancelJob, submission_of
 from contracts.errors import ConfigError, ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from contracts.replies import EmbedResult, ErrorReply, Final, GenerateResult, ReplyChunk
-from contracts.signing import verify
 from producer_sdk.tracing import extract_context
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
@@ -50,6 +49,7 @@ from workers.runtime.chain import Job, Link
 from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import Record, header
 from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
+from workers.tenants import unverified
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("ai_job_fleet.workers")
@@ -209,16 +209,8 @@ class VerifyTenant(Link):
         self._keys = keys
 
     async def __call__(self, job: Job) -> None:
-        tenant = job.request.tenant
-        key = self._keys.get(tenant)
-        signature = header(job.record, Header.TENANT_SIGNATURE)
-        if key is None:
-            why = f"tenant {tenant!r} is not configured on this worker"
-        elif signature is None:
-            why = f"the request is not signed, and tenant {tenant!r} requires a signature"
-        elif not verify(key, job.record.value or b"", signature.encode()):
-            why = f"the request's signature does not match tenant {tenant!r}'s key"
-        else:
+        why = unverified(self._keys, job.request.tenant, job.record)
+        if why is None:
             await self.call_next(job)
             return
         log.warning("refusing %s: %s", job.where, why)
