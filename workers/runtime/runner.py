@@ -1,4 +1,4 @@
-"""Runs one Kafka record as a job, down a chain of links (workers/runtime/links.py) that
+"""Runs one Kafka record as a job, down a chain of links (workers/runtime/links/) that
 ends in the kind's handler. Every failure has a place: bad input goes to the dead-letter
 topic with the reason (and an error reply when the reply address can be read), retryable
 provider failures to a delayed retry topic, other failures become error replies. Nothing

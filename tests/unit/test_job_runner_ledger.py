@@ -1,0 +1,110 @@
+"""The runner with the once-only ledger on the real Redis: replays, cancels before the start,
+poison jobs, and a Redis that stays away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from contracts import (
+    CancelJob,
+    DeadLetterReason,
+    ErrorCode,
+    ErrorReply,
+    GenerateResult,
+    Header,
+)
+from contracts.codec import encode
+from tests.unit.job_runner_harness import (  # noqa: F401 (fixtures)
+    DEAD,
+    FAST_LEDGER_RETRY,
+    KEYS,
+    MODEL,
+    NAMESPACE,
+    REPLIES,
+    REQUESTS,
+    Fixture,
+    _final,
+    _probe,
+    _Raising,
+    _record,
+    _request,
+    _signed,
+)
+from workers.idempotency import JobLedger
+from workers.metrics import Outcome
+
+
+@pytest.mark.redis
+async def test_a_finished_job_delivered_again_is_replayed_not_rerun(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    record = _record(encode(_request()))
+    await job.runner.run(record)
+    first = job.publisher.replies(REPLIES)[-1]
+    await job.runner.run(record)
+    replayed = job.publisher.replies(REPLIES)[-1]
+    assert job.chat.calls == 1
+    assert job.count(Outcome.REPLAYED) == 1
+    assert isinstance(replayed, GenerateResult)
+    assert replayed == msgspec.structs.replace(first, seq=0)
+
+
+@pytest.mark.redis
+async def test_a_job_cancelled_before_it_starts_is_never_run(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    request = _request(deadline_ms=int(time.time() * 1000) + 60_000)
+    await job.runner.cancel(
+        CancelJob(request_id="job-1", tenant="default", submission=str(request.deadline_ms))
+    )
+    await job.runner.run(_record(encode(request)))
+    assert job.chat.calls == 0
+    assert job.publisher.on(REPLIES) == []
+    assert job.count(Outcome.SKIPPED_CANCELLED) == 1
+
+
+@pytest.mark.redis
+async def test_a_job_that_crashed_its_workers_too_often_is_dead_lettered(
+    ledger: JobLedger, redis: aioredis.Redis, ledger_namespace: str
+) -> None:
+    # Four earlier workers each claimed the job and died: nothing released it, each lock
+    # was left to expire. Three crashes are retried (max_crash_attempts); not a fourth.
+    for _ in range(4):
+        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim("job-1")
+        await asyncio.sleep(0.1)
+    job = Fixture(ledger=ledger)
+    await job.runner.run(_record(encode(_request())))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.WORKER_CRASHED
+    assert "died 4 times" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert job.chat.calls == 0
+
+
+async def test_a_redelivered_job_replies_with_the_next_attempt_without_the_ledger() -> None:
+    job = Fixture()
+    await job.runner.run(_record(encode(_request()), [(Header.RETRY_COUNT, b"2")]))
+    chunks = job.publisher.replies(REPLIES)
+    assert {c.attempt for c in chunks} == {2}
+    assert [c.seq for c in chunks] == [0, 1, 2, 3]  # a fresh stream, numbered from 0
+
+
+async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error() -> None:
+    dead_redis = aioredis.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        job = Fixture(ledger=JobLedger(dead_redis, "unit"))
+        await job.runner.run(_record(encode(_request())))
+    finally:
+        await dead_redis.aclose()
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.LEDGER_UNAVAILABLE
+    assert "Redis is unavailable" in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.PROVIDER_DOWN
+    assert final.retryable
+    assert job.chat.calls == 0

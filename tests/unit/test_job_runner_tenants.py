@@ -1,0 +1,100 @@
+"""The runner with tenant keys: signed requests run, forged, unsigned and unknown tenants are
+refused; cancels only touch their own tenant's jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from contracts import (
+    CancelJob,
+    DeadLetterReason,
+    ErrorCode,
+    ErrorReply,
+    GenerateResult,
+)
+from contracts.codec import encode
+from tests.integration.scripted_chat import ScriptedChat
+from tests.unit.job_runner_harness import (  # noqa: F401 (fixtures)
+    DEAD,
+    FAST_LEDGER_RETRY,
+    KEYS,
+    MODEL,
+    NAMESPACE,
+    REPLIES,
+    REQUESTS,
+    Fixture,
+    _final,
+    _probe,
+    _Raising,
+    _record,
+    _request,
+    _signed,
+)
+from workers.idempotency import JobLedger
+from workers.metrics import Outcome
+
+
+async def test_a_request_signed_with_its_tenants_key_runs() -> None:
+    job = Fixture(tenant_keys=KEYS)
+    await job.runner.run(_signed(_request(tenant="acme"), KEYS["acme"]))
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+    assert job.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("tenant", "key", "why"),
+    [
+        ("acme", KEYS["globex"], "does not match tenant 'acme'"),  # globex posing as acme
+        ("acme", None, "not signed"),
+        ("initech", KEYS["acme"], "'initech' is not configured"),
+    ],
+    ids=["forged", "unsigned", "unknown tenant"],
+)
+async def test_a_request_whose_tenant_cannot_be_verified_is_refused_with_auth(
+    tenant: str, key: bytes | None, why: str
+) -> None:
+    job = Fixture(tenant_keys=KEYS)
+    await job.runner.run(_signed(_request(tenant=tenant), key))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.TENANT_UNVERIFIED
+    assert why in detail
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.AUTH
+    assert job.chat.calls == 0  # nothing ran, nothing was read
+
+
+async def test_a_signature_covers_every_byte_of_the_request() -> None:
+    job = Fixture(tenant_keys=KEYS)
+    record = _signed(_request(tenant="acme"), KEYS["acme"])
+    tampered = encode(_request(tenant="acme", max_tokens=999))
+    await job.runner.run(_record(tampered, list(record.headers)))
+    ((reason, _),) = job.dead_letters()
+    assert reason == DeadLetterReason.TENANT_UNVERIFIED
+
+
+async def test_another_tenants_cancel_stops_nothing() -> None:
+    job = Fixture(ScriptedChat(pieces=("a",) * 20, piece_delay_s=0.01))
+    running = asyncio.create_task(job.runner.run(_record(encode(_request()))))
+    while not job.publisher.on(REPLIES):  # noqa: ASYNC110 (polls the publisher's list)
+        await asyncio.sleep(0.01)
+    await job.runner.cancel(CancelJob(request_id="job-1", tenant="someone-else"))
+    await asyncio.wait_for(running, timeout=10)
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+    assert job.count(Outcome.CANCELLED) == 0
+
+
+@pytest.mark.redis
+async def test_another_tenants_cancel_of_a_queued_job_is_ignored(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    request = _request(deadline_ms=int(time.time() * 1000) + 60_000)
+    submission = str(request.deadline_ms)
+    await job.runner.cancel(
+        CancelJob(request_id="job-1", tenant="someone-else", submission=submission)
+    )
+    await job.runner.run(_record(encode(request)))
+    assert job.chat.calls == 1  # its own tenant never cancelled it
+    assert job.count(Outcome.SKIPPED_CANCELLED) == 0

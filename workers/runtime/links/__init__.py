@@ -1,0 +1,31 @@
+"""The links of the job runner's chain, outermost first; each does one thing.
+
+Traced, CatchUndeliverable, Decode, VerifyTenant (with tenant keys), SkipGoneReplyTopics,
+Deadline, Claim (with the ledger), Cancellation, Metered, RouteFailures, and RunHandler at
+the end (workers/runtime/runner.py puts them together). Every failure has a place: a dead
+letter with its reason, an error reply, a retry, or (for cancellation and shutdown) a job
+handed back unfinished.
+"""
+
+from workers.runtime.links.admission import Deadline, Decode, SkipGoneReplyTopics, VerifyTenant
+from workers.runtime.links.failures import CatchUndeliverable, RouteFailures
+from workers.runtime.links.handler import RunHandler
+from workers.runtime.links.ledger import LEDGER_RETRY, Cancellation, Claim
+from workers.runtime.links.observe import Metered, Traced
+from workers.runtime.links.outcomes import Outcomes
+
+__all__ = [
+    "LEDGER_RETRY",
+    "Cancellation",
+    "CatchUndeliverable",
+    "Claim",
+    "Deadline",
+    "Decode",
+    "Metered",
+    "Outcomes",
+    "RouteFailures",
+    "RunHandler",
+    "SkipGoneReplyTopics",
+    "Traced",
+    "VerifyTenant",
+]

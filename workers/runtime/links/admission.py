@@ -1,0 +1,123 @@
+"""The links that decide whether a job may run at all: it decodes, its tenant is who it
+says, its caller is still there, its deadline has not passed."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from contracts.codec import (
+    content_type_of,
+    decode_request,
+    decode_request_head,
+)
+from contracts.errors import ContractError, ErrorCode
+from contracts.names import DeadLetterReason, Header
+from workers.metrics import Outcome, WorkerMetrics
+from workers.retry import retry_count
+from workers.runtime.chain import Job, Link
+from workers.runtime.links.outcomes import Outcomes
+from workers.runtime.publisher import Publisher
+from workers.runtime.records import header
+from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
+from workers.tenants import unverified
+
+log = logging.getLogger(__name__)
+
+
+class Decode(Link):
+    """Bytes to a typed request and its reply stream; what does not decode is dead-lettered
+    (and answered, when its reply address can still be read)."""
+
+    def __init__(self, outcomes: Outcomes, producer: Publisher, max_payload_bytes: int) -> None:
+        self._outcomes = outcomes
+        self._producer = producer
+        self._max_payload_bytes = max_payload_bytes
+
+    async def __call__(self, job: Job) -> None:
+        payload = job.record.value or b""
+        job.content_type = content_type_of(payload, header(job.record, Header.CONTENT_TYPE))
+        try:
+            request = decode_request(
+                self._outcomes.kind,
+                payload,
+                content_type=job.content_type,
+                max_bytes=self._max_payload_bytes,
+            )
+        except ContractError as exc:
+            await self._reject(job, exc)
+            return
+        job.request = request
+        job.stream = ReplyStream(self._producer, request.reply_to, job.content_type)
+        # Each redelivery through a retry tier is the next attempt, ledger or not (with the
+        # ledger, Claim numbers every delivery, crash takeovers included).
+        attempt = request.attempt + retry_count(job.record.headers)
+        job.stamper = ChunkStamper(request.request_id, attempt)
+        await self.call_next(job)
+
+    async def _reject(self, job: Job, exc: ContractError) -> None:
+        log.warning("dead-lettering %s: %s", job.where, exc)
+        self._outcomes.metrics.outcome(Outcome.REJECTED)
+        reason = DeadLetterReason(exc.reason.value)
+        await self._outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, str(exc))
+        head = decode_request_head(job.record.value or b"", job.content_type)
+        if head is None or not head.request_id or head.reply_to is None:
+            return
+        stamper = ChunkStamper(head.request_id, head.attempt)
+        stream = ReplyStream(self._producer, head.reply_to, job.content_type)
+        await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
+        await stream.flush()
+
+
+class VerifyTenant(Link):
+    """With tenant keys configured, a request runs only for the tenant whose key signed its
+    bytes; a forged or unsigned one is answered `auth` and dead-lettered, and reads nothing."""
+
+    def __init__(self, outcomes: Outcomes, keys: dict[str, bytes]) -> None:
+        self._outcomes = outcomes
+        self._keys = keys
+
+    async def __call__(self, job: Job) -> None:
+        why = unverified(self._keys, job.request.tenant, job.record)
+        if why is None:
+            await self.call_next(job)
+            return
+        log.warning("refusing %s: %s", job.where, why)
+        reason = DeadLetterReason.TENANT_UNVERIFIED
+        await self._outcomes.dead_letter(job.record, ErrorCode.AUTH, reason, why)
+        await self._outcomes.error_reply(job, ErrorCode.AUTH, why)
+        await job.stream.flush()
+
+
+class SkipGoneReplyTopics(Link):
+    """A job for a caller whose reply topic could not be reached lately is not run."""
+
+    def __init__(self, outcomes: Outcomes, gone: GoneTopics) -> None:
+        self._outcomes = outcomes
+        self._gone = gone
+
+    async def __call__(self, job: Job) -> None:
+        reply_to = job.request.reply_to
+        if reply_to is not None and reply_to.topic in self._gone:
+            detail = f"{reply_to.topic} could not be reached lately"
+            reason = DeadLetterReason.REPLY_TOPIC_GONE
+            await self._outcomes.dead_letter(job.record, ErrorCode.INTERNAL, reason, detail)
+            return
+        await self.call_next(job)
+
+
+class Deadline(Link):
+    """A job whose deadline passed before it started is answered `timeout`, not run."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+
+    async def __call__(self, job: Job) -> None:
+        deadline_ms = job.request.deadline_ms
+        if deadline_ms is not None and deadline_ms < time.time() * 1000:
+            self._metrics.outcome(Outcome.EXPIRED)
+            message = "the request's deadline passed before a worker started it"
+            await job.stream.send(job.stamper.error(ErrorCode.TIMEOUT, message))
+            await job.stream.flush()
+            return
+        await self.call_next(job)

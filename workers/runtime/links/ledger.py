@@ -1,0 +1,183 @@
+"""The links of once-only execution and cancellation: the ledger's claim around the job, and
+the caller's cancel stopping it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+
+from contracts.codec import (
+    decode_chunk,
+    encode,
+)
+from contracts.control import CancelJob, submission_of
+from contracts.errors import ErrorCode
+from contracts.names import DeadLetterReason
+from contracts.replies import Final
+from providers.call_retry import CallRetryPolicy, call_with_retry
+from providers.errors import ProviderError
+from workers.idempotency import (
+    AlreadyDone,
+    Cancelled,
+    CrashedTooOften,
+    JobLedger,
+    tenant_submission,
+)
+from workers.metrics import Outcome, WorkerMetrics
+from workers.runtime.chain import Job, Link
+from workers.runtime.links.outcomes import Outcomes
+from workers.runtime.reply_stream import ChunkStamper
+
+log = logging.getLogger(__name__)
+
+
+# Redis away for a moment (a restart, a failover) should not end a job: about 15 s of
+# retries with backoff before the job is answered provider_down.
+LEDGER_RETRY = CallRetryPolicy(max_attempts=6, base_delay_s=0.5, max_delay_s=5.0)
+
+
+class Claim(Link):
+    """Once-only execution through the ledger: a job done before is replayed, one cancelled
+    before it started is skipped, a poison job is ended; otherwise the job runs holding the
+    lock, and its final reply is stored (or the job released for the next delivery)."""
+
+    def __init__(
+        self, outcomes: Outcomes, ledger: JobLedger, retry: CallRetryPolicy = LEDGER_RETRY
+    ) -> None:
+        self._outcomes = outcomes
+        self._ledger = ledger
+        self._retry = retry
+
+    async def __call__(self, job: Job) -> None:
+        request_id = job.request.request_id
+        submission = tenant_submission(job.request.tenant, submission_of(job.request))
+        try:
+            claim = await call_with_retry(
+                lambda: self._ledger.claim(request_id, submission), self._retry, name="ledger.claim"
+            )
+        except ProviderError as exc:
+            await self._unavailable(job, exc)
+            return
+        if isinstance(claim, AlreadyDone):
+            await self._replay(job, claim.final_reply)
+            return
+        if isinstance(claim, Cancelled):
+            self._outcomes.metrics.outcome(Outcome.SKIPPED_CANCELLED)  # its caller is gone
+            return
+        job.stamper = ChunkStamper(request_id, claim.attempt)
+        if isinstance(claim, CrashedTooOften):
+            await self._give_up(job, claim)
+            return
+        finished = False
+        try:
+            async with self._ledger.held(request_id):
+                await self.call_next(job)
+            if job.final is not None:
+                await self._store_final(request_id, job.final)
+                finished = True
+        finally:
+            if not finished:
+                await self._release(request_id)
+
+    async def _unavailable(self, job: Job, exc: ProviderError) -> None:
+        """Redis stayed away for the whole retry budget: the job ends here, answered and
+        dead-lettered, rather than waiting uncommitted for a Redis that may not come back."""
+        log.error("job %s: the ledger is unavailable: %s", job.request.request_id, exc)
+        reason = DeadLetterReason.LEDGER_UNAVAILABLE
+        await self._outcomes.dead_letter(job.record, ErrorCode.PROVIDER_DOWN, reason, exc.detail)
+        message = f"the fleet's job ledger is unavailable ({exc.detail}); try again"
+        await self._outcomes.error_reply(job, ErrorCode.PROVIDER_DOWN, message)
+        await job.stream.flush()
+
+    async def _store_final(self, request_id: str, final: Final) -> None:
+        try:
+            await call_with_retry(
+                lambda: self._ledger.finish(request_id, encode(final)),
+                self._retry,
+                name="ledger.finish",
+            )
+        except ProviderError as exc:
+            # The caller has its answer; only a redelivery (a rebalance before the commit)
+            # would run the job again.
+            log.error("job %s answered, but its done record was not stored: %s", request_id, exc)
+
+    async def _release(self, request_id: str) -> None:
+        try:
+            await self._ledger.release(request_id)
+        except ProviderError as exc:  # the lock expires by itself
+            log.warning("job %s: its lock could not be released: %s", request_id, exc)
+
+    async def _replay(self, job: Job, stored: bytes) -> None:
+        """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
+        chunk = decode_chunk(stored)
+        self._outcomes.metrics.outcome(Outcome.REPLAYED)
+        await job.stream.send(msgspec.structs.replace(chunk, seq=0))
+        await job.stream.flush()
+
+    async def _give_up(self, job: Job, claim: CrashedTooOften) -> None:
+        """A poison job: its workers died running it, again and again. End it here, so that
+        it cannot crash-loop the fleet; later deliveries replay this error."""
+        message = (
+            f"the {self._outcomes.kind} worker died {claim.crashes} times while running "
+            "this job; it is not run again"
+        )
+        log.error("job %s: %s", job.request.request_id, message)
+        reason = DeadLetterReason.WORKER_CRASHED
+        await self._outcomes.dead_letter(job.record, ErrorCode.INTERNAL, reason, message)
+        await self._outcomes.error_reply(job, ErrorCode.INTERNAL, message)
+        await job.stream.flush()
+        await self._ledger.finish(job.request.request_id, encode(job.final))
+
+
+class Cancellation(Link):
+    """Knows which job runs in which task, so a caller's cancel stops it; a cancelled job
+    sends nothing more and is recorded as cancelled (its lock released by Claim)."""
+
+    def __init__(self, metrics: WorkerMetrics, ledger: JobLedger | None) -> None:
+        self._metrics = metrics
+        self._ledger = ledger
+        # request id -> its job's task and tenant
+        self._running: dict[str, tuple[asyncio.Task[Any], str]] = {}
+        self._cancelled: set[str] = set()
+
+    async def __call__(self, job: Job) -> None:
+        request_id = job.request.request_id
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request_id] = (task, job.request.tenant)
+        try:
+            await self.call_next(job)
+        except asyncio.CancelledError:
+            if request_id not in self._cancelled:
+                raise  # shutdown or rebalance: handed back, not finished
+            task.uncancel()
+            # Nobody listens any more: nothing is sent, and the lock is released.
+            job.final = None
+            self._metrics.outcome(Outcome.CANCELLED)
+            if self._ledger is not None:
+                try:
+                    submission = submission_of(job.request)
+                    await self._ledger.cancel(
+                        request_id, tenant_submission(job.request.tenant, submission)
+                    )
+                except ProviderError as exc:  # a later redelivery would run it: say so
+                    log.warning("job %s: its cancel was not recorded: %s", request_id, exc)
+        finally:
+            self._running.pop(request_id, None)
+            self._cancelled.discard(request_id)
+
+    async def cancel(self, message: CancelJob) -> None:
+        """The caller gave up: stop the job if it runs here, else make sure it never starts.
+        Only the job's own tenant can: a cancel naming another tenant matches nothing."""
+        running = self._running.get(message.request_id)
+        if running is not None:
+            task, tenant = running
+            if tenant == message.tenant:
+                self._cancelled.add(message.request_id)
+                task.cancel()
+        elif self._ledger is not None:
+            submission = tenant_submission(message.tenant, message.submission)
+            await self._ledger.cancel(message.request_id, submission)

@@ -1,0 +1,35 @@
+"""What several links share: dead letters and error replies, each counted once."""
+
+from __future__ import annotations
+
+from contracts.errors import ErrorCode
+from contracts.names import DeadLetterReason
+from contracts.replies import ErrorReply
+from workers.dead_letter import DeadLetters
+from workers.metrics import Outcome, WorkerMetrics
+from workers.runtime.chain import Job
+from workers.runtime.records import Record
+
+
+class Outcomes:
+    """What several links share: dead letters and error replies, each counted once."""
+
+    def __init__(self, kind: str, dead_letters: DeadLetters, metrics: WorkerMetrics) -> None:
+        self.kind = kind
+        self.metrics = metrics
+        self._dead_letters = dead_letters
+
+    async def dead_letter(
+        self, record: Record, code: ErrorCode, reason: DeadLetterReason, detail: str
+    ) -> None:
+        self.metrics.dead_letters.labels(self.kind, reason.value).inc()
+        await self._dead_letters.publish(record, code, reason, detail)
+
+    async def error_reply(self, job: Job, code: ErrorCode, message: str) -> ErrorReply:
+        """Send the job's final chunk as an error; the job ends with it."""
+        self.metrics.outcome(Outcome.ERROR)
+        self.metrics.errors.labels(self.kind, code.value).inc()
+        final = job.stamper.error(code, message)
+        await job.stream.send(final)
+        job.final = final
+        return final
