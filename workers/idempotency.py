@@ -117,6 +117,11 @@ class JobKeys(NamedTuple):
         return [self.lock, self.done, self.running]
 
 
+def _unavailable(exc: BaseException) -> ProviderError:
+    """One error type for the ledger's callers: its store is down (retryable)."""
+    return ProviderError(ErrorCode.PROVIDER_DOWN, "ledger", f"Redis is unavailable: {exc}")
+
+
 class _Call:
     __slots__ = ("args", "future", "keys", "script")
 
@@ -158,10 +163,7 @@ class ScriptPipeline:
         try:
             return await future
         except (RedisError, OSError) as exc:
-            # One error type for callers: the ledger's store is down (retryable).
-            raise ProviderError(
-                ErrorCode.PROVIDER_DOWN, "ledger", f"Redis is unavailable: {exc}"
-            ) from exc
+            raise _unavailable(exc) from exc
 
     async def _flush(self) -> None:
         calls, self._calls = self._calls, []
@@ -296,9 +298,7 @@ class JobLedger:
         try:
             await self._redis.set(key, submission, ex=self._result_ttl_s)
         except (RedisError, OSError) as exc:
-            raise ProviderError(
-                ErrorCode.PROVIDER_DOWN, "ledger", f"Redis is unavailable: {exc}"
-            ) from exc
+            raise _unavailable(exc) from exc
 
     async def release(self, request_id: str) -> None:
         """Give the job back unfinished (shutdown, failure): the next delivery reruns it."""

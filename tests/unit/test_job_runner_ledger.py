@@ -19,21 +19,12 @@ from contracts import (
     Header,
 )
 from contracts.codec import encode
-from tests.unit.job_runner_harness import (  # noqa: F401 (fixtures)
-    DEAD,
-    FAST_LEDGER_RETRY,
-    KEYS,
-    MODEL,
-    NAMESPACE,
+from tests.unit.job_runner_harness import (
     REPLIES,
-    REQUESTS,
     Fixture,
     _final,
-    _probe,
-    _Raising,
     _record,
     _request,
-    _signed,
 )
 from workers.idempotency import JobLedger
 from workers.metrics import Outcome

@@ -17,18 +17,11 @@ from contracts import (
 )
 from contracts.codec import encode
 from tests.integration.scripted_chat import ScriptedChat
-from tests.unit.job_runner_harness import (  # noqa: F401 (fixtures)
-    DEAD,
-    FAST_LEDGER_RETRY,
+from tests.unit.job_runner_harness import (
     KEYS,
-    MODEL,
-    NAMESPACE,
     REPLIES,
-    REQUESTS,
     Fixture,
     _final,
-    _probe,
-    _Raising,
     _record,
     _request,
     _signed,

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import Infra
 from workers.idempotency import AlreadyDone, CrashedTooOften, JobKeys, JobLedger, Started
 
 pytestmark = [pytest.mark.redis]
 
 LOCK_TTL_S = 0.2
-
-
-@pytest.fixture
-async def redis(infra: Infra) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(infra.redis_url)
-    yield client
-    await client.aclose()
 
 
 def _worker(redis: aioredis.Redis, namespace: str) -> JobLedger:

@@ -13,7 +13,6 @@ from contracts.codec import (
 from contracts.errors import ConfigError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from providers.errors import ProviderError
-from workers.metrics import Outcome
 from workers.retry import RedeliveryScheduler
 from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
@@ -66,10 +65,7 @@ class CatchUndeliverable(Link):
             return False
         log.warning("replies for %s failed for now (%s): redelivering the job", job.where, exc)
         error = ProviderError(ErrorCode.PROVIDER_DOWN, "kafka.reply", repr(exc))
-        delay = await self._retries.schedule(job.record, error)
-        metrics = self._outcomes.metrics
-        metrics.outcome(Outcome.RETRIED)
-        metrics.redeliveries.labels(self._outcomes.kind, f"{delay:g}").inc()
+        await self._outcomes.redeliver(self._retries, job.record, error)
         return True
 
 
@@ -88,9 +84,7 @@ class RouteFailures(Link):
         except ProviderError as exc:
             if exc.retryable and self._retries is not None:
                 if not self._retries.exhausted(job.record):
-                    delay = await self._retries.schedule(job.record, exc)
-                    outcomes.metrics.outcome(Outcome.RETRIED)
-                    outcomes.metrics.redeliveries.labels(outcomes.kind, f"{delay:g}").inc()
+                    await outcomes.redeliver(self._retries, job.record, exc)
                     job.final = None
                     await job.stream.flush()
                     return

@@ -1,18 +1,22 @@
-"""What several links share: dead letters and error replies, each counted once."""
+"""What several links share: dead letters, error replies and redeliveries, each counted
+once."""
 
 from __future__ import annotations
 
 from contracts.errors import ErrorCode
 from contracts.names import DeadLetterReason
 from contracts.replies import ErrorReply
+from providers.errors import ProviderError
 from workers.dead_letter import DeadLetters
 from workers.metrics import Outcome, WorkerMetrics
+from workers.retry import RedeliveryScheduler
 from workers.runtime.chain import Job
 from workers.runtime.records import Record
 
 
 class Outcomes:
-    """What several links share: dead letters and error replies, each counted once."""
+    """What several links share: dead letters, error replies and redeliveries, each counted
+    once."""
 
     def __init__(self, kind: str, dead_letters: DeadLetters, metrics: WorkerMetrics) -> None:
         self.kind = kind
@@ -24,6 +28,14 @@ class Outcomes:
     ) -> None:
         self.metrics.dead_letters.labels(self.kind, reason.value).inc()
         await self._dead_letters.publish(record, code, reason, detail)
+
+    async def redeliver(
+        self, retries: RedeliveryScheduler, record: Record, error: ProviderError
+    ) -> None:
+        """Park the record on a retry tier for a later try of the job."""
+        delay = await retries.schedule(record, error)
+        self.metrics.outcome(Outcome.RETRIED)
+        self.metrics.redeliveries.labels(self.kind, f"{delay:g}").inc()
 
     async def error_reply(self, job: Job, code: ErrorCode, message: str) -> ErrorReply:
         """Send the job's final chunk as an error; the job ends with it."""
