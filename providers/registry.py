@@ -15,10 +15,12 @@ import msgspec
 
 from contracts.errors import ConfigError
 from providers.secrets import decode_secret
+from providers.shared import NOTHING_SHARED, Shared
 
 P = TypeVar("P")
 C = TypeVar("C", bound=msgspec.Struct)
-Factory = Callable[[Mapping[str, Any]], P]
+# A factory gets the provider's config and what the process shares (its Redis pool).
+Factory = Callable[[Mapping[str, Any], Shared], P]
 
 
 class Registry(Generic[P]):
@@ -37,9 +39,9 @@ class Registry(Generic[P]):
         model libraries out of processes that never create this provider)."""
         module_name, _, attr = target.partition(":")
 
-        def factory(config: Mapping[str, Any]) -> P:
+        def factory(config: Mapping[str, Any], shared: Shared) -> P:
             real: Factory[P] = getattr(import_module(module_name), attr)
-            return real(config)
+            return real(config, shared)
 
         self.register(name, factory)
 
@@ -47,13 +49,15 @@ class Registry(Generic[P]):
         self._load_entry_points()
         return sorted(self._factories)
 
-    def create(self, name: str, config: Mapping[str, Any] | None = None) -> P:
+    def create(
+        self, name: str, config: Mapping[str, Any] | None = None, shared: Shared = NOTHING_SHARED
+    ) -> P:
         self._load_entry_points()
         factory = self._factories.get(name)
         if factory is None:
             known = ", ".join(sorted(self._factories)) or "none"
             raise ConfigError(f"unknown {self.category} provider {name!r}; registered: {known}")
-        return factory(config or {})
+        return factory(config or {}, shared)
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+
+from providers.redis_client import RedisPool
+from providers.shared import Shared
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,3 +56,11 @@ def infra() -> Iterator[Infra]:
         raise pytest.UsageError(
             f"FLEET_TEST_INFRA={choice!r}: expected 'local' or 'testcontainers'"
         )
+
+
+@pytest.fixture
+async def shared(infra: Infra) -> AsyncIterator[Shared]:
+    """What a worker process would hand its providers: a Redis pool on the test Redis."""
+    pool = RedisPool(infra.redis_url)
+    yield Shared(redis=pool)
+    await pool.aclose()

@@ -19,7 +19,8 @@ from contracts.names import (
 )
 from producer_sdk.topics import ensure_topics
 from providers.call_retry import CallRetryPolicy
-from providers.redis_client import connect_redis
+from providers.redis_client import RedisPool
+from providers.shared import Shared
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -39,11 +40,29 @@ _BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none"
 
 WORKER_KINDS = JOB_KINDS
 
-__all__ = ["WORKER_KINDS", "Worker", "build_handler"]
+__all__ = ["WORKER_KINDS", "Worker", "build_handler", "build_worker"]
+
+
+async def build_worker(
+    kind: str, settings: WorkerSettings, metrics: WorkerMetrics | None = None
+) -> Worker:
+    """A worker of one kind with its handler, sharing one Redis pool between the handler's
+    providers and the worker's own ledger."""
+    metrics = metrics or WorkerMetrics(kind)
+    redis = RedisPool(settings.redis_url)
+    try:
+        handler = await build_handler(kind, settings, Shared(redis=redis), metrics)
+    except BaseException:
+        await redis.aclose()
+        raise
+    return Worker(kind, settings, handler, metrics, redis=redis)
 
 
 class Worker:
-    """A consumer-group member for one job kind. ``run`` until ``stop`` is called."""
+    """A consumer-group member for one job kind. ``run`` until ``stop`` is called.
+
+    The worker owns the handler and the Redis pool it is given (and closes both when
+    ``run`` ends, the handler first): the handler's providers may hold the pool's clients."""
 
     def __init__(
         self,
@@ -51,10 +70,13 @@ class Worker:
         settings: WorkerSettings,
         handler: JobHandler[Any],
         metrics: WorkerMetrics | None = None,
+        *,
+        redis: RedisPool | None = None,
     ) -> None:
         self.kind = kind
         self.settings = settings
         self.handler = handler
+        self.redis = redis or RedisPool(settings.redis_url)
         self.metrics = metrics or WorkerMetrics(kind)
         self.ready = asyncio.Event()
         self.health: HealthServer | None = None
@@ -80,6 +102,7 @@ class Worker:
             log.info("%s worker stopped before Kafka was reachable", self.kind)
             return
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.bootstrap_servers,
@@ -178,10 +201,8 @@ class Worker:
         s = self.settings
         ledger = None
         if s.idempotency:
-            redis = connect_redis(s.redis_url)
-            stack.push_async_callback(redis.aclose)
             ledger = JobLedger(
-                redis,
+                self.redis.client(),
                 s.namespace,
                 lock_ttl_s=s.lock_ttl_s,
                 result_ttl_s=s.result_ttl_s,

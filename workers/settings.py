@@ -11,7 +11,7 @@ import msgspec
 
 from contracts.errors import ConfigError
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE
-from providers.ratelimit import RateLimit
+from providers.rate_limits.limiter import RateLimit
 from providers.secrets import Secret, decode_secret
 from workers.retry import RetryPolicy
 

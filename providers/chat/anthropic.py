@@ -22,6 +22,7 @@ from providers.http import (
     raise_for_status,
 )
 from providers.registry import parse_config
+from providers.shared import Shared
 
 
 class AnthropicChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -268,6 +269,6 @@ class AnthropicChat(RemoteChat[AnthropicChatConfig]):
             ) from exc
 
 
-def create(config: Mapping[str, Any]) -> AnthropicChat:
+def create(config: Mapping[str, Any], shared: Shared) -> AnthropicChat:
     parsed = parse_config(str(config.get("name", "anthropic")), config, AnthropicChatConfig)
     return AnthropicChat(parsed)

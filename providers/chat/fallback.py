@@ -19,6 +19,7 @@ from contracts.generate import ChatMessage
 from providers.chat.base import ChatCapabilities, ChatEvent, ChatParams, ChatProvider
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.shared import Shared
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,11 @@ class FallbackChat:
                 raise result
 
 
-def create(config: Mapping[str, Any]) -> FallbackChat:
+def create(config: Mapping[str, Any], shared: Shared) -> FallbackChat:
     from providers.chat import chat_providers  # the package imports this module lazily
 
     parsed = parse_config(str(config.get("name", "fallback")), config, FallbackConfig)
-    providers = [chat_providers.create(e.name, e.config) for e in parsed.providers]
+    providers = [chat_providers.create(e.name, e.config, shared) for e in parsed.providers]
     return FallbackChat(
         providers, substitutes=[e.model for e in parsed.providers], name=parsed.name
     )

@@ -25,6 +25,7 @@ from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParam
 from providers.chat.llama_engine import Generated, LlamaEngine, PromptTooLong
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.shared import Shared
 from providers.threads import iterate_in_thread
 
 SMOLLM2_MODEL = "smollm2-135m-instruct"
@@ -167,5 +168,5 @@ class LocalLlamaChat:
         )
 
 
-def create(config: Mapping[str, Any]) -> LocalLlamaChat:
+def create(config: Mapping[str, Any], shared: Shared) -> LocalLlamaChat:
     return LocalLlamaChat(parse_config("local-llama", config, LocalLlamaConfig))

@@ -22,6 +22,7 @@ from providers.http import (
     raise_for_status,
 )
 from providers.registry import parse_config
+from providers.shared import Shared
 
 
 class OpenAIChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -209,6 +210,6 @@ class OpenAIChat(RemoteChat[OpenAIChatConfig]):
             ) from exc
 
 
-def create(config: Mapping[str, Any]) -> OpenAIChat:
+def create(config: Mapping[str, Any], shared: Shared) -> OpenAIChat:
     parsed = parse_config(str(config.get("name", "openai")), config, OpenAIChatConfig)
     return OpenAIChat(parsed)

@@ -24,6 +24,7 @@ from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.shared import Shared
 
 MINILM_MODEL: Final = "all-minilm-l6-v2"
 MINILM_DIMENSION: Final = 384
@@ -208,5 +209,5 @@ class LocalMiniLMEmbeddings:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32), int(mask.sum())
 
 
-def create(config: Mapping[str, Any]) -> LocalMiniLMEmbeddings:
+def create(config: Mapping[str, Any], shared: Shared) -> LocalMiniLMEmbeddings:
     return LocalMiniLMEmbeddings(parse_config("local-minilm", config, LocalMiniLMConfig))

@@ -22,6 +22,7 @@ from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.shared import Shared
 
 _INSTALL_HINT: Final = (
     "provider 'sentence-transformers' needs torch and sentence-transformers: "
@@ -167,7 +168,7 @@ class SentenceTransformersEmbeddings:
         return model
 
 
-def create(config: Mapping[str, Any]) -> SentenceTransformersEmbeddings:
+def create(config: Mapping[str, Any], shared: Shared) -> SentenceTransformersEmbeddings:
     return SentenceTransformersEmbeddings(
         parse_config("sentence-transformers", config, SentenceTransformersConfig)
     )

@@ -26,6 +26,7 @@ from providers.http import (
 )
 from providers.registry import parse_config
 from providers.remote import RemoteProvider
+from providers.shared import Shared
 
 
 class OpenAIEmbeddingsConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -154,6 +155,6 @@ class OpenAIEmbeddings(RemoteProvider[OpenAIEmbeddingsConfig]):
         return Embeddings(vectors=vectors, model=model, usage=Usage(input_tokens=tokens))
 
 
-def create(config: Mapping[str, Any]) -> OpenAIEmbeddings:
+def create(config: Mapping[str, Any], shared: Shared) -> OpenAIEmbeddings:
     parsed = parse_config(str(config.get("name", "openai")), config, OpenAIEmbeddingsConfig)
     return OpenAIEmbeddings(parsed)

@@ -14,9 +14,9 @@ import msgspec
 import redis.asyncio as aioredis
 
 from contracts.generate import ChatMessage
-from providers.redis_client import connect_redis
 from providers.registry import parse_config
 from providers.secrets import Secret
+from providers.shared import Shared
 from providers.tokens import estimate_tokens
 
 # KEYS: the session's list, the turn's record. ARGV: max messages, ttl s, the messages.
@@ -41,7 +41,8 @@ _decoder: Final = msgspec.msgpack.Decoder(ChatMessage)
 
 
 class RedisMemoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: Secret = Secret("redis://127.0.0.1:16379/0")  # a Secret: it may hold a password
+    # None: the worker's own Redis (settings.redis_url). A Secret: it may hold a password.
+    url: Secret | None = None
     key_prefix: str = "fleet:memory"
     # The window: at most this many messages are kept, and of those, loading returns the
     # newest that fit max_tokens (estimated), so a long history never overflows the context.
@@ -53,9 +54,9 @@ class RedisMemoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 class RedisMemory:
     name = "redis"
 
-    def __init__(self, config: RedisMemoryConfig, client: aioredis.Redis | None = None) -> None:
+    def __init__(self, config: RedisMemoryConfig, client: aioredis.Redis) -> None:
         self._config = config
-        self._redis = client or connect_redis(config.url.reveal())
+        self._redis = client
         self._append_turn = self._redis.register_script(_APPEND_TURN)
 
     def key(self, tenant: str, session_id: str) -> str:
@@ -103,8 +104,9 @@ class RedisMemory:
         await self._redis.delete(self.key(tenant, session_id))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        """Nothing of its own to close: the client belongs to the process's pool."""
 
 
-def create(config: Mapping[str, Any]) -> RedisMemory:
-    return RedisMemory(parse_config("redis", config, RedisMemoryConfig))
+def create(config: Mapping[str, Any], shared: Shared) -> RedisMemory:
+    parsed = parse_config("redis", config, RedisMemoryConfig)
+    return RedisMemory(parsed, shared.redis_client("redis", parsed.url))

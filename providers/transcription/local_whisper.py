@@ -22,6 +22,7 @@ import numpy as np
 from contracts.errors import ConfigError, ErrorCode
 from providers.errors import ProviderError
 from providers.registry import parse_config
+from providers.shared import Shared
 from providers.threads import iterate_in_thread
 from providers.transcription.base import (
     Segment,
@@ -196,5 +197,5 @@ class LocalWhisperTranscription:
         )
 
 
-def create(config: Mapping[str, Any]) -> LocalWhisperTranscription:
+def create(config: Mapping[str, Any], shared: Shared) -> LocalWhisperTranscription:
     return LocalWhisperTranscription(parse_config("local-whisper", config, LocalWhisperConfig))

@@ -21,6 +21,7 @@ from providers.http import (
 )
 from providers.registry import parse_config
 from providers.remote import RemoteProvider
+from providers.shared import Shared
 from providers.transcription.base import (
     Segment,
     TranscriptionCapabilities,
@@ -131,6 +132,6 @@ class OpenAITranscription(RemoteProvider[OpenAITranscriptionConfig]):
         return parsed
 
 
-def create(config: Mapping[str, Any]) -> OpenAITranscription:
+def create(config: Mapping[str, Any], shared: Shared) -> OpenAITranscription:
     parsed = parse_config(str(config.get("name", "openai")), config, OpenAITranscriptionConfig)
     return OpenAITranscription(parsed)

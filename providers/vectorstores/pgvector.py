@@ -26,6 +26,7 @@ from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.secrets import Secret
+from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
 
 _MAX_IDENTIFIER: Final = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are cut silently
@@ -328,5 +329,5 @@ def _dimension_error(op: str, collection: str, got: int, expected: int) -> Provi
     )
 
 
-def create(config: Mapping[str, Any]) -> PgVectorStore:
+def create(config: Mapping[str, Any], shared: Shared) -> PgVectorStore:
     return PgVectorStore(parse_config("pgvector", config, PgVectorConfig))

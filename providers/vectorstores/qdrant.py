@@ -21,6 +21,7 @@ from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.secrets import Secret
+from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
 
 # Qdrant point ids are unsigned ints or UUIDs; a fixed namespace makes the mapping from the
@@ -253,7 +254,7 @@ def _dimension_error(op: str, collection: str, got: int, expected: int) -> Provi
     )
 
 
-def create(config: Mapping[str, Any]) -> QdrantVectorStore:
+def create(config: Mapping[str, Any], shared: Shared) -> QdrantVectorStore:
     try:
         return QdrantVectorStore(parse_config("qdrant", config, QdrantConfig))
     except ValueError as exc:  # e.g. a malformed url

@@ -23,9 +23,9 @@ from contracts.errors import ErrorCode
 from contracts.replies import VectorMatch
 from contracts.vectors import Metadata
 from providers.errors import ProviderError
-from providers.redis_client import connect_redis
 from providers.registry import parse_config
 from providers.secrets import Secret
+from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
 
 # FILTER selectors are bare names (".lang"); anything else would be parsed as an operator.
@@ -34,14 +34,14 @@ _QUANT: Final = {"q8": "Q8", "noquant": "NOQUANT", "bin": "BIN"}
 
 
 class RedisVectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: Secret = Secret("redis://127.0.0.1:16379/0")  # a Secret: it may hold a password
+    # None: the worker's own Redis (settings.redis_url). A Secret: it may hold a password.
+    url: Secret | None = None
     key_prefix: str = "fleet:vectors"
     # Set when a collection is created; "q8" is Redis's default (4x smaller, scores
     # approximate to about 1e-2), "noquant" keeps exact float32 vectors.
     quantization: Literal["q8", "noquant", "bin"] = "q8"
     # Candidates VSIM visits per query (HNSW EF); None: Redis's default.
     ef: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    socket_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
 
 def filter_expression(filter: Metadata) -> str:
@@ -85,12 +85,9 @@ class RedisVectorStore:
 
     name = "redis"
 
-    def __init__(self, config: RedisVectorsConfig, client: aioredis.Redis | None = None) -> None:
+    def __init__(self, config: RedisVectorsConfig, client: aioredis.Redis) -> None:
         self._config = config
-        self._owns_client = client is None
-        self._redis = client or connect_redis(
-            config.url.reveal(), socket_timeout_s=config.socket_timeout_s
-        )
+        self._redis = client
 
     def key(self, collection: str) -> str:
         return f"{self._config.key_prefix}:{collection}"
@@ -106,8 +103,7 @@ class RedisVectorStore:
             return False
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        """Nothing of its own to close: the client belongs to the process's pool."""
 
     async def upsert(self, collection: str, items: list[VectorItem]) -> int:
         if not items:
@@ -226,5 +222,6 @@ def _dimension_error(op: str, collection: str, got: int, expected: int) -> Provi
     )
 
 
-def create(config: Mapping[str, Any]) -> RedisVectorStore:
-    return RedisVectorStore(parse_config("redis", config, RedisVectorsConfig))
+def create(config: Mapping[str, Any], shared: Shared) -> RedisVectorStore:
+    parsed = parse_config("redis", config, RedisVectorsConfig)
+    return RedisVectorStore(parsed, shared.redis_client("redis", parsed.url))

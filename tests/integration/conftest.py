@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from producer_sdk import FleetClient
 from tests.conftest import Infra
 from tests.integration.harness import serving
-from workers import Worker, WorkerSettings, build_handler
+from workers import Worker, WorkerSettings, build_worker
 
 MODEL = "smollm2-135m-instruct"
 
@@ -36,8 +36,7 @@ def settings(infra: Infra, namespace: str) -> WorkerSettings:
 
 @pytest.fixture
 async def generate_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
-    handler = await build_handler("generate", settings)
-    async with serving(Worker("generate", settings, handler)) as worker:
+    async with serving(await build_worker("generate", settings)) as worker:
         yield worker
 
 

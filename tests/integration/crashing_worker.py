@@ -11,6 +11,7 @@ from typing import Any
 
 from contracts import ChatMessage
 from providers.chat import ChatEvent, ChatParams, chat_providers
+from providers.shared import Shared
 from tests.integration.scripted_chat import ScriptedChat
 from workers.ops.cli import main
 
@@ -29,7 +30,7 @@ class CrashOnMarkerChat(ScriptedChat):
             yield event
 
 
-def _create(config: Mapping[str, Any]) -> CrashOnMarkerChat:
+def _create(config: Mapping[str, Any], shared: Shared) -> CrashOnMarkerChat:
     return CrashOnMarkerChat()
 
 

@@ -17,8 +17,7 @@ from contracts import ErrorCode, TranscribeResult, TranscriptSegment, VectorReco
 from producer_sdk import FleetClient, FleetRequestError
 from tests.conftest import Infra
 from tests.integration.harness import serving
-from workers import Worker, WorkerSettings, build_handler
-from workers.metrics import WorkerMetrics
+from workers import Worker, WorkerSettings, build_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
@@ -28,9 +27,7 @@ WHISPER_MODEL = "whisper-tiny.en"
 
 @asynccontextmanager
 async def worker_of(kind: str, settings: WorkerSettings) -> AsyncIterator[Worker]:
-    metrics = WorkerMetrics(kind)
-    handler = await build_handler(kind, settings, metrics)
-    async with serving(Worker(kind, settings, handler, metrics)) as worker:
+    async with serving(await build_worker(kind, settings)) as worker:
         yield worker
 
 

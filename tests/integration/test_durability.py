@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from providers.redis_client import connect_redis
+from providers.redis_client import RedisPool
+from providers.shared import Shared
 from providers.vectorstores import VectorItem, vector_stores
 from tests.conftest import REPO
 from tests.integration.worker_processes import free_port
@@ -71,16 +72,16 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 async def test_acknowledged_vectors_and_done_jobs_survive_a_redis_crash(
     private_redis: PrivateRedis,
 ) -> None:
-    store = vector_stores.create("redis", {"url": private_redis.url})
+    pool = RedisPool(private_redis.url)  # a worker's: the store and the ledger share it
+    store = vector_stores.create("redis", {}, Shared(redis=pool))
     await store.load()
     items = [VectorItem(id=f"doc-{i}", vector=[1.0, float(i), 0.5]) for i in range(200)]
     assert await store.upsert("durable", items) == 200
-    redis = connect_redis(private_redis.url)
-    ledger = JobLedger(redis, "durability")
+    ledger = JobLedger(pool.client(), "durability")
     for i in range(50):
         assert await ledger.claim(f"job-{i}") == Started(0)
         await ledger.finish(f"job-{i}", f"answer {i}".encode())
-    await store.aclose()
+    assert len(pool) == 1
 
     await asyncio.sleep(1.5)  # past the append-only file's fsync interval
     private_redis.crash()
@@ -88,9 +89,11 @@ async def test_acknowledged_vectors_and_done_jobs_survive_a_redis_crash(
     # A client that was connected before the crash works at once: its dead connection is
     # noticed and replaced, not failed on for the next minute.
     assert await ledger.claim("job-0") == AlreadyDone(b"answer 0")
-    await redis.aclose()
+    await store.aclose()
+    await pool.aclose()
 
-    store = vector_stores.create("redis", {"url": private_redis.url})
+    pool = RedisPool(private_redis.url)
+    store = vector_stores.create("redis", {}, Shared(redis=pool))
     redis = aioredis.Redis.from_url(private_redis.url)
     try:
         await store.load()
@@ -104,3 +107,4 @@ async def test_acknowledged_vectors_and_done_jobs_survive_a_redis_crash(
     finally:
         await redis.aclose()
         await store.aclose()
+        await pool.aclose()

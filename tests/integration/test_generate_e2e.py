@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from contracts import ContentType, ErrorCode, GenerateResult, Header, TextDelta
 from producer_sdk import FleetClient, FleetRequestError, GenerateEvent, StreamRestarted
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
-from providers.secrets import Secret
 from tests.conftest import Infra
 from tests.integration.conftest import MODEL
 from tests.integration.harness import read_dead_letters
@@ -180,7 +179,7 @@ async def test_json_producers_get_json_replies(
 async def test_session_memory_is_kept_per_tenant_in_redis(
     generate_worker: Worker, infra: Infra, namespace: str, redis_client: aioredis.Redis
 ) -> None:
-    memory = RedisMemory(RedisMemoryConfig(url=Secret(infra.redis_url)), client=redis_client)
+    memory = RedisMemory(RedisMemoryConfig(), redis_client)
     session = f"s-{namespace}"
     async with FleetClient(infra.bootstrap_servers, namespace=namespace, tenant="acme") as acme:
         await acme.generate("My name is Ada.", model=MODEL, max_tokens=8, session_id=session)

@@ -18,7 +18,7 @@ from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_delivery import MODEL, running
-from workers import ProviderSpec, Worker, WorkerSettings, build_handler
+from workers import ProviderSpec, WorkerSettings, build_worker
 from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -80,7 +80,7 @@ async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
         settings, chat=[chat_spec], memory=None, retry=RetryPolicy(max_retries=0, tiers_s=(0.2,))
     )
     caplog.set_level(logging.DEBUG)
-    worker = Worker("generate", settings, await build_handler("generate", settings))
+    worker = await build_worker("generate", settings)
     async with serving(worker):
         with pytest.raises(FleetRequestError) as info:
             await client.generate("hi", model="remote-model")

@@ -6,26 +6,26 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from contracts import ChatMessage
 from providers.memory import MemoryStore
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
-from providers.secrets import Secret
 from providers.tokens import estimate_tokens
 from tests.conformance.memory import MemoryStoreConformance
-from tests.conftest import Infra
 
 pytestmark = [pytest.mark.redis]
 
 
-def _memory(infra: Infra, max_messages: int = 40, max_tokens: int | None = 2048) -> RedisMemory:
+def _memory(
+    redis: aioredis.Redis, max_messages: int = 40, max_tokens: int | None = 2048
+) -> RedisMemory:
     config = RedisMemoryConfig(
-        url=Secret(infra.redis_url),
         key_prefix=f"fleet:test-memory:{uuid.uuid4().hex[:8]}",
         max_messages=max_messages,
         max_tokens=max_tokens,
     )
-    return RedisMemory(config)
+    return RedisMemory(config, redis)
 
 
 def _turn(i: int, words: int = 3) -> list[ChatMessage]:
@@ -35,8 +35,8 @@ def _turn(i: int, words: int = 3) -> list[ChatMessage]:
     ]
 
 
-async def test_the_window_keeps_the_newest_messages(infra: Infra) -> None:
-    memory = _memory(infra, max_messages=4, max_tokens=None)
+async def test_the_window_keeps_the_newest_messages(redis: aioredis.Redis) -> None:
+    memory = _memory(redis, max_messages=4, max_tokens=None)
     for i in range(5):
         await memory.append("t", "s", _turn(i))
     kept = await memory.history("t", "s")
@@ -44,8 +44,8 @@ async def test_the_window_keeps_the_newest_messages(infra: Infra) -> None:
     assert [m.content.split()[0] for m in kept] == ["q3", "a3", "q4", "a4"]
 
 
-async def test_the_token_budget_drops_the_oldest_first(infra: Infra) -> None:
-    memory = _memory(infra, max_messages=100, max_tokens=100)
+async def test_the_token_budget_drops_the_oldest_first(redis: aioredis.Redis) -> None:
+    memory = _memory(redis, max_messages=100, max_tokens=100)
     for i in range(10):
         await memory.append("t", "s", _turn(i, words=20))
     kept = await memory.history("t", "s")
@@ -55,8 +55,8 @@ async def test_the_token_budget_drops_the_oldest_first(infra: Infra) -> None:
     assert kept[-1].content.startswith("a9")
 
 
-async def test_tenants_and_sessions_are_apart(infra: Infra) -> None:
-    memory = _memory(infra)
+async def test_tenants_and_sessions_are_apart(redis: aioredis.Redis) -> None:
+    memory = _memory(redis)
     await memory.append("acme", "s1", _turn(1))
     assert await memory.history("other", "s1") == []
     assert await memory.history("acme", "s2") == []
@@ -68,7 +68,7 @@ async def test_tenants_and_sessions_are_apart(infra: Infra) -> None:
 
 class TestConformance(MemoryStoreConformance):
     @pytest.fixture
-    async def store(self, infra: Infra) -> AsyncIterator[MemoryStore]:
-        memory = _memory(infra)
+    async def store(self, redis: aioredis.Redis) -> AsyncIterator[MemoryStore]:
+        memory = _memory(redis)
         yield memory
         await memory.aclose()

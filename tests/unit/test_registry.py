@@ -15,7 +15,9 @@ from providers.chat import ChatProvider, chat_providers
 from providers.chat.local_llama import LocalLlamaChat
 from providers.embeddings import embedding_providers
 from providers.memory import MemoryStore, memory_stores
+from providers.redis_client import RedisPool
 from providers.router import ModelRouter
+from providers.shared import Shared
 from providers.transcription import transcription_providers
 from providers.vectorstores import vector_stores
 from tests.conftest import REPO
@@ -25,7 +27,7 @@ class _Config(msgspec.Struct, forbid_unknown_fields=True):
     size: int
 
 
-def _factory(config: Mapping[str, Any]) -> int:
+def _factory(config: Mapping[str, Any], shared: Shared) -> int:
     return parse_config("toy", config, _Config).size
 
 
@@ -71,7 +73,15 @@ def test_builtin_providers_satisfy_their_protocols() -> None:
     assert "local-llama" in chat_providers.names()
     assert isinstance(chat_providers.create("local-llama"), ChatProvider)
     assert "redis" in memory_stores.names()
-    assert isinstance(memory_stores.create("redis"), MemoryStore)
+    assert isinstance(
+        memory_stores.create("redis", {}, Shared(redis=RedisPool("redis://127.0.0.1:1/0"))),
+        MemoryStore,
+    )
+
+
+def test_a_redis_provider_without_the_process_pool_says_what_it_needs() -> None:
+    with pytest.raises(ConfigError, match="'redis' needs Redis"):
+        memory_stores.create("redis")
 
 
 def test_router_names_the_unknown_model_and_what_is_served() -> None:
@@ -90,7 +100,7 @@ def test_third_party_providers_register_through_entry_points(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "acme_fleet_plugin.py").write_text(
-        "def create(config):\n    return ('acme', dict(config))\n"
+        "def create(config, shared):\n    return ('acme', dict(config))\n"
     )
     dist = tmp_path / "acme_fleet_plugin-1.0.dist-info"
     dist.mkdir()

@@ -9,6 +9,7 @@ from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingProvider
 from providers.router import ModelRouter
+from providers.shared import Shared
 from providers.telemetry import provider_span
 from providers.tokens import estimate_tokens
 from workers.handlers.embed_batching import DynamicBatcher
@@ -84,5 +85,7 @@ class EmbedHandler:
             await provider.aclose()
 
 
-async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> EmbedHandler:
-    return EmbedHandler(await embedders(settings), settings.embed_batching, metrics)
+async def build(
+    settings: WorkerSettings, shared: Shared, metrics: WorkerMetrics | None
+) -> EmbedHandler:
+    return EmbedHandler(await embedders(settings, shared), settings.embed_batching, metrics)

@@ -11,8 +11,9 @@ from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece
 from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
+from providers.shared import Shared
 from providers.telemetry import provider_span
-from workers.handlers.providers import chat_provider, health_of, loaded, with_redis_url
+from workers.handlers.providers import chat_provider, health_of, loaded
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -82,11 +83,11 @@ class GenerateHandler:
             await self._memory.aclose()
 
 
-async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> GenerateHandler:
-    chat = await loaded("chat", [chat_provider(s, settings) for s in settings.chat])
+async def build(
+    settings: WorkerSettings, shared: Shared, metrics: WorkerMetrics | None
+) -> GenerateHandler:
+    chat = await loaded("chat", [chat_provider(s, shared) for s in settings.chat])
     memory = None
     if settings.memory is not None:
-        memory = memory_stores.create(
-            settings.memory.name, with_redis_url(settings.memory, settings)
-        )
+        memory = memory_stores.create(settings.memory.name, settings.memory.config, shared)
     return GenerateHandler(ModelRouter("chat", chat), memory)

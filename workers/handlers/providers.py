@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from contracts.errors import StartupCheckFailed
 from providers.chat import ChatProvider, chat_providers
 from providers.embeddings import EmbeddingProvider, embedding_providers
-from providers.limited import RateLimitedChat, RateLimitedEmbeddings
+from providers.rate_limits.wrapped import RateLimitedChat, RateLimitedEmbeddings
 from providers.router import ModelRouter
+from providers.shared import Shared
 from workers.settings import ProviderSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -63,32 +64,30 @@ async def loaded(category: str, providers: list[_P]) -> list[_P]:
     return providers
 
 
-def with_redis_url(spec: ProviderSpec, settings: WorkerSettings) -> dict[str, Any]:
-    """The spec's config, with the worker's Redis URL for providers named "redis"."""
-    config = dict(spec.config)
-    if spec.name == "redis":
-        config.setdefault("url", settings.redis_url)
-    return config
-
-
-def chat_provider(spec: ProviderSpec, settings: WorkerSettings) -> ChatProvider:
-    provider = chat_providers.create(spec.name, spec.config)
+def chat_provider(spec: ProviderSpec, shared: Shared) -> ChatProvider:
+    provider = chat_providers.create(spec.name, spec.config, shared)
     if spec.rate_limit is None:
         return provider
     return RateLimitedChat(
-        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
+        provider,
+        shared.redis_client("rate limit"),
+        spec.rate_limit,
+        spec.rate_limit_max_wait_s,
     )
 
 
-def _embedder(spec: ProviderSpec, settings: WorkerSettings) -> EmbeddingProvider:
-    provider = embedding_providers.create(spec.name, spec.config)
+def _embedder(spec: ProviderSpec, shared: Shared) -> EmbeddingProvider:
+    provider = embedding_providers.create(spec.name, spec.config, shared)
     if spec.rate_limit is None:
         return provider
     return RateLimitedEmbeddings(
-        provider, settings.redis_url, spec.rate_limit, spec.rate_limit_max_wait_s
+        provider,
+        shared.redis_client("rate limit"),
+        spec.rate_limit,
+        spec.rate_limit_max_wait_s,
     )
 
 
-async def embedders(settings: WorkerSettings) -> ModelRouter[EmbeddingProvider]:
-    providers = [_embedder(s, settings) for s in settings.embeddings]
+async def embedders(settings: WorkerSettings, shared: Shared) -> ModelRouter[EmbeddingProvider]:
+    providers = [_embedder(s, shared) for s in settings.embeddings]
     return ModelRouter("embeddings", await loaded("embeddings", providers))

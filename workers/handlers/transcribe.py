@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
 from contracts.transcribe import TranscribeRequest
 from providers.router import ModelRouter
+from providers.shared import Shared
 from providers.telemetry import provider_span
 from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
@@ -69,10 +70,12 @@ class TranscribeHandler:
         await self._audio.aclose()
 
 
-async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> TranscribeHandler:
+async def build(
+    settings: WorkerSettings, shared: Shared, metrics: WorkerMetrics | None
+) -> TranscribeHandler:
     stt: list[TranscriptionProvider] = await loaded(
         "transcription",
-        [transcription_providers.create(s.name, s.config) for s in settings.transcription],
+        [transcription_providers.create(s.name, s.config, shared) for s in settings.transcription],
     )
     guard = UrlGuard(settings.audio_hosts, allow_private=settings.audio_allow_private_addresses)
     audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes, guard=guard)

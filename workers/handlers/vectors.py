@@ -11,9 +11,10 @@ from contracts.vectors import VectorDeleteRequest, VectorUpsertRequest
 from providers.embeddings.base import EmbeddingProvider
 from providers.errors import ProviderError
 from providers.router import ModelRouter
+from providers.shared import Shared
 from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
-from workers.handlers.providers import embedders, health_of, loaded, with_redis_url
+from workers.handlers.providers import embedders, health_of, loaded
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -116,11 +117,11 @@ def _result(
     )
 
 
-async def build(settings: WorkerSettings, metrics: WorkerMetrics | None) -> VectorsHandler:
+async def build(
+    settings: WorkerSettings, shared: Shared, metrics: WorkerMetrics | None
+) -> VectorsHandler:
     spec = settings.vector_store
-    (store,) = await loaded(
-        "vector store", [vector_stores.create(spec.name, with_redis_url(spec, settings))]
-    )
-    embedding = await embedders(settings)
+    (store,) = await loaded("vector store", [vector_stores.create(spec.name, spec.config, shared)])
+    embedding = await embedders(settings, shared)
     default_model = embedding.models[0] if embedding.models else None
     return VectorsHandler(store, embedding, default_model)

@@ -136,11 +136,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def _run_worker(kind: str, settings: WorkerSettings) -> None:
-    from workers.app import Worker, build_handler  # imports the model libraries
-    from workers.metrics import WorkerMetrics
+    from workers.app import build_worker  # imports the model libraries
 
-    metrics = WorkerMetrics(kind)
-    worker = Worker(kind, settings, await build_handler(kind, settings, metrics), metrics)
+    worker = await build_worker(kind, settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

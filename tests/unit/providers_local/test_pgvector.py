@@ -9,6 +9,7 @@ import pytest
 
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
+from providers.shared import NOTHING_SHARED
 from providers.vectorstores import VectorItem, vector_stores
 from providers.vectorstores.pgvector import PgVectorStore, create
 from tests.conformance.vectorstores import (
@@ -27,7 +28,7 @@ class TestPgVectorStore(VectorStoreConformance):
     async def store(self, postgres_dsn: str) -> AsyncIterator[DroppableStore]:
         # Trust auth on loopback accepts any password: this one exists to be hidden.
         dsn = postgres_dsn.replace("postgres@", f"postgres:{PASSWORD}@")
-        store = create({"dsn": dsn})
+        store = create({"dsn": dsn}, NOTHING_SHARED)
         await store.load()
         yield store
         await store.aclose()
@@ -76,7 +77,8 @@ def test_registered_and_secret_hidden_in_repr() -> None:
 
 async def test_unreachable_server_is_provider_down_without_the_password() -> None:
     store = create(
-        {"dsn": f"postgresql://fleet:{PASSWORD}@127.0.0.1:1/fleet", "connect_timeout_s": 2}
+        {"dsn": f"postgresql://fleet:{PASSWORD}@127.0.0.1:1/fleet", "connect_timeout_s": 2},
+        NOTHING_SHARED,
     )
     try:
         with pytest.raises(ProviderError) as caught:
@@ -96,5 +98,5 @@ def test_malformed_dsn_error_hides_the_password() -> None:
     from contracts.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
-        create({"dsn": f"host=127.0.0.1 password={PASSWORD} bogus_option=1"})
+        create({"dsn": f"host=127.0.0.1 password={PASSWORD} bogus_option=1"}, NOTHING_SHARED)
     assert PASSWORD not in str(caught.value)

@@ -9,6 +9,7 @@ import pytest
 
 from contracts.errors import ConfigError, ErrorCode
 from providers.errors import ProviderError
+from providers.shared import NOTHING_SHARED
 from providers.vectorstores import VectorItem, vector_stores
 from providers.vectorstores.qdrant import QdrantVectorStore, create, point_id
 from tests.conformance.vectorstores import (
@@ -21,7 +22,7 @@ from tests.conformance.vectorstores import (
 class TestQdrantMemory(VectorStoreConformance):
     @pytest.fixture
     async def store(self) -> AsyncIterator[DroppableStore]:
-        store = create({"location": ":memory:"})
+        store = create({"location": ":memory:"}, NOTHING_SHARED)
         await store.load()
         yield store
         await store.aclose()
@@ -30,7 +31,7 @@ class TestQdrantMemory(VectorStoreConformance):
 class TestQdrantOnDisk(VectorStoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[DroppableStore]:
-        store = create({"path": str(tmp_path / "qdrant")})
+        store = create({"path": str(tmp_path / "qdrant")}, NOTHING_SHARED)
         await store.load()
         yield store
         await store.aclose()
@@ -38,10 +39,10 @@ class TestQdrantOnDisk(VectorStoreConformance):
 
 async def test_data_on_disk_survives_a_restart(tmp_path: Path) -> None:
     config = {"path": str(tmp_path / "qdrant")}
-    first = create(config)
+    first = create(config, NOTHING_SHARED)
     await first.upsert("c", [VectorItem(id="doc-1", vector=QUERY, metadata={"k": "v"})])
     await first.aclose()
-    second = create(config)
+    second = create(config, NOTHING_SHARED)
     try:
         [match] = await second.query("c", QUERY, top_k=1)
         assert (match.id, match.metadata) == ("doc-1", {"k": "v"})
@@ -71,7 +72,13 @@ def test_exactly_one_of_url_path_location(config: dict[str, str]) -> None:
 async def test_unreachable_server_is_provider_down_without_the_key() -> None:
     key = "qdrant-key-never-shown-5d2"
     store = create(
-        {"url": "https://127.0.0.1:1", "api_key": key, "timeout_s": 2, "check_compatibility": False}
+        {
+            "url": "https://127.0.0.1:1",
+            "api_key": key,
+            "timeout_s": 2,
+            "check_compatibility": False,
+        },
+        NOTHING_SHARED,
     )
     assert isinstance(store, QdrantVectorStore)
     assert key not in repr(store._config)
@@ -86,7 +93,7 @@ async def test_unreachable_server_is_provider_down_without_the_key() -> None:
 
 
 async def test_filter_keys_with_paths_are_invalid() -> None:
-    store = create({"location": ":memory:"})
+    store = create({"location": ":memory:"}, NOTHING_SHARED)
     try:
         await store.upsert("c", [VectorItem(id="a", vector=QUERY)])
         with pytest.raises(ProviderError) as caught:

@@ -9,6 +9,8 @@ import pytest
 
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
+from providers.redis_client import RedisPool
+from providers.shared import Shared
 from providers.vectorstores import vector_stores
 from providers.vectorstores.redis_vectors import RedisVectorStore, create, filter_expression
 from tests.conformance.vectorstores import (
@@ -25,8 +27,8 @@ class TestRedisVectorStore(VectorStoreConformance):
     score_tolerance: ClassVar[float] = 0.02
 
     @pytest.fixture
-    async def store(self, redis_url: str) -> AsyncIterator[DroppableStore]:
-        store = create({"url": redis_url, "key_prefix": "test:vectors"})
+    async def store(self, shared: Shared) -> AsyncIterator[DroppableStore]:
+        store = create({"key_prefix": "test:vectors"}, shared)
         await store.load()
         yield store
         await store.aclose()
@@ -36,8 +38,8 @@ class TestRedisVectorStoreNoQuant(TestRedisVectorStore):
     score_tolerance: ClassVar[float] = 1e-5
 
     @pytest.fixture
-    async def store(self, redis_url: str) -> AsyncIterator[DroppableStore]:
-        store = create({"url": redis_url, "key_prefix": "test:vectors", "quantization": "noquant"})
+    async def store(self, shared: Shared) -> AsyncIterator[DroppableStore]:
+        store = create({"key_prefix": "test:vectors", "quantization": "noquant"}, shared)
         await store.load()
         yield store
         await store.aclose()
@@ -69,8 +71,8 @@ def test_filters_redis_cannot_express_are_refused(
         filter_expression(filter)
 
 
-async def test_unexpressible_filter_is_invalid_input(redis_url: str) -> None:
-    store = create({"url": redis_url})
+async def test_unexpressible_filter_is_invalid_input(shared: Shared) -> None:
+    store = create({}, shared)
     try:
         with pytest.raises(ProviderError) as caught:
             await store.query("c", QUERY, top_k=1, filter={"a.b": 1})
@@ -81,7 +83,10 @@ async def test_unexpressible_filter_is_invalid_input(redis_url: str) -> None:
 
 async def test_unreachable_redis_is_provider_down_without_the_password() -> None:
     password = "redis-pass-never-shown-91c"
-    store = vector_stores.create("redis", {"url": f"redis://:{password}@127.0.0.1:1/0"})
+    pool = RedisPool("redis://127.0.0.1:1/0")
+    store = vector_stores.create(
+        "redis", {"url": f"redis://:{password}@127.0.0.1:1/0"}, Shared(redis=pool)
+    )
     assert isinstance(store, RedisVectorStore)
     assert password not in repr(store._config)
     try:
@@ -92,3 +97,4 @@ async def test_unreachable_redis_is_provider_down_without_the_password() -> None
         assert not await store.health()
     finally:
         await store.aclose()
+        await pool.aclose()

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Generic, Protocol, TypeVar
 
+import redis.asyncio as aioredis
+
 from contracts.generate import ChatMessage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
-from providers.ratelimit import RateLimit, RedisRateLimiter
-from providers.redis_client import connect_redis
+from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.tokens import estimate_tokens
 
 
@@ -35,12 +36,16 @@ class _Limited(Generic[Inner]):
     """The shared part: the limiter, and the inner provider's lifecycle passed through."""
 
     def __init__(
-        self, category: str, inner: Inner, redis_url: str, limit: RateLimit, max_wait_s: float
+        self,
+        category: str,
+        inner: Inner,
+        redis: aioredis.Redis,
+        limit: RateLimit,
+        max_wait_s: float,
     ) -> None:
         self._inner = inner
         self.name = inner.name
-        self._redis = connect_redis(redis_url)
-        self._limiter = RedisRateLimiter(self._redis, f"{category}:{inner.name}", limit)
+        self._limiter = RedisRateLimiter(redis, f"{category}:{inner.name}", limit)
         self._max_wait_s = max_wait_s
 
     async def load(self) -> None:
@@ -50,15 +55,18 @@ class _Limited(Generic[Inner]):
         return await self._inner.health()
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-        await self._redis.aclose()
+        await self._inner.aclose()  # the Redis client belongs to the process's pool
 
 
 class RateLimitedChat(_Limited[ChatProvider]):
     def __init__(
-        self, inner: ChatProvider, redis_url: str, limit: RateLimit, max_wait_s: float = 30.0
+        self,
+        inner: ChatProvider,
+        redis: aioredis.Redis,
+        limit: RateLimit,
+        max_wait_s: float = 30.0,
     ) -> None:
-        super().__init__("chat", inner, redis_url, limit, max_wait_s)
+        super().__init__("chat", inner, redis, limit, max_wait_s)
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -81,9 +89,13 @@ class RateLimitedChat(_Limited[ChatProvider]):
 
 class RateLimitedEmbeddings(_Limited[EmbeddingProvider]):
     def __init__(
-        self, inner: EmbeddingProvider, redis_url: str, limit: RateLimit, max_wait_s: float = 30.0
+        self,
+        inner: EmbeddingProvider,
+        redis: aioredis.Redis,
+        limit: RateLimit,
+        max_wait_s: float = 30.0,
     ) -> None:
-        super().__init__("embeddings", inner, redis_url, limit, max_wait_s)
+        super().__init__("embeddings", inner, redis, limit, max_wait_s)
 
     @property
     def capabilities(self) -> EmbeddingCapabilities:

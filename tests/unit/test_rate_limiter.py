@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from contracts import ConfigError, ErrorCode
 from providers import ProviderError, parse_config
-from providers.ratelimit import RateLimit, RedisRateLimiter
+from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from tests.conftest import REPO, Infra
 
 
@@ -182,7 +182,7 @@ async def test_no_limits_means_no_redis_state(redis_client: aioredis.Redis, key:
 _HAMMER = """
 import asyncio, json, sys
 import redis.asyncio as aioredis
-from providers.ratelimit import RateLimit, RedisRateLimiter
+from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 
 async def main(url, key, rpm, window_s, duration_s):
     client = aioredis.Redis.from_url(url)

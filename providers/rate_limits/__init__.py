@@ -1,0 +1,7 @@
+"""Rate limits shared by every worker replica through Redis: the limiter itself, and chat
+and embedding providers wrapped behind it."""
+
+from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
+from providers.rate_limits.wrapped import RateLimitedChat, RateLimitedEmbeddings
+
+__all__ = ["RateLimit", "RateLimitedChat", "RateLimitedEmbeddings", "RedisRateLimiter"]

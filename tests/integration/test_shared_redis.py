@@ -1,0 +1,47 @@
+"""A worker process opens one Redis client and hands it to everyone who needs Redis: the
+ledger, conversation memory and the shared rate limit of a generate worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from producer_sdk import FleetClient
+from providers.rate_limits.limiter import RateLimit
+from tests.conftest import Infra
+from tests.integration.conftest import MODEL
+from tests.integration.harness import serving
+from workers import ProviderSpec, WorkerSettings, build_worker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+
+
+async def test_ledger_memory_and_rate_limit_share_one_client(
+    settings: WorkerSettings, infra: Infra, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    from_url = aioredis.Redis.from_url
+
+    def counting(url: str, **kwargs: Any) -> aioredis.Redis:
+        opened.append(url)
+        return from_url(url, **kwargs)
+
+    monkeypatch.setattr(aioredis.Redis, "from_url", counting)
+    limited = ProviderSpec(name="local-llama", rate_limit=RateLimit(requests_per_minute=600))
+    settings = msgspec.structs.replace(settings, chat=[limited])
+    assert settings.idempotency
+    assert settings.memory is not None
+
+    async with (
+        serving(await build_worker("generate", settings)) as worker,
+        FleetClient(infra.bootstrap_servers, namespace=namespace, default_timeout_s=60) as client,
+    ):
+        first = await client.generate("Hi", model=MODEL, max_tokens=4, session_id="s-1")
+        again = await client.generate("Hi", model=MODEL, max_tokens=4, session_id="s-1")
+        assert first.text
+        assert again.text
+        assert len(worker.redis) == 1
+    assert opened == [infra.redis_url]
