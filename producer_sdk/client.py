@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypedDict, TypeVar, Unpack
+from typing import Self, TypedDict, TypeVar, Unpack
 
 from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
@@ -62,6 +62,16 @@ class GenerateOptions(TypedDict, total=False):
     stop: list[str] | None
     timeout_s: float | None  # the deadline, from now; default: the client's
     request_id: str | None  # default: a new uuid; the same id twice runs the model once
+
+
+class TranscribeOptions(TypedDict, total=False):
+    """Options of ``transcribe`` and ``stream_transcribe`` besides the audio and model."""
+
+    audio_url: str | None  # instead of the bytes: a URL the worker may fetch
+    language: str | None
+    provider: str | None
+    timeout_s: float | None
+    request_id: str | None
 
 
 class _Head(TypedDict):
@@ -243,28 +253,24 @@ class FleetClient:
         audio: bytes | None = None,
         *,
         model: str,
-        audio_url: str | None = None,
-        language: str | None = None,
-        provider: str | None = None,
-        timeout_s: float | None = None,
-        request_id: str | None = None,
+        **options: Unpack[TranscribeOptions],
     ) -> AsyncGenerator[TranscribeEvent, None]:
         """Yield transcript segments as they are decoded, then the TranscribeResult."""
-        head, timeout = self._head(request_id, timeout_s)
+        head, timeout = self._head(options.get("request_id"), options.get("timeout_s"))
         request = TranscribeRequest(
             **head,
             model=model,
             audio=audio,
-            audio_url=audio_url,
-            language=language,
-            provider=provider,
+            audio_url=options.get("audio_url"),
+            language=options.get("language"),
+            provider=options.get("provider"),
         )
         async for item in self._call("transcribe", request, timeout):
             if isinstance(item, TranscriptSegment | StreamRestarted | TranscribeResult):
                 yield item
 
     async def transcribe(
-        self, audio: bytes | None = None, *, model: str, **options: Any
+        self, audio: bytes | None = None, *, model: str, **options: Unpack[TranscribeOptions]
     ) -> TranscribeResult:
         stream = self.stream_transcribe(audio, model=model, **options)
         async with contextlib.aclosing(stream):
@@ -281,9 +287,11 @@ class FleetClient:
         embed_model: str | None = None,
         store: str | None = None,
         timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> VectorResult:
-        """Insert or replace records; records with `text` and no `vector` are embedded first."""
-        head, timeout = self._head(None, timeout_s)
+        """Insert or replace records; records with `text` and no `vector` are embedded first.
+        The same ``request_id`` again is answered from the ledger without writing twice."""
+        head, timeout = self._head(request_id, timeout_s)
         request = VectorUpsertRequest(
             **head,
             collection=collection,
@@ -300,8 +308,9 @@ class FleetClient:
         *,
         store: str | None = None,
         timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> VectorResult:
-        head, timeout = self._head(None, timeout_s)
+        head, timeout = self._head(request_id, timeout_s)
         request = VectorDeleteRequest(**head, collection=collection, ids=list(ids), store=store)
         return await self._final("vectors", request, timeout, VectorResult)
 
@@ -316,9 +325,10 @@ class FleetClient:
         embed_model: str | None = None,
         store: str | None = None,
         timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> VectorResult:
         """The top_k closest records to a vector or to a text (embedded by the worker)."""
-        head, timeout = self._head(None, timeout_s)
+        head, timeout = self._head(request_id, timeout_s)
         request = VectorQueryRequest(
             **head,
             collection=collection,

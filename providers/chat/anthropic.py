@@ -12,9 +12,9 @@ from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall
 from contracts.usage import Usage
 from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
-from providers.chat.remote_chat import ChatHttpConfig, RemoteChat
+from providers.chat.http_chat import ChatHttpConfig, HttpChat
 from providers.errors import ProviderError
-from providers.http import (
+from providers.http_api import (
     auth_headers,
     error_from_body,
     error_from_exception,
@@ -131,7 +131,7 @@ class _StreamState:
         )
 
 
-class AnthropicChat(RemoteChat[AnthropicChatConfig]):
+class AnthropicChat(HttpChat[AnthropicChatConfig]):
     """The Messages API; retries and a circuit breaker wrap every call."""
 
     health_path = "/v1/models"

@@ -13,9 +13,9 @@ from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall
 from contracts.usage import Usage
 from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
-from providers.chat.remote_chat import ChatHttpConfig, RemoteChat
+from providers.chat.http_chat import ChatHttpConfig, HttpChat
 from providers.errors import ProviderError
-from providers.http import (
+from providers.http_api import (
     error_from_body,
     error_from_exception,
     iter_sse,
@@ -115,7 +115,7 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-class OpenAIChat(RemoteChat[OpenAIChatConfig]):
+class OpenAIChat(HttpChat[OpenAIChatConfig]):
     """One OpenAI-compatible endpoint; retries and a circuit breaker wrap every call."""
 
     def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:

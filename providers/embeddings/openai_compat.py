@@ -17,7 +17,8 @@ from contracts.usage import Usage
 from providers.call_retry import call_with_retry, with_timeout
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
-from providers.http import (
+from providers.http_api import (
+    HttpApiProvider,
     HttpConfig,
     auth_headers,
     decode_json,
@@ -25,7 +26,6 @@ from providers.http import (
     raise_for_status,
 )
 from providers.registry import parse_config
-from providers.remote import RemoteProvider
 from providers.shared import Shared
 
 
@@ -72,7 +72,7 @@ def _normalised(vector: list[float]) -> list[float]:
     return [x / norm for x in vector]
 
 
-class OpenAIEmbeddings(RemoteProvider[OpenAIEmbeddingsConfig]):
+class OpenAIEmbeddings(HttpApiProvider[OpenAIEmbeddingsConfig]):
     operation = "embed"
 
     @property

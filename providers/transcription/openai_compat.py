@@ -12,7 +12,8 @@ import msgspec
 from contracts.errors import ErrorCode
 from providers.call_retry import call_with_retry, with_timeout
 from providers.errors import ProviderError
-from providers.http import (
+from providers.http_api import (
+    HttpApiProvider,
     HttpConfig,
     auth_headers,
     decode_json,
@@ -20,7 +21,6 @@ from providers.http import (
     raise_for_status,
 )
 from providers.registry import parse_config
-from providers.remote import RemoteProvider
 from providers.shared import Shared
 from providers.transcription.base import (
     Segment,
@@ -73,7 +73,7 @@ def audio_filename(audio: bytes) -> str:
     return "audio.wav"
 
 
-class OpenAITranscription(RemoteProvider[OpenAITranscriptionConfig]):
+class OpenAITranscription(HttpApiProvider[OpenAITranscriptionConfig]):
     operation = "transcribe"
 
     @property

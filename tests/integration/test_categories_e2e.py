@@ -143,6 +143,7 @@ async def test_vectors_upsert_texts_query_filter_and_delete(
     settings: WorkerSettings, client: FleetClient
 ) -> None:
     collection = f"docs_{uuid.uuid4().hex[:8]}"
+    delete_id = f"delete-{collection}"
     records = [
         VectorRecord(id="kafka", text="Kafka is a distributed event log.", metadata={"lang": "en"}),
         VectorRecord(id="redis", text="Redis is an in-memory data store.", metadata={"lang": "en"}),
@@ -154,7 +155,10 @@ async def test_vectors_upsert_texts_query_filter_and_delete(
         french = await client.query(
             collection, text="an append-only log of events", top_k=3, filter={"lang": "fr"}
         )
-        deleted = await client.delete(collection, ["kafka", "missing"])
+        deleted = await client.delete(collection, ["kafka", "missing"], request_id=delete_id)
+        # The same request id again is answered from the ledger: what the first one did.
+        resent = await client.delete(collection, ["kafka", "missing"], request_id=delete_id)
+        fresh = await client.delete(collection, ["kafka", "missing"])
         after = await client.query(collection, text="an append-only log of events", top_k=3)
     assert upserted.upserted == 3
     assert hits.matches is not None
@@ -162,6 +166,8 @@ async def test_vectors_upsert_texts_query_filter_and_delete(
     assert french.matches is not None
     assert [m.id for m in french.matches] == ["chat"]
     assert deleted.deleted == 1
+    assert resent.deleted == 1
+    assert fresh.deleted == 0
     assert after.matches is not None
     assert "kafka" not in [m.id for m in after.matches]
 

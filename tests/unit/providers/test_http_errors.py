@@ -10,7 +10,7 @@ import pytest
 
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
-from providers.http import (
+from providers.http_api import (
     Redactor,
     SSEEvent,
     decode_json,

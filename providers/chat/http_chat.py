@@ -12,8 +12,8 @@ import msgspec
 from contracts.generate import ChatMessage
 from providers.call_retry import stream_with_retry
 from providers.chat.base import ChatCapabilities, ChatEvent, ChatParams
-from providers.http import HttpConfig
-from providers.remote import RemoteProvider
+from providers.http_api.client import HttpConfig
+from providers.http_api.provider import HttpApiProvider
 
 
 class ChatHttpConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -24,7 +24,7 @@ class ChatHttpConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_field
 C = TypeVar("C", bound=ChatHttpConfig)
 
 
-class RemoteChat(RemoteProvider[C]):
+class HttpChat(HttpApiProvider[C]):
     operation = "chat"
 
     @property

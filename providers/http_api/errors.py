@@ -1,21 +1,17 @@
-"""Shared plumbing for the HTTP providers: errors from responses, Retry-After, SSE, redaction.
-
-Error codes come from the status and the structured fields of the body, never from its text.
-"""
+"""Errors from HTTP providers' responses: the code from the status and the body's structured
+fields (never from its text), Retry-After, and secrets scrubbed from whatever is reported."""
 
 from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Annotated, Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
-from providers.call_retry import CallRetryPolicy
-from providers.circuit import CircuitSettings
 from providers.errors import ProviderError
 from providers.secrets import Secret
 
@@ -49,23 +45,6 @@ _TYPE_CODES: Final[Mapping[str, ErrorCode]] = {
     "api_error": ErrorCode.PROVIDER_DOWN,
     "server_error": ErrorCode.PROVIDER_DOWN,
 }
-
-
-class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What every HTTP provider's config has; each provider adds its own fields."""
-
-    # The registry name by default; set it to run several instances (e.g. "vllm") side by side.
-    name: str
-    base_url: str
-    api_key: Secret | None = None
-    # The models this instance serves: routing picks a provider by these names.
-    models: Annotated[list[str], msgspec.Meta(min_length=1)]
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    retry: CallRetryPolicy = CallRetryPolicy()
-    circuit: CircuitSettings = CircuitSettings()
-    # Extra, non-secret headers (e.g. OpenAI-Organization); credentials belong in api_key,
-    # which is the only field masked in reprs and scrubbed from error messages.
-    headers: dict[str, str] = {}
 
 
 class Redactor:
@@ -271,69 +250,3 @@ def decode_json(content: bytes, type_: type[Any], *, op: str, redact: Redactor) 
         raise ProviderError(
             ErrorCode.PROVIDER_DOWN, op, f"the response body is not valid JSON: {snippet!r}"
         ) from exc
-
-
-class SSEEvent(msgspec.Struct, frozen=True):
-    event: str | None
-    data: str
-
-
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Server-sent events from text lines (the WHATWG rules the providers rely on:
-    ``event:``/``data:`` fields, several data lines joined by newlines, ``:`` comments)."""
-    event: str | None = None
-    data: list[str] = []
-    async for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line:
-            if data:
-                yield SSEEvent(event, "\n".join(data))
-            event, data = None, []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
-    if data:  # a stream that ends without the final blank line
-        yield SSEEvent(event, "\n".join(data))
-
-
-def auth_headers(
-    api_key: Secret | None, *, header: str = "authorization", bearer: bool = True
-) -> dict[str, str]:
-    """Per-request credentials; kept off the client so no client repr or default-header
-    dump can show them."""
-    if not api_key:
-        return {}
-    value = api_key.reveal()
-    return {header: f"Bearer {value}" if bearer else value}
-
-
-class HttpClient:
-    """The AsyncClient a provider uses: the one it was given (never closed here) or one it
-    builds, optionally over a given transport (tests pass ``httpx.MockTransport``)."""
-
-    def __init__(
-        self,
-        *,
-        timeout_s: float,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        if client is not None and transport is not None:
-            raise ValueError("pass either an httpx.AsyncClient or a transport, not both")
-        self._owned = client is None
-        self.client = client or httpx.AsyncClient(
-            transport=transport,
-            # timeout_s bounds connecting and each read, so a stream that stalls fails
-            # with a timeout instead of hanging; a long stream that keeps talking is fine.
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-        )
-
-    async def aclose(self) -> None:
-        if self._owned:
-            await self.client.aclose()

@@ -13,12 +13,13 @@ import httpx
 from contracts.errors import ErrorCode
 from providers.circuit import CircuitBreaker, CircuitState
 from providers.errors import ProviderError
-from providers.http import HttpClient, HttpConfig, Redactor, auth_headers
+from providers.http_api.client import HttpClient, HttpConfig, auth_headers
+from providers.http_api.errors import Redactor
 
 C = TypeVar("C", bound=HttpConfig)
 
 
-class RemoteProvider(Generic[C]):
+class HttpApiProvider(Generic[C]):
     #: The operation in error messages and spans: "<name>.<operation>".
     operation: ClassVar[str]
     #: Path of an authenticated GET that answers when the API is up.
