@@ -68,6 +68,9 @@ class Header:
     RETRY_COUNT: Final = "fleet-retry-count"
     RETRY_NOT_BEFORE_MS: Final = "fleet-retry-not-before-ms"
     RETRY_REASON: Final = "fleet-retry-reason"
+    # The attempt number the redelivered job runs as, at least: attempts keep rising even
+    # without the ledger, or after Redis lost its counter.
+    RETRY_ATTEMPT: Final = "fleet-retry-attempt"
 
 
 class ContentType:

@@ -34,7 +34,8 @@ from contracts.errors import ErrorCode
 from providers.errors import ProviderError
 
 # KEYS: lock, attempt, done, cancelled, running, crashes.
-# ARGV: owner, lock ttl ms, the submission's deadline, max crash attempts.
+# ARGV: owner, lock ttl ms, the submission's deadline, max crash attempts, the lowest attempt
+# number this delivery may run as (carried in the record: the counter may have been lost).
 # Returns {"done", payload} | {"cancelled", ""} | {"busy", ""} | {"start", attempt}
 #       | {"crashed", attempt, crashes}.
 _BEGIN: Final = """
@@ -49,6 +50,10 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   redis.call('SET', KEYS[5], ARGV[1], 'EX', 86400)
   local attempt = redis.call('INCR', KEYS[2])
+  if attempt <= tonumber(ARGV[5]) then
+    attempt = tonumber(ARGV[5]) + 1
+    redis.call('SET', KEYS[2], attempt)
+  end
   redis.call('PEXPIRE', KEYS[2], 86400000)
   if crashes > tonumber(ARGV[4]) then
     return {'crashed', tostring(attempt - 1), tostring(crashes)}
@@ -243,13 +248,13 @@ class JobLedger:
     def _keys(self, request_id: str) -> JobKeys:
         return JobKeys.of(self._namespace, request_id)
 
-    async def claim(self, request_id: str, submission: str = "") -> Claim:
+    async def claim(self, request_id: str, submission: str = "", *, floor: int = 0) -> Claim:
         """Wait until this worker may run the job (Started), or it is known done, or this
         submission (told apart from a later resubmission of the same id by ``submission``,
-        its deadline) was cancelled."""
+        its deadline) was cancelled. A started attempt is numbered ``floor`` at least."""
         keys = list(self._keys(request_id))  # the order _BEGIN's KEYS expect
         args: list[str | int] = [
-            self._owner, self._lock_ttl_ms, submission, self._max_crash_attempts
+            self._owner, self._lock_ttl_ms, submission, self._max_crash_attempts, floor
         ]  # fmt: skip
         while True:
             state, *values = await self._scripts.call(self._begin, keys, args)

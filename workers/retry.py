@@ -49,11 +49,23 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return call_attempts * (self.max_retries + 1)
 
 
-def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
+def _int_header(headers: Sequence[tuple[str, bytes]], name: str) -> int:
     for key, value in headers:
-        if key == Header.RETRY_COUNT:
+        if key == name:
             return int(value)
     return 0
+
+
+def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
+    return _int_header(headers, Header.RETRY_COUNT)
+
+
+def attempt_floor(request_attempt: int, headers: Sequence[tuple[str, bytes]]) -> int:
+    """The lowest attempt number this delivery may run as. A redelivery through a retry tier
+    carries the number after the attempt that failed (the ledger's count included), so the
+    numbers rise with or without the ledger, and after Redis lost its counter."""
+    carried = _int_header(headers, Header.RETRY_ATTEMPT)
+    return max(request_attempt + retry_count(headers), carried)
 
 
 class RedeliveryScheduler:
@@ -69,8 +81,9 @@ class RedeliveryScheduler:
     def exhausted(self, record: Record) -> bool:
         return retry_count(record.headers) >= self.policy.max_retries
 
-    async def schedule(self, record: Record, error: ProviderError) -> float:
-        """Park the record on the tier that covers the wanted delay; that delay, in seconds."""
+    async def schedule(self, record: Record, error: ProviderError, *, next_attempt: int) -> float:
+        """Park the record on the tier that covers the wanted delay, to run again as attempt
+        ``next_attempt`` (at least); that delay, in seconds."""
         count = retry_count(record.headers)
         wanted = self.policy.tiers_s[min(count, len(self.policy.tiers_s) - 1)]
         if error.retry_after_s is not None:
@@ -84,6 +97,7 @@ class RedeliveryScheduler:
             (Header.RETRY_COUNT, str(count + 1).encode()),
             (Header.RETRY_NOT_BEFORE_MS, str(not_before_ms).encode()),
             (Header.RETRY_REASON, f"{error.code}: {error.detail}"[:500].encode()),
+            (Header.RETRY_ATTEMPT, str(next_attempt).encode()),
         ]
         topic = retry_topic(self._kind, delay, self._namespace)
         await self._producer.send_and_wait(topic, record.value, key=record.key, headers=headers)

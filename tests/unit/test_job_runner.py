@@ -102,6 +102,7 @@ async def test_a_retryable_failure_is_parked_on_a_retry_topic() -> None:
     await job.runner.run(_record(encode(_request())))
     (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
     assert parked.headers[Header.RETRY_COUNT] == b"1"
+    assert parked.headers[Header.RETRY_ATTEMPT] == b"1"  # it ran as attempt 0
     assert job.publisher.on(REPLIES) == []  # the caller keeps waiting for the retry
     assert job.count(Outcome.RETRIED) == 1
     redelivered = job.metrics.registry.get_sample_value(
@@ -204,6 +205,7 @@ async def test_a_transient_broker_error_redelivers_the_job_and_dead_letters_noth
     assert job.dead_letters() == []
     (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
     assert parked.headers[Header.RETRY_COUNT] == b"1"
+    assert parked.headers[Header.RETRY_ATTEMPT] == b"1"  # it ran as attempt 0
     job.publisher.unreachable.clear()  # the broker is back
     await job.runner.run(_record(encode(_request("job-2"))))
     assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)

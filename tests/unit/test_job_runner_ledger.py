@@ -19,6 +19,7 @@ from contracts import (
     Header,
 )
 from contracts.codec import encode
+from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.job_runner_harness import (
     REPLIES,
     Fixture,
@@ -82,6 +83,26 @@ async def test_a_redelivered_job_replies_with_the_next_attempt_without_the_ledge
     chunks = job.publisher.replies(REPLIES)
     assert {c.attempt for c in chunks} == {2}
     assert [c.seq for c in chunks] == [0, 1, 2, 3]  # a fresh stream, numbered from 0
+
+
+@pytest.mark.redis
+async def test_attempts_keep_rising_after_redis_lost_the_counter(
+    ledger: JobLedger, redis: aioredis.Redis, ledger_namespace: str
+) -> None:
+    job = Fixture(ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN]), ledger=ledger)
+    for _ in range(2):  # two deliveries by crash takeover: attempts 0 and 1 in the ledger
+        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim("job-1")
+        await asyncio.sleep(0.1)
+    await job.runner.run(_record(encode(_request())))  # attempt 2 fails: parked
+    (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
+    assert parked.headers[Header.RETRY_ATTEMPT] == b"3"
+    async for key in redis.scan_iter(f"fleet:{ledger_namespace}:*"):
+        await redis.delete(key)  # Redis lost everything it knew about the job
+    assert parked.value is not None
+    await job.runner.run(_record(parked.value, list(parked.headers.items())))
+    chunks = job.publisher.replies(REPLIES)
+    assert {c.attempt for c in chunks} == {3}
+    assert isinstance(chunks[-1], GenerateResult)
 
 
 async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error() -> None:

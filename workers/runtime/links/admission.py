@@ -14,7 +14,7 @@ from contracts.codec import (
 from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from workers.metrics import Outcome, WorkerMetrics
-from workers.retry import retry_count
+from workers.retry import attempt_floor
 from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
 from workers.runtime.publisher import Publisher
@@ -50,8 +50,8 @@ class Decode(Link):
         job.request = request
         job.stream = ReplyStream(self._producer, request.reply_to, job.content_type)
         # Each redelivery through a retry tier is the next attempt, ledger or not (with the
-        # ledger, Claim numbers every delivery, crash takeovers included).
-        attempt = request.attempt + retry_count(job.record.headers)
+        # ledger, Claim numbers every delivery, crash takeovers included, from this floor).
+        attempt = attempt_floor(request.attempt, job.record.headers)
         job.stamper = ChunkStamper(request.request_id, attempt)
         await self.call_next(job)
 

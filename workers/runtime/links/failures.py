@@ -65,7 +65,7 @@ class CatchUndeliverable(Link):
             return False
         log.warning("replies for %s failed for now (%s): redelivering the job", job.where, exc)
         error = ProviderError(ErrorCode.PROVIDER_DOWN, "kafka.reply", repr(exc))
-        await self._outcomes.redeliver(self._retries, job.record, error)
+        await self._outcomes.redeliver(self._retries, job, error)
         return True
 
 
@@ -84,7 +84,7 @@ class RouteFailures(Link):
         except ProviderError as exc:
             if exc.retryable and self._retries is not None:
                 if not self._retries.exhausted(job.record):
-                    await outcomes.redeliver(self._retries, job.record, exc)
+                    await outcomes.redeliver(self._retries, job, exc)
                     job.final = None
                     await job.stream.flush()
                     return

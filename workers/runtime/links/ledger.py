@@ -56,7 +56,9 @@ class Claim(Link):
         submission = tenant_submission(job.request.tenant, submission_of(job.request))
         try:
             claim = await call_with_retry(
-                lambda: self._ledger.claim(request_id, submission), self._retry, name="ledger.claim"
+                lambda: self._ledger.claim(request_id, submission, floor=job.stamper.attempt),
+                self._retry,
+                name="ledger.claim",
             )
         except ProviderError as exc:
             await self._unavailable(job, exc)

@@ -9,7 +9,7 @@ from contracts.replies import ErrorReply
 from providers.errors import ProviderError
 from workers.dead_letter import DeadLetters
 from workers.metrics import Outcome, WorkerMetrics
-from workers.retry import RedeliveryScheduler
+from workers.retry import RedeliveryScheduler, attempt_floor
 from workers.runtime.chain import Job
 from workers.runtime.records import Record
 
@@ -29,11 +29,14 @@ class Outcomes:
         self.metrics.dead_letters.labels(self.kind, reason.value).inc()
         await self._dead_letters.publish(record, code, reason, detail)
 
-    async def redeliver(
-        self, retries: RedeliveryScheduler, record: Record, error: ProviderError
-    ) -> None:
-        """Park the record on a retry tier for a later try of the job."""
-        delay = await retries.schedule(record, error)
+    async def redeliver(self, retries: RedeliveryScheduler, job: Job, error: ProviderError) -> None:
+        """Park the job's record on a retry tier for a later try, as the next attempt."""
+        record = job.record
+        if job.stamper is not None:
+            next_attempt = job.stamper.attempt + 1
+        else:  # not decoded yet: what the record itself says
+            next_attempt = attempt_floor(0, record.headers) + 1
+        delay = await retries.schedule(record, error, next_attempt=next_attempt)
         self.metrics.outcome(Outcome.RETRIED)
         self.metrics.redeliveries.labels(self.kind, f"{delay:g}").inc()
 
