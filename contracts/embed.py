@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from contracts.envelope import Request
+
+# How the result carries its vectors (OpenAI's encoding_format): "float" as lists of numbers,
+# "base64" as one block of little-endian float32 rows (`vectors_float32`: raw bytes in
+# msgpack, a base64 string in JSON), a quarter of the size of float64 lists.
+EncodingFormat = Literal["float", "base64"]
 
 
 class EmbedRequest(Request, frozen=True, kw_only=True, tag="embed"):
@@ -15,6 +20,10 @@ class EmbedRequest(Request, frozen=True, kw_only=True, tag="embed"):
     provider: str | None = None
     # Row ids for batch jobs, returned beside each vector (OpenAI Batch's custom_id).
     custom_ids: list[str] | None = None
+    encoding_format: EncodingFormat = "float"
+    # Shorter vectors (OpenAI's dimensions): the model's vectors cut to their first
+    # `dimensions` numbers and scaled back to unit length; more than the model has is refused.
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         if self.custom_ids is not None and len(self.custom_ids) != len(self.texts):

@@ -42,10 +42,25 @@ class GenerateResult(Final, frozen=True, kw_only=True, tag="generate_result"):
     usage: Usage = Usage()
 
 
+class EmbedPart(Chunk, frozen=True, kw_only=True, tag="embed_part"):
+    """Rows ``first_row`` onwards of an embed result too large for one message; the parts
+    come in order, then the EmbedResult with the rows after them (contracts/embed_parts.py)."""
+
+    first_row: int
+    dimension: int
+    vectors: list[list[float]] = []
+    vectors_float32: bytes | None = None
+
+
 class EmbedResult(Final, frozen=True, kw_only=True, tag="embed_result"):
     model: str
     dimension: int
-    vectors: list[list[float]]
+    # One of the two, as the request's encoding_format asked: lists of numbers, or
+    # len(rows) x dimension little-endian float32 values, row after row.
+    vectors: list[list[float]] = []
+    vectors_float32: bytes | None = None
+    # The rows before this one came in EmbedPart chunks (0: this chunk has them all).
+    first_row: int = 0
     custom_ids: list[str] | None = None
     usage: Usage = Usage()
 
@@ -84,6 +99,7 @@ class ErrorReply(Final, frozen=True, kw_only=True, tag="error"):
 
 ReplyChunk = (
     TextDelta
+    | EmbedPart
     | TranscriptSegment
     | GenerateResult
     | EmbedResult

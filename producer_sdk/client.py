@@ -13,6 +13,7 @@ from typing import Self, TypedDict, TypeVar, Unpack
 
 from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
+from contracts.embed_parts import EmbedJoiner
 from contracts.envelope import ReplyAddress
 from contracts.generate import ChatMessage, GenerateRequest
 from contracts.names import (
@@ -22,6 +23,7 @@ from contracts.names import (
     reply_topic,
 )
 from contracts.replies import (
+    EmbedPart,
     EmbedResult,
     ErrorReply,
     Final,
@@ -203,10 +205,16 @@ class FleetClient:
         model: str,
         provider: str | None = None,
         custom_ids: Sequence[str] | None = None,
+        dimensions: int | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
     ) -> EmbedResult:
-        """Vectors for one text or a list of texts, in input order."""
+        """Vectors for one text or a list of texts, in input order, as ``vectors`` (lists of
+        floats) and as ``vectors_float32`` (one little-endian float32 block:
+        ``numpy.frombuffer(r.vectors_float32, "<f4").reshape(-1, r.dimension)``).
+
+        They travel as float32 bytes, and a result too large for one Kafka message comes in
+        several parts; the caller gets them joined. ``dimensions`` shortens the vectors."""
         head, timeout = self._head(request_id, timeout_s)
         request = EmbedRequest(
             **head,
@@ -214,8 +222,20 @@ class FleetClient:
             texts=[texts] if isinstance(texts, str) else list(texts),
             provider=provider,
             custom_ids=list(custom_ids) if custom_ids is not None else None,
+            encoding_format="base64",
+            dimensions=dimensions,
         )
-        return await self._final("embed", request, timeout, EmbedResult)
+        joiner = EmbedJoiner()
+        stream = self._call("embed", request, timeout)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, StreamRestarted):
+                    joiner.restart()
+                elif isinstance(item, EmbedPart):
+                    joiner.add(item)
+                elif isinstance(item, EmbedResult):
+                    return joiner.join(item)
+        raise AssertionError("a reply stream ends with its final chunk or an exception")
 
     async def submit_corpus(
         self,

@@ -219,6 +219,7 @@ class Worker:
             retries=RedeliveryScheduler(producer, self.kind, s.namespace, s.retry),
             topic_probe=broker_topic_probe(producer),
             tenant_keys=s.tenant_verification(),
+            reply_limits=s.replies,
         )
         return JobConsumer(
             consumer=await self._consumer(stack, s.group_for(self.kind)),

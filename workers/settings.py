@@ -33,6 +33,19 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return f"ProviderSpec(name={self.name!r}, config keys=[{keys}])"
 
 
+class ReplyLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How big replies may be. An embed result larger than one message travels in parts."""
+
+    # One reply message at most this big: under the broker's default message.max.bytes
+    # (1 MiB) with room for the record's overhead.
+    part_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 900_000
+    # A whole result larger than this is refused with a typed error that names the limit.
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024 * 1024
+
+
+DEFAULT_REPLY_LIMITS = ReplyLimits()
+
+
 class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Dynamic batching of the embed worker: texts from many requests share a model call."""
 
@@ -60,6 +73,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_PAYLOAD_BYTES
+    replies: ReplyLimits = ReplyLimits()
     # How long a stopping worker lets in-flight jobs finish before it hands them back.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     commit_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import msgspec
+import numpy as np
 import pytest
 
 from contracts import ErrorCode, TranscribeResult, TranscriptSegment, VectorRecord
@@ -18,6 +20,7 @@ from producer_sdk import FleetClient, FleetRequestError
 from tests.conftest import Infra
 from tests.integration.harness import serving
 from workers import Worker, WorkerSettings, build_worker
+from workers.settings import ReplyLimits
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
@@ -93,17 +96,51 @@ async def test_unknown_embedding_model_is_a_clear_error(
     assert EMBED_MODEL in str(info.value)
 
 
-async def test_an_embed_reply_over_the_message_limit_is_a_typed_error_at_once(
+async def test_an_embed_reply_over_one_message_arrives_whole_in_parts(
     settings: WorkerSettings, client: FleetClient
 ) -> None:
-    texts = [f"short text number {i}" for i in range(400)]  # about 1.4 MB of vectors
+    texts = [f"short text number {i}" for i in range(1000)]  # 1.5 MB of float32 vectors
+    async with worker_of("embed", settings):
+        result = await client.embed(texts, model=EMBED_MODEL, timeout_s=60)
+        [alone] = (await client.embed(texts[999], model=EMBED_MODEL)).vectors
+    assert result.vectors_float32 is not None
+    assert len(result.vectors_float32) > 1024 * 1024
+    assert len(result.vectors) == 1000
+    assert result.dimension == 384
+    assert np.allclose(result.vectors[999], alone, atol=1e-6)
+    matrix = np.frombuffer(result.vectors_float32, "<f4").reshape(-1, result.dimension)
+    assert np.allclose(matrix, np.asarray(result.vectors, dtype=np.float32))
+
+
+async def test_an_embed_reply_over_the_configured_bound_is_a_typed_error_at_once(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    settings = msgspec.structs.replace(settings, replies=ReplyLimits(max_bytes=100_000))
+    texts = [f"short text number {i}" for i in range(100)]  # 154 kB of vectors
     async with worker_of("embed", settings):
         with pytest.raises(FleetRequestError) as info:
             await client.embed(texts, model=EMBED_MODEL, timeout_s=60)
         assert info.value.code is ErrorCode.INVALID_INPUT
-        assert "too large for one reply message" in str(info.value)
+        assert "replies.max_bytes = 100000" in str(info.value)
         # The caller's reply topic still works: its next request is answered.
         assert len((await client.embed("one text", model=EMBED_MODEL)).vectors) == 1
+
+
+async def test_embed_dimensions_shorten_the_vectors(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    async with worker_of("embed", settings):
+        full = await client.embed("Kafka is a log", model=EMBED_MODEL)
+        short = await client.embed("Kafka is a log", model=EMBED_MODEL, dimensions=64)
+        with pytest.raises(FleetRequestError) as info:
+            await client.embed("Kafka is a log", model=EMBED_MODEL, dimensions=4096)
+    assert short.dimension == 64
+    [vector] = short.vectors
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    head = np.asarray(full.vectors[0][:64])
+    assert np.allclose(vector, head / np.linalg.norm(head), atol=1e-5)
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert "makes vectors of 384" in str(info.value)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="run deploy/local/system-packages.sh")

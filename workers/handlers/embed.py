@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import numpy as np
+import numpy.typing as npt
+
 from contracts.embed import EmbedRequest
+from contracts.errors import ErrorCode
 from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingProvider
+from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.telemetry import provider_span
@@ -17,6 +22,23 @@ from workers.handlers.providers import embedders, health_of
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import EmbedBatching, WorkerSettings
+
+FloatRows = npt.NDArray[np.float32]
+
+
+def shortened(rows: FloatRows, dimensions: int, model: str) -> FloatRows:
+    """The first ``dimensions`` numbers of each vector, scaled back to unit length (what
+    OpenAI's ``dimensions`` does); asking for more than the model makes is refused."""
+    if dimensions > rows.shape[1]:
+        raise ProviderError(
+            ErrorCode.INVALID_INPUT,
+            "embed.dimensions",
+            f"dimensions={dimensions}, but {model!r} makes vectors of {rows.shape[1]}",
+        )
+    cut = rows[:, :dimensions]
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    scaled: FloatRows = np.divide(cut, norms, out=np.zeros_like(cut), where=norms > 0)
+    return scaled
 
 
 class EmbedHandler:
@@ -38,15 +60,20 @@ class EmbedHandler:
     ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
         vectors = await self._batcher(provider, request.model).embed(request.texts)
+        rows = np.asarray(vectors, dtype=np.float32)
+        if request.dimensions is not None:
+            rows = shortened(rows, request.dimensions, request.model)
         # Usage is estimated per request: the model bills whole batches shared by requests.
         tokens = sum(estimate_tokens(t) for t in request.texts)
+        packed = request.encoding_format == "base64"
         yield EmbedResult(
             request_id=stamper.request_id,
             attempt=stamper.attempt,
             seq=stamper.next_seq(),
             model=request.model,
-            dimension=len(vectors[0]),
-            vectors=vectors,
+            dimension=rows.shape[1],
+            vectors=[] if packed else rows.tolist(),
+            vectors_float32=rows.astype("<f4").tobytes() if packed else None,
             custom_ids=request.custom_ids,
             usage=Usage(input_tokens=tokens),
         )

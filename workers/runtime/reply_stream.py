@@ -7,11 +7,17 @@ import time
 from typing import Any
 
 from contracts.codec import encode
+from contracts.embed_parts import split_embed_result
 from contracts.envelope import ReplyAddress
 from contracts.errors import ErrorCode
 from contracts.names import ContentType, Header
-from contracts.replies import ErrorReply, ReplyChunk, TextDelta
+from contracts.replies import EmbedResult, ErrorReply, ReplyChunk, TextDelta
 from workers.runtime.publisher import Publisher
+from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
+
+
+class ReplyTooLarge(Exception):
+    """A result larger than the configured bound on a whole reply (``replies.max_bytes``)."""
 
 
 class ChunkStamper:
@@ -86,21 +92,42 @@ class ReplyStream:
         producer: Publisher,
         address: ReplyAddress | None,
         content_type: str = ContentType.MSGPACK,
+        limits: ReplyLimits = DEFAULT_REPLY_LIMITS,
     ) -> None:
         self._producer = producer
         self._address = address
         self._content_type = content_type
+        self._limits = limits
         self._headers = [(Header.CONTENT_TYPE, content_type.encode())]
         self._pending: list[asyncio.Future[Any]] = []
         self.sent = 0  # chunks handed to the producer: also the next seq the caller expects
 
     async def send(self, chunk: ReplyChunk) -> None:
+        """Hand one chunk to the producer; an embed result larger than one message goes as
+        several (EmbedPart chunks, then the result with the last rows)."""
         if self._address is None:  # fire-and-forget request: nobody listens
             return
+        value = encode(chunk, self._content_type)
+        if len(value) > self._limits.max_bytes:
+            raise ReplyTooLarge(
+                f"{len(value)} bytes, more than the fleet's limit on one reply "
+                f"(replies.max_bytes = {self._limits.max_bytes})"
+            )
+        if isinstance(chunk, EmbedResult) and len(value) > self._limits.part_bytes:
+            for part in split_embed_result(chunk, self._size, self._limits.part_bytes):
+                await self._send(part.request_id, encode(part, self._content_type))
+            return
+        await self._send(chunk.request_id, value)
+
+    def _size(self, chunk: object) -> int:
+        return len(encode(chunk, self._content_type))
+
+    async def _send(self, request_id: str, value: bytes) -> None:
+        assert self._address is not None
         future = await self._producer.send(
             self._address.topic,
-            value=encode(chunk, self._content_type),
-            key=chunk.request_id.encode(),
+            value=value,
+            key=request_id.encode(),
             partition=self._address.partition,
             headers=self._headers,
         )

@@ -36,6 +36,7 @@ from workers.runtime.links import (
 from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import Record
 from workers.runtime.reply_stream import GoneTopics
+from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
 
 
 class JobRunner:
@@ -53,6 +54,7 @@ class JobRunner:
         ledger_retry: CallRetryPolicy = LEDGER_RETRY,
         topic_probe: TopicProbe | None = None,
         tenant_keys: dict[str, bytes] | None = None,
+        reply_limits: ReplyLimits = DEFAULT_REPLY_LIMITS,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
@@ -60,7 +62,7 @@ class JobRunner:
         links: list[Link] = [
             Traced(),
             CatchUndeliverable(outcomes, gone, topic_probe, retries),
-            Decode(outcomes, producer, max_payload_bytes),
+            Decode(outcomes, producer, max_payload_bytes, reply_limits),
             *([VerifyTenant(outcomes, tenant_keys)] if tenant_keys is not None else []),
             SkipGoneReplyTopics(outcomes, gone),
             Deadline(metrics),

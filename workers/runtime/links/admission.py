@@ -20,6 +20,7 @@ from workers.runtime.links.outcomes import Outcomes
 from workers.runtime.publisher import Publisher
 from workers.runtime.records import header
 from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
+from workers.settings import ReplyLimits
 from workers.tenants import unverified
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,17 @@ class Decode(Link):
     """Bytes to a typed request and its reply stream; what does not decode is dead-lettered
     (and answered, when its reply address can still be read)."""
 
-    def __init__(self, outcomes: Outcomes, producer: Publisher, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        producer: Publisher,
+        max_payload_bytes: int,
+        reply_limits: ReplyLimits,
+    ) -> None:
         self._outcomes = outcomes
         self._producer = producer
         self._max_payload_bytes = max_payload_bytes
+        self._reply_limits = reply_limits
 
     async def __call__(self, job: Job) -> None:
         payload = job.record.value or b""
@@ -48,7 +56,9 @@ class Decode(Link):
             await self._reject(job, exc)
             return
         job.request = request
-        job.stream = ReplyStream(self._producer, request.reply_to, job.content_type)
+        job.stream = ReplyStream(
+            self._producer, request.reply_to, job.content_type, self._reply_limits
+        )
         # Each redelivery through a retry tier is the next attempt, ledger or not (with the
         # ledger, Claim numbers every delivery, crash takeovers included, from this floor).
         attempt = attempt_floor(request.attempt, job.record.headers)

@@ -18,7 +18,7 @@ from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
 from workers.runtime.publisher import TopicProbe
 from workers.runtime.records import header
-from workers.runtime.reply_stream import GoneTopics
+from workers.runtime.reply_stream import GoneTopics, ReplyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,15 @@ class RouteFailures(Link):
             await outcomes.error_reply(job, exc.code, exc.detail)
         except ConfigError as exc:
             await outcomes.error_reply(job, ErrorCode.INVALID_INPUT, str(exc))
-        except MessageSizeTooLargeError as exc:
-            # The result does not fit one Kafka message: the caller is there, and gets a small
+        except (MessageSizeTooLargeError, ReplyTooLarge) as exc:
+            # The result does not fit one Kafka message (and cannot travel in parts), or is
+            # over the fleet's bound on a whole reply: the caller is there, and gets a small
             # typed error at once instead of waiting for its deadline.
             log.warning("job %s: its reply is too large: %s", job.request.request_id, exc)
             reason = DeadLetterReason.REPLY_TOO_LARGE
             await outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, str(exc))
             message = (
-                f"the {outcomes.kind} result is too large for one reply message ({exc}); "
+                f"the {outcomes.kind} result is too large to send back ({exc}); "
                 "ask for less per request (fewer texts, fewer tokens)"
             )
             job.stamper.resume_at(job.stream.sent)  # the refused chunk's number

@@ -1,0 +1,123 @@
+"""Embedding vectors on the wire: float32 rows packed into bytes, and an embed result too
+large for one Kafka message split into EmbedPart chunks and joined again by the caller."""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from contracts.replies import EmbedPart, EmbedResult
+
+_FLOAT32_BYTES = 4
+
+
+def pack_float32(rows: Sequence[Sequence[float]]) -> bytes:
+    """Rows as little-endian float32 values, row after row."""
+    values = array.array("f", (x for row in rows for x in row))
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tobytes()
+
+
+def unpack_float32(data: bytes, dimension: int) -> list[list[float]]:
+    """The rows ``pack_float32`` packed (as Python floats, rounded to float32)."""
+    if dimension < 1 or len(data) % (dimension * _FLOAT32_BYTES):
+        raise ValueError(
+            f"{len(data)} bytes of float32 vectors do not make rows of dimension {dimension}"
+        )
+    values = array.array("f")
+    values.frombytes(data)
+    if sys.byteorder == "big":
+        values.byteswap()
+    flat = values.tolist()
+    return [flat[i : i + dimension] for i in range(0, len(flat), dimension)]
+
+
+def row_count(chunk: EmbedPart | EmbedResult) -> int:
+    if chunk.vectors_float32 is not None:
+        return len(chunk.vectors_float32) // (chunk.dimension * _FLOAT32_BYTES)
+    return len(chunk.vectors)
+
+
+def _slice(chunk: EmbedResult, start: int, stop: int) -> dict[str, object]:
+    """The vector fields of rows [start, stop), in the chunk's own encoding."""
+    if chunk.vectors_float32 is not None:
+        row = chunk.dimension * _FLOAT32_BYTES
+        return {"vectors_float32": chunk.vectors_float32[start * row : stop * row]}
+    return {"vectors": chunk.vectors[start:stop]}
+
+
+def split_embed_result(
+    result: EmbedResult, encoded_size: Callable[[msgspec.Struct], int], max_bytes: int
+) -> list[EmbedPart | EmbedResult]:
+    """``result`` as parts that each encode to at most ``max_bytes`` (by ``encoded_size``),
+    numbered on from its own ``seq``; the result itself when it fits."""
+    size = encoded_size(result)
+    rows = row_count(result)
+    if size <= max_bytes or rows <= 1:
+        return [result]
+    per_part = max(1, math.floor(rows * max_bytes * 0.9 / size))
+    while True:
+        chunks: list[EmbedPart | EmbedResult] = []
+        starts = range(0, rows, per_part)
+        for n, start in enumerate(starts):
+            stop = min(start + per_part, rows)
+            fields = _slice(result, start, stop)
+            if stop < rows:
+                chunks.append(
+                    EmbedPart(
+                        request_id=result.request_id,
+                        attempt=result.attempt,
+                        seq=result.seq + n,
+                        first_row=start,
+                        dimension=result.dimension,
+                        **fields,  # type: ignore[arg-type]
+                    )
+                )
+            else:
+                chunks.append(
+                    msgspec.structs.replace(result, seq=result.seq + n, first_row=start, **fields)
+                )
+        if per_part == 1 or all(encoded_size(c) <= max_bytes for c in chunks):
+            return chunks
+        per_part = max(1, per_part // 2)
+
+
+class EmbedJoiner:
+    """Collects the EmbedPart chunks of one attempt and joins them to its final result."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        """A new attempt began: what the old one sent is dropped."""
+        self._rows = 0
+        self._lists: list[list[float]] = []
+        self._packed: list[bytes] = []
+
+    def add(self, part: EmbedPart) -> None:
+        self._expect(part.first_row, "part")
+        self._rows += row_count(part)
+        if part.vectors_float32 is not None:
+            self._packed.append(part.vectors_float32)
+        else:
+            self._lists.extend(part.vectors)
+
+    def join(self, final: EmbedResult) -> EmbedResult:
+        """The whole result with its vectors as lists of floats, and, when the rows came
+        packed, as one float32 block too (ready for ``numpy.frombuffer``)."""
+        self._expect(final.first_row, "result")
+        if final.vectors_float32 is None:
+            rows = self._lists + final.vectors
+            return msgspec.structs.replace(final, vectors=rows, first_row=0)
+        packed = b"".join([*self._packed, final.vectors_float32])
+        rows = unpack_float32(packed, final.dimension) if packed else []
+        return msgspec.structs.replace(final, vectors=rows, vectors_float32=packed, first_row=0)
+
+    def _expect(self, first_row: int, what: str) -> None:
+        if first_row != self._rows:
+            raise ValueError(f"embed {what} starting at row {first_row} after {self._rows} rows")
