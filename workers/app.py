@@ -228,6 +228,7 @@ class Worker:
             concurrency=s.concurrency_for(self.kind),
             commit_interval_s=s.commit_interval_s,
             shutdown_grace_s=s.shutdown_grace_s,
+            keep_jobs_on_revoke=ledger is not None,
         )
 
     async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:

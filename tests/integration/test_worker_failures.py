@@ -26,6 +26,12 @@ session_timeout_ms = 6000
 # (session timeout 6 s), long enough that a loaded machine never lets a live lock lapse.
 lock_ttl_s = 5.0
 shutdown_grace_s = 30.0
+
+# Two model processes share the machine: one thread each (llama.cpp's threads spin while
+# they wait, so two processes with a thread per core each slow both down many times over).
+[[chat]]
+name = "local-llama"
+config = { n_threads = 1 }
 """
 
 
@@ -124,3 +130,43 @@ async def test_sigterm_under_load_loses_nothing_and_repeats_nothing(
     finally:
         await redis.aclose()
     assert attempts == [b"1"] * len(prompts)  # every job started exactly once
+
+
+async def test_a_worker_joining_does_not_restart_a_running_job(
+    infra: Infra, namespace: str, tmp_path: Path, client: FleetClient
+) -> None:
+    # A grace period far shorter than the job: only a job kept running across the
+    # rebalance (the ledger guards it) can end without a restart.
+    config = tmp_path / "worker.toml"
+    config.write_text(CONFIG.replace("shutdown_grace_s = 30.0", "shutdown_grace_s = 0.5"))
+    first = WorkerProcess("generate", infra, namespace, config, tmp_path / "first.log")
+    second: WorkerProcess | None = None
+    events: list[GenerateEvent] = []
+    try:
+        await first.wait_ready()
+        stream = client.stream_generate(
+            "Write a long story about a dragon who learns to cook.",
+            model=MODEL,
+            max_tokens=200,
+            temperature=0,
+            timeout_s=120,
+        )
+
+        async def consume() -> None:
+            async for event in stream:
+                events.append(event)
+
+        reader = asyncio.create_task(consume())
+        await _until(lambda: sum(isinstance(e, TextDelta) for e in events) >= 5, timeout_s=60)
+        second = WorkerProcess("generate", infra, namespace, config, tmp_path / "second.log")
+        await second.wait_ready()  # ready: the group rebalanced to give it a partition
+        await asyncio.wait_for(reader, timeout=120)
+    finally:
+        first.ensure_stopped()
+        if second is not None:
+            second.ensure_stopped()
+
+    assert not [e for e in events if isinstance(e, StreamRestarted)]
+    (final,) = [e for e in events if isinstance(e, GenerateResult)]
+    assert final.attempt == 0
+    assert final.text == "".join(e.text for e in events if isinstance(e, TextDelta))

@@ -20,6 +20,12 @@ from workers.runtime.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
+# A job whose run failed (no reply could be sent) runs again after this, doubling up to
+# the maximum; a runner bug gets this many runs.
+RERUN_FIRST_S = 0.5
+RERUN_MAX_S = 10.0
+RUNNER_BUG_TRIES = 3
+
 
 class JobConsumer:
     def __init__(
@@ -31,6 +37,7 @@ class JobConsumer:
         concurrency: int,
         commit_interval_s: float = 0.2,
         shutdown_grace_s: float = 30.0,
+        keep_jobs_on_revoke: bool = False,
     ) -> None:
         self._consumer = consumer
         self._topic = topic
@@ -38,6 +45,7 @@ class JobConsumer:
         self._concurrency = concurrency
         self._commit_interval_s = commit_interval_s
         self._shutdown_grace_s = shutdown_grace_s
+        self._keep_jobs_on_revoke = keep_jobs_on_revoke
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._slot_free = asyncio.Event()
@@ -89,21 +97,41 @@ class JobConsumer:
 
     async def _run_job(self, tp: TopicPartition, record: Record) -> None:
         try:
-            await self._runner.run(record)
-        except asyncio.CancelledError:
-            # Handed back: not marked finished, so its offset is not committed.
-            raise
-        except Exception:
-            # The job's replies could not be produced; it stays at-least-once by not
-            # being marked done, and the worker carries on with other jobs.
-            log.exception(
-                "job at %s[%d]@%d failed to complete", tp.topic, tp.partition, record.offset
-            )
-            return
+            await self._run_until_it_ends(tp, record)
         finally:
+            # Cancelled: handed back (a rebalance, a shutdown), so never marked finished.
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._slot_free.set()
         self._tracker.finished(tp, record.offset)
+
+    async def _run_until_it_ends(self, tp: TopicPartition, record: Record) -> None:
+        """Run the job until it ends: answered, parked for a retry or dead-lettered. A run
+        that fails could not even send an error reply (the broker is away): it runs again
+        after a backoff, the ledger keeping it once-only, so the job ends when the broker is
+        back instead of holding its partition's commits. Any other failure is a bug in the
+        runner: after ``RUNNER_BUG_TRIES`` runs the job is given up, loudly, and its
+        partition goes on committing."""
+        where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+        delay, bugs, failed = RERUN_FIRST_S, 0, False
+        while True:
+            try:
+                await self._runner.run(record)
+            except KafkaError as exc:
+                if not failed:
+                    log.warning("job at %s could not end (%s): running it again", where, exc)
+                failed = True
+            except Exception:
+                bugs += 1
+                if bugs >= RUNNER_BUG_TRIES:
+                    log.exception("job at %s failed %d times: given up", where, bugs)
+                    return
+                log.exception("job at %s failed: running it again", where)
+            else:
+                if failed:
+                    log.info("job at %s ended after the broker came back", where)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RERUN_MAX_S)
 
     async def _commit_periodically(self) -> None:
         while True:
@@ -136,10 +164,17 @@ class JobConsumer:
         await asyncio.gather(*still_running, return_exceptions=True)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions move (a worker joined or left). With the ledger, jobs running here
+        keep running: whoever gets the partition fetches their records again, finds them
+        held in the ledger and waits for their answers, so a long model call is never
+        restarted by a rebalance, and the group does not wait for it either. Without the
+        ledger nothing would stop a second run, so running jobs finish (or, past the
+        grace period, are handed back) first."""
         if revoked:
             self.revocations += 1
-        tasks = [t for t, tp in self._tasks.items() if tp in revoked]
-        await self._drain(tasks, self._shutdown_grace_s)
+        if not self._keep_jobs_on_revoke:
+            tasks = [t for t, tp in self._tasks.items() if tp in revoked]
+            await self._drain(tasks, self._shutdown_grace_s)
         await self._commit(list(revoked))
         self._tracker.forget(revoked)
 
