@@ -6,7 +6,7 @@ a message that says what was wrong and where.
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 
@@ -32,6 +32,12 @@ TOPIC_REQUEST_TYPES: Final[dict[str, object]] = {
 }
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _Decoder(Protocol[T_co]):
+    def decode(self, buf: bytes, /) -> T_co: ...
+
 
 _msgpack_encoder: Final = msgspec.msgpack.Encoder()
 _json_encoder: Final = msgspec.json.Encoder()
@@ -39,7 +45,12 @@ _request_msgpack: Final = {k: msgspec.msgpack.Decoder(t) for k, t in TOPIC_REQUE
 _request_json: Final = {k: msgspec.json.Decoder(t) for k, t in TOPIC_REQUEST_TYPES.items()}
 _chunk_msgpack: Final = msgspec.msgpack.Decoder(ReplyChunk)
 _chunk_json: Final = msgspec.json.Decoder(ReplyChunk)
-_control: Final = msgspec.msgpack.Decoder(ControlMessage)
+_control_msgpack: Final = msgspec.msgpack.Decoder(ControlMessage)
+_control_json: Final = msgspec.json.Decoder(ControlMessage)
+# No control message or reply chunk the fleet writes comes near these (an embed result
+# larger than one Kafka message travels in parts).
+MAX_CONTROL_BYTES: Final = 64 * 1024
+MAX_CHUNK_BYTES: Final = 16 * 1024 * 1024
 _head_msgpack: Final = msgspec.msgpack.Decoder(RequestHead)
 _head_json: Final = msgspec.json.Decoder(RequestHead)
 
@@ -63,6 +74,39 @@ def encode(obj: object, content_type: str = ContentType.MSGPACK) -> bytes:
     return _msgpack_encoder.encode(obj)
 
 
+def _decoded(decoder: _Decoder[T], payload: bytes, what: str, content_type: str) -> T:
+    """``payload`` decoded, or a ContractError that says why not. Nothing else escapes: the
+    bytes come from anyone who can write to a topic."""
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ContractError(
+            f"{what} does not match the schema: {exc}", reason=ContractViolation.SCHEMA
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise ContractError(
+            f"{what} is not valid {_format_name(content_type)}: {exc}",
+            reason=ContractViolation.UNDECODABLE,
+        ) from exc
+    except RecursionError:
+        raise ContractError(
+            f"{what} nests deeper than any message of the fleet's contract",
+            reason=ContractViolation.TOO_DEEP,
+        ) from None
+    except Exception as exc:  # whatever else the bytes provoke is still the bytes' fault
+        raise ContractError(
+            f"{what} could not be decoded: {exc!r}", reason=ContractViolation.UNDECODABLE
+        ) from exc
+
+
+def _bounded(payload: bytes, what: str, max_bytes: int) -> None:
+    if len(payload) > max_bytes:
+        raise ContractError(
+            f"{what} is {len(payload)} bytes; the limit is {max_bytes} bytes",
+            reason=ContractViolation.OVERSIZED,
+        )
+
+
 def decode_request(
     kind: str,
     payload: bytes,
@@ -71,24 +115,11 @@ def decode_request(
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> AnyRequest:
     """Decode a request read from the topic of ``kind``; raise ContractError when it is bad."""
-    if len(payload) > max_bytes:
-        raise ContractError(
-            f"{kind} request is {len(payload)} bytes; the limit is {max_bytes} bytes",
-            reason=ContractViolation.OVERSIZED,
-        )
+    what = f"{kind} request"
+    _bounded(payload, what, max_bytes)
     ctype = content_type_of(payload, content_type)
     decoders = _request_json if ctype == ContentType.JSON else _request_msgpack
-    try:
-        result: AnyRequest = decoders[kind].decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ContractError(
-            f"{kind} request does not match the schema: {exc}", reason=ContractViolation.SCHEMA
-        ) from exc
-    except msgspec.DecodeError as exc:
-        raise ContractError(
-            f"{kind} request is not valid {_format_name(ctype)}: {exc}",
-            reason=ContractViolation.UNDECODABLE,
-        ) from exc
+    result: AnyRequest = _decoded(decoders[kind], payload, what, ctype)
     if result.schema_version > SCHEMA_VERSION:
         # Versions grow by adding optional fields: an older one reads fine, a newer one may
         # carry fields this worker would silently drop.
@@ -102,39 +133,32 @@ def decode_request(
 
 def decode_request_head(payload: bytes, content_type: str | None = None) -> RequestHead | None:
     """Best-effort read of request id and reply address from a message that failed to decode."""
-    decoder = (
-        _head_json if content_type_of(payload, content_type) == ContentType.JSON else _head_msgpack
-    )
+    ctype = content_type_of(payload, content_type)
+    decoder = _head_json if ctype == ContentType.JSON else _head_msgpack
     try:
-        return decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _decoded(decoder, payload, "request head", ctype)
+    except ContractError:
         return None
 
 
-def decode_control(payload: bytes) -> ControlMessage:
-    try:
-        message: ControlMessage = _control.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ContractError(
-            f"control message is not valid: {exc}", reason=ContractViolation.SCHEMA
-        ) from exc
+def decode_control(
+    payload: bytes, content_type: str | None = None, *, max_bytes: int = MAX_CONTROL_BYTES
+) -> ControlMessage:
+    """A control message, msgpack or JSON (sniffed when no content type is given)."""
+    _bounded(payload, "control message", max_bytes)
+    ctype = content_type_of(payload, content_type)
+    decoder = _control_json if ctype == ContentType.JSON else _control_msgpack
+    message: ControlMessage = _decoded(decoder, payload, "control message", ctype)
     return message
 
 
-def decode_chunk(payload: bytes, content_type: str | None = None) -> ReplyChunk:
+def decode_chunk(
+    payload: bytes, content_type: str | None = None, *, max_bytes: int = MAX_CHUNK_BYTES
+) -> ReplyChunk:
+    _bounded(payload, "reply chunk", max_bytes)
     ctype = content_type_of(payload, content_type)
     decoder = _chunk_json if ctype == ContentType.JSON else _chunk_msgpack
-    try:
-        chunk: ReplyChunk = decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ContractError(
-            f"reply chunk does not match the schema: {exc}", reason=ContractViolation.SCHEMA
-        ) from exc
-    except msgspec.DecodeError as exc:
-        raise ContractError(
-            f"reply chunk is not valid {_format_name(ctype)}: {exc}",
-            reason=ContractViolation.UNDECODABLE,
-        ) from exc
+    chunk: ReplyChunk = _decoded(decoder, payload, "reply chunk", ctype)
     return chunk
 
 

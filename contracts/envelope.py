@@ -10,13 +10,16 @@ from contracts.names import DEFAULT_TENANT, SCHEMA_VERSION
 
 # Ids end up in Redis keys and topic names: keep them to a safe alphabet.
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")]
+# What Kafka allows in a topic name.
+TopicName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._\-]{1,249}$")]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
 class ReplyAddress(msgspec.Struct, frozen=True, kw_only=True):
     """Where the worker sends the reply chunks of one request."""
 
-    topic: str
-    partition: int | None = None
+    topic: TopicName
+    partition: Count | None = None
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -26,17 +29,17 @@ class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     tenant: Identifier = DEFAULT_TENANT
     reply_to: ReplyAddress | None = None
     # Absolute deadline, Unix epoch milliseconds; a worker does not start a job past it.
-    deadline_ms: int | None = None
+    deadline_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     # The producer's first attempt number (0). Replies carry the worker's count instead: one
     # more for each redelivery through a retry tier, and (with the ledger) for each takeover
     # of a job whose worker died; the SDK announces a restart when it goes up.
-    attempt: int = 0
-    schema_version: int = SCHEMA_VERSION
+    attempt: Count = 0
+    schema_version: Count = SCHEMA_VERSION
 
 
 class RequestHead(msgspec.Struct, kw_only=True):
     """The part of a request needed to answer it, decoded leniently from a bad message."""
 
-    request_id: str | None = None
+    request_id: Identifier | None = None
     reply_to: ReplyAddress | None = None
-    attempt: int = 0
+    attempt: Count = 0

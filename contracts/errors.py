@@ -53,6 +53,8 @@ class ContractViolation(enum.StrEnum):
     SCHEMA = "schema"
     UNDECODABLE = "undecodable"
     UNSUPPORTED_VERSION = "unsupported_version"  # a newer schema version than this reader's
+    TOO_DEEP = "too_deep"  # nested deeper than any real message (a depth bomb)
+    BAD_HEADER = "bad_header"  # a fleet header whose value is not what the fleet writes
 
 
 class ContractError(FleetError):

@@ -41,7 +41,12 @@ def control_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
 
 def reply_topic(client_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Private reply topic of one producer instance."""
-    return f"{namespace}.v{SCHEMA_VERSION}.replies.{client_id}"
+    return f"{reply_topic_prefix(namespace)}{client_id}"
+
+
+def reply_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """What every reply topic of the namespace starts with (workers reply to no other)."""
+    return f"{namespace}.v{SCHEMA_VERSION}.replies."
 
 
 class Header:
@@ -86,6 +91,11 @@ class DeadLetterReason(enum.StrEnum):
     SCHEMA = "schema"
     UNDECODABLE = "undecodable"
     UNSUPPORTED_VERSION = "unsupported_version"
+    TOO_DEEP = "too_deep"
+    BAD_HEADER = "bad_header"
+    # The reply address is not one the fleet replies to (another family, a partition the
+    # topic lacks): the job is not run and nothing is sent there.
+    BAD_REPLY_ADDRESS = "bad_reply_address"
     # The job ran (or would have), but its replies could not reach the caller.
     REPLY_UNDELIVERABLE = "reply_undeliverable"
     REPLY_TOPIC_GONE = "reply_topic_gone"

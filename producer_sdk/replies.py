@@ -84,7 +84,7 @@ class ReplyRouter:
             if Header.HEARTBEAT in headers:
                 continue  # this client's own sign of life
             content_type = headers.get(Header.CONTENT_TYPE)
-            declared = content_type.decode() if content_type is not None else None
+            declared = content_type.decode(errors="replace") if content_type is not None else None
             try:
                 chunk = decode_chunk(message.value or b"", declared)
             except ContractError as exc:

@@ -135,6 +135,9 @@ class Worker:
                         kind=self.kind,
                         namespace=s.namespace,
                         delay_s=delay,
+                        dead_letters=DeadLetters(
+                            producer, dead_letter_topic(self.kind, s.namespace)
+                        ),
                     )
                 )
             if s.health_port is not None:
@@ -220,6 +223,7 @@ class Worker:
             topic_probe=broker_topic_probe(producer),
             tenant_keys=s.tenant_verification(),
             reply_limits=s.replies,
+            reply_topic_allowed=s.reply_topic_allowed,
         )
         return JobConsumer(
             consumer=await self._consumer(stack, s.group_for(self.kind)),

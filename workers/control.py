@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts.codec import decode_control
 from contracts.control import CancelJob
 from contracts.errors import ContractError
-from workers.runtime.records import Record
+from contracts.names import Header
+from workers.runtime.records import Record, header
 from workers.tenants import unverified
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,27 @@ class ControlListener:
             batches = await self._consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    try:
-                        message = decode_control(record.value or b"")
-                    except ContractError as exc:
-                        log.warning(
-                            "ignoring a control message at offset %d: %s", record.offset, exc
-                        )
-                        continue
-                    if not self._verified(record, message):
-                        log.warning(
-                            "ignoring a cancel at offset %d: not signed by tenant %r",
-                            record.offset, message.tenant,
-                        )  # fmt: skip
-                        continue
-                    await self._on_cancel(message)
+                    await self._handle(record)
+
+    async def _handle(self, record: Record) -> None:
+        """One control message; a bad one is ignored (by every replica alike), and nothing
+        it holds can stop this loop."""
+        try:
+            content_type = header(record, Header.CONTENT_TYPE)
+            message = decode_control(record.value or b"", content_type)
+        except ContractError as exc:
+            log.warning("ignoring a control message at offset %d: %s", record.offset, exc)
+            return
+        if not self._verified(record, message):
+            log.warning(
+                "ignoring a cancel at offset %d: not signed by tenant %r",
+                record.offset, message.tenant,
+            )  # fmt: skip
+            return
+        try:
+            await self._on_cancel(message)
+        except Exception:  # the ledger away: the job, if it runs, ends by itself
+            log.exception("a cancel of %s could not be applied", message.request_id)
 
     def _verified(self, record: Record, message: CancelJob) -> bool:
         """With tenant keys configured, only a cancel its tenant signed counts."""

@@ -19,8 +19,10 @@ from typing import Annotated
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
-from contracts.names import Header, request_topic, retry_topic
+from contracts.errors import ContractError, ContractViolation, ErrorCode
+from contracts.names import DeadLetterReason, Header, request_topic, retry_topic
 from providers.errors import ProviderError
+from workers.dead_letter import DeadLetters
 from workers.runtime.publisher import Publisher
 from workers.runtime.records import Record
 
@@ -49,10 +51,22 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return call_attempts * (self.max_retries + 1)
 
 
+# A retry count, attempt number or due time beyond this is not one the fleet wrote.
+_MAX_HEADER_INT = 2**53
+
+
 def _int_header(headers: Sequence[tuple[str, bytes]], name: str) -> int:
+    """The header's value as a number (0 when absent); anything but the decimal number the
+    fleet writes is a ContractError: headers are as untrusted as the message."""
     for key, value in headers:
         if key == name:
-            return int(value)
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
+            if not (text.isascii() and text.isdigit()) or int(text) > _MAX_HEADER_INT:
+                raise ContractError(
+                    f"header {name} is {text[:40]!r}, not a count",
+                    reason=ContractViolation.BAD_HEADER,
+                )
+            return int(text)
     return 0
 
 
@@ -116,9 +130,11 @@ class RedeliveryForwarder:
         kind: str,
         namespace: str,
         delay_s: float,
+        dead_letters: DeadLetters,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
+        self._dead_letters = dead_letters
         self._source = retry_topic(kind, delay_s, namespace)
         self._target = request_topic(kind, namespace)
         self._stopping = asyncio.Event()
@@ -132,7 +148,16 @@ class RedeliveryForwarder:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=100)
             for tp, records in batches.items():
                 for record in records:
-                    if not await self._wait_until_due(record):
+                    try:
+                        due = await self._wait_until_due(record)
+                    except ContractError as exc:  # not a record the fleet parked
+                        log.warning("dead-lettering %s@%d: %s", tp, record.offset, exc)
+                        await self._dead_letters.publish(
+                            record, ErrorCode.INVALID_INPUT, DeadLetterReason.BAD_HEADER, str(exc)
+                        )
+                        await self._consumer.commit({tp: record.offset + 1})
+                        continue
+                    if not due:
                         return  # stopping: uncommitted records are forwarded by the next owner
                     await self._producer.send_and_wait(
                         self._target, record.value, key=record.key, headers=list(record.headers)
@@ -140,7 +165,7 @@ class RedeliveryForwarder:
                     await self._consumer.commit({tp: record.offset + 1})
 
     async def _wait_until_due(self, record: Record) -> bool:
-        due_ms = next((int(v) for k, v in record.headers if k == Header.RETRY_NOT_BEFORE_MS), 0)
+        due_ms = _int_header(record.headers, Header.RETRY_NOT_BEFORE_MS)
         wait_s = due_ms / 1000 - time.time()
         if wait_s > 0:
             with contextlib.suppress(TimeoutError):

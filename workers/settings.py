@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from contracts.errors import ConfigError
-from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE
+from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE, reply_topic_prefix
 from providers.rate_limits.limiter import RateLimit
 from providers.secrets import Secret, decode_secret
 from workers.retry import RetryPolicy
@@ -85,6 +85,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Each tenant's signing key (contracts/signing.py). With any key configured, a request
     # runs only when its tenant's key signed it (verify_tenants = false turns that off).
     tenant_keys: dict[str, Secret] = msgspec.field(default_factory=dict)
+    # Workers reply only to the namespace's reply topics ("<namespace>.v1.replies.*") and to
+    # the topics named here.
+    reply_topics: list[str] = msgspec.field(default_factory=list)
     verify_tenants: bool | None = None
     # Once-only execution and crash takeover through Redis (workers/idempotency.py).
     idempotency: bool = True
@@ -121,6 +124,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             for name, value in msgspec.structs.asdict(self).items()
         )
         return f"WorkerSettings({fields})"
+
+    def reply_topic_allowed(self, topic: str) -> bool:
+        """Whether workers may reply to ``topic``: the namespace's reply family, or named."""
+        return topic.startswith(reply_topic_prefix(self.namespace)) or topic in self.reply_topics
 
     def tenant_verification(self) -> dict[str, bytes] | None:
         """The keys to verify tenants with, or None when tenants are taken as declared."""

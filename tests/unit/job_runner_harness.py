@@ -3,6 +3,8 @@ letters and retries; shared by the runner's test modules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiokafka.structs import ConsumerRecord
 
 from contracts import (
@@ -54,6 +56,7 @@ class Fixture:
         ledger_retry: CallRetryPolicy = FAST_LEDGER_RETRY,
         topic_probe: TopicProbe | None = None,
         tenant_keys: dict[str, bytes] | None = None,
+        reply_topic_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = MemoryPublisher()
@@ -72,6 +75,7 @@ class Fixture:
             ledger_retry=ledger_retry,
             topic_probe=topic_probe,
             tenant_keys=tenant_keys,
+            reply_topic_allowed=reply_topic_allowed,
         )
 
     def count(self, outcome: Outcome) -> float:
@@ -116,11 +120,13 @@ class _Raising(ScriptedChat):
         yield  # a generator, like the real ones
 
 
-def _probe(answer: bool | None) -> TopicProbe:
-    async def exists(topic: str) -> bool | None:
-        return answer
+def _probe(partitions: int | None) -> TopicProbe:
+    """What the broker says of every topic: its partition count (0: it does not exist)."""
 
-    return exists
+    async def probe(topic: str) -> int | None:
+        return partitions
+
+    return probe
 
 
 KEYS = {"acme": b"acme-secret-key", "globex": b"globex-secret-key"}

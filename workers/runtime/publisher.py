@@ -40,21 +40,28 @@ class Publisher(Protocol):
 
 
 # Whether a topic exists, asked of the broker: None when the broker did not answer.
-TopicProbe = Callable[[str], Awaitable[bool | None]]
+# How many partitions a topic has (0: the broker says it does not exist), or None when the
+# broker cannot say within a few seconds.
+TopicProbe = Callable[[str], Awaitable[int | None]]
 
 _PROBE_TIMEOUT_S = 5.0
 
 
 def broker_topic_probe(producer: AIOKafkaProducer) -> TopicProbe:
-    """A TopicProbe that asks the broker the producer talks to, through its metadata."""
+    """A TopicProbe that asks the broker the producer talks to: from the producer's metadata
+    when it knows the topic, else from one fetch of the cluster's metadata (which, unlike a
+    send, never registers the topic with the producer nor waits for it to appear)."""
 
-    async def exists(topic: str) -> bool | None:
+    async def partitions(topic: str) -> int | None:
+        known = producer.client.cluster.partitions_for_topic(topic)
+        if known:
+            return len(known)
         try:
             metadata = await asyncio.wait_for(
                 producer.client.fetch_all_metadata(), timeout=_PROBE_TIMEOUT_S
             )
         except (KafkaError, OSError, TimeoutError):
             return None
-        return topic in metadata.topics()
+        return len(metadata.partitions_for_topic(topic) or ())
 
-    return exists
+    return partitions

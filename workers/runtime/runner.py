@@ -8,6 +8,7 @@ job never stops the worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from contracts.control import CancelJob
@@ -22,6 +23,7 @@ from workers.runtime.links import (
     LEDGER_RETRY,
     Cancellation,
     CatchUndeliverable,
+    CheckReplyAddress,
     Claim,
     Deadline,
     Decode,
@@ -55,6 +57,7 @@ class JobRunner:
         topic_probe: TopicProbe | None = None,
         tenant_keys: dict[str, bytes] | None = None,
         reply_limits: ReplyLimits = DEFAULT_REPLY_LIMITS,
+        reply_topic_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
@@ -63,6 +66,11 @@ class JobRunner:
             Traced(),
             CatchUndeliverable(outcomes, gone, topic_probe, retries),
             Decode(outcomes, producer, max_payload_bytes, reply_limits),
+            *(
+                [CheckReplyAddress(outcomes, reply_topic_allowed, topic_probe, gone)]
+                if reply_topic_allowed is not None
+                else []
+            ),
             *([VerifyTenant(outcomes, tenant_keys)] if tenant_keys is not None else []),
             SkipGoneReplyTopics(outcomes, gone),
             Deadline(metrics),

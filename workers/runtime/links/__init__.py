@@ -1,13 +1,20 @@
 """The links of the job runner's chain, outermost first; each does one thing.
 
-Traced, CatchUndeliverable, Decode, VerifyTenant (with tenant keys), SkipGoneReplyTopics,
+Traced, CatchUndeliverable, Decode, CheckReplyAddress (in a worker), VerifyTenant (with tenant
+keys), SkipGoneReplyTopics,
 Deadline, Claim (with the ledger), Cancellation, Metered, RouteFailures, and RunHandler at
 the end (workers/runtime/runner.py puts them together). Every failure has a place: a dead
 letter with its reason, an error reply, a retry, or (for cancellation and shutdown) a job
 handed back unfinished.
 """
 
-from workers.runtime.links.admission import Deadline, Decode, SkipGoneReplyTopics, VerifyTenant
+from workers.runtime.links.admission import (
+    CheckReplyAddress,
+    Deadline,
+    Decode,
+    SkipGoneReplyTopics,
+    VerifyTenant,
+)
 from workers.runtime.links.failures import CatchUndeliverable, RouteFailures
 from workers.runtime.links.handler import RunHandler
 from workers.runtime.links.ledger import LEDGER_RETRY, Cancellation, Claim
@@ -18,6 +25,7 @@ __all__ = [
     "LEDGER_RETRY",
     "Cancellation",
     "CatchUndeliverable",
+    "CheckReplyAddress",
     "Claim",
     "Deadline",
     "Decode",

@@ -1,23 +1,26 @@
 """The links that decide whether a job may run at all: it decodes, its tenant is who it
-says, its caller is still there, its deadline has not passed."""
+says, its reply address is one the fleet replies to, its caller is still there, its
+deadline has not passed."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from contracts.codec import (
     content_type_of,
     decode_request,
     decode_request_head,
 )
+from contracts.envelope import ReplyAddress
 from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import attempt_floor
 from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
-from workers.runtime.publisher import Publisher
+from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import header
 from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 from workers.settings import ReplyLimits
@@ -61,7 +64,11 @@ class Decode(Link):
         )
         # Each redelivery through a retry tier is the next attempt, ledger or not (with the
         # ledger, Claim numbers every delivery, crash takeovers included, from this floor).
-        attempt = attempt_floor(request.attempt, job.record.headers)
+        try:
+            attempt = attempt_floor(request.attempt, job.record.headers)
+        except ContractError as exc:  # a retry header the fleet did not write
+            await self._reject(job, exc)
+            return
         job.stamper = ChunkStamper(request.request_id, attempt)
         await self.call_next(job)
 
@@ -77,6 +84,56 @@ class Decode(Link):
         stream = ReplyStream(self._producer, head.reply_to, job.content_type)
         await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
         await stream.flush()
+
+
+class CheckReplyAddress(Link):
+    """Replies go only where the fleet replies: a topic of the namespace's reply family (or
+    one the settings name) that the broker knows, at a partition it has. Anything else is
+    dead-lettered unanswered before the shared producer is asked to send there, so a bad
+    address never stalls the producer in a wait for metadata that will not come."""
+
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        allowed: Callable[[str], bool],
+        probe: TopicProbe | None,
+        gone: GoneTopics,
+    ) -> None:
+        self._outcomes = outcomes
+        self._allowed = allowed
+        self._probe = probe
+        self._gone = gone
+
+    async def __call__(self, job: Job) -> None:
+        address = job.request.reply_to
+        if address is None:
+            await self.call_next(job)
+            return
+        why = await self._refused(address)
+        if why is None:
+            await self.call_next(job)
+            return
+        reason = (
+            DeadLetterReason.REPLY_TOPIC_GONE
+            if address.topic in self._gone
+            else DeadLetterReason.BAD_REPLY_ADDRESS
+        )
+        log.warning("not running %s: %s", job.where, why)
+        self._outcomes.metrics.outcome(Outcome.REJECTED)
+        await self._outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, why)
+
+    async def _refused(self, address: ReplyAddress) -> str | None:
+        if not self._allowed(address.topic):
+            return f"{address.topic!r} is not a reply topic of this fleet"
+        if self._probe is None or address.topic in self._gone:
+            return None  # SkipGoneReplyTopics answers for topics known gone
+        partitions = await self._probe(address.topic)
+        if partitions == 0:
+            self._gone.mark(address.topic)
+            return f"{address.topic!r} does not exist"
+        if partitions is not None and (address.partition or 0) >= partitions:
+            return f"{address.topic!r} has {partitions} partitions, not {address.partition}"
+        return None
 
 
 class VerifyTenant(Link):

@@ -49,11 +49,11 @@ class CatchUndeliverable(Link):
             record = job.record
             head = decode_request_head(record.value or b"", header(record, Header.CONTENT_TYPE))
             topic = head.reply_to.topic if head is not None and head.reply_to else None
-            exists = await self._probe(topic) if topic and self._probe else False
-            if exists is not False and await self._redeliver(job, exc):
+            partitions = await self._probe(topic) if topic and self._probe else 0
+            if partitions != 0 and await self._redeliver(job, exc):
                 return
             log.warning("replies for %s undeliverable: %s", job.where, exc)
-            if topic is not None and exists is False:
+            if topic is not None and partitions == 0:
                 self._gone.mark(topic)
             await self._outcomes.dead_letter(
                 record, ErrorCode.INTERNAL, DeadLetterReason.REPLY_UNDELIVERABLE, repr(exc)

@@ -1,0 +1,127 @@
+"""Bytes from anyone who can write to a topic: depth bombs, bad headers and bad reply
+addresses end as typed dead letters, never as an exception that escapes a decoder or the
+runner."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from contracts import CancelJob, ContentType, DeadLetterReason, ErrorReply, Header
+from contracts.codec import decode_chunk, decode_control, decode_request, decode_request_head
+from contracts.errors import ContractError, ContractViolation
+from tests.unit.job_runner_harness import REPLIES, Fixture, _probe, _record, _request
+
+DEPTH = 100_000
+
+
+def _json_bomb(field: str, depth: int = DEPTH) -> bytes:
+    """A generate request whose ``field`` holds arrays nested ``depth`` deep."""
+    request = json.loads(msgspec.json.encode(_request()))
+    body = json.dumps({**request, field: "BOMB"})
+    return body.replace('"BOMB"', "[" * depth + "]" * depth).encode()
+
+
+def _msgpack_bomb() -> bytes:
+    """A control message with an unknown field of arrays nested DEPTH deep (msgpack)."""
+    message = msgspec.msgpack.encode(CancelJob(request_id="r", tenant="t"))
+    assert message[0] & 0xF0 == 0x80, "a fixmap: one more entry is one more in the low bits"
+    return bytes([message[0] + 1]) + message[1:] + b"\xa4bomb" + b"\x91" * DEPTH + b"\x90"
+
+
+@pytest.mark.parametrize("field", ["unknown_field", "tools", "messages"])
+def test_a_depth_bomb_in_a_request_is_a_contract_error(field: str) -> None:
+    with pytest.raises(ContractError) as info:
+        decode_request("generate", _json_bomb(field), max_bytes=10_000_000)
+    assert info.value.reason in {ContractViolation.TOO_DEEP, ContractViolation.SCHEMA}
+    assert decode_request_head(_json_bomb(field)) is None or field == "messages"
+
+
+def test_a_depth_bomb_on_the_control_topic_is_a_contract_error() -> None:
+    with pytest.raises(ContractError) as info:
+        decode_control(_msgpack_bomb(), max_bytes=10_000_000)
+    assert info.value.reason is ContractViolation.TOO_DEEP
+
+
+def test_control_messages_are_bounded_and_read_as_json_too() -> None:
+    cancel = CancelJob(request_id="r-1", tenant="acme", submission="acme/1")
+    assert decode_control(msgspec.json.encode(cancel)) == cancel
+    assert decode_control(msgspec.json.encode(cancel), ContentType.JSON) == cancel
+    with pytest.raises(ContractError) as info:
+        decode_control(b"\x80" * 100_000)
+    assert info.value.reason is ContractViolation.OVERSIZED
+
+
+def test_a_reply_chunk_bomb_is_a_contract_error_for_the_sdk() -> None:
+    with pytest.raises(ContractError):
+        decode_chunk(b"\x91" * DEPTH + b"\x90")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        {"topic": "replies", "partition": -1},
+        {"topic": "replies", "partition": 2**40},
+        {"topic": "not a topic name", "partition": 0},
+        {"topic": "x" * 250, "partition": 0},
+    ],
+)
+def test_reply_addresses_kafka_cannot_take_are_schema_errors(address: dict[str, object]) -> None:
+    request = json.loads(msgspec.json.encode(_request()))
+    with pytest.raises(ContractError) as info:
+        decode_request("generate", json.dumps({**request, "reply_to": address}).encode())
+    assert info.value.reason is ContractViolation.SCHEMA
+
+
+async def test_a_depth_bomb_request_is_dead_lettered_and_the_worker_goes_on() -> None:
+    job = Fixture()
+    await job.runner.run(_record(_json_bomb("unknown_field", depth=20_000)))  # under 100 kB
+    ((reason, _),) = job.dead_letters()
+    assert reason == DeadLetterReason.TOO_DEEP
+    await job.runner.run(_record(msgspec.json.encode(_request("next"))))
+    assert job.chat.calls == 1
+
+
+@pytest.mark.parametrize("value", [b"two", b"-1", b"1e9", b"9" * 40, b"\xff\xfe"])
+async def test_a_bad_retry_header_is_dead_lettered_and_answered(value: bytes) -> None:
+    job = Fixture()
+    await job.runner.run(_record(msgspec.msgpack.encode(_request()), [(Header.RETRY_COUNT, value)]))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.BAD_HEADER
+    assert Header.RETRY_COUNT in detail
+    (reply,) = job.publisher.replies(REPLIES)
+    assert isinstance(reply, ErrorReply)
+    assert job.chat.calls == 0
+
+
+async def test_a_reply_topic_outside_the_fleet_is_dead_lettered_and_sent_nothing() -> None:
+    job = Fixture(reply_topic_allowed=lambda topic: topic.startswith("unit.v1.replies."))
+    request = _request()
+    assert request.reply_to is not None
+    outside = msgspec.structs.replace(
+        request, reply_to=msgspec.structs.replace(request.reply_to, topic="payments")
+    )
+    await job.runner.run(_record(msgspec.msgpack.encode(outside)))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.BAD_REPLY_ADDRESS
+    assert "'payments' is not a reply topic of this fleet" in detail
+    assert job.publisher.on("payments") == []
+    assert job.chat.calls == 0
+
+
+async def test_a_partition_the_reply_topic_lacks_is_dead_lettered_and_sent_nothing() -> None:
+    job = Fixture(reply_topic_allowed=lambda topic: True, topic_probe=_probe(1))
+    request = _request()
+    assert request.reply_to is not None
+    beyond = msgspec.structs.replace(
+        request, reply_to=msgspec.structs.replace(request.reply_to, partition=99)
+    )
+    await job.runner.run(_record(msgspec.msgpack.encode(beyond)))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.BAD_REPLY_ADDRESS
+    assert "has 1 partitions, not 99" in detail
+    assert job.publisher.replies(REPLIES) == []
+    await job.runner.run(_record(msgspec.msgpack.encode(request)))  # partition 0 is fine
+    assert job.chat.calls == 1
