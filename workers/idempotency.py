@@ -113,8 +113,10 @@ class JobKeys(NamedTuple):
     crashes: str
 
     @classmethod
-    def of(cls, namespace: str, request_id: str) -> JobKeys:
-        base = f"fleet:{namespace}:job:{request_id}"
+    def of(cls, namespace: str, job: str) -> JobKeys:
+        """The keys of ``job`` (a ``job_ref``). Its part in braces is a Redis Cluster hash
+        tag: every key of one job lives in one slot, as the ledger's scripts need."""
+        base = f"fleet:{namespace}:job:{{{job}}}"
         return cls(*(f"{base}:{name}" for name in cls._fields))
 
     def ending(self) -> list[str]:
@@ -208,6 +210,13 @@ class ScriptPipeline:
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
+
+
+def job_ref(kind: str, tenant: str, request_id: str) -> str:
+    """What the ledger knows a job by: its request id within its kind and tenant, so no
+    stored answer, lock or cancel crosses tenants or kinds (tenants and ids are
+    Identifiers, which hold no "/" or braces)."""
+    return f"{kind}/{tenant}/{request_id}"
 
 
 def tenant_submission(tenant: str, submission: str) -> str:

@@ -143,9 +143,9 @@ async def test_operators_see_lag_and_job_state(
     assert len(generate) == settings.partitions
     assert sum(r.end for r in generate) == 1
     assert all(r.lag == 0 for r in generate)
-    state = await job_state(settings, "inspect-me")
+    state = await job_state(settings, "inspect-me", kind="generate")
     assert (state.done, state.running, state.attempts) == (True, False, 1)
-    assert not (await job_state(settings, "never-sent")).attempts
+    assert not (await job_state(settings, "never-sent", kind="generate")).attempts
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
@@ -167,7 +167,7 @@ async def test_a_caller_that_stops_listening_stops_the_job(
                 if isinstance(event, TextDelta) and event.seq == 2:
                     break
         await _until(lambda: _count(worker, "cancelled") == 1)
-        state = await job_state(settings, "walk-away")
+        state = await job_state(settings, "walk-away", kind="generate")
     assert chat.cancelled == 1
     assert (state.done, state.running) == (False, False)
 

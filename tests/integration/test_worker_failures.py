@@ -11,11 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts import GenerateResult, TextDelta
+from contracts.names import DEFAULT_TENANT
 from producer_sdk import FleetClient, GenerateEvent, StreamRestarted
 from tests.conftest import Infra
 from tests.integration.conftest import MODEL
 from tests.integration.worker_processes import WorkerProcess
-from workers.idempotency import JobKeys
+from workers.idempotency import JobKeys, job_ref
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
@@ -126,7 +127,11 @@ async def test_sigterm_under_load_loses_nothing_and_repeats_nothing(
     assert all(r.attempt == 0 for r in results)
     redis = aioredis.Redis.from_url(infra.redis_url)
     try:
-        attempts = [await redis.get(JobKeys.of(namespace, r.request_id).attempt) for r in results]
+        keys = [
+            JobKeys.of(namespace, job_ref("generate", DEFAULT_TENANT, r.request_id))
+            for r in results
+        ]
+        attempts = [await redis.get(k.attempt) for k in keys]
     finally:
         await redis.aclose()
     assert attempts == [b"1"] * len(prompts)  # every job started exactly once

@@ -27,8 +27,10 @@ from tests.unit.job_runner_harness import (
     _record,
     _request,
 )
-from workers.idempotency import JobLedger
+from workers.idempotency import AlreadyDone, JobLedger, Started, job_ref
 from workers.metrics import Outcome
+
+JOB_1 = job_ref("generate", "default", "job-1")  # what the runner claims job-1 as
 
 
 @pytest.mark.redis
@@ -65,7 +67,7 @@ async def test_a_job_that_crashed_its_workers_too_often_is_dead_lettered(
     # Four earlier workers each claimed the job and died: nothing released it, each lock
     # was left to expire. Three crashes are retried (max_crash_attempts); not a fourth.
     for _ in range(4):
-        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim("job-1")
+        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim(JOB_1)
         await asyncio.sleep(0.1)
     job = Fixture(ledger=ledger)
     await job.runner.run(_record(encode(_request())))
@@ -91,7 +93,7 @@ async def test_attempts_keep_rising_after_redis_lost_the_counter(
 ) -> None:
     job = Fixture(ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN]), ledger=ledger)
     for _ in range(2):  # two deliveries by crash takeover: attempts 0 and 1 in the ledger
-        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim("job-1")
+        await JobLedger(redis, ledger_namespace, lock_ttl_s=0.05).claim(JOB_1)
         await asyncio.sleep(0.1)
     await job.runner.run(_record(encode(_request())))  # attempt 2 fails: parked
     (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
@@ -120,3 +122,23 @@ async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error() -> Non
     assert final.code is ErrorCode.PROVIDER_DOWN
     assert final.retryable
     assert job.chat.calls == 0
+
+
+@pytest.mark.redis
+async def test_a_second_tenant_reusing_a_request_id_gets_its_own_answer(ledger: JobLedger) -> None:
+    job = Fixture(ledger=ledger)
+    await job.runner.run(_record(encode(_request("shared-id", tenant="acme"))))
+    await job.runner.run(_record(encode(_request("shared-id", tenant="globex"))))
+    assert job.chat.calls == 2  # globex's job ran: acme's stored answer is acme's alone
+    assert job.count(Outcome.REPLAYED) == 0
+    await job.runner.run(_record(encode(_request("shared-id", tenant="acme"))))
+    assert job.chat.calls == 2
+    assert job.count(Outcome.REPLAYED) == 1
+
+
+@pytest.mark.redis
+async def test_stored_answers_do_not_cross_kinds_or_tenants(ledger: JobLedger) -> None:
+    await ledger.finish(job_ref("generate", "acme", "x"), b"a generate result")
+    assert await ledger.claim(job_ref("embed", "acme", "x")) == Started(0)
+    assert await ledger.claim(job_ref("generate", "globex", "x")) == Started(0)
+    assert await ledger.claim(job_ref("generate", "acme", "x")) == AlreadyDone(b"a generate result")

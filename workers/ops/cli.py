@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from contracts.errors import FleetError
-from contracts.names import DEFAULT_NAMESPACE, JOB_KINDS
+from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient
 from workers.log_dedup import RepeatFilter
@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show what the fleet knows of one request id")
     status.add_argument("request_id")
+    status.add_argument("--kind", choices=JOB_KINDS, default="generate", help="its job kind")
+    status.add_argument("--tenant", default=DEFAULT_TENANT, help="the tenant that sent it")
     status.add_argument("--config", type=Path, help="TOML settings file")
     status.set_defaults(func=_cmd_status)
 
@@ -235,7 +237,8 @@ def _cmd_lag(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from workers.ops.inspect import job_state
 
-    state = asyncio.run(job_state(load_settings(args.config), args.request_id))
+    settings = load_settings(args.config)
+    state = asyncio.run(job_state(settings, args.request_id, kind=args.kind, tenant=args.tenant))
     if state.done:
         word = "done (its final reply is stored; a repeat gets it back)"
     elif state.running:

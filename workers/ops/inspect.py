@@ -9,9 +9,9 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts.names import JOB_KINDS, reply_topic, request_topic
+from contracts.names import DEFAULT_TENANT, JOB_KINDS, reply_topic, request_topic
 from providers.redis_client import connect_redis
-from workers.idempotency import JobKeys
+from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
 
 
@@ -63,10 +63,12 @@ class JobState(msgspec.Struct, frozen=True):
     done: bool
 
 
-async def job_state(settings: WorkerSettings, request_id: str) -> JobState:
-    """What the once-only ledger knows of one request id."""
+async def job_state(
+    settings: WorkerSettings, request_id: str, *, kind: str, tenant: str = DEFAULT_TENANT
+) -> JobState:
+    """What the once-only ledger knows of one request id of one kind and tenant."""
     redis = connect_redis(settings.redis_url)
-    keys = JobKeys.of(settings.namespace, request_id)
+    keys = JobKeys.of(settings.namespace, job_ref(kind, tenant, request_id))
     try:
         attempts, lock, done = await redis.mget(keys.attempt, keys.lock, keys.done)
     finally:

@@ -61,7 +61,7 @@ class JobRunner:
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
-        self._cancellation = Cancellation(metrics, ledger)
+        self._cancellation = Cancellation(kind, metrics, ledger)
         links: list[Link] = [
             Traced(),
             CatchUndeliverable(outcomes, gone, topic_probe, retries),

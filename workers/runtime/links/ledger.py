@@ -24,6 +24,7 @@ from workers.idempotency import (
     Cancelled,
     CrashedTooOften,
     JobLedger,
+    job_ref,
     tenant_submission,
 )
 from workers.metrics import Outcome, WorkerMetrics
@@ -53,10 +54,11 @@ class Claim(Link):
 
     async def __call__(self, job: Job) -> None:
         request_id = job.request.request_id
+        ref = job_ref(self._outcomes.kind, job.request.tenant, request_id)
         submission = tenant_submission(job.request.tenant, submission_of(job.request))
         try:
             claim = await call_with_retry(
-                lambda: self._ledger.claim(request_id, submission, floor=job.stamper.attempt),
+                lambda: self._ledger.claim(ref, submission, floor=job.stamper.attempt),
                 self._retry,
                 name="ledger.claim",
             )
@@ -75,14 +77,14 @@ class Claim(Link):
             return
         finished = False
         try:
-            async with self._ledger.held(request_id):
+            async with self._ledger.held(ref):
                 await self.call_next(job)
             if job.final is not None:
-                await self._store_final(request_id, job.final)
+                await self._store_final(ref, job.final)
                 finished = True
         finally:
             if not finished:
-                await self._release(request_id)
+                await self._release(ref)
 
     async def _unavailable(self, job: Job, exc: ProviderError) -> None:
         """Redis stayed away for the whole retry budget: the job ends here, answered and
@@ -94,23 +96,23 @@ class Claim(Link):
         await self._outcomes.error_reply(job, ErrorCode.PROVIDER_DOWN, message)
         await job.stream.flush()
 
-    async def _store_final(self, request_id: str, final: Final) -> None:
+    async def _store_final(self, ref: str, final: Final) -> None:
         try:
             await call_with_retry(
-                lambda: self._ledger.finish(request_id, encode(final)),
+                lambda: self._ledger.finish(ref, encode(final)),
                 self._retry,
                 name="ledger.finish",
             )
         except ProviderError as exc:
             # The caller has its answer; only a redelivery (a rebalance before the commit)
             # would run the job again.
-            log.error("job %s answered, but its done record was not stored: %s", request_id, exc)
+            log.error("job %s answered, but its done record was not stored: %s", ref, exc)
 
-    async def _release(self, request_id: str) -> None:
+    async def _release(self, ref: str) -> None:
         try:
-            await self._ledger.release(request_id)
+            await self._ledger.release(ref)
         except ProviderError as exc:  # the lock expires by itself
-            log.warning("job %s: its lock could not be released: %s", request_id, exc)
+            log.warning("job %s: its lock could not be released: %s", ref, exc)
 
     async def _replay(self, job: Job, stored: bytes) -> None:
         """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
@@ -131,29 +133,32 @@ class Claim(Link):
         await self._outcomes.dead_letter(job.record, ErrorCode.INTERNAL, reason, message)
         await self._outcomes.error_reply(job, ErrorCode.INTERNAL, message)
         await job.stream.flush()
-        await self._ledger.finish(job.request.request_id, encode(job.final))
+        ref = job_ref(self._outcomes.kind, job.request.tenant, job.request.request_id)
+        await self._ledger.finish(ref, encode(job.final))
 
 
 class Cancellation(Link):
     """Knows which job runs in which task, so a caller's cancel stops it; a cancelled job
     sends nothing more and is recorded as cancelled (its lock released by Claim)."""
 
-    def __init__(self, metrics: WorkerMetrics, ledger: JobLedger | None) -> None:
+    def __init__(self, kind: str, metrics: WorkerMetrics, ledger: JobLedger | None) -> None:
+        self._kind = kind
         self._metrics = metrics
         self._ledger = ledger
-        # request id -> its job's task and tenant
-        self._running: dict[str, tuple[asyncio.Task[Any], str]] = {}
+        # job_ref (kind, tenant, request id) -> its job's task
+        self._running: dict[str, asyncio.Task[Any]] = {}
         self._cancelled: set[str] = set()
 
     async def __call__(self, job: Job) -> None:
         request_id = job.request.request_id
+        ref = job_ref(self._kind, job.request.tenant, request_id)
         task = asyncio.current_task()
         assert task is not None
-        self._running[request_id] = (task, job.request.tenant)
+        self._running[ref] = task
         try:
             await self.call_next(job)
         except asyncio.CancelledError:
-            if request_id not in self._cancelled:
+            if ref not in self._cancelled:
                 raise  # shutdown or rebalance: handed back, not finished
             task.uncancel()
             # Nobody listens any more: nothing is sent, and the lock is released.
@@ -163,23 +168,22 @@ class Cancellation(Link):
                 try:
                     submission = submission_of(job.request)
                     await self._ledger.cancel(
-                        request_id, tenant_submission(job.request.tenant, submission)
+                        ref, tenant_submission(job.request.tenant, submission)
                     )
                 except ProviderError as exc:  # a later redelivery would run it: say so
                     log.warning("job %s: its cancel was not recorded: %s", request_id, exc)
         finally:
-            self._running.pop(request_id, None)
-            self._cancelled.discard(request_id)
+            self._running.pop(ref, None)
+            self._cancelled.discard(ref)
 
     async def cancel(self, message: CancelJob) -> None:
         """The caller gave up: stop the job if it runs here, else make sure it never starts.
         Only the job's own tenant can: a cancel naming another tenant matches nothing."""
-        running = self._running.get(message.request_id)
-        if running is not None:
-            task, tenant = running
-            if tenant == message.tenant:
-                self._cancelled.add(message.request_id)
-                task.cancel()
+        ref = job_ref(self._kind, message.tenant, message.request_id)
+        task = self._running.get(ref)
+        if task is not None:
+            self._cancelled.add(ref)
+            task.cancel()
         elif self._ledger is not None:
             submission = tenant_submission(message.tenant, message.submission)
-            await self._ledger.cancel(message.request_id, submission)
+            await self._ledger.cancel(ref, submission)
