@@ -15,6 +15,8 @@ class ErrorCode(enum.StrEnum):
     PROVIDER_DOWN = "provider_down"
     NOT_FOUND = "not_found"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    # The provider answered, but not in the shape its API has: retrying gets the same.
+    UNEXPECTED_RESPONSE = "unexpected_response"
     INTERNAL = "internal"
 
     @property

@@ -261,9 +261,9 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
     def _decode(self, data: str) -> _Event:
         try:
             return _EVENT.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ProviderError(
-                ErrorCode.PROVIDER_DOWN,
+                ErrorCode.UNEXPECTED_RESPONSE,
                 self._op,
                 f"malformed stream event: {self._redact(str(exc))}",
             ) from exc

@@ -4,7 +4,7 @@ Ollama, LM Studio, TGI and most hosted gateways."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -33,6 +33,9 @@ class OpenAIChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown
     # Servers that reject stream_options (some older gateways) can turn it off; usage is
     # then reported as zero.
     stream_usage: bool = True
+    # false: ask for the whole answer in one response (servers that cannot stream); a
+    # server that answers a streamed call with one JSON body is understood either way.
+    stream: bool = True
 
 
 # The streamed chunk, as much of it as we read. Every field is optional because compatible
@@ -70,7 +73,38 @@ class _Chunk(msgspec.Struct, frozen=True):
     error: dict[str, Any] | str | None = None
 
 
+class _FunctionCall(msgspec.Struct, frozen=True):
+    name: str = ""
+    arguments: str = ""
+
+
+class _ToolCall(msgspec.Struct, frozen=True):
+    id: str = ""
+    function: _FunctionCall = _FunctionCall()
+
+
+class _Message(msgspec.Struct, frozen=True):
+    content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _CompletionChoice(msgspec.Struct, frozen=True):
+    index: int = 0
+    message: _Message = _Message()
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct, frozen=True):
+    """A whole (not streamed) answer."""
+
+    choices: list[_CompletionChoice] | None = None
+    usage: _Usage | None = None
+    error: dict[str, Any] | str | None = None
+
+
+T = TypeVar("T")
 _CHUNK = msgspec.json.Decoder(_Chunk)
+_COMPLETION = msgspec.json.Decoder(_Completion)
 _DONE = "[DONE]"
 
 
@@ -122,9 +156,9 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
         body: dict[str, Any] = {
             "model": params.model,
             "messages": [_message(m) for m in messages],
-            "stream": True,
+            "stream": self._config.stream,
         }
-        if self._config.stream_usage:
+        if self._config.stream and self._config.stream_usage:
             body["stream_options"] = {"include_usage": True}
         if params.max_tokens is not None:
             body[self._config.max_tokens_field] = params.max_tokens
@@ -156,8 +190,13 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
                     "POST", f"{self._base}/chat/completions", content=body, headers=headers
                 ) as response:
                     await raise_for_status(response, op=self._op, redact=self._redact)
-                    async for event in self._events(response):
-                        yield event
+                    content_type = response.headers.get("content-type", "")
+                    if content_type.startswith("text/event-stream"):
+                        async for event in self._events(response):
+                            yield event
+                    else:  # one JSON body: asked for (stream = false), or a server's choice
+                        for event in self._whole(await response.aread()):
+                            yield event
             except httpx.HTTPError as exc:
                 raise error_from_exception(exc, op=self._op, redact=self._redact) from exc
 
@@ -170,7 +209,7 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
             if sse.data.strip() == _DONE:
                 done = True
                 break
-            chunk = self._decode(sse.data)
+            chunk = self._decode(_CHUNK, sse.data, "stream chunk")
             if chunk.error is not None:
                 raise error_from_body(
                     None, {"error": chunk.error}, op=self._op, redact=self._redact
@@ -199,14 +238,47 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
         tool_calls = [calls[i].build() for i in sorted(calls)] or None
         yield ChatDone(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls)
 
-    def _decode(self, data: str) -> _Chunk:
-        try:
-            return _CHUNK.decode(data)
-        except msgspec.DecodeError as exc:
+    def _whole(self, body: bytes) -> list[ChatEvent]:
+        """The events of an answer that came as one JSON body."""
+        completion = self._decode(_COMPLETION, body, "response body")
+        if completion.error is not None:
+            raise error_from_body(
+                None, {"error": completion.error}, op=self._op, redact=self._redact
+            )
+        choice = next((c for c in completion.choices or () if c.index == 0), None)
+        if choice is None:
             raise ProviderError(
-                ErrorCode.PROVIDER_DOWN,
+                ErrorCode.UNEXPECTED_RESPONSE, self._op, "the response body holds no choice"
+            )
+        usage = completion.usage or _Usage()
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+            for c in choice.message.tool_calls or ()
+        ]
+        events: list[ChatEvent] = []
+        if choice.message.content:
+            events.append(TextPiece(choice.message.content))
+        events.append(
+            ChatDone(
+                finish_reason=choice.finish_reason or "stop",
+                usage=Usage(
+                    input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
+                ),
+                tool_calls=calls or None,
+            )
+        )
+        return events
+
+    def _decode(self, decoder: msgspec.json.Decoder[T], data: str | bytes, what: str) -> T:
+        """A server that answers in a shape the API does not have will answer so again:
+        a typed error that says what was wrong, not retried, and no mark on the circuit."""
+        try:
+            return decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProviderError(
+                ErrorCode.UNEXPECTED_RESPONSE,
                 self._op,
-                f"malformed stream chunk: {self._redact(str(exc))}",
+                f"malformed {what}: {self._redact(str(exc))}",
             ) from exc
 
 

@@ -137,7 +137,7 @@ class OpenAIEmbeddings(HttpApiProvider[OpenAIEmbeddingsConfig]):
         by_index = {item.index: item for item in response.data}
         if sorted(by_index) != list(range(count)):
             raise ProviderError(
-                ErrorCode.PROVIDER_DOWN,
+                ErrorCode.UNEXPECTED_RESPONSE,
                 self._op,
                 f"expected vectors for inputs 0..{count - 1}, got indices {sorted(by_index)}",
             )

@@ -236,17 +236,20 @@ def error_from_exception(exc: httpx.HTTPError, *, op: str, redact: Redactor) -> 
 
 def decode_json(content: bytes, type_: type[Any], *, op: str, redact: Redactor) -> Any:
     """Decode a successful response body into ``type_``; a body that does not match means
-    the provider (or a proxy in front of it) misbehaved: ``provider_down``."""
+    the provider (or a proxy in front of it) answers in a shape its API does not have, and
+    will again: ``unexpected_response``, not retried, no mark on the circuit breaker."""
     try:
         return msgspec.json.decode(content, type=type_)
     except msgspec.ValidationError as exc:
         raise ProviderError(
-            ErrorCode.PROVIDER_DOWN,
+            ErrorCode.UNEXPECTED_RESPONSE,
             op,
             f"the response body does not have the expected shape: {redact(str(exc))}",
         ) from exc
     except msgspec.DecodeError as exc:
         snippet = _clip(redact(content[:200].decode("utf-8", "replace")))
         raise ProviderError(
-            ErrorCode.PROVIDER_DOWN, op, f"the response body is not valid JSON: {snippet!r}"
+            ErrorCode.UNEXPECTED_RESPONSE,
+            op,
+            f"the response body is not valid JSON: {snippet!r}",
         ) from exc

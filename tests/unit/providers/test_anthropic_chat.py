@@ -258,7 +258,7 @@ async def test_read_timeout_is_timeout() -> None:
     assert info.value.code is ErrorCode.TIMEOUT
 
 
-async def test_malformed_event_is_provider_down() -> None:
+async def test_malformed_event_is_a_typed_unexpected_response() -> None:
     data = b'event: message_start\ndata: {"type": "message_start", "message": \n\n'
     replay = Replay().raw(200, data, content_type="text/event-stream")
     provider = make(replay, retry={"max_attempts": 1})
@@ -267,7 +267,7 @@ async def test_malformed_event_is_provider_down() -> None:
             await collect(provider, PARAMS)
     finally:
         await provider.aclose()
-    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
     assert "malformed stream event" in info.value.detail
 
 

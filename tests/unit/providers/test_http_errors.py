@@ -154,13 +154,13 @@ def test_transport_exceptions() -> None:
     assert protocol.code is ErrorCode.PROVIDER_DOWN
 
 
-def test_malformed_success_body_is_provider_down() -> None:
+def test_malformed_success_body_is_a_typed_unexpected_response() -> None:
     with pytest.raises(ProviderError, match="not valid JSON") as info:
         decode_json(b"{oops", dict, op="p", redact=NO_SECRETS)
-    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
     with pytest.raises(ProviderError, match="expected shape") as shape:
         decode_json(b"[1, 2]", dict, op="p", redact=NO_SECRETS)
-    assert shape.value.code is ErrorCode.PROVIDER_DOWN
+    assert shape.value.code is ErrorCode.UNEXPECTED_RESPONSE
 
 
 def test_redactor_scrubs_secrets_from_error_messages() -> None:

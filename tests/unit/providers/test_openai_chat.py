@@ -276,7 +276,7 @@ async def test_connection_refused_is_provider_down() -> None:
     assert info.value.code is ErrorCode.PROVIDER_DOWN
 
 
-async def test_malformed_chunk_is_provider_down_with_a_clear_message() -> None:
+async def test_malformed_chunk_is_a_typed_unexpected_response_with_a_clear_message() -> None:
     replay = Replay().raw(
         200, b'data: {"choices": [{"delta": {"content": "Hi"\n\n', content_type="text/event-stream"
     )
@@ -286,7 +286,7 @@ async def test_malformed_chunk_is_provider_down_with_a_clear_message() -> None:
             await collect(provider, PARAMS)
     finally:
         await provider.aclose()
-    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
     assert "malformed stream chunk" in info.value.detail
 
 
@@ -414,3 +414,50 @@ async def test_registry_creates_it_and_validates_the_config() -> None:
         chat_providers.create("openai", {"models": [MODEL], "temprature": 1})
     with pytest.raises(ConfigError, match="max_attempts"):
         chat_providers.create("openai", {"models": [MODEL], "retry": {"max_attempts": 0}})
+
+
+async def test_a_streamed_call_answered_with_one_json_body_is_the_answer() -> None:
+    # Some servers (cyllama's among them) answer "stream": true with a whole completion.
+    replay = Replay().json(200, "openai/chat_completion.json")
+    provider = make(replay)
+    try:
+        events = await collect(provider, PARAMS)
+    finally:
+        await provider.aclose()
+    assert events[0] == TextPiece("Kafka is a distributed event log.")
+    done = events[-1]
+    assert isinstance(done, ChatDone)
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (19, 8)
+    assert done.finish_reason == "stop"
+    assert len(replay.requests) == 1
+    assert state(provider) is CircuitState.CLOSED
+
+
+async def test_stream_false_asks_for_the_whole_answer() -> None:
+    replay = Replay().json(200, "openai/chat_completion.json")
+    provider = make(replay, stream=False)
+    try:
+        text: list[str] = []
+        await collect_text(provider, PARAMS, text)
+    finally:
+        await provider.aclose()
+    body = body_of(replay)
+    assert body["stream"] is False
+    assert "stream_options" not in body
+    assert text == ["Kafka is a distributed event log."]
+
+
+async def test_answers_of_the_wrong_shape_are_not_retried_and_never_open_the_circuit() -> None:
+    replay = Replay().raw(200, b'{"choices": "not a list"}')
+    provider = make(replay, circuit={"failure_threshold": 2})
+    try:
+        for _ in range(5):
+            with pytest.raises(ProviderError) as info:
+                await collect(provider, PARAMS)
+            assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
+            assert not info.value.retryable
+            assert "malformed response body" in info.value.detail
+    finally:
+        await provider.aclose()
+    assert len(replay.requests) == 5  # one request per call: nothing retried
+    assert state(provider) is CircuitState.CLOSED

@@ -97,11 +97,11 @@ async def test_wrong_dimension_is_an_internal_error_naming_both() -> None:
     assert "[4]" in info.value.detail
 
 
-async def test_missing_index_is_provider_down() -> None:
+async def test_missing_index_is_a_typed_unexpected_response() -> None:
     replay = Replay().json(200, "openai/embeddings.json")
     with pytest.raises(ProviderError) as info:
         await embed(replay, ["a", "b", "c", "d"])
-    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
 
 
 async def test_401_is_auth_and_not_retried() -> None:
@@ -147,11 +147,11 @@ async def test_read_timeout_is_timeout() -> None:
 @pytest.mark.parametrize(
     "body", [b"{not json", b'{"object": "list", "data": [{"index": "zero", "embedding": []}]}']
 )
-async def test_malformed_body_is_provider_down(body: bytes) -> None:
+async def test_malformed_body_is_a_typed_unexpected_response(body: bytes) -> None:
     replay = Replay().raw(200, body)
     with pytest.raises(ProviderError) as info:
         await embed(replay, retry={"max_attempts": 1})
-    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
 
 
 async def test_422_from_a_compatible_server_is_invalid_input() -> None:
@@ -217,3 +217,15 @@ class TestConformance(EmbeddingProviderConformance):
         provider = make(Replay().json(200, "openai/embeddings.json"))
         yield provider
         await provider.aclose()
+
+
+async def test_one_vector_per_token_is_a_typed_error_that_says_so() -> None:
+    # llama.cpp's server started with --embedding and no pooling answers like this.
+    body = b'{"data": [{"index": 0, "embedding": [[0.1, 0.2], [0.3, 0.4]]}]}'
+    replay = Replay().raw(200, body)
+    with pytest.raises(ProviderError) as info:
+        await embed(replay, ["a"])
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
+    assert not info.value.retryable
+    assert "expected shape" in info.value.detail
+    assert len(replay.requests) == 1

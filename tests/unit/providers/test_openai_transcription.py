@@ -133,11 +133,11 @@ async def test_read_timeout_is_timeout() -> None:
     assert info.value.code is ErrorCode.TIMEOUT
 
 
-async def test_malformed_body_is_provider_down() -> None:
+async def test_malformed_body_is_a_typed_unexpected_response() -> None:
     replay = Replay().raw(200, b'{"text": "cut off', content_type="application/json")
     with pytest.raises(ProviderError, match="not valid JSON") as info:
         await transcribe(make(replay, retry={"max_attempts": 1}))
-    assert info.value.code is ErrorCode.PROVIDER_DOWN
+    assert info.value.code is ErrorCode.UNEXPECTED_RESPONSE
 
 
 async def test_oversized_or_empty_audio_is_refused_before_sending() -> None:
