@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from contracts.envelope import Request
+from contracts.envelope import Name, Request
 
 # How the result carries its vectors (OpenAI's encoding_format): "float" as lists of numbers,
 # "base64" as one block of little-endian float32 rows (`vectors_float32`: raw bytes in
@@ -15,9 +15,9 @@ EncodingFormat = Literal["float", "base64"]
 
 
 class EmbedRequest(Request, frozen=True, kw_only=True, tag="embed"):
-    model: str
+    model: Name
     texts: Annotated[list[str], msgspec.Meta(min_length=1)]
-    provider: str | None = None
+    provider: Name | None = None
     # Row ids for batch jobs, returned beside each vector (OpenAI Batch's custom_id).
     custom_ids: list[str] | None = None
     encoding_format: EncodingFormat = "float"

@@ -13,6 +13,8 @@ Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")]
 # What Kafka allows in a topic name.
 TopicName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._\-]{1,249}$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+# Model, provider, store and collection names: they come back in error messages and logs.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class ReplyAddress(msgspec.Struct, frozen=True, kw_only=True):

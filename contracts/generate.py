@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from contracts.envelope import Identifier, Request
+from contracts.envelope import Identifier, Name, Request
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -32,10 +32,10 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
-    model: str
+    model: Name
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     # A provider name from the chat registry; None lets the worker route by model.
-    provider: str | None = None
+    provider: Name | None = None
     # With a session id the worker prepends the stored history and saves the new turns.
     session_id: Identifier | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None

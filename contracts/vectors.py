@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from contracts.envelope import Request
+from contracts.envelope import Name, Request
 
 Metadata = dict[str, str | int | float | bool]
 
@@ -24,27 +24,27 @@ class VectorRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VectorUpsertRequest(Request, frozen=True, kw_only=True, tag="vector_upsert"):
-    collection: str
+    collection: Name
     records: Annotated[list[VectorRecord], msgspec.Meta(min_length=1)]
-    store: str | None = None
-    embed_model: str | None = None
+    store: Name | None = None
+    embed_model: Name | None = None
 
 
 class VectorDeleteRequest(Request, frozen=True, kw_only=True, tag="vector_delete"):
-    collection: str
+    collection: Name
     ids: Annotated[list[str], msgspec.Meta(min_length=1)]
-    store: str | None = None
+    store: Name | None = None
 
 
 class VectorQueryRequest(Request, frozen=True, kw_only=True, tag="vector_query"):
-    collection: str
+    collection: Name
     vector: list[float] | None = None
     text: str | None = None
     top_k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Equality on metadata keys; every key must match.
     filter: Metadata | None = None
-    store: str | None = None
-    embed_model: str | None = None
+    store: Name | None = None
+    embed_model: Name | None = None
 
     def __post_init__(self) -> None:
         if (self.vector is None) == (self.text is None):

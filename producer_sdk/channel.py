@@ -43,8 +43,9 @@ class ClientChannel:
         self._namespace = namespace
         self._reply_topic = reply_address.topic
         self._content_type = content_type
+        # Not idempotent, as the workers' (decision 0014): a broker restart must not wedge it.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, linger_ms=0, acks="all", enable_idempotence=True
+            bootstrap_servers=bootstrap_servers, linger_ms=0, acks="all", enable_idempotence=False
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False

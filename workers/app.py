@@ -108,12 +108,17 @@ class Worker:
                 bootstrap_servers=s.bootstrap_servers,
                 linger_ms=0,
                 acks="all",
-                enable_idempotence=True,
+                # Not idempotent: aiokafka's idempotent sender dies for good on the
+                # OutOfOrderSequenceNumber a restarted broker can answer, and every later
+                # send then waits forever (decision 0014). Order holds without it (one
+                # request in flight per partition); a retried duplicate is dropped by seq.
+                enable_idempotence=False,
                 request_timeout_ms=s.kafka_request_timeout_ms,
             )
             await producer.start()
             stack.push_async_callback(producer.stop)
-            main = await self._job_consumer(stack, producer)
+            dead_letters = DeadLetters(producer, dead_letter_topic(self.kind, s.namespace))
+            main = await self._job_consumer(stack, producer, dead_letters)
             control = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
             await control.start()
             stack.push_async_callback(control.stop)
@@ -124,6 +129,8 @@ class Worker:
                     control_topic(self.kind, s.namespace),
                     main.runner.cancel,
                     s.tenant_verification(),
+                    dead_letters,
+                    main.runner.first_to_claim,
                 ),
             ]
             for delay in s.retry.tiers_s:
@@ -135,9 +142,7 @@ class Worker:
                         kind=self.kind,
                         namespace=s.namespace,
                         delay_s=delay,
-                        dead_letters=DeadLetters(
-                            producer, dead_letter_topic(self.kind, s.namespace)
-                        ),
+                        dead_letters=dead_letters,
                     )
                 )
             if s.health_port is not None:
@@ -199,7 +204,10 @@ class Worker:
         }
 
     async def _job_consumer(
-        self, stack: contextlib.AsyncExitStack, producer: AIOKafkaProducer
+        self,
+        stack: contextlib.AsyncExitStack,
+        producer: AIOKafkaProducer,
+        dead_letters: DeadLetters,
     ) -> JobConsumer:
         s = self.settings
         ledger = None
@@ -215,12 +223,12 @@ class Worker:
             kind=self.kind,
             handler=self.handler,
             producer=producer,
-            dead_letters=DeadLetters(producer, dead_letter_topic(self.kind, s.namespace)),
+            dead_letters=dead_letters,
             max_payload_bytes=s.max_payload_bytes,
             metrics=self.metrics,
             ledger=ledger,
             retries=RedeliveryScheduler(producer, self.kind, s.namespace, s.retry),
-            topic_probe=broker_topic_probe(producer),
+            topic_probe=broker_topic_probe(producer, request_topic(self.kind, s.namespace)),
             tenant_keys=s.tenant_verification(),
             reply_limits=s.replies,
             reply_topic_allowed=s.reply_topic_allowed,

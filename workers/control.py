@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.codec import decode_control
 from contracts.control import CancelJob
-from contracts.errors import ContractError
-from contracts.names import Header
+from contracts.errors import ContractError, ErrorCode
+from contracts.names import DeadLetterReason, Header
+from workers.dead_letter import DeadLetters
 from workers.runtime.records import Record, header
 from workers.tenants import unverified
 
@@ -30,9 +31,13 @@ class ControlListener:
         topic: str,
         on_cancel: Callable[[CancelJob], Awaitable[None]],
         tenant_keys: dict[str, bytes] | None = None,
+        dead_letters: DeadLetters | None = None,
+        first_to_claim: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._consumer = consumer
         self._tenant_keys = tenant_keys
+        self._dead_letters = dead_letters
+        self._first_to_claim = first_to_claim
         self._partition = TopicPartition(topic, 0)
         self._on_cancel = on_cancel
         self._stopping = asyncio.Event()
@@ -57,6 +62,7 @@ class ControlListener:
             message = decode_control(record.value or b"", content_type)
         except ContractError as exc:
             log.warning("ignoring a control message at offset %d: %s", record.offset, exc)
+            await self._dead_letter(record, exc)
             return
         if not self._verified(record, message):
             log.warning(
@@ -68,6 +74,22 @@ class ControlListener:
             await self._on_cancel(message)
         except Exception:  # the ledger away: the job, if it runs, ends by itself
             log.exception("a cancel of %s could not be applied", message.request_id)
+
+    async def _dead_letter(self, record: Record, exc: ContractError) -> None:
+        """Every replica reads every control message: with the ledger, only the first to
+        claim it dead-letters it; without one, each replica does."""
+        if self._dead_letters is None:
+            return
+        try:
+            claim = f"control-dead-letter:{record.topic}:{record.partition}:{record.offset}"
+            if self._first_to_claim is not None and not await self._first_to_claim(claim):
+                return
+            reason = DeadLetterReason(exc.reason.value)
+            await self._dead_letters.publish(record, ErrorCode.INVALID_INPUT, reason, str(exc))
+        except Exception:  # the message is ignored either way; the log says so
+            log.exception(
+                "the bad control message at offset %d was not dead-lettered", record.offset
+            )
 
     def _verified(self, record: Record, message: CancelJob) -> bool:
         """With tenant keys configured, only a cancel its tenant signed counts."""

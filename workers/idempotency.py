@@ -314,6 +314,17 @@ class JobLedger:
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
 
+    async def first_to_claim(self, what: str) -> bool:
+        """True for the one caller, across every replica, that claims ``what`` first (for a
+        day): say, the replica that dead-letters a bad control message all of them read."""
+        try:
+            won = await self._redis.set(
+                f"fleet:{self._namespace}:once:{what}", self._owner, nx=True, ex=86400
+            )
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return bool(won)
+
     async def release(self, request_id: str) -> None:
         """Give the job back unfinished (shutdown, failure): the next delivery reruns it."""
         await self._scripts.call(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import random
 import time
 import uuid
@@ -252,7 +253,10 @@ SCENARIOS: dict[str, tuple[Faults, int]] = {
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-async def test_every_job_ends_through_faults(scenario: str, tmp_path: Path) -> None:
+async def test_every_job_ends_through_faults(
+    scenario: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="aiokafka")  # the client's reconnect noise
     faults, count = SCENARIOS[scenario]
     kafka, redis = PrivateKafka(tmp_path / "home"), PrivateRedis(tmp_path / "home")
     await asyncio.to_thread(kafka.start)

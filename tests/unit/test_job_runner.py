@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import msgspec
 import pytest
@@ -156,8 +157,19 @@ async def test_a_non_retryable_provider_error_is_answered_without_a_retry() -> N
     assert job.dead_letters() == []
 
 
-async def test_an_unreachable_reply_topic_dead_letters_the_job_and_skips_the_next() -> None:
-    job = Fixture(topic_probe=_probe(0))  # the broker says the topic is gone
+async def test_a_reply_topic_the_broker_does_not_know_dead_letters_jobs_unrun() -> None:
+    job = Fixture(topic_probe=_probe(0))  # the broker says the topic does not exist
+    await job.runner.run(_record(encode(_request("job-1"))))
+    await job.runner.run(_record(encode(_request("job-2"))))
+    reasons = [reason for reason, _ in job.dead_letters()]
+    assert reasons == [DeadLetterReason.REPLY_TOPIC_GONE] * 2
+    assert job.chat.calls == 0  # nothing was run for nobody
+    assert job.publisher.replies(REPLIES) == []
+
+
+async def test_a_reply_topic_that_vanishes_mid_job_dead_letters_it_and_skips_the_next() -> None:
+    answers = iter([1, 0])  # there when the job is admitted, gone when its replies fail
+    job = Fixture(topic_probe=lambda topic: _next(answers))
     job.publisher.unreachable.add(REPLIES)
     await job.runner.run(_record(encode(_request("job-1"))))
     await job.runner.run(_record(encode(_request("job-2"))))
@@ -210,6 +222,10 @@ async def test_a_transient_broker_error_redelivers_the_job_and_dead_letters_noth
     await job.runner.run(_record(encode(_request("job-2"))))
     assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
     assert job.chat.calls == 2  # the second job ran: the topic was not taken for gone
+
+
+async def _next(answers: Iterator[int]) -> int | None:
+    return next(answers)
 
 
 def test_the_stamper_numbers_chunks_from_zero() -> None:

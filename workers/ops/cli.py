@@ -16,7 +16,7 @@ from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient
-from workers.log_dedup import RepeatFilter
+from workers.log_dedup import hold_back_repeats
 from workers.ops.local_fleet import (
     WATCH_INTERVAL_S,
     LocalWorker,
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # One line per outage, not one per reconnect attempt.
-    logging.getLogger("aiokafka").addFilter(RepeatFilter())
+    hold_back_repeats()
     try:
         return int(args.func(args))
     except FleetError as exc:

@@ -47,10 +47,12 @@ TopicProbe = Callable[[str], Awaitable[int | None]]
 _PROBE_TIMEOUT_S = 5.0
 
 
-def broker_topic_probe(producer: AIOKafkaProducer) -> TopicProbe:
+def broker_topic_probe(producer: AIOKafkaProducer, own_topic: str) -> TopicProbe:
     """A TopicProbe that asks the broker the producer talks to: from the producer's metadata
     when it knows the topic, else from one fetch of the cluster's metadata (which, unlike a
-    send, never registers the topic with the producer nor waits for it to appear)."""
+    send, never registers the topic with the producer nor waits for it to appear). A broker
+    that has just started may answer before it knows every topic: an answer that lacks
+    ``own_topic`` (the worker's own request topic, which exists) says nothing."""
 
     async def partitions(topic: str) -> int | None:
         known = producer.client.cluster.partitions_for_topic(topic)
@@ -61,6 +63,8 @@ def broker_topic_probe(producer: AIOKafkaProducer) -> TopicProbe:
                 producer.client.fetch_all_metadata(), timeout=_PROBE_TIMEOUT_S
             )
         except (KafkaError, OSError, TimeoutError):
+            return None
+        if not metadata.partitions_for_topic(own_topic):
             return None
         return len(metadata.partitions_for_topic(topic) or ())
 

@@ -8,7 +8,7 @@ job never stops the worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contracts.control import CancelJob
@@ -29,9 +29,9 @@ from workers.runtime.links import (
     Decode,
     Metered,
     Outcomes,
+    ReplyAddresses,
     RouteFailures,
     RunHandler,
-    SkipGoneReplyTopics,
     Traced,
     VerifyTenant,
 )
@@ -39,6 +39,10 @@ from workers.runtime.publisher import Publisher, TopicProbe
 from workers.runtime.records import Record
 from workers.runtime.reply_stream import GoneTopics
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
+
+
+def _anywhere(topic: str) -> bool:
+    return True
 
 
 class JobRunner:
@@ -61,18 +65,15 @@ class JobRunner:
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics)
         gone = GoneTopics()
+        addresses = ReplyAddresses(reply_topic_allowed or _anywhere, topic_probe, gone)
+        self._ledger = ledger
         self._cancellation = Cancellation(kind, metrics, ledger)
         links: list[Link] = [
             Traced(),
             CatchUndeliverable(outcomes, gone, topic_probe, retries),
-            Decode(outcomes, producer, max_payload_bytes, reply_limits),
-            *(
-                [CheckReplyAddress(outcomes, reply_topic_allowed, topic_probe, gone)]
-                if reply_topic_allowed is not None
-                else []
-            ),
+            Decode(outcomes, producer, max_payload_bytes, reply_limits, addresses),
+            CheckReplyAddress(outcomes, addresses),
             *([VerifyTenant(outcomes, tenant_keys)] if tenant_keys is not None else []),
-            SkipGoneReplyTopics(outcomes, gone),
             Deadline(metrics),
             *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
             self._cancellation,
@@ -83,6 +84,11 @@ class JobRunner:
 
     async def run(self, record: Record) -> None:
         await self._run(Job(record))
+
+    @property
+    def first_to_claim(self) -> Callable[[str], Awaitable[bool]] | None:
+        """The ledger's once-across-replicas claim (None without the ledger)."""
+        return self._ledger.first_to_claim if self._ledger is not None else None
 
     async def cancel(self, message: CancelJob) -> None:
         """The caller gave up: stop the job if it runs here, else make sure it never starts."""

@@ -1,7 +1,6 @@
 """The links of the job runner's chain, outermost first; each does one thing.
 
-Traced, CatchUndeliverable, Decode, CheckReplyAddress (in a worker), VerifyTenant (with tenant
-keys), SkipGoneReplyTopics,
+Traced, CatchUndeliverable, Decode, CheckReplyAddress, VerifyTenant (with tenant keys),
 Deadline, Claim (with the ledger), Cancellation, Metered, RouteFailures, and RunHandler at
 the end (workers/runtime/runner.py puts them together). Every failure has a place: a dead
 letter with its reason, an error reply, a retry, or (for cancellation and shutdown) a job
@@ -12,7 +11,7 @@ from workers.runtime.links.admission import (
     CheckReplyAddress,
     Deadline,
     Decode,
-    SkipGoneReplyTopics,
+    ReplyAddresses,
     VerifyTenant,
 )
 from workers.runtime.links.failures import CatchUndeliverable, RouteFailures
@@ -31,9 +30,9 @@ __all__ = [
     "Decode",
     "Metered",
     "Outcomes",
+    "ReplyAddresses",
     "RouteFailures",
     "RunHandler",
-    "SkipGoneReplyTopics",
     "Traced",
     "VerifyTenant",
 ]

@@ -39,11 +39,13 @@ class Decode(Link):
         producer: Publisher,
         max_payload_bytes: int,
         reply_limits: ReplyLimits,
+        addresses: ReplyAddresses,
     ) -> None:
         self._outcomes = outcomes
         self._producer = producer
         self._max_payload_bytes = max_payload_bytes
         self._reply_limits = reply_limits
+        self._addresses = addresses
 
     async def __call__(self, job: Job) -> None:
         payload = job.record.value or b""
@@ -80,60 +82,66 @@ class Decode(Link):
         head = decode_request_head(job.record.value or b"", job.content_type)
         if head is None or not head.request_id or head.reply_to is None:
             return
+        if await self._addresses.refused(head.reply_to) is not None:
+            return  # nowhere the fleet would send to: the dead letter is all there is
         stamper = ChunkStamper(head.request_id, head.attempt)
         stream = ReplyStream(self._producer, head.reply_to, job.content_type)
         await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
         await stream.flush()
 
 
-class CheckReplyAddress(Link):
-    """Replies go only where the fleet replies: a topic of the namespace's reply family (or
-    one the settings name) that the broker knows, at a partition it has. Anything else is
-    dead-lettered unanswered before the shared producer is asked to send there, so a bad
-    address never stalls the producer in a wait for metadata that will not come."""
+class ReplyAddresses:
+    """Where the fleet replies: a topic of the namespace's reply family (or one the settings
+    name) that the broker knows, at a partition it has. Asked before anything is sent to an
+    address, so a bad one never stalls the shared producer in a wait for metadata."""
 
     def __init__(
-        self,
-        outcomes: Outcomes,
-        allowed: Callable[[str], bool],
-        probe: TopicProbe | None,
-        gone: GoneTopics,
+        self, allowed: Callable[[str], bool], probe: TopicProbe | None, gone: GoneTopics
     ) -> None:
-        self._outcomes = outcomes
         self._allowed = allowed
         self._probe = probe
         self._gone = gone
 
-    async def __call__(self, job: Job) -> None:
-        address = job.request.reply_to
-        if address is None:
-            await self.call_next(job)
-            return
-        why = await self._refused(address)
-        if why is None:
-            await self.call_next(job)
-            return
-        reason = (
-            DeadLetterReason.REPLY_TOPIC_GONE
-            if address.topic in self._gone
-            else DeadLetterReason.BAD_REPLY_ADDRESS
-        )
-        log.warning("not running %s: %s", job.where, why)
-        self._outcomes.metrics.outcome(Outcome.REJECTED)
-        await self._outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, why)
-
-    async def _refused(self, address: ReplyAddress) -> str | None:
+    async def refused(self, address: ReplyAddress) -> tuple[DeadLetterReason, str] | None:
+        """Why nothing may be sent to ``address``; None when it looks deliverable."""
         if not self._allowed(address.topic):
-            return f"{address.topic!r} is not a reply topic of this fleet"
-        if self._probe is None or address.topic in self._gone:
-            return None  # SkipGoneReplyTopics answers for topics known gone
+            return BAD_ADDRESS, f"{address.topic!r} is not a reply topic of this fleet"
+        if address.topic in self._gone:
+            return GONE, f"{address.topic} could not be reached lately"
+        if self._probe is None:
+            return None
         partitions = await self._probe(address.topic)
         if partitions == 0:
             self._gone.mark(address.topic)
-            return f"{address.topic!r} does not exist"
+            return GONE, f"{address.topic!r} does not exist"
         if partitions is not None and (address.partition or 0) >= partitions:
-            return f"{address.topic!r} has {partitions} partitions, not {address.partition}"
+            detail = f"{address.topic!r} has {partitions} partitions, not {address.partition}"
+            return BAD_ADDRESS, detail
         return None
+
+
+BAD_ADDRESS = DeadLetterReason.BAD_REPLY_ADDRESS
+GONE = DeadLetterReason.REPLY_TOPIC_GONE
+
+
+class CheckReplyAddress(Link):
+    """A job whose reply address the fleet would not send to is dead-lettered, unanswered
+    and not run."""
+
+    def __init__(self, outcomes: Outcomes, addresses: ReplyAddresses) -> None:
+        self._outcomes = outcomes
+        self._addresses = addresses
+
+    async def __call__(self, job: Job) -> None:
+        address = job.request.reply_to
+        refused = await self._addresses.refused(address) if address is not None else None
+        if refused is None:
+            await self.call_next(job)
+            return
+        reason, why = refused
+        log.warning("not running %s: %s", job.where, why)
+        self._outcomes.metrics.outcome(Outcome.REJECTED)
+        await self._outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, why)
 
 
 class VerifyTenant(Link):
@@ -154,23 +162,6 @@ class VerifyTenant(Link):
         await self._outcomes.dead_letter(job.record, ErrorCode.AUTH, reason, why)
         await self._outcomes.error_reply(job, ErrorCode.AUTH, why)
         await job.stream.flush()
-
-
-class SkipGoneReplyTopics(Link):
-    """A job for a caller whose reply topic could not be reached lately is not run."""
-
-    def __init__(self, outcomes: Outcomes, gone: GoneTopics) -> None:
-        self._outcomes = outcomes
-        self._gone = gone
-
-    async def __call__(self, job: Job) -> None:
-        reply_to = job.request.reply_to
-        if reply_to is not None and reply_to.topic in self._gone:
-            detail = f"{reply_to.topic} could not be reached lately"
-            reason = DeadLetterReason.REPLY_TOPIC_GONE
-            await self._outcomes.dead_letter(job.record, ErrorCode.INTERNAL, reason, detail)
-            return
-        await self.call_next(job)
 
 
 class Deadline(Link):

@@ -1,0 +1,254 @@
+"""Every byte the fleet reads is untrusted: a thousand seeded mutations of SDK requests per
+kind, the static cases that once wedged or killed workers (depth bombs, bad reply addresses,
+bad retry headers, a bomb on the control topic), all sent straight to real workers. Nothing
+may be lost (each message is dead-lettered, answered, or a valid fire-and-forget job), every
+partition's committed offset reaches its end, the workers keep running, and good requests
+are answered afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts import ChatMessage, ContentType, DeadLetterReason, EmbedRequest, GenerateRequest
+from contracts.codec import decode_chunk, decode_request
+from contracts.errors import ContractError
+from contracts.names import Header, control_topic, dead_letter_topic, request_topic, retry_topic
+from contracts.replies import Final
+from producer_sdk import FleetClient
+from providers.router import ModelRouter
+from tests.conftest import Infra
+from tests.integration.fuzz_messages import Headers, Mutator
+from tests.integration.harness import serving
+from tests.integration.scripted_chat import ScriptedChat
+from workers import Worker, WorkerSettings, build_worker
+from workers.handlers.generate import GenerateHandler
+from workers.ops.inspect import consumer_lag
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
+
+MUTATIONS = 1000
+EMBED_MODEL = "all-minilm-l6-v2"
+
+
+@asynccontextmanager
+async def _worker(kind: str, settings: WorkerSettings) -> AsyncIterator[Worker]:
+    if kind == "generate":  # a scripted model: the fuzz is about bytes, not tokens
+        handler = GenerateHandler(ModelRouter("chat", [ScriptedChat()]))
+        worker = Worker("generate", settings, handler)
+    else:
+        worker = await build_worker(kind, settings)
+    async with serving(worker):
+        yield worker
+
+
+async def _good_request(kind: str, client: FleetClient) -> None:
+    if kind == "generate":
+        assert (await client.generate("still there?", model="scripted-model")).text
+    else:
+        assert len((await client.embed(["still there?"], model=EMBED_MODEL)).vectors) == 1
+
+
+def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
+    deadline_ms = int((time.time() + 120) * 1000)
+    request: GenerateRequest | EmbedRequest
+    if kind == "generate":
+        request = GenerateRequest(
+            request_id="base",
+            reply_to=client.reply_address,
+            deadline_ms=deadline_ms,
+            model="scripted-model",
+            messages=[ChatMessage(role="user", content="hi")],
+            max_tokens=4,
+        )
+    else:
+        request = EmbedRequest(
+            request_id="base",
+            reply_to=client.reply_address,
+            deadline_ms=deadline_ms,
+            model=EMBED_MODEL,
+            texts=["first text", "second text"],
+        )
+    as_dict: dict[str, Any] = msgspec.to_builtins(request)
+    return as_dict
+
+
+def _static_cases(kind: str, base: dict[str, Any], namespace: str) -> list[tuple[bytes, Headers]]:
+    json_headers: Headers = [(Header.CONTENT_TYPE, ContentType.JSON.encode())]
+    bomb_json = msgspec.json.encode({**base, "request_id": "static-bomb"})
+    bomb_json = bomb_json[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    cases: list[tuple[bytes, Headers]] = [
+        (bomb_json, json_headers),
+        (b"\x91" * 50_000 + b"\x90", []),
+        (b"", []),
+        (b"\x00" * 10, []),
+        (b"{" * 10_000, json_headers),
+    ]
+    for i, address in enumerate(
+        [
+            {"topic": base["reply_to"]["topic"], "partition": 99},
+            {"topic": base["reply_to"]["topic"], "partition": -1},
+            {"topic": "garbage topic name!", "partition": 0},
+            {"topic": f"{namespace}.v1.replies.nobody", "partition": 0},
+            {"topic": "x" * 260, "partition": 0},
+        ]
+    ):
+        body = {**base, "request_id": f"static-address-{i}", "reply_to": address}
+        cases.append((msgspec.json.encode(body), json_headers))
+    return cases
+
+
+async def _read_all(infra: Infra, topics: list[str]) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=infra.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        idle = 0
+        while idle < 3:
+            batches = await consumer.getmany(timeout_ms=700)
+            found = [r for rs in batches.values() for r in rs]
+            records += found
+            idle = 0 if found else idle + 1
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _settled(settings: WorkerSettings, kind: str, timeout_s: float = 120) -> list[str]:
+    """Partitions whose committed offset has not reached the end (empty once settled)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [r for r in await consumer_lag(settings) if r.kind == kind]
+        stuck = [f"{r.partition}: {r.committed}/{r.end}" for r in rows if r.committed != r.end]
+        if not stuck or time.monotonic() > deadline:
+            return stuck
+        await asyncio.sleep(1)
+
+
+def _accounted(
+    kind: str,
+    value: bytes,
+    headers: Headers,
+    dead_lettered: bool,
+    answered: set[str],
+    reply_topic: str,
+) -> bool:
+    if dead_lettered:
+        return True
+    content_type = dict(headers).get(Header.CONTENT_TYPE)
+    try:
+        request = decode_request(
+            kind,
+            value,
+            content_type=content_type.decode("utf-8", "replace") if content_type else None,
+        )
+    except ContractError:
+        return False  # refused by the contract, yet not dead-lettered: lost
+    if request.reply_to is None:
+        return True  # fire and forget: it ran, nobody listens
+    if request.reply_to.topic != reply_topic:
+        return False  # it should have been refused as a bad address
+    return request.request_id in answered
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("kind", ["generate", "embed"])
+async def test_no_message_wedges_kills_or_is_lost(
+    kind: str,
+    settings: WorkerSettings,
+    infra: Infra,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="aiokafka")  # metadata noise of bad topics
+    caplog.set_level(logging.ERROR, logger="workers")
+    settings = msgspec.structs.replace(settings, partitions=4, concurrency=16)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, linger_ms=5)
+    async with (
+        _worker(kind, settings) as worker,
+        FleetClient(infra.bootstrap_servers, namespace=namespace, default_timeout_s=60) as client,
+    ):
+        await producer.start()
+        # One good request first: the client's reply topic exists before any fuzz arrives.
+        await _good_request(kind, client)
+        try:
+            base = _base_request(kind, client)
+            mutator = Mutator(seed=14, namespace=namespace)
+            messages = _static_cases(kind, base, namespace)
+            messages += [mutator.mutate(base, i) for i in range(MUTATIONS)]
+            topic = request_topic(kind, namespace)
+            sent: dict[tuple[int, int], tuple[bytes, Headers]] = {}
+            for i, (value, headers) in enumerate(messages):
+                meta = await producer.send_and_wait(
+                    topic, value, key=f"k{i}".encode(), headers=headers
+                )
+                sent[(meta.partition, meta.offset)] = (value, headers)
+            # The control and retry topics are read by every worker: as untrusted.
+            await producer.send_and_wait(control_topic(kind, namespace), b"\x91" * 50_000)
+            await producer.send_and_wait(control_topic(kind, namespace), b'{"kind": 1}')
+            bad_retry = [(Header.RETRY_NOT_BEFORE_MS, b"soon")]
+            first_tier = retry_topic(kind, settings.retry.tiers_s[0], namespace)
+            await producer.send_and_wait(
+                first_tier, msgspec.msgpack.encode(base), headers=bad_retry
+            )
+        finally:
+            await producer.stop()
+
+        stuck = await _settled(settings, kind)
+        # Good requests are answered afterwards, by the same (living) worker.
+        await _good_request(kind, client)
+        assert worker.ready.is_set()
+
+    dead = await _read_all(infra, [dead_letter_topic(kind, namespace)])
+    dead_offsets = {
+        (
+            int(dict(r.headers)[Header.DLQ_SOURCE_PARTITION]),
+            int(dict(r.headers)[Header.DLQ_SOURCE_OFFSET]),
+        )
+        for r in dead
+        if dict(r.headers)[Header.DLQ_SOURCE_TOPIC].decode() == request_topic(kind, namespace)
+    }
+    bad_headers = [
+        r
+        for r in dead
+        if dict(r.headers)[Header.DLQ_SOURCE_TOPIC].decode() == first_tier
+        and dict(r.headers)[Header.DLQ_REASON] == DeadLetterReason.BAD_HEADER.encode()
+    ]
+    control_dead = [
+        r
+        for r in dead
+        if dict(r.headers)[Header.DLQ_SOURCE_TOPIC].decode() == control_topic(kind, namespace)
+    ]
+    replies = await _read_all(infra, [client.reply_address.topic])
+    answered = set()
+    for record in replies:
+        if Header.HEARTBEAT in dict(record.headers) or not record.value:
+            continue
+        chunk = decode_chunk(record.value, dict(record.headers)[Header.CONTENT_TYPE].decode())
+        if isinstance(chunk, Final):
+            answered.add(chunk.request_id)
+    lost = [
+        (where, value[:80])
+        for where, (value, headers) in sent.items()
+        if not _accounted(
+            kind, value, headers, where in dead_offsets, answered, client.reply_address.topic
+        )
+    ]
+    print(
+        f"{kind}: {len(sent)} sent, {len(dead_offsets)} dead-lettered, "
+        f"{len(answered)} answered, {len(lost)} lost, stuck partitions: {stuck}"
+    )
+    assert stuck == []
+    assert lost == [], lost[:5]
+    assert len(bad_headers) == 1  # the bad retry record: dead-lettered once
+    assert len(control_dead) == 2  # both bad control messages, once each
