@@ -172,6 +172,8 @@ async def test_no_message_wedges_kills_or_is_lost(
 ) -> None:
     caplog.set_level(logging.CRITICAL, logger="aiokafka")  # metadata noise of bad topics
     caplog.set_level(logging.ERROR, logger="workers")
+    # Last: the handler keeps this level, and the consumer logs every escape from the runner.
+    caplog.set_level(logging.WARNING, logger="workers.runtime.consumer")
     settings = msgspec.structs.replace(settings, partitions=4, concurrency=16)
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, linger_ms=5)
     async with (
@@ -208,6 +210,8 @@ async def test_no_message_wedges_kills_or_is_lost(
         # Good requests are answered afterwards, by the same (living) worker.
         await _good_request(kind, client)
         assert worker.ready.is_set()
+        reply_topic = client.reply_address.topic
+        replies = await _read_all(infra, [reply_topic])  # before the client deletes it
 
     dead = await _read_all(infra, [dead_letter_topic(kind, namespace)])
     dead_offsets = {
@@ -229,7 +233,6 @@ async def test_no_message_wedges_kills_or_is_lost(
         for r in dead
         if dict(r.headers)[Header.DLQ_SOURCE_TOPIC].decode() == control_topic(kind, namespace)
     ]
-    replies = await _read_all(infra, [client.reply_address.topic])
     answered = set()
     for record in replies:
         if Header.HEARTBEAT in dict(record.headers) or not record.value:
@@ -240,9 +243,7 @@ async def test_no_message_wedges_kills_or_is_lost(
     lost = [
         (where, value[:80])
         for where, (value, headers) in sent.items()
-        if not _accounted(
-            kind, value, headers, where in dead_offsets, answered, client.reply_address.topic
-        )
+        if not _accounted(kind, value, headers, where in dead_offsets, answered, reply_topic)
     ]
     print(
         f"{kind}: {len(sent)} sent, {len(dead_offsets)} dead-lettered, "
@@ -250,5 +251,8 @@ async def test_no_message_wedges_kills_or_is_lost(
     )
     assert stuck == []
     assert lost == [], lost[:5]
+    # Nothing escaped the runner (its consumer logs each escape as an error).
+    escaped = [r.getMessage() for r in caplog.records if r.name == "workers.runtime.consumer"]
+    assert escaped == [], escaped[:3]
     assert len(bad_headers) == 1  # the bad retry record: dead-lettered once
     assert len(control_dead) == 2  # both bad control messages, once each
