@@ -13,7 +13,7 @@ from producer_sdk import FleetClient
 from producer_sdk.topics import delete_topics, ensure_topics
 from tests.conftest import Infra
 from workers import WorkerSettings
-from workers.ops.inspect import stale_reply_topics
+from workers.ops.inspect import stamp_unseen, survey_reply_topics
 
 pytestmark = [pytest.mark.kafka]
 
@@ -22,7 +22,7 @@ async def test_the_janitor_takes_dead_clients_topics_only(
     settings: WorkerSettings, infra: Infra, namespace: str
 ) -> None:
     silent = reply_topic("died-two-hours-ago", namespace)
-    empty = reply_topic("died-long-ago", namespace)  # retention has emptied it
+    empty = reply_topic("no-heartbeat-yet", namespace)
     await ensure_topics(infra.bootstrap_servers, {silent: 1, empty: 1})
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
     await producer.start()
@@ -33,14 +33,19 @@ async def test_the_janitor_takes_dead_clients_topics_only(
         await producer.stop()
 
     async with FleetClient(infra.bootstrap_servers, namespace=namespace) as live:
-        stale = await stale_reply_topics(settings, older_than_s=600)
-        assert {t.topic for t in stale} == {silent, empty}
-        by_topic = {t.topic: t.silent_s for t in stale}
-        assert by_topic[empty] is None
-        silent_s = by_topic[silent]
-        assert silent_s is not None
-        assert silent_s > 7000
-        await delete_topics(infra.bootstrap_servers, [t.topic for t in stale])
+        survey = await survey_reply_topics(settings, older_than_s=600)
+        assert [t.topic for t in survey.stale] == [silent]
+        assert survey.stale[0].silent_s > 7000
+        # Empty: as young as a client that has not sent its first heartbeat, or emptied by
+        # retention. Not deleted: stamped, so that a later run can tell its age.
+        assert survey.empty == [empty]
+        await stamp_unseen(settings, survey.empty)
+        again = await survey_reply_topics(settings, older_than_s=600)
+        assert [t.topic for t in again.stale] == [silent]
+        assert again.empty == []
+        judged_later = await survey_reply_topics(settings, older_than_s=0)
+        assert empty in {t.topic for t in judged_later.stale}  # its stamp's age counts
+        await delete_topics(infra.bootstrap_servers, [silent, empty])
 
         admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
         await admin.start()

@@ -253,17 +253,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_janitor(args: argparse.Namespace) -> int:
     from producer_sdk.topics import delete_topics
-    from workers.ops.inspect import stale_reply_topics
+    from workers.ops.inspect import stamp_unseen, survey_reply_topics
 
     settings = load_settings(args.config)
-    stale = asyncio.run(stale_reply_topics(settings, args.older_than))
-    for topic in stale:
-        silent = "empty" if topic.silent_s is None else f"silent {topic.silent_s:,.0f}s"
-        print(f"{topic.topic}: {silent}")
-    if stale and not args.dry_run:
-        asyncio.run(delete_topics(settings.bootstrap_servers, [t.topic for t in stale]))
+    survey = asyncio.run(survey_reply_topics(settings, args.older_than))
+    for topic in survey.stale:
+        print(f"{topic.topic}: silent {topic.silent_s:,.0f}s")
+    for name in survey.empty:
+        print(f"{name}: empty (age unknown: stamped now, judged by a later run)")
+    if not args.dry_run:
+        if survey.stale:
+            stale = [t.topic for t in survey.stale]
+            asyncio.run(delete_topics(settings.bootstrap_servers, stale))
+        if survey.empty:
+            asyncio.run(stamp_unseen(settings, survey.empty))
     verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {len(stale)} reply topic(s) of clients gone for {args.older_than:g}s")
+    print(f"{verb} {len(survey.stale)} reply topic(s) of clients gone for {args.older_than:g}s")
     return 0
 
 

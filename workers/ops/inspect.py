@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts.names import DEFAULT_TENANT, JOB_KINDS, reply_topic, request_topic
+from contracts.names import DEFAULT_TENANT, JOB_KINDS, Header, reply_topic, request_topic
 from providers.redis_client import connect_redis
 from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
@@ -83,14 +83,20 @@ async def job_state(
 
 class StaleReplyTopic(msgspec.Struct, frozen=True):
     topic: str
-    silent_s: float | None  # since its newest message; None: it holds no message at all
+    silent_s: float  # since its newest message
 
 
-async def stale_reply_topics(
-    settings: WorkerSettings, older_than_s: float
-) -> list[StaleReplyTopic]:
+class ReplyTopicSurvey(msgspec.Struct, frozen=True):
+    stale: list[StaleReplyTopic]  # silent longer than asked: their clients are gone
+    # Holding no message at all: a client that has not sent its first heartbeat yet, or
+    # one gone so long that retention emptied its topic. Their age is unknown until the
+    # janitor stamps them (``stamp_unseen``); a later run then judges them by that stamp.
+    empty: list[str]
+
+
+async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> ReplyTopicSurvey:
     """Reply topics whose client died without closing: nothing written to them, not even the
-    client's heartbeat, for ``older_than_s`` (an empty one has been silent past retention)."""
+    client's heartbeat, for ``older_than_s``; and those that hold nothing at all."""
     prefix = reply_topic("", settings.namespace)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
@@ -99,16 +105,32 @@ async def stale_reply_topics(
     try:
         topics = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
         stale: list[StaleReplyTopic] = []
+        empty: list[str] = []
         now_ms = time.time() * 1000
         for topic in topics:
             newest = await _newest_timestamp_ms(consumer, TopicPartition(topic, 0))
-            silent_s = None if newest is None else (now_ms - newest) / 1000
-            if silent_s is None or silent_s > older_than_s:
+            if newest is None:
+                empty.append(topic)
+            elif (silent_s := (now_ms - newest) / 1000) > older_than_s:
                 stale.append(StaleReplyTopic(topic, silent_s))
-        return stale
+        return ReplyTopicSurvey(stale, empty)
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def stamp_unseen(settings: WorkerSettings, topics: list[str]) -> None:
+    """Write a heartbeat of the janitor's own into each empty reply topic: from now on its
+    silence can be measured, and a live client's first heartbeat overwrites nothing."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for topic in topics:
+            await producer.send_and_wait(
+                topic, b"", partition=0, headers=[(Header.HEARTBEAT, b"janitor")]
+            )
+    finally:
+        await producer.stop()
 
 
 async def _newest_timestamp_ms(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
