@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none")
 
 WORKER_KINDS = JOB_KINDS
+# A fetch loop that has not come round for this long is stuck (/healthz says so).
+FETCH_STALL_S = 60.0
 
 __all__ = ["WORKER_KINDS", "Worker", "build_handler", "build_worker"]
 
@@ -147,7 +149,11 @@ class Worker:
                 )
             if s.health_port is not None:
                 self.health = HealthServer(
-                    self.metrics, self.ready.is_set, self._update_lag, self.handler.health
+                    self.metrics,
+                    self.ready.is_set,
+                    self._update_lag,
+                    self.handler.health,
+                    wedged=lambda: self._wedged(producer),
                 )
                 await self.health.start(s.health_port)
                 stack.push_async_callback(self.health.aclose)
@@ -259,6 +265,18 @@ class Worker:
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         return consumer
+
+    def _wedged(self, producer: AIOKafkaProducer) -> str | None:
+        """Why this worker cannot make progress, if it knows: its fetch loop stopped coming
+        round (it does every second), or its producer's sender task ended (every send would
+        then wait forever)."""
+        if self._loops and (stalled := self.jobs.fetch_stalled_s()) > FETCH_STALL_S:
+            return f"the consume loop has not come round for {stalled:.0f} s"
+        sender = getattr(producer, "_sender", None)  # aiokafka's: no public accessor
+        task = getattr(sender, "sender_task", None)
+        if isinstance(task, asyncio.Task) and task.done():
+            return "the Kafka producer's sender has stopped"
+        return None
 
     async def _mark_ready(self, main: JobConsumer) -> None:
         await main.ready.wait()

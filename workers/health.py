@@ -24,9 +24,11 @@ class HealthServer:
         is_ready: Callable[[], bool],
         before_scrape: Callable[[], Awaitable[None]] | None = None,
         provider_health: ProviderHealth | None = None,
+        wedged: Callable[[], str | None] | None = None,
     ) -> None:
         self._metrics = metrics
         self._is_ready = is_ready
+        self._wedged = wedged
         self._before_scrape = before_scrape
         self._provider_health = provider_health
         self._health: tuple[float, dict[str, bool]] | None = None
@@ -65,6 +67,10 @@ class HealthServer:
 
     async def _route(self, path: str) -> tuple[str, str, bytes]:
         if path == "/healthz":
+            # Alive unless the worker knows it is stuck: an orchestrator restarts it then.
+            why = self._wedged() if self._wedged is not None else None
+            if why is not None:
+                return "503 Service Unavailable", "text/plain", f"wedged: {why}\n".encode()
             return "200 OK", "text/plain", b"ok\n"
         if path == "/readyz":
             return await self._readiness()

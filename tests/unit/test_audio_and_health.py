@@ -231,3 +231,18 @@ async def test_a_provider_whose_health_check_raises_counts_as_down() -> None:
             return True
 
     assert await health_of([Broken(), Fine()]) == {"broken": False, "fine": True}
+
+
+async def test_liveness_fails_with_the_reason_while_the_worker_knows_it_is_wedged() -> None:
+    why: str | None = None
+    server = HealthServer(WorkerMetrics("generate"), lambda: True, wedged=lambda: why)
+    await server.start(0, host="127.0.0.1")
+    try:
+        assert await _get(server.port, "/healthz") == (200, "ok\n")
+        why = "the Kafka producer's sender has stopped"
+        assert await _get(server.port, "/healthz") == (
+            503,
+            "wedged: the Kafka producer's sender has stopped\n",
+        )
+    finally:
+        await server.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -51,6 +52,7 @@ class JobConsumer:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once the first partitions are assigned
+        self._last_fetch = time.monotonic()
         self.revocations = 0  # rebalances that took partitions away from this consumer
 
     @property
@@ -74,8 +76,13 @@ class JobConsumer:
             await self._drain(list(self._tasks), self._shutdown_grace_s)
             await self._commit()
 
+    def fetch_stalled_s(self) -> float:
+        """Seconds since the fetch loop last came round (it does at least once a second)."""
+        return time.monotonic() - self._last_fetch
+
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
+            self._last_fetch = time.monotonic()
             free = self._concurrency - len(self._tasks)
             if free <= 0:
                 # Waiting here (never longer than a second) keeps the poll interval short.
