@@ -18,14 +18,23 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import ChatMessage, ContentType, DeadLetterReason, EmbedRequest, GenerateRequest
+from contracts import (
+    ChatMessage,
+    ContentType,
+    DeadLetterReason,
+    EmbedRequest,
+    GenerateRequest,
+    TranscribeRequest,
+    VectorRecord,
+    VectorUpsertRequest,
+)
 from contracts.codec import decode_chunk, decode_request
 from contracts.errors import ContractError
 from contracts.names import Header, control_topic, dead_letter_topic, request_topic, retry_topic
 from contracts.replies import Final
 from producer_sdk import FleetClient
 from providers.router import ModelRouter
-from tests.conftest import Infra
+from tests.conftest import REPO, Infra
 from tests.integration.fuzz_messages import Headers, Mutator
 from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
@@ -35,8 +44,11 @@ from workers.ops.inspect import consumer_lag
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
-MUTATIONS = 1000
+# Mutations per kind: a valid transcribe request runs Whisper, so that kind gets fewer.
+MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300}
 EMBED_MODEL = "all-minilm-l6-v2"
+WHISPER_MODEL = "whisper-tiny.en"
+SPEECH = (REPO / "workers/ops/assets/demo-speech.wav").read_bytes()
 
 
 @asynccontextmanager
@@ -53,14 +65,36 @@ async def _worker(kind: str, settings: WorkerSettings) -> AsyncIterator[Worker]:
 async def _good_request(kind: str, client: FleetClient) -> None:
     if kind == "generate":
         assert (await client.generate("still there?", model="scripted-model")).text
-    else:
+    elif kind == "embed":
         assert len((await client.embed(["still there?"], model=EMBED_MODEL)).vectors) == 1
+    elif kind == "vectors":
+        record = VectorRecord(id="good", vector=[0.5, 0.5, 0.5])
+        assert (await client.upsert("fuzz", [record])).upserted == 1
+    else:
+        assert (await client.transcribe(SPEECH, model=WHISPER_MODEL)).text
 
 
 def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
     deadline_ms = int((time.time() + 120) * 1000)
-    request: GenerateRequest | EmbedRequest
-    if kind == "generate":
+    request: GenerateRequest | EmbedRequest | VectorUpsertRequest | TranscribeRequest
+    if kind == "vectors":
+        records = [VectorRecord(id="r1", vector=[0.1, 0.2, 0.3], metadata={"lang": "en"})]
+        request = VectorUpsertRequest(
+            request_id="base",
+            reply_to=client.reply_address,
+            deadline_ms=deadline_ms,
+            collection="fuzz",
+            records=records,
+        )
+    elif kind == "transcribe":
+        request = TranscribeRequest(
+            request_id="base",
+            reply_to=client.reply_address,
+            deadline_ms=deadline_ms,
+            model=WHISPER_MODEL,
+            audio=SPEECH,
+        )
+    elif kind == "generate":
         request = GenerateRequest(
             request_id="base",
             reply_to=client.reply_address,
@@ -162,7 +196,7 @@ def _accounted(
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("kind", ["generate", "embed"])
+@pytest.mark.parametrize("kind", list(MUTATIONS))
 async def test_no_message_wedges_kills_or_is_lost(
     kind: str,
     settings: WorkerSettings,
@@ -187,7 +221,7 @@ async def test_no_message_wedges_kills_or_is_lost(
             base = _base_request(kind, client)
             mutator = Mutator(seed=14, namespace=namespace)
             messages = _static_cases(kind, base, namespace)
-            messages += [mutator.mutate(base, i) for i in range(MUTATIONS)]
+            messages += [mutator.mutate(base, i) for i in range(MUTATIONS[kind])]
             topic = request_topic(kind, namespace)
             sent: dict[tuple[int, int], tuple[bytes, Headers]] = {}
             for i, (value, headers) in enumerate(messages):
