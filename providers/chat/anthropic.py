@@ -16,6 +16,7 @@ from providers.chat.http_chat import ChatHttpConfig, HttpChat
 from providers.errors import ProviderError
 from providers.http_api import (
     auth_headers,
+    decode_with,
     error_from_body,
     error_from_exception,
     iter_sse,
@@ -259,14 +260,7 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
         yield state.done()
 
     def _decode(self, data: str) -> _Event:
-        try:
-            return _EVENT.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ProviderError(
-                ErrorCode.UNEXPECTED_RESPONSE,
-                self._op,
-                f"malformed stream event: {self._redact(str(exc))}",
-            ) from exc
+        return decode_with(_EVENT, data, what="stream event", op=self._op, redact=self._redact)
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> AnthropicChat:

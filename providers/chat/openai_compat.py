@@ -4,7 +4,7 @@ Ollama, LM Studio, TGI and most hosted gateways."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -16,6 +16,7 @@ from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
 from providers.chat.http_chat import ChatHttpConfig, HttpChat
 from providers.errors import ProviderError
 from providers.http_api import (
+    decode_with,
     error_from_body,
     error_from_exception,
     iter_sse,
@@ -102,7 +103,6 @@ class _Completion(msgspec.Struct, frozen=True):
     error: dict[str, Any] | str | None = None
 
 
-T = TypeVar("T")
 _CHUNK = msgspec.json.Decoder(_Chunk)
 _COMPLETION = msgspec.json.Decoder(_Completion)
 _DONE = "[DONE]"
@@ -209,7 +209,9 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
             if sse.data.strip() == _DONE:
                 done = True
                 break
-            chunk = self._decode(_CHUNK, sse.data, "stream chunk")
+            chunk = decode_with(
+                _CHUNK, sse.data, what="stream chunk", op=self._op, redact=self._redact
+            )
             if chunk.error is not None:
                 raise error_from_body(
                     None, {"error": chunk.error}, op=self._op, redact=self._redact
@@ -240,7 +242,9 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
 
     def _whole(self, body: bytes) -> list[ChatEvent]:
         """The events of an answer that came as one JSON body."""
-        completion = self._decode(_COMPLETION, body, "response body")
+        completion = decode_with(
+            _COMPLETION, body, what="response body", op=self._op, redact=self._redact
+        )
         if completion.error is not None:
             raise error_from_body(
                 None, {"error": completion.error}, op=self._op, redact=self._redact
@@ -268,18 +272,6 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
             )
         )
         return events
-
-    def _decode(self, decoder: msgspec.json.Decoder[T], data: str | bytes, what: str) -> T:
-        """A server that answers in a shape the API does not have will answer so again:
-        a typed error that says what was wrong, not retried, and no mark on the circuit."""
-        try:
-            return decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ProviderError(
-                ErrorCode.UNEXPECTED_RESPONSE,
-                self._op,
-                f"malformed {what}: {self._redact(str(exc))}",
-            ) from exc
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> OpenAIChat:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import httpx
 import msgspec
@@ -232,6 +232,23 @@ def error_from_exception(exc: httpx.HTTPError, *, op: str, redact: Redactor) -> 
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError(ErrorCode.TIMEOUT, op, f"{kind}: {text}")
     return ProviderError(ErrorCode.PROVIDER_DOWN, op, f"{kind}: {text}")
+
+
+T = TypeVar("T")
+
+
+def decode_with(
+    decoder: msgspec.json.Decoder[T], data: str | bytes, *, what: str, op: str, redact: Redactor
+) -> T:
+    """One streamed item (a chunk, an event) decoded by a decoder built once. A provider
+    that sends one of the wrong shape will again: ``unexpected_response``, not retried, no
+    mark on the circuit breaker."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProviderError(
+            ErrorCode.UNEXPECTED_RESPONSE, op, f"malformed {what}: {redact(str(exc))}"
+        ) from exc
 
 
 def decode_json(content: bytes, type_: type[Any], *, op: str, redact: Redactor) -> Any:
