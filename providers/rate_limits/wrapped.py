@@ -8,7 +8,7 @@ call charges its completion tokens when it ends.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -35,17 +35,19 @@ Inner = TypeVar("Inner", bound=_Lifecycle)
 class _Limited(Generic[Inner]):
     """The shared part: the limiter, and the inner provider's lifecycle passed through."""
 
+    #: The limit's key names the category and the provider: "chat:openai".
+    category: ClassVar[str]
+
     def __init__(
         self,
-        category: str,
         inner: Inner,
         redis: aioredis.Redis,
         limit: RateLimit,
-        max_wait_s: float,
+        max_wait_s: float = 30.0,
     ) -> None:
         self._inner = inner
         self.name = inner.name
-        self._limiter = RedisRateLimiter(redis, f"{category}:{inner.name}", limit)
+        self._limiter = RedisRateLimiter(redis, f"{self.category}:{inner.name}", limit)
         self._max_wait_s = max_wait_s
 
     async def load(self) -> None:
@@ -59,14 +61,7 @@ class _Limited(Generic[Inner]):
 
 
 class RateLimitedChat(_Limited[ChatProvider]):
-    def __init__(
-        self,
-        inner: ChatProvider,
-        redis: aioredis.Redis,
-        limit: RateLimit,
-        max_wait_s: float = 30.0,
-    ) -> None:
-        super().__init__("chat", inner, redis, limit, max_wait_s)
+    category = "chat"
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -88,14 +83,7 @@ class RateLimitedChat(_Limited[ChatProvider]):
 
 
 class RateLimitedEmbeddings(_Limited[EmbeddingProvider]):
-    def __init__(
-        self,
-        inner: EmbeddingProvider,
-        redis: aioredis.Redis,
-        limit: RateLimit,
-        max_wait_s: float = 30.0,
-    ) -> None:
-        super().__init__("embeddings", inner, redis, limit, max_wait_s)
+    category = "embeddings"
 
     @property
     def capabilities(self) -> EmbeddingCapabilities:
