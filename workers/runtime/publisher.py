@@ -8,6 +8,7 @@ an in-memory publisher and drive every outcome of a job without a broker.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -45,6 +46,11 @@ class Publisher(Protocol):
 TopicProbe = Callable[[str], Awaitable[int | None]]
 
 _PROBE_TIMEOUT_S = 5.0
+# A fetched view of the cluster answers for this long (a topic created since is found by
+# the producer's own metadata once anything is sent to it).
+_PROBE_REUSE_S = 2.0
+# A topic missing from a fresh view is looked for once more this much later.
+_PROBE_CONFIRM_S = 1.0
 
 
 def broker_topic_probe(producer: AIOKafkaProducer, own_topic: str) -> TopicProbe:
@@ -54,18 +60,42 @@ def broker_topic_probe(producer: AIOKafkaProducer, own_topic: str) -> TopicProbe
     that has just started may answer before it knows every topic: an answer that lacks
     ``own_topic`` (the worker's own request topic, which exists) says nothing."""
 
+    fetched: list[tuple[float, Any]] = []  # the latest cluster metadata, and when
+    one_fetch = asyncio.Lock()  # jobs of a new client share one fetch, not one each
+
+    async def cluster(*, fresher_than: float) -> Any:
+        async with one_fetch:
+            if fetched and fetched[0][0] > fresher_than:
+                return fetched[0][1]
+            metadata = await asyncio.wait_for(
+                producer.client.fetch_all_metadata(), timeout=_PROBE_TIMEOUT_S
+            )
+            fetched[:] = [(time.monotonic(), metadata)]
+            return metadata
+
+    async def count(topic: str, *, fresher_than: float) -> int | None:
+        try:
+            metadata = await cluster(fresher_than=fresher_than)
+        except (KafkaError, OSError, TimeoutError):
+            return None
+        if not metadata.partitions_for_topic(own_topic):
+            return None  # a view of a broker still starting, or of another cluster
+        return len(metadata.partitions_for_topic(topic) or ())
+
     async def partitions(topic: str) -> int | None:
         known = producer.client.cluster.partitions_for_topic(topic)
         if known:
             return len(known)
-        try:
-            metadata = await asyncio.wait_for(
-                producer.client.fetch_all_metadata(), timeout=_PROBE_TIMEOUT_S
-            )
-        except (KafkaError, OSError, TimeoutError):
-            return None
-        if not metadata.partitions_for_topic(own_topic):
-            return None
-        return len(metadata.partitions_for_topic(topic) or ())
+        asked = time.monotonic()
+        found = await count(topic, fresher_than=asked - _PROBE_REUSE_S)
+        if found != 0:
+            return found
+        # Not there: asked again, of a view fetched after the question and once more a
+        # moment later (a topic created a moment ago may reach one broker's view late).
+        found = await count(topic, fresher_than=asked)
+        if found == 0:
+            await asyncio.sleep(_PROBE_CONFIRM_S)
+            found = await count(topic, fresher_than=time.monotonic())
+        return found
 
     return partitions
