@@ -60,7 +60,10 @@ class RedisMemory:
         self._append_turn = self._redis.register_script(_APPEND_TURN)
 
     def key(self, tenant: str, session_id: str) -> str:
-        return f"{self._config.key_prefix}:{tenant}:{session_id}"
+        """One session's history. The braces are a Redis Cluster hash tag: the history and
+        its turn markers (``<key>:turn:<id>``), which one script writes together, share a
+        slot."""
+        return f"{self._config.key_prefix}:{{{tenant}:{session_id}}}"
 
     async def history(self, tenant: str, session_id: str) -> list[ChatMessage]:
         raw: list[bytes] = await self._redis.lrange(self.key(tenant, session_id), 0, -1)  # type: ignore[assignment]
