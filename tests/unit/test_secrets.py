@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from contracts import ConfigError
 from providers import parse_config
 from providers.secrets import Secret
+from workers.settings import load_settings
 
 KEY = "sk-live-0123456789abcdef"
 
@@ -99,3 +101,38 @@ def test_config_errors_do_not_echo_the_key() -> None:
 def test_a_non_string_key_is_a_config_error_naming_the_field() -> None:
     with pytest.raises(ConfigError, match=r"api_key"):
         parse_config("toy", {"api_key": 12345}, _Config)
+
+
+def test_secrets_come_from_the_environment_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_TEST_API_KEY", KEY)
+    mounted = tmp_path / "api-key"
+    mounted.write_text(KEY + "\n")  # as a secret mount or `echo` writes it
+    from_env = parse_config("p", {"api_key": "env:FLEET_TEST_API_KEY"}, _Config)
+    from_file = parse_config("p", {"api_key": f"file:{mounted}"}, _Config)
+    assert from_env.api_key.reveal() == KEY
+    assert from_file.api_key.reveal() == KEY
+
+
+def test_a_missing_variable_or_file_is_named_and_the_secret_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLEET_TEST_MISSING", raising=False)
+    with pytest.raises(ConfigError, match=r"'FLEET_TEST_MISSING' is not set.*api_key"):
+        parse_config("p", {"api_key": "env:FLEET_TEST_MISSING"}, _Config)
+    absent = tmp_path / "nope"
+    with pytest.raises(ConfigError, match=r"secret file .*nope.* cannot be read"):
+        parse_config("p", {"api_key": f"file:{absent}"}, _Config)
+
+
+def test_tenant_keys_in_the_settings_come_from_files_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "acme.key"
+    key_file.write_text("acme-signing-key\n")
+    monkeypatch.setenv("GLOBEX_KEY", "globex-signing-key")
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'[tenant_keys]\nacme = "file:{key_file}"\nglobex = "env:GLOBEX_KEY"\n')
+    keys = load_settings(config).tenant_verification()
+    assert keys == {"acme": b"acme-signing-key", "globex": b"globex-signing-key"}
