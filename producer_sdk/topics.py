@@ -4,44 +4,87 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 
+import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts.errors import FleetError
 
+# What a cluster whose default replication cannot be read gets: three copies, or one per
+# broker where there are fewer.
+_FALLBACK_REPLICATION = 3
+
+
+class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """How to create one topic; a topic that exists already is left as it is."""
+
+    partitions: int
+    # None: the cluster's own default.replication.factor.
+    replication_factor: int | None = None
+    configs: dict[str, str] = {}
+
 
 async def ensure_topics(
     bootstrap_servers: str,
-    topics: dict[str, int],
+    topics: Mapping[str, int | TopicSpec],
     *,
     configs: dict[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create each topic (name -> partitions) that does not exist yet, and wait until the
-    broker describes all of them with their partitions.
+    """Create each topic (name -> partitions, or a TopicSpec) that does not exist yet, and
+    wait until the broker describes all of them with their partitions. A plain partition
+    count takes ``configs`` and the cluster's default replication.
 
     The wait matters on a fresh broker: creation returns before the topics reach the
     metadata, and a consumer group that forms in between is assigned nothing.
     """
+    specs = {
+        name: spec
+        if isinstance(spec, TopicSpec)
+        else TopicSpec(partitions=spec, configs=configs or {})
+        for name, spec in topics.items()
+    }
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                name, num_partitions=partitions, replication_factor=1, topic_configs=configs or {}
-            )
-            for name, partitions in topics.items()
-            if name not in existing
-        ]
+        missing = {name: spec for name, spec in specs.items() if name not in existing}
         if missing:
+            default = None
+            if any(spec.replication_factor is None for spec in missing.values()):
+                default = await default_replication(admin)
+            new = [
+                NewTopic(
+                    name,
+                    num_partitions=spec.partitions,
+                    replication_factor=spec.replication_factor or default or 1,
+                    topic_configs=spec.configs,
+                )
+                for name, spec in missing.items()
+            ]
             # Another replica may create the same topics at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-        await _wait_described(admin, topics, timeout_s)
+                await admin.create_topics(new)
+        await _wait_described(admin, {n: s.partitions for n, s in specs.items()}, timeout_s)
     finally:
         await admin.close()
+
+
+async def default_replication(admin: AIOKafkaAdminClient) -> int:
+    """The cluster's ``default.replication.factor`` (what Kafka gives a topic created with
+    none; aiokafka's CreateTopics cannot ask for that). Where the broker's configs cannot be
+    read (ACLs), three copies, or one per broker on a smaller cluster."""
+    brokers = (await admin.describe_cluster())["brokers"]
+    with contextlib.suppress(KafkaError, LookupError, TypeError, ValueError):
+        resource = ConfigResource(ConfigResourceType.BROKER, str(brokers[0]["node_id"]))
+        (response,) = await admin.describe_configs([resource])
+        for entry in response.to_object()["resources"][0]["config_entries"]:
+            if entry["config_names"] == "default.replication.factor":
+                return int(entry["config_value"])
+    return max(1, min(_FALLBACK_REPLICATION, len(brokers)))
 
 
 async def _wait_described(

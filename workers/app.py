@@ -17,7 +17,7 @@ from contracts.names import (
     request_topic,
     retry_topic,
 )
-from producer_sdk.topics import ensure_topics
+from producer_sdk.topics import TopicSpec, ensure_topics
 from providers.call_retry import CallRetryPolicy
 from providers.redis_client import RedisPool
 from providers.shared import Shared
@@ -31,7 +31,7 @@ from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
 from workers.runtime.publisher import broker_topic_probe
 from workers.runtime.runner import JobRunner
-from workers.settings import WorkerSettings
+from workers.settings import TopicFamily, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +198,24 @@ class Worker:
             return True
         return False
 
-    def _topics(self) -> dict[str, int]:
-        """This kind's topics and their partition counts."""
+    def _topics(self) -> dict[str, TopicSpec]:
+        """This kind's topics, as the settings' topic families say to create them."""
         s = self.settings
-        retries = {retry_topic(self.kind, d, s.namespace): 1 for d in s.retry.tiers_s}
+        families = s.topics
+
+        def spec(family: TopicFamily, partitions: int) -> TopicSpec:
+            return TopicSpec(
+                partitions=family.partitions or partitions,
+                replication_factor=family.replication_factor,
+                configs=family.configs(),
+            )
+
+        retry = spec(families.retry, 1)
         return {
-            request_topic(self.kind, s.namespace): s.partitions,
-            dead_letter_topic(self.kind, s.namespace): 1,
-            control_topic(self.kind, s.namespace): 1,
-            **retries,
+            request_topic(self.kind, s.namespace): spec(families.requests, s.partitions),
+            dead_letter_topic(self.kind, s.namespace): spec(families.dead_letter, 1),
+            control_topic(self.kind, s.namespace): spec(families.control, 1),
+            **{retry_topic(self.kind, d, s.namespace): retry for d in s.retry.tiers_s},
         }
 
     async def _job_consumer(

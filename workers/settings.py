@@ -33,6 +33,46 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return f"ProviderSpec(name={self.name!r}, config keys=[{keys}])"
 
 
+class TopicFamily(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the workers create one family of their topics (one that exists is left as it is).
+    None everywhere: the cluster's defaults."""
+
+    # Retry tiers and dead letters: one partition unless set (requests: ``partitions``).
+    partitions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    replication_factor: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    min_insync_replicas: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    retention_ms: Annotated[int, msgspec.Meta(ge=-1)] | None = None  # -1: keep forever
+
+    def configs(self) -> dict[str, str]:
+        """The topic configs this family sets (the rest are the cluster's)."""
+        configs = {}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        return configs
+
+
+class TopicSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[topics.requests]``, ``[topics.retry]``, ``[topics.dead_letter]``,
+    ``[topics.control]`` in the TOML file."""
+
+    requests: TopicFamily = TopicFamily()
+    retry: TopicFamily = TopicFamily()
+    dead_letter: TopicFamily = TopicFamily()
+    control: TopicFamily = TopicFamily()
+
+    def __post_init__(self) -> None:
+        if self.requests.partitions is not None:
+            raise msgspec.ValidationError(
+                "`topics.requests.partitions`: the request topics' count is `partitions`"
+            )
+        if self.control.partitions not in (None, 1):
+            raise msgspec.ValidationError(
+                "`topics.control.partitions`: every worker reads the control topic's one partition"
+            )
+
+
 class ReplyLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How big replies may be. An embed result larger than one message travels in parts."""
 
@@ -74,6 +114,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_PAYLOAD_BYTES
     replies: ReplyLimits = ReplyLimits()
+    topics: TopicSettings = TopicSettings()
     # How long a stopping worker lets in-flight jobs finish before it hands them back.
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     commit_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2
