@@ -4,8 +4,9 @@ from contracts.generate import ChatMessage
 from contracts.replies import GenerateResult, TextDelta
 from contracts.vectors import VectorRecord
 from producer_sdk.batch import CorpusProgress
-from producer_sdk.client import FleetClient, GenerateEvent
+from producer_sdk.client import FleetClient
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
+from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
 
 __all__ = [

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypedDict, TypeVar, Unpack
+from typing import Self, TypeVar, Unpack
 
 from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
@@ -45,42 +45,16 @@ from contracts.vectors import (
 from producer_sdk.batch import CorpusJob, CorpusProgress
 from producer_sdk.channel import ClientChannel
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
+from producer_sdk.options import (
+    GenerateEvent,
+    GenerateOptions,
+    RequestHead,
+    TranscribeEvent,
+    TranscribeOptions,
+)
 from producer_sdk.replies import ReplyRouter, StreamRestarted
 
-GenerateEvent = TextDelta | StreamRestarted | GenerateResult
-TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
-
 F = TypeVar("F", bound=Final)
-
-
-class GenerateOptions(TypedDict, total=False):
-    """Options of ``generate`` and ``stream_generate`` besides the messages and model."""
-
-    session_id: str | None  # the worker keeps this conversation's history in Redis
-    provider: str | None  # a chat provider by name; None routes by model
-    max_tokens: int | None
-    temperature: float | None
-    top_p: float | None
-    stop: list[str] | None
-    timeout_s: float | None  # the deadline, from now; default: the client's
-    request_id: str | None  # default: a new uuid; the same id twice runs the model once
-
-
-class TranscribeOptions(TypedDict, total=False):
-    """Options of ``transcribe`` and ``stream_transcribe`` besides the audio and model."""
-
-    audio_url: str | None  # instead of the bytes: a URL the worker may fetch
-    language: str | None
-    provider: str | None
-    timeout_s: float | None
-    request_id: str | None
-
-
-class _Head(TypedDict):
-    request_id: str
-    tenant: str
-    reply_to: ReplyAddress
-    deadline_ms: int
 
 
 class FleetClient:
@@ -361,9 +335,9 @@ class FleetClient:
         )
         return await self._final("vectors", request, timeout, VectorResult)
 
-    def _head(self, request_id: str | None, timeout_s: float | None) -> tuple[_Head, float]:
+    def _head(self, request_id: str | None, timeout_s: float | None) -> tuple[RequestHead, float]:
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
-        head: _Head = {
+        head: RequestHead = {
             "request_id": request_id or uuid.uuid4().hex,
             "tenant": self.tenant,
             "reply_to": self.reply_address,

@@ -1,0 +1,45 @@
+"""What the client's calls take and give besides their main arguments: the typed options of
+generate and transcribe, the events their streams yield, and a request's common head."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from contracts.envelope import ReplyAddress
+from contracts.replies import GenerateResult, TextDelta, TranscribeResult, TranscriptSegment
+from producer_sdk.replies import StreamRestarted
+
+GenerateEvent = TextDelta | StreamRestarted | GenerateResult
+TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
+
+
+class GenerateOptions(TypedDict, total=False):
+    """Options of ``generate`` and ``stream_generate`` besides the messages and model."""
+
+    session_id: str | None  # the worker keeps this conversation's history in Redis
+    provider: str | None  # a chat provider by name; None routes by model
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    stop: list[str] | None
+    timeout_s: float | None  # the deadline, from now; default: the client's
+    request_id: str | None  # default: a new uuid; the same id twice runs the model once
+
+
+class TranscribeOptions(TypedDict, total=False):
+    """Options of ``transcribe`` and ``stream_transcribe`` besides the audio and model."""
+
+    audio_url: str | None  # instead of the bytes: a URL the worker may fetch
+    language: str | None
+    provider: str | None
+    timeout_s: float | None
+    request_id: str | None
+
+
+class RequestHead(TypedDict):
+    """The fields every request the client sends starts with."""
+
+    request_id: str
+    tenant: str
+    reply_to: ReplyAddress
+    deadline_ms: int
