@@ -52,38 +52,37 @@ def _slice(chunk: EmbedResult, start: int, stop: int) -> dict[str, object]:
 
 
 def split_embed_result(
-    result: EmbedResult, encoded_size: Callable[[msgspec.Struct], int], max_bytes: int
-) -> list[EmbedPart | EmbedResult]:
-    """``result`` as parts that each encode to at most ``max_bytes`` (by ``encoded_size``),
-    numbered on from its own ``seq``; the result itself when it fits."""
-    size = encoded_size(result)
+    result: EmbedResult, whole: bytes, encode: Callable[[msgspec.Struct], bytes], max_bytes: int
+) -> list[bytes]:
+    """The messages that carry ``result`` (``whole`` is its own encoding): itself when it fits
+    in ``max_bytes``, else parts that each do, numbered on from its own ``seq``, each encoded
+    once by ``encode``."""
     rows = row_count(result)
-    if size <= max_bytes or rows <= 1:
-        return [result]
-    per_part = max(1, math.floor(rows * max_bytes * 0.9 / size))
+    if len(whole) <= max_bytes or rows <= 1:
+        return [whole]
+    per_part = max(1, math.floor(rows * max_bytes * 0.9 / len(whole)))
     while True:
-        chunks: list[EmbedPart | EmbedResult] = []
-        starts = range(0, rows, per_part)
-        for n, start in enumerate(starts):
+        messages: list[bytes] = []
+        for n, start in enumerate(range(0, rows, per_part)):
             stop = min(start + per_part, rows)
             fields = _slice(result, start, stop)
+            chunk: msgspec.Struct
             if stop < rows:
-                chunks.append(
-                    EmbedPart(
-                        request_id=result.request_id,
-                        attempt=result.attempt,
-                        seq=result.seq + n,
-                        first_row=start,
-                        dimension=result.dimension,
-                        **fields,  # type: ignore[arg-type]
-                    )
+                chunk = EmbedPart(
+                    request_id=result.request_id,
+                    attempt=result.attempt,
+                    seq=result.seq + n,
+                    first_row=start,
+                    dimension=result.dimension,
+                    **fields,  # type: ignore[arg-type]
                 )
             else:
-                chunks.append(
-                    msgspec.structs.replace(result, seq=result.seq + n, first_row=start, **fields)
+                chunk = msgspec.structs.replace(
+                    result, seq=result.seq + n, first_row=start, **fields
                 )
-        if per_part == 1 or all(encoded_size(c) <= max_bytes for c in chunks):
-            return chunks
+            messages.append(encode(chunk))
+        if per_part == 1 or all(len(m) <= max_bytes for m in messages):
+            return messages
         per_part = max(1, per_part // 2)
 
 

@@ -107,20 +107,21 @@ class ReplyStream:
         several (EmbedPart chunks, then the result with the last rows)."""
         if self._address is None:  # fire-and-forget request: nobody listens
             return
-        value = encode(chunk, self._content_type)
+        value = self._encode(chunk)
         if len(value) > self._limits.max_bytes:
             raise ReplyTooLarge(
                 f"{len(value)} bytes, more than the fleet's limit on one reply "
                 f"(replies.max_bytes = {self._limits.max_bytes})"
             )
         if isinstance(chunk, EmbedResult) and len(value) > self._limits.part_bytes:
-            for part in split_embed_result(chunk, self._size, self._limits.part_bytes):
-                await self._send(part.request_id, encode(part, self._content_type))
+            parts = split_embed_result(chunk, value, self._encode, self._limits.part_bytes)
+            for part in parts:
+                await self._send(chunk.request_id, part)
             return
         await self._send(chunk.request_id, value)
 
-    def _size(self, chunk: object) -> int:
-        return len(encode(chunk, self._content_type))
+    def _encode(self, chunk: object) -> bytes:
+        return encode(chunk, self._content_type)
 
     async def _send(self, request_id: str, value: bytes) -> None:
         assert self._address is not None
