@@ -226,7 +226,8 @@ def tenant_submission(tenant: str, submission: str) -> str:
 
 
 class JobLedger:
-    """The Redis side of once-only execution for one namespace."""
+    """The Redis side of once-only execution for one namespace. Its methods take a job as
+    ``job_ref`` names it (kind, tenant and request id)."""
 
     def __init__(
         self,
@@ -254,14 +255,14 @@ class JobLedger:
         self._held: dict[str, int] = {}
         self._renewer: asyncio.Task[None] | None = None
 
-    def _keys(self, request_id: str) -> JobKeys:
-        return JobKeys.of(self._namespace, request_id)
+    def _keys(self, job: str) -> JobKeys:
+        return JobKeys.of(self._namespace, job)
 
-    async def claim(self, request_id: str, submission: str = "", *, floor: int = 0) -> Claim:
+    async def claim(self, job: str, submission: str = "", *, floor: int = 0) -> Claim:
         """Wait until this worker may run the job (Started), or it is known done, or this
         submission (told apart from a later resubmission of the same id by ``submission``,
         its deadline) was cancelled. A started attempt is numbered ``floor`` at least."""
-        keys = list(self._keys(request_id))  # the order _BEGIN's KEYS expect
+        keys = list(self._keys(job))  # the order _BEGIN's KEYS expect
         args: list[str | int] = [
             self._owner, self._lock_ttl_ms, submission, self._max_crash_attempts, floor
         ]  # fmt: skip
@@ -278,9 +279,9 @@ class JobLedger:
             await asyncio.sleep(self._poll_s)  # another worker holds it: wait for its outcome
 
     @contextlib.asynccontextmanager
-    async def held(self, request_id: str) -> AsyncIterator[None]:
+    async def held(self, job: str) -> AsyncIterator[None]:
         """Keep the lock alive while the job runs (a dead worker's lock expires)."""
-        lock = self._keys(request_id).lock
+        lock = self._keys(job).lock
         self._held[lock] = self._held.get(lock, 0) + 1
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.create_task(
@@ -298,17 +299,17 @@ class JobLedger:
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewer
 
-    async def finish(self, request_id: str, final_reply: bytes) -> None:
+    async def finish(self, job: str, final_reply: bytes) -> None:
         await self._scripts.call(
             self._end,
-            self._keys(request_id).ending(),
+            self._keys(job).ending(),
             [self._owner, final_reply, self._result_ttl_s],
         )
 
-    async def cancel(self, request_id: str, submission: str) -> None:
+    async def cancel(self, job: str, submission: str) -> None:
         """Remember that the caller cancelled this submission of the job, so that no worker
         starts it (or starts it again) later."""
-        key = self._keys(request_id).cancelled
+        key = self._keys(job).cancelled
         try:
             await self._redis.set(key, submission, ex=self._result_ttl_s)
         except (RedisError, OSError) as exc:
@@ -325,10 +326,10 @@ class JobLedger:
             raise _unavailable(exc) from exc
         return bool(won)
 
-    async def release(self, request_id: str) -> None:
+    async def release(self, job: str) -> None:
         """Give the job back unfinished (shutdown, failure): the next delivery reruns it."""
         await self._scripts.call(
-            self._end, self._keys(request_id).ending(), [self._owner, "", self._result_ttl_s]
+            self._end, self._keys(job).ending(), [self._owner, "", self._result_ttl_s]
         )
 
     async def _keep_alive(self) -> None:
