@@ -18,23 +18,16 @@ from tests.conftest import REPO, Infra
 
 
 @pytest.fixture
-async def redis_client(infra: Infra) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(infra.redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def key() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
-async def cleanup(redis_client: aioredis.Redis, key: str) -> AsyncIterator[None]:
+async def cleanup(redis: aioredis.Redis, key: str) -> AsyncIterator[None]:
     yield
-    leftovers = [k async for k in redis_client.scan_iter(f"*{key}*")]
+    leftovers = [k async for k in redis.scan_iter(f"*{key}*")]
     if leftovers:
-        await redis_client.delete(*leftovers)
+        await redis.delete(*leftovers)
 
 
 # --- the limit's own validation (no Redis) ---
@@ -66,8 +59,8 @@ def test_budget_scales_with_the_window() -> None:
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_allows_the_budget_then_denies(redis_client: aioredis.Redis, key: str) -> None:
-    limiter = RedisRateLimiter(redis_client, key, RateLimit(requests_per_minute=3))
+async def test_allows_the_budget_then_denies(redis: aioredis.Redis, key: str) -> None:
+    limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=3))
     decisions = [await limiter.try_acquire() for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     # The denied request fits when the first grant leaves the 60 s window.
@@ -76,29 +69,25 @@ async def test_allows_the_budget_then_denies(redis_client: aioredis.Redis, key: 
     assert denied.wait_s == pytest.approx(expected_wait, abs=1e-6)
     assert 59 < denied.wait_s <= 60
     # Decisions are timed by the Redis server's clock.
-    server_seconds, _ = await redis_client.time()
+    server_seconds, _ = await redis.time()
     assert abs(denied.server_time_us / 1e6 - server_seconds) < 5
 
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_keys_are_namespaced_and_expire(redis_client: aioredis.Redis, key: str) -> None:
-    limiter = RedisRateLimiter(
-        redis_client, key, RateLimit(requests_per_minute=5, tokens_per_minute=600)
-    )
+async def test_keys_are_namespaced_and_expire(redis: aioredis.Redis, key: str) -> None:
+    limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=5, tokens_per_minute=600))
     await limiter.acquire(tokens=10)
     assert all(k.startswith(f"fleet:ratelimit:{{{key}}}:") for k in limiter.redis_keys)
     for redis_key in limiter.redis_keys:
-        ttl_ms = await redis_client.pttl(redis_key)
+        ttl_ms = await redis.pttl(redis_key)
         assert 0 < ttl_ms <= 60_000, redis_key
 
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_acquire_raises_rate_limit_past_max_wait(
-    redis_client: aioredis.Redis, key: str
-) -> None:
-    limiter = RedisRateLimiter(redis_client, key, RateLimit(requests_per_minute=1))
+async def test_acquire_raises_rate_limit_past_max_wait(redis: aioredis.Redis, key: str) -> None:
+    limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=1))
     await limiter.acquire(max_wait_s=0)
     with pytest.raises(ProviderError) as caught:
         await limiter.acquire(max_wait_s=0.05)
@@ -110,9 +99,9 @@ async def test_acquire_raises_rate_limit_past_max_wait(
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_acquire_waits_until_the_window_frees(redis_client: aioredis.Redis, key: str) -> None:
+async def test_acquire_waits_until_the_window_frees(redis: aioredis.Redis, key: str) -> None:
     # one request per half-second window
-    limiter = RedisRateLimiter(redis_client, key, RateLimit(requests_per_minute=120, window_s=0.5))
+    limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=120, window_s=0.5))
     loop = asyncio.get_running_loop()
     started = loop.time()
     await limiter.acquire()
@@ -122,8 +111,8 @@ async def test_acquire_waits_until_the_window_frees(redis_client: aioredis.Redis
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_token_budget(redis_client: aioredis.Redis, key: str) -> None:
-    limiter = RedisRateLimiter(redis_client, key, RateLimit(tokens_per_minute=600))
+async def test_token_budget(redis: aioredis.Redis, key: str) -> None:
+    limiter = RedisRateLimiter(redis, key, RateLimit(tokens_per_minute=600))
     await limiter.acquire(400, max_wait_s=0)
     assert not (await limiter.try_acquire(300)).allowed
     assert (await limiter.try_acquire(200)).allowed  # exactly the budget
@@ -134,11 +123,9 @@ async def test_token_budget(redis_client: aioredis.Redis, key: str) -> None:
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_recorded_tokens_hold_back_later_requests(
-    redis_client: aioredis.Redis, key: str
-) -> None:
+async def test_recorded_tokens_hold_back_later_requests(redis: aioredis.Redis, key: str) -> None:
     # 100 tokens per one-second window
-    limiter = RedisRateLimiter(redis_client, key, RateLimit(tokens_per_minute=6000, window_s=1.0))
+    limiter = RedisRateLimiter(redis, key, RateLimit(tokens_per_minute=6000, window_s=1.0))
     await limiter.acquire(20)
     await limiter.record_tokens(150)  # completion tokens overdraw the budget
     denied = await limiter.try_acquire(10)
@@ -152,11 +139,9 @@ async def test_recorded_tokens_hold_back_later_requests(
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_requests_that_can_never_fit_are_invalid(
-    redis_client: aioredis.Redis, key: str
-) -> None:
+async def test_requests_that_can_never_fit_are_invalid(redis: aioredis.Redis, key: str) -> None:
     limiter = RedisRateLimiter(
-        redis_client, key, RateLimit(requests_per_minute=10, tokens_per_minute=1000)
+        redis, key, RateLimit(requests_per_minute=10, tokens_per_minute=1000)
     )
     for tokens in (1001, -1):
         with pytest.raises(ProviderError) as caught:
@@ -164,17 +149,17 @@ async def test_requests_that_can_never_fit_are_invalid(
         assert caught.value.code is ErrorCode.INVALID_INPUT
         assert not caught.value.retryable
     # refused before touching Redis: no budget was spent
-    assert await redis_client.exists(*limiter.redis_keys) == 0
+    assert await redis.exists(*limiter.redis_keys) == 0
 
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_no_limits_means_no_redis_state(redis_client: aioredis.Redis, key: str) -> None:
-    limiter = RedisRateLimiter(redis_client, key, RateLimit())
+async def test_no_limits_means_no_redis_state(redis: aioredis.Redis, key: str) -> None:
+    limiter = RedisRateLimiter(redis, key, RateLimit())
     for _ in range(5):
         await limiter.acquire(10_000, max_wait_s=0)
     await limiter.record_tokens(10_000)
-    assert await redis_client.exists(*limiter.redis_keys) == 0
+    assert await redis.exists(*limiter.redis_keys) == 0
 
 
 # Each process connects, says "ready", waits for "go", then takes grants as fast as the limiter

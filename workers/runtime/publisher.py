@@ -40,7 +40,6 @@ class Publisher(Protocol):
     ) -> Any: ...
 
 
-# Whether a topic exists, asked of the broker: None when the broker did not answer.
 # How many partitions a topic has (0: the broker says it does not exist), or None when the
 # broker cannot say within a few seconds.
 TopicProbe = Callable[[str], Awaitable[int | None]]
