@@ -11,7 +11,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from providers.secrets import Secret
+from contracts.secrets import Secret
 
 # A connection idle this long is PINGed before it is used again.
 HEALTH_CHECK_INTERVAL_S = 5

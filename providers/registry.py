@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from contracts.errors import ConfigError
-from providers.secrets import decode_secret
+from contracts.secrets import decode_secret
 from providers.shared import NOTHING_SHARED, Shared
 
 P = TypeVar("P")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from contracts.errors import ConfigError
+from contracts.secrets import Secret
 from providers.redis_client import RedisPool
-from providers.secrets import Secret
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import msgspec
 
 from contracts.errors import ConfigError
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE, reply_topic_prefix
+from contracts.secrets import Secret, decode_secret
 from providers.rate_limits.limiter import RateLimit
-from providers.secrets import Secret, decode_secret
 from workers.retry import RetryPolicy
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"

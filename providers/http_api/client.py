@@ -8,9 +8,9 @@ from typing import Annotated
 import httpx
 import msgspec
 
+from contracts.secrets import Secret
 from providers.call_retry import CallRetryPolicy
 from providers.circuit import CircuitSettings
-from providers.secrets import Secret
 
 
 class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

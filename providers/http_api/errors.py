@@ -12,8 +12,8 @@ import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
+from contracts.secrets import Secret
 from providers.errors import ProviderError
-from providers.secrets import Secret
 
 _REDACTED: Final = "[redacted]"
 _MAX_DETAIL_CHARS: Final = 500

@@ -14,8 +14,8 @@ import msgspec
 import redis.asyncio as aioredis
 
 from contracts.generate import ChatMessage
+from contracts.secrets import Secret
 from providers.registry import parse_config
-from providers.secrets import Secret
 from providers.shared import Shared
 from providers.tokens import estimate_tokens
 

@@ -22,10 +22,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from contracts.errors import ConfigError, ErrorCode
 from contracts.replies import VectorMatch
+from contracts.secrets import Secret
 from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from providers.secrets import Secret
 from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
 

@@ -17,10 +17,10 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from contracts.errors import ConfigError, ErrorCode
 from contracts.replies import VectorMatch
+from contracts.secrets import Secret
 from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from providers.secrets import Secret
 from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
 

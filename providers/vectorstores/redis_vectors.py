@@ -21,10 +21,10 @@ from redis import exceptions as redis_errors
 
 from contracts.errors import ErrorCode
 from contracts.replies import VectorMatch
+from contracts.secrets import Secret
 from contracts.vectors import Metadata
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from providers.secrets import Secret
 from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
 

@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import ErrorCode, GenerateResult, Header, TextDelta
+from contracts.secrets import Secret
 from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
 from providers.router import ModelRouter
-from providers.secrets import Secret
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat

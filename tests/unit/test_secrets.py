@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from contracts import ConfigError
+from contracts.secrets import Secret
 from providers import parse_config
-from providers.secrets import Secret
 from workers.settings import load_settings
 
 KEY = "sk-live-0123456789abcdef"

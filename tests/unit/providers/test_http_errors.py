@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from contracts.errors import ErrorCode
+from contracts.secrets import Secret
 from providers.errors import ProviderError
 from providers.http_api import (
     Redactor,
@@ -19,7 +20,6 @@ from providers.http_api import (
     iter_sse,
     parse_retry_after,
 )
-from providers.secrets import Secret
 from tests.unit.providers import API_KEY, fixture
 
 REQUEST = httpx.Request("POST", "https://api.example.com/v1/chat/completions")
