@@ -5,6 +5,7 @@ from contracts.replies import GenerateResult, TextDelta
 from contracts.vectors import VectorRecord
 from producer_sdk.batch import CorpusProgress
 from producer_sdk.client import FleetClient
+from producer_sdk.connection import KafkaAccessError, KafkaSecurity
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
@@ -17,6 +18,8 @@ __all__ = [
     "FleetRequestError",
     "GenerateEvent",
     "GenerateResult",
+    "KafkaAccessError",
+    "KafkaSecurity",
     "NotConnected",
     "StreamRestarted",
     "TextDelta",

@@ -16,6 +16,7 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, control_topic, request_topic
 from contracts.signing import sign
+from producer_sdk.connection import KafkaConnection
 from producer_sdk.replies import ReplyRouter
 from producer_sdk.topics import delete_topics, ensure_topics
 from producer_sdk.tracing import inject_headers
@@ -32,33 +33,38 @@ class ClientChannel:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        connection: KafkaConnection,
         namespace: str,
         reply_address: ReplyAddress,
         content_type: str,
         tenant_key: bytes | None = None,
     ) -> None:
-        self._bootstrap_servers = bootstrap_servers
+        self._connection = connection
         self._tenant_key = tenant_key
         self._namespace = namespace
         self._reply_topic = reply_address.topic
         self._content_type = content_type
         # Not idempotent, as the workers' (decision 0014): a broker restart must not wedge it.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, linger_ms=0, acks="all", enable_idempotence=False
+            **connection.options(), linger_ms=0, acks="all", enable_idempotence=False
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
+            **connection.options(), group_id=None, enable_auto_commit=False
         )
         self.router = ReplyRouter(self._consumer)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
-        await ensure_topics(
-            self._bootstrap_servers,
-            {self._reply_topic: 1},
-            configs={"retention.ms": str(_REPLY_RETENTION_MS)},
-        )
+        try:
+            await ensure_topics(
+                self._connection,
+                {self._reply_topic: 1},
+                configs={"retention.ms": str(_REPLY_RETENTION_MS)},
+            )
+        except BaseException:
+            await self._consumer.stop()  # never started: only closes their resources
+            await self._producer.stop()
+            raise
         try:
             await self._producer.start()
             await self._consumer.start()
@@ -84,7 +90,7 @@ class ClientChannel:
         await self._producer.stop()
         # An unreachable broker keeps the topic; retention empties it, `fleet janitor` removes it.
         with contextlib.suppress(KafkaError):
-            await delete_topics(self._bootstrap_servers, [self._reply_topic])
+            await delete_topics(self._connection, [self._reply_topic])
 
     async def send_request(self, kind: str, request: AnyRequest) -> None:
         topic = request_topic(kind, self._namespace)

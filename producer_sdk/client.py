@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
@@ -44,6 +45,7 @@ from contracts.vectors import (
 )
 from producer_sdk.batch import CorpusJob, CorpusProgress
 from producer_sdk.channel import ClientChannel
+from producer_sdk.connection import DEFAULT_BOOTSTRAP, PLAINTEXT, KafkaConnection, KafkaSecurity
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.options import (
     GenerateEvent,
@@ -61,13 +63,15 @@ class FleetClient:
     """``async with FleetClient(bootstrap_servers) as fleet: ...``
 
     On entry the client creates its private reply topic and starts listening on it; on exit
-    it deletes the topic.
+    it deletes the topic. A secured cluster: ``FleetClient(servers, security=KafkaSecurity(
+    security_protocol="SASL_SSL", ...))``, or ``FleetClient.from_env()``.
     """
 
     def __init__(
         self,
-        bootstrap_servers: str = "127.0.0.1:19092",
+        bootstrap_servers: str = DEFAULT_BOOTSTRAP,
         *,
+        security: KafkaSecurity = PLAINTEXT,
         namespace: str = DEFAULT_NAMESPACE,
         tenant: str = DEFAULT_TENANT,
         client_id: str | None = None,
@@ -75,7 +79,7 @@ class FleetClient:
         content_type: str = ContentType.MSGPACK,
         tenant_key: str | bytes | None = None,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.connection = KafkaConnection(bootstrap_servers=bootstrap_servers, security=security)
         # Signs every request (contracts/signing.py): workers with tenant keys configured run
         # a request only for the tenant whose key signed it.
         self._tenant_key = tenant_key.encode() if isinstance(tenant_key, str) else tenant_key
@@ -87,9 +91,22 @@ class FleetClient:
         self.reply_address = ReplyAddress(topic=reply_topic(self.client_id, namespace), partition=0)
         self._channel: ClientChannel | None = None
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> FleetClient:
+        """A client for the cluster the ``FLEET_*`` variables describe: FLEET_BOOTSTRAP_SERVERS,
+        FLEET_NAMESPACE and the security ones (``KafkaSecurity.from_env``). ``options`` are
+        the constructor's other keyword arguments."""
+        env = os.environ if environ is None else environ
+        options.setdefault("namespace", env.get("FLEET_NAMESPACE") or DEFAULT_NAMESPACE)
+        return cls(
+            env.get("FLEET_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP,
+            security=KafkaSecurity.from_env(env),
+            **options,
+        )
+
     async def __aenter__(self) -> Self:
         channel = ClientChannel(
-            self.bootstrap_servers,
+            self.connection,
             self.namespace,
             self.reply_address,
             self.content_type,

@@ -12,6 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts.errors import FleetError
+from producer_sdk.connection import KafkaConnection, as_connection, start_client
 
 # What a cluster whose default replication cannot be read gets: three copies, or one per
 # broker where there are fewer.
@@ -28,7 +29,7 @@ class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    servers: str | KafkaConnection,
     topics: Mapping[str, int | TopicSpec],
     *,
     configs: dict[str, str] | None = None,
@@ -47,9 +48,10 @@ async def ensure_topics(
         else TopicSpec(partitions=spec, configs=configs or {})
         for name, spec in topics.items()
     }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
+    connection = as_connection(servers)
+    admin = AIOKafkaAdminClient(**connection.options())
     try:
+        await start_client(admin, connection)
         existing = set(await admin.list_topics())
         missing = {name: spec for name, spec in specs.items() if name not in existing}
         if missing:
@@ -106,10 +108,11 @@ async def _wait_described(
         await asyncio.sleep(0.1)
 
 
-async def delete_topics(bootstrap_servers: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def delete_topics(servers: str | KafkaConnection, topics: list[str]) -> None:
+    connection = as_connection(servers)
+    admin = AIOKafkaAdminClient(**connection.options())
     try:
-        await admin.start()
+        await start_client(admin, connection)
         await admin.delete_topics(topics)
     finally:
         await admin.close()

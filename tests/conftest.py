@@ -3,18 +3,27 @@
 FLEET_TEST_INFRA=local (default) runs deploy/local/services.sh (idempotent: running
 services are reused). FLEET_TEST_INFRA=testcontainers starts both in Docker instead, for
 machines with a Docker engine.
+
+FLEET_TEST_KAFKA=sasl_ssl runs the suite through the local broker's SASL_SSL listener
+(SCRAM-SHA-512, the local CA) instead of its plain one; ``ssl``, through its TLS listener
+with a client certificate.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from contracts.secrets import Secret
+from producer_sdk import FleetClient
+from producer_sdk.connection import PLAINTEXT, SECURITY_ENV, KafkaConnection, KafkaSecurity
 from providers.redis_client import RedisPool
 from providers.shared import Shared
 
@@ -24,13 +33,81 @@ REPO = Path(__file__).resolve().parents[1]
 class Infra(msgspec.Struct, frozen=True):
     bootstrap_servers: str
     redis_url: str
+    security: KafkaSecurity = PLAINTEXT
+
+    @property
+    def connection(self) -> KafkaConnection:
+        return KafkaConnection(bootstrap_servers=self.bootstrap_servers, security=self.security)
+
+    def kafka_options(self) -> dict[str, Any]:
+        """What a raw aiokafka client of a test is opened with."""
+        return self.connection.options()
+
+    def client(self, **options: Any) -> FleetClient:
+        return FleetClient(self.bootstrap_servers, security=self.security, **options)
+
+    def kafka_env(self) -> dict[str, str]:
+        """The FLEET_* variables that point a worker process at this Kafka."""
+        env = {"FLEET_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+        for name, field in SECURITY_ENV.items():
+            value = getattr(self.security, field)
+            if value is not None and value != getattr(PLAINTEXT, field):
+                env[name] = value.reveal() if isinstance(value, Secret) else str(value)
+        return env
+
+
+class SecuredListeners(msgspec.Struct, frozen=True):
+    """What deploy/local/kafka.sh writes about the local broker's secured listeners."""
+
+    sasl_ssl: str
+    ssl: str
+    username: str
+    password_file: str
+    ca_file: str
+    client_cert: str
+    client_key: str
+
+    def sasl(self, mechanism: str = "SCRAM-SHA-512", password: str | None = None) -> KafkaSecurity:
+        return KafkaSecurity(
+            security_protocol="SASL_SSL",
+            sasl_mechanism=mechanism,  # type: ignore[arg-type]
+            sasl_username=self.username,
+            sasl_password=Secret(password or Path(self.password_file).read_text().strip()),
+            ssl_cafile=self.ca_file,
+        )
+
+    def mutual_tls(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            security_protocol="SSL",
+            ssl_cafile=self.ca_file,
+            ssl_certfile=self.client_cert,
+            ssl_keyfile=self.client_key,
+        )
+
+
+def secured_listeners() -> SecuredListeners:
+    home = Path(os.environ.get("FLEET_HOME", REPO / ".fleet"))
+    port = os.environ.get("FLEET_KAFKA_PORT", "19092")
+    text = (home / "kafka" / f"listeners-{port}.json").read_text()
+    return msgspec.convert(json.loads(text), SecuredListeners)
 
 
 def _local_infra() -> Infra:
     subprocess.run(["bash", str(REPO / "deploy/local/services.sh"), "start"], check=True)
     kafka_port = os.environ.get("FLEET_KAFKA_PORT", "19092")
     redis_port = os.environ.get("FLEET_REDIS_PORT", "16379")
-    return Infra(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0")
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    listener = os.environ.get("FLEET_TEST_KAFKA", "plaintext")
+    if listener == "plaintext":
+        return Infra(f"127.0.0.1:{kafka_port}", redis_url)
+    secured = secured_listeners()
+    if listener == "sasl_ssl":
+        return Infra(secured.sasl_ssl, redis_url, secured.sasl())
+    if listener == "ssl":
+        return Infra(secured.ssl, redis_url, secured.mutual_tls())
+    raise pytest.UsageError(
+        f"FLEET_TEST_KAFKA={listener!r}: expected 'plaintext', 'sasl_ssl' or 'ssl'"
+    )
 
 
 def _container_infra() -> Iterator[Infra]:
@@ -58,9 +135,26 @@ def infra() -> Iterator[Infra]:
         )
 
 
+def _local_redis_cluster() -> str:
+    script = str(REPO / "deploy/local/redis-cluster.sh")
+    subprocess.run(["bash", script, "start"], check=True)
+    url = subprocess.run(["bash", script, "url"], check=True, capture_output=True, text=True)
+    return url.stdout.strip()
+
+
+@pytest.fixture(scope="session", params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The Redis of a Redis-backed test, which runs twice: on the suite's Redis, and on a
+    three-master Redis Cluster (deploy/local/redis-cluster.sh, started on first use)."""
+    if request.param == "cluster":
+        return _local_redis_cluster()
+    infra: Infra = request.getfixturevalue("infra")
+    return infra.redis_url
+
+
 @pytest.fixture
-async def shared(infra: Infra) -> AsyncIterator[Shared]:
+async def shared(redis_url: str) -> AsyncIterator[Shared]:
     """What a worker process would hand its providers: a Redis pool on the test Redis."""
-    pool = RedisPool(infra.redis_url)
+    pool = RedisPool(redis_url)
     yield Shared(redis=pool)
     await pool.aclose()

@@ -107,7 +107,7 @@ class Worker:
             stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
             producer = AIOKafkaProducer(
-                bootstrap_servers=s.bootstrap_servers,
+                **s.connection.options(),
                 linger_ms=0,
                 acks="all",
                 # Not idempotent: aiokafka's idempotent sender dies for good on the
@@ -121,7 +121,7 @@ class Worker:
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetters(producer, dead_letter_topic(self.kind, s.namespace))
             main = await self._job_consumer(stack, producer, dead_letters)
-            control = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+            control = AIOKafkaConsumer(**s.connection.options(), group_id=None)
             await control.start()
             stack.push_async_callback(control.stop)
             self._loops = [
@@ -181,12 +181,12 @@ class Worker:
         waiting = 0
         while not self._stop_requested.is_set():
             try:
-                await ensure_topics(s.bootstrap_servers, self._topics())
+                await ensure_topics(s.connection, self._topics())
             except (KafkaError, OSError) as exc:
                 if not waiting:
                     log.warning(
                         "%s worker: Kafka at %s is not reachable (%s); waiting for it",
-                        self.kind, s.bootstrap_servers, exc,
+                        self.kind, s.connection.describe(), exc,
                     )  # fmt: skip
                 delay = _BROKER_WAIT.backoff_s(min(waiting, 5))
                 waiting += 1
@@ -261,7 +261,7 @@ class Worker:
     async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
+            **s.connection.options(),
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -12,10 +12,16 @@ import msgspec
 from contracts.errors import ConfigError
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE, reply_topic_prefix
 from contracts.secrets import Secret, decode_secret
+from producer_sdk.connection import (
+    DEFAULT_BOOTSTRAP,
+    PLAINTEXT,
+    KafkaConnection,
+    KafkaSecurity,
+    security_from_env,
+)
 from providers.rate_limits.limiter import RateLimit
 from workers.retry import RetryPolicy
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
 
 
@@ -106,6 +112,9 @@ def _spec(name: str) -> ProviderSpec:
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    # TLS and SASL: the `[kafka]` table, or FLEET_SECURITY_PROTOCOL, FLEET_SASL_* and
+    # FLEET_SSL_* variables (producer_sdk/connection.py).
+    kafka: KafkaSecurity = PLAINTEXT
     redis_url: str = DEFAULT_REDIS_URL
     namespace: str = DEFAULT_NAMESPACE
     # Default group: "<namespace>.<kind>.workers"; every replica of a kind shares it.
@@ -166,6 +175,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         )
         return f"WorkerSettings({fields})"
 
+    @property
+    def connection(self) -> KafkaConnection:
+        """What every Kafka client of the worker is opened with."""
+        return KafkaConnection(bootstrap_servers=self.bootstrap_servers, security=self.kafka)
+
     def reply_topic_allowed(self, topic: str) -> bool:
         """Whether workers may reply to ``topic``: the namespace's reply family, or named."""
         return topic.startswith(reply_topic_prefix(self.namespace)) or topic in self.reply_topics
@@ -213,6 +227,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> WorkerSettings:
     for env, field in _ENV.items():
         if value := os.environ.get(env):
             raw[field] = value
+    if security := security_from_env():
+        raw["kafka"] = {**raw.get("kafka", {}), **security}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(raw, WorkerSettings, dec_hook=decode_secret)

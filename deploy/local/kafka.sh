@@ -1,84 +1,71 @@
 #!/usr/bin/env bash
 # Real Apache Kafka 4.1 (KRaft, single node) on loopback, from Maven Central jars.
+# Listeners: PLAINTEXT on FLEET_KAFKA_PORT (19092); SASL_SSL (PLAIN, SCRAM-SHA-256/512) on
+# FLEET_KAFKA_SASL_PORT (port + 2) and SSL with client certificates on FLEET_KAFKA_SSL_PORT
+# (port + 3), with a local CA, certificates and a SASL user made here once (kafka-tls.sh);
+# what a client needs to use them is written to $FLEET_HOME/kafka/listeners-<port>.json.
+# An empty FLEET_KAFKA_SASL_PORT leaves the secured listeners out.
 # usage: deploy/local/kafka.sh start|stop|status
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+here="$(dirname "${BASH_SOURCE[0]}")"
+source "$here/common.sh"
+source "$here/kafka-common.sh"
 
 KAFKA_PORT="${FLEET_KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${FLEET_KAFKA_CONTROLLER_PORT:-19093}"
-KAFKA_HOME="$FLEET_HOME/kafka"
-LIBS="$KAFKA_HOME/libs"
+SASL_PORT="${FLEET_KAFKA_SASL_PORT-$((KAFKA_PORT + 2))}"
+SSL_PORT="${FLEET_KAFKA_SSL_PORT-$((KAFKA_PORT + 3))}"
 DATA="$KAFKA_HOME/data-$KAFKA_PORT"
 CONF="$KAFKA_HOME/server-$KAFKA_PORT.properties"
 PIDFILE="$FLEET_RUN_DIR/kafka-$KAFKA_PORT.pid"
 LOG="$FLEET_LOG_DIR/kafka-$KAFKA_PORT.log"
-
-install_jars() {
-  [[ -f "$LIBS/.complete" ]] && return 0
-  command -v java >/dev/null || die "Java is missing: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
-  command -v mvn >/dev/null || die "Maven is missing: install it (Debian: apt-get install maven)"
-  say "fetching Kafka jars from Maven Central into $LIBS (once)"
-  rm -rf "$LIBS"; mkdir -p "$LIBS"
-  mvn -q -B -f "$REPO_ROOT/deploy/local/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$FLEET_LOG_DIR/kafka-maven.log" 2>&1 \
-    || { tail -n 30 "$FLEET_LOG_DIR/kafka-maven.log" >&2; die "Maven could not fetch the Kafka jars (log: $FLEET_LOG_DIR/kafka-maven.log)"; }
-  touch "$LIBS/.complete"
-}
+LISTENERS_JSON="$KAFKA_HOME/listeners-$KAFKA_PORT.json"
 
 write_config() {
-  mkdir -p "$KAFKA_HOME"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  local secured=""
+  if [[ -n "$SASL_PORT" ]]; then
+    listeners+=",SASL_SSL://127.0.0.1:$SASL_PORT,SSL://127.0.0.1:$SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL,SSL:SSL"
+    secured="$(tls_broker_config)"
+  fi
   cat >"$CONF" <<CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listeners=$listeners,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=$listeners
+listener.security.protocol.map=$protocols
 log.dirs=$DATA
-num.partitions=4
-auto.create.topics.enable=false
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-delete.topic.enable=true
-CONF
-  cat >"$KAFKA_HOME/log4j2.properties" <<'CONF'
-rootLogger.level=WARN
-rootLogger.appenderRef.stdout.ref=STDOUT
-appender.stdout.type=Console
-appender.stdout.name=STDOUT
-appender.stdout.layout.type=PatternLayout
-appender.stdout.layout.pattern=[%d] %p %m (%c)%n
-logger.kafka.name=kafka.server.KafkaRaftServer
-logger.kafka.level=INFO
+$KAFKA_COMMON_CONFIG
+$secured
 CONF
 }
 
 start() {
   if pid_alive "$PIDFILE" && port_open "$KAFKA_PORT"; then
-    say "Kafka already running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$PIDFILE"))"; return 0
+    say "Kafka already running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$PIDFILE"))"
+  else
+    port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set FLEET_KAFKA_PORT"
+    install_jars
+    write_log4j
+    [[ -n "$SASL_PORT" ]] && make_tls
+    write_config
+    format_storage "$CONF" "$DATA" "$LOG" "$(new_cluster_id)"
+    launch_broker Kafka "$CONF" "$PIDFILE" "$LOG" "$KAFKA_PORT"
+    say "Kafka ready on 127.0.0.1:$KAFKA_PORT${SASL_PORT:+ (SASL_SSL $SASL_PORT, SSL $SSL_PORT)}"
   fi
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set FLEET_KAFKA_PORT"
-  install_jars
-  write_config
-  local java_opts=(-Xms256m -Xmx1g -Dlog4j2.configurationFile="$KAFKA_HOME/log4j2.properties")
-  if [[ ! -f "$DATA/meta.properties" ]]; then
-    local cluster_id
-    cluster_id="$(java -cp "$LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
-    java -cp "$LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >>"$LOG" 2>&1 \
-      || { tail -n 20 "$LOG" >&2; die "formatting Kafka storage failed (log: $LOG)"; }
+  if [[ -n "$SASL_PORT" ]]; then
+    add_scram_user "127.0.0.1:$KAFKA_PORT" "$DATA" "$LOG"
+    write_listeners_json "$LISTENERS_JSON" "127.0.0.1:$SASL_PORT" "127.0.0.1:$SSL_PORT"
   fi
-  say "starting Kafka on 127.0.0.1:$KAFKA_PORT (log: $LOG)"
-  nohup java -cp "$LIBS/*" "${java_opts[@]}" kafka.Kafka "$CONF" >>"$LOG" 2>&1 &
-  echo $! >"$PIDFILE"
-  wait_for_port Kafka "$KAFKA_PORT" "${FLEET_KAFKA_START_TIMEOUT:-60}" "$PIDFILE" "$LOG"
-  say "Kafka ready on 127.0.0.1:$KAFKA_PORT"
 }
 
+source "$here/kafka-tls.sh"
 case "${1:-}" in
   start) start ;;
   stop) stop_pidfile Kafka "$PIDFILE" ;;

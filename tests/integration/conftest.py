@@ -26,6 +26,7 @@ def namespace() -> str:
 def settings(infra: Infra, namespace: str) -> WorkerSettings:
     return WorkerSettings(
         bootstrap_servers=infra.bootstrap_servers,
+        kafka=infra.security,
         redis_url=infra.redis_url,
         namespace=namespace,
         partitions=2,
@@ -42,7 +43,7 @@ async def generate_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
 
 @pytest.fixture
 async def client(infra: Infra, namespace: str) -> AsyncIterator[FleetClient]:
-    async with FleetClient(infra.bootstrap_servers, namespace=namespace, default_timeout_s=60) as c:
+    async with infra.client(namespace=namespace, default_timeout_s=60) as c:
         yield c
 
 

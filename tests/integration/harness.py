@@ -37,7 +37,7 @@ async def read_dead_letters(
     """The dead letters of ``kind``, read until ``expected`` are in (or 10 s have passed)."""
     consumer = AIOKafkaConsumer(
         dead_letter_topic(kind, namespace),
-        bootstrap_servers=infra.bootstrap_servers,
+        **infra.kafka_options(),
         auto_offset_reset="earliest",
         group_id=None,
     )

@@ -216,7 +216,7 @@ async def test_vector_collections_are_namespaced_by_tenant(
     probe = [1.0, 0.0, 0.0]
 
     def client(tenant: str) -> FleetClient:
-        return FleetClient(infra.bootstrap_servers, namespace=settings.namespace, tenant=tenant)
+        return infra.client(namespace=settings.namespace, tenant=tenant)
 
     async def ids(fleet: FleetClient) -> list[str]:
         return [m.id for m in (await fleet.query(collection, vector=probe)).matches or []]

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 async def _fleet(*args: str, infra: Infra, namespace: str) -> tuple[int, str]:
     env = {
         **os.environ,
-        "FLEET_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        **infra.kafka_env(),
         "FLEET_REDIS_URL": infra.redis_url,
         "FLEET_NAMESPACE": namespace,
         "FLEET_HOME": str(REPO / ".fleet"),

@@ -200,7 +200,7 @@ async def test_jobs_of_a_client_that_went_away_are_dead_lettered_without_running
     # One job at a time: the second is fetched after the first found the topic gone.
     settings = msgspec.structs.replace(settings, kafka_request_timeout_ms=2000, concurrency=1)
     gone = {"topic": f"{settings.namespace}.v1.replies.gone-client", "partition": 0}
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    producer = AIOKafkaProducer(**infra.kafka_options())
     async with running(settings, chat):
         await producer.start()
         try:
@@ -234,9 +234,7 @@ async def test_a_forged_tenant_is_refused_end_to_end(
     chat = ScriptedChat()
 
     def client(key: str) -> FleetClient:
-        return FleetClient(
-            infra.bootstrap_servers, namespace=settings.namespace, tenant="acme", tenant_key=key
-        )
+        return infra.client(namespace=settings.namespace, tenant="acme", tenant_key=key)
 
     async with running(settings, chat):
         async with client("acme-signing-key") as acme:

@@ -187,9 +187,7 @@ class Jobs:
 
 async def _dead_letter_reasons(infra: Infra, namespace: str) -> collections.Counter[str]:
     topics = [dead_letter_topic(kind, namespace) for kind in WORKERS]
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=infra.bootstrap_servers, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(*topics, **infra.kafka_options(), auto_offset_reset="earliest")
     await consumer.start()
     reasons: collections.Counter[str] = collections.Counter()
     try:
@@ -268,7 +266,7 @@ async def test_every_job_ends_through_faults(
     tally = Tally()
     try:
         await fleet.start_all()
-        async with FleetClient(infra.bootstrap_servers, namespace=namespace) as client:
+        async with infra.client(namespace=namespace) as client:
             jobs = Jobs(client, collection, tally)
             started = time.monotonic()
             await asyncio.gather(jobs.send(count, per_second=10), faults(fleet, kafka, redis))

@@ -141,9 +141,7 @@ def _static_cases(kind: str, base: dict[str, Any], namespace: str) -> list[tuple
 
 
 async def _read_all(infra: Infra, topics: list[str]) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=infra.bootstrap_servers, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(*topics, **infra.kafka_options(), auto_offset_reset="earliest")
     await consumer.start()
     records: list[Any] = []
     try:
@@ -209,10 +207,10 @@ async def test_no_message_wedges_kills_or_is_lost(
     # Last: the handler keeps this level, and the consumer logs every escape from the runner.
     caplog.set_level(logging.WARNING, logger="workers.runtime.consumer")
     settings = msgspec.structs.replace(settings, partitions=4, concurrency=16)
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, linger_ms=5)
+    producer = AIOKafkaProducer(**infra.kafka_options(), linger_ms=5)
     async with (
         _worker(kind, settings) as worker,
-        FleetClient(infra.bootstrap_servers, namespace=namespace, default_timeout_s=60) as client,
+        infra.client(namespace=namespace, default_timeout_s=60) as client,
     ):
         await producer.start()
         # One good request first: the client's reply topic exists before any fuzz arrives.

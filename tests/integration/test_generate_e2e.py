@@ -57,8 +57,8 @@ async def test_two_clients_each_receive_only_their_own_replies(
     generate_worker: Worker, infra: Infra, namespace: str
 ) -> None:
     async with (
-        FleetClient(infra.bootstrap_servers, namespace=namespace) as alice,
-        FleetClient(infra.bootstrap_servers, namespace=namespace) as bob,
+        infra.client(namespace=namespace) as alice,
+        infra.client(namespace=namespace) as bob,
     ):
         prompts = {"alice": "What is 2 + 2?", "bob": "Name a fruit."}
         streams = await asyncio.gather(
@@ -99,7 +99,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_worker_contin
     generate_worker: Worker, client: FleetClient, infra: Infra, namespace: str
 ) -> None:
     topic = f"{namespace}.v1.generate.requests"
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    producer = AIOKafkaProducer(**infra.kafka_options())
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"\xc1\xc1 not a request")
@@ -147,7 +147,7 @@ async def test_json_producers_get_json_replies(
         "reply_to": {"topic": client.reply_address.topic, "partition": 0},
     }
     inbox = client.router.open("json-1")
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    producer = AIOKafkaProducer(**infra.kafka_options())
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -161,7 +161,7 @@ async def test_json_producers_get_json_replies(
     assert chunks[-1].request_id == "json-1"
 
     # On the wire the replies were JSON, marked as such.
-    raw = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap_servers, group_id=None)
+    raw = AIOKafkaConsumer(**infra.kafka_options(), group_id=None)
     await raw.start()
     try:
         tp = TopicPartition(client.reply_address.topic, 0)
@@ -182,7 +182,7 @@ async def test_session_memory_is_kept_per_tenant_in_redis(
 ) -> None:
     memory = RedisMemory(RedisMemoryConfig(), redis_client)
     session = f"s-{namespace}"
-    async with FleetClient(infra.bootstrap_servers, namespace=namespace, tenant="acme") as acme:
+    async with infra.client(namespace=namespace, tenant="acme") as acme:
         await acme.generate("My name is Ada.", model=MODEL, max_tokens=8, session_id=session)
         second = await acme.generate(
             "What is my name?", model=MODEL, max_tokens=8, session_id=session

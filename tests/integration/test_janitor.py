@@ -9,7 +9,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import reply_topic
-from producer_sdk import FleetClient
 from producer_sdk.topics import delete_topics, ensure_topics
 from tests.conftest import Infra
 from workers import WorkerSettings
@@ -23,8 +22,8 @@ async def test_the_janitor_takes_dead_clients_topics_only(
 ) -> None:
     silent = reply_topic("died-two-hours-ago", namespace)
     empty = reply_topic("no-heartbeat-yet", namespace)
-    await ensure_topics(infra.bootstrap_servers, {silent: 1, empty: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await ensure_topics(infra.connection, {silent: 1, empty: 1})
+    producer = AIOKafkaProducer(**infra.kafka_options())
     await producer.start()
     try:
         two_hours_ago_ms = int((time.time() - 7200) * 1000)
@@ -32,7 +31,7 @@ async def test_the_janitor_takes_dead_clients_topics_only(
     finally:
         await producer.stop()
 
-    async with FleetClient(infra.bootstrap_servers, namespace=namespace) as live:
+    async with infra.client(namespace=namespace) as live:
         survey = await survey_reply_topics(settings, older_than_s=600)
         assert [t.topic for t in survey.stale] == [silent]
         assert survey.stale[0].silent_s > 7000
@@ -45,9 +44,9 @@ async def test_the_janitor_takes_dead_clients_topics_only(
         assert again.empty == []
         judged_later = await survey_reply_topics(settings, older_than_s=0)
         assert empty in {t.topic for t in judged_later.stale}  # its stamp's age counts
-        await delete_topics(infra.bootstrap_servers, [silent, empty])
+        await delete_topics(infra.connection, [silent, empty])
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+        admin = AIOKafkaAdminClient(**infra.kafka_options())
         await admin.start()
         try:
             left = {t for t in await admin.list_topics() if t.startswith(f"{namespace}.")}

@@ -9,7 +9,6 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from producer_sdk import FleetClient
 from providers.rate_limits.limiter import RateLimit
 from tests.conftest import Infra
 from tests.integration.conftest import MODEL
@@ -37,7 +36,7 @@ async def test_ledger_memory_and_rate_limit_share_one_client(
 
     async with (
         serving(await build_worker("generate", settings)) as worker,
-        FleetClient(infra.bootstrap_servers, namespace=namespace, default_timeout_s=60) as client,
+        infra.client(namespace=namespace, default_timeout_s=60) as client,
     ):
         first = await client.generate("Hi", model=MODEL, max_tokens=4, session_id="s-1")
         again = await client.generate("Hi", model=MODEL, max_tokens=4, session_id="s-1")

@@ -71,7 +71,7 @@ async def fleet_command(infra: Infra, namespace: str) -> AsyncIterator[Start]:
     started: list[FleetCommand] = []
     env = {
         **os.environ,
-        "FLEET_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        **infra.kafka_env(),
         "FLEET_REDIS_URL": infra.redis_url,
         "FLEET_NAMESPACE": namespace,
     }

@@ -42,7 +42,7 @@ async def test_topic_families_are_created_as_configured(
         pass
     dead = dead_letter_topic("generate", settings.namespace)
     retry = retry_topic("generate", settings.retry.tiers_s[0], settings.namespace)
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**infra.kafka_options())
     await admin.start()
     try:
         described = {d["topic"]: d for d in await admin.describe_topics([dead, retry])}

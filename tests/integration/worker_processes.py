@@ -30,14 +30,16 @@ class WorkerProcess:
         config: Path,
         log: Path,
         module: str = "workers.ops.cli",  # a module that runs workers.ops.cli's main
+        env: dict[str, str] | None = None,  # variables of its own, set last
     ) -> None:
         self.port = free_port()
         self.log = log
         env = {
             **os.environ,
-            "FLEET_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+            **infra.kafka_env(),
             "FLEET_REDIS_URL": infra.redis_url,
             "FLEET_NAMESPACE": namespace,
+            **(env or {}),
         }
         command = [sys.executable, "-m", module, "worker", kind, "--config", str(config),
                    "--health-port", str(self.port)]  # fmt: skip

@@ -15,7 +15,8 @@ from pathlib import Path
 from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS
 from contracts.schema import json_schema_text
-from producer_sdk import CorpusProgress, FleetClient
+from producer_sdk import CorpusProgress, FleetClient, KafkaSecurity
+from producer_sdk.connection import DEFAULT_BOOTSTRAP
 from workers.log_dedup import hold_back_repeats
 from workers.ops.local_fleet import (
     WATCH_INTERVAL_S,
@@ -27,7 +28,7 @@ from workers.ops.local_fleet import (
     wait_ready,
 )
 from workers.ops.terminal import print_stream
-from workers.settings import DEFAULT_BOOTSTRAP, WorkerSettings, load_settings
+from workers.settings import WorkerSettings, load_settings
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -129,6 +130,14 @@ def _connection_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--namespace", default=env("FLEET_NAMESPACE", DEFAULT_NAMESPACE))
 
 
+def _client(args: argparse.Namespace) -> FleetClient:
+    """A client for --bootstrap-servers and --namespace, secured as the FLEET_SECURITY_PROTOCOL,
+    FLEET_SASL_* and FLEET_SSL_* variables say."""
+    return FleetClient(
+        args.bootstrap_servers, security=KafkaSecurity.from_env(), namespace=args.namespace
+    )
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings(
         args.config, concurrency=args.concurrency, health_port=args.health_port
@@ -176,7 +185,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    async with FleetClient(args.bootstrap_servers, namespace=args.namespace) as fleet:
+    async with _client(args) as fleet:
         events = fleet.stream_generate(
             args.prompt,
             model=args.model,
@@ -206,7 +215,7 @@ async def _embed_corpus(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    async with FleetClient(args.bootstrap_servers, namespace=args.namespace) as fleet:
+    async with _client(args) as fleet:
         final = await fleet.submit_corpus(
             args.input,
             args.output,
@@ -264,7 +273,7 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
     if not args.dry_run:
         if survey.stale:
             stale = [t.topic for t in survey.stale]
-            asyncio.run(delete_topics(settings.bootstrap_servers, stale))
+            asyncio.run(delete_topics(settings.connection, stale))
         if survey.empty:
             asyncio.run(stamp_unseen(settings, survey.empty))
     verb = "would delete" if args.dry_run else "deleted"

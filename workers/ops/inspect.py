@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.names import DEFAULT_TENANT, JOB_KINDS, Header, reply_topic, request_topic
+from producer_sdk.connection import start_client
 from providers.redis_client import connect_redis
 from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
@@ -29,9 +30,9 @@ class PartitionLag(msgspec.Struct, frozen=True):
 
 async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
     """Committed offset, end offset and lag of every request partition, per kind's group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**settings.connection.options())
+    consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
+    await start_client(admin, settings.connection)
     await consumer.start()
     try:
         existing = set(await admin.list_topics())
@@ -98,9 +99,9 @@ async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> 
     """Reply topics whose client died without closing: nothing written to them, not even the
     client's heartbeat, for ``older_than_s``; and those that hold nothing at all."""
     prefix = reply_topic("", settings.namespace)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**settings.connection.options())
+    consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
+    await start_client(admin, settings.connection)
     await consumer.start()
     try:
         topics = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
@@ -122,7 +123,7 @@ async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> 
 async def stamp_unseen(settings: WorkerSettings, topics: list[str]) -> None:
     """Write a heartbeat of the janitor's own into each empty reply topic: from now on its
     silence can be measured, and a live client's first heartbeat overwrites nothing."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = AIOKafkaProducer(**settings.connection.options())
     await producer.start()
     try:
         for topic in topics:
