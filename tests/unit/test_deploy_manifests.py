@@ -1,51 +1,315 @@
-"""The deployment manifests name the same groups, topics and ports as the code.
+"""The deployment manifests are valid and name the same groups, topics and ports as the code.
 
-No Docker engine or cluster runs here, so this is what keeps them from drifting.
+No Docker engine or cluster runs here, so this is what keeps them from drifting:
+`kustomize build deploy/kubernetes` is checked by kubeconform against Kubernetes' own schemas
+and KEDA's CRDs, deploy/compose.yaml against the compose-spec schema, and the objects against
+each other and the code. deploy/local/manifest-tools.sh installs the tools and schemas
+(pinned) into .fleet/ the first time, under a minute; after that it takes milliseconds.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import pytest
 import yaml
 
 from contracts import JOB_KINDS, request_topic
 from workers.settings import WorkerSettings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+SECRET = "fleet-kafka"
+
+# The workers' Kafka security settings (producer_sdk/connection.py), all from the ConfigMap.
+SECURITY_CONFIG = {"FLEET_SECURITY_PROTOCOL", "FLEET_SASL_MECHANISM", "FLEET_SSL_CAFILE"}
+CONFIG = {"FLEET_BOOTSTRAP_SERVERS", "FLEET_REDIS_URL", "FLEET_NAMESPACE", *SECURITY_CONFIG}
+SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+# KEDA's Kafka scaler reads these authentication parameters (pkg/scalers/kafka_scaler.go).
+KEDA_AUTH_PARAMETERS = {"sasl", "username", "password", "tls", "ca"}
+# FLEET_SASL_MECHANISM in the words of KEDA's `sasl`.
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+# The first run builds kubeconform and kustomize with Go (under a minute on 2 cores).
+pytestmark = pytest.mark.timeout(600)
 
 
-def _docs(name: str) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all((DEPLOY / name).read_text()))
+@pytest.fixture(scope="module")
+def tools() -> dict[str, str]:
+    """Paths of the checking tools, installed (once) by deploy/local/manifest-tools.sh."""
+    done = subprocess.run(
+        ["bash", str(DEPLOY / "local" / "manifest-tools.sh"), "install"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, f"manifest-tools.sh failed:\n{done.stderr}"
+    paths = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert {"KUBECONFORM", "KUSTOMIZE", "COMPOSE_SCHEMA"} <= set(paths)
+    return paths
 
 
-def test_keda_scales_every_kind_on_its_own_group_and_topic() -> None:
-    settings = WorkerSettings()
-    triggers = {
-        doc["spec"]["scaleTargetRef"]["name"]: doc["spec"]["triggers"][0]["metadata"]
-        for doc in _docs("kubernetes/keda.yaml")
-    }
-    assert set(triggers) == {f"fleet-{kind}" for kind in JOB_KINDS}
-    for kind in JOB_KINDS:
-        meta = triggers[f"fleet-{kind}"]
-        assert meta["consumerGroup"] == settings.group_for(kind)
-        assert meta["topic"] == request_topic(kind)
+@pytest.fixture(scope="module")
+def built(tools: dict[str, str]) -> str:
+    """`kustomize build deploy/kubernetes`: what `kubectl apply -k` would send."""
+    return subprocess.run(
+        [tools["KUSTOMIZE"], "build", str(KUBERNETES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
 
 
-def test_every_kind_has_a_deployment_with_probes_and_a_grace_period() -> None:
-    deployments = [d for d in _docs("kubernetes/workers.yaml") if d["kind"] == "Deployment"]
-    assert {d["metadata"]["labels"]["kind"] for d in deployments} == set(JOB_KINDS)
-    for deployment in deployments:
-        pod = deployment["spec"]["template"]["spec"]
-        container = pod["containers"][0]
-        kind = deployment["metadata"]["labels"]["kind"]
-        assert container["args"][:2] == ["worker", kind]
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        assert pod["terminationGracePeriodSeconds"] > WorkerSettings().shutdown_grace_s
+@pytest.fixture(scope="module")
+def objects(built: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(built) if doc]
+
+
+def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def _kubeconform(tools: dict[str, str], manifests: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [
+            tools["KUBECONFORM"],
+            "-strict",
+            "-summary",
+            "-verbose",
+            "-output",
+            "json",
+            "-schema-location",
+            tools["KUBERNETES_SCHEMA_LOCATION"],
+            "-schema-location",
+            tools["KEDA_SCHEMA_LOCATION"],
+            "-",
+        ],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    report: dict[str, Any] = json.loads(done.stdout)
+    return done.returncode, report
+
+
+def _statuses(report: dict[str, Any]) -> dict[str, str]:
+    return {f"{r['kind']}/{r['name']}": r["status"] for r in report["resources"]}
+
+
+def test_kubeconform_validates_every_resource_and_skips_none(
+    tools: dict[str, str], built: str, objects: list[dict[str, Any]]
+) -> None:
+    example_secret = (KUBERNETES / "examples" / "kafka-secret.yaml").read_text()
+    returncode, report = _kubeconform(tools, f"{built}\n---\n{example_secret}")
+    failures = [r for r in report["resources"] if r["status"] != "statusValid"]
+    assert returncode == 0, failures
+    count = len(objects) + 1
+    assert report["summary"] == {"valid": count, "invalid": 0, "errors": 0, "skipped": 0}
+    statuses = _statuses(report)
+    assert len(statuses) == count
+    assert set(statuses.values()) == {"statusValid"}
+    kinds = {key.split("/")[0] for key in statuses}
+    expected = {"ConfigMap", "Deployment", "PodDisruptionBudget", "ScaledObject"}
+    assert kinds == {*expected, "TriggerAuthentication", "Secret"}
+
+
+def test_kubeconform_rejects_a_misspelled_field(tools: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: broken, labels: {app: broken}}
+spec:
+  selector: {matchLabels: {app: broken}}
+  template:
+    metadata: {labels: {app: broken}}
+    spec:
+      terminationGracePeriodSecond: 45
+      containers: [{name: worker, image: ai-job-fleet:latest}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: broken}
+spec:
+  scaleTargetRef: {name: broken}
+  minReplicaCont: 1
+  triggers: [{type: kafka, metadata: {topic: t}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: fine}
+spec:
+  selector: {matchLabels: {app: fine}}
+  template:
+    metadata: {labels: {app: fine}}
+    spec:
+      containers: [{name: worker, image: ai-job-fleet:latest}]
+"""
+    )
+    returncode, report = _kubeconform(tools, broken.read_text())
+    assert returncode != 0
+    assert report["summary"] == {"valid": 1, "invalid": 2, "errors": 0, "skipped": 0}
+    invalid = {r["kind"]: r["msg"] for r in report["resources"] if r["status"] == "statusInvalid"}
+    assert "terminationGracePeriodSecond" in invalid["Deployment"]
+    assert "minReplicaCont" in invalid["ScaledObject"]
+
+
+def test_kubeconform_reports_an_unknown_kind_as_an_error(tools: dict[str, str]) -> None:
+    returncode, report = _kubeconform(
+        tools, "apiVersion: example.com/v1\nkind: Unheard\nmetadata: {name: x}\n"
+    )
+    assert returncode != 0
+    assert report["summary"]["errors"] == 1
+
+
+def _compose_validator(tools: dict[str, str]) -> jsonschema.Draft7Validator:
+    schema = json.loads(Path(tools["COMPOSE_SCHEMA"]).read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_compose_file_follows_the_compose_spec(tools: dict[str, str]) -> None:
+    validator = _compose_validator(tools)
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert [e.message for e in validator.iter_errors(compose)] == []
+    compose["services"]["generate"]["stop_grace_periods"] = "40s"
+    assert not validator.is_valid(compose)
 
 
 def test_compose_runs_every_kind() -> None:
-    services = _docs("compose.yaml")[0]["services"]
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     for kind in JOB_KINDS:
         assert services[kind]["command"][:2] == ["worker", kind]
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"]) | {p["path"] for p in kustomization["patches"]}
+    present = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+
+
+def test_every_kind_has_a_deployment_with_probes_and_a_grace_period(
+    objects: list[dict[str, Any]],
+) -> None:
+    deployments = _of_kind(objects, "Deployment")
+    assert set(deployments) == {f"fleet-{kind}" for kind in JOB_KINDS}
+    for name, deployment in deployments.items():
+        kind = name.removeprefix("fleet-")
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"] == ["worker", kind, "--health-port", "9400"]
+        assert container["ports"] == [{"name": "health", "containerPort": 9400}]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        # Loading the models comes before the health port opens: liveness waits for it.
+        startup = container["startupProbe"]
+        assert startup["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+        assert pod["terminationGracePeriodSeconds"] > WorkerSettings().shutdown_grace_s
+
+
+def test_workers_take_config_from_the_configmap_and_credentials_from_the_secret(
+    objects: list[dict[str, Any]],
+) -> None:
+    (config,) = _of_kind(objects, "ConfigMap").values()
+    data = config["data"]
+    assert set(data) == CONFIG
+    assert data["FLEET_SECURITY_PROTOCOL"] in SECURITY_PROTOCOLS
+    assert data["FLEET_SASL_MECHANISM"] in KEDA_SASL
+    assert data["FLEET_NAMESPACE"] == WorkerSettings().namespace
+    for deployment in _of_kind(objects, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        secrets = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]
+            for e in container["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert secrets == {
+            "FLEET_SASL_USERNAME": {"name": SECRET, "key": "username"},
+            "FLEET_SASL_PASSWORD": {"name": SECRET, "key": "password"},
+        }
+        # The CA file FLEET_SSL_CAFILE names is the Secret's `ca`, mounted read-only.
+        cafile = Path(data["FLEET_SSL_CAFILE"])
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(cafile.parent)]
+        assert mount["readOnly"] is True
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"] == {
+            "secretName": SECRET,
+            "items": [{"key": "ca", "path": cafile.name}],
+        }
+
+
+def test_every_deployment_has_a_disruption_budget_selecting_it(
+    objects: list[dict[str, Any]],
+) -> None:
+    budgets = list(_of_kind(objects, "PodDisruptionBudget").values())
+    for name, deployment in _of_kind(objects, "Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selecting = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert len(selecting) == 1, f"{name}: {len(selecting)} PodDisruptionBudgets select it"
+        assert selecting[0]["spec"] == {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+        }
+    assert len(budgets) == len(JOB_KINDS)
+
+
+def test_keda_scales_every_kind_on_its_own_group_and_topic(
+    objects: list[dict[str, Any]],
+) -> None:
+    settings = WorkerSettings()
+    (config,) = _of_kind(objects, "ConfigMap").values()
+    scaled = {
+        so["spec"]["scaleTargetRef"]["name"]: so
+        for so in _of_kind(objects, "ScaledObject").values()
+    }
+    assert set(scaled) == set(_of_kind(objects, "Deployment"))
+    for kind in JOB_KINDS:
+        (trigger,) = scaled[f"fleet-{kind}"]["spec"]["triggers"]
+        meta = trigger["metadata"]
+        assert trigger["type"] == "kafka"
+        assert meta["consumerGroup"] == settings.group_for(kind)
+        assert meta["topic"] == request_topic(kind)
+        assert meta["bootstrapServers"] == config["data"]["FLEET_BOOTSTRAP_SERVERS"]
+
+
+def test_every_scaledobject_reads_lag_with_the_sasl_trigger_authentication(
+    objects: list[dict[str, Any]],
+) -> None:
+    (auth,) = _of_kind(objects, "TriggerAuthentication").values()
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert set(refs) == KEDA_AUTH_PARAMETERS
+    assert {(r["name"], r["key"]) for r in refs.values()} == {
+        (SECRET, parameter) for parameter in KEDA_AUTH_PARAMETERS
+    }
+    for so in _of_kind(objects, "ScaledObject").values():
+        for trigger in so["spec"]["triggers"]:
+            assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+
+
+def test_the_example_secret_has_every_key_and_agrees_with_the_configmap(
+    objects: list[dict[str, Any]],
+) -> None:
+    (secret,) = yaml.safe_load_all((KUBERNETES / "examples" / "kafka-secret.yaml").read_text())
+    (config,) = _of_kind(objects, "ConfigMap").values()
+    assert secret["metadata"]["name"] == SECRET
+    values = secret["stringData"]
+    assert set(values) == KEDA_AUTH_PARAMETERS
+    assert values["sasl"] == KEDA_SASL[config["data"]["FLEET_SASL_MECHANISM"]]
+    uses_tls = config["data"]["FLEET_SECURITY_PROTOCOL"] in ("SSL", "SASL_SSL")
+    assert values["tls"] == ("enable" if uses_tls else "disable")
