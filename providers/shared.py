@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from contracts.errors import ConfigError
 from contracts.secrets import Secret
-from providers.redis_client import RedisPool
+from providers.redis_client import RedisClient, RedisPool
 
 
 @dataclass(frozen=True)
@@ -19,7 +17,7 @@ class Shared:
 
     redis: RedisPool | None = None
 
-    def redis_client(self, provider: str, url: Secret | None = None) -> aioredis.Redis:
+    def redis_client(self, provider: str, url: Secret | None = None) -> RedisClient:
         """The process's client for ``url`` (default: the process's own Redis)."""
         if self.redis is None:
             raise ConfigError(

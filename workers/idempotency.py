@@ -26,12 +26,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, NamedTuple
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
+from providers.redis_client import REDIS_FAILURES, RedisClient
 
 # KEYS: lock, attempt, done, cancelled, running, crashes.
 # ARGV: owner, lock ttl ms, the submission's deadline, max crash attempts, the lowest attempt
@@ -152,7 +152,7 @@ class ScriptPipeline:
     per-command work are shared.
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._calls: list[_Call] = []
         self._flushes: set[asyncio.Task[None]] = set()
@@ -169,7 +169,7 @@ class ScriptPipeline:
         self._calls.append(_Call(script, keys, args, future))
         try:
             return await future
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def _flush(self) -> None:
@@ -207,7 +207,9 @@ class ScriptPipeline:
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            # Not pipe.evalsha: a cluster pipeline refuses that method, yet sends EVALSHA
+            # to the node of its keys (one slot: each job's keys share a hash tag).
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
 
@@ -231,7 +233,7 @@ class JobLedger:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         namespace: str,
         *,
         lock_ttl_s: float = 10.0,
@@ -312,7 +314,7 @@ class JobLedger:
         key = self._keys(job).cancelled
         try:
             await self._redis.set(key, submission, ex=self._result_ttl_s)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def first_to_claim(self, what: str) -> bool:
@@ -322,7 +324,7 @@ class JobLedger:
             won = await self._redis.set(
                 f"fleet:{self._namespace}:once:{what}", self._owner, nx=True, ex=86400
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
         return bool(won)
 

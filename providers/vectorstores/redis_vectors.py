@@ -16,7 +16,6 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import numpy as np
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from contracts.errors import ErrorCode
@@ -24,6 +23,7 @@ from contracts.replies import VectorMatch
 from contracts.secrets import Secret
 from contracts.vectors import Metadata
 from providers.errors import ProviderError
+from providers.redis_client import REDIS_FAILURES, RedisClient
 from providers.registry import parse_config
 from providers.shared import Shared
 from providers.vectorstores.base import VectorItem, batch_dimension
@@ -31,6 +31,14 @@ from providers.vectorstores.base import VectorItem, batch_dimension
 # FILTER selectors are bare names (".lang"); anything else would be parsed as an operator.
 _FILTER_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUANT: Final = {"q8": "Q8", "noquant": "NOQUANT", "bin": "BIN"}
+# Redis away: no connection, or (a cluster) no node reachable, a slot no node serves, a
+# cluster down or mid-resharding; caught before ResponseError, which CLUSTERDOWN and TRYAGAIN are.
+_UNREACHABLE: Final = (
+    redis_errors.ConnectionError,
+    redis_errors.RedisClusterException,
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
+)
 
 
 class RedisVectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -85,7 +93,7 @@ class RedisVectorStore:
 
     name = "redis"
 
-    def __init__(self, config: RedisVectorsConfig, client: aioredis.Redis) -> None:
+    def __init__(self, config: RedisVectorsConfig, client: RedisClient) -> None:
         self._config = config
         self._redis = client
 
@@ -99,7 +107,7 @@ class RedisVectorStore:
     async def health(self) -> bool:
         try:
             return bool(await self._redis.ping())
-        except redis_errors.RedisError:
+        except REDIS_FAILURES:
             return False
 
     async def aclose(self) -> None:
@@ -193,7 +201,7 @@ class RedisVectorStore:
             yield
         except redis_errors.TimeoutError as exc:
             raise ProviderError(ErrorCode.TIMEOUT, op, f"Redis timed out: {exc}") from exc
-        except redis_errors.ConnectionError as exc:
+        except _UNREACHABLE as exc:
             raise ProviderError(ErrorCode.PROVIDER_DOWN, op, f"Redis unreachable: {exc}") from exc
         except redis_errors.ResponseError as exc:  # e.g. a key of another type
             raise ProviderError(ErrorCode.INVALID_INPUT, op, str(exc)) from exc

@@ -1,15 +1,15 @@
 """A worker process opens one Redis client and hands it to everyone who needs Redis: the
-ledger, conversation memory and the shared rate limit of a generate worker."""
+ledger, conversation memory and the shared rate limit of a generate worker; on one Redis and
+on a Redis Cluster alike."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 
+from providers import redis_client
 from providers.rate_limits.limiter import RateLimit
+from providers.redis_client import RedisClient, connect_redis
 from tests.conftest import Infra
 from tests.integration.conftest import MODEL
 from tests.integration.harness import serving
@@ -19,18 +19,21 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
 
 async def test_ledger_memory_and_rate_limit_share_one_client(
-    settings: WorkerSettings, infra: Infra, namespace: str, monkeypatch: pytest.MonkeyPatch
+    settings: WorkerSettings,
+    infra: Infra,
+    redis_url: str,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     opened: list[str] = []
-    from_url = aioredis.Redis.from_url
 
-    def counting(url: str, **kwargs: Any) -> aioredis.Redis:
+    def counting(url: str) -> RedisClient:
         opened.append(url)
-        return from_url(url, **kwargs)
+        return connect_redis(url)
 
-    monkeypatch.setattr(aioredis.Redis, "from_url", counting)
+    monkeypatch.setattr(redis_client, "connect_redis", counting)
     limited = ProviderSpec(name="local-llama", rate_limit=RateLimit(requests_per_minute=600))
-    settings = msgspec.structs.replace(settings, chat=[limited])
+    settings = msgspec.structs.replace(settings, redis_url=redis_url, chat=[limited])
     assert settings.idempotency
     assert settings.memory is not None
 
@@ -43,4 +46,4 @@ async def test_ledger_memory_and_rate_limit_share_one_client(
         assert first.text
         assert again.text
         assert len(worker.redis) == 1
-    assert opened == [infra.redis_url]
+    assert opened == [redis_url]

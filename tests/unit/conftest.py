@@ -1,5 +1,5 @@
-"""Fixtures of the unit tests that use the real Redis: a client, and a ledger in a namespace
-of its own."""
+"""Fixtures of the unit tests that use the real Redis (one Redis and a Redis Cluster, in
+turn): a client, and a ledger in a namespace of its own."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
-from tests.conftest import Infra
+from providers.redis_client import RedisClient, connect_redis
 from workers.idempotency import JobLedger
 
 
 @pytest.fixture
-async def redis(infra: Infra) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(infra.redis_url)
+async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
+    """A client of the test's Redis: the suite's, then a Redis Cluster (``redis_url``)."""
+    client = connect_redis(redis_url)
     yield client
     await client.aclose()
 
@@ -26,5 +26,5 @@ def ledger_namespace() -> str:
 
 
 @pytest.fixture
-def ledger(redis: aioredis.Redis, ledger_namespace: str) -> JobLedger:
+def ledger(redis: RedisClient, ledger_namespace: str) -> JobLedger:
     return JobLedger(redis, ledger_namespace, lock_ttl_s=2)

@@ -8,7 +8,6 @@ import time
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 
 from contracts import (
     CancelJob,
@@ -19,6 +18,7 @@ from contracts import (
     Header,
 )
 from contracts.codec import encode
+from providers.redis_client import RedisClient, connect_redis
 from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.job_runner_harness import (
     REPLIES,
@@ -62,7 +62,7 @@ async def test_a_job_cancelled_before_it_starts_is_never_run(ledger: JobLedger) 
 
 @pytest.mark.redis
 async def test_a_job_that_crashed_its_workers_too_often_is_dead_lettered(
-    ledger: JobLedger, redis: aioredis.Redis, ledger_namespace: str
+    ledger: JobLedger, redis: RedisClient, ledger_namespace: str
 ) -> None:
     # Four earlier workers each claimed the job and died: nothing released it, each lock
     # was left to expire. Three crashes are retried (max_crash_attempts); not a fourth.
@@ -89,7 +89,7 @@ async def test_a_redelivered_job_replies_with_the_next_attempt_without_the_ledge
 
 @pytest.mark.redis
 async def test_attempts_keep_rising_after_redis_lost_the_counter(
-    ledger: JobLedger, redis: aioredis.Redis, ledger_namespace: str
+    ledger: JobLedger, redis: RedisClient, ledger_namespace: str
 ) -> None:
     job = Fixture(ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN]), ledger=ledger)
     for _ in range(2):  # two deliveries by crash takeover: attempts 0 and 1 in the ledger
@@ -107,8 +107,11 @@ async def test_attempts_keep_rising_after_redis_lost_the_counter(
     assert isinstance(chunks[-1], GenerateResult)
 
 
-async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error() -> None:
-    dead_redis = aioredis.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+@pytest.mark.parametrize(
+    "dead_url", ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1/"], ids=["redis", "cluster"]
+)
+async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error(dead_url: str) -> None:
+    dead_redis = connect_redis(dead_url)  # nothing listens there
     try:
         job = Fixture(ledger=JobLedger(dead_redis, "unit"))
         await job.runner.run(_record(encode(_request())))

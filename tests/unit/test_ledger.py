@@ -6,8 +6,8 @@ import asyncio
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
+from providers.redis_client import RedisClient
 from workers.idempotency import AlreadyDone, CrashedTooOften, JobKeys, JobLedger, Started
 
 pytestmark = [pytest.mark.redis]
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.redis]
 LOCK_TTL_S = 0.2
 
 
-def _worker(redis: aioredis.Redis, namespace: str) -> JobLedger:
+def _worker(redis: RedisClient, namespace: str) -> JobLedger:
     """One worker's ledger (each has its own owner id, as each process does)."""
     return JobLedger(redis, namespace, lock_ttl_s=LOCK_TTL_S, max_crash_attempts=1, poll_s=0.05)
 
@@ -29,7 +29,7 @@ async def _crash_after_claim(ledger: JobLedger, request_id: str) -> Started | Cr
 
 
 async def test_a_job_that_kills_its_workers_is_refused_after_max_crash_attempts(
-    redis: aioredis.Redis,
+    redis: RedisClient,
 ) -> None:
     namespace, job = f"test-{uuid.uuid4().hex[:8]}", "job-1"
     assert await _crash_after_claim(_worker(redis, namespace), job) == Started(0)
@@ -40,7 +40,7 @@ async def test_a_job_that_kills_its_workers_is_refused_after_max_crash_attempts(
     assert await _worker(redis, namespace).claim(job) == AlreadyDone(b"the error reply")
 
 
-async def test_jobs_handed_back_are_not_counted_as_crashes(redis: aioredis.Redis) -> None:
+async def test_jobs_handed_back_are_not_counted_as_crashes(redis: RedisClient) -> None:
     namespace, job = f"test-{uuid.uuid4().hex[:8]}", "job-1"
     for attempt in range(4):  # shutdowns and failures release the job: never a crash
         ledger = _worker(redis, namespace)

@@ -7,13 +7,13 @@ import time
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
 from contracts import ChatMessage, ErrorCode
 from providers.chat import ChatParams
 from providers.errors import ProviderError
 from providers.rate_limits.limiter import RateLimit
 from providers.rate_limits.wrapped import RateLimitedChat
+from providers.redis_client import RedisClient
 from tests.integration.scripted_chat import ScriptedChat
 
 pytestmark = [pytest.mark.redis]
@@ -22,7 +22,7 @@ MESSAGES = [ChatMessage(role="user", content="hi")]
 PARAMS = ChatParams(model="scripted-model")
 
 
-def _chat(redis: aioredis.Redis, limit: RateLimit, max_wait_s: float) -> RateLimitedChat:
+def _chat(redis: RedisClient, limit: RateLimit, max_wait_s: float) -> RateLimitedChat:
     inner = ScriptedChat()
     inner.name = f"scripted-{uuid.uuid4().hex[:8]}"  # its own limit key per test
     return RateLimitedChat(inner, redis, limit, max_wait_s)
@@ -33,7 +33,7 @@ async def _call(chat: RateLimitedChat) -> None:
         pass
 
 
-async def test_calls_wait_for_room_in_the_shared_budget(redis: aioredis.Redis) -> None:
+async def test_calls_wait_for_room_in_the_shared_budget(redis: RedisClient) -> None:
     # One request per 0.5 s window: three calls cannot all finish in under one second.
     chat = _chat(redis, RateLimit(requests_per_minute=120, window_s=0.5), max_wait_s=10)
     started = time.monotonic()
@@ -44,7 +44,7 @@ async def test_calls_wait_for_room_in_the_shared_budget(redis: aioredis.Redis) -
 
 
 async def test_a_wait_beyond_the_limit_is_a_retryable_rate_limit_error(
-    redis: aioredis.Redis,
+    redis: RedisClient,
 ) -> None:
     chat = _chat(redis, RateLimit(requests_per_minute=1), max_wait_s=0.5)
     await _call(chat)

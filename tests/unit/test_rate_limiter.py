@@ -9,12 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from contracts import ConfigError, ErrorCode
 from providers import ProviderError, parse_config
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
-from tests.conftest import REPO, Infra
+from providers.redis_client import RedisClient
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def key() -> str:
 
 
 @pytest.fixture
-async def cleanup(redis: aioredis.Redis, key: str) -> AsyncIterator[None]:
+async def cleanup(redis: RedisClient, key: str) -> AsyncIterator[None]:
     yield
     leftovers = [k async for k in redis.scan_iter(f"*{key}*")]
     if leftovers:
@@ -59,7 +59,7 @@ def test_budget_scales_with_the_window() -> None:
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_allows_the_budget_then_denies(redis: aioredis.Redis, key: str) -> None:
+async def test_allows_the_budget_then_denies(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=3))
     decisions = [await limiter.try_acquire() for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
@@ -75,7 +75,7 @@ async def test_allows_the_budget_then_denies(redis: aioredis.Redis, key: str) ->
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_keys_are_namespaced_and_expire(redis: aioredis.Redis, key: str) -> None:
+async def test_keys_are_namespaced_and_expire(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=5, tokens_per_minute=600))
     await limiter.acquire(tokens=10)
     assert all(k.startswith(f"fleet:ratelimit:{{{key}}}:") for k in limiter.redis_keys)
@@ -86,7 +86,7 @@ async def test_keys_are_namespaced_and_expire(redis: aioredis.Redis, key: str) -
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_acquire_raises_rate_limit_past_max_wait(redis: aioredis.Redis, key: str) -> None:
+async def test_acquire_raises_rate_limit_past_max_wait(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=1))
     await limiter.acquire(max_wait_s=0)
     with pytest.raises(ProviderError) as caught:
@@ -99,7 +99,7 @@ async def test_acquire_raises_rate_limit_past_max_wait(redis: aioredis.Redis, ke
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_acquire_waits_until_the_window_frees(redis: aioredis.Redis, key: str) -> None:
+async def test_acquire_waits_until_the_window_frees(redis: RedisClient, key: str) -> None:
     # one request per half-second window
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=120, window_s=0.5))
     loop = asyncio.get_running_loop()
@@ -111,7 +111,7 @@ async def test_acquire_waits_until_the_window_frees(redis: aioredis.Redis, key: 
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_token_budget(redis: aioredis.Redis, key: str) -> None:
+async def test_token_budget(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(tokens_per_minute=600))
     await limiter.acquire(400, max_wait_s=0)
     assert not (await limiter.try_acquire(300)).allowed
@@ -123,7 +123,7 @@ async def test_token_budget(redis: aioredis.Redis, key: str) -> None:
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_recorded_tokens_hold_back_later_requests(redis: aioredis.Redis, key: str) -> None:
+async def test_recorded_tokens_hold_back_later_requests(redis: RedisClient, key: str) -> None:
     # 100 tokens per one-second window
     limiter = RedisRateLimiter(redis, key, RateLimit(tokens_per_minute=6000, window_s=1.0))
     await limiter.acquire(20)
@@ -139,7 +139,7 @@ async def test_recorded_tokens_hold_back_later_requests(redis: aioredis.Redis, k
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_requests_that_can_never_fit_are_invalid(redis: aioredis.Redis, key: str) -> None:
+async def test_requests_that_can_never_fit_are_invalid(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(
         redis, key, RateLimit(requests_per_minute=10, tokens_per_minute=1000)
     )
@@ -154,7 +154,7 @@ async def test_requests_that_can_never_fit_are_invalid(redis: aioredis.Redis, ke
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_no_limits_means_no_redis_state(redis: aioredis.Redis, key: str) -> None:
+async def test_no_limits_means_no_redis_state(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit())
     for _ in range(5):
         await limiter.acquire(10_000, max_wait_s=0)
@@ -166,11 +166,11 @@ async def test_no_limits_means_no_redis_state(redis: aioredis.Redis, key: str) -
 # allows for DURATION_S, and prints the Redis server time of every grant it got.
 _HAMMER = """
 import asyncio, json, sys
-import redis.asyncio as aioredis
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
+from providers.redis_client import connect_redis
 
 async def main(url, key, rpm, window_s, duration_s):
-    client = aioredis.Redis.from_url(url)
+    client = connect_redis(url)
     limiter = RedisRateLimiter(client, key, RateLimit(requests_per_minute=rpm, window_s=window_s))
     await client.ping()
     print("ready", flush=True)
@@ -194,10 +194,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("cleanup")
-async def test_two_processes_share_one_limit(infra: Infra, key: str) -> None:
+async def test_two_processes_share_one_limit(redis_url: str, key: str) -> None:
     rpm, window_s, duration_s = 1200, 1.0, 2.5
     budget = 20  # per one-second window
-    args = [infra.redis_url, key, str(rpm), str(window_s), str(duration_s)]
+    args = [redis_url, key, str(rpm), str(window_s), str(duration_s)]
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,

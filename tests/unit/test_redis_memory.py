@@ -6,11 +6,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from contracts import ChatMessage
 from providers.memory import MemoryStore
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
+from providers.redis_client import RedisClient
 from providers.tokens import estimate_tokens
 from tests.conformance.memory import MemoryStoreConformance
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.redis]
 
 
 def _memory(
-    redis: aioredis.Redis, max_messages: int = 40, max_tokens: int | None = 2048
+    redis: RedisClient, max_messages: int = 40, max_tokens: int | None = 2048
 ) -> RedisMemory:
     config = RedisMemoryConfig(
         key_prefix=f"fleet:test-memory:{uuid.uuid4().hex[:8]}",
@@ -35,7 +35,7 @@ def _turn(i: int, words: int = 3) -> list[ChatMessage]:
     ]
 
 
-async def test_the_window_keeps_the_newest_messages(redis: aioredis.Redis) -> None:
+async def test_the_window_keeps_the_newest_messages(redis: RedisClient) -> None:
     memory = _memory(redis, max_messages=4, max_tokens=None)
     for i in range(5):
         await memory.append("t", "s", _turn(i))
@@ -44,7 +44,7 @@ async def test_the_window_keeps_the_newest_messages(redis: aioredis.Redis) -> No
     assert [m.content.split()[0] for m in kept] == ["q3", "a3", "q4", "a4"]
 
 
-async def test_the_token_budget_drops_the_oldest_first(redis: aioredis.Redis) -> None:
+async def test_the_token_budget_drops_the_oldest_first(redis: RedisClient) -> None:
     memory = _memory(redis, max_messages=100, max_tokens=100)
     for i in range(10):
         await memory.append("t", "s", _turn(i, words=20))
@@ -55,7 +55,7 @@ async def test_the_token_budget_drops_the_oldest_first(redis: aioredis.Redis) ->
     assert kept[-1].content.startswith("a9")
 
 
-async def test_tenants_and_sessions_are_apart(redis: aioredis.Redis) -> None:
+async def test_tenants_and_sessions_are_apart(redis: RedisClient) -> None:
     memory = _memory(redis)
     await memory.append("acme", "s1", _turn(1))
     assert await memory.history("other", "s1") == []
@@ -68,7 +68,7 @@ async def test_tenants_and_sessions_are_apart(redis: aioredis.Redis) -> None:
 
 class TestConformance(MemoryStoreConformance):
     @pytest.fixture
-    async def store(self, redis: aioredis.Redis) -> AsyncIterator[MemoryStore]:
+    async def store(self, redis: RedisClient) -> AsyncIterator[MemoryStore]:
         memory = _memory(redis)
         yield memory
         await memory.aclose()

@@ -81,11 +81,12 @@ async def test_unexpressible_filter_is_invalid_input(shared: Shared) -> None:
         await store.aclose()
 
 
-async def test_unreachable_redis_is_provider_down_without_the_password() -> None:
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_unreachable_redis_is_provider_down_without_the_password(scheme: str) -> None:
     password = "redis-pass-never-shown-91c"
     pool = RedisPool("redis://127.0.0.1:1/0")
     store = vector_stores.create(
-        "redis", {"url": f"redis://:{password}@127.0.0.1:1/0"}, Shared(redis=pool)
+        "redis", {"url": f"{scheme}://:{password}@127.0.0.1:1/0"}, Shared(redis=pool)
     )
     assert isinstance(store, RedisVectorStore)
     assert password not in repr(store._config)
