@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -74,6 +75,60 @@ class PrivateKafka(_ScriptedService):
             (home / "kafka").mkdir(parents=True, exist_ok=True)
             (home / "kafka" / "libs").symlink_to(installed)
         super().__init__(home, env, home / "run" / f"kafka-{self.port}.pid")
+
+
+class PrivateKafkaCluster:
+    """Three brokers of a test's own (deploy/local/kafka-cluster.sh): replication factor 3,
+    min.insync.replicas 2."""
+
+    def __init__(self, home: Path) -> None:
+        self.base_port = free_port_run(6)
+        self._env = {
+            **os.environ,
+            "FLEET_HOME": str(home),
+            "FLEET_KAFKA_CLUSTER_PORT": str(self.base_port),
+        }
+        installed = REPO / ".fleet/kafka/libs"
+        if (installed / ".complete").is_file():  # the suite's jars: no second download
+            (home / "kafka").mkdir(parents=True, exist_ok=True)
+            (home / "kafka" / "libs").symlink_to(installed)
+        self.bootstrap_servers = ",".join(f"127.0.0.1:{self.port_of(node)}" for node in (1, 2, 3))
+
+    def port_of(self, node: int) -> int:
+        return self.base_port + 2 * (node - 1)
+
+    def node_at(self, port: int) -> int:
+        return (port - self.base_port) // 2 + 1
+
+    def run(self, *args: str) -> None:
+        subprocess.run(
+            ["bash", str(REPO / "deploy/local/kafka-cluster.sh"), *args],
+            env=self._env,
+            check=True,
+            capture_output=True,
+        )
+
+    def kill(self, node: int) -> None:
+        """kill -9 one broker."""
+        self.run("kill", str(node))
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and all(_port_free(base + i) for i in range(count)):
+            return base
+    raise AssertionError(f"no {count} consecutive free ports found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def private_infra(kafka: PrivateKafka, redis: PrivateRedis) -> Infra:

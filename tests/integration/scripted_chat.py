@@ -21,7 +21,9 @@ class ScriptedChat:
         piece_delay_s: float = 0.0,
         failures: list[ErrorCode] | None = None,
         retry_after_s: float | None = None,
+        echo: bool = False,  # answer with the last message's text (then the pieces)
     ) -> None:
+        self.echo = echo
         self.pieces = pieces
         self.delay_s = delay_s
         self.piece_delay_s = piece_delay_s
@@ -45,6 +47,8 @@ class ScriptedChat:
             )
         try:
             await asyncio.sleep(self.delay_s)
+            if self.echo:
+                yield TextPiece(str(messages[-1].content))
             for piece in self.pieces:
                 yield TextPiece(piece)
                 await asyncio.sleep(self.piece_delay_s)

@@ -12,7 +12,7 @@ from typing import Any
 
 from contracts.names import JOB_KINDS
 from contracts.vectors import VectorRecord
-from producer_sdk import FleetClient
+from producer_sdk import FleetClient, KafkaSecurity
 from workers.ops.local_fleet import (
     LOG_DIR,
     WATCH_INTERVAL_S,
@@ -90,7 +90,10 @@ async def _tour(
     start("generate")
     await ready("generate")
     start(*(kind for kind in JOB_KINDS if kind != "generate"))
-    async with FleetClient(bootstrap_servers, namespace=namespace, tenant="demo") as fleet:
+    security = KafkaSecurity.from_env()  # as the workers it started read it
+    async with FleetClient(
+        bootstrap_servers, security=security, namespace=namespace, tenant="demo"
+    ) as fleet:
         await _generate(fleet, prompt, max_tokens)
         await ready("embed", "vectors")
         await _embed_and_search(fleet)
