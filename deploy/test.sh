@@ -20,3 +20,10 @@ echo "[fleet] mypy --strict" >&2
 .venv/bin/mypy
 echo "[fleet] pytest" >&2
 .venv/bin/python -m pytest "$@"
+if (( $# == 0 )); then
+  # The integration tests again, through the broker's SASL_SSL listener (SCRAM-SHA-512 and
+  # the local CA): what a managed cluster asks of the SDK and the workers. Tests that start
+  # brokers of their own (plain ones) ran once above.
+  echo "[fleet] pytest: integration tests through Kafka's SASL_SSL listener" >&2
+  FLEET_TEST_KAFKA=sasl_ssl .venv/bin/python -m pytest -m "kafka and not private_kafka" tests/integration
+fi

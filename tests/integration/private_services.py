@@ -69,7 +69,11 @@ class PrivateKafka(_ScriptedService):
     def __init__(self, home: Path) -> None:
         self.port = free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
-        env = {"FLEET_KAFKA_PORT": str(self.port), "FLEET_KAFKA_CONTROLLER_PORT": str(free_port())}
+        env = {
+            "FLEET_KAFKA_PORT": str(self.port),
+            "FLEET_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "FLEET_KAFKA_SASL_PORT": "",  # plain only: no secured listeners on random ports
+        }
         installed = REPO / ".fleet/kafka/libs"
         if (installed / ".complete").is_file():  # the suite's jars: no second download
             (home / "kafka").mkdir(parents=True, exist_ok=True)

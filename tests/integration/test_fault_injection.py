@@ -31,7 +31,13 @@ from tests.integration.private_services import PrivateKafka, PrivateRedis, priva
 from tests.integration.worker_processes import WorkerProcess
 from workers.handlers.vectors import tenant_collection
 
-pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.private_kafka,
+    pytest.mark.redis,
+    pytest.mark.model,
+    pytest.mark.slow,
+]
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"

@@ -25,7 +25,7 @@ from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 
-pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.private_kafka, pytest.mark.redis, pytest.mark.slow]
 
 JOBS = 240
 IN_FLIGHT = 24

@@ -22,7 +22,7 @@ from tests.integration.worker_processes import WorkerProcess
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 
-pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+pytestmark = [pytest.mark.kafka, pytest.mark.private_kafka, pytest.mark.redis]
 
 MODEL = "scripted-model"
 
