@@ -11,6 +11,10 @@ a marker found at the next start means the last worker died mid-job: those crash
 counted, and a job that has crashed its worker more than ``max_crash_attempts`` times is
 not started again (``CrashedTooOften``): the runner dead-letters it.
 
+A dead-lettered job that got an error reply is recorded as done with that error, so a
+redelivery would only replay it. ``reopen`` (for ``fleet dlq replay``) removes such a
+failed outcome, so that the next delivery runs the job again.
+
 Script calls made in the same event-loop iteration go to Redis as one pipeline: under load
 most of the ledger's cost was redis-py's per-command overhead, not Redis (bench/roundtrip.py
 measured 85 us of worker CPU per call alone, 12 us pipelined).
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import enum
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, NamedTuple
@@ -29,7 +34,9 @@ import msgspec
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from contracts.errors import ErrorCode
+from contracts.codec import decode_chunk
+from contracts.errors import ContractError, ErrorCode
+from contracts.replies import ErrorReply
 from providers.errors import ProviderError
 from providers.redis_client import REDIS_FAILURES, RedisClient
 
@@ -76,6 +83,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 return 1
 """
+# KEYS: lock, done, running, crashes. ARGV: the done record the caller judged a failure
+# ('' when it found none). Removes the job's outcome, crash count and running marker only
+# while no worker holds the job and the outcome is still that one.
+# Returns 'reopened' | 'running' | 'changed'.
+_REOPEN: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'running' end
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 'changed' end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return 'reopened'
+"""
 
 
 class Started(msgspec.Struct, frozen=True):
@@ -101,6 +118,14 @@ class CrashedTooOften(msgspec.Struct, frozen=True):
 Claim = Started | AlreadyDone | Cancelled | CrashedTooOften
 
 
+class Reopening(enum.Enum):
+    """What ``JobLedger.reopen`` did with a job."""
+
+    REOPENED = "reopened"  # nothing stored, or its failure removed: the next delivery runs it
+    SUCCEEDED = "succeeded"  # its stored final reply is an answer: left as it is
+    RUNNING = "running"  # a worker holds it now: left as it is
+
+
 class JobKeys(NamedTuple):
     """One job's keys in the ledger (the one place their layout is written), in the order
     _BEGIN takes them."""
@@ -122,6 +147,10 @@ class JobKeys(NamedTuple):
     def ending(self) -> list[str]:
         """The keys _END takes."""
         return [self.lock, self.done, self.running]
+
+    def reopening(self) -> list[str]:
+        """The keys _REOPEN takes."""
+        return [self.lock, self.done, self.running, self.crashes]
 
 
 def _unavailable(exc: BaseException) -> ProviderError:
@@ -214,6 +243,14 @@ class ScriptPipeline:
         return results
 
 
+def _is_failure(final_reply: bytes) -> bool:
+    """Whether a stored final reply is an error (one that does not decode is no answer)."""
+    try:
+        return isinstance(decode_chunk(final_reply), ErrorReply)
+    except ContractError:
+        return True
+
+
 def job_ref(kind: str, tenant: str, request_id: str) -> str:
     """What the ledger knows a job by: its request id within its kind and tenant, so no
     stored answer, lock or cancel crosses tenants or kinds (tenants and ids are
@@ -252,6 +289,7 @@ class JobLedger:
         self._begin = redis.register_script(_BEGIN)
         self._renew = redis.register_script(_RENEW)
         self._end = redis.register_script(_END)
+        self._reopen = redis.register_script(_REOPEN)
         # Locks this worker holds (with a count: the same id can run twice here), renewed
         # together by one task that runs only while any is held.
         self._held: dict[str, int] = {}
@@ -333,6 +371,30 @@ class JobLedger:
         await self._scripts.call(
             self._end, self._keys(job).ending(), [self._owner, "", self._result_ttl_s]
         )
+
+    async def reopen(self, job: str) -> Reopening:
+        """Make a job that ended in failure runnable again (an operator replays its dead
+        letter): its stored error reply, its crash count and a stale running marker are
+        removed, so the next delivery runs it instead of replaying the error, and a job that
+        crashed its workers starts counting again. Its attempt counter stays (attempt
+        numbers only rise) and so does a caller's cancel (a cancelled submission is still
+        not run). A job whose stored final reply is an answer is left as it is (it ran: a
+        delivery gets that answer back), and so is one a worker holds now."""
+        keys = self._keys(job)
+        while True:
+            try:
+                stored = await self._redis.get(keys.done)
+            except REDIS_FAILURES as exc:
+                raise _unavailable(exc) from exc
+            done = stored.encode() if isinstance(stored, str) else stored
+            if done is not None and not _is_failure(done):
+                return Reopening.SUCCEEDED
+            state = await self._scripts.call(self._reopen, keys.reopening(), [done or b""])
+            if state == b"reopened":
+                return Reopening.REOPENED
+            if state == b"running":
+                return Reopening.RUNNING
+            # b"changed": a worker ended the job meanwhile; judge its new outcome
 
     async def _keep_alive(self) -> None:
         while True:

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from contracts.errors import FleetError
-from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS
+from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS, DeadLetterReason
 from contracts.schema import json_schema_text
 from producer_sdk import CorpusProgress, FleetClient, KafkaSecurity
 from producer_sdk.connection import DEFAULT_BOOTSTRAP
 from workers.log_dedup import hold_back_repeats
+from workers.ops.dead_letters import DeadLetterFilter, parse_duration
 from workers.ops.local_fleet import (
     WATCH_INTERVAL_S,
     LocalWorker,
@@ -116,6 +117,34 @@ def _parser() -> argparse.ArgumentParser:
     janitor.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
     janitor.add_argument("--config", type=Path, help="TOML settings file")
     janitor.set_defaults(func=_cmd_janitor)
+
+    dlq = sub.add_parser(
+        "dlq", help="list a kind's dead letters, or replay them once their cause is fixed"
+    )
+    dlq_sub = dlq.add_subparsers(required=True, metavar="ACTION")
+    dlq_list = dlq_sub.add_parser("list", help="print the dead letters, and a count per reason")
+    dlq_replay = dlq_sub.add_parser(
+        "replay",
+        help="publish the original requests again (once: a second replay skips them); "
+        "exits 1 when some could not be replayed",
+    )
+    for cmd in (dlq_list, dlq_replay):
+        cmd.add_argument("kind", choices=JOB_KINDS)
+        reasons = [r.value for r in DeadLetterReason]
+        cmd.add_argument("--reason", action="append", choices=reasons, metavar="REASON",
+                         help=f"only this reason (repeatable): {', '.join(reasons)}")  # fmt: skip
+        since = "only those dead-lettered this recently (90s, 15m, 2h, 7d)"
+        cmd.add_argument("--since", type=parse_duration, metavar="DURATION", help=since)
+        cmd.add_argument("--config", type=Path, help="TOML settings file")
+    dlq_list.add_argument("--limit", type=int, help="show the newest N (the summary counts all)")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(func=_cmd_dlq_list)
+    ids = "only these request ids"
+    dlq_replay.add_argument("--request-id", nargs="+", action="extend", metavar="ID", help=ids)
+    dlq_replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    again = "replay again what an earlier replay dealt with"
+    dlq_replay.add_argument("--from-start", action="store_true", help=again)
+    dlq_replay.set_defaults(func=_cmd_dlq_replay)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
@@ -279,6 +308,31 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {len(survey.stale)} reply topic(s) of clients gone for {args.older_than:g}s")
     return 0
+
+
+def _cmd_dlq_list(args: argparse.Namespace) -> int:
+    from workers.ops.dead_letter_report import print_dead_letters
+
+    selection = DeadLetterFilter.of(args.reason, since_s=args.since)
+    settings = load_settings(args.config)
+    asyncio.run(
+        print_dead_letters(settings, args.kind, selection, limit=args.limit, as_json=args.json)
+    )
+    return 0
+
+
+def _cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from workers.ops.dead_letter_replay import ReplayOptions, replay_dead_letters
+    from workers.ops.dead_letter_report import outcome_line, totals_line
+
+    selection = DeadLetterFilter.of(args.reason, args.request_id, args.since)
+    options = ReplayOptions(selection=selection, dry_run=args.dry_run, from_start=args.from_start)
+    settings = load_settings(args.config)
+    totals = asyncio.run(
+        replay_dead_letters(settings, args.kind, options, lambda o: print(outcome_line(o)))
+    )
+    print(totals_line(totals, dry_run=args.dry_run))
+    return 1 if totals.skipped else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
