@@ -28,6 +28,7 @@ from contracts.names import (
     reply_topic,
     request_topic,
     retry_topic,
+    shared_reply_topic,
 )
 from contracts.replies import (
     Chunk,
@@ -102,4 +103,5 @@ __all__ = [
     "reply_topic",
     "request_topic",
     "retry_topic",
+    "shared_reply_topic",
 ]

@@ -18,10 +18,14 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class ReplyAddress(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the worker sends the reply chunks of one request."""
+    """Where the worker sends the reply chunks of one request: a topic (and a partition, or
+    the one the request id's key hashes to). On a reply topic that several clients share,
+    ``client`` names the one that asked; workers put it in the ``fleet-reply-client``
+    header of every reply."""
 
     topic: TopicName
     partition: Count | None = None
+    client: Identifier | None = None
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):

@@ -45,8 +45,18 @@ def reply_topic(client_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
 
 
 def reply_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
-    """What every reply topic of the namespace starts with (workers reply to no other)."""
+    """What every private reply topic of the namespace starts with."""
     return f"{namespace}.v{SCHEMA_VERSION}.replies."
+
+
+def shared_reply_topic(service: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """A reply topic that the instances of one service share, created beforehand by whoever
+    may create topics (docs/decisions/0016), e.g. ``fleet.v1.shared-replies.billing``."""
+    return f"{shared_reply_topic_prefix(namespace)}{service}"
+
+
+def shared_reply_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
+    return f"{namespace}.v{SCHEMA_VERSION}.shared-replies."
 
 
 class Header:
@@ -70,6 +80,9 @@ class Header:
     TRACESTATE: Final = "tracestate"
     # On an empty message a client writes to its own reply topic to say it is alive.
     HEARTBEAT: Final = "fleet-heartbeat"
+    # On every reply to a request whose reply address names a client (`reply_to.client`):
+    # that client id, so that clients sharing a reply topic keep only their own replies.
+    REPLY_CLIENT: Final = "fleet-reply-client"
     RETRY_COUNT: Final = "fleet-retry-count"
     RETRY_NOT_BEFORE_MS: Final = "fleet-retry-not-before-ms"
     RETRY_REASON: Final = "fleet-retry-reason"

@@ -1,6 +1,7 @@
 """The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
 
 from contracts.generate import ChatMessage
+from contracts.names import shared_reply_topic
 from contracts.replies import GenerateResult, TextDelta
 from contracts.vectors import VectorRecord
 from producer_sdk.batch import CorpusProgress
@@ -24,4 +25,5 @@ __all__ = [
     "StreamRestarted",
     "TextDelta",
     "VectorRecord",
+    "shared_reply_topic",
 ]

@@ -16,7 +16,7 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, control_topic, request_topic
 from contracts.signing import sign
-from producer_sdk.connection import KafkaConnection
+from producer_sdk.connection import KafkaConnection, start_client
 from producer_sdk.replies import ReplyRouter
 from producer_sdk.topics import delete_topics, ensure_topics
 from producer_sdk.tracing import inject_headers
@@ -28,8 +28,10 @@ _REPLY_RETENTION_MS = 3_600_000
 
 
 class ClientChannel:
-    """Opened by ``FleetClient.__aenter__``: creates the reply topic and is positioned at its
-    end before any request goes out; ``close`` deletes the topic."""
+    """Opened by ``FleetClient.__aenter__``: its reply topic is read from its end before any
+    request goes out. A private reply topic (the default) is created here, kept alive by a
+    heartbeat and deleted by ``close``; a shared one (``reply_address.client`` set) must
+    exist already, and is only read (docs/decisions/0016)."""
 
     def __init__(
         self,
@@ -42,7 +44,8 @@ class ClientChannel:
         self._connection = connection
         self._tenant_key = tenant_key
         self._namespace = namespace
-        self._reply_topic = reply_address.topic
+        self._reply = reply_address
+        self._shared = reply_address.client is not None
         self._content_type = content_type
         # Not idempotent, as the workers' (decision 0014): a broker restart must not wedge it.
         self._producer = AIOKafkaProducer(
@@ -51,34 +54,55 @@ class ClientChannel:
         self._consumer = AIOKafkaConsumer(
             **connection.options(), group_id=None, enable_auto_commit=False
         )
-        self.router = ReplyRouter(self._consumer)
+        self.router = ReplyRouter(self._consumer, reply_address.client)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
+        topic = self._reply.topic
         try:
-            await ensure_topics(
-                self._connection,
-                {self._reply_topic: 1},
-                configs={"retention.ms": str(_REPLY_RETENTION_MS)},
-            )
-        except BaseException:
-            await self._consumer.stop()  # never started: only closes their resources
-            await self._producer.stop()
-            raise
-        try:
-            await self._producer.start()
+            if not self._shared:
+                await ensure_topics(
+                    self._connection, {topic: 1}, configs={"retention.ms": str(_REPLY_RETENTION_MS)}
+                )
+            await start_client(self._producer, self._connection)
             await self._consumer.start()
-            tp = TopicPartition(self._reply_topic, 0)
-            self._consumer.assign([tp])
-            await self._consumer.seek_to_end(tp)
-            await self._consumer.position(tp)  # positioned before any request goes out
+            partitions = [TopicPartition(topic, p) for p in await self._reply_partitions()]
+            self._consumer.assign(partitions)
+            await self._consumer.seek_to_end(*partitions)
+            for tp in partitions:  # positioned before any request goes out
+                await self._consumer.position(tp)
         except BaseException:
-            await self.close()
+            await self._stop_clients()
             raise
-        self._tasks = [
-            asyncio.create_task(self.router.run(), name=f"replies-{self._reply_topic}"),
-            asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self._reply_topic}"),
-        ]
+        self._tasks = [asyncio.create_task(self.router.run(), name=f"replies-{topic}")]
+        if not self._shared:
+            self._tasks.append(asyncio.create_task(self._heartbeat(), name=f"heartbeat-{topic}"))
+
+    async def _reply_partitions(self) -> list[int]:
+        """The partitions this client reads: its private topic's one; of a shared topic, the
+        one its address names, or all of them."""
+        if not self._shared:
+            return [0]
+        topic = self._reply.topic
+        if topic not in await self._consumer.topics():  # the cluster's topics, fetched now
+            raise FleetError(
+                f"the shared reply topic {topic!r} does not exist: it is created beforehand "
+                "by whoever may create topics (docs/operations.md), or leave reply_topic "
+                "unset for a private reply topic of the client's own"
+            )
+        partitions = await self._producer.partitions_for(topic)
+        if self._reply.partition is None:
+            return sorted(partitions)
+        if self._reply.partition not in partitions:
+            raise FleetError(
+                f"reply_partition {self._reply.partition} is not a partition of {topic!r} "
+                f"(it has {len(partitions)})"
+            )
+        return [self._reply.partition]
+
+    def reading(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this client reads its replies from."""
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -86,11 +110,16 @@ class ClientChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self._stop_clients()
+        if not self._shared:
+            # An unreachable broker keeps the topic; retention empties it, `fleet janitor`
+            # removes it.
+            with contextlib.suppress(KafkaError, FleetError):
+                await delete_topics(self._connection, [self._reply.topic])
+
+    async def _stop_clients(self) -> None:
         await self._consumer.stop()
         await self._producer.stop()
-        # An unreachable broker keeps the topic; retention empties it, `fleet janitor` removes it.
-        with contextlib.suppress(KafkaError):
-            await delete_topics(self._connection, [self._reply_topic])
 
     async def send_request(self, kind: str, request: AnyRequest) -> None:
         topic = request_topic(kind, self._namespace)
@@ -145,8 +174,8 @@ class ClientChannel:
         while True:
             try:
                 await self._producer.send(
-                    self._reply_topic, b"", partition=0, headers=[(Header.HEARTBEAT, b"")]
+                    self._reply.topic, b"", partition=0, headers=[(Header.HEARTBEAT, b"")]
                 )
             except KafkaError as exc:
-                log.warning("heartbeat to %s failed: %r", self._reply_topic, exc)
+                log.warning("heartbeat to %s failed: %r", self._reply.topic, exc)
             await asyncio.sleep(CLIENT_HEARTBEAT_S)

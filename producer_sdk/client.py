@@ -17,12 +17,8 @@ from contracts.embed import EmbedRequest
 from contracts.embed_parts import EmbedJoiner
 from contracts.envelope import ReplyAddress
 from contracts.generate import ChatMessage, GenerateRequest
-from contracts.names import (
-    DEFAULT_NAMESPACE,
-    DEFAULT_TENANT,
-    ContentType,
-    reply_topic,
-)
+from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, ContentType
+from contracts.names import reply_topic as private_reply_topic
 from contracts.replies import (
     EmbedPart,
     EmbedResult,
@@ -63,8 +59,13 @@ class FleetClient:
     """``async with FleetClient(bootstrap_servers) as fleet: ...``
 
     On entry the client creates its private reply topic and starts listening on it; on exit
-    it deletes the topic. A secured cluster: ``FleetClient(servers, security=KafkaSecurity(
-    security_protocol="SASL_SSL", ...))``, or ``FleetClient.from_env()``.
+    it deletes the topic. Where the cluster does not let clients create topics, the
+    instances of a service share one made beforehand: ``reply_topic=shared_reply_topic(
+    "billing")`` (each reads every partition and keeps its own replies), optionally with a
+    ``reply_partition`` of its own to read only that one.
+
+    A secured cluster: ``FleetClient(servers, security=KafkaSecurity(security_protocol=
+    "SASL_SSL", ...))``, or ``FleetClient.from_env()``.
     """
 
     def __init__(
@@ -78,6 +79,8 @@ class FleetClient:
         default_timeout_s: float = 120.0,
         content_type: str = ContentType.MSGPACK,
         tenant_key: str | bytes | None = None,
+        reply_topic: str | None = None,
+        reply_partition: int | None = None,
     ) -> None:
         self.connection = KafkaConnection(bootstrap_servers=bootstrap_servers, security=security)
         # Signs every request (contracts/signing.py): workers with tenant keys configured run
@@ -88,7 +91,16 @@ class FleetClient:
         self.client_id = client_id or uuid.uuid4().hex
         self.default_timeout_s = default_timeout_s
         self.content_type = content_type
-        self.reply_address = ReplyAddress(topic=reply_topic(self.client_id, namespace), partition=0)
+        if reply_topic is None:  # a private topic, created and deleted by this client
+            if reply_partition is not None:
+                raise ValueError("reply_partition needs a shared reply_topic")
+            self.reply_address = ReplyAddress(
+                topic=private_reply_topic(self.client_id, namespace), partition=0
+            )
+        else:  # shared with other clients, which tell their replies apart by client id
+            self.reply_address = ReplyAddress(
+                topic=reply_topic, partition=reply_partition, client=self.client_id
+            )
         self._channel: ClientChannel | None = None
 
     @classmethod

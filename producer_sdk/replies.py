@@ -1,7 +1,8 @@
-"""Reply routing: this client's private reply topic, demultiplexed by request id.
+"""Reply routing: this client's reply topic, demultiplexed by request id.
 
-Each FleetClient owns one reply topic, so replies reach the instance that asked however
-many producer instances run. Within a request, chunks are ordered by (attempt, seq): a
+Each FleetClient reads a reply topic of its own, or a shared one where it keeps only the
+replies marked with its client id, so replies reach the instance that asked however many
+producer instances run. Within a request, chunks are ordered by (attempt, seq): a
 duplicate or an older attempt's chunk is dropped, a newer attempt restarts the stream.
 """
 
@@ -63,8 +64,13 @@ class ReplyInbox:
 
 
 class ReplyRouter:
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    """Hands each reply on the client's reply topic to the inbox of its request. On a shared
+    topic, replies to other clients (another ``fleet-reply-client``, or a request id this
+    client is not waiting for) are passed over without being decoded."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, client_id: str | None = None) -> None:
         self._consumer = consumer
+        self._client = client_id.encode() if client_id is not None else None
         self._inboxes: dict[str, ReplyInbox] = {}
         self.unrouted = 0  # chunks for requests this client is not waiting for
 
@@ -83,6 +89,15 @@ class ReplyRouter:
             headers = dict(message.headers)
             if Header.HEARTBEAT in headers:
                 continue  # this client's own sign of life
+            owner = headers.get(Header.REPLY_CLIENT)
+            if owner is not None and owner != self._client:
+                continue  # another client's, on a shared reply topic
+            if (
+                message.key is not None
+                and message.key.decode(errors="replace") not in self._inboxes
+            ):
+                self.unrouted += 1
+                continue
             content_type = headers.get(Header.CONTENT_TYPE)
             declared = content_type.decode(errors="replace") if content_type is not None else None
             try:

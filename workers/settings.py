@@ -10,7 +10,12 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from contracts.errors import ConfigError
-from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_NAMESPACE, reply_topic_prefix
+from contracts.names import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_NAMESPACE,
+    reply_topic_prefix,
+    shared_reply_topic_prefix,
+)
 from contracts.secrets import Secret, decode_secret
 from producer_sdk.connection import (
     DEFAULT_BOOTSTRAP,
@@ -135,7 +140,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Each tenant's signing key (contracts/signing.py). With any key configured, a request
     # runs only when its tenant's key signed it (verify_tenants = false turns that off).
     tenant_keys: dict[str, Secret] = msgspec.field(default_factory=dict)
-    # Workers reply only to the namespace's reply topics ("<namespace>.v1.replies.*") and to
+    # Workers reply only to the namespace's reply topics (private ones,
+    # "<namespace>.v1.replies.*", and shared ones, "<namespace>.v1.shared-replies.*") and to
     # the topics named here.
     reply_topics: list[str] = msgspec.field(default_factory=list)
     verify_tenants: bool | None = None
@@ -181,8 +187,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return KafkaConnection(bootstrap_servers=self.bootstrap_servers, security=self.kafka)
 
     def reply_topic_allowed(self, topic: str) -> bool:
-        """Whether workers may reply to ``topic``: the namespace's reply family, or named."""
-        return topic.startswith(reply_topic_prefix(self.namespace)) or topic in self.reply_topics
+        """Whether workers may reply to ``topic``: the namespace's reply families, or named."""
+        families = (reply_topic_prefix(self.namespace), shared_reply_topic_prefix(self.namespace))
+        return topic.startswith(families) or topic in self.reply_topics
 
     def tenant_verification(self) -> dict[str, bytes] | None:
         """The keys to verify tenants with, or None when tenants are taken as declared."""

@@ -104,7 +104,10 @@ async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> 
     await start_client(admin, settings.connection)
     await consumer.start()
     try:
-        topics = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        named = set(settings.reply_topics)  # shared by design: never a dead client's
+        topics = sorted(
+            t for t in await admin.list_topics() if t.startswith(prefix) and t not in named
+        )
         stale: list[StaleReplyTopic] = []
         empty: list[str] = []
         now_ms = time.time() * 1000

@@ -99,6 +99,8 @@ class ReplyStream:
         self._content_type = content_type
         self._limits = limits
         self._headers = [(Header.CONTENT_TYPE, content_type.encode())]
+        if address is not None and address.client is not None:
+            self._headers.append((Header.REPLY_CLIENT, address.client.encode()))
         self._pending: list[asyncio.Future[Any]] = []
         self.sent = 0  # chunks handed to the producer: also the next seq the caller expects
 
