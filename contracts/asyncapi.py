@@ -1,0 +1,248 @@
+"""AsyncAPI 3.0 document of the fleet's topics, generated from the Structs and the names in
+``contracts.names`` (never written by hand): every topic, message, key and header, and how
+a producer in another language gets its replies (docs/other-languages.md walks through it
+with kcat)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from contracts.codec import TOPIC_REQUEST_TYPES
+from contracts.control import ControlMessage
+from contracts.names import (
+    DEFAULT_NAMESPACE,
+    JOB_KINDS,
+    SCHEMA_VERSION,
+    ContentType,
+    DeadLetterReason,
+    Header,
+    control_topic,
+    dead_letter_topic,
+    reply_topic,
+    request_topic,
+    shared_reply_topic,
+)
+from contracts.replies import ReplyChunk
+
+ASYNCAPI_VERSION: Final = "3.0.0"
+_KAFKA_BINDING: Final = "0.5.0"
+_SCHEMAS: Final = "#/components/schemas/"
+
+
+def _string(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+_CONTENT_TYPE: Final = _string(
+    "How the value is encoded; msgpack when absent. Producers in other languages send JSON "
+    "and get JSON replies.",
+    enum=[ContentType.MSGPACK, ContentType.JSON],
+)
+_SIGNATURE: Final = _string(
+    "HMAC-SHA256 of the exact value bytes with the tenant's key, hex. Needed where the "
+    "workers verify tenants (`tenant_keys`)."
+)
+_TRACE: Final = {
+    Header.TRACEPARENT: _string("W3C trace context, carried to the worker and its model call."),
+    Header.TRACESTATE: _string("W3C trace state."),
+}
+
+# Header schemas per message family.
+_HEADERS: Final[dict[str, dict[str, Any]]] = {
+    "RequestHeaders": {
+        Header.CONTENT_TYPE: _CONTENT_TYPE,
+        Header.REQUEST_ID: _string("The request id again (the key holds it too)."),
+        Header.TENANT_SIGNATURE: _SIGNATURE,
+        **_TRACE,
+    },
+    "ReplyHeaders": {
+        Header.CONTENT_TYPE: _CONTENT_TYPE,
+        Header.REPLY_CLIENT: _string(
+            "The `reply_to.client` of the request, when it named one: on a shared reply "
+            "topic each client keeps the replies that carry its own id."
+        ),
+        Header.HEARTBEAT: _string(
+            "Only on empty records a client writes to its own private reply topic to show "
+            "it is alive: skip them."
+        ),
+    },
+    "ControlHeaders": {Header.TENANT_SIGNATURE: _SIGNATURE},
+    "DeadLetterHeaders": {
+        Header.DLQ_REASON: _string(
+            "Why the message was dead-lettered.", enum=[r.value for r in DeadLetterReason]
+        ),
+        Header.DLQ_DETAIL: _string("What happened, in words."),
+        Header.DLQ_ERROR_CODE: _string("The error code of the last failure, when there was one."),
+        Header.DLQ_SOURCE_TOPIC: _string("Where the message was read from."),
+        Header.DLQ_SOURCE_PARTITION: _string("Its partition (decimal)."),
+        Header.DLQ_SOURCE_OFFSET: _string("Its offset (decimal)."),
+        Header.CONTENT_TYPE: _CONTENT_TYPE,
+        Header.TENANT_SIGNATURE: _SIGNATURE,
+    },
+}
+
+
+def _pascal(kind: str) -> str:
+    return kind.capitalize()
+
+
+def _message(
+    name: str, summary: str, payload: str, headers: str, key: str | None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "name": name,
+        "summary": summary,
+        "headers": {"$ref": f"{_SCHEMAS}{headers}"},
+        "payload": {"$ref": f"{_SCHEMAS}{payload}"},
+    }
+    if key is not None:
+        message["bindings"] = {
+            "kafka": {
+                "key": {"type": "string", "description": key},
+                "bindingVersion": _KAFKA_BINDING,
+            }
+        }
+    return message
+
+
+def _channel(
+    address: str | None, description: str, messages: list[str], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "address": address,
+        "description": description,
+        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
+        **extra,
+    }
+
+
+def _as_asyncapi_schema(node: Any) -> Any:
+    """msgspec writes OpenAPI's discriminator object; an AsyncAPI schema names the property."""
+    if isinstance(node, dict):
+        out = {k: _as_asyncapi_schema(v) for k, v in node.items()}
+        if isinstance(out.get("discriminator"), dict):
+            out["discriminator"] = out["discriminator"]["propertyName"]
+        return out
+    if isinstance(node, list):
+        return [_as_asyncapi_schema(v) for v in node]
+    return node
+
+
+def _schemas() -> dict[str, Any]:
+    names = [f"{_pascal(kind)}Requests" for kind in TOPIC_REQUEST_TYPES]
+    types: list[Any] = [*TOPIC_REQUEST_TYPES.values(), ReplyChunk, ControlMessage]
+    roots, components = msgspec.json.schema_components(types, ref_template=_SCHEMAS + "{name}")
+    schemas = dict(components)
+    schemas.update(zip([*names, "ReplyChunk", "ControlMessages"], roots, strict=True))
+    for name, headers in _HEADERS.items():
+        schemas[name] = {"type": "object", "properties": headers}
+    schemas["DeadLetter"] = {
+        "description": "The original message's bytes, unchanged (it may not decode at all).",
+    }
+    return {name: _as_asyncapi_schema(schema) for name, schema in schemas.items()}
+
+
+def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+    channels: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    key = "The request id: every record of one request (and of its reply) has it as its key."
+    for kind in JOB_KINDS:
+        name = f"{kind}Request"
+        messages[name] = _message(
+            name, f"A {kind} job.", f"{_pascal(kind)}Requests", "RequestHeaders", key
+        )
+        channels[f"{kind}Requests"] = _channel(
+            request_topic(kind, namespace),
+            f"{_pascal(kind)} jobs, read by the {kind} workers' consumer group "
+            f"`{namespace}.{kind}.workers`. Set `reply_to` to get replies (see `replies`).",
+            [name],
+        )
+        channels[f"{kind}Control"] = _channel(
+            control_topic(kind, namespace),
+            f"Cancellations of {kind} jobs; every {kind} worker reads all of it.",
+            ["cancelJob"],
+        )
+        channels[f"{kind}DeadLetters"] = _channel(
+            dead_letter_topic(kind, namespace),
+            f"{_pascal(kind)} messages that could not be processed, with the reason in the "
+            "headers (`fleet dlq list`, `fleet dlq replay`).",
+            ["deadLetter"],
+        )
+        operations[f"send{_pascal(kind)}Request"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{kind}Requests"},
+            "summary": f"A producer sends a {kind} job and reads its reply chunks.",
+            "reply": {
+                "address": {
+                    "location": "$message.payload#/reply_to/topic",
+                    "description": "The topic the request's `reply_to` names.",
+                },
+                "channel": {"$ref": "#/channels/replies"},
+            },
+        }
+    messages["replyChunk"] = _message(
+        "replyChunk",
+        "One chunk of a reply: deltas or segments in order (seq from 0 within an attempt), "
+        "then one final chunk (a result or an error). A higher `attempt` restarts the stream.",
+        "ReplyChunk",
+        "ReplyHeaders",
+        key,
+    )
+    messages["cancelJob"] = _message(
+        "cancelJob", "Stop (or never start) a job.", "ControlMessages", "ControlHeaders", key
+    )
+    messages["deadLetter"] = _message(
+        "deadLetter", "A message the fleet gave up on.", "DeadLetter", "DeadLetterHeaders", None
+    )
+    private = reply_topic("{clientId}", namespace)
+    shared = shared_reply_topic("{service}", namespace)
+    channels["replies"] = _channel(
+        None,
+        f"Wherever a request's `reply_to` points: a private topic ({private}), or a shared "
+        f"one ({shared}). Workers reply to no other topics unless configured to.",
+        ["replyChunk"],
+    )
+    channels["privateReplies"] = _channel(
+        private,
+        "The reply topic of one client, created (one partition) and deleted by it. Clients "
+        "that may not create topics use a shared one.",
+        ["replyChunk"],
+        parameters={"clientId": {"description": "The client's id."}},
+    )
+    channels["sharedReplies"] = _channel(
+        shared,
+        "A reply topic the instances of one service share, created beforehand. A client "
+        "sets `reply_to.client` to an id of its own and keeps the records whose "
+        f"`{Header.REPLY_CLIENT}` header carries it (or those whose key is one of its "
+        "request ids).",
+        ["replyChunk"],
+        parameters={"service": {"description": "The service's name."}},
+    )
+    operations["receiveReplies"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/replies"},
+        "summary": "A producer reads the reply chunks of its requests.",
+    }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "AI job fleet",
+            "version": f"{SCHEMA_VERSION}.0.0",
+            "description": (
+                "Generate, embed, transcribe and vector jobs over Kafka. Values are msgpack, "
+                "or JSON with `content-type: application/json`; keys are request ids."
+            ),
+        },
+        "defaultContentType": ContentType.JSON,
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": _schemas()},
+    }
+
+
+def asyncapi_text(namespace: str = DEFAULT_NAMESPACE) -> str:
+    document = msgspec.json.encode(asyncapi_document(namespace))
+    return msgspec.json.format(document, indent=2).decode() + "\n"
