@@ -6,7 +6,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 bash deploy/setup.sh dev
-bash deploy/local/system-packages.sh || echo "[fleet] continuing: speech tests will be skipped" >&2
+bash deploy/local/system-packages.sh || echo "[fleet] continuing: the speech and kcat tests will be skipped" >&2
 
 if ! bash deploy/local/services.sh status >/dev/null 2>&1; then
   trap 'bash deploy/local/services.sh stop' EXIT

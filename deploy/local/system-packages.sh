@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the tests need beside the Python ones: espeak-ng (synthesises real speech
-# for the transcription tests) and sox (resamples and mixes audio). Installs only what is missing.
+# for the transcription tests), sox (resamples and mixes audio) and kcat (runs the example of
+# docs/other-languages.md, as a producer in another language would). Installs only what is missing.
 # usage: deploy/local/system-packages.sh
 set -euo pipefail
 
-PACKAGES=(espeak-ng sox)
+PACKAGES=(espeak-ng sox kcat)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
