@@ -1,0 +1,104 @@
+"""Kafka security settings: validated at once with the field named, read alike from code,
+the workers' TOML file and FLEET_* variables, and turned into the same aiokafka options."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from contracts.errors import ConfigError
+from contracts.secrets import Secret
+from producer_sdk import FleetClient, KafkaSecurity
+from producer_sdk.connection import KafkaConnection
+from workers.settings import load_settings
+
+SASL = {
+    "FLEET_SECURITY_PROTOCOL": "SASL_SSL",
+    "FLEET_SASL_MECHANISM": "SCRAM-SHA-256",
+    "FLEET_SASL_USERNAME": "svc",
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "needs sasl_mechanism"),
+        ({"sasl_mechanism": "PLAIN"}, "security_protocol is PLAINTEXT"),
+        ({"security_protocol": "SSL", "ssl_certfile": "/etc/hostname"}, "go together"),
+        ({"ssl_cafile": "/etc/hostname"}, "TLS files are set"),
+        ({"security_protocol": "SSL", "ssl_cafile": "/no/such/ca.pem"}, "not a readable file"),
+        ({"security_protocol": "SASL_SSH"}, "security_protocol"),
+    ],
+)
+def test_inconsistent_settings_are_refused_with_the_reason(
+    fields: dict[str, str], complaint: str
+) -> None:
+    with pytest.raises(msgspec.ValidationError, match=complaint):
+        msgspec.convert(fields, KafkaSecurity)
+
+
+def test_the_environment_configures_the_sdk_and_the_workers_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = tmp_path / "password"
+    password.write_text("s3cret-from-a-file\n")
+    env = {**SASL, "FLEET_SASL_PASSWORD": f"file:{password}", "FLEET_SSL_CHECK_HOSTNAME": "false"}
+    expected = KafkaSecurity(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="svc",
+        sasl_password=Secret("s3cret-from-a-file"),
+        ssl_check_hostname=False,
+    )
+    assert KafkaSecurity.from_env(env) == expected
+    client = FleetClient.from_env({**env, "FLEET_BOOTSTRAP_SERVERS": "k1:9093,k2:9093"})
+    assert client.connection == KafkaConnection(
+        bootstrap_servers="k1:9093,k2:9093", security=expected
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().kafka == expected
+
+
+def test_the_variables_override_the_toml_table_field_by_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        '[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n'
+        'sasl_username = "from-toml"\nsasl_password = "env:KAFKA_PASSWORD"\n'
+    )
+    monkeypatch.setenv("KAFKA_PASSWORD", "pw")
+    monkeypatch.setenv("FLEET_SASL_USERNAME", "from-env")
+    kafka = load_settings(config).kafka
+    assert (kafka.sasl_mechanism, kafka.sasl_username, kafka.sasl_password) == (
+        "PLAIN",
+        "from-env",
+        Secret("pw"),
+    )
+
+
+def test_a_missing_password_variable_is_named_not_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**SASL, "FLEET_SASL_PASSWORD": "env:NOT_SET_ANYWHERE"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
+        load_settings()
+
+
+def test_options_carry_tls_and_sasl_to_every_client() -> None:
+    security = KafkaSecurity(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password=Secret("pw"),
+    )
+    options = KafkaConnection(bootstrap_servers="b:1", security=security).options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert (options["sasl_mechanism"], options["sasl_plain_username"]) == ("SCRAM-SHA-512", "svc")
+    assert options["sasl_plain_password"] == "pw"
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert options["ssl_context"].check_hostname
+    assert "ssl_context" not in KafkaConnection(bootstrap_servers="b:1").options()
