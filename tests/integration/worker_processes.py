@@ -31,9 +31,12 @@ class WorkerProcess:
         log: Path,
         module: str = "workers.ops.cli",  # a module that runs workers.ops.cli's main
         env: dict[str, str] | None = None,  # variables of its own, set last
+        prefix: list[str] | None = None,  # run through this (["ip", "netns", "exec", ns])
+        health_host: str = "127.0.0.1",  # where its health port is reached from here
     ) -> None:
         self.port = free_port()
         self.log = log
+        self.health = f"http://{health_host}:{self.port}"
         env = {
             **os.environ,
             **infra.kafka_env(),
@@ -41,8 +44,8 @@ class WorkerProcess:
             "FLEET_NAMESPACE": namespace,
             **(env or {}),
         }
-        command = [sys.executable, "-m", module, "worker", kind, "--config", str(config),
-                   "--health-port", str(self.port)]  # fmt: skip
+        command = [*(prefix or []), sys.executable, "-m", module, "worker", kind,
+                   "--config", str(config), "--health-port", str(self.port)]  # fmt: skip
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -54,7 +57,7 @@ class WorkerProcess:
                 if self.process.poll() is not None:
                     raise AssertionError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
                 try:
-                    response = await http.get(f"http://127.0.0.1:{self.port}/readyz")
+                    response = await http.get(f"{self.health}/readyz")
                     if response.status_code == 200:
                         return
                 except httpx.TransportError:
@@ -67,7 +70,7 @@ class WorkerProcess:
     async def metric(self, name: str) -> float:
         """Sum of a metric's samples from this worker's /metrics."""
         async with httpx.AsyncClient() as http:
-            text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
+            text = (await http.get(f"{self.health}/metrics")).text
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name + "{") or line.startswith(name + " "):
