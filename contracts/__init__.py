@@ -13,7 +13,14 @@ from contracts.control import CancelJob
 from contracts.embed import EmbedRequest
 from contracts.envelope import ReplyAddress, Request, RequestHead
 from contracts.errors import ConfigError, ContractError, ErrorCode, FleetError
-from contracts.generate import ChatMessage, GenerateRequest, ToolCall, ToolSpec
+from contracts.generate import (
+    ChatMessage,
+    GenerateRequest,
+    NamedToolChoice,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
 from contracts.names import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_NAMESPACE,
@@ -38,6 +45,7 @@ from contracts.replies import (
     GenerateResult,
     ReplyChunk,
     TextDelta,
+    ToolCallDelta,
     TranscribeResult,
     TranscriptSegment,
     VectorMatch,
@@ -75,12 +83,15 @@ __all__ = [
     "GenerateRequest",
     "GenerateResult",
     "Header",
+    "NamedToolChoice",
     "ReplyAddress",
     "ReplyChunk",
     "Request",
     "RequestHead",
     "TextDelta",
     "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "ToolSpec",
     "TranscribeRequest",
     "TranscribeResult",

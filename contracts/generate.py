@@ -9,6 +9,9 @@ import msgspec
 from contracts.envelope import Identifier, Name, Request
 
 Role = Literal["system", "user", "assistant", "tool"]
+# What the OpenAI and Anthropic APIs both accept as a function's name.
+ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
 
 
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,14 +24,27 @@ class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     content: str
     name: str | None = None
+    # An assistant turn that asked for tools (its content may be empty).
     tool_calls: list[ToolCall] | None = None
+    # A tool turn: the id of the call it answers.
     tool_call_id: str | None = None
 
 
 class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
+    name: ToolName
     description: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)  # JSON Schema
+
+
+class NamedToolChoice(msgspec.Struct, frozen=True, kw_only=True):
+    """Make the model call this tool (one of the request's ``tools``)."""
+
+    name: ToolName
+
+
+# "auto": the model decides; "none": it answers in text; "required": it calls at least one
+# tool; a NamedToolChoice: it calls that one.
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
 
 
 class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
@@ -42,6 +58,44 @@ class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     stop: list[str] | None = None
+    # Offered to the model; a provider without tool support refuses the request
+    # (invalid_input), never drops them. Calls come back as ToolCallDelta chunks and in
+    # GenerateResult.tool_calls (finish_reason "tool_calls").
     tools: list[ToolSpec] | None = None
+    # Only with tools; None: the provider's default ("auto").
+    tool_choice: ToolChoice | None = None
+    # The sampling fields below are refused (invalid_input, naming the field) by a provider
+    # that cannot honour them.
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    # The end user the request is made for, passed to providers that track abuse per user.
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     # False: no deltas, only the final reply (callers that want the whole answer at once).
     stream: bool = True
+
+    def __post_init__(self) -> None:
+        _check_tool_choice(self.tools, self.tool_choice)
+        for message in self.messages:
+            _check_tool_turn(message)
+
+
+def _check_tool_choice(tools: list[ToolSpec] | None, choice: ToolChoice | None) -> None:
+    names = [tool.name for tool in tools or ()]
+    if len(set(names)) != len(names):
+        raise msgspec.ValidationError("`tools` names a tool twice")
+    if choice is None:
+        return
+    if not names:
+        raise msgspec.ValidationError("`tool_choice` is set but `tools` is empty")
+    if isinstance(choice, NamedToolChoice) and choice.name not in names:
+        raise msgspec.ValidationError(
+            f"`tool_choice` names {choice.name!r}, which is not one of `tools`"
+        )
+
+
+def _check_tool_turn(message: ChatMessage) -> None:
+    if message.role == "tool" and not message.tool_call_id:
+        raise msgspec.ValidationError("a message with role 'tool' needs `tool_call_id`")
+    if message.tool_calls and message.role != "assistant":
+        raise msgspec.ValidationError("only an assistant message may hold `tool_calls`")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from contracts.errors import ErrorCode
+from contracts.generate import ToolCall
 from contracts.usage import Usage
 
 
@@ -35,11 +36,25 @@ class TextDelta(Chunk, frozen=True, kw_only=True, tag="delta"):
     text: str
 
 
+class ToolCallDelta(Chunk, frozen=True, kw_only=True, tag="tool_call_delta"):
+    """A piece of tool call ``index`` (0, 1, ... in the order the model began them) as the
+    model writes it: the first piece of a call has its ``id`` and ``name``, and the pieces'
+    ``arguments`` joined are its JSON arguments. GenerateResult.tool_calls has them whole."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 class GenerateResult(Final, frozen=True, kw_only=True, tag="generate_result"):
     text: str
     model: str
+    # "tool_calls" when the model stopped to ask for tool_calls: answer each with a message
+    # of role "tool" (its tool_call_id) in the next request of the session.
     finish_reason: str = "stop"
     usage: Usage = Usage()
+    tool_calls: list[ToolCall] | None = None
 
 
 class EmbedPart(Chunk, frozen=True, kw_only=True, tag="embed_part"):
@@ -99,6 +114,7 @@ class ErrorReply(Final, frozen=True, kw_only=True, tag="error"):
 
 ReplyChunk = (
     TextDelta
+    | ToolCallDelta
     | EmbedPart
     | TranscriptSegment
     | GenerateResult
