@@ -34,10 +34,12 @@ async def ensure_topics(
     *,
     configs: dict[str, str] | None = None,
     timeout_s: float = 30.0,
-) -> None:
+) -> dict[str, int]:
     """Create each topic (name -> partitions, or a TopicSpec) that does not exist yet, and
-    wait until the broker describes all of them with their partitions. A plain partition
-    count takes ``configs`` and the cluster's default replication.
+    wait until the broker describes all of them, those created with all their partitions.
+    A plain partition count takes ``configs`` and the cluster's default replication. A topic
+    that exists is left as it is, with however many partitions it has: the counts the broker
+    describes are returned.
 
     The wait matters on a fresh broker: creation returns before the topics reach the
     metadata, and a consumer group that forms in between is assigned nothing.
@@ -70,7 +72,8 @@ async def ensure_topics(
             # Another replica may create the same topics at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-        await _wait_described(admin, {n: s.partitions for n, s in specs.items()}, timeout_s)
+        expected = {name: spec.partitions if name in missing else 1 for name, spec in specs.items()}
+        return await _wait_described(admin, expected, timeout_s)
     finally:
         await admin.close()
 
@@ -91,18 +94,20 @@ async def default_replication(admin: AIOKafkaAdminClient) -> int:
 
 async def _wait_described(
     admin: AIOKafkaAdminClient, topics: dict[str, int], timeout_s: float
-) -> None:
+) -> dict[str, int]:
+    """Wait until each topic is described with at least its count of partitions; the
+    counts described."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         with contextlib.suppress(KafkaError):
             described = await admin.describe_topics(list(topics))
             ready = {
-                d["topic"]
+                d["topic"]: len(d["partitions"])
                 for d in described
                 if d["error_code"] == 0 and len(d["partitions"]) >= topics[d["topic"]]
             }
-            if ready >= set(topics):
-                return
+            if set(ready) >= set(topics):
+                return ready
         if asyncio.get_running_loop().time() > deadline:
             raise FleetError(f"topics {sorted(topics)} not ready on the broker after {timeout_s}s")
         await asyncio.sleep(0.1)

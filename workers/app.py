@@ -181,7 +181,7 @@ class Worker:
         waiting = 0
         while not self._stop_requested.is_set():
             try:
-                await ensure_topics(s.connection, self._topics())
+                partitions = await ensure_topics(s.connection, self._topics())
             except (KafkaError, OSError) as exc:
                 if not waiting:
                     log.warning(
@@ -195,6 +195,13 @@ class Worker:
                 continue
             if waiting:
                 log.info("%s worker: Kafka is reachable after %d tries", self.kind, waiting + 1)
+            requests = request_topic(self.kind, s.namespace)
+            if (have := partitions[requests]) < s.partitions:
+                log.warning(
+                    "%s has %d partitions, fewer than partitions = %d: at most %d workers of "
+                    "the group get work (add partitions to the topic to use more)",
+                    requests, have, s.partitions, have,
+                )  # fmt: skip
             return True
         return False
 

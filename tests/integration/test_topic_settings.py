@@ -3,6 +3,7 @@ the cluster's defaults: replication from the cluster (not a hard-coded 1)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -10,8 +11,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from contracts.names import dead_letter_topic, retry_topic
-from producer_sdk.topics import default_replication
+from contracts.names import dead_letter_topic, request_topic, retry_topic
+from producer_sdk.topics import default_replication, ensure_topics
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import serving
@@ -89,3 +90,18 @@ def test_request_partitions_have_one_setting_and_control_topics_one_partition() 
         TopicSettings(requests=TopicFamily(partitions=8))
     with pytest.raises(msgspec.ValidationError, match="control topic"):
         TopicSettings(control=TopicFamily(partitions=3))
+
+
+async def test_a_request_topic_with_fewer_partitions_is_used_as_it_is_and_said(
+    settings: WorkerSettings, infra: Infra, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An existing topic keeps its partitions (the worker does not wait for ones it will
+    never get), and the worker says that fewer of its group can get work."""
+    topic = request_topic("generate", settings.namespace)
+    await ensure_topics(infra.connection, {topic: 1})
+    settings = msgspec.structs.replace(settings, partitions=3)
+    worker = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [ScriptedChat()])))
+    with caplog.at_level(logging.WARNING, logger="workers.app"):
+        async with serving(worker):
+            pass
+    assert f"{topic} has 1 partitions, fewer than partitions = 3" in caplog.text
