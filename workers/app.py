@@ -106,17 +106,7 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
-            producer = AIOKafkaProducer(
-                **s.connection.options(),
-                linger_ms=0,
-                acks="all",
-                # Not idempotent: aiokafka's idempotent sender dies for good on the
-                # OutOfOrderSequenceNumber a restarted broker can answer, and every later
-                # send then waits forever (decision 0014). Order holds without it (one
-                # request in flight per partition); a retried duplicate is dropped by seq.
-                enable_idempotence=False,
-                request_timeout_ms=s.kafka_request_timeout_ms,
-            )
+            producer = AIOKafkaProducer(**s.producer_options())
             await producer.start()
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetters(producer, dead_letter_topic(self.kind, s.namespace))

@@ -186,6 +186,21 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         """What every Kafka client of the worker is opened with."""
         return KafkaConnection(bootstrap_servers=self.bootstrap_servers, security=self.kafka)
 
+    def producer_options(self) -> dict[str, Any]:
+        """What every producer of the workers (and of the tools that write as they do) is
+        opened with: every in-sync replica acknowledges each send, and no idempotence:
+        aiokafka's idempotent sender dies for good on the OutOfOrderSequenceNumber a
+        restarted broker can answer, and every later send then waits forever (decision
+        0014). Order holds without it (one request in flight per partition); a retried
+        duplicate is dropped by its sequence number."""
+        return {
+            **self.connection.options(),
+            "linger_ms": 0,
+            "acks": "all",
+            "enable_idempotence": False,
+            "request_timeout_ms": self.kafka_request_timeout_ms,
+        }
+
     def reply_topic_allowed(self, topic: str) -> bool:
         """Whether workers may reply to ``topic``: the namespace's reply families, or named."""
         families = (reply_topic_prefix(self.namespace), shared_reply_topic_prefix(self.namespace))

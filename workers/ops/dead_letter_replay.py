@@ -104,15 +104,7 @@ class _Republisher:
         self._kind = kind
         self._topic = request_topic(kind, settings.namespace)
         self._settings = settings
-        # As the workers' producer (workers/app.py): every replica acknowledges, and no
-        # idempotence (decision 0014).
-        self._producer = AIOKafkaProducer(
-            **settings.connection.options(),
-            linger_ms=0,
-            acks="all",
-            enable_idempotence=False,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-        )
+        self._producer = AIOKafkaProducer(**settings.producer_options())  # as the workers'
         self._redis = connect_redis(settings.redis_url) if settings.idempotency else None
         self._ledger = (
             JobLedger(self._redis, settings.namespace, result_ttl_s=settings.result_ttl_s)
