@@ -77,7 +77,7 @@ class ProviderSpan:
             self.span.set_attribute(Attr.OUTPUT_TOKENS, output_tokens)
 
     def record_usage(self, usage: Usage) -> None:
-        self.set_usage(usage.input_tokens, usage.output_tokens)
+        self.set_usage(usage.prompt_tokens, usage.completion_tokens)
 
     def set_finish_reasons(self, *reasons: str) -> None:
         self.span.set_attribute(Attr.FINISH_REASONS, list(reasons))

@@ -4,9 +4,11 @@ from providers.chat.base import (
     ChatCapabilities,
     ChatDone,
     ChatEvent,
+    ChatOption,
     ChatParams,
     ChatProvider,
     TextPiece,
+    ToolCallPiece,
 )
 from providers.registry import Registry
 
@@ -20,8 +22,10 @@ __all__ = [
     "ChatCapabilities",
     "ChatDone",
     "ChatEvent",
+    "ChatOption",
     "ChatParams",
     "ChatProvider",
     "TextPiece",
+    "ToolCallPiece",
     "chat_providers",
 ]

@@ -9,10 +9,18 @@ import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
-from contracts.generate import ChatMessage, ToolCall
+from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolChoice
 from contracts.usage import Usage
-from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.base import (
+    ChatDone,
+    ChatEvent,
+    ChatOption,
+    ChatParams,
+    TextPiece,
+    ToolCallPiece,
+)
 from providers.chat.http_chat import ChatHttpConfig, HttpChat
+from providers.chat.tool_calls import ToolCallAssembler
 from providers.errors import ProviderError
 from providers.http_api import (
     auth_headers,
@@ -42,6 +50,16 @@ _FINISH: Final[Mapping[str, str]] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+# tool_choice in the API's words ("required" is its "any").
+_TOOL_CHOICE: Final[Mapping[str, dict[str, str]]] = {
+    "auto": {"type": "auto"},
+    "none": {"type": "none"},
+    "required": {"type": "any"},
+}
+# The Messages API has no seed and no presence or frequency penalty: a call that sets one is
+# refused (providers/chat/support.py). The end user goes in metadata.user_id.
+_OPTIONS: Final[frozenset[ChatOption]] = frozenset({"user"})
 
 
 # One struct for every event type, all fields optional: the API adds event and delta
@@ -91,27 +109,28 @@ class _Event(msgspec.Struct, frozen=True):
 _EVENT = msgspec.json.Decoder(_Event)
 
 
-class _ToolUse:
-    __slots__ = ("id", "json", "name")
-
-    def __init__(self, id: str, name: str) -> None:
-        self.id = id
-        self.name = name
-        self.json: list[str] = []
-
-    def build(self) -> ToolCall:
-        return ToolCall(id=self.id, name=self.name, arguments="".join(self.json) or "{}")
-
-
 class _StreamState:
     """What a stream has told us so far, beyond the text already yielded."""
 
     def __init__(self) -> None:
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cached_tokens: int | None = None
         self.stop_reason: str | None = None
-        self.tools: dict[int, _ToolUse] = {}
+        self.calls = ToolCallAssembler()
+        # Content block index -> tool call index (text blocks take block indexes too).
+        self.tool_blocks: dict[int, int] = {}
         self.stopped = False
+
+    def tool_started(self, block_index: int, block: _Block) -> ToolCallPiece:
+        index = self.tool_blocks.setdefault(block_index, len(self.tool_blocks))
+        return self.calls.add(ToolCallPiece(index=index, id=block.id, name=block.name))
+
+    def tool_arguments(self, block_index: int, partial_json: str) -> ToolCallPiece | None:
+        index = self.tool_blocks.get(block_index)
+        if index is None:
+            return None
+        return self.calls.add(ToolCallPiece(index=index, arguments=partial_json))
 
     def usage(self, usage: _Usage | None) -> None:
         if usage is None:
@@ -121,14 +140,18 @@ class _StreamState:
             self.input_tokens = total_input
         if usage.output_tokens is not None:
             self.output_tokens = usage.output_tokens  # cumulative, so the last one wins
+        if usage.cache_read_input_tokens is not None:
+            self.cached_tokens = usage.cache_read_input_tokens
 
     def done(self) -> ChatDone:
         reason = self.stop_reason or "stop"
-        calls = [self.tools[i].build() for i in sorted(self.tools)] or None
+        usage = Usage(
+            prompt_tokens=self.input_tokens,
+            completion_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+        )
         return ChatDone(
-            finish_reason=_FINISH.get(reason, reason),
-            usage=Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
-            tool_calls=calls,
+            finish_reason=_FINISH.get(reason, reason), usage=usage, tool_calls=self.calls.calls()
         )
 
 
@@ -136,6 +159,9 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
     """The Messages API; retries and a circuit breaker wrap every call."""
 
     health_path = "/v1/models"
+
+    def _options(self) -> frozenset[ChatOption]:
+        return _OPTIONS
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -149,7 +175,7 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
         body: dict[str, Any] = {
             "model": params.model,
             "max_tokens": params.max_tokens or self._config.default_max_tokens,
-            "messages": [self._message(m) for m in messages if m.role != "system"],
+            "messages": self._turns(messages),
             "stream": True,
         }
         if system:
@@ -161,7 +187,11 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
             body["top_p"] = params.top_p
         if params.stop:
             body["stop_sequences"] = params.stop
-        if params.tools and self._config.tools:
+        if params.user is not None:
+            body["metadata"] = {"user_id": params.user}
+        if params.tool_choice is not None:
+            body["tool_choice"] = self._tool_choice(params.tool_choice)
+        if params.tools:
             body["tools"] = [
                 {
                     "name": tool.name,
@@ -171,6 +201,27 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
                 for tool in params.tools
             ]
         return body
+
+    def _tool_choice(self, choice: ToolChoice) -> dict[str, str]:
+        if isinstance(choice, NamedToolChoice):
+            return {"type": "tool", "name": choice.name}
+        return dict(_TOOL_CHOICE[choice])
+
+    def _turns(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+        """The conversation without system messages; the results of parallel tool calls
+        (consecutive tool messages) go back together, as one user turn."""
+        turns: list[dict[str, Any]] = []
+        previous: ChatMessage | None = None
+        for message in messages:
+            if message.role == "system":
+                continue
+            turn = self._message(message)
+            if message.role == "tool" and previous is not None and previous.role == "tool":
+                turns[-1]["content"].extend(turn["content"])
+            else:
+                turns.append(turn)
+            previous = message
+        return turns
 
     def _message(self, message: ChatMessage) -> dict[str, Any]:
         if message.role == "tool":
@@ -235,7 +286,7 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
             elif event.type == "content_block_start" and event.content_block is not None:
                 block = event.content_block
                 if block.type == "tool_use":
-                    state.tools[event.index] = _ToolUse(block.id or "", block.name or "")
+                    yield state.tool_started(event.index, block)
                 elif block.type == "text" and block.text:
                     yield TextPiece(block.text)
             elif event.type == "content_block_delta" and event.delta is not None:
@@ -243,9 +294,9 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
                 if delta.type == "text_delta" and delta.text:
                     yield TextPiece(delta.text)
                 elif delta.type == "input_json_delta" and delta.partial_json:
-                    tool = state.tools.get(event.index)
-                    if tool is not None:
-                        tool.json.append(delta.partial_json)
+                    piece = state.tool_arguments(event.index, delta.partial_json)
+                    if piece is not None:
+                        yield piece
             elif event.type == "message_delta":
                 if event.delta is not None and event.delta.stop_reason:
                     state.stop_reason = event.delta.stop_reason

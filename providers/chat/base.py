@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from contracts.generate import ChatMessage, ToolCall, ToolSpec
+from contracts.generate import ChatMessage, ToolCall, ToolChoice, ToolSpec
 from contracts.usage import Usage
+
+# The optional fields of a call that a provider may or may not be able to honour; one it
+# does not list in its capabilities is refused (providers/chat/support.py), never dropped.
+ChatOption = Literal["seed", "presence_penalty", "frequency_penalty", "user"]
 
 
 class ChatCapabilities(msgspec.Struct, frozen=True, kw_only=True):
     models: tuple[str, ...]
     streaming: bool = True
+    # Tools offered, tool choice, and conversations that hold tool calls or results.
     tools: bool = False
     max_context_tokens: int | None = None
+    options: frozenset[ChatOption] = frozenset()
 
 
 class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,12 +32,26 @@ class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None
-    # Offered to the model; providers whose capabilities say tools=False ignore them.
     tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
 
 
 class TextPiece(msgspec.Struct, frozen=True):
     text: str
+
+
+class ToolCallPiece(msgspec.Struct, frozen=True, kw_only=True):
+    """A fragment of tool call ``index`` (0, 1, ... in the order the model began them); the
+    first fragment of a call has its id and name (providers/chat/tool_calls.py)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 class ChatDone(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,7 +61,7 @@ class ChatDone(msgspec.Struct, frozen=True, kw_only=True):
     tool_calls: list[ToolCall] | None = None
 
 
-ChatEvent = TextPiece | ChatDone
+ChatEvent = TextPiece | ToolCallPiece | ChatDone
 
 
 @runtime_checkable
@@ -54,7 +74,9 @@ class ChatProvider(Protocol):
     def stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        """Yield text pieces as they are produced, then exactly one ChatDone."""
+        """Yield text and tool-call pieces as they are produced, then exactly one ChatDone
+        (with the tool calls whole). A call the provider cannot honour (tools without tool
+        support, an option it lacks) fails with invalid_input before any request is made."""
         ...
 
     async def load(self) -> None:

@@ -2,6 +2,8 @@
 
 It moves on only on a retryable failure (or an open circuit) before any text was yielded:
 once a provider has started answering, switching would splice two different answers.
+Providers that cannot honour a request (tools, an option they lack) are passed over; when
+none can, the request is refused with invalid_input naming what each lacks.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import msgspec
 
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage
-from providers.chat.base import ChatCapabilities, ChatEvent, ChatParams, ChatProvider
+from providers.chat.base import ChatCapabilities, ChatEvent, ChatOption, ChatParams, ChatProvider
+from providers.chat.support import unsupported
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.shared import Shared
@@ -86,6 +89,7 @@ class FallbackChat:
             models=tuple(models),
             streaming=all(c.streaming for c in caps),
             tools=any(c.tools for c in caps),
+            options=frozenset[ChatOption]().union(*(c.options for c in caps)),
             # The smallest window is the only one a request is sure to fit wherever it lands.
             max_context_tokens=min(limits) if limits else None,
         )
@@ -111,7 +115,7 @@ class FallbackChat:
                 f"{', '.join(self.capabilities.models)}",
             )
         failures: list[ProviderError] = []
-        for provider, model in chain:
+        for provider, model in self._able(chain, messages, params):
             call_params = (
                 params if model == params.model else msgspec.structs.replace(params, model=model)
             )
@@ -130,6 +134,30 @@ class FallbackChat:
                     "%s: %s failed, trying the next provider: %s", self._op, provider.name, exc
                 )
         raise self._exhausted(failures)
+
+    def _able(
+        self,
+        chain: list[tuple[ChatProvider, str]],
+        messages: list[ChatMessage],
+        params: ChatParams,
+    ) -> list[tuple[ChatProvider, str]]:
+        """The providers of the chain that can honour the call, or invalid_input."""
+        able: list[tuple[ChatProvider, str]] = []
+        lacking: list[str] = []
+        for provider, model in chain:
+            reason = unsupported(provider.capabilities, messages, params)
+            if reason is None:
+                able.append((provider, model))
+            else:
+                lacking.append(f"{provider.name}: {reason}")
+        if not able:
+            raise ProviderError(
+                ErrorCode.INVALID_INPUT,
+                self._op,
+                f"no provider in the chain for model {params.model!r} can take this "
+                f"request ({'; '.join(lacking)})",
+            )
+        return able
 
     def _exhausted(self, failures: list[ProviderError]) -> ProviderError:
         last = failures[-1]

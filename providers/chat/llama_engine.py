@@ -21,6 +21,27 @@ from contracts.errors import ConfigError
 
 # What the prebuilt wheel's kernels execute (read off its disassembly: ymm, no zmm).
 _REQUIRED_X86_FLAGS: Final = ("avx2", "fma", "f16c")
+# llama.cpp seeds are 32-bit, and this one (LLAMA_DEFAULT_SEED) means "pick one at random".
+_RANDOM_SEED: Final = 0xFFFFFFFF
+
+
+def llama_seed(seed: int) -> int:
+    """A request's seed (0 to 2**63 - 1) as a llama.cpp seed: the same seed, the same one,
+    never the value that asks for a random seed."""
+    return seed % _RANDOM_SEED
+
+
+class Penalties(msgspec.Struct, frozen=True, kw_only=True):
+    """OpenAI's presence and frequency penalties, which llama.cpp's penalties sampler applies
+    the same way (logit - frequency * count - presence * (count > 0)) over the tokens it
+    generated."""
+
+    presence: float = 0.0
+    frequency: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.presence != 0.0 or self.frequency != 0.0
 
 
 class PromptTooLong(ValueError):
@@ -127,6 +148,7 @@ class LlamaEngine:
         seed: int,
         cancelled: threading.Event,
         result: Generated,
+        penalties: Penalties,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece; ``result`` holds the counts at the end."""
         tokens = self._vocab.tokenize(prompt, add_special=True, parse_special=True)
@@ -139,7 +161,7 @@ class LlamaEngine:
         for start in range(0, len(tokens), self._n_batch):
             batch = tokens[start : start + self._n_batch]
             self._ctx.decode(self._ll.llama_batch_get_one(batch, start))
-        sampler = self._sampler(temperature, top_p, seed)
+        sampler = self._sampler(temperature, top_p, llama_seed(seed), penalties, max_tokens)
         stops = _StopFilter(stop)
         position = len(tokens)
         result.finish_reason = "length"
@@ -163,8 +185,19 @@ class LlamaEngine:
         if tail := stops.flush():
             yield tail
 
-    def _sampler(self, temperature: float, top_p: float | None, seed: int) -> Any:
+    def _sampler(
+        self,
+        temperature: float,
+        top_p: float | None,
+        seed: int,
+        penalties: Penalties,
+        max_tokens: int,
+    ) -> Any:
         sampler = self._ll.LlamaSampler(self._ll.LlamaSamplerChainParams())
+        if penalties.active:
+            # Over every token of the answer (the chain accepts each one it samples); the
+            # repeat penalty stays off (1.0): it is not in the contract.
+            sampler.add_penalties(max_tokens, 1.0, penalties.frequency, penalties.presence)
         if temperature <= 0:
             sampler.add_greedy()
             return sampler

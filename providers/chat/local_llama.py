@@ -21,8 +21,16 @@ import msgspec
 from contracts.errors import ConfigError, ErrorCode
 from contracts.generate import ChatMessage
 from contracts.usage import Usage
-from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
-from providers.chat.llama_engine import Generated, LlamaEngine, PromptTooLong
+from providers.chat.base import (
+    ChatCapabilities,
+    ChatDone,
+    ChatEvent,
+    ChatOption,
+    ChatParams,
+    TextPiece,
+)
+from providers.chat.llama_engine import Generated, LlamaEngine, Penalties, PromptTooLong
+from providers.chat.support import require_support
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.shared import Shared
@@ -32,6 +40,9 @@ SMOLLM2_MODEL = "smollm2-135m-instruct"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # llama.cpp's own default when a request names no temperature.
 _DEFAULT_TEMPERATURE = 0.8
+# Tools are refused: a 135M model does not call them reliably, and the engine has no tool
+# template. "user" too: a model in this process has no per-user tracking to pass it to.
+_OPTIONS: frozenset[ChatOption] = frozenset({"seed", "presence_penalty", "frequency_penalty"})
 
 
 class LocalLlamaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -40,7 +51,7 @@ class LocalLlamaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     n_ctx: Annotated[int, msgspec.Meta(ge=256)] = 4096
     n_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: all cores
     default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
-    seed: int = 0
+    seed: int = 0  # when a request gives none
 
 
 def smollm2_path() -> Path:
@@ -79,6 +90,7 @@ class LocalLlamaChat:
             streaming=True,
             tools=False,
             max_context_tokens=self._config.n_ctx,
+            options=_OPTIONS,
         )
 
     async def load(self) -> None:
@@ -104,6 +116,9 @@ class LocalLlamaChat:
                 f"{self.name}.chat",
                 f"model {params.model!r} is not served here; available: {self._config.model_name}",
             )
+        require_support(
+            self.capabilities, messages, params, provider=self.name, op=f"{self.name}.chat"
+        )
         async with self._lock:
             await self._ensure_loaded()
             # aclosing: a caller that stops early must stop the thread before the lock goes.
@@ -152,9 +167,13 @@ class LocalLlamaChat:
             temperature=_DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
             top_p=params.top_p,
             stop=params.stop or (),
-            seed=self._config.seed,
+            seed=self._config.seed if params.seed is None else params.seed,
             cancelled=cancelled,
             result=generated,
+            penalties=Penalties(
+                presence=params.presence_penalty or 0.0,
+                frequency=params.frequency_penalty or 0.0,
+            ),
         )
         try:
             yield from (TextPiece(text) for text in pieces)
@@ -163,7 +182,8 @@ class LocalLlamaChat:
         yield ChatDone(
             finish_reason=generated.finish_reason,
             usage=Usage(
-                input_tokens=generated.prompt_tokens, output_tokens=generated.output_tokens
+                prompt_tokens=generated.prompt_tokens,
+                completion_tokens=generated.output_tokens,
             ),
         )
 

@@ -10,10 +10,19 @@ import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
-from contracts.generate import ChatMessage, ToolCall
+from contracts.generate import ChatMessage, NamedToolChoice, ToolChoice, ToolSpec
 from contracts.usage import Usage
-from providers.chat.base import ChatDone, ChatEvent, ChatParams, TextPiece
+from providers.chat.base import (
+    ChatDone,
+    ChatEvent,
+    ChatOption,
+    ChatParams,
+    TextPiece,
+    ToolCallPiece,
+)
 from providers.chat.http_chat import ChatHttpConfig, HttpChat
+from providers.chat.support import OPTIONS, options_set
+from providers.chat.tool_calls import ToolCallAssembler
 from providers.errors import ProviderError
 from providers.http_api import (
     decode_with,
@@ -37,6 +46,9 @@ class OpenAIChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown
     # false: ask for the whole answer in one response (servers that cannot stream); a
     # server that answers a streamed call with one JSON body is understood either way.
     stream: bool = True
+    # The optional fields the server takes (all by default; vLLM and Ollama take them too).
+    # One left out here is refused with invalid_input instead of being sent.
+    options: frozenset[ChatOption] = frozenset(OPTIONS)
 
 
 # The streamed chunk, as much of it as we read. Every field is optional because compatible
@@ -63,9 +75,30 @@ class _Choice(msgspec.Struct, frozen=True):
     finish_reason: str | None = None
 
 
+class _PromptDetails(msgspec.Struct, frozen=True):
+    cached_tokens: int | None = None
+
+
+class _CompletionDetails(msgspec.Struct, frozen=True):
+    reasoning_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+    def usage(self) -> Usage:
+        prompt, completion = self.prompt_tokens_details, self.completion_tokens_details
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.total_tokens,
+            cached_tokens=prompt.cached_tokens if prompt else None,
+            reasoning_tokens=completion.reasoning_tokens if completion else None,
+        )
 
 
 class _Chunk(msgspec.Struct, frozen=True):
@@ -80,7 +113,7 @@ class _FunctionCall(msgspec.Struct, frozen=True):
 
 
 class _ToolCall(msgspec.Struct, frozen=True):
-    id: str = ""
+    id: str | None = None
     function: _FunctionCall = _FunctionCall()
 
 
@@ -108,26 +141,28 @@ _COMPLETION = msgspec.json.Decoder(_Completion)
 _DONE = "[DONE]"
 
 
-class _ToolCallParts:
-    __slots__ = ("arguments", "id", "name")
+def _piece(delta: _ToolCallDelta) -> ToolCallPiece:
+    function = delta.function or _FunctionDelta()
+    return ToolCallPiece(
+        index=delta.index, id=delta.id, name=function.name, arguments=function.arguments or ""
+    )
 
-    def __init__(self) -> None:
-        self.id = ""
-        self.name = ""
-        self.arguments: list[str] = []
 
-    def add(self, delta: _ToolCallDelta) -> None:
-        # The id and name come in the first piece; some servers repeat them on every one.
-        if delta.id and not self.id:
-            self.id = delta.id
-        if delta.function is not None:
-            if delta.function.name and not self.name:
-                self.name = delta.function.name
-            if delta.function.arguments:
-                self.arguments.append(delta.function.arguments)
+def _tool(tool: ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters or {"type": "object", "properties": {}},
+        },
+    }
 
-    def build(self) -> ToolCall:
-        return ToolCall(id=self.id, name=self.name, arguments="".join(self.arguments) or "{}")
+
+def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if isinstance(choice, NamedToolChoice):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -152,6 +187,9 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 class OpenAIChat(HttpChat[OpenAIChatConfig]):
     """One OpenAI-compatible endpoint; retries and a circuit breaker wrap every call."""
 
+    def _options(self) -> frozenset[ChatOption]:
+        return self._config.options
+
     def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": params.model,
@@ -168,18 +206,12 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
             body["top_p"] = params.top_p
         if params.stop:
             body["stop"] = params.stop
-        if params.tools and self._config.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": tool.name,
-                        "description": tool.description,
-                        "parameters": tool.parameters or {"type": "object", "properties": {}},
-                    },
-                }
-                for tool in params.tools
-            ]
+        if params.tools:
+            body["tools"] = [_tool(tool) for tool in params.tools]
+        if params.tool_choice is not None:
+            body["tool_choice"] = _tool_choice(params.tool_choice)
+        for option in options_set(params):  # the API's names are the contract's
+            body[option] = getattr(params, option)
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[ChatEvent, None]:
@@ -203,7 +235,7 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
     async def _events(self, response: httpx.Response) -> AsyncIterator[ChatEvent]:
         finish_reason: str | None = None
         usage = Usage()
-        calls: dict[int, _ToolCallParts] = {}
+        calls = ToolCallAssembler()
         done = False
         async for sse in iter_sse(response.aiter_lines()):
             if sse.data.strip() == _DONE:
@@ -217,10 +249,7 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
                     None, {"error": chunk.error}, op=self._op, redact=self._redact
                 )
             if chunk.usage is not None:
-                usage = Usage(
-                    input_tokens=chunk.usage.prompt_tokens,
-                    output_tokens=chunk.usage.completion_tokens,
-                )
+                usage = chunk.usage.usage()
             for choice in chunk.choices or ():
                 if choice.index != 0:
                     continue  # we never ask for n > 1
@@ -230,15 +259,14 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
                 if delta is None:
                     continue
                 for piece in delta.tool_calls or ():
-                    calls.setdefault(piece.index, _ToolCallParts()).add(piece)
+                    yield calls.add(_piece(piece))
                 if delta.content:
                     yield TextPiece(delta.content)
         if not done and finish_reason is None:
             raise ProviderError(
                 ErrorCode.PROVIDER_DOWN, self._op, "the stream ended before the answer was complete"
             )
-        tool_calls = [calls[i].build() for i in sorted(calls)] or None
-        yield ChatDone(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls)
+        yield ChatDone(finish_reason=finish_reason or "stop", usage=usage, tool_calls=calls.calls())
 
     def _whole(self, body: bytes) -> list[ChatEvent]:
         """The events of an answer that came as one JSON body."""
@@ -255,20 +283,20 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
                 ErrorCode.UNEXPECTED_RESPONSE, self._op, "the response body holds no choice"
             )
         usage = completion.usage or _Usage()
-        calls = [
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
-            for c in choice.message.tool_calls or ()
-        ]
+        calls = ToolCallAssembler()
         events: list[ChatEvent] = []
         if choice.message.content:
             events.append(TextPiece(choice.message.content))
+        for index, call in enumerate(choice.message.tool_calls or ()):
+            piece = ToolCallPiece(
+                index=index, id=call.id, name=call.function.name, arguments=call.function.arguments
+            )
+            events.append(calls.add(piece))
         events.append(
             ChatDone(
                 finish_reason=choice.finish_reason or "stop",
-                usage=Usage(
-                    input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
-                ),
-                tool_calls=calls or None,
+                usage=usage.usage(),
+                tool_calls=calls.calls(),
             )
         )
         return events

@@ -17,7 +17,7 @@ from contracts.secrets import Secret
 from providers.redis_client import RedisClient
 from providers.registry import parse_config
 from providers.shared import Shared
-from providers.tokens import estimate_tokens
+from providers.tokens import estimate_message_tokens
 
 # KEYS: the session's list, the turn's record. ARGV: max messages, ttl s, the messages.
 # The turn's earlier messages (from a run of the same job that did not finish) are removed
@@ -68,16 +68,9 @@ class RedisMemory:
     async def history(self, tenant: str, session_id: str) -> list[ChatMessage]:
         raw: list[bytes] = await self._redis.lrange(self.key(tenant, session_id), 0, -1)  # type: ignore[assignment]
         messages = [_decoder.decode(item) for item in raw]
-        if self._config.max_tokens is None:
-            return messages
-        kept: list[ChatMessage] = []
-        budget = self._config.max_tokens
-        for message in reversed(messages):
-            budget -= estimate_tokens(message.content)
-            if budget < 0:
-                break
-            kept.append(message)
-        return kept[::-1]
+        if self._config.max_tokens is not None:
+            messages = _newest_within(messages, self._config.max_tokens)
+        return _without_orphan_results(messages)
 
     async def append(
         self,
@@ -108,6 +101,26 @@ class RedisMemory:
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the client belongs to the process's pool."""
+
+
+def _newest_within(messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
+    """The newest messages whose estimated tokens fit ``budget``."""
+    kept: list[ChatMessage] = []
+    for message in reversed(messages):
+        budget -= estimate_message_tokens(message)
+        if budget < 0:
+            break
+        kept.append(message)
+    return kept[::-1]
+
+
+def _without_orphan_results(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """The window may begin after an assistant turn that called tools and before that
+    turn's tool results: results without their call are refused by every API, so they go."""
+    start = 0
+    while start < len(messages) and messages[start].role == "tool":
+        start += 1
+    return messages[start:]
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> RedisMemory:

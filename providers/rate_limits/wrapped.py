@@ -15,7 +15,7 @@ from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParam
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.redis_client import RedisClient
-from providers.tokens import estimate_tokens
+from providers.tokens import estimate_message_tokens, estimate_tokens
 
 
 class _Lifecycle(Protocol):
@@ -69,13 +69,13 @@ class RateLimitedChat(_Limited[ChatProvider]):
     async def stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        prompt_tokens = sum(estimate_tokens(m.content) for m in messages)
+        prompt_tokens = sum(estimate_message_tokens(m) for m in messages)
         await self._limiter.acquire(prompt_tokens, max_wait_s=self._max_wait_s)
         output_tokens = 0
         try:
             async for event in self._inner.stream_chat(messages, params):
                 if isinstance(event, ChatDone):
-                    output_tokens = event.usage.output_tokens
+                    output_tokens = event.usage.completion_tokens
                 yield event
         finally:
             await self._limiter.record_tokens(output_tokens)

@@ -63,8 +63,8 @@ class ChatProviderConformance:
         assert isinstance(done, ChatDone)
         assert sum(isinstance(e, ChatDone) for e in events) == 1
         assert done.finish_reason == "stop"
-        assert done.usage.input_tokens > 0
-        assert done.usage.output_tokens > 0
+        assert done.usage.prompt_tokens > 0
+        assert done.usage.completion_tokens > 0
 
     async def test_closing_the_stream_early_releases_the_response(
         self, provider: ChatProvider, replay: Replay

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from contracts.errors import ConfigError
-from providers.chat.llama_engine import _StopFilter, require_cpu
+from providers.chat.llama_engine import _StopFilter, llama_seed, require_cpu
 
 _FLAGS = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx"
 
@@ -48,3 +48,9 @@ def test_without_a_stop_sequence_nothing_is_lost() -> None:
 
 def test_the_earliest_stop_sequence_wins() -> None:
     assert _run(["b", "cd"], ["a", "cdb"]) == ("a", True)
+
+
+def test_request_seeds_map_to_32_bit_seeds_that_never_mean_random() -> None:
+    assert llama_seed(7) == 7
+    assert llama_seed(0xFFFFFFFF) != 0xFFFFFFFF  # llama.cpp's "pick a random seed"
+    assert llama_seed(2**63 - 1) < 0xFFFFFFFF

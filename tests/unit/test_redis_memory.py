@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from contracts import ChatMessage
+from contracts import ChatMessage, ToolCall
 from providers.memory import MemoryStore
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.redis_client import RedisClient
@@ -63,6 +63,32 @@ async def test_tenants_and_sessions_are_apart(redis: RedisClient) -> None:
     assert len(await memory.history("acme", "s1")) == 2
     await memory.clear("acme", "s1")
     assert await memory.history("acme", "s1") == []
+    await memory.aclose()
+
+
+CALL = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Oslo"}')
+TOOL_TURNS = [
+    ChatMessage(role="user", content="Weather in Oslo?"),
+    ChatMessage(role="assistant", content="", tool_calls=[CALL]),
+    ChatMessage(role="tool", content='{"temp": 3}', tool_call_id="call_1"),
+    ChatMessage(role="assistant", content="3 degrees."),
+]
+
+
+async def test_tool_calls_and_results_are_kept(redis: RedisClient) -> None:
+    memory = _memory(redis)
+    await memory.append("t", "s", TOOL_TURNS[:2], turn_id="job-1")
+    await memory.append("t", "s", TOOL_TURNS[2:], turn_id="job-2")
+    assert await memory.history("t", "s") == TOOL_TURNS
+    await memory.aclose()
+
+
+async def test_a_window_that_cuts_a_call_from_its_result_drops_the_result(
+    redis: RedisClient,
+) -> None:
+    memory = _memory(redis, max_messages=2, max_tokens=None)
+    await memory.append("t", "s", TOOL_TURNS)
+    assert await memory.history("t", "s") == TOOL_TURNS[3:]  # not the orphaned tool result
     await memory.aclose()
 
 

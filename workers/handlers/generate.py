@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from contracts.generate import ChatMessage, GenerateRequest
-from contracts.replies import GenerateResult, ReplyChunk
+from contracts.replies import GenerateResult, ReplyChunk, ToolCallDelta
 from contracts.usage import Usage
-from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece
+from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece, ToolCallPiece
+from providers.chat.support import require_support
 from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
@@ -17,6 +18,23 @@ from workers.handlers.providers import chat_provider, health_of, loaded
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
+
+
+def chat_params(request: GenerateRequest) -> ChatParams:
+    """Everything of the request a provider is asked to honour."""
+    return ChatParams(
+        model=request.model,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        user=request.user,
+    )
 
 
 class GenerateHandler:
@@ -32,31 +50,41 @@ class GenerateHandler:
         self, request: GenerateRequest, stamper: ChunkStamper
     ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
-        history = await self._history(request)
-        params = ChatParams(
-            model=request.model,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=request.stop,
+        messages = [*await self._history(request), *request.messages]
+        params = chat_params(request)
+        # The providers check too; this holds any registered provider to the contract.
+        require_support(
+            provider.capabilities,
+            messages,
+            params,
+            provider=provider.name,
+            op=f"{provider.name}.chat",
         )
         pieces: list[str] = []
         done = ChatDone(finish_reason="stop", usage=Usage())
         async with provider_span("chat", provider.name, "chat", request.model) as call:
-            async for event in provider.stream_chat([*history, *request.messages], params):
+            async for event in provider.stream_chat(messages, params):
                 if isinstance(event, TextPiece):
                     pieces.append(event.text)
                     if request.stream:
                         yield stamper.delta(event.text)
+                elif isinstance(event, ToolCallPiece):
+                    if request.stream:
+                        yield _tool_call_delta(event, stamper)
                 else:
                     done = event
             call.record_usage(done.usage)
             call.set_finish_reasons(done.finish_reason)
         text = "".join(pieces)
         if self._memory is not None and request.session_id is not None:
-            turns = [*request.messages, ChatMessage(role="assistant", content=text)]
+            # The assistant's tool calls are kept with its turn: the caller's tool results
+            # (role "tool") come in the next request of the session and must follow them.
+            answer = ChatMessage(role="assistant", content=text, tool_calls=done.tool_calls)
             await self._memory.append(
-                request.tenant, request.session_id, turns, turn_id=request.request_id
+                request.tenant,
+                request.session_id,
+                [*request.messages, answer],
+                turn_id=request.request_id,
             )
         yield GenerateResult(
             request_id=stamper.request_id,
@@ -66,6 +94,7 @@ class GenerateHandler:
             model=request.model,
             finish_reason=done.finish_reason,
             usage=done.usage,
+            tool_calls=done.tool_calls,
         )
 
     async def _history(self, request: GenerateRequest) -> list[ChatMessage]:
@@ -81,6 +110,18 @@ class GenerateHandler:
             await provider.aclose()
         if self._memory is not None:
             await self._memory.aclose()
+
+
+def _tool_call_delta(piece: ToolCallPiece, stamper: ChunkStamper) -> ToolCallDelta:
+    return ToolCallDelta(
+        request_id=stamper.request_id,
+        attempt=stamper.attempt,
+        seq=stamper.next_seq(),
+        index=piece.index,
+        id=piece.id,
+        name=piece.name,
+        arguments=piece.arguments,
+    )
 
 
 async def build(

@@ -77,7 +77,7 @@ async def test_streams_text_and_sends_a_messages_request() -> None:
     done = events[-1]
     assert isinstance(done, ChatDone)
     assert done.finish_reason == "stop"  # end_turn, in the fleet's words
-    assert (done.usage.input_tokens, done.usage.output_tokens) == (25, 12)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (25, 12)
 
     request = replay.requests[0]
     assert str(request.url) == "https://api.anthropic.com/v1/messages"
@@ -128,7 +128,7 @@ async def test_tool_use_is_assembled_from_input_json_deltas() -> None:
             arguments='{"location": "Paris"}',
         )
     ]
-    assert (done.usage.input_tokens, done.usage.output_tokens) == (472, 89)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (472, 89)
 
     body = body_of(replay)
     assert body["tools"] == [

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from contracts.errors import ConfigError, ErrorCode
+from contracts.generate import ToolSpec
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.anthropic import AnthropicChat
 from providers.chat.base import ChatDone, ChatParams, TextPiece
@@ -184,3 +185,43 @@ async def test_created_from_config_through_the_registry() -> None:
         chat_providers.create("fallback", {"providers": []})
     with pytest.raises(ConfigError, match="unknown chat provider 'nope'"):
         chat_providers.create("fallback", {"providers": [{"name": "nope"}]})
+
+
+async def test_providers_without_tools_are_passed_over_for_a_request_with_tools() -> None:
+    plain = Replay().sse("openai/chat_stream.sse")
+    tooled = Replay().sse("openai/chat_stream_tools.sse")
+    chain = FallbackChat([openai("plain", plain, tools=False), openai("tooled", tooled)])
+    params = ChatParams(model=MODEL, tools=[ToolSpec(name="get_weather")])
+    try:
+        assert chain.capabilities.tools
+        events = await collect(chain, params)
+        done = events[-1]
+        assert isinstance(done, ChatDone)
+        assert done.finish_reason == "tool_calls"
+        assert plain.requests == []
+        # Without tools the first provider answers as before.
+        assert text_of(await collect(chain, PARAMS)) == TEXT
+        assert len(plain.requests) == 1
+    finally:
+        await chain.aclose()
+
+
+async def test_a_request_no_provider_can_honour_is_refused_naming_what_each_lacks() -> None:
+    plain = Replay().sse("openai/chat_stream.sse")
+    no_seed = Replay().sse("openai/chat_stream.sse")
+    chain = FallbackChat(
+        [openai("plain", plain, tools=False), openai("no-seed", no_seed, options=["user"])]
+    )
+    params = ChatParams(model=MODEL, tools=[ToolSpec(name="get_weather")], seed=3)
+    try:
+        # The chain offers what any of its providers offers ("plain" has every option).
+        assert chain.capabilities.options == {"seed", "presence_penalty", "frequency_penalty",
+                                              "user"}  # fmt: skip
+        with pytest.raises(ProviderError) as info:
+            await collect(chain, params)
+    finally:
+        await chain.aclose()
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert "plain: it does not support tools" in info.value.detail
+    assert "no-seed: it does not support seed" in info.value.detail
+    assert plain.requests == no_seed.requests == []

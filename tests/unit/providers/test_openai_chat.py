@@ -12,7 +12,7 @@ import pytest
 from contracts.errors import ConfigError, ErrorCode
 from contracts.generate import ChatMessage, ToolCall, ToolSpec
 from providers.chat import ChatProvider, chat_providers
-from providers.chat.base import ChatDone, ChatParams, TextPiece
+from providers.chat.base import ChatDone, ChatParams, TextPiece, ToolCallPiece
 from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
 from providers.circuit import CircuitOpenError, CircuitState
 from providers.errors import ProviderError
@@ -87,7 +87,7 @@ async def test_streams_the_recorded_answer_and_reads_the_usage_chunk() -> None:
     assert text == "Hello! How can I help?"
     done = events[-1]
     assert isinstance(done, ChatDone)
-    assert (done.usage.input_tokens, done.usage.output_tokens) == (19, 9)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (19, 9)
     assert done.tool_calls is None
 
     request = replay.requests[0]
@@ -130,8 +130,8 @@ async def test_tool_calls_streamed_in_pieces_are_assembled() -> None:
         ]
     finally:
         await provider.aclose()
-    assert len(events) == 1
-    done = events[0]
+    assert all(isinstance(e, ToolCallPiece) for e in events[:-1])  # no text
+    done = events[-1]
     assert isinstance(done, ChatDone)
     assert done.finish_reason == "tool_calls"
     assert done.tool_calls == [
@@ -142,7 +142,7 @@ async def test_tool_calls_streamed_in_pieces_are_assembled() -> None:
             id="call_q8BXcDS3bT9eLaBE3m9yJvZx", name="get_time", arguments='{"tz": "Europe/Paris"}'
         ),
     ]
-    assert (done.usage.input_tokens, done.usage.output_tokens) == (81, 45)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (81, 45)
 
     assert str(replay.requests[0].url) == "http://vllm.internal:8000/v1/chat/completions"
     body = body_of(replay)
@@ -427,7 +427,7 @@ async def test_a_streamed_call_answered_with_one_json_body_is_the_answer() -> No
     assert events[0] == TextPiece("Kafka is a distributed event log.")
     done = events[-1]
     assert isinstance(done, ChatDone)
-    assert (done.usage.input_tokens, done.usage.output_tokens) == (19, 8)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (19, 8)
     assert done.finish_reason == "stop"
     assert len(replay.requests) == 1
     assert state(provider) is CircuitState.CLOSED

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from contracts.errors import ErrorCode
-from contracts.generate import ChatMessage
+from contracts.generate import ChatMessage, ToolCall, ToolSpec
 from providers.chat import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece, chat_providers
 from providers.chat.local_llama import SMOLLM2_MODEL
 from providers.errors import ProviderError
@@ -38,8 +39,8 @@ async def test_streams_text_then_exactly_one_done_with_usage(chat: ChatProvider)
     done = events[-1]
     assert isinstance(done, ChatDone)
     assert done.finish_reason == "length"
-    assert done.usage.output_tokens == 12
-    assert done.usage.input_tokens > len(ASK[0].content.split())
+    assert done.usage.completion_tokens == 12
+    assert done.usage.prompt_tokens > len(ASK[0].content.split())
 
 
 async def test_greedy_decoding_repeats_itself(chat: ChatProvider) -> None:
@@ -83,3 +84,69 @@ async def test_a_prompt_longer_than_the_context_is_invalid_input(chat: ChatProvi
             pass
     assert info.value.code is ErrorCode.INVALID_INPUT
     assert "context holds 512" in info.value.detail
+
+
+def _text(events: list[ChatEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextPiece))
+
+
+async def test_a_seed_makes_sampled_answers_reproducible(chat: ChatProvider) -> None:
+    story = [ChatMessage(role="user", content="Tell me a story about a dog.")]
+
+    async def sampled(seed: int) -> str:
+        params = ChatParams(model=SMOLLM2_MODEL, max_tokens=16, temperature=1.0, seed=seed)
+        return _text([event async for event in chat.stream_chat(story, params)])
+
+    first = await sampled(1)
+    assert await sampled(1) == first
+    assert await sampled(2) != first
+    assert await sampled(2**40) != first  # seeds past 32 bits still count
+
+
+@pytest.mark.parametrize("penalty", ["frequency_penalty", "presence_penalty"])
+async def test_a_penalty_holds_back_repeated_tokens(chat: ChatProvider, penalty: str) -> None:
+    repeat = [
+        ChatMessage(role="user", content="Write the word 'cat' twenty times, separated by spaces.")
+    ]
+    plain = ChatParams(model=SMOLLM2_MODEL, max_tokens=30, temperature=0)
+    penalised = msgspec.structs.replace(plain, **{penalty: 2.0})
+    before = _text([e async for e in chat.stream_chat(repeat, plain)])
+    after = _text([e async for e in chat.stream_chat(repeat, penalised)])
+    assert after != before
+    assert _repeats(after) < _repeats(before)
+
+
+def _repeats(text: str) -> int:
+    words = text.lower().split()
+    return len(words) - len(set(words))
+
+
+@pytest.mark.parametrize(
+    ("params", "messages", "lacking"),
+    [
+        (ChatParams(model=SMOLLM2_MODEL, tools=[ToolSpec(name="get_time")]), ASK, "tools"),
+        (
+            ChatParams(model=SMOLLM2_MODEL),
+            [
+                *ASK,
+                ChatMessage(
+                    role="assistant",
+                    content="",
+                    tool_calls=[ToolCall(id="c1", name="get_time", arguments="{}")],
+                ),
+                ChatMessage(role="tool", content="12:00", tool_call_id="c1"),
+            ],
+            "tools",
+        ),
+        (ChatParams(model=SMOLLM2_MODEL, user="u-1"), ASK, "user"),
+    ],
+)
+async def test_what_it_cannot_honour_is_refused_by_name(
+    chat: ChatProvider, params: ChatParams, messages: list[ChatMessage], lacking: str
+) -> None:
+    with pytest.raises(ProviderError) as info:
+        async for _ in chat.stream_chat(messages, params):
+            pass
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert f"it does not support {lacking}" in info.value.detail
+    assert not chat.capabilities.tools

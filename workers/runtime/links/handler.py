@@ -33,6 +33,6 @@ class RunHandler:
             raise RuntimeError(f"the {self._kind} handler ended without a final chunk")
         self._metrics.outcome(Outcome.OK)
         if isinstance(last, GenerateResult | EmbedResult):
-            self._input_tokens.inc(last.usage.input_tokens)
-            self._output_tokens.inc(last.usage.output_tokens)
+            self._input_tokens.inc(last.usage.prompt_tokens)
+            self._output_tokens.inc(last.usage.completion_tokens)
         job.final = last

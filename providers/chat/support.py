@@ -1,0 +1,59 @@
+"""Whether a chat provider can honour a call as asked: what it cannot do is refused with
+invalid_input naming it, before any request is made, never silently left out."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from contracts.errors import ErrorCode
+from contracts.generate import ChatMessage
+from providers.chat.base import ChatCapabilities, ChatOption, ChatParams
+from providers.errors import ProviderError
+
+OPTIONS: tuple[ChatOption, ...] = get_args(ChatOption)
+
+
+def options_set(params: ChatParams) -> list[ChatOption]:
+    """The optional fields this call sets, in a fixed order."""
+    return [option for option in OPTIONS if getattr(params, option) is not None]
+
+
+def uses_tools(messages: list[ChatMessage], params: ChatParams) -> bool:
+    """Tools offered, a tool choice, or a conversation holding tool calls or results (which
+    a provider without tools could only drop)."""
+    if params.tools or params.tool_choice is not None:
+        return True
+    return any(m.role == "tool" or m.tool_calls for m in messages)
+
+
+def unsupported(
+    capabilities: ChatCapabilities, messages: list[ChatMessage], params: ChatParams
+) -> str | None:
+    """Why a provider with these capabilities cannot honour the call; None when it can."""
+    reasons: list[str] = []
+    if not capabilities.tools and uses_tools(messages, params):
+        reasons.append("it does not support tools (tools, tool_choice, tool calls or results)")
+    missing = [o for o in options_set(params) if o not in capabilities.options]
+    if missing:
+        reasons.append(f"it does not support {', '.join(missing)}")
+    return "; ".join(reasons) or None
+
+
+def require_support(
+    capabilities: ChatCapabilities,
+    messages: list[ChatMessage],
+    params: ChatParams,
+    *,
+    provider: str,
+    op: str,
+) -> None:
+    """Raise invalid_input (not retryable: another try gets the same) when the provider
+    cannot honour the call."""
+    reason = unsupported(capabilities, messages, params)
+    if reason is not None:
+        raise ProviderError(
+            ErrorCode.INVALID_INPUT,
+            op,
+            f"provider {provider!r} cannot take this request: {reason}; leave it out or "
+            "send the request to a provider that has it",
+        )
