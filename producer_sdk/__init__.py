@@ -1,8 +1,9 @@
 """The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
 
-from contracts.generate import ChatMessage
+from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolSpec
 from contracts.names import shared_reply_topic
-from contracts.replies import GenerateResult, TextDelta
+from contracts.replies import GenerateResult, TextDelta, ToolCallDelta
+from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk.batch import CorpusProgress
 from producer_sdk.client import FleetClient
@@ -21,9 +22,14 @@ __all__ = [
     "GenerateResult",
     "KafkaAccessError",
     "KafkaSecurity",
+    "NamedToolChoice",
     "NotConnected",
     "StreamRestarted",
     "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolSpec",
+    "Usage",
     "VectorRecord",
     "shared_reply_topic",
 ]

@@ -27,6 +27,7 @@ from contracts.replies import (
     GenerateResult,
     ReplyChunk,
     TextDelta,
+    ToolCallDelta,
     TranscribeResult,
     TranscriptSegment,
     VectorResult,
@@ -155,14 +156,14 @@ class FleetClient:
         model: str,
         **options: Unpack[GenerateOptions],
     ) -> AsyncGenerator[GenerateEvent, None]:
-        """Yield text deltas as the model writes them, then the GenerateResult.
+        """Yield text and tool-call deltas as the model writes them, then the GenerateResult.
 
         A StreamRestarted event means the job was redone from the start: drop the text
         received so far. An error reply raises FleetRequestError.
         """
         request, timeout = self._generate_request(messages, model, options, stream=True)
         async for item in self._call("generate", request, timeout):
-            if isinstance(item, TextDelta | StreamRestarted | GenerateResult):
+            if isinstance(item, TextDelta | ToolCallDelta | StreamRestarted | GenerateResult):
                 yield item
 
     async def generate(
@@ -197,6 +198,12 @@ class FleetClient:
             temperature=options.get("temperature"),
             top_p=options.get("top_p"),
             stop=options.get("stop"),
+            tools=options.get("tools"),
+            tool_choice=options.get("tool_choice"),
+            seed=options.get("seed"),
+            presence_penalty=options.get("presence_penalty"),
+            frequency_penalty=options.get("frequency_penalty"),
+            user=options.get("user"),
             stream=stream,
         )
         return request, timeout

@@ -6,10 +6,17 @@ from __future__ import annotations
 from typing import TypedDict
 
 from contracts.envelope import ReplyAddress
-from contracts.replies import GenerateResult, TextDelta, TranscribeResult, TranscriptSegment
+from contracts.generate import ToolChoice, ToolSpec
+from contracts.replies import (
+    GenerateResult,
+    TextDelta,
+    ToolCallDelta,
+    TranscribeResult,
+    TranscriptSegment,
+)
 from producer_sdk.replies import StreamRestarted
 
-GenerateEvent = TextDelta | StreamRestarted | GenerateResult
+GenerateEvent = TextDelta | ToolCallDelta | StreamRestarted | GenerateResult
 TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
 
 
@@ -22,6 +29,15 @@ class GenerateOptions(TypedDict, total=False):
     temperature: float | None
     top_p: float | None
     stop: list[str] | None
+    # Offered to the model; its calls come as ToolCallDelta events and in the result's
+    # tool_calls (finish_reason "tool_calls"). Answer them with ChatMessage(role="tool",
+    # tool_call_id=...) in the next call of the same session.
+    tools: list[ToolSpec] | None
+    tool_choice: ToolChoice | None  # "auto", "none", "required" or NamedToolChoice(name=...)
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    user: str | None  # the end user, for providers that track abuse per user
     timeout_s: float | None  # the deadline, from now; default: the client's
     request_id: str | None  # default: a new uuid; the same id twice runs the model once
 
