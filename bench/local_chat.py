@@ -42,11 +42,11 @@ async def main(runs: int, max_tokens: int) -> None:
                 first = time.perf_counter() - started
             elif isinstance(event, ChatDone):
                 total = time.perf_counter() - started
-                rate = (event.usage.output_tokens - 1) / (total - first)
+                rate = (event.usage.completion_tokens - 1) / (total - first)
                 firsts.append(first)
                 rates.append(rate)
                 print(f"{prompt!r}: first token {first * 1000:.0f} ms, "
-                      f"{event.usage.output_tokens} tokens, {rate:.1f} tokens/s")  # fmt: skip
+                      f"{event.usage.completion_tokens} tokens, {rate:.1f} tokens/s")  # fmt: skip
     await chat.aclose()
     print(f"median: first token {statistics.median(firsts) * 1000:.0f} ms, "
           f"{statistics.median(rates):.1f} tokens/s")  # fmt: skip

@@ -45,7 +45,7 @@ class NoopChat:
             yield TextPiece(f"{called} {time.monotonic_ns()}")
         else:
             yield TextPiece("ok")
-        yield ChatDone(finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1))
+        yield ChatDone(finish_reason="stop", usage=Usage(prompt_tokens=1, completion_tokens=1))
 
     async def load(self) -> None:
         return None

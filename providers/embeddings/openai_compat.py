@@ -152,7 +152,7 @@ class OpenAIEmbeddings(HttpApiProvider[OpenAIEmbeddingsConfig]):
             )
         tokens = response.usage.prompt_tokens if response.usage else 0
         # The requested name, not the server's: routing and replies speak in config names.
-        return Embeddings(vectors=vectors, model=model, usage=Usage(input_tokens=tokens))
+        return Embeddings(vectors=vectors, model=model, usage=Usage(prompt_tokens=tokens))
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> OpenAIEmbeddings:

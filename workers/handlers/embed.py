@@ -75,7 +75,7 @@ class EmbedHandler:
             vectors=[] if packed else rows.tolist(),
             vectors_float32=rows.astype("<f4").tobytes() if packed else None,
             custom_ids=request.custom_ids,
-            usage=Usage(input_tokens=tokens),
+            usage=Usage(prompt_tokens=tokens),
         )
 
     def _batcher(self, provider: EmbeddingProvider, model: str) -> DynamicBatcher:

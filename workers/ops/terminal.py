@@ -24,7 +24,7 @@ async def print_stream(events: AsyncIterator[GenerateEvent], summary: TextIO = s
         elif isinstance(event, GenerateResult):
             total = time.perf_counter() - started
             print(
-                f"\n\n[{event.model}: {event.usage.output_tokens} tokens, "
+                f"\n\n[{event.model}: {event.usage.completion_tokens} tokens, "
                 f"finish={event.finish_reason}, first chunk {first or total:.2f}s, "
                 f"total {total:.2f}s]\n",
                 file=summary,
