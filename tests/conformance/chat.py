@@ -13,10 +13,14 @@ from typing import ClassVar
 import pytest
 
 from contracts.errors import ErrorCode
-from contracts.generate import ChatMessage
+from contracts.generate import ChatMessage, ToolSpec
 from providers.chat.base import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece
+from providers.chat.support import OPTIONS
 from providers.errors import ProviderError
 from tests.unit.providers import Replay
+
+# A value the contract accepts for each optional field.
+OPTION_VALUES = {"seed": 1, "presence_penalty": 0.5, "frequency_penalty": 0.5, "user": "u-1"}
 
 MESSAGES = [
     ChatMessage(role="system", content="You are terse."),
@@ -92,4 +96,22 @@ class ChatProviderConformance:
         with pytest.raises(ProviderError) as info:
             await collect(provider, ChatParams(model="no-such-model"))
         assert info.value.code is ErrorCode.NOT_FOUND
+        assert replay.requests == []
+
+    async def test_what_it_cannot_honour_is_refused_before_any_request(
+        self, provider: ChatProvider, replay: Replay
+    ) -> None:
+        capabilities = provider.capabilities
+        lacking = [
+            ChatParams(model=self.model, **{option: OPTION_VALUES[option]})  # type: ignore[arg-type]
+            for option in OPTIONS
+            if option not in capabilities.options
+        ]
+        if not capabilities.tools:
+            lacking.append(ChatParams(model=self.model, tools=[ToolSpec(name="get_time")]))
+        for params in lacking:
+            with pytest.raises(ProviderError) as info:
+                await collect(provider, params)
+            assert info.value.code is ErrorCode.INVALID_INPUT
+            assert "does not support" in info.value.detail
         assert replay.requests == []
