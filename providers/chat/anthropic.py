@@ -34,6 +34,9 @@ from providers.registry import parse_config
 from providers.shared import Shared
 
 
+_MAX_TEMPERATURE: Final = 1.0  # Anthropic's; OpenAI's is 2
+
+
 class AnthropicChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str = "anthropic"
     base_url: str = "https://api.anthropic.com"
@@ -181,8 +184,15 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
         if system:
             body["system"] = system
         if params.temperature is not None:
-            # Anthropic's range is 0..1; the contract allows OpenAI's 0..2.
-            body["temperature"] = min(params.temperature, 1.0)
+            if params.temperature > _MAX_TEMPERATURE:
+                # The contract allows OpenAI's 0..2: capping it would answer another request.
+                raise ProviderError(
+                    ErrorCode.INVALID_INPUT,
+                    self._op,
+                    f"temperature {params.temperature:g} is outside Anthropic's range "
+                    f"0..{_MAX_TEMPERATURE:g}",
+                )
+            body["temperature"] = params.temperature
         if params.top_p is not None:
             body["top_p"] = params.top_p
         if params.stop:

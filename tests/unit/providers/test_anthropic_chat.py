@@ -65,7 +65,7 @@ async def test_streams_text_and_sends_a_messages_request() -> None:
     replay = Replay().sse("anthropic/messages_stream.sse", chunk_size=7)
     provider = make(replay, default_max_tokens=256)
     try:
-        params = ChatParams(model=MODEL, temperature=1.5, top_p=0.9, stop=["END"])
+        params = ChatParams(model=MODEL, temperature=0.7, top_p=0.9, stop=["END"])
         events = [e async for e in provider.stream_chat(MESSAGES, params)]
     finally:
         await provider.aclose()
@@ -89,9 +89,27 @@ async def test_streams_text_and_sends_a_messages_request() -> None:
     assert body["messages"] == [{"role": "user", "content": "Hello"}]
     assert body["max_tokens"] == 256
     assert body["stream"] is True
-    assert body["temperature"] == 1.0  # the contract allows up to 2; Anthropic up to 1
+    assert body["temperature"] == 0.7
     assert body["top_p"] == 0.9
     assert body["stop_sequences"] == ["END"]
+
+
+async def test_a_temperature_beyond_anthropics_range_is_refused_not_capped() -> None:
+    replay = Replay().sse("anthropic/messages_stream.sse")
+    provider = make(replay)
+    try:
+        with pytest.raises(ProviderError) as info:
+            _ = [
+                e
+                async for e in provider.stream_chat(
+                    MESSAGES, ChatParams(model=MODEL, temperature=1.5)
+                )
+            ]
+    finally:
+        await provider.aclose()
+    assert info.value.code == ErrorCode.INVALID_INPUT
+    assert "outside Anthropic's range 0..1" in str(info.value)
+    assert replay.requests == []  # refused before any call
 
 
 async def test_tool_use_is_assembled_from_input_json_deltas() -> None:
