@@ -3,6 +3,7 @@
 from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolSpec
 from contracts.names import shared_reply_topic
 from contracts.replies import GenerateResult, TextDelta, ToolCallDelta
+from contracts.secrets import Secret
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk.batch import CorpusProgress
@@ -24,6 +25,7 @@ __all__ = [
     "KafkaSecurity",
     "NamedToolChoice",
     "NotConnected",
+    "Secret",
     "StreamRestarted",
     "TextDelta",
     "ToolCall",
