@@ -11,7 +11,6 @@ with a client certificate.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +25,7 @@ from producer_sdk import FleetClient
 from producer_sdk.connection import PLAINTEXT, SECURITY_ENV, KafkaConnection, KafkaSecurity
 from providers.redis_client import RedisPool
 from providers.shared import Shared
+from workers.ops.local_kafka import local_secured_listeners
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,42 +56,6 @@ class Infra(msgspec.Struct, frozen=True):
         return env
 
 
-class SecuredListeners(msgspec.Struct, frozen=True):
-    """What deploy/local/kafka.sh writes about the local broker's secured listeners."""
-
-    sasl_ssl: str
-    ssl: str
-    username: str
-    password_file: str
-    ca_file: str
-    client_cert: str
-    client_key: str
-
-    def sasl(self, mechanism: str = "SCRAM-SHA-512", password: str | None = None) -> KafkaSecurity:
-        return KafkaSecurity(
-            security_protocol="SASL_SSL",
-            sasl_mechanism=mechanism,  # type: ignore[arg-type]
-            sasl_username=self.username,
-            sasl_password=Secret(password or Path(self.password_file).read_text().strip()),
-            ssl_cafile=self.ca_file,
-        )
-
-    def mutual_tls(self) -> KafkaSecurity:
-        return KafkaSecurity(
-            security_protocol="SSL",
-            ssl_cafile=self.ca_file,
-            ssl_certfile=self.client_cert,
-            ssl_keyfile=self.client_key,
-        )
-
-
-def secured_listeners() -> SecuredListeners:
-    home = Path(os.environ.get("FLEET_HOME", REPO / ".fleet"))
-    port = os.environ.get("FLEET_KAFKA_PORT", "19092")
-    text = (home / "kafka" / f"listeners-{port}.json").read_text()
-    return msgspec.convert(json.loads(text), SecuredListeners)
-
-
 def _local_infra() -> Infra:
     subprocess.run(["bash", str(REPO / "deploy/local/services.sh"), "start"], check=True)
     kafka_port = os.environ.get("FLEET_KAFKA_PORT", "19092")
@@ -100,7 +64,7 @@ def _local_infra() -> Infra:
     listener = os.environ.get("FLEET_TEST_KAFKA", "plaintext")
     if listener == "plaintext":
         return Infra(f"127.0.0.1:{kafka_port}", redis_url)
-    secured = secured_listeners()
+    secured = local_secured_listeners()
     if listener == "sasl_ssl":
         return Infra(secured.sasl_ssl, redis_url, secured.sasl())
     if listener == "ssl":

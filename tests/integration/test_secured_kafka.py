@@ -8,19 +8,22 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Literal, get_args
 
 import msgspec
 import pytest
 
 from contracts.secrets import Secret
 from producer_sdk import KafkaAccessError, KafkaSecurity, VectorRecord
+from producer_sdk.connection import SaslMechanism
 from providers.router import ModelRouter
-from tests.conftest import Infra, SecuredListeners, secured_listeners
+from tests.conftest import Infra
 from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.worker_processes import WorkerProcess
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
+from workers.ops.local_kafka import SecuredListeners, local_secured_listeners
 
 pytestmark = [pytest.mark.kafka, pytest.mark.private_kafka, pytest.mark.redis]
 
@@ -29,16 +32,19 @@ MODEL = "scripted-model"
 
 @pytest.fixture
 def listeners(infra: Infra) -> SecuredListeners:
-    return secured_listeners()
+    return local_secured_listeners()
 
 
 def _secured(infra: Infra, servers: str, security: KafkaSecurity) -> Infra:
     return Infra(servers, infra.redis_url, security)
 
 
-@pytest.mark.parametrize("how", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "mutual-tls"])
+@pytest.mark.parametrize("how", [*get_args(SaslMechanism), "mutual-tls"])
 async def test_jobs_run_through_a_secured_listener(
-    how: str, listeners: SecuredListeners, infra: Infra, settings: WorkerSettings
+    how: SaslMechanism | Literal["mutual-tls"],
+    listeners: SecuredListeners,
+    infra: Infra,
+    settings: WorkerSettings,
 ) -> None:
     if how == "mutual-tls":
         secured = _secured(infra, listeners.ssl, listeners.mutual_tls())
