@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator
 
 from bench.common import BOOTSTRAP, READY_LINE, REDIS_URL
 from contracts import ChatMessage, Usage
+from producer_sdk.connection import PLAINTEXT
 from providers.chat import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
 from providers.router import ModelRouter
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
+from workers.ops.local_kafka import local_secured_listeners
 
 NOOP_MODEL = "noop"
 
@@ -57,9 +59,14 @@ class NoopChat:
         return None
 
 
-def settings(ns: str, *, idempotency: bool, concurrency: int, partitions: int) -> WorkerSettings:
+def settings(
+    ns: str, *, idempotency: bool, concurrency: int, partitions: int, sasl: bool = False
+) -> WorkerSettings:
+    """The worker's settings; ``sasl``: through the local broker's SASL_SSL listener."""
+    listeners = local_secured_listeners() if sasl else None
     return WorkerSettings(
-        bootstrap_servers=BOOTSTRAP,
+        bootstrap_servers=listeners.sasl_ssl if listeners else BOOTSTRAP,
+        kafka=listeners.sasl() if listeners else PLAINTEXT,
         redis_url=REDIS_URL,
         namespace=ns,
         idempotency=idempotency,
@@ -70,10 +77,10 @@ def settings(ns: str, *, idempotency: bool, concurrency: int, partitions: int) -
 
 
 async def serve(
-    ns: str, *, idempotency: bool, concurrency: int, partitions: int, stamp: bool
+    ns: str, *, idempotency: bool, concurrency: int, partitions: int, stamp: bool, sasl: bool
 ) -> None:
     worker_settings = settings(
-        ns, idempotency=idempotency, concurrency=concurrency, partitions=partitions
+        ns, idempotency=idempotency, concurrency=concurrency, partitions=partitions, sasl=sasl
     )
     handler = GenerateHandler(ModelRouter("chat", [NoopChat(stamp=stamp)]), memory=None)
     worker = Worker("generate", worker_settings, handler)
@@ -95,6 +102,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--chat", choices=["noop", "stamp"], default="noop")
+    parser.add_argument("--sasl", action="store_true", help="through the SASL_SSL listener")
     parser.add_argument("--profile", help="write a pyinstrument text profile to this file")
     args = parser.parse_args()
     profiler = None
@@ -110,6 +118,7 @@ def main() -> None:
             concurrency=args.concurrency,
             partitions=args.partitions,
             stamp=args.chat == "stamp",
+            sasl=args.sasl,
         )
     )
     if profiler is not None:

@@ -105,12 +105,22 @@ def _memory_plot(data: dict[str, Any]) -> str:
     return "![worker memory](img/memory.png)"
 
 
+def _connections_plot(data: dict[str, Any]) -> str:
+    series = {
+        variant: {f"{n} in flight": rate for n, rate in rates.items()}
+        for variant, rates in data["results"].items()
+    }
+    _bars(IMG / "connections.png", "No-op round trip: SASL_SSL, shared replies", "jobs/s", series)
+    return "![connections](img/connections.png)"
+
+
 CASES = (
     ("roundtrip", "1. No-op round trip: fleet against raw aiokafka", _roundtrip_plot),
     ("peers", "2. Fleet against Celery and Taskiq", _peers_plot),
     ("embed_corpus", "3. Corpus embedding: fleet against direct calls", _embed_plot),
     ("ttfc", "4. Time to first chunk", _ttfc_plot),
     ("memory", "5. Idle worker memory", _memory_plot),
+    ("connections", "6. A secured connection and a shared reply topic", _connections_plot),
 )
 
 HEADER = """# Benchmarks
@@ -123,7 +133,7 @@ machine these ran on is shared, so each case also prints the load average it sta
 case 1 records CPU time per job of every process, which does not depend on that load).
 """
 
-GPU = """## 6. GPU
+GPU = """## 7. GPU
 
 No GPU machine was lent to this task, so the GPU target (corpus embedding through the fleet
 at least as fast as one process calling sentence-transformers on an H100) is not measured

@@ -18,4 +18,5 @@ timeout 300 "$py" -m bench.peers --scale "$scale"
 timeout 900 "$py" -m bench.embed_corpus --sentences "$sentences"
 timeout 300 "$py" -m bench.ttfc --requests "$requests"
 timeout 600 "$py" -m bench.memory
+timeout 300 "$py" -m bench.connections --scale "$scale"
 "$py" -m bench.report
