@@ -9,6 +9,7 @@ from contracts.codec import (
     decode_request_head,
     encode,
 )
+from contracts.content import ContentPart, ImagePart, ImageUrl, TextPart
 from contracts.control import CancelJob
 from contracts.embed import EmbedRequest
 from contracts.envelope import ReplyAddress, Request, RequestHead
@@ -51,6 +52,13 @@ from contracts.replies import (
     VectorMatch,
     VectorResult,
 )
+from contracts.response_format import (
+    JsonSchemaSpec,
+    ResponseFormat,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    ResponseFormatText,
+)
 from contracts.transcribe import TranscribeRequest
 from contracts.usage import Usage
 from contracts.vectors import (
@@ -71,6 +79,7 @@ __all__ = [
     "ChatMessage",
     "Chunk",
     "ConfigError",
+    "ContentPart",
     "ContentType",
     "ContractError",
     "DeadLetterReason",
@@ -83,12 +92,20 @@ __all__ = [
     "GenerateRequest",
     "GenerateResult",
     "Header",
+    "ImagePart",
+    "ImageUrl",
+    "JsonSchemaSpec",
     "NamedToolChoice",
     "ReplyAddress",
     "ReplyChunk",
     "Request",
     "RequestHead",
+    "ResponseFormat",
+    "ResponseFormatJsonObject",
+    "ResponseFormatJsonSchema",
+    "ResponseFormatText",
     "TextDelta",
+    "TextPart",
     "ToolCall",
     "ToolCallDelta",
     "ToolChoice",

@@ -17,6 +17,12 @@ class ErrorCode(enum.StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     # The provider answered, but not in the shape its API has: retrying gets the same.
     UNEXPECTED_RESPONSE = "unexpected_response"
+    # The model's answer does not have the shape the request's response_format asked for
+    # (not JSON, cut off at max_tokens, or against the schema): the request itself was fine.
+    OUTPUT_INVALID = "output_invalid"
+    # The prompt plus max_tokens does not fit the model's context window: retrying gets the
+    # same, but a fallback chain moves on to a model with a larger window.
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     INTERNAL = "internal"
 
     @property

@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from contracts.content import Content, images_in
 from contracts.envelope import Identifier, Name, Request
+from contracts.response_format import ResponseFormat
 
 Role = Literal["system", "user", "assistant", "tool"]
 # What the OpenAI and Anthropic APIs both accept as a function's name.
@@ -22,7 +24,8 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
 
 class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
-    content: str
+    # A string, or a list of text and image parts (images only in user messages).
+    content: Content
     name: str | None = None
     # An assistant turn that asked for tools (its content may be empty).
     tool_calls: list[ToolCall] | None = None
@@ -71,6 +74,9 @@ class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
     frequency_penalty: Penalty | None = None
     # The end user the request is made for, passed to providers that track abuse per user.
     user: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    # JSON out: a provider that cannot honour it refuses the request; the worker checks
+    # the answer and fails the job with output_invalid when it does not match.
+    response_format: ResponseFormat | None = None
     # False: no deltas, only the final reply (callers that want the whole answer at once).
     stream: bool = True
 
@@ -78,6 +84,7 @@ class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
         _check_tool_choice(self.tools, self.tool_choice)
         for message in self.messages:
             _check_tool_turn(message)
+            _check_parts(message)
 
 
 def _check_tool_choice(tools: list[ToolSpec] | None, choice: ToolChoice | None) -> None:
@@ -99,3 +106,11 @@ def _check_tool_turn(message: ChatMessage) -> None:
         raise msgspec.ValidationError("a message with role 'tool' needs `tool_call_id`")
     if message.tool_calls and message.role != "assistant":
         raise msgspec.ValidationError("only an assistant message may hold `tool_calls`")
+
+
+def _check_parts(message: ChatMessage) -> None:
+    if message.role != "user" and images_in(message.content):
+        raise msgspec.ValidationError(
+            f"a message with role {message.role!r} may hold text parts only: images go in "
+            "user messages"
+        )

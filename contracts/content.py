@@ -1,0 +1,55 @@
+"""A chat message's content: a string, or a list of parts (text and images) as OpenAI's
+chat-completions API spells them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+# An http(s) address the provider fetches, or the picture itself as a base64 data URL.
+ImageAddress = Annotated[
+    str, msgspec.Meta(pattern=r"^(https?://|data:image/[A-Za-z0-9.+\-]+;base64,)")
+]
+
+
+class TextPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="text"):
+    text: str
+
+
+class ImageUrl(msgspec.Struct, frozen=True, kw_only=True):
+    url: ImageAddress
+    # OpenAI's resolution hint ("low": a fixed small cost); a provider without one refuses
+    # "low" and "high" rather than drop them.
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="image_url"):
+    """A picture for a provider that declares vision; others refuse the request."""
+
+    image_url: ImageUrl
+
+
+ContentPart = TextPart | ImagePart
+Content = str | Annotated[list[ContentPart], msgspec.Meta(min_length=1)]
+
+
+def text_of(content: Content) -> str:
+    """The text of the content: the string, or its text parts joined (images left out)."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def images_in(content: Content) -> list[ImageUrl]:
+    if isinstance(content, str):
+        return []
+    return [part.image_url for part in content if isinstance(part, ImagePart)]
+
+
+def data_url_parts(url: str) -> tuple[str, str] | None:
+    """A base64 data URL's media type and data; None for an http(s) address."""
+    if not url.startswith("data:"):
+        return None
+    head, _, data = url.partition(",")
+    return head.removeprefix("data:").removesuffix(";base64"), data
