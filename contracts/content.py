@@ -3,6 +3,7 @@ chat-completions API spells them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
@@ -31,7 +32,8 @@ class ImagePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
 
 
 ContentPart = TextPart | ImagePart
-Content = str | Annotated[list[ContentPart], msgspec.Meta(min_length=1)]
+# A Sequence (decoded as a list) so that a list of text parts alone is content too.
+Content = str | Annotated[Sequence[ContentPart], msgspec.Meta(min_length=1)]
 
 
 def text_of(content: Content) -> str:
