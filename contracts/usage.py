@@ -25,6 +25,12 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     cached_tokens: int | None = None
     # Of the completion tokens, those spent on hidden reasoning (when the provider says).
     reasoning_tokens: int | None = None
+    # True when the provider reported no counts and the worker made them: with the model's
+    # tokenizer where it has one, otherwise estimated from the text (about 4 characters a token).
+    estimated: bool = False
+    # What the call cost at the prices of the worker's model catalogue
+    # (docs/decisions/0018-model-catalogue.md); None when the model has no price there.
+    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
     input_tokens: Annotated[int, _deprecated("prompt_tokens")] = 0
     output_tokens: Annotated[int, _deprecated("completion_tokens")] = 0
 

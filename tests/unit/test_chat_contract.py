@@ -141,6 +141,8 @@ def test_usage_speaks_openai_names_and_keeps_the_old_ones_filled() -> None:
         "total_tokens": 17,
         "cached_tokens": 10,
         "reasoning_tokens": 2,
+        "estimated": False,
+        "cost_usd": None,
         "input_tokens": 12,
         "output_tokens": 5,
     }
