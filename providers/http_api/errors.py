@@ -1,5 +1,6 @@
 """Errors from HTTP providers' responses: the code from the status and the body's structured
-fields (never from its text), Retry-After, and secrets scrubbed from whatever is reported."""
+fields (never from its text, but for the few phrasings that are a server's only sign of a
+context overflow), Retry-After, and secrets scrubbed from whatever is reported."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ _BUDGET_MARKERS: Final = frozenset(
     }
 )
 
+# Body fields that mean the prompt (with max_tokens) does not fit the model's context:
+# OpenAI's error.code, llama.cpp server's error.type.
+_CONTEXT_MARKERS: Final = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+# What servers that have no such field say instead, in a client error or an error in a
+# stream (lower case): OpenAI, vLLM and Mistral; Anthropic's invalid_request_error (the two
+# phrasings); llama.cpp server.
+_CONTEXT_PHRASES: Final = (
+    "maximum context length",
+    "prompt is too long",
+    "exceed context limit",
+    "exceeds the available context size",
+)
+
 # For errors that arrive without a status (an error event in the middle of a stream).
 _TYPE_CODES: Final[Mapping[str, ErrorCode]] = {
     "authentication_error": ErrorCode.AUTH,
@@ -44,6 +58,12 @@ _TYPE_CODES: Final[Mapping[str, ErrorCode]] = {
     "overloaded_error": ErrorCode.PROVIDER_DOWN,
     "api_error": ErrorCode.PROVIDER_DOWN,
     "server_error": ErrorCode.PROVIDER_DOWN,
+    # vLLM's exception names; llama.cpp server's types (it also sends the status as code).
+    "BadRequestError": ErrorCode.INVALID_INPUT,
+    "NotFoundError": ErrorCode.NOT_FOUND,
+    "InternalServerError": ErrorCode.PROVIDER_DOWN,
+    "not_supported_error": ErrorCode.INVALID_INPUT,
+    "unavailable_error": ErrorCode.PROVIDER_DOWN,
 }
 
 
@@ -117,16 +137,38 @@ def _code_for_status(status: int) -> ErrorCode:
     return ErrorCode.PROVIDER_DOWN  # 5xx, 529 (Anthropic "overloaded"), anything unexpected
 
 
+def _context_overflow(status: int | None, info: ErrorInfo) -> bool:
+    """Whether the error says the prompt does not fit the model's context window."""
+    if {info.type, info.code, info.detail_code} & _CONTEXT_MARKERS:
+        return True
+    if status is not None and not 400 <= status < 500:
+        return False  # an overloaded server that words its 5xx oddly has not overflowed
+    message = (info.message or "").lower()
+    return any(phrase in message for phrase in _CONTEXT_PHRASES)
+
+
+def _in_stream(info: ErrorInfo) -> ErrorCode:
+    """The code of an error event inside a stream that already began (no status to go by):
+    its type, or the HTTP status some servers put in its code (vLLM, llama.cpp server)."""
+    for field in (info.type, info.code):
+        if field is not None and field in _TYPE_CODES:
+            return _TYPE_CODES[field]
+    if info.code is not None and info.code.isdigit() and 400 <= int(info.code) < 600:
+        return _code_for_status(int(info.code))
+    # Neither a type nor a code: not an error in the shape of any API, and no sign that
+    # the provider is down, so not retried and no mark on its circuit breaker.
+    return ErrorCode.UNEXPECTED_RESPONSE
+
+
 def classify(status: int | None, info: ErrorInfo) -> ErrorCode:
     """The ErrorCode for a status (None mid-stream) and the body's structured fields."""
     markers = {info.type, info.code, info.detail_code}
     if markers & _BUDGET_MARKERS:
         return ErrorCode.BUDGET_EXHAUSTED
+    if _context_overflow(status, info):
+        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
     if status is None:
-        for field in (info.type, info.code):
-            if field is not None and field in _TYPE_CODES:
-                return _TYPE_CODES[field]
-        return ErrorCode.PROVIDER_DOWN  # an unknown failure inside a stream
+        return _in_stream(info)
     if status >= 500 and info.type == "timeout_error":
         return ErrorCode.TIMEOUT
     return _code_for_status(status)
@@ -188,6 +230,16 @@ def error_from_body(
     if info.message:
         detail += f": {_clip(redact(info.message))}"
     return ProviderError(code, op, detail, retry_after_s=retry_after_s)
+
+
+def error_from_event(data: str, *, op: str, redact: Redactor) -> ProviderError:
+    """A ProviderError from the data of an error event in a stream: a JSON error body, or
+    plain words."""
+    try:
+        body: Any = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        body = {"error": data}
+    return error_from_body(None, body, op=op, redact=redact)
 
 
 def error_from_response(

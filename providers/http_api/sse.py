@@ -14,7 +14,9 @@ class SSEEvent(msgspec.Struct, frozen=True):
 
 async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
     """Server-sent events from text lines (the WHATWG rules the providers rely on:
-    ``event:``/``data:`` fields, several data lines joined by newlines, ``:`` comments)."""
+    ``event:``/``data:`` fields, several data lines joined by newlines, ``:`` comments).
+    One exception: an ``error:`` line, which those rules would drop, is an event named
+    "error" (llama.cpp server builds before 2025 send a failure in a stream that way)."""
     event: str | None = None
     data: list[str] = []
     async for raw in lines:
@@ -32,5 +34,7 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
             data.append(value)
         elif field == "event":
             event = value
+        elif field == "error":
+            event, data = "error", [value]
     if data:  # a stream that ends without the final blank line
         yield SSEEvent(event, "\n".join(data))

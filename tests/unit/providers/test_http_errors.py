@@ -15,6 +15,7 @@ from providers.http_api import (
     Redactor,
     SSEEvent,
     decode_json,
+    error_from_event,
     error_from_exception,
     error_from_response,
     iter_sse,
@@ -23,6 +24,7 @@ from providers.http_api import (
 from tests.unit.providers import API_KEY, fixture
 
 REQUEST = httpx.Request("POST", "https://api.example.com/v1/chat/completions")
+CONTEXT_EXCEEDED = ErrorCode.CONTEXT_LENGTH_EXCEEDED
 NO_SECRETS = Redactor()
 
 
@@ -35,7 +37,10 @@ def response(status: int, body: bytes, headers: dict[str, str] | None = None) ->
     [
         (401, "openai/error_401_invalid_api_key.json", ErrorCode.AUTH),
         (404, "openai/error_404_model_not_found.json", ErrorCode.NOT_FOUND),
-        (400, "openai/error_400_context_length.json", ErrorCode.INVALID_INPUT),
+        (400, "openai/error_400_context_length.json", ErrorCode.CONTEXT_LENGTH_EXCEEDED),
+        (400, "openai/error_400_vllm_context_length_handwritten.json", CONTEXT_EXCEEDED),
+        (400, "anthropic/error_400_prompt_too_long_handwritten.json", CONTEXT_EXCEEDED),
+        (400, "llamacpp/error_400_context_exceeded_handwritten.json", CONTEXT_EXCEEDED),
         (429, "openai/error_429_rate_limit.json", ErrorCode.RATE_LIMIT),
         (429, "openai/error_429_insufficient_quota.json", ErrorCode.BUDGET_EXHAUSTED),
         (500, "openai/error_500.json", ErrorCode.PROVIDER_DOWN),
@@ -205,3 +210,69 @@ async def test_sse_framing() -> None:
         SSEEvent(None, "line one\nline two"),
         SSEEvent("tail", "no blank line at the end"),
     ]
+
+
+async def test_an_error_line_is_an_error_event() -> None:
+    # llama.cpp server builds before 2025 send a failure in a stream as an `error:` line.
+    events = [e async for e in iter_sse(_lines('error: {"code": 400}', ""))]
+    assert events == [SSEEvent("error", '{"code": 400}')]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        # llama.cpp server: its status in error.code, its own type.
+        (fixture("llamacpp/error_400_context_exceeded_handwritten.json"), CONTEXT_EXCEEDED),
+        (
+            b'{"code": 400, "message": "the request exceeds the available context size"}',
+            CONTEXT_EXCEEDED,
+        ),
+        (
+            b'{"error": {"code": 400, "message": "bad grammar", "type": "invalid_request_error"}}',
+            ErrorCode.INVALID_INPUT,
+        ),
+        (
+            b'{"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}',
+            ErrorCode.PROVIDER_DOWN,
+        ),
+        # vLLM: its exception's name as type, the status as code.
+        (
+            b'{"error": {"message": "bad", "type": "BadRequestError", "code": 400}}',
+            ErrorCode.INVALID_INPUT,
+        ),
+        (
+            b'{"error": {"message": "slow down", "type": "requests", "code": 429}}',
+            ErrorCode.RATE_LIMIT,
+        ),
+        # OpenAI and Anthropic: their types.
+        (
+            b'{"error": {"message": "The server is overloaded", "type": "server_error"}}',
+            ErrorCode.PROVIDER_DOWN,
+        ),
+        (
+            b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+            ErrorCode.PROVIDER_DOWN,
+        ),
+        (b'{"error": {"type": "rate_limit_error", "message": "Too many"}}', ErrorCode.RATE_LIMIT),
+        # Nothing to go by: not retried, and no sign the provider is down.
+        (b'{"error": "something broke"}', ErrorCode.UNEXPECTED_RESPONSE),
+        (b"not json at all", ErrorCode.UNEXPECTED_RESPONSE),
+    ],
+)
+def test_an_error_inside_a_stream_is_classified_by_its_content(
+    data: bytes, code: ErrorCode
+) -> None:
+    error = error_from_event(data.decode(), op="p.chat", redact=NO_SECRETS)
+    assert error.code is code
+    assert "error in stream" in error.detail
+
+
+def test_words_of_an_overflow_count_only_in_a_client_error() -> None:
+    body = b'{"error": {"message": "maximum context length reached by the scheduler"}}'
+    assert error_from_response(response(500, body), op="p", redact=NO_SECRETS).code is (
+        ErrorCode.PROVIDER_DOWN
+    )
+    assert error_from_response(response(400, body), op="p", redact=NO_SECRETS).code is (
+        CONTEXT_EXCEEDED
+    )
+    assert not CONTEXT_EXCEEDED.retryable
