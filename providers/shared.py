@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from contracts.errors import ConfigError
 from contracts.secrets import Secret
+from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.redis_client import RedisClient, RedisPool
 
 
@@ -16,6 +17,8 @@ class Shared:
     a shared client."""
 
     redis: RedisPool | None = None
+    # The worker's model catalogue: what each model can do and costs (providers/catalogue.py).
+    models: ModelCatalogue = NO_MODELS
 
     def redis_client(self, provider: str, url: Secret | None = None) -> RedisClient:
         """The process's client for ``url`` (default: the process's own Redis)."""

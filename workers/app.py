@@ -53,7 +53,8 @@ async def build_worker(
     metrics = metrics or WorkerMetrics(kind)
     redis = RedisPool(settings.redis_url)
     try:
-        handler = await build_handler(kind, settings, Shared(redis=redis), metrics)
+        shared = Shared(redis=redis, models=settings.model_catalogue())
+        handler = await build_handler(kind, settings, shared, metrics)
     except BaseException:
         await redis.aclose()
         raise

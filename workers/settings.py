@@ -24,6 +24,7 @@ from producer_sdk.connection import (
     KafkaSecurity,
     security_from_env,
 )
+from providers.catalogue import ModelCatalogue, ModelEntry
 from providers.rate_limits.limiter import RateLimit
 from workers.retry import RetryPolicy
 
@@ -173,6 +174,15 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     audio_allow_private_addresses: bool = False
     # The vector store; Redis vector sets default to redis_url.
     vector_store: ProviderSpec = msgspec.field(default_factory=lambda: _spec("redis"))
+    # The model catalogue (`[[models]]`): per model, its context window, what it can do and
+    # its prices (providers/catalogue.py, docs/decisions/0018-model-catalogue.md).
+    models: list[ModelEntry] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        try:
+            self.model_catalogue()
+        except ConfigError as exc:
+            raise msgspec.ValidationError(str(exc)) from exc
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -180,6 +190,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             for name, value in msgspec.structs.asdict(self).items()
         )
         return f"WorkerSettings({fields})"
+
+    def model_catalogue(self) -> ModelCatalogue:
+        return ModelCatalogue(self.models)
 
     @property
     def connection(self) -> KafkaConnection:

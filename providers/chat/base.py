@@ -8,7 +8,9 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 
 from contracts.generate import ChatMessage, ToolCall, ToolChoice, ToolSpec
+from contracts.response_format import ResponseFormat
 from contracts.usage import Usage
+from providers.catalogue import ModelEntry
 
 # The optional fields of a call that a provider may or may not be able to honour; one it
 # does not list in its capabilities is refused (providers/chat/support.py), never dropped.
@@ -20,8 +22,32 @@ class ChatCapabilities(msgspec.Struct, frozen=True, kw_only=True):
     streaming: bool = True
     # Tools offered, tool choice, and conversations that hold tool calls or results.
     tools: bool = False
+    # Image parts in the conversation (content parts of type image_url).
+    vision: bool = False
+    # response_format json_object and json_schema (constrained decoding or the API's own).
+    json_schema: bool = False
     max_context_tokens: int | None = None
     options: frozenset[ChatOption] = frozenset()
+    # What the model catalogue says of each model (providers/catalogue.py): read through
+    # for_model, never on its own.
+    per_model: dict[str, ModelEntry] = {}
+
+    def for_model(self, model: str) -> ChatCapabilities:
+        """What the provider can do for ``model``: a model can do no more than its provider,
+        and has the smaller of the two context windows."""
+        entry = self.per_model.get(model)
+        if entry is None:
+            return self
+        windows = [w for w in (self.max_context_tokens, entry.context_tokens) if w is not None]
+        return msgspec.structs.replace(
+            self,
+            streaming=self.streaming and entry.streaming is not False,
+            tools=self.tools and entry.tools is not False,
+            vision=self.vision and entry.vision is not False,
+            json_schema=self.json_schema and entry.json_schema is not False,
+            max_context_tokens=min(windows) if windows else None,
+            per_model={},
+        )
 
 
 class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +64,7 @@ class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
+    response_format: ResponseFormat | None = None
 
 
 class TextPiece(msgspec.Struct, frozen=True):
@@ -59,6 +86,9 @@ class ChatDone(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage
     # The calls the model asked for, assembled from the pieces streamed (finish "tool_calls").
     tool_calls: list[ToolCall] | None = None
+    # Who answered, when not the provider and model asked (a fallback chain names its link).
+    provider: str | None = None
+    model: str | None = None
 
 
 ChatEvent = TextPiece | ToolCallPiece | ChatDone

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import get_args
 
+from contracts.content import images_in
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage
+from contracts.response_format import json_format, type_name
 from providers.chat.base import ChatCapabilities, ChatOption, ChatParams
 from providers.errors import ProviderError
 
@@ -26,13 +28,23 @@ def uses_tools(messages: list[ChatMessage], params: ChatParams) -> bool:
     return any(m.role == "tool" or m.tool_calls for m in messages)
 
 
+def uses_images(messages: list[ChatMessage]) -> bool:
+    return any(images_in(m.content) for m in messages)
+
+
 def unsupported(
     capabilities: ChatCapabilities, messages: list[ChatMessage], params: ChatParams
 ) -> str | None:
     """Why a provider with these capabilities cannot honour the call; None when it can."""
+    capabilities = capabilities.for_model(params.model)  # as the model catalogue narrows it
     reasons: list[str] = []
     if not capabilities.tools and uses_tools(messages, params):
         reasons.append("it does not support tools (tools, tool_choice, tool calls or results)")
+    if not capabilities.vision and uses_images(messages):
+        reasons.append("it does not support images (image_url content parts)")
+    wanted = json_format(params.response_format)
+    if not capabilities.json_schema and wanted is not None:
+        reasons.append(f"it does not support response_format {type_name(wanted)}")
     missing = [o for o in options_set(params) if o not in capabilities.options]
     if missing:
         reasons.append(f"it does not support {', '.join(missing)}")
