@@ -1,44 +1,41 @@
 """A chat provider that tries other chat providers in order until one answers.
 
-It moves on only on a retryable failure (or an open circuit) before any text was yielded:
-once a provider has started answering, switching would splice two different answers.
-Providers that cannot honour a request (tools, an option they lack) are passed over; when
-none can, the request is refused with invalid_input naming what each lacks.
+It moves on only on a retryable failure (or an open circuit), or a prompt too long for a
+provider's context, before any text was yielded: once a provider has started answering,
+switching would splice two different answers. After an overflow it passes over the links
+whose window is no larger than the one the prompt did not fit.
+Providers that cannot honour a request (tools, images, response_format, an option they
+lack) are passed over; when none can, the request is refused with invalid_input naming what
+each lacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 import msgspec
 
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage
-from providers.chat.base import ChatCapabilities, ChatEvent, ChatOption, ChatParams, ChatProvider
+from providers.catalogue import ModelEntry
+from providers.chat.base import (
+    ChatCapabilities,
+    ChatDone,
+    ChatEvent,
+    ChatOption,
+    ChatParams,
+    ChatProvider,
+)
+from providers.chat.streams import closing
 from providers.chat.support import unsupported
 from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.shared import Shared
 
 log = logging.getLogger(__name__)
-
-
-@asynccontextmanager
-async def _closing(
-    stream: AsyncIterator[ChatEvent],
-) -> AsyncGenerator[AsyncIterator[ChatEvent], None]:
-    """Close a provider's stream when we stop early (the protocol promises an iterator;
-    every real one is an async generator with aclose)."""
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 class FallbackEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -84,15 +81,35 @@ class FallbackChat:
             if substitute is not None:
                 models[substitute] = None
         caps = [p.capabilities for p in self._providers]
-        limits = [c.max_context_tokens for c in caps if c.max_context_tokens is not None]
         return ChatCapabilities(
             models=tuple(models),
             streaming=all(c.streaming for c in caps),
             tools=any(c.tools for c in caps),
+            vision=any(c.vision for c in caps),
+            json_schema=any(c.json_schema for c in caps),
             options=frozenset[ChatOption]().union(*(c.options for c in caps)),
-            # The smallest window is the only one a request is sure to fit wherever it lands.
-            max_context_tokens=min(limits) if limits else None,
+            # The largest window: a request that fits none of the links is refused before
+            # any call; one that fits some goes to those.
+            max_context_tokens=_largest([c.max_context_tokens for c in caps]),
+            per_model={model: self._model_entry(model) for model in models},
         )
+
+    def _model_entry(self, model: str) -> ModelEntry:
+        """What the chain can do for ``model``: what any of its links can, in the largest
+        of their windows."""
+        caps = [p.capabilities.for_model(m) for p, m in self._chain(model)]
+        return ModelEntry(
+            name=model,
+            context_tokens=_largest([c.max_context_tokens for c in caps]),
+            streaming=all(c.streaming for c in caps),
+            tools=any(c.tools for c in caps),
+            vision=any(c.vision for c in caps),
+            json_schema=any(c.json_schema for c in caps),
+        )
+
+    def links_for(self, model: str) -> list[tuple[ChatProvider, str]]:
+        """The links that serve ``model``, in order, each with the model it runs for it."""
+        return self._chain(model)
 
     def _chain(self, model: str) -> list[tuple[ChatProvider, str]]:
         chain: list[tuple[ChatProvider, str]] = []
@@ -115,25 +132,41 @@ class FallbackChat:
                 f"{', '.join(self.capabilities.models)}",
             )
         failures: list[ProviderError] = []
+        overflowed = 0  # the largest window the prompt was found not to fit
         for provider, model in self._able(chain, messages, params):
-            call_params = (
-                params if model == params.model else msgspec.structs.replace(params, model=model)
-            )
+            call_params = _params_for(params, model)
+            window = provider.capabilities.for_model(model).max_context_tokens
+            if window is not None and window <= overflowed:
+                failures.append(self._too_small(provider, model, window, overflowed))
+                continue
             yielded = False
             try:
-                async with _closing(provider.stream_chat(messages, call_params)) as stream:
+                async with closing(provider.stream_chat(messages, call_params)) as stream:
                     async for event in stream:
                         yielded = True
-                        yield event
+                        yield _answered_by(event, provider, model)
                 return
             except ProviderError as exc:
-                if yielded or not exc.retryable:
+                overflow = exc.code is ErrorCode.CONTEXT_LENGTH_EXCEEDED
+                if yielded or not (exc.retryable or overflow):
                     raise
+                if overflow and window is not None:
+                    overflowed = max(overflowed, window)
                 failures.append(exc)
                 log.warning(
                     "%s: %s failed, trying the next provider: %s", self._op, provider.name, exc
                 )
         raise self._exhausted(failures)
+
+    def _too_small(
+        self, provider: ChatProvider, model: str, window: int, overflowed: int
+    ) -> ProviderError:
+        return ProviderError(
+            ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+            f"{provider.name}.chat",
+            f"not tried: the {window}-token context of model {model!r} is no larger than "
+            f"the {overflowed}-token one the prompt did not fit",
+        )
 
     def _able(
         self,
@@ -145,7 +178,7 @@ class FallbackChat:
         able: list[tuple[ChatProvider, str]] = []
         lacking: list[str] = []
         for provider, model in chain:
-            reason = unsupported(provider.capabilities, messages, params)
+            reason = unsupported(provider.capabilities, messages, _params_for(params, model))
             if reason is None:
                 able.append((provider, model))
             else:
@@ -160,7 +193,9 @@ class FallbackChat:
         return able
 
     def _exhausted(self, failures: list[ProviderError]) -> ProviderError:
-        last = failures[-1]
+        # Retryable when any link failed for a passing reason: a later try may find it well.
+        retryable = [f for f in failures if f.retryable]
+        last = retryable[-1] if retryable else failures[-1]
         waits = [f.retry_after_s for f in failures if f.retry_after_s is not None]
         summary = "; ".join(f"{f.op}: {f.detail} [{f.code}]" for f in failures)
         error = ProviderError(
@@ -189,11 +224,33 @@ class FallbackChat:
                 raise result
 
 
+def _largest(windows: list[int | None]) -> int | None:
+    """The largest of the windows; None (no limit known) when any is unknown."""
+    known = [w for w in windows if w is not None]
+    return max(known) if known and len(known) == len(windows) else None
+
+
+def _params_for(params: ChatParams, model: str) -> ChatParams:
+    return params if model == params.model else msgspec.structs.replace(params, model=model)
+
+
+def _answered_by(event: ChatEvent, provider: ChatProvider, model: str) -> ChatEvent:
+    """The final event names the link that answered (unless a chain inside named its own)."""
+    if isinstance(event, ChatDone) and event.provider is None:
+        return msgspec.structs.replace(event, provider=provider.name, model=model)
+    return event
+
+
 def create(config: Mapping[str, Any], shared: Shared) -> FallbackChat:
-    from providers.chat import chat_providers  # the package imports this module lazily
+    # The package imports this module lazily, and catalogued.py imports it.
+    from providers.chat import chat_providers
+    from providers.chat.catalogued import with_catalogue
 
     parsed = parse_config(str(config.get("name", "fallback")), config, FallbackConfig)
-    providers = [chat_providers.create(e.name, e.config, shared) for e in parsed.providers]
+    providers = [
+        with_catalogue(chat_providers.create(e.name, e.config, shared), shared.models)
+        for e in parsed.providers
+    ]
     return FallbackChat(
         providers, substitutes=[e.model for e in parsed.providers], name=parsed.name
     )

@@ -3,7 +3,7 @@ with retries; each provider says how to build its body and read its stream."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated, Any, TypeVar
 
@@ -12,6 +12,7 @@ import msgspec
 from contracts.generate import ChatMessage
 from providers.call_retry import stream_with_retry
 from providers.chat.base import ChatCapabilities, ChatEvent, ChatOption, ChatParams
+from providers.chat.context import require_room
 from providers.chat.support import require_support
 from providers.http_api.client import HttpConfig
 from providers.http_api.provider import HttpApiProvider
@@ -20,6 +21,12 @@ from providers.http_api.provider import HttpApiProvider
 class ChatHttpConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # false for a server or model without tool calling: requests with tools are refused.
     tools: bool = True
+    # false for a model that cannot see: requests with image parts are refused.
+    vision: bool = True
+    # false for a server without structured output: json_object and json_schema are refused.
+    json_schema: bool = True
+    # The server's context window for every model it serves (per model: the `[[models]]`
+    # catalogue); a longer prompt is refused, estimated, before the call.
     max_context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
@@ -35,6 +42,8 @@ class HttpChat(HttpApiProvider[C]):
             models=tuple(self._config.models),
             streaming=True,
             tools=self._config.tools,
+            vision=self._config.vision,
+            json_schema=self._config.json_schema,
             max_context_tokens=self._config.max_context_tokens,
             options=self._options(),
         )
@@ -45,9 +54,12 @@ class HttpChat(HttpApiProvider[C]):
 
     async def stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
-    ) -> AsyncIterator[ChatEvent]:
+    ) -> AsyncGenerator[ChatEvent, None]:
         self._check_model(params.model)
         require_support(self.capabilities, messages, params, provider=self.name, op=self._op)
+        require_room(
+            self.capabilities, messages, params, counter=None, provider=self.name, op=self._op
+        )
         body = msgspec.json.encode(self._body(messages, params))
         stream = stream_with_retry(
             lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op

@@ -9,8 +9,10 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
+from contracts.content import Content, ImagePart
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, NamedToolChoice, ToolChoice, ToolSpec
+from contracts.response_format import ResponseFormat, ResponseFormatJsonSchema, type_name
 from contracts.usage import Usage
 from providers.chat.base import (
     ChatDone,
@@ -27,6 +29,7 @@ from providers.errors import ProviderError
 from providers.http_api import (
     decode_with,
     error_from_body,
+    error_from_event,
     error_from_exception,
     iter_sse,
     raise_for_status,
@@ -40,8 +43,8 @@ class OpenAIChatConfig(ChatHttpConfig, frozen=True, kw_only=True, forbid_unknown
     base_url: str = "https://api.openai.com/v1"
     # OpenAI's reasoning models refuse max_tokens; many compatible servers only know it.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    # Servers that reject stream_options (some older gateways) can turn it off; usage is
-    # then reported as zero.
+    # Servers that reject stream_options (some older gateways) can turn it off; the worker
+    # then counts usage itself and marks it estimated (as for servers that ignore it).
     stream_usage: bool = True
     # false: ask for the whole answer in one response (servers that cannot stream); a
     # server that answers a streamed call with one JSON body is understood either way.
@@ -165,12 +168,43 @@ def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return choice
 
 
+def _content(content: Content) -> str | list[dict[str, Any]]:
+    """A string as it is; parts as the API's content parts (the contract's are its own)."""
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, ImagePart):
+            image: dict[str, Any] = {"url": part.image_url.url}
+            if part.image_url.detail is not None:
+                image["detail"] = part.image_url.detail
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            parts.append({"type": "text", "text": part.text})
+    return parts
+
+
+def _response_format(response_format: ResponseFormat) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type_name(response_format)}
+    if isinstance(response_format, ResponseFormatJsonSchema):
+        spec = response_format.json_schema
+        schema: dict[str, Any] = {"name": spec.name}
+        if spec.description is not None:
+            schema["description"] = spec.description
+        if spec.schema:
+            schema["schema"] = spec.schema
+        if spec.strict is not None:
+            schema["strict"] = spec.strict
+        out["json_schema"] = schema
+    return out
+
+
 def _message(message: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    out: dict[str, Any] = {"role": message.role, "content": _content(message.content)}
     if message.name is not None:
         out["name"] = message.name
     if message.tool_calls:
-        out["content"] = message.content or None  # an assistant turn that only calls tools
+        out["content"] = out["content"] or None  # an assistant turn that only calls tools
         out["tool_calls"] = [
             {
                 "id": call.id,
@@ -210,6 +244,8 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
             body["tools"] = [_tool(tool) for tool in params.tools]
         if params.tool_choice is not None:
             body["tool_choice"] = _tool_choice(params.tool_choice)
+        if params.response_format is not None:
+            body["response_format"] = _response_format(params.response_format)
         for option in options_set(params):  # the API's names are the contract's
             body[option] = getattr(params, option)
         return body
@@ -241,6 +277,8 @@ class OpenAIChat(HttpChat[OpenAIChatConfig]):
             if sse.data.strip() == _DONE:
                 done = True
                 break
+            if sse.event == "error":  # an `error:` line (llama.cpp server before 2025)
+                raise error_from_event(sse.data, op=self._op, redact=self._redact)
             chunk = decode_with(
                 _CHUNK, sse.data, what="stream chunk", op=self._op, redact=self._redact
             )

@@ -10,6 +10,7 @@ from typing import Protocol, TypeVar
 
 from contracts.errors import StartupCheckFailed
 from providers.chat import ChatProvider, chat_providers
+from providers.chat.catalogued import with_catalogue
 from providers.embeddings import EmbeddingProvider, embedding_providers
 from providers.rate_limits.wrapped import RateLimitedChat, RateLimitedEmbeddings
 from providers.router import ModelRouter
@@ -65,7 +66,7 @@ async def loaded(category: str, providers: list[_P]) -> list[_P]:
 
 
 def chat_provider(spec: ProviderSpec, shared: Shared) -> ChatProvider:
-    provider = chat_providers.create(spec.name, spec.config, shared)
+    provider = with_catalogue(chat_providers.create(spec.name, spec.config, shared), shared.models)
     if spec.rate_limit is None:
         return provider
     return RateLimitedChat(
