@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from contracts.asyncapi import asyncapi_text
 from contracts.errors import FleetError
 from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS, DeadLetterReason
@@ -146,6 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     again = "replay again what an earlier replay dealt with"
     dlq_replay.add_argument("--from-start", action="store_true", help=again)
     dlq_replay.set_defaults(func=_cmd_dlq_replay)
+
+    models = sub.add_parser(
+        "models",
+        help="list the models the fleet serves: provider, context, capabilities, prices",
+    )
+    models.add_argument("--config", type=Path, help="TOML settings file")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(func=_cmd_models)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
@@ -294,6 +304,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         word = "unknown to the fleet (never started, or its record expired)"
     print(f"{state.request_id}: {word}; attempts: {state.attempts}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from workers.ops.models import list_models, render  # creates providers
+
+    listing = asyncio.run(list_models(load_settings(args.config)))
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(listing).decode()))
+    else:
+        print(render(listing))
     return 0
 
 
