@@ -98,6 +98,47 @@ async def test_a_job_past_its_deadline_is_answered_with_timeout_and_not_run() ->
     assert job.count(Outcome.EXPIRED) == 1
 
 
+async def test_a_deadline_message_says_whether_the_job_ran_before() -> None:
+    past = int(time.time() * 1000) - 1000
+    fresh = Fixture()
+    await fresh.runner.run(_record(encode(_request(deadline_ms=past))))
+    first = _final(fresh.publisher.replies(REPLIES))
+    assert isinstance(first, ErrorReply)
+    assert first.message == (
+        "the request's deadline passed while it waited for a worker: it was not run"
+    )
+    retried = Fixture()
+    headers = [
+        (Header.RETRY_COUNT, b"3"),
+        (Header.RETRY_REASON, b"provider_down: llama-server.chat: HTTP 503 [provider_down]"),
+        (Header.RETRY_ATTEMPT, b"3"),
+    ]
+    await retried.runner.run(_record(encode(_request(deadline_ms=past)), headers))
+    last = _final(retried.publisher.replies(REPLIES))
+    assert isinstance(last, ErrorReply)
+    assert last.code is ErrorCode.TIMEOUT
+    assert last.attempt == 3
+    assert "before a worker started it" not in last.message
+    assert "it had run and failed 3 times (the last time: provider_down: llama-server" in (
+        last.message
+    )
+    assert retried.chat.calls == 0
+
+
+async def test_a_context_overflow_is_answered_at_once_and_never_retried() -> None:
+    overflow = ProviderError(
+        ErrorCode.CONTEXT_LENGTH_EXCEEDED, "scripted.chat", "the prompt is 5210 tokens"
+    )
+    job = Fixture(_Raising(overflow))
+    await job.runner.run(_record(encode(_request())))
+    final = _final(job.publisher.replies(REPLIES))
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    assert not final.retryable
+    assert job.publisher.on("unit.v1.generate.retry-1s") == []
+    assert job.dead_letters() == []
+
+
 async def test_a_retryable_failure_is_parked_on_a_retry_topic() -> None:
     job = Fixture(ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN]))
     await job.runner.run(_record(encode(_request())))

@@ -17,11 +17,11 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from workers.metrics import Outcome, WorkerMetrics
-from workers.retry import attempt_floor
+from workers.retry import attempt_floor, retry_count
 from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
 from workers.runtime.publisher import Publisher, TopicProbe
-from workers.runtime.records import header
+from workers.runtime.records import Record, header
 from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 from workers.settings import ReplyLimits
 from workers.tenants import unverified
@@ -165,7 +165,7 @@ class VerifyTenant(Link):
 
 
 class Deadline(Link):
-    """A job whose deadline passed before it started is answered `timeout`, not run."""
+    """A delivery of a job whose deadline has passed is answered `timeout`, not run."""
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         self._metrics = metrics
@@ -174,8 +174,24 @@ class Deadline(Link):
         deadline_ms = job.request.deadline_ms
         if deadline_ms is not None and deadline_ms < time.time() * 1000:
             self._metrics.outcome(Outcome.EXPIRED)
-            message = "the request's deadline passed before a worker started it"
+            message = expired_message(job.record)
             await job.stream.send(job.stamper.error(ErrorCode.TIMEOUT, message))
             await job.stream.flush()
             return
         await self.call_next(job)
+
+
+def expired_message(record: Record) -> str:
+    """What happened to a job found past its deadline, as far as its record tells: this
+    delivery waited and was not run, and before it the job ran and failed that many times
+    (why, the last time), when it came back through the retry topics."""
+    failed = retry_count(record.headers)
+    if failed == 0:
+        return "the request's deadline passed while it waited for a worker: it was not run"
+    reason = header(record, Header.RETRY_REASON)
+    last = f" (the last time: {reason})" if reason else ""
+    times = "once" if failed == 1 else f"{failed} times"
+    return (
+        f"the request's deadline passed while its retry waited: it had run and failed "
+        f"{times}{last}, and was not run again"
+    )
