@@ -6,6 +6,8 @@ import enum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from contracts.usage import Usage
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -70,6 +72,12 @@ class WorkerMetrics:
         self.tokens = Counter(
             "fleet_tokens", "Tokens processed", ["kind", "type"], registry=self.registry
         )
+        self.cost = Counter(
+            "fleet_cost_usd",
+            "What provider calls cost at the model catalogue's prices, in US dollars",
+            ["kind", "provider", "model"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "fleet_batch_size",
             "Texts per model call of the embed batcher",
@@ -86,3 +94,8 @@ class WorkerMetrics:
 
     def outcome(self, outcome: Outcome) -> None:
         self.jobs.labels(self.kind, outcome.value).inc()
+
+    def spent(self, provider: str, model: str, usage: Usage) -> None:
+        """Count what a call cost (fleet_cost_usd_total), when its usage has a price."""
+        if usage.cost_usd:
+            self.cost.labels(self.kind, provider, model).inc(usage.cost_usd)

@@ -11,6 +11,7 @@ from contracts.embed import EmbedRequest
 from contracts.errors import ErrorCode
 from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
+from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.embeddings.base import EmbeddingProvider
 from providers.errors import ProviderError
 from providers.router import ModelRouter
@@ -49,10 +50,13 @@ class EmbedHandler:
         router: ModelRouter[EmbeddingProvider],
         batching: EmbedBatching,
         metrics: WorkerMetrics | None = None,
+        *,
+        models: ModelCatalogue = NO_MODELS,
     ) -> None:
         self._router = router
         self._batching = batching
         self._metrics = metrics
+        self._models = models
         self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
 
     async def handle(
@@ -65,6 +69,11 @@ class EmbedHandler:
             rows = shortened(rows, request.dimensions, request.model)
         # Usage is estimated per request: the model bills whole batches shared by requests.
         tokens = sum(estimate_tokens(t) for t in request.texts)
+        usage = self._models.priced(
+            provider.name, request.model, Usage(prompt_tokens=tokens, estimated=True)
+        )
+        if self._metrics is not None:
+            self._metrics.spent(provider.name, request.model, usage)
         packed = request.encoding_format == "base64"
         yield EmbedResult(
             request_id=stamper.request_id,
@@ -75,7 +84,7 @@ class EmbedHandler:
             vectors=[] if packed else rows.tolist(),
             vectors_float32=rows.astype("<f4").tobytes() if packed else None,
             custom_ids=request.custom_ids,
-            usage=Usage(prompt_tokens=tokens),
+            usage=usage,
         )
 
     def _batcher(self, provider: EmbeddingProvider, model: str) -> DynamicBatcher:
@@ -115,4 +124,6 @@ class EmbedHandler:
 async def build(
     settings: WorkerSettings, shared: Shared, metrics: WorkerMetrics | None
 ) -> EmbedHandler:
-    return EmbedHandler(await embedders(settings, shared), settings.embed_batching, metrics)
+    return EmbedHandler(
+        await embedders(settings, shared), settings.embed_batching, metrics, models=shared.models
+    )
