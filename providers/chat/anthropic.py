@@ -1,16 +1,23 @@
-"""Chat over the Anthropic Messages API, streamed (server-sent events), with tool use."""
+"""Chat over the Anthropic Messages API, streamed (server-sent events), with tool use,
+images (providers/chat/anthropic_content.py) and structured output through a forced tool
+(providers/chat/anthropic_answer_tool.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Annotated, Any, Final
 
 import httpx
 import msgspec
 
+from contracts.content import text_of
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolChoice
+from contracts.response_format import json_format
 from contracts.usage import Usage
+from providers.chat.anthropic_answer_tool import answer_events, answer_tool
+from providers.chat.anthropic_content import content_blocks
 from providers.chat.base import (
     ChatDone,
     ChatEvent,
@@ -174,7 +181,7 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
         }
 
     def _body(self, messages: list[ChatMessage], params: ChatParams) -> dict[str, Any]:
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        system = "\n\n".join(text_of(m.content) for m in messages if m.role == "system")
         body: dict[str, Any] = {
             "model": params.model,
             "max_tokens": params.max_tokens or self._config.default_max_tokens,
@@ -210,7 +217,23 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
                 }
                 for tool in params.tools
             ]
+        wanted = json_format(params.response_format)
+        if wanted is not None:
+            has_tools = bool(params.tools) or params.tool_choice is not None
+            answer = answer_tool(wanted, has_tools=has_tools, op=self._op)
+            body["tools"] = [answer.definition]
+            body["tool_choice"] = answer.choice
         return body
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncGenerator[ChatEvent, None]:
+        events = super().stream_chat(messages, params)
+        if json_format(params.response_format) is not None:
+            events = answer_events(events)  # the forced tool's input is the answer's text
+        async with aclosing(events) as stream:
+            async for event in stream:
+                yield event
 
     def _tool_choice(self, choice: ToolChoice) -> dict[str, str]:
         if isinstance(choice, NamedToolChoice):
@@ -239,13 +262,13 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
             block = {
                 "type": "tool_result",
                 "tool_use_id": message.tool_call_id or "",
-                "content": message.content,
+                "content": content_blocks(message.content, op=self._op),
             }
             return {"role": "user", "content": [block]}
         if message.role == "assistant" and message.tool_calls:
             blocks: list[dict[str, Any]] = []
-            if message.content:
-                blocks.append({"type": "text", "text": message.content})
+            if text := text_of(message.content):
+                blocks.append({"type": "text", "text": text})
             for call in message.tool_calls:
                 blocks.append(
                     {
@@ -256,7 +279,7 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
                     }
                 )
             return {"role": "assistant", "content": blocks}
-        return {"role": message.role, "content": message.content}
+        return {"role": message.role, "content": content_blocks(message.content, op=self._op)}
 
     def _args(self, call: ToolCall) -> Any:
         try:

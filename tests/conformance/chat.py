@@ -12,8 +12,10 @@ from typing import ClassVar
 
 import pytest
 
+from contracts.content import ImagePart, ImageUrl, TextPart
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolSpec
+from contracts.response_format import ResponseFormatJsonObject
 from providers.chat.base import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece
 from providers.chat.support import OPTIONS
 from providers.errors import ProviderError
@@ -25,6 +27,15 @@ OPTION_VALUES = {"seed": 1, "presence_penalty": 0.5, "frequency_penalty": 0.5, "
 MESSAGES = [
     ChatMessage(role="system", content="You are terse."),
     ChatMessage(role="user", content="Hello"),
+]
+LOOK = [
+    ChatMessage(
+        role="user",
+        content=[
+            TextPart(text="What is this?"),
+            ImagePart(image_url=ImageUrl(url="https://example.com/a.png")),
+        ],
+    )
 ]
 
 
@@ -109,9 +120,17 @@ class ChatProviderConformance:
         ]
         if not capabilities.tools:
             lacking.append(ChatParams(model=self.model, tools=[ToolSpec(name="get_time")]))
+        if not capabilities.json_schema:
+            lacking.append(ChatParams(model=self.model, response_format=ResponseFormatJsonObject()))
         for params in lacking:
             with pytest.raises(ProviderError) as info:
                 await collect(provider, params)
             assert info.value.code is ErrorCode.INVALID_INPUT
             assert "does not support" in info.value.detail
+        if not capabilities.vision:
+            with pytest.raises(ProviderError) as info:
+                async for _ in provider.stream_chat(LOOK, ChatParams(model=self.model)):
+                    pass
+            assert info.value.code is ErrorCode.INVALID_INPUT
+            assert "does not support images" in info.value.detail
         assert replay.requests == []

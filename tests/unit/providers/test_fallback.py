@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from contracts.content import ImagePart, ImageUrl, TextPart
 from contracts.errors import ConfigError, ErrorCode
-from contracts.generate import ToolSpec
+from contracts.generate import ChatMessage, ToolSpec
+from contracts.response_format import ResponseFormatJsonObject
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.anthropic import AnthropicChat
 from providers.chat.base import ChatDone, ChatParams, TextPiece
@@ -225,3 +227,30 @@ async def test_a_request_no_provider_can_honour_is_refused_naming_what_each_lack
     assert "plain: it does not support tools" in info.value.detail
     assert "no-seed: it does not support seed" in info.value.detail
     assert plain.requests == no_seed.requests == []
+
+
+async def test_images_and_json_pass_over_providers_without_vision_or_json_schema() -> None:
+    blind = Replay().sse("openai/chat_stream.sse")
+    sighted = Replay().sse("openai/chat_stream_json_schema.sse")
+    chain = FallbackChat(
+        [openai("blind", blind, vision=False, json_schema=False), openai("sighted", sighted)]
+    )
+    look = [
+        ChatMessage(
+            role="user",
+            content=[
+                TextPart(text="Who is this?"),
+                ImagePart(image_url=ImageUrl(url="https://example.com/ada.jpg")),
+            ],
+        )
+    ]
+    params = ChatParams(model=MODEL, response_format=ResponseFormatJsonObject())
+    try:
+        assert chain.capabilities.vision
+        assert chain.capabilities.json_schema
+        events = [event async for event in chain.stream_chat(look, params)]
+        assert text_of(events) == '{"name":"Ada Lovelace","age":36}'
+        assert blind.requests == []
+        assert len(sighted.requests) == 1
+    finally:
+        await chain.aclose()
