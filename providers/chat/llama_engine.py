@@ -45,7 +45,7 @@ class Penalties(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PromptTooLong(ValueError):
-    """The prompt alone does not fit the context window."""
+    """The prompt, and the room its answer asks for, do not fit the context window."""
 
 
 class Generated(msgspec.Struct, kw_only=True):
@@ -137,6 +137,11 @@ class LlamaEngine:
         chat = [self._ll.LlamaChatMessage(role=role, content=text) for role, text in messages]
         return str(self._model.chat_apply_template(self._template, chat, True))
 
+    def count_tokens(self, text: str, *, special: bool) -> int:
+        """The tokens of ``text``; ``special``: a rendered prompt (with the BOS token, and
+        the template's markers read as the special tokens they are)."""
+        return len(self._vocab.tokenize(text, add_special=special, parse_special=special))
+
     def stream(
         self,
         prompt: str,
@@ -149,19 +154,27 @@ class LlamaEngine:
         cancelled: threading.Event,
         result: Generated,
         penalties: Penalties,
+        grammar: str | None = None,
+        room: int = 1,
     ) -> Iterator[str]:
-        """Yield the answer's text piece by piece; ``result`` holds the counts at the end."""
+        """Yield the answer's text piece by piece; ``result`` holds the counts at the end.
+        With a GBNF ``grammar`` (root rule ``root``) only tokens it allows are sampled. A
+        prompt that leaves fewer than ``room`` tokens of the context for the answer is
+        refused (PromptTooLong) before anything is decoded."""
         tokens = self._vocab.tokenize(prompt, add_special=True, parse_special=True)
         result.prompt_tokens = len(tokens)
-        if len(tokens) >= self._n_ctx:
+        if len(tokens) + room > self._n_ctx:
             raise PromptTooLong(
-                f"the prompt is {len(tokens)} tokens; the context holds {self._n_ctx}"
+                f"the prompt is {len(tokens)} tokens and the answer may take {room}: more "
+                f"than the {self._n_ctx}-token context"
             )
         self._ctx.kv_cache_clear()
         for start in range(0, len(tokens), self._n_batch):
             batch = tokens[start : start + self._n_batch]
             self._ctx.decode(self._ll.llama_batch_get_one(batch, start))
-        sampler = self._sampler(temperature, top_p, llama_seed(seed), penalties, max_tokens)
+        sampler = self._sampler(
+            temperature, top_p, llama_seed(seed), penalties, max_tokens, grammar
+        )
         stops = _StopFilter(stop)
         position = len(tokens)
         result.finish_reason = "length"
@@ -192,8 +205,13 @@ class LlamaEngine:
         seed: int,
         penalties: Penalties,
         max_tokens: int,
+        grammar: str | None,
     ) -> Any:
         sampler = self._ll.LlamaSampler(self._ll.LlamaSamplerChainParams())
+        if grammar is not None:
+            # First in the chain: it masks the tokens the grammar forbids, and the samplers
+            # after it choose among the rest (the chain accepts each token into it too).
+            sampler.add_grammar(self._vocab, grammar, "root")
         if penalties.active:
             # Over every token of the answer (the chain accepts each one it samples); the
             # repeat penalty stays off (1.0): it is not in the contract.

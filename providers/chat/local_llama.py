@@ -18,8 +18,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from contracts.content import text_of
 from contracts.errors import ConfigError, ErrorCode
 from contracts.generate import ChatMessage
+from contracts.response_format import json_format
 from contracts.usage import Usage
 from providers.chat.base import (
     ChatCapabilities,
@@ -29,6 +31,7 @@ from providers.chat.base import (
     ChatParams,
     TextPiece,
 )
+from providers.chat.json_grammar import json_grammar
 from providers.chat.llama_engine import Generated, LlamaEngine, Penalties, PromptTooLong
 from providers.chat.support import require_support
 from providers.errors import ProviderError
@@ -89,6 +92,8 @@ class LocalLlamaChat:
             models=(self._config.model_name,),
             streaming=True,
             tools=False,
+            vision=False,
+            json_schema=True,  # grammar-constrained decoding (providers/chat/json_grammar.py)
             max_context_tokens=self._config.n_ctx,
             options=_OPTIONS,
         )
@@ -119,12 +124,28 @@ class LocalLlamaChat:
         require_support(
             self.capabilities, messages, params, provider=self.name, op=f"{self.name}.chat"
         )
+        wanted = json_format(params.response_format)
+        grammar = json_grammar(wanted, op=f"{self.name}.chat") if wanted else None
         async with self._lock:
             await self._ensure_loaded()
             # aclosing: a caller that stops early must stop the thread before the lock goes.
-            async with contextlib.aclosing(self._generate(messages, params)) as events:
+            async with contextlib.aclosing(self._generate(messages, params, grammar)) as events:
                 async for event in events:
                     yield event
+
+    def count_prompt_tokens(self, messages: list[ChatMessage], model: str) -> int | None:
+        """The prompt's tokens by the model's own tokenizer and template (None until the
+        model is loaded). Tokenizing only reads the vocabulary, so it needs no lock."""
+        engine = self._engine
+        if engine is None or model != self._config.model_name:
+            return None
+        return engine.count_tokens(engine.prompt(_turns(messages)), special=True)
+
+    def count_text_tokens(self, text: str, model: str) -> int | None:
+        engine = self._engine
+        if engine is None or model != self._config.model_name:
+            return None
+        return engine.count_tokens(text, special=False)
 
     async def _ensure_loaded(self) -> None:
         if self._engine is None:
@@ -149,20 +170,24 @@ class LocalLlamaChat:
                 pass
 
     def _generate(
-        self, messages: list[ChatMessage], params: ChatParams
+        self, messages: list[ChatMessage], params: ChatParams, grammar: str | None = None
     ) -> AsyncGenerator[ChatEvent, None]:
         return iterate_in_thread(
-            lambda stop: self._generate_sync(messages, params, stop), name="local-llama"
+            lambda stop: self._generate_sync(messages, params, grammar, stop), name="local-llama"
         )
 
     def _generate_sync(
-        self, messages: list[ChatMessage], params: ChatParams, cancelled: threading.Event
+        self,
+        messages: list[ChatMessage],
+        params: ChatParams,
+        grammar: str | None,
+        cancelled: threading.Event,
     ) -> Iterator[ChatEvent]:
         engine = self._engine
         assert engine is not None, "stream_chat loads the engine first"
         generated = Generated()
         pieces = engine.stream(
-            engine.prompt([(m.role, m.content) for m in messages]),
+            engine.prompt(_turns(messages)),
             max_tokens=params.max_tokens or self._config.default_max_tokens,
             temperature=_DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
             top_p=params.top_p,
@@ -174,11 +199,17 @@ class LocalLlamaChat:
                 presence=params.presence_penalty or 0.0,
                 frequency=params.frequency_penalty or 0.0,
             ),
+            grammar=grammar,
+            room=params.max_tokens or 1,  # with no max_tokens it stops at the context's end
         )
         try:
             yield from (TextPiece(text) for text in pieces)
         except PromptTooLong as exc:
-            raise ProviderError(ErrorCode.INVALID_INPUT, f"{self.name}.chat", str(exc)) from exc
+            raise ProviderError(
+                ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+                f"{self.name}.chat",
+                f"model {params.model!r}: {exc}",
+            ) from exc
         yield ChatDone(
             finish_reason=generated.finish_reason,
             usage=Usage(
@@ -186,6 +217,11 @@ class LocalLlamaChat:
                 completion_tokens=generated.output_tokens,
             ),
         )
+
+
+def _turns(messages: list[ChatMessage]) -> list[tuple[str, str]]:
+    """The conversation as the engine's template takes it: role and text of each turn."""
+    return [(m.role, text_of(m.content)) for m in messages]
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> LocalLlamaChat:

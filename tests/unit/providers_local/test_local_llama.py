@@ -8,9 +8,13 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
+from contracts.content import text_of
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, ToolCall, ToolSpec
+from providers.catalogue import ModelCatalogue, ModelEntry
 from providers.chat import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece, chat_providers
+from providers.chat.catalogued import with_catalogue
+from providers.chat.context import CountsTokens
 from providers.chat.local_llama import SMOLLM2_MODEL
 from providers.errors import ProviderError
 
@@ -40,7 +44,7 @@ async def test_streams_text_then_exactly_one_done_with_usage(chat: ChatProvider)
     assert isinstance(done, ChatDone)
     assert done.finish_reason == "length"
     assert done.usage.completion_tokens == 12
-    assert done.usage.prompt_tokens > len(ASK[0].content.split())
+    assert done.usage.prompt_tokens > len(text_of(ASK[0].content).split())
 
 
 async def test_greedy_decoding_repeats_itself(chat: ChatProvider) -> None:
@@ -77,13 +81,51 @@ async def test_an_unknown_model_is_not_found(chat: ChatProvider) -> None:
     assert info.value.code is ErrorCode.NOT_FOUND
 
 
-async def test_a_prompt_longer_than_the_context_is_invalid_input(chat: ChatProvider) -> None:
+async def test_a_prompt_longer_than_the_context_is_context_length_exceeded(
+    chat: ChatProvider,
+) -> None:
     long = [ChatMessage(role="user", content="word " * 2000)]
     with pytest.raises(ProviderError) as info:
         async for _ in chat.stream_chat(long, ChatParams(model=SMOLLM2_MODEL)):
             pass
-    assert info.value.code is ErrorCode.INVALID_INPUT
-    assert "context holds 512" in info.value.detail
+    assert info.value.code is ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    assert not info.value.retryable
+    assert "512-token context" in info.value.detail
+
+
+async def test_max_tokens_that_do_not_fit_after_the_prompt_are_refused_before_decoding(
+    chat: ChatProvider,
+) -> None:
+    assert isinstance(chat, CountsTokens)
+    prompt = chat.count_prompt_tokens(ASK, SMOLLM2_MODEL)
+    assert prompt is not None
+    room = 512 - prompt  # n_ctx of the fixture
+    events = await _events(chat, ChatParams(model=SMOLLM2_MODEL, max_tokens=2, temperature=0))
+    done = events[-1]
+    assert isinstance(done, ChatDone)
+    assert done.usage.prompt_tokens == prompt  # the count is the engine's own
+    fits = await _events(chat, ChatParams(model=SMOLLM2_MODEL, max_tokens=room, stop=["."]))
+    assert isinstance(fits[-1], ChatDone)
+    with pytest.raises(ProviderError) as info:
+        await _events(chat, ChatParams(model=SMOLLM2_MODEL, max_tokens=room + 1))
+    assert info.value.code is ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    assert f"the prompt is {prompt} tokens and the answer may take" in info.value.detail
+    assert chat.count_text_tokens("Hello world", SMOLLM2_MODEL) == 2
+
+
+async def test_a_catalogue_window_is_held_with_the_models_own_count(chat: ChatProvider) -> None:
+    assert isinstance(chat, CountsTokens)
+    prompt = chat.count_prompt_tokens(ASK, SMOLLM2_MODEL)
+    assert prompt is not None
+    catalogue = ModelCatalogue([ModelEntry(name=SMOLLM2_MODEL, context_tokens=prompt + 8)])
+    narrowed = with_catalogue(chat, catalogue)
+    assert narrowed.capabilities.for_model(SMOLLM2_MODEL).max_context_tokens == prompt + 8
+    events = await _events(narrowed, ChatParams(model=SMOLLM2_MODEL, max_tokens=8))
+    assert isinstance(events[-1], ChatDone)
+    with pytest.raises(ProviderError) as info:
+        await _events(narrowed, ChatParams(model=SMOLLM2_MODEL, max_tokens=9))
+    assert info.value.code is ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    assert f"the prompt is {prompt} tokens and" in info.value.detail  # counted, not estimated
 
 
 def _text(events: list[ChatEvent]) -> str:
