@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from contracts import ChatMessage, ToolCall
+from contracts.content import ImagePart, ImageUrl, TextPart, text_of
 from providers.memory import MemoryStore
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.redis_client import RedisClient
-from providers.tokens import estimate_tokens
+from providers.tokens import IMAGE_TOKENS, estimate_tokens
 from tests.conformance.memory import MemoryStoreConformance
 
 pytestmark = [pytest.mark.redis]
@@ -41,7 +42,7 @@ async def test_the_window_keeps_the_newest_messages(redis: RedisClient) -> None:
         await memory.append("t", "s", _turn(i))
     kept = await memory.history("t", "s")
     await memory.aclose()
-    assert [m.content.split()[0] for m in kept] == ["q3", "a3", "q4", "a4"]
+    assert [text_of(m.content).split()[0] for m in kept] == ["q3", "a3", "q4", "a4"]
 
 
 async def test_the_token_budget_drops_the_oldest_first(redis: RedisClient) -> None:
@@ -50,9 +51,9 @@ async def test_the_token_budget_drops_the_oldest_first(redis: RedisClient) -> No
         await memory.append("t", "s", _turn(i, words=20))
     kept = await memory.history("t", "s")
     await memory.aclose()
-    per_message = estimate_tokens(_turn(9, words=20)[0].content)
+    per_message = estimate_tokens(text_of(_turn(9, words=20)[0].content))
     assert len(kept) == 100 // per_message  # the newest ones that fit
-    assert kept[-1].content.startswith("a9")
+    assert text_of(kept[-1].content).startswith("a9")
 
 
 async def test_tenants_and_sessions_are_apart(redis: RedisClient) -> None:
@@ -89,6 +90,32 @@ async def test_a_window_that_cuts_a_call_from_its_result_drops_the_result(
     memory = _memory(redis, max_messages=2, max_tokens=None)
     await memory.append("t", "s", TOOL_TURNS)
     assert await memory.history("t", "s") == TOOL_TURNS[3:]  # not the orphaned tool result
+    await memory.aclose()
+
+
+PICTURE_TURNS = [
+    ChatMessage(
+        role="user",
+        content=[
+            TextPart(text="What is in it?"),
+            ImagePart(image_url=ImageUrl(url="data:image/png;base64,iVBORw0KGgo=", detail="low")),
+        ],
+    ),
+    ChatMessage(role="assistant", content=[TextPart(text="A cat.")]),
+]
+
+
+async def test_content_parts_are_kept_as_parts(redis: RedisClient) -> None:
+    memory = _memory(redis)
+    await memory.append("t", "s", PICTURE_TURNS, turn_id="job-1")
+    assert await memory.history("t", "s") == PICTURE_TURNS
+    await memory.aclose()
+
+
+async def test_an_image_counts_against_the_token_budget(redis: RedisClient) -> None:
+    memory = _memory(redis, max_tokens=IMAGE_TOKENS)  # not the picture and its answer
+    await memory.append("t", "s", PICTURE_TURNS)
+    assert await memory.history("t", "s") == PICTURE_TURNS[1:]
     await memory.aclose()
 
 
