@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contracts.generate import ChatMessage, GenerateRequest
 from contracts.replies import GenerateResult, ReplyChunk, ToolCallDelta
 from contracts.usage import Usage
+from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece, ToolCallPiece
 from providers.chat.support import require_support
+from providers.chat.usage_count import completed_usage
 from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.telemetry import provider_span
 from workers.handlers.providers import chat_provider, health_of, loaded
+from workers.handlers.structured_output import output_check
 from workers.metrics import WorkerMetrics
 from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
@@ -34,6 +37,7 @@ def chat_params(request: GenerateRequest) -> ChatParams:
         presence_penalty=request.presence_penalty,
         frequency_penalty=request.frequency_penalty,
         user=request.user,
+        response_format=request.response_format,
     )
 
 
@@ -41,10 +45,17 @@ class GenerateHandler:
     kind = "generate"
 
     def __init__(
-        self, router: ModelRouter[ChatProvider], memory: MemoryStore | None = None
+        self,
+        router: ModelRouter[ChatProvider],
+        memory: MemoryStore | None = None,
+        *,
+        models: ModelCatalogue = NO_MODELS,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._router = router
         self._memory = memory
+        self._models = models
+        self._metrics = metrics
 
     async def handle(
         self, request: GenerateRequest, stamper: ChunkStamper
@@ -60,6 +71,8 @@ class GenerateHandler:
             provider=provider.name,
             op=f"{provider.name}.chat",
         )
+        # A schema that is not one is refused here, before the model is called.
+        check = output_check(request.response_format)
         pieces: list[str] = []
         done = ChatDone(finish_reason="stop", usage=Usage())
         async with provider_span("chat", provider.name, "chat", request.model) as call:
@@ -76,10 +89,14 @@ class GenerateHandler:
             call.record_usage(done.usage)
             call.set_finish_reasons(done.finish_reason)
         text = "".join(pieces)
+        answer = ChatMessage(role="assistant", content=text, tool_calls=done.tool_calls)
+        usage = self._usage(provider, messages, params, answer, done)
+        if check is not None and not done.tool_calls:
+            # Before the turn is saved: an answer of the wrong shape is not kept either.
+            check.verify(text, done.finish_reason)
         if self._memory is not None and request.session_id is not None:
             # The assistant's tool calls are kept with its turn: the caller's tool results
             # (role "tool") come in the next request of the session and must follow them.
-            answer = ChatMessage(role="assistant", content=text, tool_calls=done.tool_calls)
             await self._memory.append(
                 request.tenant,
                 request.session_id,
@@ -93,9 +110,28 @@ class GenerateHandler:
             text=text,
             model=request.model,
             finish_reason=done.finish_reason,
-            usage=done.usage,
+            usage=usage,
             tool_calls=done.tool_calls,
         )
+
+    def _usage(
+        self,
+        provider: ChatProvider,
+        messages: list[ChatMessage],
+        params: ChatParams,
+        answer: ChatMessage,
+        done: ChatDone,
+    ) -> Usage:
+        """The call's usage (counted here when the provider reported none), priced by the
+        catalogue for the provider and model that answered, and counted in the metrics."""
+        usage = completed_usage(
+            done.usage, provider=provider, messages=messages, params=params, answer=answer
+        )
+        served_by, served_model = done.provider or provider.name, done.model or params.model
+        usage = self._models.priced(served_by, served_model, usage)
+        if self._metrics is not None:
+            self._metrics.spent(served_by, served_model, usage)
+        return usage
 
     async def _history(self, request: GenerateRequest) -> list[ChatMessage]:
         if self._memory is None or request.session_id is None:
@@ -131,4 +167,4 @@ async def build(
     memory = None
     if settings.memory is not None:
         memory = memory_stores.create(settings.memory.name, settings.memory.config, shared)
-    return GenerateHandler(ModelRouter("chat", chat), memory)
+    return GenerateHandler(ModelRouter("chat", chat), memory, models=shared.models, metrics=metrics)
