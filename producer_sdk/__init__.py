@@ -1,8 +1,15 @@
 """The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
 
+from contracts.content import ImagePart, ImageUrl, TextPart
 from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolSpec
 from contracts.names import shared_reply_topic
 from contracts.replies import GenerateResult, TextDelta, ToolCallDelta
+from contracts.response_format import (
+    JsonSchemaSpec,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    ResponseFormatText,
+)
 from contracts.secrets import Secret
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
@@ -21,13 +28,20 @@ __all__ = [
     "FleetRequestError",
     "GenerateEvent",
     "GenerateResult",
+    "ImagePart",
+    "ImageUrl",
+    "JsonSchemaSpec",
     "KafkaAccessError",
     "KafkaSecurity",
     "NamedToolChoice",
     "NotConnected",
+    "ResponseFormatJsonObject",
+    "ResponseFormatJsonSchema",
+    "ResponseFormatText",
     "Secret",
     "StreamRestarted",
     "TextDelta",
+    "TextPart",
     "ToolCall",
     "ToolCallDelta",
     "ToolSpec",

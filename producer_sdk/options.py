@@ -14,6 +14,7 @@ from contracts.replies import (
     TranscribeResult,
     TranscriptSegment,
 )
+from contracts.response_format import ResponseFormat
 from producer_sdk.replies import StreamRestarted
 
 GenerateEvent = TextDelta | ToolCallDelta | StreamRestarted | GenerateResult
@@ -38,6 +39,10 @@ class GenerateOptions(TypedDict, total=False):
     presence_penalty: float | None
     frequency_penalty: float | None
     user: str | None  # the end user, for providers that track abuse per user
+    # JSON out: ResponseFormatJsonObject(), or ResponseFormatJsonSchema(json_schema=
+    # JsonSchemaSpec(name=..., schema={...})); an answer of another shape fails the call
+    # with FleetRequestError code "output_invalid".
+    response_format: ResponseFormat | None
     timeout_s: float | None  # the deadline, from now; default: the client's
     request_id: str | None  # default: a new uuid; the same id twice runs the model once
 
