@@ -204,6 +204,7 @@ class FleetClient:
             presence_penalty=options.get("presence_penalty"),
             frequency_penalty=options.get("frequency_penalty"),
             user=options.get("user"),
+            response_format=options.get("response_format"),
             stream=stream,
         )
         return request, timeout
@@ -397,6 +398,7 @@ class FleetClient:
         channel = self.channel
         inbox = channel.router.open(request.request_id)
         answered = sent = False
+        chunks, attempt = 0, None  # of the answer so far, for a deadline's message
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
@@ -412,9 +414,12 @@ class FleetClient:
                             item = await inbox.get()
                     except TimeoutError:
                         raise DeadlineExceeded(
-                            f"{kind} request {request.request_id} got no complete answer "
-                            f"within {timeout_s:g}s"
+                            kind, request.request_id, timeout_s, chunks=chunks, attempt=attempt
                         ) from None
+                if isinstance(item, StreamRestarted):
+                    chunks, attempt = 0, item.attempt
+                else:
+                    chunks, attempt = chunks + 1, item.attempt
                 if isinstance(item, ErrorReply):
                     answered = True
                     raise FleetRequestError(item)

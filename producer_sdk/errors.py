@@ -17,7 +17,34 @@ class FleetRequestError(FleetError):
 
 
 class DeadlineExceeded(FleetError, TimeoutError):
-    """No complete answer arrived before the request's deadline."""
+    """No complete answer arrived before the request's deadline. ``chunks``: how many
+    chunks of an answer had come (0: none, so no worker had started answering), and
+    ``attempt`` the attempt they came from."""
+
+    def __init__(
+        self, kind: str, request_id: str, timeout_s: float, *, chunks: int, attempt: int | None
+    ) -> None:
+        if chunks == 0:
+            what = (
+                f"got no reply within {timeout_s:g}s: no worker had started answering it "
+                "(it waited in a queue, or for a retry, or its worker stopped before "
+                "answering)"
+            )
+        else:
+            what = (
+                f"got no complete answer within {timeout_s:g}s: the answer had begun "
+                f"({chunks} chunk{'s' if chunks > 1 else ''} of attempt {attempt}) but did "
+                "not finish"
+            )
+        super().__init__(f"{kind} request {request_id} {what}")
+        self.request_id = request_id
+        self.chunks = chunks
+        self.attempt = attempt
+
+    @property
+    def started(self) -> bool:
+        """Whether any of the answer had come."""
+        return self.chunks > 0
 
 
 class NotConnected(FleetError):

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import ErrorCode, GenerateResult, Header, TextDelta
 from contracts.secrets import Secret
-from producer_sdk import FleetClient, FleetRequestError, StreamRestarted
+from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError, StreamRestarted
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
@@ -110,6 +110,39 @@ async def test_a_non_retryable_failure_is_answered_at_once(
     assert info.value.code is ErrorCode.AUTH
     assert not info.value.retryable
     assert chat.calls == 1
+
+
+async def test_a_context_overflow_is_answered_once_without_the_retry_topics(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    chat = ScriptedChat(failures=[ErrorCode.CONTEXT_LENGTH_EXCEEDED])
+    async with running(settings, chat) as worker:
+        with pytest.raises(FleetRequestError) as info:
+            await client.generate("a very long prompt", model=MODEL)
+    assert info.value.code is ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    assert not info.value.retryable
+    assert chat.calls == 1
+    assert _count(worker, "retried") == 0
+
+
+async def test_a_deadline_says_whether_the_answer_had_begun(
+    settings: WorkerSettings, client: FleetClient
+) -> None:
+    slow_start = ScriptedChat(delay_s=3.0)
+    async with running(settings, slow_start):
+        with pytest.raises(DeadlineExceeded) as silent:
+            await client.generate("hi", model=MODEL, timeout_s=1.0)
+    assert not silent.value.started
+    assert "no worker had started answering it" in str(silent.value)
+    talker = ScriptedChat(pieces=("word ",) * 100, piece_delay_s=0.05)  # 5 s in all
+    async with running(settings, talker):
+        with pytest.raises(DeadlineExceeded) as cut:
+            async for _ in client.stream_generate("talk", model=MODEL, timeout_s=1.5):
+                pass
+    assert cut.value.started
+    assert cut.value.attempt == 0
+    assert "the answer had begun" in str(cut.value)
+    assert "of attempt 0) but did not finish" in str(cut.value)
 
 
 @pytest.mark.slow
