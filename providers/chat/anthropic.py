@@ -40,7 +40,6 @@ from providers.http_api import (
 from providers.registry import parse_config
 from providers.shared import Shared
 
-
 _MAX_TEMPERATURE: Final = 1.0  # Anthropic's; OpenAI's is 2
 
 
