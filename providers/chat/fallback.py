@@ -112,6 +112,12 @@ class FallbackChat:
         return self._chain(model)
 
     def _chain(self, model: str) -> list[tuple[ChatProvider, str]]:
+        # A substitute stands in for a model the chain serves, never for any name at all:
+        # a misspelt or unknown model is not_found, as the chain's capabilities say.
+        if model not in self._substitutes and not any(
+            model in p.capabilities.models for p in self._providers
+        ):
+            return []
         chain: list[tuple[ChatProvider, str]] = []
         for provider, substitute in zip(self._providers, self._substitutes, strict=True):
             if model in provider.capabilities.models:

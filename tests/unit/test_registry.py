@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.transcription import transcription_providers
 from providers.vectorstores import vector_stores
+from tests.conformance.chat import ChatProviderConformance
 from tests.conftest import REPO
 
 
@@ -146,3 +148,27 @@ def test_every_registered_provider_has_its_tests() -> None:
     assert registered == set(PROVIDER_TESTS)
     missing = [path for path in PROVIDER_TESTS.values() if not (REPO / path).is_file()]
     assert missing == []
+
+
+def _concrete_subclasses(base: type[ChatProviderConformance]) -> list[type[Any]]:
+    found: list[type[Any]] = []
+    for sub in base.__subclasses__():
+        if hasattr(sub, "model"):  # a suite run, not another abstract layer
+            found.append(sub)
+        found.extend(_concrete_subclasses(sub))
+    return found
+
+
+def test_every_registered_chat_provider_runs_the_chat_conformance_suite() -> None:
+    """A chat provider in the registry (providers/chat/__init__.py) without a subclass of
+    ChatProviderConformance (tests/conformance/chat.py) somewhere under tests/ fails here:
+    a new provider cannot skip the suite."""
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        if "ChatProviderConformance" in path.read_text():
+            import_module(".".join(path.relative_to(REPO).with_suffix("").parts))
+    subclasses = _concrete_subclasses(ChatProviderConformance)
+    assert [s for s in subclasses if not hasattr(s, "registry_name")] == []
+    covered = {sub.registry_name for sub in subclasses}
+    registered = set(chat_providers.names())
+    assert registered - covered == set(), "chat providers without a conformance subclass"
+    assert covered <= registered, "a conformance subclass names a provider not registered"

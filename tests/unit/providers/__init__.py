@@ -3,6 +3,7 @@ recorded responses (tests/fixtures/http/) through httpx.MockTransport."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def fixture(name: str) -> bytes:
 
 
 class ChunkedStream(httpx.AsyncByteStream):
-    """A response body delivered in small pieces (split mid-line, as networks do), which
+    """A response body delivered in small pieces (split mid-line, as networks do), each
+    after a pause in which other tasks run (a reader can be cancelled mid-stream), which
     records whether the client closed it."""
 
     def __init__(self, data: bytes, chunk_size: int, replay: Replay) -> None:
@@ -30,6 +32,7 @@ class ChunkedStream(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for start in range(0, len(self._data), self._chunk_size):
+            await asyncio.sleep(0)
             yield self._data[start : start + self._chunk_size]
 
     async def aclose(self) -> None:
@@ -52,6 +55,10 @@ class Replay:
             raise AssertionError(f"unexpected request {request.method} {request.url}")
         step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
         return step(request)
+
+    def open_responses(self) -> int:
+        """Streamed responses opened and not yet closed."""
+        return self.opened - self.closed
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self)

@@ -19,6 +19,7 @@ from providers.registry import parse_config
 from tests.conformance.chat import (
     MESSAGES,
     ChatProviderConformance,
+    Counter,
     collect,
     collect_text,
 )
@@ -43,6 +44,7 @@ def body_of(replay: Replay, n: int = 0) -> dict[str, Any]:
 
 class TestConformance(ChatProviderConformance):
     model = MODEL
+    registry_name = "anthropic"
 
     @pytest.fixture
     def replay(self) -> Replay:
@@ -51,6 +53,20 @@ class TestConformance(ChatProviderConformance):
     @pytest.fixture
     async def provider(self, replay: Replay) -> AsyncIterator[ChatProvider]:
         provider = make(replay)
+        yield provider
+        await provider.aclose()
+
+    @pytest.fixture
+    def calls_made(self, replay: Replay) -> Counter:
+        return lambda: len(replay.requests)
+
+    @pytest.fixture
+    def open_calls(self, replay: Replay) -> Counter:
+        return replay.open_responses
+
+    @pytest.fixture
+    async def tool_call_provider(self) -> AsyncIterator[ChatProvider]:
+        provider = make(Replay().sse("anthropic/messages_stream_tools.sse"))
         yield provider
         await provider.aclose()
 

@@ -25,7 +25,7 @@ from contracts import (
 )
 from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece
 from providers.errors import ProviderError
-from tests.conformance.chat import ChatProviderConformance
+from tests.conformance.chat import ChatProviderConformance, Counter
 from tests.unit.providers import Replay
 from tests.unit.providers.test_openai_chat import make
 from tests.unit.providers.test_openai_tools import MODEL, body_of, events_of
@@ -148,11 +148,12 @@ async def test_text_parts_alone_reach_a_server_without_vision() -> None:
     ]
 
 
-class TestConformanceOfANarrowedServer(ChatProviderConformance):
+class TestChatConformanceOfANarrowedServer(ChatProviderConformance):
     """A server the operator says has no vision, structured output, tools or options: the
     conformance suite's refusals run for each."""
 
     model = MODEL
+    registry_name = "openai"
 
     @pytest.fixture
     def replay(self) -> Replay:
@@ -163,6 +164,14 @@ class TestConformanceOfANarrowedServer(ChatProviderConformance):
         provider = make(replay, **NARROWED)
         yield provider
         await provider.aclose()
+
+    @pytest.fixture
+    def calls_made(self, replay: Replay) -> Counter:
+        return lambda: len(replay.requests)
+
+    @pytest.fixture
+    def open_calls(self, replay: Replay) -> Counter:
+        return replay.open_responses
 
     @pytest.fixture
     async def failing_provider(self) -> AsyncIterator[ChatProvider]:
