@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -161,6 +163,34 @@ def print_settings(settings: dict[str, Any]) -> None:
     print("pinned settings:", flush=True)
     for key, value in settings.items():
         print(f"  {key}: {value}", flush=True)
+
+
+def run_case(
+    case: str,
+    pinned: dict[str, Any],
+    measure: Callable[[], R],
+    report: Callable[[R], str],
+    *,
+    as_json: Callable[[R], Any] = lambda result: result,
+    **extra: Any,
+) -> None:
+    """What every case's ``main`` does: start the services, print the pinned settings,
+    measure, print the table and save it all to bench/results/<case>.json."""
+    start_services()
+    print_settings(pinned)
+    load_before = load_average()
+    result = measure()
+    table = report(result)
+    save_result(
+        case,
+        {
+            "settings": {k: str(v) for k, v in pinned.items()},
+            **extra,
+            "results": as_json(result),
+            "load_average_before": load_before,
+            "table": table,
+        },
+    )
 
 
 def save_result(case: str, result: dict[str, Any]) -> Path:

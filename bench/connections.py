@@ -22,13 +22,10 @@ from typing import Any
 from bench.common import (
     BOOTSTRAP,
     helper,
-    load_average,
     namespace,
-    print_settings,
     print_table,
     python_module,
-    save_result,
-    start_services,
+    run_case,
 )
 from bench.noop_worker import NOOP_MODEL
 from bench.roundtrip import PARTITIONS, WORKER_CONCURRENCY, closed_loop
@@ -120,20 +117,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the job counts")
     args = parser.parse_args()
-    start_services()
-    print_settings(PINNED)
-    load_before = load_average()
-    results = asyncio.run(run(args.scale))
-    table = report(results)
-    save_result(
+    run_case(
         "connections",
-        {
-            "settings": {k: str(v) for k, v in PINNED.items()},
-            "scale": args.scale,
-            "results": {v: {str(n): r for n, r in rates.items()} for v, rates in results.items()},
-            "load_average_before": load_before,
-            "table": table,
+        PINNED,
+        lambda: asyncio.run(run(args.scale)),
+        report,
+        as_json=lambda results: {
+            v: {str(n): r for n, r in rates.items()} for v, rates in results.items()
         },
+        scale=args.scale,
     )
 
 

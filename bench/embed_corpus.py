@@ -25,13 +25,10 @@ from bench.common import (
     BOOTSTRAP,
     REDIS_URL,
     helper,
-    load_average,
     namespace,
-    print_settings,
     print_table,
     python_module,
-    save_result,
-    start_services,
+    run_case,
 )
 from producer_sdk import FleetClient
 from providers.embeddings.local_minilm import MINILM_MODEL, LocalMiniLMConfig, LocalMiniLMEmbeddings
@@ -186,20 +183,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=50_000)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
-    start_services()
-    print_settings(PINNED)
-    load_before = load_average()
-    result = asyncio.run(run(args.sentences))
-    table = report(result)
-    save_result(
-        "embed_corpus",
-        {
-            "settings": {k: str(v) for k, v in PINNED.items()},
-            "results": result,
-            "load_average_before": load_before,
-            "table": table,
-        },
-    )
+    run_case("embed_corpus", PINNED, lambda: asyncio.run(run(args.sentences)), report)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,9 @@ from bench.common import (
     REDIS_URL,
     helper,
     namespace,
-    print_settings,
     print_table,
     python_module,
-    save_result,
-    start_services,
+    run_case,
 )
 
 KINDS = ("generate", "embed", "transcribe", "vectors")
@@ -96,14 +94,7 @@ def report(results: dict[str, dict[str, float]]) -> str:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
-    start_services()
-    print_settings(PINNED)
-    results = run()
-    table = report(results)
-    save_result(
-        "memory",
-        {"settings": {k: str(v) for k, v in PINNED.items()}, "results": results, "table": table},
-    )
+    run_case("memory", PINNED, run, report)
 
 
 if __name__ == "__main__":

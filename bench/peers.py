@@ -17,17 +17,13 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from bench import peer_celery, peer_taskiq
 from bench.common import (
     helper,
-    load_average,
-    print_settings,
     print_table,
     python_module,
-    save_result,
-    start_services,
+    run_case,
 )
 from bench.roundtrip import LEVELS, closed_loop, fleet
 
@@ -140,26 +136,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the job counts")
     args = parser.parse_args()
-    start_services()
-    print_settings(PINNED)
-    load_before = load_average()
-    results = {
-        "celery": celery(args.scale),
-        "taskiq": asyncio.run(taskiq(args.scale)),
-        "fleet (ledger on)": {
-            n: r["jobs_per_s"]
-            for n, r in asyncio.run(fleet(idempotency=True, scale=args.scale)).items()
+
+    def measure() -> dict[str, dict[int, float]]:
+        return {
+            "celery": celery(args.scale),
+            "taskiq": asyncio.run(taskiq(args.scale)),
+            "fleet (ledger on)": {
+                n: r["jobs_per_s"]
+                for n, r in asyncio.run(fleet(idempotency=True, scale=args.scale)).items()
+            },
+        }
+
+    run_case(
+        "peers",
+        PINNED,
+        measure,
+        report,
+        as_json=lambda results: {
+            v: {str(n): r for n, r in rates.items()} for v, rates in results.items()
         },
-    }
-    table = report(results)
-    data: dict[str, Any] = {
-        "settings": {k: str(v) for k, v in PINNED.items()},
-        "scale": args.scale,
-        "results": {v: {str(n): r for n, r in rates.items()} for v, rates in results.items()},
-        "load_average_before": load_before,
-        "table": table,
-    }
-    save_result("peers", data)
+        scale=args.scale,
+    )
 
 
 if __name__ == "__main__":

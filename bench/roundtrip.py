@@ -26,14 +26,11 @@ from bench.common import (
     BOOTSTRAP,
     CpuMeter,
     helper,
-    load_average,
     namespace,
-    print_settings,
     print_table,
     python_module,
-    save_result,
+    run_case,
     service_pids,
-    start_services,
 )
 from bench.noop_worker import NOOP_MODEL
 from bench.raw_responder import CONSUMER_SETTINGS, PRODUCER_SETTINGS
@@ -208,20 +205,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the job counts")
     args = parser.parse_args()
-    start_services()
-    print_settings(PINNED)
-    load_before = load_average()
-    results = asyncio.run(run(args.scale))
-    table = report(results)
-    save_result(
+    run_case(
         "roundtrip",
-        {
-            "settings": {k: str(v) for k, v in PINNED.items()},
-            "scale": args.scale,
-            "results": {v: {str(n): r for n, r in levels.items()} for v, levels in results.items()},
-            "load_average_before": load_before,
-            "table": table,
+        PINNED,
+        lambda: asyncio.run(run(args.scale)),
+        report,
+        as_json=lambda results: {
+            v: {str(n): r for n, r in levels.items()} for v, levels in results.items()
         },
+        scale=args.scale,
     )
 
 

@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from typing import Any
 
 from bench.common import (
     BOOTSTRAP,
     helper,
-    load_average,
     namespace,
     percentile,
-    print_settings,
     print_table,
     python_module,
-    save_result,
-    start_services,
+    run_case,
 )
 from bench.noop_worker import NOOP_MODEL
 from contracts import TextDelta
@@ -140,18 +136,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300, help="requests per level")
     args = parser.parse_args()
-    start_services()
-    print_settings(PINNED)
-    load_before = load_average()
-    results = asyncio.run(run(args.requests))
-    table = report(results)
-    data: dict[str, Any] = {
-        "settings": {k: str(v) for k, v in PINNED.items()},
-        "results": {str(n): r for n, r in results.items()},
-        "load_average_before": load_before,
-        "table": table,
-    }
-    save_result("ttfc", data)
+    run_case(
+        "ttfc",
+        PINNED,
+        lambda: asyncio.run(run(args.requests)),
+        report,
+        as_json=lambda results: {str(n): r for n, r in results.items()},
+    )
 
 
 if __name__ == "__main__":
