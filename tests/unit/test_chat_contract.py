@@ -12,7 +12,6 @@ import pytest
 from contracts import (
     ChatMessage,
     ContentType,
-    ContractError,
     GenerateRequest,
     GenerateResult,
     NamedToolChoice,
@@ -24,6 +23,7 @@ from contracts import (
     decode_request,
     encode,
 )
+from tests.unit.generate_payloads import generate_json, schema_refusal
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -49,24 +49,6 @@ TOOL_LOOP = GenerateRequest(
 )
 
 
-def _generate(**fields: Any) -> bytes:
-    body = {
-        "kind": "generate",
-        "request_id": "x",
-        "model": "m",
-        "messages": [{"role": "user", "content": "hi"}],
-        **fields,
-    }
-    return json.dumps(body).encode()
-
-
-def _refusal(payload: bytes) -> str:
-    with pytest.raises(ContractError) as info:
-        decode_request("generate", payload)
-    assert info.value.reason == "schema"
-    return str(info.value)
-
-
 @pytest.mark.parametrize("content_type", [ContentType.MSGPACK, ContentType.JSON])
 def test_a_tool_loop_request_round_trips(content_type: str) -> None:
     assert decode_request("generate", encode(TOOL_LOOP, content_type)) == TOOL_LOOP
@@ -75,7 +57,7 @@ def test_a_tool_loop_request_round_trips(content_type: str) -> None:
 @pytest.mark.parametrize("choice", ["auto", "none", "required", {"name": "get_weather"}])
 def test_every_tool_choice_is_accepted_from_json(choice: object) -> None:
     tools = [{"name": "get_weather", "parameters": {"type": "object"}}]
-    request = decode_request("generate", _generate(tools=tools, tool_choice=choice))
+    request = decode_request("generate", generate_json(tools=tools, tool_choice=choice))
     assert isinstance(request, GenerateRequest)
     expected = NamedToolChoice(name="get_weather") if isinstance(choice, dict) else choice
     assert request.tool_choice == expected
@@ -101,15 +83,15 @@ def test_every_tool_choice_is_accepted_from_json(choice: object) -> None:
 def test_inconsistent_or_out_of_range_fields_are_refused(
     fields: dict[str, Any], reason: str
 ) -> None:
-    assert reason in _refusal(_generate(**fields))
+    assert reason in schema_refusal(generate_json(**fields))
 
 
 def test_tool_turns_must_be_well_formed() -> None:
     orphan = [{"role": "tool", "content": "3 degrees"}]
-    assert "needs `tool_call_id`" in _refusal(_generate(messages=orphan))
+    assert "needs `tool_call_id`" in schema_refusal(generate_json(messages=orphan))
     calls = [{"id": "c", "name": "f", "arguments": "{}"}]
     user_calls = [{"role": "user", "content": "", "tool_calls": calls}]
-    assert "only an assistant message" in _refusal(_generate(messages=user_calls))
+    assert "only an assistant message" in schema_refusal(generate_json(messages=user_calls))
 
 
 @pytest.mark.parametrize("content_type", [ContentType.MSGPACK, ContentType.JSON])

@@ -3,7 +3,6 @@ images), as OpenAI's chat-completions API spells them."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
@@ -12,7 +11,6 @@ import pytest
 from contracts import (
     ChatMessage,
     ContentType,
-    ContractError,
     GenerateRequest,
     ImagePart,
     ImageUrl,
@@ -26,6 +24,7 @@ from contracts import (
 )
 from contracts.content import data_url_parts, images_in, text_of
 from contracts.response_format import json_format, type_name
+from tests.unit.generate_payloads import generate_json, schema_refusal
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 PERSON = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
@@ -50,24 +49,6 @@ SHAPED = GenerateRequest(
 )
 
 
-def _generate(**fields: Any) -> bytes:
-    body = {
-        "kind": "generate",
-        "request_id": "x",
-        "model": "m",
-        "messages": [{"role": "user", "content": "hi"}],
-        **fields,
-    }
-    return json.dumps(body).encode()
-
-
-def _refusal(payload: bytes) -> str:
-    with pytest.raises(ContractError) as info:
-        decode_request("generate", payload)
-    assert info.value.reason == "schema"
-    return str(info.value)
-
-
 @pytest.mark.parametrize("content_type", [ContentType.MSGPACK, ContentType.JSON])
 def test_a_request_with_parts_and_a_schema_round_trips(content_type: str) -> None:
     assert decode_request("generate", encode(SHAPED, content_type)) == SHAPED
@@ -89,7 +70,7 @@ def test_an_openai_request_body_decodes_as_it_is() -> None:
         "json_schema": {"name": "person", "schema": PERSON, "strict": True},
     }
     request = decode_request(
-        "generate", _generate(messages=messages, response_format=response_format)
+        "generate", generate_json(messages=messages, response_format=response_format)
     )
     assert isinstance(request, GenerateRequest)
     assert images_in(request.messages[0].content) == [ImageUrl(url=PNG, detail="high")]
@@ -111,7 +92,7 @@ def test_an_openai_request_body_decodes_as_it_is() -> None:
     ],
 )
 def test_every_response_format_type_decodes(wire: dict[str, Any], expected: object) -> None:
-    request = decode_request("generate", _generate(response_format=wire))
+    request = decode_request("generate", generate_json(response_format=wire))
     assert isinstance(request, GenerateRequest)
     assert request.response_format == expected
     assert type_name(expected) == wire["type"]  # type: ignore[arg-type]
@@ -160,7 +141,7 @@ def test_every_response_format_type_decodes(wire: dict[str, Any], expected: obje
     ],
 )
 def test_malformed_formats_and_parts_are_refused(fields: dict[str, Any], reason: str) -> None:
-    assert reason in _refusal(_generate(**fields))
+    assert reason in schema_refusal(generate_json(**fields))
 
 
 def test_a_data_url_splits_into_media_type_and_data() -> None:
