@@ -266,12 +266,13 @@ def _refusal(address: str, security: KafkaSecurity, exc: BaseException) -> _Refu
             f"listener speak {how}?",
             certain=True,
         )
-    if isinstance(exc, TimeoutError | KafkaConnectionError | ConnectionError) and not isinstance(
+    if isinstance(exc, KafkaConnectionError | ConnectionError) and not isinstance(
         exc, ConnectionRefusedError
     ):
         # The port answers, but not as this protocol expects: a TLS listener spoken to in
         # plain text (or the reverse) hangs up, and so does one that wants a client
-        # certificate this client has not got.
+        # certificate this client has not got. (A timeout is no such sign: a port that never
+        # answers is a broker not reachable, and waited for.)
         certificate = (
             ", or does it want a client certificate (ssl_certfile, ssl_keyfile)?"
             if security.uses_tls and security.ssl_certfile is None

@@ -3,6 +3,7 @@ the workers' TOML file and FLEET_* variables, and turned into the same aiokafka 
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from contracts.errors import ConfigError
 from contracts.secrets import Secret
 from producer_sdk import FleetClient, KafkaSecurity
-from producer_sdk.connection import KafkaConnection
+from producer_sdk.connection import KafkaConnection, refusal_reason
 from workers.settings import load_settings
 
 SASL = {
@@ -102,3 +103,16 @@ def test_options_carry_tls_and_sasl_to_every_client() -> None:
     assert isinstance(options["ssl_context"], ssl.SSLContext)
     assert options["ssl_context"].check_hostname
     assert "ssl_context" not in KafkaConnection(bootstrap_servers="b:1").options()
+
+
+async def test_a_port_that_never_answers_is_not_taken_for_a_refusal() -> None:
+    """A listener that accepts and then says nothing (an overloaded or half-started broker,
+    a proxy) times out: that is a broker not reachable yet, to be waited for, not a
+    protocol mismatch to give up on."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        security = KafkaSecurity(security_protocol="SSL")
+        connection = KafkaConnection(bootstrap_servers=f"127.0.0.1:{port}", security=security)
+        assert await refusal_reason(connection, timeout_s=0.3) is None
