@@ -24,6 +24,41 @@ def request_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}.v{SCHEMA_VERSION}.{kind}.requests"
 
 
+def batch_request_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The batch lane of one job kind (``fleet.v1.embed.batch-requests``): the requests the
+    batch coordinator sends. Workers serve it with what the interactive lane leaves
+    (docs/decisions/0020-batch-jobs.md)."""
+    return f"{request_topic(kind, namespace).removesuffix('.requests')}.batch-requests"
+
+
+# The batch coordinator is a worker kind of its own, beside the job kinds.
+BATCH_KIND: Final = "batch"
+
+
+def batch_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
+    return f"{namespace}.v{SCHEMA_VERSION}.{BATCH_KIND}."
+
+
+def batch_command_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Submits, cancels and retries of batches, keyed by batch id (the coordinators' group)."""
+    return f"{batch_topic_prefix(namespace)}commands"
+
+
+def batch_status_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Every batch's BatchInfo, keyed by batch id, compacted: the last record is the status."""
+    return f"{batch_topic_prefix(namespace)}status"
+
+
+def batch_input_topic(batch_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """One batch's input rows, in pages (written by the submitting client)."""
+    return f"{batch_topic_prefix(namespace)}{batch_id}.input"
+
+
+def batch_output_topic(batch_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """One batch's row results (written by the coordinator)."""
+    return f"{batch_topic_prefix(namespace)}{batch_id}.output"
+
+
 def dead_letter_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Topic where messages of one job kind go when they cannot be processed."""
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.dead-letter"

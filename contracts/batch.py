@@ -1,0 +1,198 @@
+"""Batch jobs the fleet owns (docs/decisions/0020-batch-jobs.md): the records on the batch
+topics. A client writes a batch's rows to its input topic in pages, then a BatchSubmit on
+the command topic; the coordinator keeps a BatchInfo per batch on the (compacted) status
+topic and writes the rows' results to the batch's output topic in BatchResults records.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from contracts.envelope import Count, Identifier, Name
+from contracts.generate import ChatMessage, Penalty, ToolChoice, ToolSpec
+from contracts.response_format import ResponseFormat
+from contracts.usage import Usage
+
+# What a row asks for, as the OpenAI Batch API names it (its `url`).
+Endpoint = Literal["/v1/embeddings", "/v1/chat/completions"]
+ENDPOINT_KIND: Final[dict[str, str]] = {
+    "/v1/embeddings": "embed",
+    "/v1/chat/completions": "generate",
+}
+# OpenAI's batch lifecycle. validating -> in_progress -> finalizing -> completed; or failed
+# (the input is not what the submit said), expired (the completion window passed),
+# cancelling -> cancelled. Every end state keeps the rows finished before it.
+BatchState = Literal[
+    "validating",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
+END_STATES: Final = frozenset({"completed", "failed", "expired", "cancelled"})
+# Rows a batch may hold; a page of rows is one record of the input topic.
+MAX_BATCH_ROWS: Final = 5_000_000
+CustomId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class ChatBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of a ``/v1/chat/completions`` row, in OpenAI's names: the fields a
+    GenerateRequest has. A field the fleet does not honour is refused when the file is
+    read, never dropped (``n`` above 1, ``stream``, ``logprobs``...)."""
+
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
+    stop: list[str] | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = None
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    response_format: ResponseFormat | None = None
+
+    def generate_fields(self) -> dict[str, Any]:
+        """The GenerateRequest keyword arguments this body stands for."""
+        return {f: getattr(self, f) for f in self.__struct_fields__}
+
+
+class BatchRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One row: a text to embed, or a chat body to complete (as its batch's endpoint says)."""
+
+    custom_id: CustomId
+    text: str | None = None
+    chat: ChatBody | None = None
+
+
+class BatchInputPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A record of a batch's input topic: pages are numbered 0, 1, ... in file order."""
+
+    batch_id: Identifier
+    page: Count
+    rows: list[BatchRow]
+
+
+class BatchSubmit(msgspec.Struct, frozen=True, kw_only=True, tag="submit", tag_field="command"):
+    """Run a batch whose input pages are on its input topic already."""
+
+    batch_id: Identifier
+    endpoint: Endpoint
+    model: Name
+    rows: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH_ROWS)]
+    pages: Annotated[int, msgspec.Meta(ge=1)]
+    created_at: float
+    completion_window_s: Annotated[float, msgspec.Meta(gt=0)]
+    tenant: Identifier
+    # An embed batch with a collection upserts each vector (id = custom_id) as it goes.
+    collection: Name | None = None
+    # Shorter vectors, as EmbedRequest.dimensions.
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    input_file: str | None = None
+    metadata: dict[str, str] = {}
+
+
+class BatchCancel(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="command"):
+    """Stop a batch; the rows finished so far stay in its results."""
+
+    batch_id: Identifier
+    requested_at: float
+
+
+class BatchRetry(msgspec.Struct, frozen=True, kw_only=True, tag="retry", tag_field="command"):
+    """Run again the rows of an ended batch whose error is retryable."""
+
+    batch_id: Identifier
+    requested_at: float
+
+
+BatchCommand = BatchSubmit | BatchCancel | BatchRetry
+
+
+class RequestCounts(msgspec.Struct, frozen=True, kw_only=True):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.failed
+
+
+class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What any client can read of a batch (the status topic's last record for its id).
+    Times are Unix seconds."""
+
+    id: Identifier
+    endpoint: Endpoint
+    model: str
+    status: BatchState
+    request_counts: RequestCounts
+    created_at: float
+    expires_at: float
+    # Each `fleet batch retry` starts a round: rows with a retryable error run again.
+    round: int = 0
+    collection: str | None = None
+    dimensions: int | None = None
+    input_file: str | None = None
+    tenant: str | None = None
+    in_progress_at: float | None = None
+    finalizing_at: float | None = None
+    completed_at: float | None = None
+    failed_at: float | None = None
+    expired_at: float | None = None
+    cancelling_at: float | None = None
+    cancelled_at: float | None = None
+    # Why the batch failed, in words.
+    errors: list[str] | None = None
+    metadata: dict[str, str] = {}
+
+    @property
+    def ended(self) -> bool:
+        return self.status in END_STATES
+
+
+class RowError(msgspec.Struct, frozen=True, kw_only=True):
+    # An ErrorCode value, or batch_expired / batch_cancelled for rows the batch never ran.
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class Completion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A chat row's answer."""
+
+    text: str
+    finish_reason: str = "stop"
+    tool_calls: list[Any] | None = None
+
+
+class RowResult(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit_defaults=True):
+    """One row's outcome: a vector (little-endian float32), a completion, or an error."""
+
+    custom_id: str
+    embedding: bytes | None = None
+    completion: Completion | None = None
+    error: RowError | None = None
+    usage: Usage | None = None
+    request_id: str | None = None
+
+
+class BatchResults(msgspec.Struct, frozen=True, kw_only=True):
+    """A record of a batch's output topic: the outcomes of some rows of one input page in
+    one round. A reader keeps, per custom_id, the outcome of the highest round (the first
+    one written within a round): records written twice by a coordinator that died count once.
+    """
+
+    batch_id: Identifier
+    round: Count
+    page: Count
+    model: str
+    dimension: int = 0
+    rows: list[RowResult]
