@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from contracts.envelope import Count, Identifier, Name
+from contracts.errors import ContractError
 from contracts.generate import ChatMessage, Penalty, ToolChoice, ToolSpec
 from contracts.response_format import ResponseFormat
 from contracts.usage import Usage
@@ -58,10 +59,6 @@ class ChatBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     user: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     response_format: ResponseFormat | None = None
 
-    def generate_fields(self) -> dict[str, Any]:
-        """The GenerateRequest keyword arguments this body stands for."""
-        return {f: getattr(self, f) for f in self.__struct_fields__}
-
 
 class BatchRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """One row: a text to embed, or a chat body to complete (as its batch's endpoint says)."""
@@ -106,9 +103,11 @@ class BatchCancel(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_f
 
 
 class BatchRetry(msgspec.Struct, frozen=True, kw_only=True, tag="retry", tag_field="command"):
-    """Run again the rows of an ended batch whose error is retryable."""
+    """Run again the rows of an ended batch whose error is retryable, as round ``round``
+    (its BatchInfo.round + 1): a retry read twice starts one round."""
 
     batch_id: Identifier
+    round: Annotated[int, msgspec.Meta(ge=1)]
     requested_at: float
 
 
@@ -136,6 +135,9 @@ class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     request_counts: RequestCounts
     created_at: float
     expires_at: float
+    completion_window_s: float
+    # Input pages (records of the input topic).
+    pages: int
     # Each `fleet batch retry` starts a round: rows with a retryable error run again.
     round: int = 0
     collection: str | None = None
@@ -196,3 +198,38 @@ class BatchResults(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     dimension: int = 0
     rows: list[RowResult]
+
+
+_decoders: Final[dict[str, msgspec.msgpack.Decoder[Any]]] = {
+    "command": msgspec.msgpack.Decoder(BatchCommand),
+    "info": msgspec.msgpack.Decoder(BatchInfo),
+    "page": msgspec.msgpack.Decoder(BatchInputPage),
+    "results": msgspec.msgpack.Decoder(BatchResults),
+}
+
+
+def _decode(what: str, payload: bytes) -> Any:
+    try:
+        return _decoders[what].decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ContractError(f"not a batch {what} record: {exc}") from exc
+
+
+def decode_command(payload: bytes) -> BatchCommand:
+    result: BatchCommand = _decode("command", payload)
+    return result
+
+
+def decode_info(payload: bytes) -> BatchInfo:
+    result: BatchInfo = _decode("info", payload)
+    return result
+
+
+def decode_page(payload: bytes) -> BatchInputPage:
+    result: BatchInputPage = _decode("page", payload)
+    return result
+
+
+def decode_results(payload: bytes) -> BatchResults:
+    result: BatchResults = _decode("results", payload)
+    return result

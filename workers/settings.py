@@ -26,6 +26,7 @@ from producer_sdk.connection import (
 )
 from providers.catalogue import ModelCatalogue, ModelEntry
 from providers.rate_limits.limiter import RateLimit
+from workers.batch.settings import BatchSettings
 from workers.retry import RetryPolicy
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
@@ -177,6 +178,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # The model catalogue (`[[models]]`): per model, its context window, what it can do and
     # its prices (providers/catalogue.py, docs/decisions/0018-model-catalogue.md).
     models: list[ModelEntry] = msgspec.field(default_factory=list)
+    # The batch coordinator (`fleet worker batch`): the `[batch]` table.
+    batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
 
     def __post_init__(self) -> None:
         try:

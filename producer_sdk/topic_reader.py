@@ -1,0 +1,53 @@
+"""Reading a whole topic: every record from the start up to the end it has now."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from contracts.errors import FleetError
+from producer_sdk.connection import KafkaConnection, start_client
+
+# Records fetched per round trip (a batch's output records are a few hundred kB each).
+_FETCH_BYTES = 16 * 1024 * 1024
+
+
+async def read_to_end(
+    connection: KafkaConnection, topic: str
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic``, partition after partition, from the first one kept up to
+    the end offsets taken when reading starts (records written later are not waited for).
+    A topic that does not exist is a FleetError naming it."""
+    consumer = AIOKafkaConsumer(
+        **connection.options(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=_FETCH_BYTES,
+        max_partition_fetch_bytes=_FETCH_BYTES,
+    )
+    await start_client(consumer, connection)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer.topics()  # a fresh metadata fetch: the topic may be new
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise FleetError(f"topic {topic!r} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            if ends[tp] == 0:
+                continue
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    if record.offset >= ends[tp]:
+                        break
+                    yield record
+    finally:
+        await consumer.stop()

@@ -1,0 +1,285 @@
+"""The batch coordinator: a consumer group on the batch command topic.
+
+A submit's record stays uncommitted until its batch has ended, so a coordinator that dies
+(even by kill -9) leaves it to whoever gets its partition next, which resumes the batch
+from what the broker holds (workers/batch/run.py). Commands of one batch share a key, so
+they reach the same coordinator in order; cancels and retries act on the runs it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from contracts.batch import (
+    BatchCancel,
+    BatchCommand,
+    BatchInfo,
+    BatchRetry,
+    BatchSubmit,
+    RequestCounts,
+    decode_command,
+)
+from contracts.errors import ContractError, FleetError
+from contracts.names import BATCH_KIND, batch_command_topic, batch_status_topic
+from producer_sdk import FleetClient
+from producer_sdk.topics import TopicSpec, ensure_topics
+from providers.call_retry import CallRetryPolicy
+from workers.batch.requests import ChunkRunner
+from workers.batch.run import BatchRun, RunContext
+from workers.batch.status import StatusBoard
+from workers.runtime.commits import OffsetTracker
+from workers.runtime.records import Record
+from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+# A run the broker broke off resumes after 1 s, doubling to 30 s.
+_RESUME = CallRetryPolicy(base_delay_s=1.0, max_delay_s=30.0, jitter="none")
+
+
+class BatchCoordinator:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._runs: dict[str, tuple[BatchRun, asyncio.Task[None], TopicPartition]] = {}
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._slots = asyncio.Semaphore(settings.batch.max_batches)
+
+    def stop(self) -> None:
+        """Stop taking commands and hand back the running batches (whoever takes their
+        partitions resumes them)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        s = self.settings
+        topics = {
+            batch_command_topic(s.namespace): TopicSpec(
+                partitions=s.partitions,
+                replication_factor=s.topics.requests.replication_factor,
+            ),
+            batch_status_topic(s.namespace): TopicSpec(
+                partitions=1,
+                replication_factor=s.topics.requests.replication_factor,
+                configs={"cleanup.policy": "compact"},
+            ),
+        }
+        await ensure_topics(s.connection, topics)
+        async with contextlib.AsyncExitStack() as stack:
+            producer = AIOKafkaProducer(**s.producer_options(), max_request_size=2 * 1024 * 1024)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            board = StatusBoard(s.connection, batch_status_topic(s.namespace), producer)
+            await board.start()
+            stack.push_async_callback(board.aclose)
+            fleet = FleetClient(
+                s.bootstrap_servers,
+                security=s.kafka,
+                namespace=s.namespace,
+                client_id=f"batch-coordinator-{uuid.uuid4().hex[:12]}",
+            )
+            await stack.enter_async_context(fleet)
+            self._context = RunContext(
+                connection=s.connection,
+                namespace=s.namespace,
+                producer=producer,
+                board=board,
+                chunks=ChunkRunner(fleet, s.batch),
+                settings=s.batch,
+                replication_factor=s.topics.requests.replication_factor,
+            )
+            consumer = AIOKafkaConsumer(
+                **s.connection.options(),
+                group_id=s.group_for(BATCH_KIND),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=s.session_timeout_ms,
+                heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
+                max_poll_interval_ms=s.max_poll_interval_ms,
+                metadata_max_age_ms=10_000,
+            )
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+            await board.caught_up.wait()
+            consumer.subscribe([batch_command_topic(s.namespace)], listener=_Rebalance(self))
+            self._consumer = consumer
+            log.info("batch coordinator started (group %s)", s.group_for(BATCH_KIND))
+            try:
+                await self._fetch_loop()
+            finally:
+                await self._hand_back(list(self._runs))
+                await self._commit()
+
+    async def _fetch_loop(self) -> None:
+        committed_at = time.monotonic()
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    self._take(tp, record)
+            if time.monotonic() - committed_at > self.settings.commit_interval_s:
+                await self._commit()
+                committed_at = time.monotonic()
+
+    def _take(self, tp: TopicPartition, record: Record) -> None:
+        try:
+            command = decode_command(record.value or b"")
+        except ContractError as exc:
+            log.warning("skipped %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
+            return
+        board = self._context.board
+        known = board.get(command.batch_id)
+        running = self._runs.get(command.batch_id)
+        if isinstance(command, BatchCancel):
+            if running is not None:
+                running[0].cancel()
+            elif known is not None and not known.ended:
+                self._start(tp, record.offset, known, cancel=True)
+            return
+        if running is not None:
+            log.info("batch %s runs already: %s ignored", command.batch_id, _name(command))
+            return
+        info = self._starting_state(command, known)
+        if info is not None:
+            self._start(tp, record.offset, info)
+
+    def _starting_state(self, command: BatchCommand, known: BatchInfo | None) -> BatchInfo | None:
+        """The state a run of ``command`` starts from; None when there is nothing to run."""
+        if known is not None and not known.ended:
+            return known  # a run that stopped half-way (its coordinator died): resume it
+        if isinstance(command, BatchSubmit):
+            if known is not None:
+                return None  # ended: this submit was read again before its commit
+            return _fresh(command)
+        assert isinstance(command, BatchRetry)
+        if known is None:
+            log.warning("retry of batch %s, which does not exist: ignored", command.batch_id)
+            return None
+        if known.round >= command.round:
+            return None  # that round ran already
+        now = time.time()
+        return msgspec.structs.replace(
+            known,
+            status="in_progress",
+            round=command.round,
+            expires_at=now + known.completion_window_s,
+            in_progress_at=now,
+            finalizing_at=None,
+            completed_at=None,
+            expired_at=None,
+            cancelling_at=None,
+            cancelled_at=None,
+            failed_at=None,
+            errors=None,
+        )
+
+    def _start(
+        self, tp: TopicPartition, offset: int, info: BatchInfo, cancel: bool = False
+    ) -> None:
+        run = BatchRun(info, self._context)
+        if cancel:
+            run.cancel()
+        self._tracker.started(tp, offset)
+        task = asyncio.create_task(self._run(tp, offset, run), name=f"batch-{info.id}")
+        self._runs[info.id] = (run, task, tp)
+
+    async def _run(self, tp: TopicPartition, offset: int, run: BatchRun) -> None:
+        """Run the batch to its end; a run the broker broke off (it went away) resumes
+        after a backoff from the state it left. Cancellation hands the batch back (its
+        record stays uncommitted)."""
+        failures = 0
+        while True:
+            try:
+                async with self._slots:
+                    await run.run()
+                break
+            except (KafkaError, OSError, FleetError) as exc:
+                delay = _RESUME.backoff_s(min(failures, 5))
+                failures += 1
+                log.warning("batch %s broke off (%s): resuming in %.0f s", run.info.id, exc, delay)
+                await asyncio.sleep(delay)
+                resumed = BatchRun(self._context.board.get(run.info.id) or run.info, self._context)
+                if run.cancelled:
+                    resumed.cancel()
+                run = resumed
+                self._runs[run.info.id] = (run, self._runs[run.info.id][1], tp)
+            except Exception:
+                log.exception("batch %s failed in the coordinator", run.info.id)
+                break
+        self._runs.pop(run.info.id, None)
+        self._tracker.finished(tp, offset)
+
+    async def _hand_back(self, batch_ids: list[str]) -> None:
+        tasks = []
+        for batch_id in batch_ids:
+            if (entry := self._runs.pop(batch_id, None)) is not None:
+                entry[1].cancel()
+                tasks.append(entry[1])
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
+        owned = self._consumer.assignment()
+        offsets = {
+            tp: offset
+            for tp, offset in self._tracker.committable(partitions).items()
+            if tp in owned
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("commit of %s failed: %s", offsets, exc)
+            return
+        self._tracker.committed(offsets)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Batches of partitions that move stop here; their new owner resumes them."""
+        await self._hand_back([b for b, (_, _, tp) in self._runs.items() if tp in revoked])
+        await self._commit(list(revoked))
+        self._tracker.forget(revoked)
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.ready.set()
+
+
+def _fresh(submit: BatchSubmit) -> BatchInfo:
+    return BatchInfo(
+        id=submit.batch_id,
+        endpoint=submit.endpoint,
+        model=submit.model,
+        status="validating",
+        request_counts=RequestCounts(total=submit.rows),
+        created_at=submit.created_at,
+        expires_at=submit.created_at + submit.completion_window_s,
+        completion_window_s=submit.completion_window_s,
+        pages=submit.pages,
+        collection=submit.collection,
+        dimensions=submit.dimensions,
+        input_file=submit.input_file,
+        tenant=submit.tenant,
+        metadata=submit.metadata,
+    )
+
+
+def _name(command: BatchCommand) -> str:
+    return type(command).__name__.removeprefix("Batch").lower()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: BatchCoordinator) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner.on_assigned(assigned)

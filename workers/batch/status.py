@@ -1,0 +1,89 @@
+"""The coordinator's view of every batch's status: the status topic read from its start
+and followed, and the place its own status updates are published."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from contracts.batch import BatchInfo, decode_info
+from contracts.codec import encode
+from contracts.errors import ContractError
+from producer_sdk.connection import KafkaConnection
+
+log = logging.getLogger(__name__)
+
+
+class StatusBoard:
+    def __init__(self, connection: KafkaConnection, topic: str, producer: AIOKafkaProducer) -> None:
+        self._topic = topic
+        self._producer = producer
+        self._consumer = AIOKafkaConsumer(
+            **connection.options(), group_id=None, enable_auto_commit=False
+        )
+        self._batches: dict[str, BatchInfo] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    def get(self, batch_id: str) -> BatchInfo | None:
+        return self._batches.get(batch_id)
+
+    async def publish(self, info: BatchInfo) -> None:
+        """Record ``info`` as the batch's status (here at once, on the topic once acked)."""
+        self._batches[info.id] = info
+        await self._producer.send_and_wait(self._topic, encode(info), key=info.id.encode())
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        tp = TopicPartition(self._topic, 0)
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_beginning(tp)
+        end = (await self._consumer.end_offsets([tp]))[tp]
+        self._task = asyncio.create_task(self._follow(tp, end), name="batch-status")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _follow(self, tp: TopicPartition, end: int) -> None:
+        if end == 0:
+            self.caught_up.set()
+        while True:
+            try:
+                batch = await self._consumer.getmany(tp, timeout_ms=1000)
+            except KafkaError as exc:
+                log.warning("reading %s failed (%s); trying again", self._topic, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for record in batch.get(tp, []):
+                if record.value is not None:
+                    self._take(record.value)
+                if record.offset + 1 >= end:
+                    self.caught_up.set()
+
+    def _take(self, payload: bytes) -> None:
+        try:
+            info = decode_info(payload)
+        except ContractError as exc:
+            log.warning("skipped a record of %s: %s", self._topic, exc)
+            return
+        known = self._batches.get(info.id)
+        # Our own publishes are here before the topic echoes them; an older echo never
+        # takes a newer status back.
+        if known is None or _order(info) >= _order(known):
+            self._batches[info.id] = info
+
+
+_STAGE = {"validating": 0, "in_progress": 1, "cancelling": 2, "finalizing": 2}
+
+
+def _order(info: BatchInfo) -> tuple[int, int, int]:
+    """Statuses of one batch in the order they are published."""
+    return (info.round, _STAGE.get(info.status, 3), info.request_counts.done)
