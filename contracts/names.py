@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Final, Literal, get_args
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_NAMESPACE: Final = "fleet"
@@ -15,6 +15,12 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 1_000_000
 CLIENT_HEARTBEAT_S: Final = 60.0
 
 JOB_KINDS: Final = ("generate", "embed", "transcribe", "vectors")
+
+# The two lanes of every job kind (docs/decisions/0021-priority-lanes.md): users' requests
+# travel on the interactive lane, a batch's chunks on the batch lane, and workers serve the
+# batch lane only with what the interactive lane leaves.
+Lane = Literal["interactive", "batch"]
+LANES: Final[tuple[Lane, ...]] = get_args(Lane)
 
 
 def request_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -31,8 +37,27 @@ def batch_request_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.batch-requests"
 
 
+def lane_topic(kind: str, lane: Lane, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The request topic of one lane of one job kind."""
+    if lane == "interactive":
+        return request_topic(kind, namespace)
+    if lane == "batch":
+        return batch_request_topic(kind, namespace)
+    raise ValueError(f"unknown lane {lane!r}; expected one of {', '.join(LANES)}")
+
+
+def as_lane(value: str) -> Lane:
+    """``value`` as a lane, or ValueError naming the lanes (for headers and options)."""
+    for lane in LANES:
+        if value == lane:
+            return lane
+    raise ValueError(f"unknown lane {value!r}; expected one of {', '.join(LANES)}")
+
+
 # The batch coordinator is a worker kind of its own, beside the job kinds.
 BATCH_KIND: Final = "batch"
+# What `fleet worker` runs: a job kind's worker, or the batch coordinator.
+WORKER_KINDS: Final = (*JOB_KINDS, BATCH_KIND)
 
 
 def batch_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -124,6 +149,8 @@ class Header:
     # The attempt number the redelivered job runs as, at least: attempts keep rising even
     # without the ledger, or after Redis lost its counter.
     RETRY_ATTEMPT: Final = "fleet-retry-attempt"
+    # The lane a parked job goes back to ("interactive" or "batch"; interactive when absent).
+    RETRY_LANE: Final = "fleet-retry-lane"
 
 
 class ContentType:

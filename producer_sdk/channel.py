@@ -14,7 +14,7 @@ from contracts.codec import AnyRequest, encode
 from contracts.control import CancelJob, submission_of
 from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
-from contracts.names import CLIENT_HEARTBEAT_S, Header, control_topic, request_topic
+from contracts.names import CLIENT_HEARTBEAT_S, Header, Lane, control_topic, lane_topic
 from contracts.signing import sign
 from producer_sdk.connection import KafkaConnection, start_client
 from producer_sdk.replies import ReplyRouter
@@ -121,8 +121,12 @@ class ClientChannel:
         await self._consumer.stop()
         await self._producer.stop()
 
-    async def send_request(self, kind: str, request: AnyRequest) -> None:
-        topic = request_topic(kind, self._namespace)
+    async def send_request(
+        self, kind: str, request: AnyRequest, *, lane: Lane = "interactive"
+    ) -> None:
+        """Publish ``request`` on its kind's topic of ``lane``: the interactive one, or the
+        batch lane the workers serve with what interactive work leaves."""
+        topic = lane_topic(kind, lane, self._namespace)
         headers = inject_headers(
             [
                 (Header.CONTENT_TYPE, self._content_type.encode()),
@@ -143,7 +147,8 @@ class ClientChannel:
             ) from exc
 
     async def send_cancel(self, kind: str, request: AnyRequest) -> None:
-        """Ask the workers to stop (or never start) a job nobody waits for any more.
+        """Ask the workers to stop (or never start) a job nobody waits for any more. One
+        control topic per kind serves both lanes: a worker runs both lanes' jobs.
 
         Best effort: a cancel that is lost costs only the work it would have saved.
         """

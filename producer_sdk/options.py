@@ -7,6 +7,7 @@ from typing import TypedDict
 
 from contracts.envelope import ReplyAddress
 from contracts.generate import ToolChoice, ToolSpec
+from contracts.names import Lane
 from contracts.replies import (
     GenerateResult,
     TextDelta,
@@ -45,6 +46,9 @@ class GenerateOptions(TypedDict, total=False):
     response_format: ResponseFormat | None
     timeout_s: float | None  # the deadline, from now; default: the client's
     request_id: str | None  # default: a new uuid; the same id twice runs the model once
+    # "batch": sent on the batch lane, served with what interactive work leaves
+    # (docs/decisions/0021-priority-lanes.md); default "interactive".
+    lane: Lane
 
 
 class TranscribeOptions(TypedDict, total=False):
@@ -55,6 +59,7 @@ class TranscribeOptions(TypedDict, total=False):
     provider: str | None
     timeout_s: float | None
     request_id: str | None
+    lane: Lane  # as GenerateOptions' lane
 
 
 class RequestHead(TypedDict):
