@@ -160,6 +160,26 @@ class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return self.status in END_STATES
 
 
+def initial_info(submit: BatchSubmit) -> BatchInfo:
+    """A submitted batch's status before the coordinator has read its input."""
+    return BatchInfo(
+        id=submit.batch_id,
+        endpoint=submit.endpoint,
+        model=submit.model,
+        status="validating",
+        request_counts=RequestCounts(total=submit.rows),
+        created_at=submit.created_at,
+        expires_at=submit.created_at + submit.completion_window_s,
+        completion_window_s=submit.completion_window_s,
+        pages=submit.pages,
+        collection=submit.collection,
+        dimensions=submit.dimensions,
+        input_file=submit.input_file,
+        tenant=submit.tenant,
+        metadata=submit.metadata,
+    )
+
+
 class RowError(msgspec.Struct, frozen=True, kw_only=True):
     # An ErrorCode value, or batch_expired / batch_cancelled for rows the batch never ran.
     code: str

@@ -1,8 +1,9 @@
 """The producer SDK: send AI jobs to the fleet over Kafka and stream the answers back."""
 
+from contracts.batch import BatchInfo, RequestCounts
 from contracts.content import ImagePart, ImageUrl, TextPart
 from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolSpec
-from contracts.names import shared_reply_topic
+from contracts.names import Lane, shared_reply_topic
 from contracts.replies import GenerateResult, TextDelta, ToolCallDelta
 from contracts.response_format import (
     JsonSchemaSpec,
@@ -13,7 +14,7 @@ from contracts.response_format import (
 from contracts.secrets import Secret
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
-from producer_sdk.batch import CorpusProgress
+from producer_sdk.batches import BatchClient, BatchNotFound
 from producer_sdk.client import FleetClient
 from producer_sdk.connection import KafkaAccessError, KafkaSecurity
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
@@ -21,8 +22,10 @@ from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
 
 __all__ = [
+    "BatchClient",
+    "BatchInfo",
+    "BatchNotFound",
     "ChatMessage",
-    "CorpusProgress",
     "DeadlineExceeded",
     "FleetClient",
     "FleetRequestError",
@@ -33,8 +36,10 @@ __all__ = [
     "JsonSchemaSpec",
     "KafkaAccessError",
     "KafkaSecurity",
+    "Lane",
     "NamedToolChoice",
     "NotConnected",
+    "RequestCounts",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",

@@ -12,12 +12,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
+from contracts.batch import BatchInfo
 from contracts.codec import AnyRequest
 from contracts.embed import EmbedRequest
 from contracts.embed_parts import EmbedJoiner
 from contracts.envelope import ReplyAddress
 from contracts.generate import ChatMessage, GenerateRequest
-from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, ContentType
+from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, ContentType, Lane
 from contracts.names import reply_topic as private_reply_topic
 from contracts.replies import (
     EmbedPart,
@@ -40,7 +41,7 @@ from contracts.vectors import (
     VectorRecord,
     VectorUpsertRequest,
 )
-from producer_sdk.batch import CorpusJob, CorpusProgress
+from producer_sdk.batches import BatchClient
 from producer_sdk.channel import ClientChannel
 from producer_sdk.connection import DEFAULT_BOOTSTRAP, PLAINTEXT, KafkaConnection, KafkaSecurity
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
@@ -162,7 +163,8 @@ class FleetClient:
         received so far. An error reply raises FleetRequestError.
         """
         request, timeout = self._generate_request(messages, model, options, stream=True)
-        async for item in self._call("generate", request, timeout):
+        lane = options.get("lane", "interactive")
+        async for item in self._call("generate", request, timeout, lane):
             if isinstance(item, TextDelta | ToolCallDelta | StreamRestarted | GenerateResult):
                 yield item
 
@@ -175,7 +177,8 @@ class FleetClient:
     ) -> GenerateResult:
         """The complete answer of a generate request, sent as one reply (no deltas)."""
         request, timeout = self._generate_request(messages, model, options, stream=False)
-        return await self._final("generate", request, timeout, GenerateResult)
+        lane = options.get("lane", "interactive")
+        return await self._final("generate", request, timeout, GenerateResult, lane)
 
     def _generate_request(
         self,
@@ -219,13 +222,16 @@ class FleetClient:
         dimensions: int | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
+        lane: Lane = "interactive",
     ) -> EmbedResult:
         """Vectors for one text or a list of texts, in input order, as ``vectors`` (lists of
         floats) and as ``vectors_float32`` (one little-endian float32 block:
         ``numpy.frombuffer(r.vectors_float32, "<f4").reshape(-1, r.dimension)``).
 
         They travel as float32 bytes, and a result too large for one Kafka message comes in
-        several parts; the caller gets them joined. ``dimensions`` shortens the vectors."""
+        several parts; the caller gets them joined. ``dimensions`` shortens the vectors.
+        ``lane="batch"`` sends it on the batch lane (served with what interactive work
+        leaves)."""
         head, timeout = self._head(request_id, timeout_s)
         request = EmbedRequest(
             **head,
@@ -237,7 +243,7 @@ class FleetClient:
             dimensions=dimensions,
         )
         joiner = EmbedJoiner()
-        stream = self._call("embed", request, timeout)
+        stream = self._call("embed", request, timeout, lane)
         async with contextlib.aclosing(stream):
             async for item in stream:
                 if isinstance(item, StreamRestarted):
@@ -254,30 +260,14 @@ class FleetClient:
         output_path: Path | str,
         *,
         model: str,
-        chunk_size: int = 64,
-        max_in_flight: int = 16,
-        timeout_s: float | None = None,
-        progress: Callable[[CorpusProgress], None] | None = None,
-    ) -> CorpusProgress:
-        """Embed a JSONL corpus (``{"custom_id", "text"}`` per line) into a results JSONL.
-
-        Resumable: run it again with the same files after a cancel or a crash and it sends
-        only what is missing (see ``producer_sdk.batch``).
-        """
-
-        async def embed_chunk(texts: list[str], request_id: str) -> EmbedResult:
-            return await self.embed(texts, model=model, timeout_s=timeout_s, request_id=request_id)
-
-        job = CorpusJob(
-            embed_chunk,
-            Path(input_path),
-            Path(output_path),
-            model=model,
-            chunk_size=chunk_size,
-            max_in_flight=max_in_flight,
-            progress=progress,
-        )
-        return await job.run()
+        progress: Callable[[BatchInfo], None] | None = None,
+    ) -> BatchInfo:
+        """Embed a corpus file (``{"custom_id", "text"}`` per line, or any batch input the
+        coordinator reads) into a results file of ``{"custom_id", "embedding"}`` lines, as
+        a batch the fleet owns (``BatchClient.run_corpus``): the same call again after an
+        interruption picks the batch up where the fleet has got to."""
+        async with BatchClient(self.connection, namespace=self.namespace, tenant=self.tenant) as b:
+            return await b.run_corpus(input_path, output_path, model=model, progress=progress)
 
     async def stream_transcribe(
         self,
@@ -296,7 +286,8 @@ class FleetClient:
             language=options.get("language"),
             provider=options.get("provider"),
         )
-        async for item in self._call("transcribe", request, timeout):
+        lane = options.get("lane", "interactive")
+        async for item in self._call("transcribe", request, timeout, lane):
             if isinstance(item, TranscriptSegment | StreamRestarted | TranscribeResult):
                 yield item
 
@@ -319,6 +310,7 @@ class FleetClient:
         store: str | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
+        lane: Lane = "interactive",
     ) -> VectorResult:
         """Insert or replace records; records with `text` and no `vector` are embedded first.
         The same ``request_id`` again is answered from the ledger without writing twice."""
@@ -330,7 +322,7 @@ class FleetClient:
             embed_model=embed_model,
             store=store,
         )
-        return await self._final("vectors", request, timeout, VectorResult)
+        return await self._final("vectors", request, timeout, VectorResult, lane)
 
     async def delete(
         self,
@@ -340,10 +332,11 @@ class FleetClient:
         store: str | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
+        lane: Lane = "interactive",
     ) -> VectorResult:
         head, timeout = self._head(request_id, timeout_s)
         request = VectorDeleteRequest(**head, collection=collection, ids=list(ids), store=store)
-        return await self._final("vectors", request, timeout, VectorResult)
+        return await self._final("vectors", request, timeout, VectorResult, lane)
 
     async def query(
         self,
@@ -357,6 +350,7 @@ class FleetClient:
         store: str | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
+        lane: Lane = "interactive",
     ) -> VectorResult:
         """The top_k closest records to a vector or to a text (embedded by the worker)."""
         head, timeout = self._head(request_id, timeout_s)
@@ -370,7 +364,7 @@ class FleetClient:
             embed_model=embed_model,
             store=store,
         )
-        return await self._final("vectors", request, timeout, VectorResult)
+        return await self._final("vectors", request, timeout, VectorResult, lane)
 
     def _head(self, request_id: str | None, timeout_s: float | None) -> tuple[RequestHead, float]:
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
@@ -383,9 +377,14 @@ class FleetClient:
         return head, timeout
 
     async def _final(
-        self, kind: str, request: AnyRequest, timeout_s: float, expected: type[F]
+        self,
+        kind: str,
+        request: AnyRequest,
+        timeout_s: float,
+        expected: type[F],
+        lane: Lane = "interactive",
     ) -> F:
-        stream = self._call(kind, request, timeout_s)
+        stream = self._call(kind, request, timeout_s, lane)
         async with contextlib.aclosing(stream):
             async for item in stream:
                 if isinstance(item, expected):
@@ -393,7 +392,7 @@ class FleetClient:
         raise AssertionError("a reply stream ends with its final chunk or an exception")
 
     async def _call(
-        self, kind: str, request: AnyRequest, timeout_s: float
+        self, kind: str, request: AnyRequest, timeout_s: float, lane: Lane = "interactive"
     ) -> AsyncGenerator[ReplyChunk | StreamRestarted, None]:
         channel = self.channel
         inbox = channel.router.open(request.request_id)
@@ -402,7 +401,7 @@ class FleetClient:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
-            await channel.send_request(kind, request)
+            await channel.send_request(kind, request, lane=lane)
             sent = True
             while True:
                 # Chunks often arrive together: take those already here without a timer.

@@ -30,10 +30,10 @@ async def read_to_end(
     )
     await start_client(consumer, connection)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer.topics()  # a fresh metadata fetch: the topic may be new
-            partitions = consumer.partitions_for_topic(topic)
+        # A fresh metadata fetch (the topic may be seconds old): aiokafka's consumer has no
+        # public call that returns a topic's partitions from one.
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise FleetError(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

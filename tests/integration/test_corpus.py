@@ -1,4 +1,5 @@
-"""Corpus embedding jobs through the embed worker: complete, resumable, clear about bad input."""
+"""`submit_corpus` / `fleet embed-corpus`: a thin wrapper over a batch the fleet owns
+(submit, follow, download), resumable by running it again, clear about bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from contracts import ContractError
-from producer_sdk import CorpusProgress, FleetClient
+from contracts.batch import BatchInfo
+from producer_sdk import BatchClient, FleetClient
+from tests.conftest import Infra
+from tests.integration.test_batches import coordinator, wait_for_rows
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
 from workers import WorkerSettings
 
@@ -36,50 +40,49 @@ async def test_a_corpus_is_embedded_and_joined_by_custom_id(
     settings: WorkerSettings, client: FleetClient, tmp_path: Path
 ) -> None:
     corpus = _corpus(tmp_path / "in.jsonl", 300)
-    seen: list[CorpusProgress] = []
-    async with worker_of("embed", settings):
+    seen: list[BatchInfo] = []
+    async with worker_of("embed", settings), coordinator(settings):
         final = await client.submit_corpus(
-            corpus, tmp_path / "out.jsonl", model=EMBED_MODEL, chunk_size=32, progress=seen.append
+            corpus, tmp_path / "out.jsonl", model=EMBED_MODEL, progress=seen.append
         )
     assert final.status == "completed"
-    assert (final.total, final.succeeded, final.failed) == (300, 300, 0)
+    counts = final.request_counts
+    assert (counts.total, counts.completed, counts.failed) == (300, 300, 0)
     results = _results(tmp_path / "out.jsonl")
     assert set(results) == {f"row-{i}" for i in range(300)}
     embedding = results["row-5"]["embedding"]
     assert isinstance(embedding, list)
     assert len(embedding) == 384
-    done = [p.done for p in seen]
+    done = [p.request_counts.done for p in seen]
     assert done == sorted(done)
     assert done[-1] == 300
 
 
-async def test_a_cancelled_corpus_resumes_without_redoing_rows(
-    settings: WorkerSettings, client: FleetClient, tmp_path: Path
+async def test_an_interrupted_corpus_command_picks_up_the_batch_the_fleet_kept(
+    infra: Infra, namespace: str, settings: WorkerSettings, client: FleetClient, tmp_path: Path
 ) -> None:
-    corpus = _corpus(tmp_path / "in.jsonl", 400)
+    corpus = _corpus(tmp_path / "in.jsonl", 600)
     out = tmp_path / "out.jsonl"
-    async with worker_of("embed", settings):
-        enough = asyncio.Event()
-
-        def watch(progress: CorpusProgress) -> None:
-            if progress.done >= 50:
-                enough.set()
-
-        first = asyncio.create_task(
-            client.submit_corpus(
-                corpus, out, model=EMBED_MODEL, chunk_size=16, max_in_flight=2, progress=watch
-            )
-        )
-        await asyncio.wait_for(enough.wait(), timeout=60)
-        first.cancel()
+    async with worker_of("embed", settings), coordinator(settings):
+        first = asyncio.create_task(client.submit_corpus(corpus, out, model=EMBED_MODEL))
+        async with BatchClient(infra.connection, namespace=namespace) as batches:
+            for _ in range(600):
+                listed = await batches.list()
+                if listed:
+                    break
+                await asyncio.sleep(0.1)
+            (batch,) = listed
+            await wait_for_rows(batches, batch.id, 50)
+        first.cancel()  # the client goes away (Ctrl-C); the batch goes on in the fleet
         with pytest.raises(asyncio.CancelledError):
             await first
-        partial = len(_results(out))
-        assert 50 <= partial < 400
-        final = await client.submit_corpus(corpus, out, model=EMBED_MODEL, chunk_size=16)
-    assert final.status == "completed"
-    assert final.succeeded == 400
-    assert set(_results(out)) == {f"row-{i}" for i in range(400)}
+        assert not out.exists()
+        final = await client.submit_corpus(corpus, out, model=EMBED_MODEL)
+        async with BatchClient(infra.connection, namespace=namespace) as batches:
+            assert [b.id for b in await batches.list()] == [batch.id], "submitted once"
+    assert final.id == batch.id
+    assert final.request_counts.completed == 600
+    assert set(_results(out)) == {f"row-{i}" for i in range(600)}
 
 
 async def test_a_bad_corpus_line_is_named(client: FleetClient, tmp_path: Path) -> None:

@@ -24,23 +24,33 @@ from contracts.batch import (
     BatchInfo,
     BatchRetry,
     BatchSubmit,
-    RequestCounts,
     decode_command,
+    initial_info,
 )
 from contracts.errors import ContractError, FleetError
-from contracts.names import BATCH_KIND, batch_command_topic, batch_status_topic
+from contracts.names import (
+    BATCH_KIND,
+    batch_command_topic,
+    batch_request_topic,
+    batch_status_topic,
+)
 from producer_sdk import FleetClient
+from producer_sdk.batches import STATUS_CONFIGS
 from producer_sdk.topics import TopicSpec, ensure_topics
 from providers.call_retry import CallRetryPolicy
 from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
+from workers.health import HealthServer
+from workers.metrics import WorkerMetrics
 from workers.runtime.commits import OffsetTracker
 from workers.runtime.records import Record
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
+# The job kinds whose batch lanes the coordinator sends requests to.
+BATCH_SENDS_TO = ("embed", "generate", "vectors")
 # A run the broker broke off resumes after 1 s, doubling to 30 s.
 _RESUME = CallRetryPolicy(base_delay_s=1.0, max_delay_s=30.0, jitter="none")
 
@@ -66,10 +76,20 @@ class BatchCoordinator:
                 partitions=s.partitions,
                 replication_factor=s.topics.requests.replication_factor,
             ),
+            # Where the batches' requests go: made here too, so that a batch waits in them
+            # for workers that have not started yet.
+            **{
+                batch_request_topic(kind, s.namespace): TopicSpec(
+                    partitions=s.topics.requests.partitions or s.partitions,
+                    replication_factor=s.topics.requests.replication_factor,
+                    configs=s.topics.requests.configs(),
+                )
+                for kind in BATCH_SENDS_TO
+            },
             batch_status_topic(s.namespace): TopicSpec(
                 partitions=1,
                 replication_factor=s.topics.requests.replication_factor,
-                configs={"cleanup.policy": "compact"},
+                configs=STATUS_CONFIGS,
             ),
         }
         await ensure_topics(s.connection, topics)
@@ -109,6 +129,10 @@ class BatchCoordinator:
             await consumer.start()
             stack.push_async_callback(consumer.stop)
             await board.caught_up.wait()
+            if s.health_port is not None:
+                health = HealthServer(WorkerMetrics(BATCH_KIND), self.ready.is_set)
+                await health.start(s.health_port)
+                stack.push_async_callback(health.aclose)
             consumer.subscribe([batch_command_topic(s.namespace)], listener=_Rebalance(self))
             self._consumer = consumer
             log.info("batch coordinator started (group %s)", s.group_for(BATCH_KIND))
@@ -158,7 +182,7 @@ class BatchCoordinator:
         if isinstance(command, BatchSubmit):
             if known is not None:
                 return None  # ended: this submit was read again before its commit
-            return _fresh(command)
+            return initial_info(command)
         assert isinstance(command, BatchRetry)
         if known is None:
             log.warning("retry of batch %s, which does not exist: ignored", command.batch_id)
@@ -249,25 +273,6 @@ class BatchCoordinator:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.ready.set()
-
-
-def _fresh(submit: BatchSubmit) -> BatchInfo:
-    return BatchInfo(
-        id=submit.batch_id,
-        endpoint=submit.endpoint,
-        model=submit.model,
-        status="validating",
-        request_counts=RequestCounts(total=submit.rows),
-        created_at=submit.created_at,
-        expires_at=submit.created_at + submit.completion_window_s,
-        completion_window_s=submit.completion_window_s,
-        pages=submit.pages,
-        collection=submit.collection,
-        dimensions=submit.dimensions,
-        input_file=submit.input_file,
-        tenant=submit.tenant,
-        metadata=submit.metadata,
-    )
 
 
 def _name(command: BatchCommand) -> str:

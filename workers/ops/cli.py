@@ -11,16 +11,27 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from contracts.asyncapi import asyncapi_text
 from contracts.errors import FleetError
-from contracts.names import DEFAULT_NAMESPACE, DEFAULT_TENANT, JOB_KINDS, DeadLetterReason
+from contracts.names import (
+    BATCH_KIND,
+    DEFAULT_NAMESPACE,
+    DEFAULT_TENANT,
+    JOB_KINDS,
+    WORKER_KINDS,
+    DeadLetterReason,
+)
 from contracts.schema import json_schema_text
-from producer_sdk import CorpusProgress, FleetClient, KafkaSecurity
+from producer_sdk import FleetClient, KafkaSecurity
 from producer_sdk.connection import DEFAULT_BOOTSTRAP
+from workers.batch.coordinator import BatchCoordinator
 from workers.log_dedup import hold_back_repeats
+from workers.ops.batch_cli import add_batch_commands
+from workers.ops.batch_progress import BatchProgress
 from workers.ops.dead_letters import DeadLetterFilter, parse_duration
 from workers.ops.local_fleet import (
     WATCH_INTERVAL_S,
@@ -33,6 +44,9 @@ from workers.ops.local_fleet import (
 )
 from workers.ops.terminal import print_stream
 from workers.settings import WorkerSettings, load_settings
+
+if TYPE_CHECKING:
+    from workers.app import Worker
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -61,14 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     worker = sub.add_parser("worker", help="run one category's worker (a consumer-group member)")
-    worker.add_argument("kind", choices=JOB_KINDS)
+    worker.add_argument("kind", choices=WORKER_KINDS, help="a job kind, or batch (the coordinator)")
     worker.add_argument("--config", type=Path, help="TOML settings file")
     worker.add_argument("--concurrency", type=int, help="jobs in flight at once")
     worker.add_argument("--health-port", type=int, help="serve /healthz, /readyz, /metrics")
     worker.set_defaults(func=_cmd_worker)
 
     dev = sub.add_parser("dev", help="run the whole local fleet: one worker per kind")
-    dev.add_argument("--kinds", nargs="+", choices=JOB_KINDS, default=list(JOB_KINDS))
+    dev.add_argument("--kinds", nargs="+", choices=WORKER_KINDS, default=list(WORKER_KINDS))
     dev.add_argument("--config", type=Path, help="TOML settings file for every worker")
     dev.add_argument("--health-base-port", type=int, default=9400)
     dev.set_defaults(func=_cmd_dev)
@@ -92,15 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["demo"].add_argument("--health-base-port", type=int, default=9410)
 
     corpus = sub.add_parser(
-        "embed-corpus", help="embed a JSONL corpus ({custom_id, text} per line); resumable"
+        "embed-corpus",
+        help="embed a corpus ({custom_id, text} per line) as a batch the fleet owns: "
+        "submit, follow, download; the same command again picks it up",
     )
     corpus.add_argument("input", type=Path)
     corpus.add_argument("output", type=Path)
     corpus.add_argument("--model", default="all-minilm-l6-v2")
-    corpus.add_argument("--chunk-size", type=int, default=64)
-    corpus.add_argument("--max-in-flight", type=int, default=16)
     _connection_options(corpus)
     corpus.set_defaults(func=_cmd_embed_corpus)
+
+    add_batch_commands(sub, _connection_options)
 
     lag = sub.add_parser("lag", help="show each kind's consumer lag per partition")
     lag.add_argument("--config", type=Path, help="TOML settings file")
@@ -196,7 +212,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 async def _run_worker(kind: str, settings: WorkerSettings) -> None:
     from workers.app import build_worker  # imports the model libraries
 
-    worker = await build_worker(kind, settings)
+    worker: Worker | BatchCoordinator
+    if kind == BATCH_KIND:
+        worker = BatchCoordinator(settings)
+    else:
+        worker = await build_worker(kind, settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -250,29 +270,14 @@ def _cmd_embed_corpus(args: argparse.Namespace) -> int:
 
 
 async def _embed_corpus(args: argparse.Namespace) -> int:
-    def show(p: CorpusProgress) -> None:
-        width = 30
-        filled = int(width * p.done / p.total) if p.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        print(
-            f"\r[{bar}] {p.done}/{p.total} rows, {p.failed} failed, "
-            f"{p.rows_per_s:,.0f} rows/s, {p.status}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
+    progress = BatchProgress()
     async with _client(args) as fleet:
         final = await fleet.submit_corpus(
-            args.input,
-            args.output,
-            model=args.model,
-            chunk_size=args.chunk_size,
-            max_in_flight=args.max_in_flight,
-            progress=show,
+            args.input, args.output, model=args.model, progress=progress
         )
-    print(f"\n[fleet] {final.batch_id}: results in {args.output}", file=sys.stderr)
-    return 0 if final.failed == 0 else 1
+    progress.end()
+    print(f"[fleet] {final.id}: {final.status}, results in {args.output}", file=sys.stderr)
+    return 0 if final.status == "completed" and final.request_counts.failed == 0 else 1
 
 
 def _cmd_lag(args: argparse.Namespace) -> int:
@@ -282,11 +287,12 @@ def _cmd_lag(args: argparse.Namespace) -> int:
     if not rows:
         print("no request topics yet: start a worker first")
         return 0
-    print(f"{'kind':<11} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}  group")
+    print(f"{'kind':<11} {'lane':<11} {'partition':>9} {'committed':>10} {'end':>10} "
+          f"{'lag':>8}  group")  # fmt: skip
     for row in rows:
         committed = "-" if row.committed is None else str(row.committed)
-        print(f"{row.kind:<11} {row.partition:>9} {committed:>10} {row.end:>10} {row.lag:>8}  "
-              f"{row.group}")  # fmt: skip
+        print(f"{row.kind:<11} {row.lane:<11} {row.partition:>9} {committed:>10} {row.end:>10} "
+              f"{row.lag:>8}  {row.group}")  # fmt: skip
     return 0
 
 

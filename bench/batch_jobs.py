@@ -1,0 +1,157 @@
+"""Case 8: a 50,000-row embedding batch through the batch coordinator against calling the
+same model directly, in the same run.
+
+Fleet: `fleet worker batch` (the coordinator) and `fleet worker embed` as processes; the
+corpus is submitted as one batch (`BatchClient.submit`: its rows written to the batch's
+input topic) and timed from the submit until the batch is `completed`; then the results
+are downloaded (timed apart). Direct: the same provider class and config, ``embed_sync`` on
+64 texts a call, in this process: half the corpus before the batch and half after it, so a
+drift in the machine's speed falls on both alike.
+
+``python -m bench.batch_jobs [--rows 50000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BOOTSTRAP,
+    REDIS_URL,
+    helper,
+    namespace,
+    print_table,
+    python_module,
+    run_case,
+)
+from bench.embed_corpus import (
+    BATCH,
+    BATCHING,
+    PROVIDER_BATCH,
+    THREADS,
+    WORKER_CONCURRENCY,
+    direct,
+    sentences,
+)
+from producer_sdk import BatchClient
+from producer_sdk.connection import KafkaConnection
+from providers.embeddings.local_minilm import MINILM_MODEL, LocalMiniLMConfig, LocalMiniLMEmbeddings
+
+IN_FLIGHT = 8  # the coordinator's requests of the batch in flight
+TARGET = 0.9
+
+
+def _config(directory: Path) -> Path:
+    config = directory / "fleet.toml"
+    batching = ", ".join(f"{k} = {v}" for k, v in BATCHING.items())
+    config.write_text(
+        f'bootstrap_servers = "{BOOTSTRAP}"\n'
+        f'redis_url = "{REDIS_URL}"\n'
+        f"concurrency = {WORKER_CONCURRENCY}\n"
+        f"embed_batching = {{ {batching} }}\n"
+        f'embeddings = [{{ name = "local-minilm", config = {{ threads = {THREADS}, '
+        f"batch_size = {PROVIDER_BATCH} }} }}]\n"
+        f"[batch]\nmax_in_flight = {IN_FLIGHT}\nembed_chunk_rows = {BATCH}\n"
+    )
+    return config
+
+
+def _corpus(path: Path, texts: list[str]) -> Path:
+    with path.open("w") as out:
+        for i, text in enumerate(texts):
+            out.write(json.dumps({"custom_id": f"row-{i}", "text": text}) + "\n")
+    return path
+
+
+async def _through_batch(batches: BatchClient, corpus: Path, output: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    info = await batches.submit(corpus, model=MINILM_MODEL)
+    submitted = time.perf_counter()
+    final = await batches.follow(info.id, timeout_s=3600)
+    finished = time.perf_counter()
+    assert final.status == "completed", final
+    assert final.request_counts.failed == 0, final
+    written = await batches.results(info.id, output, format="npy")
+    downloaded = time.perf_counter()
+    assert written.succeeded == final.request_counts.total
+    return {
+        "batch_s": finished - started,
+        "submit_s": submitted - started,
+        "download_s": downloaded - finished,
+    }
+
+
+async def run(rows: int) -> dict[str, Any]:
+    texts = sentences(rows)
+    model = LocalMiniLMEmbeddings(LocalMiniLMConfig(threads=THREADS, batch_size=PROVIDER_BATCH))
+    await model.load()
+    ns = namespace("batch")
+    half = rows // 2
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        config = _config(home)
+        corpus = _corpus(home / "corpus.jsonl", texts)
+        env = {"FLEET_NAMESPACE": ns, "OMP_NUM_THREADS": str(THREADS)}
+        embed = python_module("workers.ops.cli", "worker", "embed", "--config", str(config))
+        batch = python_module("workers.ops.cli", "worker", "batch", "--config", str(config))
+        with (
+            helper(embed, log_name=f"embed-{ns}", env=env, ready_line="worker ready"),
+            helper(batch, log_name=f"batch-{ns}", env=env, ready_line="coordinator started"),
+        ):
+            connection = KafkaConnection(bootstrap_servers=BOOTSTRAP)
+            async with BatchClient(connection, namespace=ns) as batches:
+                warm = _corpus(home / "warm.jsonl", sentences(BATCH * IN_FLIGHT * 2, seed=1))
+                await _through_batch(batches, warm, home / "warm.npy")  # not counted
+                direct(model, texts[:512])
+                direct_s = direct(model, texts[:half])
+                fleet = await _through_batch(batches, corpus, home / "out.npy")
+                direct_s += direct(model, texts[half:])
+    await model.aclose()
+    return {
+        "rows": rows,
+        "direct_per_s": rows / direct_s,
+        "batch_per_s": rows / fleet["batch_s"],
+        "direct_s": direct_s,
+        **fleet,
+    }
+
+
+PINNED = {
+    "rows": "synthetic sentences of about 12 words (bench.embed_corpus.sentences, seed 2026)",
+    "coordinator": f"`fleet worker batch`, max_in_flight={IN_FLIGHT}, embed_chunk_rows={BATCH}",
+    "embed worker": f"`fleet worker embed`, concurrency {WORKER_CONCURRENCY}, batching {BATCHING}",
+    "provider": f"local-minilm (int8 ONNX), threads={THREADS}, batch_size={PROVIDER_BATCH}",
+    "direct": f"embed_sync on {BATCH} texts a call, half before the batch and half after",
+    "timed": "submit (input written) until completed; the download (npy) apart",
+}
+
+
+def report(result: dict[str, Any]) -> str:
+    ratio = result["batch_per_s"] / result["direct_per_s"]
+    return print_table(
+        f"a batch through the coordinator, rows/s (target batch >= {TARGET:g} of direct)",
+        ["rows", "direct", "batch", "batch / direct", "submit s", "download s", "target"],
+        [[
+            result["rows"], result["direct_per_s"], result["batch_per_s"], f"{ratio:.2f}",
+            result["submit_s"], result["download_s"], "pass" if ratio >= TARGET else "FAIL",
+        ]],
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=50_000)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+    run_case("batch_jobs", PINNED, lambda: asyncio.run(run(args.rows)), report)
+
+
+if __name__ == "__main__":
+    main()

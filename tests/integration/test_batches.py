@@ -1,0 +1,263 @@
+"""Batch jobs the fleet owns, end to end: real Kafka, Redis, the local embedding model and
+the batch coordinator. The submitting client goes away; the results are complete, every
+custom_id once; cancel, expiry and retry keep what was done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from contracts.batch import BatchInfo
+from producer_sdk import BatchClient, FleetClient
+from tests.conftest import REPO, Infra
+from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
+from workers import WorkerSettings
+from workers.batch.coordinator import BatchCoordinator
+from workers.batch.settings import BatchSettings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+
+TOPICS = ["the harbour", "a mountain pass", "quarterly revenue", "a violin concerto", "rain"]
+
+
+def write_corpus(path: Path, rows: int, *, openai_shape: bool = False) -> Path:
+    """Rows of varied sentences, in the short form or OpenAI's batch input shape."""
+    rng = random.Random(rows)
+    with path.open("w") as out:
+        for i in range(rows):
+            text = f"Row {i} is about {rng.choice(TOPICS)} and {rng.randint(0, 10**6)} things."
+            if openai_shape:
+                line = {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/embeddings",
+                        "body": {"model": EMBED_MODEL, "input": text}}  # fmt: skip
+            else:
+                line = {"custom_id": f"row-{i}", "text": text}
+            out.write(json.dumps(line) + "\n")
+    return path
+
+
+def texts_of(path: Path) -> dict[str, str]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["custom_id"]: r.get("text") or r["body"]["input"] for r in rows}
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def union_ids(output: Path, errors: Path) -> list[str]:
+    return [str(row["custom_id"]) for row in [*read_jsonl(output), *read_jsonl(errors)]]
+
+
+async def wait_for_rows(batches: BatchClient, batch_id: str, rows: int) -> BatchInfo:
+    """The batch's status once at least ``rows`` rows are done (within two minutes)."""
+    for _ in range(1200):
+        info = await batches.status(batch_id)
+        if info.request_counts.done >= rows or info.ended:
+            return info
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"batch {batch_id} did not reach {rows} rows in two minutes")
+
+
+@asynccontextmanager
+async def coordinator(settings: WorkerSettings) -> AsyncIterator[BatchCoordinator]:
+    running = BatchCoordinator(settings)
+    task = asyncio.create_task(running.run())
+    ready = asyncio.create_task(running.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    assert ready in done, "the coordinator did not join its group within 60 s"
+    try:
+        yield running
+    finally:
+        running.stop()
+        await asyncio.wait_for(task, timeout=60)
+
+
+@pytest.fixture
+async def batches(infra: Infra, namespace: str) -> AsyncIterator[BatchClient]:
+    async with BatchClient(infra.connection, namespace=namespace) as client:
+        yield client
+
+
+def fleet_command(infra: Infra, namespace: str, *args: str) -> str:
+    """Run ``fleet ...`` as its own process (as a user would) and return its stdout."""
+    env = {**infra.kafka_env(), "FLEET_NAMESPACE": namespace, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.ops.cli", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+async def test_a_10000_row_batch_submitted_by_a_client_that_left(
+    infra: Infra,
+    namespace: str,
+    settings: WorkerSettings,
+    client: FleetClient,
+    batches: BatchClient,
+    tmp_path: Path,
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 10_000, openai_shape=True)
+    # The submitting process exits right after the submit.
+    submitted = json.loads(
+        fleet_command(infra, namespace, "batch", "submit", str(corpus), "--json")
+    )
+    batch_id = submitted["id"]
+    assert submitted["status"] == "validating"
+    assert submitted["request_counts"]["total"] == 10_000
+    served_while_running = False
+    async with worker_of("embed", settings), coordinator(settings):
+        while True:
+            info = await batches.status(batch_id)
+            if info.status == "in_progress" and 0 < info.request_counts.done < 8_000:
+                # An interactive request is served while the batch runs.
+                answer = await client.embed("Is anyone there?", model=EMBED_MODEL, timeout_s=60)
+                assert answer.dimension == 384
+                served_while_running = not (await batches.status(batch_id)).ended
+                break
+            assert not info.ended, info
+            await asyncio.sleep(0.2)
+        final = await batches.follow(batch_id, timeout_s=600)
+    assert served_while_running
+    assert final.status == "completed"
+    assert (final.request_counts.completed, final.request_counts.failed) == (10_000, 0)
+    # Another process downloads the whole result later.
+    output, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    fleet_command(infra, namespace, "batch", "results", batch_id, str(output),
+                  "--errors", str(errors))  # fmt: skip
+    ids = union_ids(output, errors)
+    assert sorted(ids) == sorted(f"row-{i}" for i in range(10_000))
+    assert read_jsonl(errors) == []
+    rows = {str(r["custom_id"]): r for r in read_jsonl(output)}
+    texts = texts_of(corpus)
+    sample = random.Random(7).sample(sorted(rows), 64)
+    async with worker_of("embed", settings):
+        direct = await client.embed([texts[i] for i in sample], model=EMBED_MODEL)
+    for custom_id, vector in zip(sample, direct.vectors, strict=True):
+        response = rows[custom_id]["response"]
+        assert isinstance(response, dict)
+        assert response["status_code"] == 200
+        (item,) = response["body"]["data"]
+        assert np.allclose(item["embedding"], vector, atol=1e-5), custom_id
+
+
+async def test_cancel_halfway_keeps_the_partial_results(
+    settings: WorkerSettings, batches: BatchClient, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 3_000)
+    slow = msgspec.structs.replace(settings, batch=BatchSettings(max_in_flight=2))
+    async with worker_of("embed", settings), coordinator(slow):
+        info = await batches.submit(corpus, model=EMBED_MODEL)
+        await wait_for_rows(batches, info.id, 300)
+        await batches.cancel(info.id)
+        final = await batches.follow(info.id, timeout_s=120)
+    assert final.status == "cancelled"
+    assert final.cancelled_at is not None
+    assert info.id in [b.id for b in await batches.list()]
+    done = final.request_counts.completed
+    assert 300 <= done < 3_000
+    output, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    written = await batches.results(info.id, output, errors)
+    assert written.succeeded == done
+    assert sorted(union_ids(output, errors)) == sorted(f"row-{i}" for i in range(3_000))
+    codes = {row["error"]["code"] for row in read_jsonl(errors)}  # type: ignore[index]
+    assert codes == {"batch_cancelled"}
+
+
+async def test_an_expired_batch_then_a_retry_runs_only_what_is_missing(
+    settings: WorkerSettings, batches: BatchClient, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 200)
+    # No embed worker yet: nothing runs before the window closes.
+    async with coordinator(settings):
+        info = await batches.submit(corpus, model=EMBED_MODEL, window_s=2.0)
+        expired = await batches.follow(info.id, timeout_s=60)
+        assert expired.status == "expired"
+        assert expired.request_counts.completed == 0
+        output, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+        await batches.results(info.id, output, errors)
+        assert {row["error"]["code"] for row in read_jsonl(errors)} == {"batch_expired"}  # type: ignore[index]
+        async with worker_of("embed", settings):
+            await batches.retry(info.id)
+            final = await batches.follow(info.id, timeout_s=120)
+    assert final.status == "completed"
+    assert final.round == 1
+    assert (final.request_counts.completed, final.request_counts.failed) == (200, 0)
+    written = await batches.results(info.id, output, errors)
+    assert (written.succeeded, written.failed) == (200, 0)
+    assert sorted(union_ids(output, errors)) == sorted(f"row-{i}" for i in range(200))
+
+
+async def test_an_embed_batch_into_a_collection_never_duplicates_a_point(
+    settings: WorkerSettings, client: FleetClient, batches: BatchClient, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 120)
+    async with worker_of("embed", settings), worker_of("vectors", settings):
+        async with coordinator(settings):
+            for _ in range(2):  # the same file twice: the second upserts the same points
+                info = await batches.submit(corpus, model=EMBED_MODEL, collection="docs")
+                final = await batches.follow(info.id, timeout_s=120)
+                assert final.status == "completed", final
+        texts = texts_of(corpus)
+        found = await client.query(
+            "docs", text=texts["row-17"], top_k=1000, embed_model=EMBED_MODEL
+        )
+    assert found.matches is not None
+    assert sorted(m.id for m in found.matches) == sorted(texts)
+    assert found.matches[0].id == "row-17"
+    assert math.isclose(found.matches[0].score, 1.0, abs_tol=1e-3)
+
+
+async def test_a_generate_batch_answers_every_row(
+    settings: WorkerSettings, batches: BatchClient, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "chat.jsonl"
+    lines = [
+        {"custom_id": f"q-{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "smollm2-135m-instruct", "max_tokens": 8, "temperature": 0,
+                  "messages": [{"role": "user", "content": f"Say the number {i}."}]}}
+        for i in range(4)
+    ]  # fmt: skip
+    corpus.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    async with worker_of("generate", settings), coordinator(settings):
+        info = await batches.submit(corpus)
+        final = await batches.follow(info.id, timeout_s=300)
+    assert final.status == "completed", final
+    output = tmp_path / "out.jsonl"
+    await batches.results(info.id, output)
+    rows = read_jsonl(output)
+    assert sorted(str(r["custom_id"]) for r in rows) == [f"q-{i}" for i in range(4)]
+    for row in rows:
+        body = row["response"]["body"]  # type: ignore[index]
+        assert body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["content"].strip()
+        assert body["usage"]["completion_tokens"] <= 8
+
+
+async def test_a_batch_with_an_unknown_model_fails_every_row_with_a_reason(
+    settings: WorkerSettings, batches: BatchClient, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 10)
+    async with worker_of("embed", settings), coordinator(settings):
+        info = await batches.submit(corpus, model="no-such-model")
+        final = await batches.follow(info.id, timeout_s=120)
+    assert final.status == "completed"
+    assert (final.request_counts.completed, final.request_counts.failed) == (0, 10)
+    output, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    await batches.results(info.id, output, errors)
+    failed = read_jsonl(errors)
+    assert len(failed) == 10
+    assert all(r["response"]["status_code"] == 404 for r in failed)  # type: ignore[index]
