@@ -114,6 +114,13 @@ def _connections_plot(data: dict[str, Any]) -> str:
     return "![connections](img/connections.png)"
 
 
+def _batch_plot(data: dict[str, Any]) -> str:
+    r = data["results"]
+    series = {"rows/s": {"direct": r["direct_per_s"], "batch (coordinator)": r["batch_per_s"]}}
+    _bars(IMG / "batch_jobs.png", f"A batch of {r['rows']:,} rows", "rows/s", series)
+    return "![batch jobs](img/batch_jobs.png)"
+
+
 CASES = (
     ("roundtrip", "1. No-op round trip: fleet against raw aiokafka", _roundtrip_plot),
     ("peers", "2. Fleet against Celery and Taskiq", _peers_plot),
@@ -121,6 +128,7 @@ CASES = (
     ("ttfc", "4. Time to first chunk", _ttfc_plot),
     ("memory", "5. Idle worker memory", _memory_plot),
     ("connections", "6. A secured connection and a shared reply topic", _connections_plot),
+    ("batch_jobs", "8. A batch through the coordinator against direct calls", _batch_plot),
 )
 
 HEADER = """# Benchmarks
@@ -133,7 +141,7 @@ machine these ran on is shared, so each case also prints the load average it sta
 case 1 records CPU time per job of every process, which does not depend on that load).
 """
 
-GPU = """## 7. GPU
+GPU = """## GPU
 
 No GPU machine was lent to this task, so the GPU target (corpus embedding through the fleet
 at least as fast as one process calling sentence-transformers on an H100) is not measured

@@ -16,6 +16,7 @@ if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; requests=100; fi
 timeout 300 "$py" -m bench.roundtrip --scale "$scale"
 timeout 300 "$py" -m bench.peers --scale "$scale"
 timeout 900 "$py" -m bench.embed_corpus --sentences "$sentences"
+timeout 1500 "$py" -m bench.batch_jobs --rows "$sentences"
 timeout 300 "$py" -m bench.ttfc --requests "$requests"
 timeout 600 "$py" -m bench.memory
 timeout 300 "$py" -m bench.connections --scale "$scale"
