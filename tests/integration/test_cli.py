@@ -57,6 +57,7 @@ async def test_the_demo_runs_every_kind_of_job(infra: Infra, namespace: str) -> 
     assert "== generate" in output
     assert "upserted 5 documents" in output
     assert "? How is bread made? -> bread" in output
+    assert "completed, 5 rows embedded, 0 failed; 5 result lines" in output
     assert "== transcribe" in output
 
 

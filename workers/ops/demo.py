@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from contracts.names import JOB_KINDS
+from contracts.names import BATCH_KIND, WORKER_KINDS
 from contracts.vectors import VectorRecord
-from producer_sdk import FleetClient, KafkaSecurity
+from producer_sdk import BatchClient, FleetClient, KafkaSecurity
+from workers.ops.batch_progress import BatchProgress
 from workers.ops.local_fleet import (
     LOG_DIR,
     WATCH_INTERVAL_S,
@@ -44,7 +47,7 @@ def run_demo(
 ) -> int:
     print(f"[fleet] starting one worker per kind (logs in {LOG_DIR})", file=sys.stderr)
     env = {"FLEET_BOOTSTRAP_SERVERS": bootstrap_servers, "FLEET_NAMESPACE": namespace}
-    ports = {kind: base_port + i for i, kind in enumerate(JOB_KINDS)}
+    ports = {kind: base_port + i for i, kind in enumerate(WORKER_KINDS)}
     workers: dict[str, LocalWorker] = {}
 
     def start(*kinds: str) -> None:
@@ -89,7 +92,7 @@ async def _tour(
 
     start("generate")
     await ready("generate")
-    start(*(kind for kind in JOB_KINDS if kind != "generate"))
+    start(*(kind for kind in WORKER_KINDS if kind != "generate"))
     security = KafkaSecurity.from_env()  # as the workers it started read it
     async with FleetClient(
         bootstrap_servers, security=security, namespace=namespace, tenant="demo"
@@ -97,6 +100,8 @@ async def _tour(
         await _generate(fleet, prompt, max_tokens)
         await ready("embed", "vectors")
         await _embed_and_search(fleet)
+        await ready(BATCH_KIND)
+        await _batch(fleet)
         await ready("transcribe")
         await _transcribe(fleet)
 
@@ -122,6 +127,24 @@ async def _embed_and_search(fleet: FleetClient) -> None:
     similarity = sum(a * b for a, b in zip(*vectors.vectors, strict=True))
     print(f"cosine('a cat on a mat', 'a kitten on a rug') = {similarity:.3f}\n")
     await fleet.delete(collection, [doc_id for doc_id, _ in DOCS])
+
+
+async def _batch(fleet: FleetClient) -> None:
+    """A small batch the fleet owns: submitted, followed, downloaded in OpenAI's format."""
+    print(f"== batch ({EMBED_MODEL}, through the batch coordinator)")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "docs.jsonl"
+        corpus.write_text("".join(json.dumps({"custom_id": i, "text": t}) + "\n" for i, t in DOCS))
+        async with BatchClient(fleet.connection, namespace=fleet.namespace) as batches:
+            info = await batches.submit(corpus, model=EMBED_MODEL)
+            progress = BatchProgress()
+            final = await batches.follow(info.id, progress, timeout_s=120)
+            progress.end()
+            written = await batches.results(info.id, Path(tmp) / "out.jsonl")
+    counts = final.request_counts
+    print(f"batch {final.id}: {final.status}, {counts.completed} rows embedded, "
+          f"{counts.failed} failed; {written.succeeded} result lines in OpenAI's batch "
+          "output shape\n")  # fmt: skip
 
 
 async def _transcribe(fleet: FleetClient) -> None:
