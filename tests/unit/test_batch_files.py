@@ -5,6 +5,7 @@ as Parquet, or in the corpus format."""
 from __future__ import annotations
 
 import array
+import collections
 import csv
 import subprocess
 import sys
@@ -274,6 +275,14 @@ def test_pages_are_bounded_by_rows_and_by_encoded_size(tmp_path: Path) -> None:
     for pages in (by_rows, by_bytes):
         assert [r.text for page in pages for r in page] == texts
     assert reader.rows == 250
+
+
+def test_a_page_ends_where_the_next_row_would_pass_max_bytes(tmp_path: Path) -> None:
+    rows = ({"custom_id": f"r{i}", "text": "x" * 400} for i in range(4))
+    pages = BatchInputReader(write_lines(tmp_path / "in.jsonl", *rows)).pages(
+        max_rows=100, max_bytes=900
+    )
+    assert [[r.custom_id for r in page] for page in pages] == [["r0", "r1"], ["r2", "r3"]]
 
 
 def test_a_row_larger_than_a_page_is_refused(tmp_path: Path) -> None:
@@ -769,6 +778,23 @@ def test_writers_make_the_output_folder_and_close_once(tmp_path: Path) -> None:
     first = writer.close()
     assert writer.close() is first
     assert [line["custom_id"] for line in lines(out)] == ["a"]
+
+
+def test_fifty_thousand_vectors_of_384_are_written_whole(tmp_path: Path) -> None:
+    """A batch's worth, as the OpenAI lines (about 2 s here): not a timing test, nothing
+    asserts a time."""
+    made = [vector_row("", vector(seed, 384)) for seed in range(97)]
+    with open_result_writer("jsonl", tmp_path / "o", tmp_path / "e", batch=BATCH) as writer:
+        for i in range(50_000):
+            writer.write(msgspec.structs.replace(made[i % 97], custom_id=f"r{i}"), "m")
+    assert writer.written.succeeded == 50_000
+    with (tmp_path / "o").open("rb") as written:
+        ends = collections.deque(enumerate(written, start=1), maxlen=1)
+    ((count, last_line),) = ends
+    assert count == 50_000
+    last = msgspec.json.decode(last_line)
+    assert last["custom_id"] == "r49999"
+    assert last["response"]["body"]["data"][0]["embedding"] == vector(49_999 % 97, 384)
 
 
 # Round trips: a file read, its rows answered, the results written and read back
