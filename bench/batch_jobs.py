@@ -45,6 +45,7 @@ from producer_sdk.connection import KafkaConnection
 from providers.embeddings.local_minilm import MINILM_MODEL, LocalMiniLMConfig, LocalMiniLMEmbeddings
 
 IN_FLIGHT = 8  # the coordinator's requests of the batch in flight
+CHUNK_ROWS = 256  # rows per embed request (the coordinator's default)
 TARGET = 0.9
 
 
@@ -58,7 +59,7 @@ def _config(directory: Path) -> Path:
         f"embed_batching = {{ {batching} }}\n"
         f'embeddings = [{{ name = "local-minilm", config = {{ threads = {THREADS}, '
         f"batch_size = {PROVIDER_BATCH} }} }}]\n"
-        f"[batch]\nmax_in_flight = {IN_FLIGHT}\nembed_chunk_rows = {BATCH}\n"
+        f"[batch]\nmax_in_flight = {IN_FLIGHT}\nembed_chunk_rows = {CHUNK_ROWS}\n"
     )
     return config
 
@@ -125,7 +126,8 @@ async def run(rows: int) -> dict[str, Any]:
 
 PINNED = {
     "rows": "synthetic sentences of about 12 words (bench.embed_corpus.sentences, seed 2026)",
-    "coordinator": f"`fleet worker batch`, max_in_flight={IN_FLIGHT}, embed_chunk_rows={BATCH}",
+    "coordinator": f"`fleet worker batch`, max_in_flight={IN_FLIGHT}, "
+    f"embed_chunk_rows={CHUNK_ROWS}",
     "embed worker": f"`fleet worker embed`, concurrency {WORKER_CONCURRENCY}, batching {BATCHING}",
     "provider": f"local-minilm (int8 ONNX), threads={THREADS}, batch_size={PROVIDER_BATCH}",
     "direct": f"embed_sync on {BATCH} texts a call, half before the batch and half after",

@@ -12,7 +12,6 @@ from contracts.control import ControlMessage
 from contracts.names import SCHEMA_VERSION
 from contracts.replies import ReplyChunk
 
-
 # The records of the batch topics (docs/decisions/0020-batch-jobs.md), by topic.
 BATCH_RECORDS: dict[str, Any] = {
     "batch_commands": BatchCommand,

@@ -176,7 +176,9 @@ class BatchClient:
 
     async def _publish_status(self, info: BatchInfo) -> None:
         topic = batch_status_topic(self.namespace)
-        await ensure_topics(self.connection, {topic: TopicSpec(partitions=1, configs=STATUS_CONFIGS)})
+        await ensure_topics(
+            self.connection, {topic: TopicSpec(partitions=1, configs=STATUS_CONFIGS)}
+        )
         await self.producer.send_and_wait(topic, encode(info), key=info.id.encode())
 
     async def status(self, batch_id: str) -> BatchInfo:

@@ -12,8 +12,10 @@ class BatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 16
     # Batches one coordinator runs at once; more wait (on their partitions) for a free one.
     max_batches: Annotated[int, msgspec.Meta(ge=1)] = 8
-    # An embed request of a batch holds at most this many rows and characters.
-    embed_chunk_rows: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 64
+    # An embed request of a batch holds at most this many rows and characters: large enough
+    # that a request's own cost (ledger, reply) is small beside its model time, small enough
+    # that its answer stays a few hundred kB (bench/batch_jobs.py measured 64 and 256).
+    embed_chunk_rows: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 256
     embed_chunk_chars: Annotated[int, msgspec.Meta(ge=1)] = 64_000
     # How long the coordinator waits for one request's answer (the fleet retries provider
     # failures itself before it answers with an error).
