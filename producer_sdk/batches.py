@@ -45,7 +45,7 @@ from producer_sdk.batch_input import BatchInputReader
 from producer_sdk.batch_output import OutputFormat, WrittenFiles, open_result_writer
 from producer_sdk.batch_tally import ResultTally
 from producer_sdk.connection import KafkaConnection, start_client
-from producer_sdk.topic_reader import read_to_end
+from producer_sdk.topic_reader import TopicMissing, read_to_end
 from producer_sdk.topics import TopicSpec, delete_topics, ensure_topics
 
 DEFAULT_WINDOW_S = 24 * 3600.0
@@ -195,7 +195,7 @@ class BatchClient:
     async def _read_status(self) -> dict[str, BatchInfo]:
         batches: dict[str, BatchInfo] = {}
         topic = batch_status_topic(self.namespace)
-        with contextlib.suppress(FleetError):  # no status topic yet: no batches
+        with contextlib.suppress(TopicMissing):  # no status topic yet: no batches
             async for record in read_to_end(self.connection, topic):
                 with contextlib.suppress(ContractError):
                     info = decode_info(record.value or b"")
@@ -292,12 +292,12 @@ class BatchClient:
         errors = Path(errors) if errors is not None else output.with_suffix(".errors.jsonl")
         topic = batch_output_topic(batch_id, self.namespace)
         tally = ResultTally()
-        with contextlib.suppress(FleetError):  # no output topic: nothing finished
+        with contextlib.suppress(TopicMissing):  # no output topic: nothing finished
             async for record in read_to_end(self.connection, topic):
                 with contextlib.suppress(ContractError):
                     tally.add(record.offset, decode_results(record.value or b""))
         with open_result_writer(format, output, errors, batch=info) as writer:
-            with contextlib.suppress(FleetError):
+            with contextlib.suppress(TopicMissing):
                 async for record in read_to_end(self.connection, topic):
                     try:
                         results = decode_results(record.value or b"")

@@ -14,12 +14,16 @@ from producer_sdk.connection import KafkaConnection, start_client
 _FETCH_BYTES = 16 * 1024 * 1024
 
 
+class TopicMissing(FleetError):
+    """The topic to read does not exist (never made, or deleted)."""
+
+
 async def read_to_end(
     connection: KafkaConnection, topic: str
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic``, partition after partition, from the first one kept up to
     the end offsets taken when reading starts (records written later are not waited for).
-    A topic that does not exist is a FleetError naming it."""
+    A topic that does not exist is a TopicMissing naming it."""
     consumer = AIOKafkaConsumer(
         **connection.options(),
         group_id=None,
@@ -35,7 +39,7 @@ async def read_to_end(
         cluster = await consumer._client.fetch_all_metadata()
         partitions = cluster.partitions_for_topic(topic)
         if not partitions:
-            raise FleetError(f"topic {topic!r} does not exist")
+            raise TopicMissing(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await consumer.end_offsets(tps)
         for tp in tps:

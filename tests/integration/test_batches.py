@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from contracts.batch import BatchInfo
+from contracts.names import batch_input_topic
 from producer_sdk import BatchClient, FleetClient
+from producer_sdk.topics import delete_topics
 from tests.conftest import REPO, Infra
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
 from workers import WorkerSettings
@@ -261,3 +263,16 @@ async def test_a_batch_with_an_unknown_model_fails_every_row_with_a_reason(
     failed = read_jsonl(errors)
     assert len(failed) == 10
     assert all(r["response"]["status_code"] == 404 for r in failed)  # type: ignore[index]
+
+
+async def test_a_batch_whose_input_is_gone_fails_with_the_reason(
+    infra: Infra, namespace: str, settings: WorkerSettings, batches: BatchClient, tmp_path: Path
+) -> None:
+    info = await batches.submit(write_corpus(tmp_path / "corpus.jsonl", 20), model=EMBED_MODEL)
+    await delete_topics(infra.connection, [batch_input_topic(info.id, namespace)])
+    async with coordinator(settings):
+        final = await batches.follow(info.id, timeout_s=60)
+    assert final.status == "failed"
+    assert final.failed_at is not None
+    assert final.errors is not None
+    assert "lacks pages [0]" in final.errors[0]

@@ -9,6 +9,7 @@ died reads the first two again and sends only the requests whose rows are not se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from contracts.errors import ContractError
 from contracts.names import batch_input_topic, batch_output_topic
 from producer_sdk.batch_tally import ResultTally
 from producer_sdk.connection import KafkaConnection
-from producer_sdk.topic_reader import read_to_end
+from producer_sdk.topic_reader import TopicMissing, read_to_end
 from producer_sdk.topics import TopicSpec, ensure_topics
 from workers.batch.requests import Chunk, ChunkRunner, chunks_of
 from workers.batch.settings import BatchSettings
@@ -74,10 +75,11 @@ class BatchRun:
 
     async def run(self) -> BatchInfo:
         pages = await self._read_input()
+        # Checked on a resume too: retention may have taken the input meanwhile.
+        problem = _problem(self.info, pages)
+        if problem is not None:
+            return await self._end("failed", errors=[problem])
         if self.info.status == "validating":
-            problem = _problem(self.info, pages)
-            if problem is not None:
-                return await self._end("failed", errors=[problem])
             await self._create_output()
             await self._publish(status="in_progress", in_progress_at=time.time())
         else:
@@ -98,16 +100,17 @@ class BatchRun:
     async def _read_input(self) -> dict[int, list[BatchRow]]:
         pages: dict[int, list[BatchRow]] = {}
         topic = batch_input_topic(self.info.id, self._c.namespace)
-        async for record in read_to_end(self._c.connection, topic):
-            try:
-                page = decode_page(record.value or b"")
-            except ContractError as exc:
-                log.warning(
-                    "batch %s: skipped input record %d: %s", self.info.id, record.offset, exc
-                )
-                continue
-            if page.batch_id == self.info.id:
-                pages.setdefault(page.page, page.rows)  # a page sent twice counts once
+        with contextlib.suppress(TopicMissing):  # no pages: the check says what is missing
+            async for record in read_to_end(self._c.connection, topic):
+                try:
+                    page = decode_page(record.value or b"")
+                except ContractError as exc:
+                    log.warning(
+                        "batch %s: skipped input record %d: %s", self.info.id, record.offset, exc
+                    )
+                    continue
+                if page.batch_id == self.info.id:
+                    pages.setdefault(page.page, page.rows)  # a page sent twice counts once
         return pages
 
     async def _create_output(self) -> None:
