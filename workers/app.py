@@ -11,9 +11,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from contracts.names import (
-    JOB_KINDS,
+    WORKER_KINDS,
+    Lane,
+    batch_request_topic,
     control_topic,
     dead_letter_topic,
+    lane_topic,
     request_topic,
     retry_topic,
 )
@@ -29,6 +32,7 @@ from workers.idempotency import JobLedger
 from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
+from workers.runtime.lanes import LaneGate
 from workers.runtime.publisher import broker_topic_probe
 from workers.runtime.runner import JobRunner
 from workers.settings import TopicFamily, WorkerSettings
@@ -38,7 +42,6 @@ log = logging.getLogger(__name__)
 # How often a worker tries a broker that is not there yet: 0.5 s, doubling up to 10 s.
 _BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none")
 
-WORKER_KINDS = JOB_KINDS
 # A fetch loop that has not come round for this long is stuck (/healthz says so).
 FETCH_STALL_S = 60.0
 
@@ -93,6 +96,12 @@ class Worker:
         assert isinstance(main, JobConsumer), "the worker is not running"
         return main
 
+    @property
+    def lanes(self) -> list[JobConsumer]:
+        """The consume loops of both lanes, interactive first (the batch lane's only when
+        ``batch_concurrency`` is not 0)."""
+        return [loop for loop in self._loops if isinstance(loop, JobConsumer)]
+
     def stop(self) -> None:
         """Stop fetching; in-flight jobs finish (or are handed back), offsets are committed."""
         self._stop_requested.set()
@@ -111,7 +120,7 @@ class Worker:
             await producer.start()
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetters(producer, dead_letter_topic(self.kind, s.namespace))
-            main = await self._job_consumer(stack, producer, dead_letters)
+            main, *batch = await self._job_consumers(stack, producer, dead_letters)
             control = AIOKafkaConsumer(**s.connection.options(), group_id=None)
             await control.start()
             stack.push_async_callback(control.stop)
@@ -125,6 +134,7 @@ class Worker:
                     dead_letters,
                     main.runner.first_to_claim,
                 ),
+                *batch,
             ]
             for delay in s.retry.tiers_s:
                 group = f"{s.group_for(self.kind)}.retry-{delay:g}s"
@@ -209,19 +219,24 @@ class Worker:
             )
 
         retry = spec(families.retry, 1)
+        requests = spec(families.requests, s.partitions)
         return {
-            request_topic(self.kind, s.namespace): spec(families.requests, s.partitions),
+            request_topic(self.kind, s.namespace): requests,
+            batch_request_topic(self.kind, s.namespace): requests,
             dead_letter_topic(self.kind, s.namespace): spec(families.dead_letter, 1),
             control_topic(self.kind, s.namespace): spec(families.control, 1),
             **{retry_topic(self.kind, d, s.namespace): retry for d in s.retry.tiers_s},
         }
 
-    async def _job_consumer(
+    async def _job_consumers(
         self,
         stack: contextlib.AsyncExitStack,
         producer: AIOKafkaProducer,
         dead_letters: DeadLetters,
-    ) -> JobConsumer:
+    ) -> list[JobConsumer]:
+        """The interactive lane's consume loop, then the batch lane's (unless
+        ``batch_concurrency`` is 0): one runner (so a cancel finds a job of either lane),
+        one lane gate, a consumer group each."""
         s = self.settings
         ledger = None
         if s.idempotency:
@@ -246,15 +261,21 @@ class Worker:
             reply_limits=s.replies,
             reply_topic_allowed=s.reply_topic_allowed,
         )
-        return JobConsumer(
-            consumer=await self._consumer(stack, s.group_for(self.kind)),
-            topic=request_topic(self.kind, s.namespace),
-            runner=runner,
-            concurrency=s.concurrency_for(self.kind),
-            commit_interval_s=s.commit_interval_s,
-            shutdown_grace_s=s.shutdown_grace_s,
-            keep_jobs_on_revoke=ledger is not None,
-        )
+        gate = LaneGate(s.concurrency_for(self.kind), s.batch_concurrency_for(self.kind))
+        lanes: list[Lane] = ["interactive", "batch"] if gate.batch_limit > 0 else ["interactive"]
+        return [
+            JobConsumer(
+                consumer=await self._consumer(stack, s.lane_group(self.kind, lane)),
+                topic=lane_topic(self.kind, lane, s.namespace),
+                runner=runner,
+                gate=gate,
+                lane=lane,
+                commit_interval_s=s.commit_interval_s,
+                shutdown_grace_s=s.shutdown_grace_s,
+                keep_jobs_on_revoke=ledger is not None,
+            )
+            for lane in lanes
+        ]
 
     async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:
         s = self.settings
@@ -277,8 +298,9 @@ class Worker:
         """Why this worker cannot make progress, if it knows: its fetch loop stopped coming
         round (it does every second), or its producer's sender task ended (every send would
         then wait forever)."""
-        if self._loops and (stalled := self.jobs.fetch_stalled_s()) > FETCH_STALL_S:
-            return f"the consume loop has not come round for {stalled:.0f} s"
+        for lane in self.lanes:
+            if (stalled := lane.fetch_stalled_s()) > FETCH_STALL_S:
+                return f"the {lane.lane} consume loop has not come round for {stalled:.0f} s"
         sender = getattr(producer, "_sender", None)  # aiokafka's: no public accessor
         task = getattr(sender, "sender_task", None)
         if isinstance(task, asyncio.Task) and task.done():
@@ -293,5 +315,6 @@ class Worker:
     async def _update_lag(self) -> None:
         if not self.ready.is_set():
             return
-        for partition, lag in (await self.jobs.lag()).items():
-            self.metrics.lag.labels(self.kind, str(partition)).set(lag)
+        for lane in self.lanes:
+            for partition, lag in (await lane.lag()).items():
+                self.metrics.lag.labels(self.kind, str(partition), lane.lane).set(lag)

@@ -87,8 +87,8 @@ class WorkerMetrics:
         )
         self.lag = Gauge(
             "fleet_consumer_lag",
-            "Messages not yet consumed, per partition",
-            ["kind", "partition"],
+            "Messages not yet consumed, per partition of each lane's request topic",
+            ["kind", "partition", "lane"],
             registry=self.registry,
         )
 

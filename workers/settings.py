@@ -13,6 +13,7 @@ from contracts.errors import ConfigError
 from contracts.names import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_NAMESPACE,
+    Lane,
     reply_topic_prefix,
     shared_reply_topic_prefix,
 )
@@ -106,11 +107,20 @@ class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # Estimated as characters / 4: close for English, and free to compute.
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 16_384
     max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    # The batch lane's texts per model call while the interactive lane is busy (had a text
+    # within interactive_busy_ms): a call cannot be interrupted, so this bounds how long an
+    # interactive text waits behind batch work (about 17 ms for 8 short texts on 2 cores),
+    # at the cost of the batch lane's throughput while users are about.
+    batch_lane_max_texts: Annotated[int, msgspec.Meta(ge=1)] = 8
+    interactive_busy_ms: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
 
 
 # Jobs in flight per worker process when not configured: a model that runs one call at a
 # time needs few; the embed batcher needs many to fill its batches.
 DEFAULT_CONCURRENCY = {"generate": 4, "embed": 64, "transcribe": 2, "vectors": 16}
+# Batch-lane jobs in flight at most (docs/decisions/0021-priority-lanes.md): enough to keep
+# the model busy between batch jobs (embed: 8 chunks of 64 texts queue 512 texts).
+DEFAULT_BATCH_CONCURRENCY = {"generate": 2, "embed": 8, "transcribe": 1, "vectors": 8}
 
 
 def _spec(name: str) -> ProviderSpec:
@@ -127,6 +137,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Default group: "<namespace>.<kind>.workers"; every replica of a kind shares it.
     group_id: str | None = None
     concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # The batch lane's jobs in flight at most; they start only while the interactive lane
+    # leaves a slot of `concurrency` free besides them (workers/runtime/lanes.py). 0: this
+    # worker does not read the batch lane at all.
+    batch_concurrency: Annotated[int, msgspec.Meta(ge=0)] | None = None
     partitions: Annotated[int, msgspec.Meta(ge=1)] = 4
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_PAYLOAD_BYTES
     replies: ReplyLimits = ReplyLimits()
@@ -234,6 +248,17 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     def concurrency_for(self, kind: str) -> int:
         return self.concurrency or DEFAULT_CONCURRENCY.get(kind, 4)
+
+    def lane_group(self, kind: str, lane: Lane) -> str:
+        """The consumer group of one lane of a kind: the kind's group for the interactive
+        lane, "<group>.batch" for the batch lane."""
+        group = self.group_for(kind)
+        return group if lane == "interactive" else f"{group}.batch"
+
+    def batch_concurrency_for(self, kind: str) -> int:
+        if self.batch_concurrency is not None:
+            return self.batch_concurrency
+        return DEFAULT_BATCH_CONCURRENCY.get(kind, 1)
 
 
 def _masked_url(url: str) -> str:

@@ -8,6 +8,7 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 
 from contracts.generate import ChatMessage, ToolCall, ToolChoice, ToolSpec
+from contracts.names import Lane
 from contracts.response_format import ResponseFormat
 from contracts.usage import Usage
 from providers.catalogue import ModelEntry
@@ -65,6 +66,9 @@ class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
     frequency_penalty: float | None = None
     user: str | None = None
     response_format: ResponseFormat | None = None
+    # The lane of the job the call serves: a provider that queues calls for one model
+    # serves the interactive lane's first (providers/chat/local_llama.py). Never sent on.
+    lane: Lane = "interactive"
 
 
 class TextPiece(msgspec.Struct, frozen=True):

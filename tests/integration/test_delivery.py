@@ -172,10 +172,15 @@ async def test_operators_see_lag_and_job_state(
             if sum(r.committed or 0 for r in rows if r.kind == "generate") == 1:
                 break
             await asyncio.sleep(0.1)
-    generate = [r for r in rows if r.kind == "generate"]
+    generate = [r for r in rows if r.kind == "generate" and r.lane == "interactive"]
     assert len(generate) == settings.partitions
     assert sum(r.end for r in generate) == 1
     assert all(r.lag == 0 for r in generate)
+    # The batch lane is listed too, under its own group: nothing sent there.
+    batch = [r for r in rows if r.kind == "generate" and r.lane == "batch"]
+    assert len(batch) == settings.partitions
+    assert {r.group for r in batch} == {settings.lane_group("generate", "batch")}
+    assert all(r.end == 0 and r.lag == 0 for r in batch)
     state = await job_state(settings, "inspect-me", kind="generate")
     assert (state.done, state.running, state.attempts) == (True, False, 1)
     assert not (await job_state(settings, "never-sent", kind="generate")).attempts

@@ -160,7 +160,9 @@ async def _settled(settings: WorkerSettings, kind: str, timeout_s: float = 120) 
     """Partitions whose committed offset has not reached the end (empty once settled)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        rows = [r for r in await consumer_lag(settings) if r.kind == kind]
+        rows = [
+            r for r in await consumer_lag(settings) if r.kind == kind and r.lane == "interactive"
+        ]
         stuck = [f"{r.partition}: {r.committed}/{r.end}" for r in rows if r.committed != r.end]
         if not stuck or time.monotonic() > deadline:
             return stuck

@@ -76,3 +76,89 @@ async def test_a_cancelled_caller_does_not_break_the_others() -> None:
     with pytest.raises(asyncio.CancelledError):
         await doomed
     await batcher.aclose()
+
+
+class GatedModel:
+    """Records each call's texts and holds it until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self._permits = asyncio.Semaphore(0)
+        self._called = asyncio.Condition()
+
+    async def __call__(self, texts: list[str]) -> list[list[float]]:
+        async with self._called:
+            self.calls.append(list(texts))
+            self._called.notify_all()
+        await self._permits.acquire()
+        return [[float(len(t))] for t in texts]
+
+    async def started(self, calls: int) -> None:
+        """Wait until ``calls`` calls have begun."""
+        async with self._called:
+            await asyncio.wait_for(self._called.wait_for(lambda: len(self.calls) >= calls), 1)
+
+    def finish(self, calls: int = 1) -> None:
+        for _ in range(calls):
+            self._permits.release()
+
+
+async def test_interactive_texts_go_ahead_of_batch_texts_queued_before_them() -> None:
+    model = GatedModel()
+    limits = EmbedBatching(max_texts=8, max_wait_ms=0, batch_lane_max_texts=8)
+    batcher = DynamicBatcher(model, limits)
+    batch = [asyncio.create_task(batcher.embed([f"b{i}"] * 8, lane="batch")) for i in range(3)]
+    await model.started(1)  # the first batch call runs; two more wait
+    user = asyncio.create_task(batcher.embed(["hello"]))
+    await asyncio.sleep(0.01)
+    model.finish()
+    await model.started(2)
+    assert model.calls[1] == ["hello"]  # next: ahead of the batch texts that came before
+    model.finish(3)
+    assert await user == [[5.0]]
+    await asyncio.gather(*batch)
+    await batcher.aclose()
+    assert [call[0] for call in model.calls] == ["b0", "hello", "b1", "b2"]
+
+
+async def test_a_call_never_mixes_the_lanes() -> None:
+    model = FakeModel()
+    batcher = DynamicBatcher(model, EmbedBatching(max_texts=64, max_wait_ms=20))
+    await asyncio.gather(
+        batcher.embed(["user one"]),
+        batcher.embed(["batch one", "batch two"], lane="batch"),
+        batcher.embed(["user two"]),
+    )
+    await batcher.aclose()
+    assert model.calls == [["user one", "user two"], ["batch one", "batch two"]]
+
+
+async def test_batch_calls_are_short_while_users_are_about_and_full_when_they_are_not() -> None:
+    model = FakeModel()
+    quiet = DynamicBatcher(model, EmbedBatching(max_texts=8, max_wait_ms=0, batch_lane_max_texts=2))
+    await quiet.embed([f"t{i}" for i in range(8)], lane="batch")
+    await quiet.aclose()
+    assert [len(call) for call in model.calls] == [8]  # no interactive text: one full call
+
+    model.calls.clear()
+    busy = DynamicBatcher(
+        model,
+        EmbedBatching(
+            max_texts=8, max_wait_ms=0, batch_lane_max_texts=2, interactive_busy_ms=60_000
+        ),
+    )
+    await busy.embed(["user"])
+    await busy.embed([f"t{i}" for i in range(8)], lane="batch")
+    await busy.aclose()
+    assert [len(call) for call in model.calls] == [1, 2, 2, 2, 2]
+
+
+async def test_an_interactive_text_arriving_while_a_batch_call_gathers_goes_first() -> None:
+    model = FakeModel()
+    batcher = DynamicBatcher(model, EmbedBatching(max_texts=8, max_wait_ms=30))
+    batch = asyncio.create_task(batcher.embed(["b1"], lane="batch"))
+    await asyncio.sleep(0.005)  # the batch call is gathering (it waits for company)
+    await batcher.embed(["user"])
+    await batch
+    await batcher.aclose()
+    assert model.calls == [["user"], ["b1"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, TypeVar
 
+from contracts.names import Lane
 from contracts.replies import ReplyChunk
 from workers.runtime.reply_stream import ChunkStamper
 
@@ -15,11 +16,15 @@ class JobHandler(Protocol[R_contra]):
     """Turns one request of its kind into reply chunks; the last chunk yielded is a Final.
 
     The runner has already decoded and validated the request for this kind, claimed it in
-    the ledger and opened its reply stream: a handler only does the category's work."""
+    the ledger and opened its reply stream: a handler only does the category's work.
+    ``lane`` is the lane the job came on: where a handler queues work for a model, the
+    interactive lane's goes first (docs/decisions/0021-priority-lanes.md)."""
 
     kind: str
 
-    def handle(self, request: R_contra, stamper: ChunkStamper) -> AsyncIterator[ReplyChunk]: ...
+    def handle(
+        self, request: R_contra, stamper: ChunkStamper, *, lane: Lane = "interactive"
+    ) -> AsyncIterator[ReplyChunk]: ...
 
     async def health(self) -> dict[str, bool]:
         """Each provider's health, by name (behind the worker's /readyz)."""

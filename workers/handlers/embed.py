@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from contracts.embed import EmbedRequest
 from contracts.errors import ErrorCode
+from contracts.names import Lane
 from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
@@ -60,10 +62,11 @@ class EmbedHandler:
         self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
 
     async def handle(
-        self, request: EmbedRequest, stamper: ChunkStamper
+        self, request: EmbedRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
     ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
-        vectors = await self._batcher(provider, request.model).embed(request.texts)
+        batcher = self._batcher(provider, request.model)
+        vectors = await batcher.embed(request.texts, lane=lane)
         rows = np.asarray(vectors, dtype=np.float32)
         if request.dimensions is not None:
             rows = shortened(rows, request.dimensions, request.model)
@@ -91,11 +94,8 @@ class EmbedHandler:
         key = (provider.name, model)
         batcher = self._batchers.get(key)
         if batcher is None:
-            limits = self._batching
-            max_texts = min(limits.max_texts, provider.capabilities.max_batch)
-            limits = EmbedBatching(
-                max_texts=max_texts, max_tokens=limits.max_tokens, max_wait_ms=limits.max_wait_ms
-            )
+            max_texts = min(self._batching.max_texts, provider.capabilities.max_batch)
+            limits = msgspec.structs.replace(self._batching, max_texts=max_texts)
 
             async def embed(texts: list[str]) -> list[list[float]]:
                 async with provider_span("embeddings", provider.name, "embeddings", model) as call:

@@ -1,8 +1,16 @@
-"""Dynamic batching: texts from concurrent embed requests share model calls.
+"""Dynamic batching: texts from concurrent embed requests share model calls, the interactive
+lane's ahead of the batch lane's.
 
 A batch closes when it holds ``max_texts`` texts or ``max_tokens`` estimated tokens, or
 ``max_wait_ms`` after its first text arrived. Under load the wait never matters: while the
 model runs one batch the next one fills up.
+
+Lanes (docs/decisions/0021-priority-lanes.md): a model call cannot be interrupted, so the
+most an interactive text waits is the call already running. A call takes interactive texts
+whenever there are any, and batch texts only when there are none; while the interactive
+lane is busy (a text within ``interactive_busy_ms``) a batch call holds at most
+``batch_lane_max_texts``, so that the call an interactive text waits for is a short one.
+With the interactive lane quiet, batch calls are full-sized again.
 """
 
 from __future__ import annotations
@@ -10,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+from collections import deque
 from collections.abc import Awaitable, Callable
 
+from contracts.names import LANES, Lane
 from providers.tokens import estimate_tokens
 from workers.settings import EmbedBatching
 
@@ -37,11 +47,12 @@ class DynamicBatcher:
         self._embed = embed
         self._limits = limits
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._carry: _Item | None = None
+        self._waiting: dict[Lane, deque[_Item]] = {lane: deque() for lane in LANES}
+        self._arrived = asyncio.Event()
+        self._interactive_seen = float("-inf")  # loop time of the last interactive text
         self._task: asyncio.Task[None] | None = None
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def embed(self, texts: list[str], *, lane: Lane = "interactive") -> list[list[float]]:
         """Vectors for ``texts``, in order, computed in shared batches."""
         if self._task is None:
             # A fresh context: batches serve many requests, none of them is the parent.
@@ -49,12 +60,15 @@ class DynamicBatcher:
                 self._run(), name="embed-batcher", context=contextvars.Context()
             )
         loop = asyncio.get_running_loop()
-        step = self._limits.max_texts
+        # Batch texts queue in pieces a short call can take (calls join pieces again).
+        step = self._limits.max_texts if lane == "interactive" else self._batch_step()
         items = [
             _Item(texts[i : i + step], loop.create_future()) for i in range(0, len(texts), step)
         ]
-        for item in items:
-            self._queue.put_nowait(item)
+        if lane == "interactive":
+            self._interactive_seen = loop.time()
+        self._waiting[lane].extend(items)
+        self._arrived.set()
         parts = await asyncio.gather(*(item.future for item in items))
         return [vector for part in parts for vector in part]
 
@@ -64,6 +78,9 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    def _batch_step(self) -> int:
+        return min(self._limits.batch_lane_max_texts, self._limits.max_texts)
 
     async def _run(self) -> None:
         while True:
@@ -92,27 +109,53 @@ class DynamicBatcher:
                 start = end
 
     async def _next_batch(self) -> list[_Item]:
-        first = self._carry or await self._queue.get()
-        self._carry = None
-        batch, count, tokens = [first], len(first.texts), first.tokens
-        deadline = asyncio.get_running_loop().time() + self._limits.max_wait_ms / 1000
-        while count < self._limits.max_texts:
+        """The next call's items: of one lane, interactive when it has any, taken in order
+        until the call is full or ``max_wait_ms`` after the first one."""
+        while not any(self._waiting.values()):
+            self._arrived.clear()
+            await self._arrived.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.max_wait_ms / 1000
+        batch: list[_Item] = []
+        lane: Lane = "interactive"
+        while True:
+            if batch and lane == "batch" and self._waiting["interactive"]:
+                # An interactive text came while a batch call was gathering: it goes first.
+                self._waiting["batch"].extendleft(reversed(batch))
+                batch = []
+            if not batch:
+                lane = "interactive" if self._waiting["interactive"] else "batch"
+            full = self._take(lane, batch)
+            remaining = deadline - loop.time()
+            if full or remaining <= 0:
+                return batch
+            self._arrived.clear()
             try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout=remaining)
-                except TimeoutError:
-                    break
-            if count + len(item.texts) > self._limits.max_texts or (
-                tokens + item.tokens > self._limits.max_tokens
+                await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+            except TimeoutError:
+                return batch
+
+    def _take(self, lane: Lane, batch: list[_Item]) -> bool:
+        """Move ``lane``'s waiting items into ``batch`` while they fit (the first always
+        does); True when the call is full."""
+        waiting = self._waiting[lane]
+        max_texts = self._limits.max_texts
+        if lane == "batch" and self._interactive_busy():
+            max_texts = self._batch_step()
+        count = sum(len(item.texts) for item in batch)
+        tokens = sum(item.tokens for item in batch)
+        while waiting:
+            item = waiting[0]
+            if batch and (
+                count + len(item.texts) > max_texts
+                or tokens + item.tokens > self._limits.max_tokens
             ):
-                self._carry = item  # first in the next batch: order is kept
-                break
-            batch.append(item)
+                return True  # stays first of its lane: order is kept
+            batch.append(waiting.popleft())
             count += len(item.texts)
             tokens += item.tokens
-        return batch
+        return count >= max_texts
+
+    def _interactive_busy(self) -> bool:
+        busy_s = self._limits.interactive_busy_ms / 1000
+        return asyncio.get_running_loop().time() - self._interactive_seen < busy_s

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from contracts.generate import ChatMessage, GenerateRequest
+from contracts.names import Lane
 from contracts.replies import GenerateResult, ReplyChunk, ToolCallDelta
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
@@ -23,8 +24,8 @@ from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 
-def chat_params(request: GenerateRequest) -> ChatParams:
-    """Everything of the request a provider is asked to honour."""
+def chat_params(request: GenerateRequest, lane: Lane = "interactive") -> ChatParams:
+    """Everything of the request a provider is asked to honour, and the lane it came on."""
     return ChatParams(
         model=request.model,
         max_tokens=request.max_tokens,
@@ -38,6 +39,7 @@ def chat_params(request: GenerateRequest) -> ChatParams:
         frequency_penalty=request.frequency_penalty,
         user=request.user,
         response_format=request.response_format,
+        lane=lane,
     )
 
 
@@ -58,11 +60,11 @@ class GenerateHandler:
         self._metrics = metrics
 
     async def handle(
-        self, request: GenerateRequest, stamper: ChunkStamper
+        self, request: GenerateRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
     ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
         messages = [*await self._history(request), *request.messages]
-        params = chat_params(request)
+        params = chat_params(request, lane)
         # The providers check too; this holds any registered provider to the contract.
         require_support(
             provider.capabilities,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from contracts.names import Lane
 from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
 from contracts.transcribe import TranscribeRequest
 from providers.router import ModelRouter
@@ -27,8 +28,9 @@ class TranscribeHandler:
         self._audio = audio
 
     async def handle(
-        self, request: TranscribeRequest, stamper: ChunkStamper
+        self, request: TranscribeRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
     ) -> AsyncIterator[ReplyChunk]:
+        # Both lanes alike here: the worker's lane gate is this kind's priority.
         provider = self._router.resolve(request.model, request.provider)
         audio = request.audio
         if audio is None:

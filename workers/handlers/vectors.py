@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from contracts.codec import VectorsRequest
 from contracts.errors import ErrorCode
+from contracts.names import Lane
 from contracts.replies import ReplyChunk, VectorMatch, VectorResult
 from contracts.vectors import VectorDeleteRequest, VectorUpsertRequest
 from providers.embeddings.base import EmbeddingProvider
@@ -40,8 +41,9 @@ class VectorsHandler:
         self._default_embed_model = default_embed_model
 
     async def handle(
-        self, request: VectorsRequest, stamper: ChunkStamper
+        self, request: VectorsRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
     ) -> AsyncIterator[ReplyChunk]:
+        # Both lanes alike here: the worker's lane gate is this kind's priority.
         if request.store is not None and request.store != self._store.name:
             raise ProviderError(
                 ErrorCode.NOT_FOUND,

@@ -9,7 +9,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts.names import DEFAULT_TENANT, JOB_KINDS, Header, reply_topic, request_topic
+from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, Lane, lane_topic, reply_topic
 from producer_sdk.connection import start_client
 from providers.redis_client import connect_redis
 from workers.idempotency import JobKeys, job_ref
@@ -22,6 +22,7 @@ class PartitionLag(msgspec.Struct, frozen=True):
     partition: int
     committed: int | None  # None: the group never committed here
     end: int
+    lane: Lane = "interactive"  # which lane's request topic
 
     @property
     def lag(self) -> int:
@@ -29,7 +30,8 @@ class PartitionLag(msgspec.Struct, frozen=True):
 
 
 async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
-    """Committed offset, end offset and lag of every request partition, per kind's group."""
+    """Committed offset, end offset and lag of every request partition of both lanes, per
+    kind and lane's group."""
     admin = AIOKafkaAdminClient(**settings.connection.options())
     consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
     await start_client(admin, settings.connection)
@@ -38,19 +40,20 @@ async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
         existing = set(await admin.list_topics())
         rows: list[PartitionLag] = []
         for kind in JOB_KINDS:
-            topic = request_topic(kind, settings.namespace)
-            if topic not in existing:
-                continue
-            group = settings.group_for(kind)
-            described = await admin.describe_topics([topic])
-            numbers = sorted(p["partition"] for p in described[0]["partitions"])
-            partitions = [TopicPartition(topic, p) for p in numbers]
-            ends = await consumer.end_offsets(partitions)
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            for tp in partitions:
-                meta = committed.get(tp)
-                offset = meta.offset if meta is not None and meta.offset >= 0 else None
-                rows.append(PartitionLag(kind, group, tp.partition, offset, ends[tp]))
+            for lane in LANES:
+                topic = lane_topic(kind, lane, settings.namespace)
+                if topic not in existing:
+                    continue
+                group = settings.lane_group(kind, lane)
+                described = await admin.describe_topics([topic])
+                numbers = sorted(p["partition"] for p in described[0]["partitions"])
+                partitions = [TopicPartition(topic, p) for p in numbers]
+                ends = await consumer.end_offsets(partitions)
+                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                for tp in partitions:
+                    meta = committed.get(tp)
+                    offset = meta.offset if meta is not None and meta.offset >= 0 else None
+                    rows.append(PartitionLag(kind, group, tp.partition, offset, ends[tp], lane))
         return rows
     finally:
         await consumer.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from contracts.codec import AnyRequest
+from contracts.names import Lane
 from contracts.replies import Final
 from workers.runtime.records import Record
 from workers.runtime.reply_stream import ChunkStamper, ReplyStream
@@ -21,10 +22,22 @@ Next = Callable[["Job"], Awaitable[None]]
 class Job:
     """One delivery of one record, filled in as it goes down the chain."""
 
-    __slots__ = ("content_type", "final", "record", "request", "stamper", "started", "stream")
+    __slots__ = (
+        "content_type",
+        "final",
+        "lane",
+        "record",
+        "request",
+        "stamper",
+        "started",
+        "stream",
+    )
 
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Record, lane: Lane = "interactive") -> None:
         self.record = record
+        # Which lane's consumer fetched it: the handler gives interactive work priority, and
+        # a retry brings the job back on the same lane.
+        self.lane: Lane = lane
         self.content_type = ""
         # Set by the decode link; the links after it may rely on them.
         self.request: AnyRequest = None  # type: ignore[assignment]

@@ -1,8 +1,10 @@
 """The consume loop: fetch, run jobs beside the fetch loop, commit what is finished.
 
-Jobs run as tasks, up to ``concurrency`` at once, so a long model call never holds up the
-fetch loop (and never costs the consumer its group membership). Offsets are committed only
-up to the oldest unfinished job of each partition: at-least-once delivery.
+Jobs run as tasks, as many at once as the lane gate gives the consumer's lane room for, so a
+long model call never holds up the fetch loop. Without room the consumer keeps polling with
+its partitions paused (a consumer that stops polling for max.poll.interval loses its group
+membership). Offsets are committed only up to the oldest unfinished job of each partition:
+at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from contracts.names import Lane
 from workers.runtime.commits import OffsetTracker
+from workers.runtime.lanes import LaneGate
 from workers.runtime.records import Record
 from workers.runtime.runner import JobRunner
 
@@ -35,7 +39,8 @@ class JobConsumer:
         consumer: AIOKafkaConsumer,
         topic: str,
         runner: JobRunner,
-        concurrency: int,
+        gate: LaneGate,
+        lane: Lane = "interactive",
         commit_interval_s: float = 0.2,
         shutdown_grace_s: float = 30.0,
         keep_jobs_on_revoke: bool = False,
@@ -43,13 +48,13 @@ class JobConsumer:
         self._consumer = consumer
         self._topic = topic
         self._runner = runner
-        self._concurrency = concurrency
+        self._gate = gate
+        self.lane: Lane = lane
         self._commit_interval_s = commit_interval_s
         self._shutdown_grace_s = shutdown_grace_s
         self._keep_jobs_on_revoke = keep_jobs_on_revoke
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
-        self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once the first partitions are assigned
         self._last_fetch = time.monotonic()
@@ -62,7 +67,7 @@ class JobConsumer:
     def stop(self) -> None:
         """Stop fetching; ``run`` then finishes in-flight jobs, commits and returns."""
         self._stopping.set()
-        self._slot_free.set()
+        self._gate.notify()
 
     async def run(self) -> None:
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -83,19 +88,30 @@ class JobConsumer:
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
             self._last_fetch = time.monotonic()
-            free = self._concurrency - len(self._tasks)
-            if free <= 0:
-                # Waiting here (never longer than a second) keeps the poll interval short.
-                self._slot_free.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_free.wait(), timeout=1.0)
+            change = self._gate.watch()
+            room = self._gate.room(self.lane)
+            if room <= 0:
+                await self._hold(change)
                 continue
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=free)
+            if paused := self._consumer.paused():
+                self._consumer.resume(*paused)
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=room)
             for tp, records in batches.items():
                 for record in records:
                     self._start(tp, record)
 
+    async def _hold(self, change: asyncio.Event) -> None:
+        """No room: poll with every partition paused, then wait (a second at most, which
+        keeps the poll interval short) for a job to end. A partition assigned since the
+        pause is not paused yet: what it returns is put back, to be fetched again."""
+        self._consumer.pause(*self._consumer.assignment())
+        for tp, records in (await self._consumer.getmany(timeout_ms=0)).items():
+            if records:
+                self._consumer.seek(tp, records[0].offset)
+        await LaneGate.wait(change, 1.0)
+
     def _start(self, tp: TopicPartition, record: Record) -> None:
+        self._gate.started(self.lane)
         self._tracker.started(tp, record.offset)
         task = asyncio.create_task(
             self._run_job(tp, record), name=f"job-{tp.partition}-{record.offset}"
@@ -108,7 +124,7 @@ class JobConsumer:
         finally:
             # Cancelled: handed back (a rebalance, a shutdown), so never marked finished.
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-            self._slot_free.set()
+            self._gate.finished(self.lane)
         self._tracker.finished(tp, record.offset)
 
     async def _run_until_it_ends(self, tp: TopicPartition, record: Record) -> None:
@@ -122,7 +138,7 @@ class JobConsumer:
         delay, bugs, failed = RERUN_FIRST_S, 0, False
         while True:
             try:
-                await self._runner.run(record)
+                await self._runner.run(record, self.lane)
             except KafkaError as exc:
                 if not failed:
                     log.warning("job at %s could not end (%s): running it again", where, exc)

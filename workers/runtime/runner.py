@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contracts.control import CancelJob
+from contracts.names import Lane
 from providers.call_retry import CallRetryPolicy
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
@@ -82,8 +83,9 @@ class JobRunner:
         ]
         self._run = chain(links, RunHandler(handler, metrics, kind))
 
-    async def run(self, record: Record) -> None:
-        await self._run(Job(record))
+    async def run(self, record: Record, lane: Lane = "interactive") -> None:
+        """Run one record as a job of ``lane`` (the lane whose consumer fetched it)."""
+        await self._run(Job(record, lane))
 
     @property
     def first_to_claim(self) -> Callable[[str], Awaitable[bool]] | None:

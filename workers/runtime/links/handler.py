@@ -24,7 +24,7 @@ class RunHandler:
 
     async def __call__(self, job: Job) -> None:
         last: ReplyChunk | None = None
-        async for chunk in self._handler.handle(job.request, job.stamper):
+        async for chunk in self._handler.handle(job.request, job.stamper, lane=job.lane):
             if last is None:
                 self._first_chunk.observe(time.perf_counter() - job.started)
             await job.stream.send(chunk)
