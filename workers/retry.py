@@ -4,7 +4,8 @@ job that must wait never blocks its partition.
 A retryable failure re-publishes the original message to the retry topic of the smallest
 tier that covers the wanted delay (backoff by retry count, or the provider's Retry-After).
 Every message on a tier waits the same time, so each tier's forwarder only ever waits for
-the message at its head, then moves it back onto the request topic.
+the message at its head, then moves it back onto the request topic of the lane it came from
+(the tiers are shared by both lanes; a header names the lane).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from contracts.errors import ContractError, ContractViolation, ErrorCode
-from contracts.names import DeadLetterReason, Header, request_topic, retry_topic
+from contracts.names import LANES, DeadLetterReason, Header, Lane, as_lane, lane_topic, retry_topic
 from providers.errors import ProviderError
 from workers.dead_letter import DeadLetters
 from workers.runtime.publisher import Publisher
@@ -70,6 +71,22 @@ def _int_header(headers: Sequence[tuple[str, bytes]], name: str) -> int:
     return 0
 
 
+def retry_lane(headers: Sequence[tuple[str, bytes]]) -> Lane:
+    """The lane a parked record goes back to (interactive when the header is absent: records
+    parked before there were lanes); any other value is a ContractError."""
+    for key, value in headers:
+        if key == Header.RETRY_LANE:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
+            try:
+                return as_lane(text)
+            except ValueError:
+                raise ContractError(
+                    f"header {Header.RETRY_LANE} is {text[:40]!r}, not a lane",
+                    reason=ContractViolation.BAD_HEADER,
+                ) from None
+    return "interactive"
+
+
 def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
     return _int_header(headers, Header.RETRY_COUNT)
 
@@ -95,9 +112,16 @@ class RedeliveryScheduler:
     def exhausted(self, record: Record) -> bool:
         return retry_count(record.headers) >= self.policy.max_retries
 
-    async def schedule(self, record: Record, error: ProviderError, *, next_attempt: int) -> float:
+    async def schedule(
+        self,
+        record: Record,
+        error: ProviderError,
+        *,
+        next_attempt: int,
+        lane: Lane = "interactive",
+    ) -> float:
         """Park the record on the tier that covers the wanted delay, to run again as attempt
-        ``next_attempt`` (at least); that delay, in seconds."""
+        ``next_attempt`` (at least) on ``lane``; that delay, in seconds."""
         count = retry_count(record.headers)
         wanted = self.policy.tiers_s[min(count, len(self.policy.tiers_s) - 1)]
         if error.retry_after_s is not None:
@@ -112,6 +136,7 @@ class RedeliveryScheduler:
             (Header.RETRY_NOT_BEFORE_MS, str(not_before_ms).encode()),
             (Header.RETRY_REASON, f"{error.code}: {error.detail}"[:500].encode()),
             (Header.RETRY_ATTEMPT, str(next_attempt).encode()),
+            (Header.RETRY_LANE, lane.encode()),
         ]
         topic = retry_topic(self._kind, delay, self._namespace)
         await self._producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
@@ -120,7 +145,7 @@ class RedeliveryScheduler:
 
 
 class RedeliveryForwarder:
-    """Moves due messages from one retry tier back onto the request topic."""
+    """Moves due messages from one retry tier back onto the request topic of their lane."""
 
     def __init__(
         self,
@@ -136,7 +161,7 @@ class RedeliveryForwarder:
         self._producer = producer
         self._dead_letters = dead_letters
         self._source = retry_topic(kind, delay_s, namespace)
-        self._target = request_topic(kind, namespace)
+        self._targets = {lane: lane_topic(kind, lane, namespace) for lane in LANES}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -149,6 +174,7 @@ class RedeliveryForwarder:
             for tp, records in batches.items():
                 for record in records:
                     try:
+                        target = self._targets[retry_lane(record.headers)]
                         due = await self._wait_until_due(record)
                     except ContractError as exc:  # not a record the fleet parked
                         log.warning("dead-lettering %s@%d: %s", tp, record.offset, exc)
@@ -160,7 +186,7 @@ class RedeliveryForwarder:
                     if not due:
                         return  # stopping: uncommitted records are forwarded by the next owner
                     await self._producer.send_and_wait(
-                        self._target, record.value, key=record.key, headers=list(record.headers)
+                        target, record.value, key=record.key, headers=list(record.headers)
                     )
                     await self._consumer.commit({tp: record.offset + 1})
 

@@ -1,5 +1,6 @@
 """``fleet dlq replay``: dead letters of one kind published again to its request topic, once
-their cause is fixed.
+their cause is fixed: the batch lane's for a job that came on the batch lane (its source
+topic says so, or, for a dead letter of a retry tier, the lane its retry header names).
 
 A replayed record is the original message: its bytes, key and headers (content type, tenant
 signature, trace context), without the dead-letter and retry headers, so its retry budget
@@ -37,12 +38,13 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from contracts.codec import AnyRequest
 from contracts.errors import ContractError
-from contracts.names import Header, control_topic, request_topic
+from contracts.names import Header, Lane, batch_request_topic, control_topic, lane_topic
 from producer_sdk.connection import start_client
 from providers.redis_client import connect_redis
 from workers.idempotency import JobLedger, Reopening, job_ref
 from workers.ops.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterInfo, DeadLetterReader
 from workers.ops.replay_progress import ReplayProgress
+from workers.retry import retry_lane
 from workers.settings import WorkerSettings
 
 _STRIPPED_PREFIXES = (Header.DLQ_PREFIX, Header.RETRY_PREFIX)
@@ -81,6 +83,16 @@ def replay_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     return [(k, v) for k, v in letter.headers if not k.startswith(_STRIPPED_PREFIXES)]
 
 
+def replay_lane(letter: DeadLetter, kind: str, namespace: str) -> Lane:
+    """The lane the dead letter's job came on, which the replay sends it back to."""
+    if letter.info.source_topic == batch_request_topic(kind, namespace):
+        return "batch"
+    try:
+        return retry_lane(letter.headers)  # dead-lettered from a retry tier
+    except ContractError:
+        return "interactive"
+
+
 def refusal(letter: DeadLetter, kind: str, namespace: str, now_ms: float) -> str | None:
     """Why the dead letter cannot be replayed, or None when it can."""
     if letter.info.source_topic == control_topic(kind, namespace):
@@ -98,11 +110,10 @@ def refusal(letter: DeadLetter, kind: str, namespace: str, now_ms: float) -> str
 
 class _Republisher:
     """Clears a job's failed outcome in the ledger (when the workers keep one), then
-    publishes its original message to the request topic."""
+    publishes its original message to the request topic of its lane."""
 
     def __init__(self, settings: WorkerSettings, kind: str) -> None:
         self._kind = kind
-        self._topic = request_topic(kind, settings.namespace)
         self._settings = settings
         self._producer = AIOKafkaProducer(**settings.producer_options())  # as the workers'
         self._redis = connect_redis(settings.redis_url) if settings.idempotency else None
@@ -132,8 +143,10 @@ class _Republisher:
         return None
 
     async def publish(self, letter: DeadLetter) -> None:
+        namespace = self._settings.namespace
+        topic = lane_topic(self._kind, replay_lane(letter, self._kind, namespace), namespace)
         await self._producer.send_and_wait(
-            self._topic, letter.value, key=letter.key, headers=replay_headers(letter)
+            topic, letter.value, key=letter.key, headers=replay_headers(letter)
         )
 
 

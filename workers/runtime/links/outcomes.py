@@ -30,13 +30,14 @@ class Outcomes:
         await self._dead_letters.publish(record, code, reason, detail)
 
     async def redeliver(self, retries: RedeliveryScheduler, job: Job, error: ProviderError) -> None:
-        """Park the job's record on a retry tier for a later try, as the next attempt."""
+        """Park the job's record on a retry tier for a later try, as the next attempt, to come
+        back on the lane it came from."""
         record = job.record
         if job.stamper is not None:
             next_attempt = job.stamper.attempt + 1
         else:  # not decoded yet: what the record itself says
             next_attempt = attempt_floor(0, record.headers) + 1
-        delay = await retries.schedule(record, error, next_attempt=next_attempt)
+        delay = await retries.schedule(record, error, next_attempt=next_attempt, lane=job.lane)
         self.metrics.outcome(Outcome.RETRIED)
         self.metrics.redeliveries.labels(self.kind, f"{delay:g}").inc()
 
