@@ -24,7 +24,6 @@ from typing import Any
 
 from bench.common import (
     BOOTSTRAP,
-    REDIS_URL,
     helper,
     namespace,
     print_table,
@@ -39,6 +38,7 @@ from bench.embed_corpus import (
     WORKER_CONCURRENCY,
     direct,
     sentences,
+    worker_config,
 )
 from producer_sdk import BatchClient
 from producer_sdk.connection import KafkaConnection
@@ -50,17 +50,10 @@ TARGET = 0.9
 
 
 def _config(directory: Path) -> Path:
-    config = directory / "fleet.toml"
-    batching = ", ".join(f"{k} = {v}" for k, v in BATCHING.items())
-    config.write_text(
-        f'bootstrap_servers = "{BOOTSTRAP}"\n'
-        f'redis_url = "{REDIS_URL}"\n'
-        f"concurrency = {WORKER_CONCURRENCY}\n"
-        f"embed_batching = {{ {batching} }}\n"
-        f'embeddings = [{{ name = "local-minilm", config = {{ threads = {THREADS}, '
-        f"batch_size = {PROVIDER_BATCH} }} }}]\n"
-        f"[batch]\nmax_in_flight = {IN_FLIGHT}\nembed_chunk_rows = {CHUNK_ROWS}\n"
-    )
+    """Case 3's worker settings, and the coordinator's."""
+    config = worker_config(directory)
+    batch = f"[batch]\nmax_in_flight = {IN_FLIGHT}\nembed_chunk_rows = {CHUNK_ROWS}\n"
+    config.write_text(config.read_text() + batch)
     return config
 
 

@@ -105,7 +105,7 @@ async def through_fleet(client: FleetClient, texts: Sequence[str]) -> float:
     return time.perf_counter() - started
 
 
-def _worker_config(directory: Path) -> Path:
+def worker_config(directory: Path) -> Path:
     config = directory / "embed-worker.toml"
     batching = ", ".join(f"{k} = {v}" for k, v in BATCHING.items())
     config.write_text(
@@ -128,7 +128,7 @@ async def run(count: int) -> dict[str, Any]:
     segments = [corpus[i : i + step] for i in range(0, count, step)]
     times = {"direct": 0.0, "fleet": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
-        config = _worker_config(Path(tmp))
+        config = worker_config(Path(tmp))
         command = python_module("workers.ops.cli", "worker", "embed", "--config", str(config))
         env = {"FLEET_NAMESPACE": ns, "OMP_NUM_THREADS": str(THREADS)}
         with helper(command, log_name=f"embed-{ns}", env=env, ready_line="worker ready"):

@@ -44,6 +44,7 @@ from workers.batch.status import StatusBoard
 from workers.health import HealthServer
 from workers.metrics import WorkerMetrics
 from workers.runtime.commits import OffsetTracker
+from workers.runtime.consumer import commit_finished
 from workers.runtime.records import Record
 from workers.settings import WorkerSettings
 
@@ -250,20 +251,7 @@ class BatchCoordinator:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
-        owned = self._consumer.assignment()
-        offsets = {
-            tp: offset
-            for tp, offset in self._tracker.committable(partitions).items()
-            if tp in owned
-        }
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            log.warning("commit of %s failed: %s", offsets, exc)
-            return
-        self._tracker.committed(offsets)
+        await commit_finished(self._consumer, self._tracker, partitions)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Batches of partitions that move stop here; their new owner resumes them."""

@@ -32,6 +32,25 @@ RERUN_MAX_S = 10.0
 RUNNER_BUG_TRIES = 3
 
 
+async def commit_finished(
+    consumer: AIOKafkaConsumer,
+    tracker: OffsetTracker[TopicPartition],
+    partitions: list[TopicPartition] | None = None,
+) -> None:
+    """Commit what ``tracker`` says is finished, of the partitions ``consumer`` still owns
+    (of ``partitions`` only, when given). A commit that fails is tried at the next call."""
+    owned = consumer.assignment()
+    offsets = {tp: offset for tp, offset in tracker.committable(partitions).items() if tp in owned}
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as exc:
+        log.warning("commit of %s failed: %s", offsets, exc)
+        return
+    tracker.committed(offsets)
+
+
 class JobConsumer:
     def __init__(
         self,
@@ -162,20 +181,7 @@ class JobConsumer:
             await self._commit()
 
     async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
-        owned = self._consumer.assignment()
-        offsets = {
-            tp: offset
-            for tp, offset in self._tracker.committable(partitions).items()
-            if tp in owned
-        }
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            log.warning("commit of %s failed: %s", offsets, exc)
-            return
-        self._tracker.committed(offsets)
+        await commit_finished(self._consumer, self._tracker, partitions)
 
     async def _drain(self, tasks: list[asyncio.Task[None]], grace_s: float) -> None:
         """Let jobs finish within the grace period; cancel (hand back) the rest."""
