@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -105,8 +105,14 @@ class _StopFilter:
         return out
 
 
+def _go_on() -> None:
+    return None
+
+
 class LlamaEngine:
-    """A GGUF model and one context. Not thread-safe: the caller serialises calls."""
+    """A GGUF model and its contexts: the first made at once, more on first use (each has a
+    KV cache of its own, so a call paused on one keeps its place while another runs on
+    another). Not thread-safe per context: the caller serialises the calls of each one."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
         require_cpu()
@@ -124,13 +130,20 @@ class LlamaEngine:
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.no_perf = True
-        self._ctx: Any = llama_cpp.LlamaContext(self._model, params)
+        self._params: Any = params
+        self._contexts: list[Any] = [llama_cpp.LlamaContext(self._model, params)]
         self._n_ctx = n_ctx
         self._n_batch = params.n_batch
 
     def close(self) -> None:
-        self._ctx.close()
+        for ctx in self._contexts:
+            ctx.close()
         self._model.close()
+
+    def _context(self, index: int) -> Any:
+        while len(self._contexts) <= index:
+            self._contexts.append(self._ll.LlamaContext(self._model, self._params))
+        return self._contexts[index]
 
     def prompt(self, messages: Sequence[tuple[str, str]]) -> str:
         """The chat rendered with the model's own template, ready for the assistant's turn."""
@@ -156,11 +169,15 @@ class LlamaEngine:
         penalties: Penalties,
         grammar: str | None = None,
         room: int = 1,
+        context: int = 0,
+        pause: Callable[[], None] = _go_on,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece; ``result`` holds the counts at the end.
         With a GBNF ``grammar`` (root rule ``root``) only tokens it allows are sampled. A
         prompt that leaves fewer than ``room`` tokens of the context for the answer is
-        refused (PromptTooLong) before anything is decoded."""
+        refused (PromptTooLong) before anything is decoded. It decodes on context number
+        ``context``, and calls ``pause`` before each step (a prompt's batch, a token): a
+        call that must give way to another waits there, its place kept in its context."""
         tokens = self._vocab.tokenize(prompt, add_special=True, parse_special=True)
         result.prompt_tokens = len(tokens)
         if len(tokens) + room > self._n_ctx:
@@ -168,10 +185,12 @@ class LlamaEngine:
                 f"the prompt is {len(tokens)} tokens and the answer may take {room}: more "
                 f"than the {self._n_ctx}-token context"
             )
-        self._ctx.kv_cache_clear()
+        ctx = self._context(context)
+        ctx.kv_cache_clear()
         for start in range(0, len(tokens), self._n_batch):
+            pause()
             batch = tokens[start : start + self._n_batch]
-            self._ctx.decode(self._ll.llama_batch_get_one(batch, start))
+            ctx.decode(self._ll.llama_batch_get_one(batch, start))
         sampler = self._sampler(
             temperature, top_p, llama_seed(seed), penalties, max_tokens, grammar
         )
@@ -179,10 +198,11 @@ class LlamaEngine:
         position = len(tokens)
         result.finish_reason = "length"
         while result.output_tokens < max_tokens and position < self._n_ctx:
+            pause()
             if cancelled.is_set():
                 result.finish_reason = "cancelled"
                 break
-            token = sampler.sample(self._ctx, -1)
+            token = sampler.sample(ctx, -1)
             if self._vocab.is_eog(token):
                 result.finish_reason = "stop"
                 break
@@ -193,7 +213,7 @@ class LlamaEngine:
             if stops.stopped:
                 result.finish_reason = "stop"
                 return
-            self._ctx.decode(self._ll.llama_batch_get_one([token], position))
+            ctx.decode(self._ll.llama_batch_get_one([token], position))
             position += 1
         if tail := stops.flush():
             yield tail

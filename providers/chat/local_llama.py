@@ -35,6 +35,7 @@ from providers.chat.json_grammar import json_grammar
 from providers.chat.llama_engine import Generated, LlamaEngine, Penalties, PromptTooLong
 from providers.chat.support import require_support
 from providers.errors import ProviderError
+from providers.lane_lock import LaneLock
 from providers.registry import parse_config
 from providers.shared import Shared
 from providers.threads import iterate_in_thread
@@ -55,6 +56,11 @@ class LocalLlamaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     n_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: all cores
     default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
     seed: int = 0  # when a request gives none
+    # Batch-lane calls decode on a second context of their own (a KV cache of n_ctx tokens
+    # more), paused between tokens while any interactive call runs or waits, so a user never
+    # waits for a batch answer to finish. False: one context, interactive calls first in
+    # its queue, but a batch answer that has begun runs to its end.
+    batch_context: bool = True
 
 
 def smollm2_path() -> Path:
@@ -71,8 +77,15 @@ def smollm2_path() -> Path:
     )
 
 
+# A batch call paused for an interactive one looks at its cancel this often.
+_PAUSE_POLL_S = 0.05
+
+
 class LocalLlamaChat:
-    """One llama.cpp model in this process; calls are serialised (a context is not shareable)."""
+    """One llama.cpp model in this process; calls are serialised (a context is not
+    shareable), interactive ones first (docs/decisions/0021-priority-lanes.md): they queue
+    ahead of batch calls, and a batch call that runs on the batch context pauses between
+    tokens while any interactive call runs or waits."""
 
     name = "local-llama"
 
@@ -84,7 +97,11 @@ class LocalLlamaChat:
                 f"provider 'local-llama': model_path {str(self._model_path)!r} does not exist"
             )
         self._engine: LlamaEngine | None = None
-        self._lock = asyncio.Lock()
+        self._lock = LaneLock()  # the main context (and loading, closing)
+        self._batch_lock = asyncio.Lock()  # the batch context
+        self._interactive_calls = 0
+        self._batch_may_run = threading.Event()
+        self._batch_may_run.set()
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -100,14 +117,14 @@ class LocalLlamaChat:
 
     async def load(self) -> None:
         """Load the weights and generate one token: ready, or a clear error, before any job."""
-        async with self._lock:
+        async with self._lock.hold("interactive"):
             await self._ensure_loaded()
 
     async def health(self) -> bool:
         return self._model_path.is_file()
 
     async def aclose(self) -> None:
-        async with self._lock:
+        async with self._lock.hold("interactive"), self._batch_lock:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
@@ -126,10 +143,46 @@ class LocalLlamaChat:
         )
         wanted = json_format(params.response_format)
         grammar = json_grammar(wanted, op=f"{self.name}.chat") if wanted else None
-        async with self._lock:
-            await self._ensure_loaded()
-            # aclosing: a caller that stops early must stop the thread before the lock goes.
-            async with contextlib.aclosing(self._generate(messages, params, grammar)) as events:
+        if params.lane == "batch" and self._config.batch_context:
+            calls = self._on_batch_context(messages, params, grammar)
+        else:
+            calls = self._on_main_context(messages, params, grammar)
+        # aclosing: a caller that stops early must stop the thread before the lock goes.
+        async with contextlib.aclosing(calls) as events:
+            async for event in events:
+                yield event
+
+    async def _on_main_context(
+        self, messages: list[ChatMessage], params: ChatParams, grammar: str | None
+    ) -> AsyncGenerator[ChatEvent, None]:
+        interactive = params.lane == "interactive"
+        if interactive:  # from now until it ends, batch calls on the batch context pause
+            self._interactive_calls += 1
+            self._batch_may_run.clear()
+        try:
+            async with self._lock.hold(params.lane):
+                await self._ensure_loaded()
+                async with contextlib.aclosing(
+                    self._generate(messages, params, grammar, context=0)
+                ) as events:
+                    async for event in events:
+                        yield event
+        finally:
+            if interactive:
+                self._interactive_calls -= 1
+                if self._interactive_calls == 0:
+                    self._batch_may_run.set()
+
+    async def _on_batch_context(
+        self, messages: list[ChatMessage], params: ChatParams, grammar: str | None
+    ) -> AsyncGenerator[ChatEvent, None]:
+        async with self._batch_lock:
+            if self._engine is None:
+                async with self._lock.hold("batch"):
+                    await self._ensure_loaded()
+            async with contextlib.aclosing(
+                self._generate(messages, params, grammar, context=1)
+            ) as events:
                 async for event in events:
                     yield event
 
@@ -170,11 +223,22 @@ class LocalLlamaChat:
                 pass
 
     def _generate(
-        self, messages: list[ChatMessage], params: ChatParams, grammar: str | None = None
+        self,
+        messages: list[ChatMessage],
+        params: ChatParams,
+        grammar: str | None = None,
+        *,
+        context: int = 0,
     ) -> AsyncGenerator[ChatEvent, None]:
         return iterate_in_thread(
-            lambda stop: self._generate_sync(messages, params, grammar, stop), name="local-llama"
+            lambda stop: self._generate_sync(messages, params, grammar, stop, context),
+            name="local-llama",
         )
+
+    def _pause_for_interactive(self, cancelled: threading.Event) -> None:
+        """In a batch call's thread, between tokens: wait while interactive calls run."""
+        while not self._batch_may_run.wait(_PAUSE_POLL_S) and not cancelled.is_set():
+            pass
 
     def _generate_sync(
         self,
@@ -182,9 +246,15 @@ class LocalLlamaChat:
         params: ChatParams,
         grammar: str | None,
         cancelled: threading.Event,
+        context: int = 0,
     ) -> Iterator[ChatEvent]:
         engine = self._engine
         assert engine is not None, "stream_chat loads the engine first"
+
+        def pause() -> None:
+            if context != 0:  # the batch context gives way to interactive calls
+                self._pause_for_interactive(cancelled)
+
         generated = Generated()
         pieces = engine.stream(
             engine.prompt(_turns(messages)),
@@ -201,6 +271,8 @@ class LocalLlamaChat:
             ),
             grammar=grammar,
             room=params.max_tokens or 1,  # with no max_tokens it stops at the context's end
+            context=context,
+            pause=pause,
         )
         try:
             yield from (TextPiece(text) for text in pieces)
