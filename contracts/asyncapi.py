@@ -18,6 +18,7 @@ from contracts.names import (
     ContentType,
     DeadLetterReason,
     Header,
+    batch_request_topic,
     control_topic,
     dead_letter_topic,
     reply_topic,
@@ -160,6 +161,14 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
             f"`{namespace}.{kind}.workers`. Set `reply_to` to get replies (see `replies`).",
             [name],
         )
+        channels[f"{kind}BatchRequests"] = _channel(
+            batch_request_topic(kind, namespace),
+            f"The batch lane of {kind} jobs: the same requests and replies, read by the "
+            f"group `{namespace}.{kind}.workers.batch`. Workers serve it only with what "
+            f"interactive {kind} jobs leave, so send bulk work here, not to "
+            f"`{kind}Requests`. Cancel through `{kind}Control` as for any {kind} job.",
+            [name],
+        )
         channels[f"{kind}Control"] = _channel(
             control_topic(kind, namespace),
             f"Cancellations of {kind} jobs; every {kind} worker reads all of it.",
@@ -171,18 +180,31 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
             "headers (`fleet dlq list`, `fleet dlq replay`).",
             ["deadLetter"],
         )
-        operations[f"send{_pascal(kind)}Request"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{kind}Requests"},
-            "summary": f"A producer sends a {kind} job and reads its reply chunks.",
-            "reply": {
-                "address": {
-                    "location": "$message.payload#/reply_to/topic",
-                    "description": "The topic the request's `reply_to` names.",
+        pascal = _pascal(kind)
+        for operation, channel, summary in (
+            (
+                f"send{pascal}Request",
+                f"{kind}Requests",
+                f"A producer sends a {kind} job and reads its reply chunks.",
+            ),
+            (
+                f"send{pascal}BatchRequest",
+                f"{kind}BatchRequests",
+                f"A producer sends a {kind} job on the batch lane and reads its reply chunks.",
+            ),
+        ):
+            operations[operation] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "summary": summary,
+                "reply": {
+                    "address": {
+                        "location": "$message.payload#/reply_to/topic",
+                        "description": "The topic the request's `reply_to` names.",
+                    },
+                    "channel": {"$ref": "#/channels/replies"},
                 },
-                "channel": {"$ref": "#/channels/replies"},
-            },
-        }
+            }
     messages["replyChunk"] = _message(
         "replyChunk",
         "One chunk of a reply: deltas or segments in order (seq from 0 within an attempt), "

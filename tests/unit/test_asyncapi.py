@@ -12,7 +12,7 @@ import pytest
 
 from contracts import JOB_KINDS, Header
 from contracts.asyncapi import asyncapi_document, asyncapi_text
-from contracts.names import control_topic, dead_letter_topic, request_topic
+from contracts.names import batch_request_topic, control_topic, dead_letter_topic, request_topic
 from tests.conftest import REPO
 
 COMMITTED = REPO / "docs" / "asyncapi.json"
@@ -46,7 +46,9 @@ def test_the_specification_schema_does_reject_a_broken_document(
 def test_every_topic_and_header_a_producer_meets_is_described() -> None:
     text = asyncapi_text()
     topics = [
-        f(kind) for kind in JOB_KINDS for f in (request_topic, control_topic, dead_letter_topic)
+        f(kind)
+        for kind in JOB_KINDS
+        for f in (request_topic, batch_request_topic, control_topic, dead_letter_topic)
     ]
     headers = [
         Header.CONTENT_TYPE,

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from contracts import JOB_KINDS, request_topic
+from contracts import JOB_KINDS, LANES, lane_topic
 from workers.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,12 +266,16 @@ def test_keda_scales_every_kind_on_its_own_group_and_topic(
     }
     assert set(scaled) == set(_of_kind(objects, "Deployment"))
     for kind in JOB_KINDS:
-        (trigger,) = scaled[f"fleet-{kind}"]["spec"]["triggers"]
-        meta = trigger["metadata"]
-        assert trigger["type"] == "kafka"
-        assert meta["consumerGroup"] == settings.group_for(kind)
-        assert meta["topic"] == request_topic(kind)
-        assert meta["bootstrapServers"] == config["data"]["FLEET_BOOTSTRAP_SERVERS"]
+        # One trigger per lane: a batch waiting on the batch lane scales the kind too.
+        triggers = scaled[f"fleet-{kind}"]["spec"]["triggers"]
+        by_topic = {t["metadata"]["topic"]: t for t in triggers}
+        assert set(by_topic) == {lane_topic(kind, lane) for lane in LANES}
+        for lane in LANES:
+            trigger = by_topic[lane_topic(kind, lane)]
+            meta = trigger["metadata"]
+            assert trigger["type"] == "kafka"
+            assert meta["consumerGroup"] == settings.lane_group(kind, lane)
+            assert meta["bootstrapServers"] == config["data"]["FLEET_BOOTSTRAP_SERVERS"]
 
 
 def test_every_scaledobject_reads_lag_with_the_sasl_trigger_authentication(
