@@ -109,6 +109,8 @@ class BatchRetry(msgspec.Struct, frozen=True, kw_only=True, tag="retry", tag_fie
     batch_id: Identifier
     round: Annotated[int, msgspec.Meta(ge=1)]
     requested_at: float
+    # The round's completion window; None: the batch's own.
+    completion_window_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 BatchCommand = BatchSubmit | BatchCancel | BatchRetry

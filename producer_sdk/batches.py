@@ -209,13 +209,19 @@ class BatchClient:
             await self._command(BatchCancel(batch_id=batch_id, requested_at=time.time()))
         return info
 
-    async def retry(self, batch_id: str) -> BatchInfo:
+    async def retry(self, batch_id: str, *, window_s: float | None = None) -> BatchInfo:
         """Run again the rows of an ended batch that failed with a retryable error (and
-        those an expired or cancelled batch never ran), as its next round."""
+        those an expired or cancelled batch never ran), as its next round, within
+        ``window_s`` (default: the batch's own completion window) from now."""
         info = await self.status(batch_id)
         if not info.ended:
             raise FleetError(f"batch {batch_id} is {info.status}: retry it once it has ended")
-        command = BatchRetry(batch_id=batch_id, round=info.round + 1, requested_at=time.time())
+        command = BatchRetry(
+            batch_id=batch_id,
+            round=info.round + 1,
+            requested_at=time.time(),
+            completion_window_s=window_s,
+        )
         await self._command(command)
         self._rounds[batch_id] = command.round
         return info

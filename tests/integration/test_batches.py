@@ -10,6 +10,7 @@ import math
 import random
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -193,7 +194,7 @@ async def test_an_expired_batch_then_a_retry_runs_only_what_is_missing(
         await batches.results(info.id, output, errors)
         assert {row["error"]["code"] for row in read_jsonl(errors)} == {"batch_expired"}  # type: ignore[index]
         async with worker_of("embed", settings):
-            await batches.retry(info.id)
+            await batches.retry(info.id, window_s=600)
             final = await batches.follow(info.id, timeout_s=120)
     assert final.status == "completed"
     assert final.round == 1
@@ -207,10 +208,12 @@ async def test_an_embed_batch_into_a_collection_never_duplicates_a_point(
     settings: WorkerSettings, client: FleetClient, batches: BatchClient, tmp_path: Path
 ) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl", 120)
+    # Collections are the tenant's, not the namespace's: a name of this test's own.
+    collection = f"docs_{uuid.uuid4().hex[:8]}"
     async with worker_of("embed", settings), worker_of("vectors", settings):
         async with coordinator(settings):
             for _ in range(2):  # the same file twice: the second upserts the same points
-                info = await batches.submit(corpus, model=EMBED_MODEL, collection="docs")
+                info = await batches.submit(corpus, model=EMBED_MODEL, collection=collection)
                 final = await batches.follow(info.id, timeout_s=120)
                 assert final.status == "completed", final
         texts = texts_of(corpus)

@@ -195,7 +195,7 @@ class BatchCoordinator:
             known,
             status="in_progress",
             round=command.round,
-            expires_at=now + known.completion_window_s,
+            expires_at=now + (command.completion_window_s or known.completion_window_s),
             in_progress_at=now,
             finalizing_at=None,
             completed_at=None,

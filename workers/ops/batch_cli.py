@@ -52,6 +52,9 @@ def add_batch_commands(
         cmd.add_argument("batch_id")
         cmd.set_defaults(batch_command=handler)
     commands.choices["retry"].add_argument("--follow", action="store_true")
+    commands.choices["retry"].add_argument(
+        "--window", help="the round's window (default: the batch's)"
+    )
 
     listing = commands.add_parser("list", help="every batch, newest first")
     listing.add_argument("--limit", type=int, default=20)
@@ -127,7 +130,8 @@ async def _cancel(client: BatchClient, args: argparse.Namespace) -> int:
 
 
 async def _retry(client: BatchClient, args: argparse.Namespace) -> int:
-    info = await client.retry(args.batch_id)
+    window = parse_window(args.window) if args.window else None
+    info = await client.retry(args.batch_id, window_s=window)
     print(f"{info.id}: round {info.round + 1} sent", file=sys.stderr)
     if args.follow:
         return await _follow(client, args)
