@@ -218,7 +218,7 @@ async def test_an_embed_batch_into_a_collection_never_duplicates_a_point(
                 assert final.status == "completed", final
         texts = texts_of(corpus)
         found = await client.query(
-            "docs", text=texts["row-17"], top_k=1000, embed_model=EMBED_MODEL
+            collection, text=texts["row-17"], top_k=1000, embed_model=EMBED_MODEL
         )
     assert found.matches is not None
     assert sorted(m.id for m in found.matches) == sorted(texts)
