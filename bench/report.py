@@ -121,6 +121,17 @@ def _batch_plot(data: dict[str, Any]) -> str:
     return "![batch jobs](img/batch_jobs.png)"
 
 
+def _lanes_plot(data: dict[str, Any]) -> str:
+    latency = data["results"]["latency"]
+    loads = [name for name, by_kind in latency.items() if "sent interactive" not in name]
+    series = {
+        f"{kind} p99": {name: latency[name][kind].get("p99_ms", 0.0) for name in loads}
+        for kind in ("embed", "generate")
+    }
+    _bars(IMG / "lanes.png", "Interactive p99 while the batch lane runs", "ms", series)
+    return "![priority lanes](img/lanes.png)"
+
+
 CASES = (
     ("roundtrip", "1. No-op round trip: fleet against raw aiokafka", _roundtrip_plot),
     ("peers", "2. Fleet against Celery and Taskiq", _peers_plot),
@@ -129,6 +140,7 @@ CASES = (
     ("memory", "5. Idle worker memory", _memory_plot),
     ("connections", "6. A secured connection and a shared reply topic", _connections_plot),
     ("batch_jobs", "8. A batch through the coordinator against direct calls", _batch_plot),
+    ("lanes", "9. Interactive latency while a batch runs (priority lanes)", _lanes_plot),
 )
 
 HEADER = """# Benchmarks

@@ -17,6 +17,7 @@ timeout 300 "$py" -m bench.roundtrip --scale "$scale"
 timeout 300 "$py" -m bench.peers --scale "$scale"
 timeout 900 "$py" -m bench.embed_corpus --sentences "$sentences"
 timeout 1500 "$py" -m bench.batch_jobs --rows "$sentences"
+timeout 900 "$py" -m bench.lanes --scale "$scale"
 timeout 300 "$py" -m bench.ttfc --requests "$requests"
 timeout 600 "$py" -m bench.memory
 timeout 300 "$py" -m bench.connections --scale "$scale"
