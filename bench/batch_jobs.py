@@ -1,4 +1,4 @@
-"""Case 8: a 50,000-row embedding batch through the batch coordinator against calling the
+"""Case 7: a 50,000-row embedding batch through the batch coordinator against calling the
 same model directly, in the same run.
 
 Fleet: `fleet worker batch` (the coordinator) and `fleet worker embed` as processes; the

@@ -1,4 +1,4 @@
-"""Case 9: interactive latency while a batch runs on the batch lane (priority lanes).
+"""Case 8: interactive latency while a batch runs on the batch lane (priority lanes).
 
 Two worker processes, `fleet worker embed` (MiniLM) and `fleet worker generate` (SmolLM2),
 one model thread each (two models on two cores). Interactive requests are timed one at a

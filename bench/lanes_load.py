@@ -1,4 +1,4 @@
-"""The batch-lane load of case 9 (bench/lanes.py), in a process of its own so that decoding
+"""The batch-lane load of case 8 (bench/lanes.py), in a process of its own so that decoding
 its replies never shares an event loop with the interactive requests being timed.
 
 ``embed``: ROWS synthetic sentences in requests of the coordinator's embed_chunk_rows, its

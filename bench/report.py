@@ -139,8 +139,8 @@ CASES = (
     ("ttfc", "4. Time to first chunk", _ttfc_plot),
     ("memory", "5. Idle worker memory", _memory_plot),
     ("connections", "6. A secured connection and a shared reply topic", _connections_plot),
-    ("batch_jobs", "8. A batch through the coordinator against direct calls", _batch_plot),
-    ("lanes", "9. Interactive latency while a batch runs (priority lanes)", _lanes_plot),
+    ("batch_jobs", "7. A batch through the coordinator against direct calls", _batch_plot),
+    ("lanes", "8. Interactive latency while a batch runs (priority lanes)", _lanes_plot),
 )
 
 HEADER = """# Benchmarks

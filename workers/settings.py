@@ -111,7 +111,7 @@ class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # within interactive_busy_ms): a call cannot be interrupted, so this bounds how long an
     # interactive text waits behind batch work. MiniLM on 2 cores: 4 short texts take 8 ms
     # with 2 threads, 15 ms with 1, at about the rate of 8 texts a call (62% of 64 with 2
-    # threads, the same as 64 with 1: bench/NOTES.md, case 9).
+    # threads, the same as 64 with 1: bench/NOTES.md, case 8).
     batch_lane_max_texts: Annotated[int, msgspec.Meta(ge=1)] = 4
     interactive_busy_ms: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
 
