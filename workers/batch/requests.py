@@ -7,10 +7,8 @@ ledger answers them from the first run instead of running the model twice.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -21,6 +19,7 @@ from contracts.errors import ErrorCode, FleetError
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk import FleetClient
+from producer_sdk.batch_output import floats
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError
 from providers.call_retry import CallRetryPolicy
 from providers.tokens import estimate_tokens
@@ -125,7 +124,7 @@ class ChunkRunner:
                 info.collection,
                 [
                     VectorRecord(
-                        id=row.custom_id, vector=_floats(vectors[i * width : (i + 1) * width])
+                        id=row.custom_id, vector=floats(vectors[i * width : (i + 1) * width])
                     )
                     for i, row in enumerate(chunk.rows)
                 ],
@@ -176,14 +175,6 @@ class ChunkRunner:
             usage=result.usage,
             request_id=request_id,
         )
-
-
-def _floats(block: bytes) -> list[float]:
-    values = array.array("f")
-    values.frombytes(block)
-    if sys.byteorder == "big":
-        values.byteswap()
-    return values.tolist()
 
 
 def _estimated(text: str) -> Usage:
