@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import msgspec
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -179,13 +180,18 @@ async def start_client(client: _Starts, connection: KafkaConnection) -> None:
 
     aiokafka reports every failed bootstrap as "Unable to bootstrap" and logs the cause:
     a wrong password would look like a broker that is not up yet, and be waited for forever.
+    A start that fails or is cancelled half-way closes what it opened, so the caller owns
+    a client only once this returns.
     """
     try:
         await client.start()
-    except KafkaConnectionError:
-        refusal = await refusal_reason(connection)
-        if refusal is not None:
-            raise KafkaAccessError(refusal) from None
+    except BaseException as exc:
+        # aiokafka's admin client closes; its consumer and producer stop (both: idempotent).
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())  # type: ignore[attr-defined]
+        if isinstance(exc, KafkaConnectionError):
+            refusal = await refusal_reason(connection)
+            if refusal is not None:
+                raise KafkaAccessError(refusal) from None
         raise
 
 

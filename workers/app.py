@@ -20,6 +20,7 @@ from contracts.names import (
     request_topic,
     retry_topic,
 )
+from producer_sdk.connection import start_client
 from producer_sdk.topics import TopicSpec, ensure_topics
 from providers.call_retry import CallRetryPolicy
 from providers.redis_client import RedisPool
@@ -117,12 +118,12 @@ class Worker:
             stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
             producer = AIOKafkaProducer(**s.producer_options())
-            await producer.start()
+            await start_client(producer, s.connection)
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetters(producer, dead_letter_topic(self.kind, s.namespace))
             main, *batch = await self._job_consumers(stack, producer, dead_letters)
             control = AIOKafkaConsumer(**s.connection.options(), group_id=None)
-            await control.start()
+            await start_client(control, s.connection)
             stack.push_async_callback(control.stop)
             self._loops = [
                 main,
@@ -290,7 +291,7 @@ class Worker:
             # Notice new partitions (and topics created late) within seconds, not minutes.
             metadata_max_age_ms=10_000,
         )
-        await consumer.start()
+        await start_client(consumer, s.connection)
         stack.push_async_callback(consumer.stop)
         return consumer
 

@@ -3,17 +3,20 @@ the workers' TOML file and FLEET_* variables, and turned into the same aiokafka 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from pathlib import Path
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.errors import ConfigError
 from contracts.secrets import Secret
 from producer_sdk import FleetClient, KafkaSecurity
-from producer_sdk.connection import KafkaConnection, refusal_reason
+from producer_sdk.connection import KafkaConnection, refusal_reason, start_client
 from workers.settings import load_settings
 
 SASL = {
@@ -116,3 +119,26 @@ async def test_a_port_that_never_answers_is_not_taken_for_a_refusal() -> None:
         security = KafkaSecurity(security_protocol="SSL")
         connection = KafkaConnection(bootstrap_servers=f"127.0.0.1:{port}", security=security)
         assert await refusal_reason(connection, timeout_s=0.3) is None
+
+
+@pytest.mark.parametrize("kind", ["consumer", "producer", "admin"])
+async def test_a_start_cancelled_half_way_closes_the_client(kind: str) -> None:
+    """A caller cancelled while its client connects (Ctrl-C, a worker told to stop) owns no
+    client yet, so start_client closes it: nothing is left for the garbage collector to
+    find unclosed."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        connection = KafkaConnection(bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}")
+        client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient = {
+            "consumer": lambda: AIOKafkaConsumer(**connection.options(), group_id=None),
+            "producer": lambda: AIOKafkaProducer(**connection.options()),
+            "admin": lambda: AIOKafkaAdminClient(**connection.options()),
+        }[kind]()
+        starting = asyncio.create_task(start_client(client, connection))
+        await asyncio.sleep(0.3)  # connected, waiting for an answer that never comes
+        assert not starting.done()
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        assert client._closed is True

@@ -36,6 +36,7 @@ from contracts.names import (
 )
 from producer_sdk import FleetClient
 from producer_sdk.batches import STATUS_CONFIGS
+from producer_sdk.connection import start_client
 from producer_sdk.topics import TopicSpec, ensure_topics
 from providers.call_retry import CallRetryPolicy
 from workers.batch.requests import ChunkRunner
@@ -96,11 +97,11 @@ class BatchCoordinator:
         await ensure_topics(s.connection, topics)
         async with contextlib.AsyncExitStack() as stack:
             producer = AIOKafkaProducer(**s.producer_options(), max_request_size=2 * 1024 * 1024)
-            await producer.start()
+            await start_client(producer, s.connection)
             stack.push_async_callback(producer.stop)
             board = StatusBoard(s.connection, batch_status_topic(s.namespace), producer)
-            await board.start()
             stack.push_async_callback(board.aclose)
+            await board.start()
             fleet = FleetClient(
                 s.bootstrap_servers,
                 security=s.kafka,
@@ -127,7 +128,7 @@ class BatchCoordinator:
                 max_poll_interval_ms=s.max_poll_interval_ms,
                 metadata_max_age_ms=10_000,
             )
-            await consumer.start()
+            await start_client(consumer, s.connection)
             stack.push_async_callback(consumer.stop)
             await board.caught_up.wait()
             if s.health_port is not None:

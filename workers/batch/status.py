@@ -13,13 +13,14 @@ from aiokafka.errors import KafkaError
 from contracts.batch import BatchInfo, decode_info
 from contracts.codec import encode
 from contracts.errors import ContractError
-from producer_sdk.connection import KafkaConnection
+from producer_sdk.connection import KafkaConnection, start_client
 
 log = logging.getLogger(__name__)
 
 
 class StatusBoard:
     def __init__(self, connection: KafkaConnection, topic: str, producer: AIOKafkaProducer) -> None:
+        self._connection = connection
         self._topic = topic
         self._producer = producer
         self._consumer = AIOKafkaConsumer(
@@ -38,7 +39,7 @@ class StatusBoard:
         await self._producer.send_and_wait(self._topic, encode(info), key=info.id.encode())
 
     async def start(self) -> None:
-        await self._consumer.start()
+        await start_client(self._consumer, self._connection)
         tp = TopicPartition(self._topic, 0)
         self._consumer.assign([tp])
         await self._consumer.seek_to_beginning(tp)

@@ -158,7 +158,7 @@ class DeadLetterReader:
     async def __aenter__(self) -> Self:
         self.partitions = [TopicPartition(self.topic, p) for p in await self._partitions()]
         consumer = self._consumer
-        await consumer.start()
+        await start_client(consumer, self._settings.connection)
         try:
             if self.partitions:
                 self.starts = await consumer.beginning_offsets(self.partitions)

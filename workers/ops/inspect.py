@@ -34,9 +34,9 @@ async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
     kind and lane's group."""
     admin = AIOKafkaAdminClient(**settings.connection.options())
     consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
-    await start_client(admin, settings.connection)
-    await consumer.start()
     try:
+        await start_client(admin, settings.connection)
+        await start_client(consumer, settings.connection)
         existing = set(await admin.list_topics())
         rows: list[PartitionLag] = []
         for kind in JOB_KINDS:
@@ -104,9 +104,9 @@ async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> 
     prefix = reply_topic("", settings.namespace)
     admin = AIOKafkaAdminClient(**settings.connection.options())
     consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
-    await start_client(admin, settings.connection)
-    await consumer.start()
     try:
+        await start_client(admin, settings.connection)
+        await start_client(consumer, settings.connection)
         named = set(settings.reply_topics)  # shared by design: never a dead client's
         topics = sorted(
             t for t in await admin.list_topics() if t.startswith(prefix) and t not in named
@@ -130,7 +130,7 @@ async def stamp_unseen(settings: WorkerSettings, topics: list[str]) -> None:
     """Write a heartbeat of the janitor's own into each empty reply topic: from now on its
     silence can be measured, and a live client's first heartbeat overwrites nothing."""
     producer = AIOKafkaProducer(**settings.connection.options())
-    await producer.start()
+    await start_client(producer, settings.connection)
     try:
         for topic in topics:
             await producer.send_and_wait(

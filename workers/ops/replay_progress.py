@@ -116,7 +116,7 @@ class ReplayProgress:
         consumer = AIOKafkaConsumer(
             **self._settings.connection.options(), group_id=self.group, enable_auto_commit=False
         )
-        await consumer.start()
+        await start_client(consumer, self._settings.connection)
         self._consumer = consumer
         consumer.assign(list(self.partitions))
         consumer.pause(*self.partitions)
