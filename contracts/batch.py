@@ -14,6 +14,7 @@ from contracts.envelope import Count, Identifier, Name
 from contracts.errors import ContractError
 from contracts.generate import ChatMessage, Penalty, ToolChoice, ToolSpec
 from contracts.response_format import ResponseFormat
+from contracts.strict import StrictStruct
 from contracts.usage import Usage
 
 # What a row asks for, as the OpenAI Batch API names it (its `url`).
@@ -41,7 +42,7 @@ MAX_BATCH_ROWS: Final = 5_000_000
 CustomId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
-class ChatBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ChatBody(StrictStruct, frozen=True):
     """The body of a ``/v1/chat/completions`` row, in OpenAI's names: the fields a
     GenerateRequest has. A field the fleet does not honour is refused when the file is
     read, never dropped (``n`` above 1, ``stream``, ``logprobs``...)."""
@@ -68,7 +69,7 @@ class BatchRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     chat: ChatBody | None = None
 
 
-class BatchInputPage(msgspec.Struct, frozen=True, kw_only=True):
+class BatchInputPage(StrictStruct, frozen=True):
     """A record of a batch's input topic: pages are numbered 0, 1, ... in file order."""
 
     batch_id: Identifier
@@ -76,7 +77,7 @@ class BatchInputPage(msgspec.Struct, frozen=True, kw_only=True):
     rows: list[BatchRow]
 
 
-class BatchSubmit(msgspec.Struct, frozen=True, kw_only=True, tag="submit", tag_field="command"):
+class BatchSubmit(StrictStruct, frozen=True, tag="submit", tag_field="command"):
     """Run a batch whose input pages are on its input topic already."""
 
     batch_id: Identifier
@@ -92,17 +93,17 @@ class BatchSubmit(msgspec.Struct, frozen=True, kw_only=True, tag="submit", tag_f
     # Shorter vectors, as EmbedRequest.dimensions.
     dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
     input_file: str | None = None
-    metadata: dict[str, str] = {}
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class BatchCancel(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="command"):
+class BatchCancel(StrictStruct, frozen=True, tag="cancel", tag_field="command"):
     """Stop a batch; the rows finished so far stay in its results."""
 
     batch_id: Identifier
     requested_at: float
 
 
-class BatchRetry(msgspec.Struct, frozen=True, kw_only=True, tag="retry", tag_field="command"):
+class BatchRetry(StrictStruct, frozen=True, tag="retry", tag_field="command"):
     """Run again the rows of an ended batch whose error is retryable, as round ``round``
     (its BatchInfo.round + 1): a retry read twice starts one round."""
 
@@ -155,7 +156,7 @@ class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     cancelled_at: float | None = None
     # Why the batch failed, in words.
     errors: list[str] | None = None
-    metadata: dict[str, str] = {}
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def ended(self) -> bool:

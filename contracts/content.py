@@ -8,24 +8,26 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.strict import StrictStruct
+
 # An http(s) address the provider fetches, or the picture itself as a base64 data URL.
 ImageAddress = Annotated[
     str, msgspec.Meta(pattern=r"^(https?://|data:image/[A-Za-z0-9.+\-]+;base64,)")
 ]
 
 
-class TextPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="text"):
+class TextPart(StrictStruct, frozen=True, tag_field="type", tag="text"):
     text: str
 
 
-class ImageUrl(msgspec.Struct, frozen=True, kw_only=True):
+class ImageUrl(StrictStruct, frozen=True):
     url: ImageAddress
     # OpenAI's resolution hint ("low": a fixed small cost); a provider without one refuses
     # "low" and "high" rather than drop them.
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="image_url"):
+class ImagePart(StrictStruct, frozen=True, tag_field="type", tag="image_url"):
     """A picture for a provider that declares vision; others refuse the request."""
 
     image_url: ImageUrl

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import msgspec
-
 from contracts.envelope import Request
+from contracts.strict import StrictStruct
 
 
-class CancelJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel"):
+class CancelJob(StrictStruct, frozen=True, tag_field="kind", tag="cancel"):
     """The caller of ``request_id`` stopped waiting: stop the job, or never start it."""
 
     request_id: str

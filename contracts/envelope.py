@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from contracts.names import DEFAULT_TENANT, SCHEMA_VERSION
+from contracts.strict import StrictStruct
 
 # Ids end up in Redis keys and topic names: keep them to a safe alphabet.
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")]
@@ -17,7 +18,7 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class ReplyAddress(msgspec.Struct, frozen=True, kw_only=True):
+class ReplyAddress(StrictStruct, frozen=True):
     """Where the worker sends the reply chunks of one request: a topic (and a partition, or
     the one the request id's key hashes to). On a reply topic that several clients share,
     ``client`` names the one that asked; workers put it in the ``fleet-reply-client``
@@ -28,7 +29,7 @@ class ReplyAddress(msgspec.Struct, frozen=True, kw_only=True):
     client: Identifier | None = None
 
 
-class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+class Request(StrictStruct, frozen=True, tag_field="kind"):
     """Base of all requests; subclasses set ``tag`` so one decoder picks the right class."""
 
     request_id: Identifier

@@ -9,6 +9,7 @@ import msgspec
 from contracts.content import Content, images_in
 from contracts.envelope import Identifier, Name, Request
 from contracts.response_format import ResponseFormat
+from contracts.strict import StrictStruct
 
 Role = Literal["system", "user", "assistant", "tool"]
 # What the OpenAI and Anthropic APIs both accept as a function's name.
@@ -16,13 +17,13 @@ ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
 
 
-class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+class ToolCall(StrictStruct, frozen=True):
     id: str
     name: str
     arguments: str  # JSON text, as the model produced it
 
 
-class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
+class ChatMessage(StrictStruct, frozen=True):
     role: Role
     # A string, or a list of text and image parts (images only in user messages).
     content: Content
@@ -33,13 +34,13 @@ class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
     tool_call_id: str | None = None
 
 
-class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
+class ToolSpec(StrictStruct, frozen=True):
     name: ToolName
     description: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)  # JSON Schema
 
 
-class NamedToolChoice(msgspec.Struct, frozen=True, kw_only=True):
+class NamedToolChoice(StrictStruct, frozen=True):
     """Make the model call this tool (one of the request's ``tools``)."""
 
     name: ToolName

@@ -7,21 +7,21 @@ from typing import Annotated, Any
 
 import msgspec
 
+from contracts.strict import StrictStruct
+
 # OpenAI's rule for a schema's name (the same as a tool's).
 SchemaName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 
 
-class ResponseFormatText(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="text"):
+class ResponseFormatText(StrictStruct, frozen=True, tag_field="type", tag="text"):
     """Free text: the same as no response_format."""
 
 
-class ResponseFormatJsonObject(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="json_object"
-):
+class ResponseFormatJsonObject(StrictStruct, frozen=True, tag_field="type", tag="json_object"):
     """Any JSON object."""
 
 
-class JsonSchemaSpec(msgspec.Struct, frozen=True, kw_only=True):
+class JsonSchemaSpec(StrictStruct, frozen=True):
     name: SchemaName
     description: str | None = None
     # A JSON Schema (draft 2020-12 unless it names another in "$schema"); empty: any JSON.
@@ -30,9 +30,7 @@ class JsonSchemaSpec(msgspec.Struct, frozen=True, kw_only=True):
     strict: bool | None = None
 
 
-class ResponseFormatJsonSchema(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="json_schema"
-):
+class ResponseFormatJsonSchema(StrictStruct, frozen=True, tag_field="type", tag="json_schema"):
     """JSON that matches ``json_schema.schema``."""
 
     json_schema: JsonSchemaSpec

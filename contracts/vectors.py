@@ -7,11 +7,12 @@ from typing import Annotated
 import msgspec
 
 from contracts.envelope import Name, Request
+from contracts.strict import StrictStruct
 
 Metadata = dict[str, str | int | float | bool]
 
 
-class VectorRecord(msgspec.Struct, frozen=True, kw_only=True):
+class VectorRecord(StrictStruct, frozen=True):
     id: str
     # Either a vector, or a text the worker embeds first.
     vector: list[float] | None = None

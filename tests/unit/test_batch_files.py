@@ -165,6 +165,10 @@ def test_chat_rows_carry_every_field_of_the_body(tmp_path: Path) -> None:
         ({"max_tokens": 5, "max_completion_tokens": 6}, "`max_completion_tokens` differ"),
         ({"temperature": 3}, "body: Expected `float` <= 2.0 - at `$.temperature`"),
         ({"messages": []}, "body: Expected `array` of length >= 1 - at `$.messages`"),
+        (
+            {"messages": [{"role": "user", "content": "hi", "audio": {"id": "a"}}]},
+            "body: Object contains unknown field `audio` - at `$.messages[0]`",
+        ),
         ({"tools": [{"type": "web_search"}]}, "the fleet serves function tools only"),
         (
             {"tools": [{"type": "function", "function": {"name": "f", "strict": True}}]},

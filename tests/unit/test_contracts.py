@@ -117,13 +117,35 @@ def test_json_from_another_language_is_accepted() -> None:
             "request_id": "js-1",
             "model": "m",
             "messages": [{"role": "user", "content": "hi"}],
-            "added_by_a_newer_producer": True,
         }
     ).encode()
     request = decode_request("generate", payload)
     assert isinstance(request, GenerateRequest)
     assert request.tenant == "default"
     assert request.messages == [ChatMessage(role="user", content="hi")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ({"logprobs": True}, "unknown field `logprobs`"),
+        ({"messages": [{"role": "user", "content": "hi", "audio": {}}]}, "`$.messages[0]`"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]},
+            "`$.messages[0].content[0]`",
+        ),
+        ({"reply_to": {"topic": "t", "key": "k"}}, "unknown field `key`"),
+    ],
+)
+def test_a_field_the_contract_does_not_have_is_refused_by_name(
+    extra: dict[str, object], where: str
+) -> None:
+    """Never dropped: the producer learns its field was not honoured (decision 0022)."""
+    payload = {"kind": "generate", "request_id": "js-1", "model": "m"}
+    payload |= {"messages": [{"role": "user", "content": "hi"}], **extra}
+    error = _error("generate", json.dumps(payload).encode())
+    assert error.reason == "schema"
+    assert where in str(error)
 
 
 def _error(kind: str, payload: bytes, max_bytes: int = 1_000_000) -> ContractError:

@@ -17,10 +17,16 @@ from tests.unit.job_runner_harness import REPLIES, Fixture, _probe, _record, _re
 DEPTH = 100_000
 
 
-def _json_bomb(field: str, depth: int = DEPTH) -> bytes:
-    """A generate request whose ``field`` holds arrays nested ``depth`` deep."""
+# A tool's JSON Schema parameters may nest freely: the one place in a request where depth
+# is the schema's to allow, so the decoder's depth limit has to be what stops a bomb.
+IN_TOOL_PARAMETERS = [{"name": "f", "parameters": {"type": "BOMB"}}]
+
+
+def _json_bomb(field: str, depth: int = DEPTH, holder: object = "BOMB") -> bytes:
+    """A generate request whose ``field`` holds ``holder`` with arrays nested ``depth``
+    deep where it says BOMB."""
     request = json.loads(msgspec.json.encode(_request()))
-    body = json.dumps({**request, field: "BOMB"})
+    body = json.dumps({**request, field: holder})
     return body.replace('"BOMB"', "[" * depth + "]" * depth).encode()
 
 
@@ -29,6 +35,12 @@ def _msgpack_bomb() -> bytes:
     message = msgspec.msgpack.encode(CancelJob(request_id="r", tenant="t"))
     assert message[0] & 0xF0 == 0x80, "a fixmap: one more entry is one more in the low bits"
     return bytes([message[0] + 1]) + message[1:] + b"\xa4bomb" + b"\x91" * DEPTH + b"\x90"
+
+
+def test_a_depth_bomb_where_a_tool_schema_may_nest_is_too_deep() -> None:
+    with pytest.raises(ContractError) as info:
+        decode_request("generate", _json_bomb("tools", holder=IN_TOOL_PARAMETERS), max_bytes=10**7)
+    assert info.value.reason is ContractViolation.TOO_DEEP
 
 
 @pytest.mark.parametrize("field", ["unknown_field", "tools", "messages"])
@@ -40,9 +52,11 @@ def test_a_depth_bomb_in_a_request_is_a_contract_error(field: str) -> None:
 
 
 def test_a_depth_bomb_on_the_control_topic_is_a_contract_error() -> None:
+    """Refused at its unknown key, before the decoder walks into it."""
     with pytest.raises(ContractError) as info:
         decode_control(_msgpack_bomb(), max_bytes=10_000_000)
-    assert info.value.reason is ContractViolation.TOO_DEEP
+    assert info.value.reason is ContractViolation.SCHEMA
+    assert "unknown field `bomb`" in str(info.value)
 
 
 def test_control_messages_are_bounded_and_read_as_json_too() -> None:
@@ -77,7 +91,8 @@ def test_reply_addresses_kafka_cannot_take_are_schema_errors(address: dict[str, 
 
 async def test_a_depth_bomb_request_is_dead_lettered_and_the_worker_goes_on() -> None:
     job = Fixture()
-    await job.runner.run(_record(_json_bomb("unknown_field", depth=20_000)))  # under 100 kB
+    bomb = _json_bomb("tools", depth=20_000, holder=IN_TOOL_PARAMETERS)  # under 100 kB
+    await job.runner.run(_record(bomb))
     ((reason, _),) = job.dead_letters()
     assert reason == DeadLetterReason.TOO_DEEP
     await job.runner.run(_record(msgspec.json.encode(_request("next"))))
