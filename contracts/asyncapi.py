@@ -12,13 +12,18 @@ import msgspec
 from contracts.codec import TOPIC_REQUEST_TYPES
 from contracts.control import ControlMessage
 from contracts.names import (
+    BATCH_KIND,
     DEFAULT_NAMESPACE,
     JOB_KINDS,
     SCHEMA_VERSION,
     ContentType,
     DeadLetterReason,
     Header,
+    batch_command_topic,
+    batch_input_topic,
+    batch_output_topic,
     batch_request_topic,
+    batch_status_topic,
     control_topic,
     dead_letter_topic,
     reply_topic,
@@ -26,6 +31,7 @@ from contracts.names import (
     shared_reply_topic,
 )
 from contracts.replies import ReplyChunk
+from contracts.schema import BATCH_RECORDS
 
 ASYNCAPI_VERSION: Final = "3.0.0"
 _KAFKA_BINDING: Final = "0.5.0"
@@ -90,14 +96,14 @@ def _pascal(kind: str) -> str:
 
 
 def _message(
-    name: str, summary: str, payload: str, headers: str, key: str | None
+    name: str, summary: str, payload: str, headers: str | None, key: str | None
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "name": name,
-        "summary": summary,
-        "headers": {"$ref": f"{_SCHEMAS}{headers}"},
-        "payload": {"$ref": f"{_SCHEMAS}{payload}"},
-    }
+    message: dict[str, Any] = {"name": name, "summary": summary}
+    if headers is None:  # the batch topics' records: msgpack, no headers
+        message["contentType"] = ContentType.MSGPACK
+    else:
+        message["headers"] = {"$ref": f"{_SCHEMAS}{headers}"}
+    message["payload"] = {"$ref": f"{_SCHEMAS}{payload}"}
     if key is not None:
         message["bindings"] = {
             "kafka": {
@@ -131,12 +137,19 @@ def _as_asyncapi_schema(node: Any) -> Any:
     return node
 
 
+def _batch_schema_name(record: str) -> str:
+    """``batch_status`` -> ``BatchStatusRecords``."""
+    return "".join(part.capitalize() for part in record.split("_")) + "Records"
+
+
 def _schemas() -> dict[str, Any]:
     names = [f"{_pascal(kind)}Requests" for kind in TOPIC_REQUEST_TYPES]
+    names += ["ReplyChunk", "ControlMessages", *map(_batch_schema_name, BATCH_RECORDS)]
     types: list[Any] = [*TOPIC_REQUEST_TYPES.values(), ReplyChunk, ControlMessage]
+    types += BATCH_RECORDS.values()
     roots, components = msgspec.json.schema_components(types, ref_template=_SCHEMAS + "{name}")
     schemas = dict(components)
-    schemas.update(zip([*names, "ReplyChunk", "ControlMessages"], roots, strict=True))
+    schemas.update(zip(names, roots, strict=True))
     for name, headers in _HEADERS.items():
         schemas[name] = {"type": "object", "properties": headers}
     schemas["DeadLetter"] = {
@@ -248,6 +261,7 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         "channel": {"$ref": "#/channels/replies"},
         "summary": "A producer reads the reply chunks of its requests.",
     }
+    _batch_channels(namespace, channels, messages, operations)
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -262,6 +276,70 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": _schemas()},
+    }
+
+
+def _batch_channels(
+    namespace: str,
+    channels: dict[str, Any],
+    messages: dict[str, Any],
+    operations: dict[str, Any],
+) -> None:
+    """The batch topics (docs/decisions/0020-batch-jobs.md): records the Python SDK and the
+    coordinators exchange, msgpack only, described so that other tools can read them."""
+    batch_key = "The batch id."
+    one_batch = {"batchId": {"description": "The batch id."}}
+    batches = (
+        (
+            "batchCommands",
+            "batch_commands",
+            batch_command_topic(namespace),
+            "A submit, cancel or retry of a batch.",
+            "Submits, cancels and retries of batches, read by the coordinators' group "
+            f"`{namespace}.{BATCH_KIND}.workers`.",
+            batch_key,
+        ),
+        (
+            "batchStatus",
+            "batch_status",
+            batch_status_topic(namespace),
+            "A batch's status.",
+            "Every batch's status (OpenAI's lifecycle and request counts), compacted: the "
+            "last record of a key is the batch's status now.",
+            batch_key,
+        ),
+        (
+            "batchInput",
+            "batch_input",
+            batch_input_topic("{batchId}", namespace),
+            "A page of a batch's rows.",
+            "One batch's rows in numbered pages, written by the submitting client before "
+            "its submit command; one partition.",
+            None,
+        ),
+        (
+            "batchOutput",
+            "batch_output",
+            batch_output_topic("{batchId}", namespace),
+            "The results of a page's rows in one round.",
+            "One batch's row results, page by page and round by round, written by its "
+            "coordinator; within a round the first result of a row counts.",
+            None,
+        ),
+    )
+    for name, record, address, summary, description, key in batches:
+        messages[name] = _message(name, summary, _batch_schema_name(record), None, key)
+        extra = {"parameters": one_batch} if "{batchId}" in address else {}
+        channels[name] = _channel(address, description, [name], **extra)
+    operations["sendBatchCommand"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/batchCommands"},
+        "summary": "A client submits, cancels or retries a batch (`fleet batch`).",
+    }
+    operations["receiveBatchStatus"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/batchStatus"},
+        "summary": "A client follows the status of its batches.",
     }
 
 

@@ -12,7 +12,16 @@ import pytest
 
 from contracts import JOB_KINDS, Header
 from contracts.asyncapi import asyncapi_document, asyncapi_text
-from contracts.names import batch_request_topic, control_topic, dead_letter_topic, request_topic
+from contracts.names import (
+    batch_command_topic,
+    batch_input_topic,
+    batch_output_topic,
+    batch_request_topic,
+    batch_status_topic,
+    control_topic,
+    dead_letter_topic,
+    request_topic,
+)
 from tests.conftest import REPO
 
 COMMITTED = REPO / "docs" / "asyncapi.json"
@@ -61,6 +70,25 @@ def test_every_topic_and_header_a_producer_meets_is_described() -> None:
     ]
     missing = [name for name in [*topics, *headers] if f'"{name}' not in text]
     assert missing == []
+
+
+def test_the_batch_topics_and_their_records_are_described() -> None:
+    document = asyncapi_document()
+    addresses = {c["address"] for c in document["channels"].values()}
+    batch_topics = [batch_command_topic(), batch_status_topic()]
+    batch_topics += [batch_input_topic("{batchId}"), batch_output_topic("{batchId}")]
+    assert set(batch_topics) <= addresses
+    schemas = document["components"]["schemas"]
+    for name in ("batchCommands", "batchStatus", "batchInput", "batchOutput"):
+        message = document["components"]["messages"][name]
+        assert message["contentType"] == "application/msgpack"
+        assert message["payload"]["$ref"].rsplit("/", 1)[1] in schemas
+    commands = schemas["BatchCommandsRecords"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in commands["anyOf"]} == {
+        "BatchSubmit",
+        "BatchCancel",
+        "BatchRetry",
+    }
 
 
 @pytest.mark.parametrize("kind", JOB_KINDS)

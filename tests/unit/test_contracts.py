@@ -141,7 +141,7 @@ def test_a_field_the_contract_does_not_have_is_refused_by_name(
     extra: dict[str, object], where: str
 ) -> None:
     """Never dropped: the producer learns its field was not honoured (decision 0022)."""
-    payload = {"kind": "generate", "request_id": "js-1", "model": "m"}
+    payload: dict[str, object] = {"kind": "generate", "request_id": "js-1", "model": "m"}
     payload |= {"messages": [{"role": "user", "content": "hi"}], **extra}
     error = _error("generate", json.dumps(payload).encode())
     assert error.reason == "schema"
