@@ -55,7 +55,14 @@ DEFAULT_RETENTION_DAYS = 30.0
 PAGE_ROWS = 512
 PAGE_BYTES = 512 * 1024
 # The status topic keeps the last status of each batch.
-STATUS_CONFIGS = {"cleanup.policy": "compact"}
+# Compacted, in segments of an hour: a running batch writes its status every second, and
+# only closed segments are compacted, so a week's default segment would have every status
+# reader go through every update of the week.
+STATUS_CONFIGS = {
+    "cleanup.policy": "compact",
+    "segment.ms": "3600000",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 Progress = Callable[[BatchInfo], None]
 
