@@ -23,17 +23,22 @@ def pack_float32(rows: Sequence[Sequence[float]]) -> bytes:
     return values.tobytes()
 
 
+def float32_values(data: bytes) -> list[float]:
+    """Little-endian float32 values as Python floats (exact)."""
+    values = array.array("f")
+    values.frombytes(data)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tolist()
+
+
 def unpack_float32(data: bytes, dimension: int) -> list[list[float]]:
     """The rows ``pack_float32`` packed (as Python floats, rounded to float32)."""
     if dimension < 1 or len(data) % (dimension * _FLOAT32_BYTES):
         raise ValueError(
             f"{len(data)} bytes of float32 vectors do not make rows of dimension {dimension}"
         )
-    values = array.array("f")
-    values.frombytes(data)
-    if sys.byteorder == "big":
-        values.byteswap()
-    flat = values.tolist()
+    flat = float32_values(data)
     return [flat[i : i + dimension] for i in range(0, len(flat), dimension)]
 
 

@@ -3,11 +3,8 @@
 A writer is given each row's winning outcome once (``write``: the caller applies the tally
 rule) and the rows the batch never ran (``write_error``). Formats:
 
-- ``jsonl``: the OpenAI batch output shape. Succeeded rows go to the output file (``{"id",
-  "custom_id", "response": {"status_code": 200, "request_id", "body"}, "error": null}``,
-  the body an ``/v1/embeddings`` or ``chat.completion`` response), failed rows to the error
-  file (the HTTP status their error code stands for, OpenAI's error body), rows the batch
-  never ran to the error file with ``"response": null`` and ``"error": {"code", "message"}``.
+- ``jsonl``: the OpenAI batch output shape (producer_sdk.openai_batch_lines). Succeeded
+  rows go to the output file, failed rows and rows the batch never ran to the error file.
 - ``npy`` (vectors): an N x dimension float32 matrix, one row per succeeded row, and
   ``<output>.ids.jsonl`` with their custom_ids in the same order; errors as in ``jsonl``.
 - ``parquet`` (vectors, needs pyarrow): columns custom_id (string) and embedding
@@ -23,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import array
-import hashlib
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,25 +28,21 @@ from typing import IO, Any, Final, Literal, Protocol, Self
 
 import msgspec
 
-from contracts.batch import BatchInfo, Completion, RowError, RowResult
+from contracts.batch import BatchInfo, RowError, RowResult
+from contracts.embed_parts import float32_values
 from contracts.errors import ContractError
-from contracts.usage import Usage
+from producer_sdk.openai_batch_lines import (
+    LineError,
+    OutputLine,
+    failed_line,
+    never_ran_line,
+    succeeded_line,
+)
 
 OutputFormat = Literal["jsonl", "npy", "parquet", "corpus"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("jsonl", "npy", "parquet", "corpus")
 VECTOR_FORMATS: Final[frozenset[OutputFormat]] = frozenset({"npy", "parquet", "corpus"})
 
-# The HTTP status each error code stands for, as OpenAI's API would answer it.
-HTTP_STATUS: Final[Mapping[str, int]] = {
-    "invalid_input": 400, "context_length_exceeded": 400, "auth": 401,
-    "budget_exhausted": 402, "not_found": 404, "output_invalid": 422, "rate_limit": 429,
-    "internal": 500, "unexpected_response": 500, "provider_down": 503, "timeout": 504,
-}  # fmt: skip
-# OpenAI's error `type` for each status (its API answers 401 and 404 as request errors too).
-_ERROR_TYPE: Final[Mapping[int, str]] = {
-    400: "invalid_request_error", 401: "invalid_request_error", 402: "insufficient_quota",
-    404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
-}  # fmt: skip
 # Codes of rows the batch never ran (batch_expired, batch_cancelled, batch_failed): no
 # response to show, only the error, as OpenAI writes them.
 _NEVER_RAN_PREFIX: Final = "batch_"
@@ -65,15 +57,6 @@ class WrittenFiles(msgspec.Struct, frozen=True, kw_only=True):
     paths: list[str]
     succeeded: int
     failed: int
-
-
-def floats(block: bytes) -> list[float]:
-    """Little-endian float32 values as Python floats."""
-    values = array.array("f")
-    values.frombytes(block)
-    if sys.byteorder == "big":
-        values.byteswap()
-    return values.tolist()
 
 
 def open_result_writer(
@@ -207,36 +190,7 @@ class _JsonlWriter(ResultWriter):
         return [self._output]
 
     def _succeeded(self, row: RowResult, model: str) -> None:
-        body = (
-            self._chat(row, row.completion, model) if row.completion else self._vectors(row, model)
-        )
-        response = _Response(status_code=200, request_id=row.request_id, body=body)
-        line = _OutputLine(_line_id(self._batch, row.custom_id), row.custom_id, response, None)
-        self._out.write(_encode(line) + b"\n")
-
-    def _vectors(self, row: RowResult, model: str) -> _EmbeddingsBody:
-        if row.embedding is None:
-            raise ContractError(f"row {row.custom_id!r} has neither a vector nor a completion")
-        prompt = row.usage.prompt_tokens if row.usage else 0
-        return _EmbeddingsBody(
-            data=[_Embedding(embedding=floats(row.embedding))],
-            model=model,
-            usage=_EmbeddingsUsage(prompt_tokens=prompt, total_tokens=prompt),
-        )
-
-    def _chat(self, row: RowResult, completion: Completion, model: str) -> _ChatCompletion:
-        calls = [_tool_call(row.custom_id, c) for c in completion.tool_calls or ()]
-        # As OpenAI answers: a turn of tool calls alone has no content.
-        content = completion.text if completion.text or not calls else None
-        message = _Message(content=content, tool_calls=calls or msgspec.UNSET)
-        created = self._batch.in_progress_at or self._batch.created_at
-        return _ChatCompletion(
-            id="chatcmpl-" + _digest(self._batch, row.custom_id),
-            created=int(created),
-            model=model,
-            choices=[_Choice(message=message, finish_reason=completion.finish_reason)],
-            usage=_chat_usage(row.usage),
-        )
+        self._out.write(_encode(succeeded_line(self._batch, row, model)) + b"\n")
 
     def _finish(self) -> None:
         self._out.close()
@@ -335,7 +289,7 @@ class _CorpusWriter(ResultWriter):
         return [self._output]
 
     def _succeeded(self, row: RowResult, model: str) -> None:
-        line = _CorpusVector(custom_id=row.custom_id, embedding=floats(self._vector(row)))
+        line = _CorpusVector(custom_id=row.custom_id, embedding=float32_values(self._vector(row)))
         self._out.write(_encode(line) + b"\n")
 
     def _finish(self) -> None:
@@ -358,8 +312,7 @@ class _ErrorLines(Protocol):
 
 
 class _OpenAIErrors:
-    """The error file in OpenAI's shape: a failed row with the HTTP status of its code and
-    OpenAI's error body, a row never run with ``"response": null`` and the error."""
+    """The error file in OpenAI's shape (producer_sdk.openai_batch_lines)."""
 
     def __init__(self, path: Path, batch: BatchInfo) -> None:
         self._path = path
@@ -367,19 +320,10 @@ class _OpenAIErrors:
         self._file = _open(path)
 
     def failed(self, row: RowResult) -> None:
-        assert row.error is not None
-        status = HTTP_STATUS.get(row.error.code, 500)
-        error = _ErrorBody(
-            message=row.error.message,
-            type=_ERROR_TYPE.get(status, "server_error"),
-            code=row.error.code,
-        )
-        response = _Response(status_code=status, request_id=row.request_id, body={"error": error})
-        self._line(_OutputLine(_line_id(self._batch, row.custom_id), row.custom_id, response, None))
+        self._line(failed_line(self._batch, row))
 
     def never_ran(self, custom_id: str, error: RowError) -> None:
-        line_error = _LineError(code=error.code, message=error.message)
-        self._line(_OutputLine(_line_id(self._batch, custom_id), custom_id, None, line_error))
+        self._line(never_ran_line(self._batch, custom_id, error))
 
     def paths(self) -> list[Path]:
         return [self._path]
@@ -387,7 +331,7 @@ class _OpenAIErrors:
     def close(self) -> None:
         self._file.close()
 
-    def _line(self, line: _OutputLine) -> None:
+    def _line(self, line: OutputLine) -> None:
         self._file.write(_encode(line) + b"\n")
 
 
@@ -401,7 +345,7 @@ class _CorpusErrors:
         self.never_ran(row.custom_id, row.error)
 
     def never_ran(self, custom_id: str, error: RowError) -> None:
-        line = _CorpusError(custom_id=custom_id, error=_LineError(error.code, error.message))
+        line = _CorpusError(custom_id=custom_id, error=LineError(error.code, error.message))
         self._file.write(_encode(line) + b"\n")
 
     def paths(self) -> list[Path]:
@@ -411,94 +355,6 @@ class _CorpusErrors:
         self._file.close()
 
 
-# The OpenAI batch output shape, its fields in the order OpenAI writes them.
-
-
-class _LineError(msgspec.Struct, frozen=True):
-    code: str
-    message: str
-
-
-class _Response(msgspec.Struct, frozen=True):
-    status_code: int
-    request_id: str | None
-    body: Any
-
-
-class _OutputLine(msgspec.Struct, frozen=True):
-    id: str
-    custom_id: str
-    response: _Response | None
-    error: _LineError | None
-
-
-class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    message: str
-    type: str
-    param: None = None
-    code: str
-
-
-class _Embedding(msgspec.Struct, frozen=True, kw_only=True):
-    object: str = "embedding"
-    index: int = 0
-    embedding: list[float]
-
-
-class _EmbeddingsUsage(msgspec.Struct, frozen=True):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class _EmbeddingsBody(msgspec.Struct, frozen=True, kw_only=True):
-    object: str = "list"
-    data: list[_Embedding]
-    model: str
-    usage: _EmbeddingsUsage
-
-
-class _Function(msgspec.Struct, frozen=True):
-    name: str
-    arguments: str
-
-
-class _ToolCall(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    type: str = "function"
-    function: _Function
-
-
-class _Message(msgspec.Struct, frozen=True, kw_only=True):
-    role: str = "assistant"
-    content: str | None
-    refusal: None = None
-    tool_calls: list[_ToolCall] | msgspec.UnsetType = msgspec.UNSET  # absent without calls
-
-
-class _Choice(msgspec.Struct, frozen=True, kw_only=True):
-    index: int = 0
-    message: _Message
-    logprobs: None = None
-    finish_reason: str
-
-
-class _ChatUsage(msgspec.Struct, frozen=True, kw_only=True):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    prompt_tokens_details: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
-    completion_tokens_details: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
-
-
-class _ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    object: str = "chat.completion"
-    created: int
-    model: str
-    choices: list[_Choice]
-    usage: _ChatUsage
-
-
 class _CorpusVector(msgspec.Struct, frozen=True):
     custom_id: str
     embedding: list[float]
@@ -506,47 +362,11 @@ class _CorpusVector(msgspec.Struct, frozen=True):
 
 class _CorpusError(msgspec.Struct, frozen=True):
     custom_id: str
-    error: _LineError
+    error: LineError
 
 
 def _open(path: Path) -> IO[bytes]:
     return path.open("wb", buffering=_BUFFER_BYTES)
-
-
-def _digest(batch: BatchInfo, custom_id: str) -> str:
-    return hashlib.sha256(f"{batch.id}\0{custom_id}".encode()).hexdigest()[:24]
-
-
-def _line_id(batch: BatchInfo, custom_id: str) -> str:
-    """Stable: a batch's row has the same id in every download."""
-    return "batch_req_" + _digest(batch, custom_id)
-
-
-def _tool_call(custom_id: str, call: object) -> _ToolCall:
-    """A ToolCall as the coordinator keeps it (``id``, ``name``, ``arguments``), in OpenAI's
-    shape."""
-    if not isinstance(call, dict):
-        raise ContractError(f"row {custom_id!r}: a tool call is not an object: {call!r}")
-    try:
-        function = _Function(name=str(call["name"]), arguments=str(call.get("arguments", "")))
-        return _ToolCall(id=str(call["id"]), function=function)
-    except KeyError as exc:
-        raise ContractError(f"row {custom_id!r}: a tool call has no {exc.args[0]!r}") from exc
-
-
-def _chat_usage(usage: Usage | None) -> _ChatUsage:
-    if usage is None:
-        return _ChatUsage()
-    cached, reasoning = usage.cached_tokens, usage.reasoning_tokens
-    return _ChatUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-        prompt_tokens_details=msgspec.UNSET if cached is None else {"cached_tokens": cached},
-        completion_tokens_details=(
-            msgspec.UNSET if reasoning is None else {"reasoning_tokens": reasoning}
-        ),
-    )
 
 
 def _npy_header(rows: int, dimension: int) -> bytes:

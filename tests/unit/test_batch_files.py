@@ -26,13 +26,15 @@ from contracts.batch import (
     RowResult,
 )
 from contracts.codec import encode
+from contracts.embed_parts import float32_values
 from contracts.errors import ContractError
 from contracts.generate import NamedToolChoice, ToolCall, ToolSpec
 from contracts.response_format import ResponseFormatJsonObject
 from contracts.usage import Usage
 from producer_sdk import batch_output
 from producer_sdk.batch_input import BatchInputReader
-from producer_sdk.batch_output import HTTP_STATUS, WrittenFiles, floats, open_result_writer
+from producer_sdk.batch_output import WrittenFiles, open_result_writer
+from producer_sdk.openai_batch_lines import HTTP_STATUS
 
 json_line = msgspec.json.encode
 
@@ -475,8 +477,8 @@ def lines(path: Path | str) -> list[dict[str, Any]]:
     return [msgspec.json.decode(line) for line in Path(path).read_bytes().splitlines()]
 
 
-def test_floats_reads_little_endian_float32() -> None:
-    assert floats(b"\x00\x00\x80\x3f\x00\x00\x00\xc0") == [1.0, -2.0]
+def test_float32_values_reads_little_endian_float32() -> None:
+    assert float32_values(b"\x00\x00\x80\x3f\x00\x00\x00\xc0") == [1.0, -2.0]
 
 
 def test_jsonl_lines_have_the_openai_batch_output_shape(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from typing import TypeVar
 import msgspec
 
 from contracts.batch import BatchInfo, BatchRow, Completion, RowError, RowResult
+from contracts.embed_parts import float32_values
 from contracts.errors import ErrorCode, FleetError
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk import FleetClient
-from producer_sdk.batch_output import floats
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError
 from providers.call_retry import CallRetryPolicy
 from providers.tokens import estimate_tokens
@@ -124,7 +124,8 @@ class ChunkRunner:
                 info.collection,
                 [
                     VectorRecord(
-                        id=row.custom_id, vector=floats(vectors[i * width : (i + 1) * width])
+                        id=row.custom_id,
+                        vector=float32_values(vectors[i * width : (i + 1) * width]),
                     )
                     for i, row in enumerate(chunk.rows)
                 ],

@@ -1,0 +1,206 @@
+"""The lines of OpenAI's batch output and error files, built from a batch's row results.
+
+A succeeded row is ``{"id", "custom_id", "response": {"status_code": 200, "request_id",
+"body"}, "error": null}`` with an ``/v1/embeddings`` or ``chat.completion`` body; a failed
+row has the HTTP status its error code stands for and OpenAI's error body; a row the batch
+never ran has ``"response": null`` and ``"error": {"code", "message"}``. Fields are in the
+order OpenAI writes them, and a row's ``id`` is the same in every download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from contracts.batch import BatchInfo, Completion, RowError, RowResult
+from contracts.embed_parts import float32_values
+from contracts.errors import ContractError
+from contracts.usage import Usage
+
+# The HTTP status each error code stands for, as OpenAI's API would answer it.
+HTTP_STATUS: Final[Mapping[str, int]] = {
+    "invalid_input": 400, "context_length_exceeded": 400, "auth": 401,
+    "budget_exhausted": 402, "not_found": 404, "output_invalid": 422, "rate_limit": 429,
+    "internal": 500, "unexpected_response": 500, "provider_down": 503, "timeout": 504,
+}  # fmt: skip
+# OpenAI's error `type` for each status (its API answers 401 and 404 as request errors too).
+_ERROR_TYPE: Final[Mapping[int, str]] = {
+    400: "invalid_request_error", 401: "invalid_request_error", 402: "insufficient_quota",
+    404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+}  # fmt: skip
+
+
+class LineError(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+class _Response(msgspec.Struct, frozen=True):
+    status_code: int
+    request_id: str | None
+    body: Any
+
+
+class OutputLine(msgspec.Struct, frozen=True):
+    id: str
+    custom_id: str
+    response: _Response | None
+    error: LineError | None
+
+
+class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    message: str
+    type: str
+    param: None = None
+    code: str
+
+
+class _Embedding(msgspec.Struct, frozen=True, kw_only=True):
+    object: str = "embedding"
+    index: int = 0
+    embedding: list[float]
+
+
+class _EmbeddingsUsage(msgspec.Struct, frozen=True):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class _EmbeddingsBody(msgspec.Struct, frozen=True, kw_only=True):
+    object: str = "list"
+    data: list[_Embedding]
+    model: str
+    usage: _EmbeddingsUsage
+
+
+class _Function(msgspec.Struct, frozen=True):
+    name: str
+    arguments: str
+
+
+class _ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    type: str = "function"
+    function: _Function
+
+
+class _Message(msgspec.Struct, frozen=True, kw_only=True):
+    role: str = "assistant"
+    content: str | None
+    refusal: None = None
+    tool_calls: list[_ToolCall] | msgspec.UnsetType = msgspec.UNSET  # absent without calls
+
+
+class _Choice(msgspec.Struct, frozen=True, kw_only=True):
+    index: int = 0
+    message: _Message
+    logprobs: None = None
+    finish_reason: str
+
+
+class _ChatUsage(msgspec.Struct, frozen=True, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
+    completion_tokens_details: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
+
+
+class _ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    choices: list[_Choice]
+    usage: _ChatUsage
+
+
+def succeeded_line(batch: BatchInfo, row: RowResult, model: str) -> OutputLine:
+    """A row that has a vector or a completion; ``model`` is the model that answered it."""
+    body = _chat(batch, row, row.completion, model) if row.completion else _vectors(row, model)
+    response = _Response(status_code=200, request_id=row.request_id, body=body)
+    return OutputLine(_line_id(batch, row.custom_id), row.custom_id, response, None)
+
+
+def failed_line(batch: BatchInfo, row: RowResult) -> OutputLine:
+    """A row that ran and ended in an error."""
+    assert row.error is not None
+    status = HTTP_STATUS.get(row.error.code, 500)
+    error = _ErrorBody(
+        message=row.error.message,
+        type=_ERROR_TYPE.get(status, "server_error"),
+        code=row.error.code,
+    )
+    response = _Response(status_code=status, request_id=row.request_id, body={"error": error})
+    return OutputLine(_line_id(batch, row.custom_id), row.custom_id, response, None)
+
+
+def never_ran_line(batch: BatchInfo, custom_id: str, error: RowError) -> OutputLine:
+    """A row the batch never ran (it was cancelled, expired or failed before it)."""
+    line_error = LineError(code=error.code, message=error.message)
+    return OutputLine(_line_id(batch, custom_id), custom_id, None, line_error)
+
+
+def _vectors(row: RowResult, model: str) -> _EmbeddingsBody:
+    if row.embedding is None:
+        raise ContractError(f"row {row.custom_id!r} has neither a vector nor a completion")
+    prompt = row.usage.prompt_tokens if row.usage else 0
+    return _EmbeddingsBody(
+        data=[_Embedding(embedding=float32_values(row.embedding))],
+        model=model,
+        usage=_EmbeddingsUsage(prompt_tokens=prompt, total_tokens=prompt),
+    )
+
+
+def _chat(batch: BatchInfo, row: RowResult, completion: Completion, model: str) -> _ChatCompletion:
+    calls = [_tool_call(row.custom_id, c) for c in completion.tool_calls or ()]
+    # As OpenAI answers: a turn of tool calls alone has no content.
+    content = completion.text if completion.text or not calls else None
+    message = _Message(content=content, tool_calls=calls or msgspec.UNSET)
+    created = batch.in_progress_at or batch.created_at
+    return _ChatCompletion(
+        id="chatcmpl-" + _digest(batch, row.custom_id),
+        created=int(created),
+        model=model,
+        choices=[_Choice(message=message, finish_reason=completion.finish_reason)],
+        usage=_chat_usage(row.usage),
+    )
+
+
+def _digest(batch: BatchInfo, custom_id: str) -> str:
+    return hashlib.sha256(f"{batch.id}\0{custom_id}".encode()).hexdigest()[:24]
+
+
+def _line_id(batch: BatchInfo, custom_id: str) -> str:
+    """Stable: a batch's row has the same id in every download."""
+    return "batch_req_" + _digest(batch, custom_id)
+
+
+def _tool_call(custom_id: str, call: object) -> _ToolCall:
+    """A ToolCall as the coordinator keeps it (``id``, ``name``, ``arguments``), in OpenAI's
+    shape."""
+    if not isinstance(call, dict):
+        raise ContractError(f"row {custom_id!r}: a tool call is not an object: {call!r}")
+    try:
+        function = _Function(name=str(call["name"]), arguments=str(call.get("arguments", "")))
+        return _ToolCall(id=str(call["id"]), function=function)
+    except KeyError as exc:
+        raise ContractError(f"row {custom_id!r}: a tool call has no {exc.args[0]!r}") from exc
+
+
+def _chat_usage(usage: Usage | None) -> _ChatUsage:
+    if usage is None:
+        return _ChatUsage()
+    cached, reasoning = usage.cached_tokens, usage.reasoning_tokens
+    return _ChatUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        prompt_tokens_details=msgspec.UNSET if cached is None else {"cached_tokens": cached},
+        completion_tokens_details=(
+            msgspec.UNSET if reasoning is None else {"reasoning_tokens": reasoning}
+        ),
+    )
