@@ -96,12 +96,17 @@ def _pascal(kind: str) -> str:
 
 
 def _message(
-    name: str, summary: str, payload: str, headers: str | None, key: str | None
+    name: str,
+    summary: str,
+    payload: str,
+    headers: str | None,
+    key: str | None,
+    content_type: str | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"name": name, "summary": summary}
-    if headers is None:  # the batch topics' records: msgpack, no headers
-        message["contentType"] = ContentType.MSGPACK
-    else:
+    if content_type is not None:
+        message["contentType"] = content_type
+    if headers is not None:
         message["headers"] = {"$ref": f"{_SCHEMAS}{headers}"}
     message["payload"] = {"$ref": f"{_SCHEMAS}{payload}"}
     if key is not None:
@@ -137,14 +142,15 @@ def _as_asyncapi_schema(node: Any) -> Any:
     return node
 
 
-def _batch_schema_name(record: str) -> str:
-    """``batch_status`` -> ``BatchStatusRecords``."""
-    return "".join(part.capitalize() for part in record.split("_")) + "Records"
+def _batch_pascal(record: str) -> str:
+    """``batch_status`` -> ``BatchStatus``."""
+    return "".join(part.capitalize() for part in record.split("_"))
 
 
 def _schemas() -> dict[str, Any]:
     names = [f"{_pascal(kind)}Requests" for kind in TOPIC_REQUEST_TYPES]
-    names += ["ReplyChunk", "ControlMessages", *map(_batch_schema_name, BATCH_RECORDS)]
+    names += ["ReplyChunk", "ControlMessages"]
+    names += [f"{_batch_pascal(record)}Records" for record in BATCH_RECORDS]
     types: list[Any] = [*TOPIC_REQUEST_TYPES.values(), ReplyChunk, ControlMessage]
     types += BATCH_RECORDS.values()
     roots, components = msgspec.json.schema_components(types, ref_template=_SCHEMAS + "{name}")
@@ -286,12 +292,12 @@ def _batch_channels(
     operations: dict[str, Any],
 ) -> None:
     """The batch topics (docs/decisions/0020-batch-jobs.md): records the Python SDK and the
-    coordinators exchange, msgpack only, described so that other tools can read them."""
+    coordinators exchange, msgpack only and without headers, described so that other
+    tools can read them."""
     batch_key = "The batch id."
     one_batch = {"batchId": {"description": "The batch id."}}
     batches = (
         (
-            "batchCommands",
             "batch_commands",
             batch_command_topic(namespace),
             "A submit, cancel or retry of a batch.",
@@ -300,7 +306,6 @@ def _batch_channels(
             batch_key,
         ),
         (
-            "batchStatus",
             "batch_status",
             batch_status_topic(namespace),
             "A batch's status.",
@@ -309,7 +314,6 @@ def _batch_channels(
             batch_key,
         ),
         (
-            "batchInput",
             "batch_input",
             batch_input_topic("{batchId}", namespace),
             "A page of a batch's rows.",
@@ -318,7 +322,6 @@ def _batch_channels(
             None,
         ),
         (
-            "batchOutput",
             "batch_output",
             batch_output_topic("{batchId}", namespace),
             "The results of a page's rows in one round.",
@@ -327,8 +330,11 @@ def _batch_channels(
             None,
         ),
     )
-    for name, record, address, summary, description, key in batches:
-        messages[name] = _message(name, summary, _batch_schema_name(record), None, key)
+    for record, address, summary, description, key in batches:
+        pascal = _batch_pascal(record)
+        name = pascal[0].lower() + pascal[1:]  # batch_status -> batchStatus
+        payload = f"{pascal}Records"
+        messages[name] = _message(name, summary, payload, None, key, ContentType.MSGPACK)
         extra = {"parameters": one_batch} if "{batchId}" in address else {}
         channels[name] = _channel(address, description, [name], **extra)
     operations["sendBatchCommand"] = {
