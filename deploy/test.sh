@@ -1,29 +1,55 @@
 #!/usr/bin/env bash
-# The test command: install (uv.lock), start local Kafka and Redis (PostgreSQL starts when
-# the pgvector tests need it), then lint, type-check and test.
+# The test command: install (uv.lock), start local Kafka and Redis (PostgreSQL and the Redis
+# Cluster start when the tests that need them do), then lint, type-check and test, printing
+# how long each phase took (docs/testing.md).
 # Services this script started are stopped at the end; ones already running are left alone.
+# Extra arguments go to pytest.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
+
+phase_names=() phase_seconds=() phase_started=0 phase_name=""
+begin() { # begin NAME: end the phase before, start this one
+  end_phase
+  phase_name="$1" phase_started=$SECONDS
+  echo "[fleet] $1" >&2
+}
+end_phase() {
+  [[ -n "$phase_name" ]] || return 0
+  phase_names+=("$phase_name") phase_seconds+=($((SECONDS - phase_started)))
+  phase_name=""
+}
+report() { # the time of each phase, also when one failed (it is the last one listed)
+  local rc=$?
+  end_phase
+  echo "[fleet] phases (seconds):" >&2
+  for i in "${!phase_names[@]}"; do
+    printf '[fleet]   %5d  %s\n' "${phase_seconds[$i]}" "${phase_names[$i]}" >&2
+  done
+  printf '[fleet]   %5d  in all (exit code %d)\n' "$SECONDS" "$rc" >&2
+  if [[ -n "${stop_services:-}" ]]; then bash deploy/local/services.sh stop || true; fi
+  exit "$rc"
+}
+trap report EXIT
+
+begin "install: uv.lock into .venv"
 bash deploy/setup.sh dev
+begin "install: system packages (espeak-ng, sox, kcat)"
 bash deploy/local/system-packages.sh || echo "[fleet] continuing: the speech and kcat tests will be skipped" >&2
 
+begin "services: Kafka and Redis"
 if ! bash deploy/local/services.sh status >/dev/null 2>&1; then
-  trap 'bash deploy/local/services.sh stop' EXIT
+  stop_services=1
 fi
 bash deploy/local/services.sh start
 
-echo "[fleet] ruff" >&2
+begin "ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-echo "[fleet] mypy --strict" >&2
+begin "mypy --strict"
 .venv/bin/mypy
-echo "[fleet] pytest" >&2
-.venv/bin/python -m pytest "$@"
-if (( $# == 0 )); then
-  # The integration tests again, through the broker's SASL_SSL listener (SCRAM-SHA-512 and
-  # the local CA): what a managed cluster asks of the SDK and the workers. Tests that start
-  # brokers of their own (plain ones) ran once above.
-  echo "[fleet] pytest: integration tests through Kafka's SASL_SSL listener" >&2
-  FLEET_TEST_KAFKA=sasl_ssl .venv/bin/python -m pytest -m "kafka and not private_kafka" tests/integration
-fi
+# One pass: the secured suite (-m secured) drives every kind of Kafka client through
+# SASL_SSL and mTLS, and the Redis Cluster runs the tests marked redis_cluster
+# (docs/decisions/0023-one-test-pass.md).
+begin "pytest"
+.venv/bin/python -m pytest --durations=20 "$@"

@@ -106,11 +106,20 @@ def _local_redis_cluster() -> str:
     return url.stdout.strip()
 
 
-@pytest.fixture(scope="session", params=["redis", "cluster"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``redis_cluster`` (its subject is keys or scripts) runs twice: on the
+    suite's Redis and on a three-master Redis Cluster. Other Redis tests run once."""
+    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "redis_cluster"
+    ):
+        metafunc.parametrize("redis_url", ["redis", "cluster"], indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
-    """The Redis of a Redis-backed test, which runs twice: on the suite's Redis, and on a
-    three-master Redis Cluster (deploy/local/redis-cluster.sh, started on first use)."""
-    if request.param == "cluster":
+    """The Redis of a Redis-backed test: the suite's, or for tests marked ``redis_cluster``
+    also a Redis Cluster (deploy/local/redis-cluster.sh, started on first use)."""
+    if getattr(request, "param", "redis") == "cluster":
         return _local_redis_cluster()
     infra: Infra = request.getfixturevalue("infra")
     return infra.redis_url

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from contracts import (
     ChatMessage,
@@ -33,6 +34,7 @@ from contracts.errors import ContractError
 from contracts.names import Header, control_topic, dead_letter_topic, request_topic, retry_topic
 from contracts.replies import Final
 from producer_sdk import FleetClient
+from producer_sdk.topic_reader import read_to_end
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.fuzz_messages import Headers, Mutator
@@ -140,20 +142,9 @@ def _static_cases(kind: str, base: dict[str, Any], namespace: str) -> list[tuple
     return cases
 
 
-async def _read_all(infra: Infra, topics: list[str]) -> list[Any]:
-    consumer = AIOKafkaConsumer(*topics, **infra.kafka_options(), auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        idle = 0
-        while idle < 3:
-            batches = await consumer.getmany(timeout_ms=700)
-            found = [r for rs in batches.values() for r in rs]
-            records += found
-            idle = 0 if found else idle + 1
-    finally:
-        await consumer.stop()
-    return records
+async def _read_all(infra: Infra, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Everything on ``topic`` now (the worker has settled: nothing more is coming)."""
+    return [record async for record in read_to_end(infra.connection, topic)]
 
 
 async def _settled(settings: WorkerSettings, kind: str, timeout_s: float = 120) -> list[str]:
@@ -166,7 +157,7 @@ async def _settled(settings: WorkerSettings, kind: str, timeout_s: float = 120) 
         stuck = [f"{r.partition}: {r.committed}/{r.end}" for r in rows if r.committed != r.end]
         if not stuck or time.monotonic() > deadline:
             return stuck
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.25)
 
 
 def _accounted(
@@ -223,12 +214,15 @@ async def test_no_message_wedges_kills_or_is_lost(
             messages = _static_cases(kind, base, namespace)
             messages += [mutator.mutate(base, i) for i in range(MUTATIONS[kind])]
             topic = request_topic(kind, namespace)
-            sent: dict[tuple[int, int], tuple[bytes, Headers]] = {}
-            for i, (value, headers) in enumerate(messages):
-                meta = await producer.send_and_wait(
-                    topic, value, key=f"k{i}".encode(), headers=headers
-                )
-                sent[(meta.partition, meta.offset)] = (value, headers)
+            # Sent all at once (the producer batches them), then each one's offset is known.
+            deliveries = [
+                await producer.send(topic, value, key=f"k{i}".encode(), headers=headers)
+                for i, (value, headers) in enumerate(messages)
+            ]
+            sent: dict[tuple[int, int], tuple[bytes, Headers]] = {
+                (meta.partition, meta.offset): message
+                for meta, message in zip(await asyncio.gather(*deliveries), messages, strict=True)
+            }
             # The control and retry topics are read by every worker: as untrusted.
             await producer.send_and_wait(control_topic(kind, namespace), b"\x91" * 50_000)
             await producer.send_and_wait(control_topic(kind, namespace), b'{"kind": 1}')
@@ -245,9 +239,9 @@ async def test_no_message_wedges_kills_or_is_lost(
         await _good_request(kind, client)
         assert worker.ready.is_set()
         reply_topic = client.reply_address.topic
-        replies = await _read_all(infra, [reply_topic])  # before the client deletes it
+        replies = await _read_all(infra, reply_topic)  # before the client deletes it
 
-    dead = await _read_all(infra, [dead_letter_topic(kind, namespace)])
+    dead = await _read_all(infra, dead_letter_topic(kind, namespace))
     dead_offsets = {
         (
             int(dict(r.headers)[Header.DLQ_SOURCE_PARTITION]),

@@ -15,7 +15,7 @@ from tests.integration.conftest import MODEL
 from tests.integration.harness import serving
 from workers import ProviderSpec, WorkerSettings, build_worker
 
-pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.redis_cluster, pytest.mark.model]
 
 
 async def test_ledger_memory_and_rate_limit_share_one_client(

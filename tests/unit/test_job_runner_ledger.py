@@ -34,6 +34,7 @@ JOB_1 = job_ref("generate", "default", "job-1")  # what the runner claims job-1 
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 async def test_a_finished_job_delivered_again_is_replayed_not_rerun(ledger: JobLedger) -> None:
     job = Fixture(ledger=ledger)
     record = _record(encode(_request()))
@@ -48,6 +49,7 @@ async def test_a_finished_job_delivered_again_is_replayed_not_rerun(ledger: JobL
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 async def test_a_job_cancelled_before_it_starts_is_never_run(ledger: JobLedger) -> None:
     job = Fixture(ledger=ledger)
     request = _request(deadline_ms=int(time.time() * 1000) + 60_000)
@@ -61,6 +63,7 @@ async def test_a_job_cancelled_before_it_starts_is_never_run(ledger: JobLedger) 
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 async def test_a_job_that_crashed_its_workers_too_often_is_dead_lettered(
     ledger: JobLedger, redis: RedisClient, ledger_namespace: str
 ) -> None:
@@ -88,6 +91,7 @@ async def test_a_redelivered_job_replies_with_the_next_attempt_without_the_ledge
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 async def test_attempts_keep_rising_after_redis_lost_the_counter(
     ledger: JobLedger, redis: RedisClient, ledger_namespace: str
 ) -> None:
@@ -128,6 +132,7 @@ async def test_a_ledger_that_stays_down_ends_the_job_with_a_typed_error(dead_url
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 async def test_a_second_tenant_reusing_a_request_id_gets_its_own_answer(ledger: JobLedger) -> None:
     job = Fixture(ledger=ledger)
     await job.runner.run(_record(encode(_request("shared-id", tenant="acme"))))
@@ -140,6 +145,7 @@ async def test_a_second_tenant_reusing_a_request_id_gets_its_own_answer(ledger: 
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 async def test_stored_answers_do_not_cross_kinds_or_tenants(ledger: JobLedger) -> None:
     await ledger.finish(job_ref("generate", "acme", "x"), b"a generate result")
     assert await ledger.claim(job_ref("embed", "acme", "x")) == Started(0)

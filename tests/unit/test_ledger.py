@@ -10,7 +10,7 @@ import pytest
 from providers.redis_client import RedisClient
 from workers.idempotency import AlreadyDone, CrashedTooOften, JobKeys, JobLedger, Started
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.redis_cluster]
 
 LOCK_TTL_S = 0.2
 

@@ -13,7 +13,7 @@ from contracts.replies import ErrorReply, GenerateResult
 from providers.redis_client import RedisClient
 from workers.idempotency import AlreadyDone, CrashedTooOften, JobLedger, Reopening, Started
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.redis_cluster]
 
 JOB = "generate/acme/req-1"
 FAILED = encode(ErrorReply(request_id="req-1", seq=0, code=ErrorCode.INTERNAL, message="boom"))

@@ -58,6 +58,7 @@ def test_budget_scales_with_the_window() -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_allows_the_budget_then_denies(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=3))
@@ -74,6 +75,7 @@ async def test_allows_the_budget_then_denies(redis: RedisClient, key: str) -> No
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_keys_are_namespaced_and_expire(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=5, tokens_per_minute=600))
@@ -85,6 +87,7 @@ async def test_keys_are_namespaced_and_expire(redis: RedisClient, key: str) -> N
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_acquire_raises_rate_limit_past_max_wait(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=1))
@@ -98,6 +101,7 @@ async def test_acquire_raises_rate_limit_past_max_wait(redis: RedisClient, key: 
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_acquire_waits_until_the_window_frees(redis: RedisClient, key: str) -> None:
     # one request per half-second window
@@ -110,6 +114,7 @@ async def test_acquire_waits_until_the_window_frees(redis: RedisClient, key: str
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_token_budget(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(tokens_per_minute=600))
@@ -122,6 +127,7 @@ async def test_token_budget(redis: RedisClient, key: str) -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_recorded_tokens_hold_back_later_requests(redis: RedisClient, key: str) -> None:
     # 100 tokens per one-second window
@@ -138,6 +144,7 @@ async def test_recorded_tokens_hold_back_later_requests(redis: RedisClient, key:
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_requests_that_can_never_fit_are_invalid(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(
@@ -153,6 +160,7 @@ async def test_requests_that_can_never_fit_are_invalid(redis: RedisClient, key: 
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_no_limits_means_no_redis_state(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit())
@@ -193,6 +201,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
 
 
 @pytest.mark.redis
+@pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_two_processes_share_one_limit(redis_url: str, key: str) -> None:
     rpm, window_s, duration_s = 1200, 1.0, 2.5

@@ -15,7 +15,7 @@ from providers.redis_client import RedisClient
 from providers.tokens import IMAGE_TOKENS, estimate_tokens
 from tests.conformance.memory import MemoryStoreConformance
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.redis_cluster]
 
 
 def _memory(

@@ -19,7 +19,7 @@ from tests.conformance.vectorstores import (
     VectorStoreConformance,
 )
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.redis_cluster]
 
 
 class TestRedisVectorStore(VectorStoreConformance):
