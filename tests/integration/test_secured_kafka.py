@@ -1,33 +1,29 @@
-"""The fleet on a secured broker: the local broker's SASL_SSL listener (PLAIN, SCRAM-SHA-256,
-SCRAM-SHA-512) and its TLS listener that wants a client certificate, through the SDK, an
-in-process worker and a `fleet worker` process configured by FLEET_* variables alone.
-Wrong credentials are a clear error at once, never a wait for a broker that is "not up"."""
+"""The fleet on a secured broker, the ways it goes wrong and a `fleet worker` process
+configured by FLEET_* variables alone: wrong credentials, an untrusted certificate or a
+missing client certificate are a clear error at once, never a wait for a broker that is
+"not up", and a secret never shows. Each kind of client going through the secured listeners
+(SCRAM-SHA-512 and mTLS, PLAIN and SCRAM-SHA-256 too) is in test_secured_clients.py."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from pathlib import Path
-from typing import Literal, get_args
 
 import msgspec
 import pytest
 
 from contracts.secrets import Secret
 from producer_sdk import KafkaAccessError, KafkaSecurity, VectorRecord
-from producer_sdk.connection import SaslMechanism
 from providers.router import ModelRouter
 from tests.conftest import Infra
-from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.worker_processes import WorkerProcess
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 from workers.ops.local_kafka import SecuredListeners, local_secured_listeners
 
-pytestmark = [pytest.mark.kafka, pytest.mark.private_kafka, pytest.mark.redis]
-
-MODEL = "scripted-model"
+pytestmark = [pytest.mark.secured, pytest.mark.kafka, pytest.mark.private_kafka, pytest.mark.redis]
 
 
 @pytest.fixture
@@ -37,26 +33,6 @@ def listeners(infra: Infra) -> SecuredListeners:
 
 def _secured(infra: Infra, servers: str, security: KafkaSecurity) -> Infra:
     return Infra(servers, infra.redis_url, security)
-
-
-@pytest.mark.parametrize("how", [*get_args(SaslMechanism), "mutual-tls"])
-async def test_jobs_run_through_a_secured_listener(
-    how: SaslMechanism | Literal["mutual-tls"],
-    listeners: SecuredListeners,
-    infra: Infra,
-    settings: WorkerSettings,
-) -> None:
-    if how == "mutual-tls":
-        secured = _secured(infra, listeners.ssl, listeners.mutual_tls())
-    else:
-        secured = _secured(infra, listeners.sasl_ssl, listeners.sasl(how))
-    settings = msgspec.structs.replace(
-        settings, bootstrap_servers=secured.bootstrap_servers, kafka=secured.security
-    )
-    worker = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [ScriptedChat()])))
-    async with serving(worker), secured.client(namespace=settings.namespace) as client:
-        answer = await client.generate("hello over TLS", model=MODEL, timeout_s=30)
-    assert answer.text
 
 
 async def test_a_wrong_password_is_a_clear_error_for_the_client(

@@ -87,10 +87,12 @@ async def print_dead_letters(
     *,
     limit: int | None = None,
     as_json: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> ReasonCounts:
     """``fleet dlq list``: the selected dead letters of ``kind`` (only the newest ``limit``,
     when given), then the count per reason of every selected one."""
+    # Looked up per call, not bound at import: stdout may be replaced since (a redirect).
+    out = sys.stdout if out is None else out
     if limit is not None and limit < 1:
         raise FleetError(f"--limit is {limit}: show 1 dead letter or more")
     counts = ReasonCounts()
