@@ -13,13 +13,13 @@ from typing import TypeVar
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from contracts import ErrorCode, Header, lane_topic
 from contracts.names import Lane
 from contracts.replies import EmbedResult
 from producer_sdk import DeadlineExceeded, FleetClient
+from producer_sdk.topic_reader import read_to_end
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import serving
@@ -117,21 +117,10 @@ async def test_interactive_work_is_served_while_a_batch_floods_the_batch_lane(
 async def _records_of(
     infra: Infra, topic: str, request_id: str
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """The records of ``topic`` keyed ``request_id``, in offset order (read from the start
-    until a fetch brings nothing more)."""
-    consumer = AIOKafkaConsumer(
-        topic, **infra.kafka_options(), auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    found: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        for _ in range(10):
-            batches = await consumer.getmany(timeout_ms=1000)
-            if not batches and found:
-                break
-            found += [r for rs in batches.values() for r in rs if r.key == request_id.encode()]
-    finally:
-        await consumer.stop()
+    """The records of ``topic`` keyed ``request_id``, in offset order (the whole topic as it
+    is now: the job has been answered, so both of its records are in)."""
+    key = request_id.encode()
+    found = [r async for r in read_to_end(infra.connection, topic) if r.key == key]
     return sorted(found, key=lambda r: r.offset)
 
 
