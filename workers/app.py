@@ -29,6 +29,7 @@ from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
 from workers.health import HealthServer
+from workers.health_port import HealthSocket
 from workers.idempotency import JobLedger
 from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
@@ -50,10 +51,15 @@ __all__ = ["WORKER_KINDS", "Worker", "build_handler", "build_worker"]
 
 
 async def build_worker(
-    kind: str, settings: WorkerSettings, metrics: WorkerMetrics | None = None
+    kind: str,
+    settings: WorkerSettings,
+    metrics: WorkerMetrics | None = None,
+    *,
+    health_socket: HealthSocket | None = None,
 ) -> Worker:
     """A worker of one kind with its handler, sharing one Redis pool between the handler's
-    providers and the worker's own ledger."""
+    providers and the worker's own ledger. ``health_socket``: the health port, bound before
+    the models load (otherwise ``settings.health_port`` is bound when the worker runs)."""
     metrics = metrics or WorkerMetrics(kind)
     redis = RedisPool(settings.redis_url)
     try:
@@ -62,7 +68,7 @@ async def build_worker(
     except BaseException:
         await redis.aclose()
         raise
-    return Worker(kind, settings, handler, metrics, redis=redis)
+    return Worker(kind, settings, handler, metrics, redis=redis, health_socket=health_socket)
 
 
 class Worker:
@@ -79,8 +85,10 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         *,
         redis: RedisPool | None = None,
+        health_socket: HealthSocket | None = None,
     ) -> None:
         self.kind = kind
+        self._health_socket = health_socket
         self.settings = settings
         self.handler = handler
         self.redis = redis or RedisPool(settings.redis_url)
@@ -149,7 +157,8 @@ class Worker:
                         dead_letters=dead_letters,
                     )
                 )
-            if s.health_port is not None:
+            health_port = self._health_socket or s.health_port
+            if health_port is not None:
                 self.health = HealthServer(
                     self.metrics,
                     self.ready.is_set,
@@ -157,7 +166,7 @@ class Worker:
                     self.handler.health,
                     wedged=lambda: self._wedged(producer),
                 )
-                await self.health.start(s.health_port)
+                await self.health.start(health_port)
                 stack.push_async_callback(self.health.aclose)
                 log.info("%s worker health on port %d", self.kind, self.health.port)
             log.info(

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from workers.health_port import HealthPortUnavailable, HealthSocket
 from workers.metrics import WorkerMetrics
 
 _MAX_REQUEST_BYTES = 8192
@@ -39,8 +40,18 @@ class HealthServer:
         assert self._server is not None, "the health server is not started"
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, port: int, host: str = "0.0.0.0") -> None:
-        self._server = await asyncio.start_server(self._serve, host, port)
+    async def start(self, port: int | HealthSocket, host: str = "0.0.0.0") -> None:
+        """Serve on ``port`` (0: one the OS picks), or on a socket bound earlier; then write
+        the bound port to the socket's port file, if it has one."""
+        bound = port if isinstance(port, HealthSocket) else HealthSocket(port, host)
+        try:
+            self._server = await asyncio.start_server(self._serve, sock=bound.sock)
+        except OSError as exc:
+            # listen() refused: another socket with SO_REUSEADDR bound the port meanwhile
+            # (Linux lets two such sockets bind one port while neither listens).
+            bound.close()
+            raise HealthPortUnavailable(bound.port, exc) from exc
+        bound.announce()
 
     async def aclose(self) -> None:
         if self._server is not None:

@@ -2,21 +2,34 @@
 # A three-broker Kafka cluster (KRaft, each node broker and controller) on loopback, for the
 # tests that take a broker away: replication factor 3, min.insync.replicas 2.
 # Node N (1-3) listens on FLEET_KAFKA_CLUSTER_PORT + 2(N-1) (default 19192, 19194, 19196),
-# its controller on the port after it.
+# its controller on the port after it; FLEET_KAFKA_CLUSTER_PORTS="p1 c1 p2 c2 p3 c3" names
+# the six ports instead (broker and controller of each node: ports the OS called free, for
+# tests, which cannot count on consecutive ones), and overrides FLEET_KAFKA_CLUSTER_PORT.
 # usage: deploy/local/kafka-cluster.sh start|stop|status|servers | kill N | start-node N
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/common.sh"
 source "$here/kafka-common.sh"
 
-BASE_PORT="${FLEET_KAFKA_CLUSTER_PORT:-19192}"
+if [[ -n "${FLEET_KAFKA_CLUSTER_PORTS:-}" ]]; then
+  read -r -a PORTS <<<"$FLEET_KAFKA_CLUSTER_PORTS"
+  [[ ${#PORTS[@]} -eq 6 ]] || die "FLEET_KAFKA_CLUSTER_PORTS needs six ports (p1 c1 p2 c2 p3 c3), not: $FLEET_KAFKA_CLUSTER_PORTS"
+  for port in "${PORTS[@]}"; do
+    [[ "$port" =~ ^[0-9]+$ ]] || die "FLEET_KAFKA_CLUSTER_PORTS: $port is not a port number"
+  done
+else
+  base="${FLEET_KAFKA_CLUSTER_PORT:-19192}"
+  PORTS=("$base" $((base + 1)) $((base + 2)) $((base + 3)) $((base + 4)) $((base + 5)))
+fi
+# Node 1's port names the cluster's files (the base port, by default).
+CLUSTER_ID_PORT="${PORTS[0]}"
 NODES=(1 2 3)
-CLUSTER_HOME="$FLEET_HOME/kafka-cluster-$BASE_PORT"
+CLUSTER_HOME="$FLEET_HOME/kafka-cluster-$CLUSTER_ID_PORT"
 
-port_of() { echo $((BASE_PORT + 2 * ($1 - 1))); }
-controller_of() { echo $((BASE_PORT + 2 * ($1 - 1) + 1)); }
-pidfile_of() { echo "$FLEET_RUN_DIR/kafka-cluster-$BASE_PORT-node-$1.pid"; }
-log_of() { echo "$FLEET_LOG_DIR/kafka-cluster-$BASE_PORT-node-$1.log"; }
+port_of() { echo "${PORTS[$((2 * ($1 - 1)))]}"; }
+controller_of() { echo "${PORTS[$((2 * ($1 - 1) + 1))]}"; }
+pidfile_of() { echo "$FLEET_RUN_DIR/kafka-cluster-$CLUSTER_ID_PORT-node-$1.pid"; }
+log_of() { echo "$FLEET_LOG_DIR/kafka-cluster-$CLUSTER_ID_PORT-node-$1.log"; }
 conf_of() { echo "$CLUSTER_HOME/node-$1.properties"; }
 
 servers() {
@@ -64,12 +77,14 @@ start() {
   install_jars
   write_log4j
   mkdir -p "$CLUSTER_HOME"
-  local cluster_id_file="$CLUSTER_HOME/cluster-id" n
+  local cluster_id_file="$CLUSTER_HOME/cluster-id" n port
   [[ -f "$cluster_id_file" ]] || new_cluster_id >"$cluster_id_file"
   local started=()
   for n in "${NODES[@]}"; do
     running "$n" && continue
-    port_open "$(port_of "$n")" && die "port $(port_of "$n") is taken; set FLEET_KAFKA_CLUSTER_PORT"
+    for port in "$(port_of "$n")" "$(controller_of "$n")"; do
+      port_open "$port" && die "port $port is taken; set FLEET_KAFKA_CLUSTER_PORT or FLEET_KAFKA_CLUSTER_PORTS"
+    done
     write_config "$n"
     format_storage "$(conf_of "$n")" "$CLUSTER_HOME/data-$n" "$(log_of "$n")" "$(cat "$cluster_id_file")"
     launch "$n"

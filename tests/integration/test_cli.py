@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from contracts.names import WORKER_KINDS
 from contracts.schema import json_schema_text
 from tests.conftest import REPO, Infra
-from tests.integration.worker_processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -39,21 +43,45 @@ async def _fleet(*args: str, infra: Infra, namespace: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
+@contextlib.contextmanager
+def _held(ports: range) -> Iterator[list[int]]:
+    """Listen on those of ``ports`` that are free, as another program on this machine
+    would; yields the ones held."""
+    with contextlib.ExitStack() as stack:
+        held = []
+        for port in ports:
+            sock = stack.enter_context(socket.socket())
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue  # taken already: taken all the same
+            sock.listen()
+            held.append(int(sock.getsockname()[1]))
+        yield held
+
+
+def _bound_port() -> socket.socket:
+    """A socket bound to a port the OS picked, not listening: a connection to that port is
+    refused, and no other process can take it while the socket is open."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.mark.model
 @pytest.mark.slow
 async def test_the_demo_runs_every_kind_of_job(infra: Infra, namespace: str) -> None:
-    base_port = free_port()
-    code, output = await _fleet(
-        "demo",
-        "Say hello to Kafka.",
-        "--max-tokens",
-        "24",
-        "--health-base-port",
-        str(base_port),
-        infra=infra,
-        namespace=namespace,
-    )
+    # The demo's health ports were 9410-9414 once: taken ones must not stop it.
+    with _held(range(9410, 9415)):
+        code, output = await _fleet(
+            "demo", "Say hello to Kafka.", "--max-tokens", "24", infra=infra, namespace=namespace
+        )
     assert code == 0, output
+    ready = dict(
+        re.findall(r"\[fleet\] (\w+) worker ready: http://127\.0\.0\.1:(\d+)/metrics", output)
+    )
+    assert sorted(ready) == sorted(WORKER_KINDS), output
+    assert len(set(ready.values())) == len(WORKER_KINDS)
     assert "== generate" in output
     assert "upserted 5 documents" in output
     assert "? How is bread made? -> bread" in output
@@ -113,20 +141,39 @@ async def test_a_model_that_fails_its_start_up_check_stops_the_worker_naming_it(
     assert "does not look like a valid GGUF model file" in output
 
 
+async def test_a_worker_whose_health_port_is_taken_says_so_in_one_line() -> None:
+    with _held(range(0, 1)) as (port,):  # port 0: one the OS picks, listened on
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers.ops.cli", "worker", "generate",
+            "--health-port", str(port), cwd=REPO,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        # Fast: it fails before it loads the model (or reaches for Kafka).
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert out == b""
+    assert err.decode() == (
+        f"fleet: health port {port} is in use (address already in use): "
+        "pick another with --health-port, or 0 for any free port\n"
+    )
+
+
 @pytest.mark.model
 async def test_a_worker_waits_for_a_broker_that_is_not_there_yet(
     infra: Infra, namespace: str
 ) -> None:
-    env = {**os.environ, "FLEET_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-           "FLEET_REDIS_URL": infra.redis_url, "FLEET_NAMESPACE": namespace}  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.ops.cli", "worker", "embed", cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    await asyncio.sleep(8)  # long enough for several reconnect attempts
-    assert process.returncode is None, "the worker gave up instead of waiting"
-    process.terminate()
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    with _bound_port() as nobody:
+        broker = f"127.0.0.1:{nobody.getsockname()[1]}"
+        env = {**os.environ, "FLEET_BOOTSTRAP_SERVERS": broker,
+               "FLEET_REDIS_URL": infra.redis_url, "FLEET_NAMESPACE": namespace}  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers.ops.cli", "worker", "embed", cwd=REPO, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        await asyncio.sleep(8)  # long enough for several reconnect attempts
+        assert process.returncode is None, "the worker gave up instead of waiting"
+        process.terminate()
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     text = output.decode()
     assert process.returncode == 0
     assert text.count("is not reachable") == 1  # said once, not per attempt

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, Infra
-from tests.integration.worker_processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
@@ -100,9 +99,8 @@ async def test_the_demo_stops_at_once_when_a_worker_dies(
     fleet_command: Start,
 ) -> None:
     demo = await fleet_command(
-        "demo", "Write a long story about a lighthouse.", "--max-tokens", "2000",
-        "--health-base-port", str(free_port()),
-    )  # fmt: skip
+        "demo", "Write a long story about a lighthouse.", "--max-tokens", "2000"
+    )
     await demo.until(lambda: "== generate" in demo.output, timeout_s=120)
     (pid,) = demo.worker_pids("generate")
     os.kill(pid, signal.SIGSEGV)
@@ -119,8 +117,9 @@ async def test_the_demo_stops_at_once_when_a_worker_dies(
 async def test_fleet_dev_restarts_a_worker_that_died(
     fleet_command: Start,
 ) -> None:
-    dev = await fleet_command("dev", "--kinds", "embed", "--health-base-port", str(free_port()))
+    dev = await fleet_command("dev", "--kinds", "embed")
     await dev.until(lambda: "all workers ready" in dev.output, timeout_s=120)
+    assert len(_addresses(dev, "embed")) == 1, dev.output
     (first,) = dev.worker_pids("embed")
     os.kill(first, signal.SIGSEGV)
     noticed = await dev.until(lambda: "restarting it in 1s" in dev.output, timeout_s=30)
@@ -129,9 +128,17 @@ async def test_fleet_dev_restarts_a_worker_that_died(
     await dev.until(lambda: len(dev.worker_pids("embed")) == 1, timeout_s=30)
     (second,) = dev.worker_pids("embed")
     assert second != first
+    # The new process's port, which the OS picked again, is told once it serves.
+    await dev.until(lambda: len(_addresses(dev, "embed")) == 2, timeout_s=60)
     assert dev.process.returncode is None  # the fleet itself carries on
 
     dev.process.terminate()  # as a process manager stops it: the workers stop with it
     await asyncio.wait_for(dev.process.wait(), timeout=60)
     with pytest.raises(ProcessLookupError):
         os.kill(second, 0)  # the worker is gone, not orphaned
+
+
+def _addresses(dev: FleetCommand, kind: str) -> list[str]:
+    """The metrics addresses `fleet dev` printed for ``kind``, in order."""
+    prefix = f"[fleet] {kind}: http://127.0.0.1:"
+    return [line.split(",")[0] for line in dev.lines if line.startswith(prefix)]

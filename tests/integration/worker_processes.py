@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -13,12 +14,23 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import REPO, Infra
+from workers.health_port import read_port_file
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports the OS calls free now, for services that cannot bind port 0
+    and report back (Redis, Kafka): held open together so that none repeats. Another process
+    may take one before the service binds it, so a start on them must be retried."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    (port,) = free_ports(1)
+    return port
 
 
 class WorkerProcess:
@@ -34,9 +46,11 @@ class WorkerProcess:
         prefix: list[str] | None = None,  # run through this (["ip", "netns", "exec", ns])
         health_host: str = "127.0.0.1",  # where its health port is reached from here
     ) -> None:
-        self.port = free_port()
         self.log = log
-        self.health = f"http://{health_host}:{self.port}"
+        # Port 0: the worker binds one the OS picks and writes it here once it serves.
+        self.port_file = log.with_name(f"{log.name}.port")
+        self.port_file.unlink(missing_ok=True)
+        self._health_host = health_host
         env = {
             **os.environ,
             **infra.kafka_env(),
@@ -45,23 +59,33 @@ class WorkerProcess:
             **(env or {}),
         }
         command = [*(prefix or []), sys.executable, "-m", module, "worker", kind,
-                   "--config", str(config), "--health-port", str(self.port)]  # fmt: skip
+                   "--config", str(config), "--health-port", "0",
+                   "--health-port-file", str(self.port_file)]  # fmt: skip
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
             )
+
+    @property
+    def port(self) -> int | None:
+        """The health port, once the worker serves on it."""
+        return read_port_file(self.port_file)
+
+    @property
+    def health(self) -> str:
+        port = self.port
+        assert port is not None, f"the worker has not written {self.port_file} yet"
+        return f"http://{self._health_host}:{port}"
 
     async def wait_ready(self, timeout_s: float = 90) -> None:
         async with httpx.AsyncClient() as http:
             for _ in range(int(timeout_s * 4)):
                 if self.process.poll() is not None:
                     raise AssertionError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
-                try:
-                    response = await http.get(f"{self.health}/readyz")
-                    if response.status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
+                if self.port is not None:  # None: not serving yet
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get(f"{self.health}/readyz")).status_code == 200:
+                            return
                 await asyncio.sleep(0.25)
         raise AssertionError(
             f"worker not ready after {timeout_s}s:\n{self.log.read_text()[-3000:]}"

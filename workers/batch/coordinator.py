@@ -43,6 +43,7 @@ from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
 from workers.health import HealthServer
+from workers.health_port import HealthSocket
 from workers.metrics import WorkerMetrics
 from workers.runtime.commits import OffsetTracker
 from workers.runtime.consumer import commit_finished
@@ -58,8 +59,13 @@ _RESUME = CallRetryPolicy(base_delay_s=1.0, max_delay_s=30.0, jitter="none")
 
 
 class BatchCoordinator:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(
+        self, settings: WorkerSettings, *, health_socket: HealthSocket | None = None
+    ) -> None:
+        """``health_socket``: the health port, bound before the coordinator runs (otherwise
+        ``settings.health_port`` is bound once it has caught up)."""
         self.settings = settings
+        self._health_socket = health_socket
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._runs: dict[str, tuple[BatchRun, asyncio.Task[None], TopicPartition]] = {}
@@ -131,10 +137,12 @@ class BatchCoordinator:
             await start_client(consumer, s.connection)
             stack.push_async_callback(consumer.stop)
             await board.caught_up.wait()
-            if s.health_port is not None:
+            health_port = self._health_socket or s.health_port
+            if health_port is not None:
                 health = HealthServer(WorkerMetrics(BATCH_KIND), self.ready.is_set)
-                await health.start(s.health_port)
+                await health.start(health_port)
                 stack.push_async_callback(health.aclose)
+                log.info("%s worker health on port %d", BATCH_KIND, health.port)
             consumer.subscribe([batch_command_topic(s.namespace)], listener=_Rebalance(self))
             self._consumer = consumer
             log.info("batch coordinator started (group %s)", s.group_for(BATCH_KIND))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from contracts.asyncapi import asyncapi_text
-from contracts.errors import FleetError
+from contracts.errors import ConfigError, FleetError
 from contracts.names import (
     BATCH_KIND,
     DEFAULT_NAMESPACE,
@@ -29,12 +29,15 @@ from contracts.schema import json_schema_text
 from producer_sdk import FleetClient, KafkaSecurity
 from producer_sdk.connection import DEFAULT_BOOTSTRAP
 from workers.batch.coordinator import BatchCoordinator
+from workers.health_port import HealthSocket
 from workers.log_dedup import hold_back_repeats
 from workers.ops.batch_cli import add_batch_commands
 from workers.ops.batch_progress import BatchProgress
 from workers.ops.dead_letters import DeadLetterFilter, parse_duration
 from workers.ops.local_fleet import (
+    LOG_DIR,
     WATCH_INTERVAL_S,
+    AddressBoard,
     LocalWorker,
     Supervisor,
     start_needed_services,
@@ -78,13 +81,19 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("kind", choices=WORKER_KINDS, help="a job kind, or batch (the coordinator)")
     worker.add_argument("--config", type=Path, help="TOML settings file")
     worker.add_argument("--concurrency", type=int, help="jobs in flight at once")
-    worker.add_argument("--health-port", type=int, help="serve /healthz, /readyz, /metrics")
+    worker.add_argument(
+        "--health-port", type=int, help="serve /healthz, /readyz, /metrics (0: any free port)"
+    )
+    worker.add_argument(
+        "--health-port-file", type=Path, metavar="PATH",
+        help="write the health port to PATH once it serves (for --health-port 0)",
+    )  # fmt: skip
     worker.set_defaults(func=_cmd_worker)
 
     dev = sub.add_parser("dev", help="run the whole local fleet: one worker per kind")
     dev.add_argument("--kinds", nargs="+", choices=WORKER_KINDS, default=list(WORKER_KINDS))
     dev.add_argument("--config", type=Path, help="TOML settings file for every worker")
-    dev.add_argument("--health-base-port", type=int, default=9400)
+    _health_base_port_option(dev)
     dev.set_defaults(func=_cmd_dev)
 
     for name, helptext in (
@@ -103,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--timeout", type=float, default=120.0)
     sub.choices["chat"].set_defaults(func=_cmd_chat)
     sub.choices["demo"].set_defaults(func=_cmd_demo)
-    sub.choices["demo"].add_argument("--health-base-port", type=int, default=9410)
+    _health_base_port_option(sub.choices["demo"])
 
     corpus = sub.add_parser(
         "embed-corpus",
@@ -185,6 +194,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _health_base_port_option(cmd: argparse.ArgumentParser) -> None:
+    # No default port: a fixed one may be taken on this machine (by anything, even a client
+    # socket), so the workers take ports the OS picks unless a person asks for fixed ones.
+    cmd.add_argument(
+        "--health-base-port", type=int, metavar="N",
+        help="health ports N, N+1, ... in the order of the kinds (default: any free ports)",
+    )  # fmt: skip
+
+
 def _connection_options(cmd: argparse.ArgumentParser) -> None:
     env = os.environ.get
     cmd.add_argument(
@@ -205,18 +223,28 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings(
         args.config, concurrency=args.concurrency, health_port=args.health_port
     )
-    asyncio.run(_run_worker(args.kind, settings))
+    if settings.health_port is None:
+        if args.health_port_file is not None:
+            raise ConfigError("--health-port-file needs a health port: --health-port P (0: any)")
+        asyncio.run(_run_worker(args.kind, settings, None))
+        return 0
+    # Bound first: a taken port is one line now, not a traceback after the model loads.
+    health = HealthSocket(settings.health_port, port_file=args.health_port_file)
+    try:
+        asyncio.run(_run_worker(args.kind, settings, health))
+    finally:
+        health.close()  # the server closed it already, unless the worker never served
     return 0
 
 
-async def _run_worker(kind: str, settings: WorkerSettings) -> None:
+async def _run_worker(kind: str, settings: WorkerSettings, health: HealthSocket | None) -> None:
     from workers.app import build_worker  # imports the model libraries
 
     worker: Worker | BatchCoordinator
     if kind == BATCH_KIND:
-        worker = BatchCoordinator(settings)
+        worker = BatchCoordinator(settings, health_socket=health)
     else:
-        worker = await build_worker(kind, settings)
+        worker = await build_worker(kind, settings, health_socket=health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -226,20 +254,20 @@ async def _run_worker(kind: str, settings: WorkerSettings) -> None:
 def _cmd_dev(args: argparse.Namespace) -> int:
     stop_on_sigterm()
     start_needed_services(load_settings(args.config))
+    base = args.health_base_port
     workers = [
-        LocalWorker(kind, args.health_base_port + i, args.config)
+        LocalWorker(kind, None if base is None else base + i, args.config)
         for i, kind in enumerate(args.kinds)
     ]
-    for worker in workers:
-        print(
-            f"[fleet] {worker.kind}: http://127.0.0.1:{worker.port}/metrics, log {worker.log_path}"
-        )
+    print(f"[fleet] starting {', '.join(args.kinds)} (logs in {LOG_DIR})", flush=True)
+    addresses = AddressBoard(workers, lambda text: print(f"[fleet] {text}", flush=True))
     try:
-        wait_ready(workers)
+        wait_ready(workers, on_poll=addresses.update)
         print("[fleet] all workers ready; Ctrl-C stops the fleet", flush=True)
         supervisor = Supervisor(workers, lambda text: print(f"fleet: {text}", file=sys.stderr))
         while True:
             supervisor.tick()
+            addresses.update()  # a restarted worker serves on a new port
             time.sleep(WATCH_INTERVAL_S)
     except KeyboardInterrupt:
         return 0

@@ -22,6 +22,7 @@ from workers.ops.local_fleet import (
     LocalWorker,
     WorkerExited,
     first_exited,
+    metrics_url,
     stop_all,
     wait_ready,
 )
@@ -43,15 +44,17 @@ DOCS = [
 
 
 def run_demo(
-    prompt: str, bootstrap_servers: str, namespace: str, base_port: int, max_tokens: int
+    prompt: str, bootstrap_servers: str, namespace: str, base_port: int | None, max_tokens: int
 ) -> int:
+    """``base_port``: fixed health ports base_port, base_port + 1, ... in the order of
+    WORKER_KINDS; None: ports the OS picks."""
     print(f"[fleet] starting one worker per kind (logs in {LOG_DIR})", file=sys.stderr)
     env = {"FLEET_BOOTSTRAP_SERVERS": bootstrap_servers, "FLEET_NAMESPACE": namespace}
-    ports = {kind: base_port + i for i, kind in enumerate(WORKER_KINDS)}
+    ports = {} if base_port is None else {k: base_port + i for i, k in enumerate(WORKER_KINDS)}
     workers: dict[str, LocalWorker] = {}
 
     def start(*kinds: str) -> None:
-        workers.update({kind: LocalWorker(kind, ports[kind], env=env) for kind in kinds})
+        workers.update({kind: LocalWorker(kind, ports.get(kind), env=env) for kind in kinds})
 
     tour = _tour(prompt, bootstrap_servers, namespace, max_tokens, workers, start)
     try:
@@ -88,7 +91,11 @@ async def _tour(
 
     async def ready(*kinds: str) -> None:
         await asyncio.to_thread(wait_ready, [workers[kind] for kind in kinds])
-        print(f"[fleet] {' and '.join(kinds)} worker ready\n", file=sys.stderr, flush=True)
+        for kind in kinds:
+            port = workers[kind].port  # known: the worker wrote it before it could be ready
+            assert port is not None
+            print(f"[fleet] {kind} worker ready: {metrics_url(port)}", file=sys.stderr)
+        print(file=sys.stderr, flush=True)
 
     start("generate")
     await ready("generate")

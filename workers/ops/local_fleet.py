@@ -18,9 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from contracts.errors import FleetError
+from workers.health_port import read_port_file
 from workers.settings import WorkerSettings
 
 LOG_DIR = Path(os.environ.get("FLEET_HOME", ".fleet")) / "logs"
+# Where the workers write their health ports (beside the services' pid files).
+RUN_DIR = LOG_DIR.parent / "run"
 # The local services' scripts, present in a clone (not in an installed package).
 _POSTGRES_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -52,29 +55,49 @@ def describe_exit(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
+
+
 class LocalWorker:
-    """One `fleet worker <kind>` process with its health endpoint on ``port``."""
+    """One `fleet worker <kind>` process with its health endpoint on ``fixed_port``, or by
+    default on a port the OS picks (a fixed default may be taken on this machine). Either
+    way the worker writes the port it serves on to ``port_file``; ``port`` is None until
+    it has, and again from a restart until the new process has."""
 
     def __init__(
         self,
         kind: str,
-        port: int,
+        fixed_port: int | None = None,
         config: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.kind = kind
-        self.port = port
         self.log_path = LOG_DIR / f"worker-{kind}.log"
+        # One per `fleet` process: two fleets in one clone must not read each other's ports.
+        self.port_file = RUN_DIR / f"worker-{kind}-{os.getpid()}.port"
+        self._port: int | None = None
         self._command = [
-            sys.executable, "-m", "workers.ops.cli", "worker", kind, "--health-port", str(port),
+            sys.executable, "-m", "workers.ops.cli", "worker", kind,
+            "--health-port", str(fixed_port or 0), "--health-port-file", str(self.port_file),
             *(["--config", str(config)] if config is not None else []),
         ]  # fmt: skip
         self._env = {**os.environ, **(env or {})}
         self.started_at = 0.0
         self.process = self._spawn()
 
+    @property
+    def port(self) -> int | None:
+        """The health port of the running process, once it serves on it."""
+        if self._port is None:
+            self._port = read_port_file(self.port_file)
+        return self._port
+
     def _spawn(self) -> Popen[bytes]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The previous process's port is not this one's (the OS picks a new one).
+        self._port = None
+        self.port_file.unlink(missing_ok=True)
         self.started_at = time.monotonic()
         with self.log_path.open("ab") as log_file:
             return subprocess.Popen(
@@ -89,8 +112,10 @@ class LocalWorker:
         return self.process.poll() is None
 
     def ready(self) -> bool:
+        if (port := self.port) is None:
+            return False  # not serving yet
         try:
-            response = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1.0)
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0)
         except httpx.TransportError:
             return False
         return response.status_code == 200
@@ -124,14 +149,40 @@ def first_exited(workers: list[LocalWorker]) -> LocalWorker | None:
     return next((w for w in workers if not w.alive), None)
 
 
-def wait_ready(workers: list[LocalWorker], timeout_s: float = 120.0) -> None:
-    """Block until every worker answers /readyz; a worker that dies or is late is an error."""
+class AddressBoard:
+    """Prints each worker's metrics address once the worker has told it, and again once a
+    restarted worker has (its port is new unless it is fixed)."""
+
+    def __init__(self, workers: Sequence[LocalWorker], say: Callable[[str], None]) -> None:
+        self._workers = workers
+        self._say = say
+        self._shown: dict[str, tuple[int, int]] = {}  # kind -> (pid, port) last printed
+
+    def update(self) -> None:
+        for worker in self._workers:
+            if (port := worker.port) is None:
+                continue  # not serving yet
+            told = (worker.process.pid, port)
+            if self._shown.get(worker.kind) != told:
+                self._shown[worker.kind] = told
+                self._say(f"{worker.kind}: {metrics_url(port)}, log {worker.log_path}")
+
+
+def wait_ready(
+    workers: list[LocalWorker],
+    timeout_s: float = 120.0,
+    on_poll: Callable[[], None] | None = None,
+) -> None:
+    """Block until every worker answers /readyz; a worker that dies or is late is an error.
+    ``on_poll`` runs on every look (to print addresses as they become known)."""
     deadline = time.monotonic() + timeout_s
     pending = list(workers)
     while pending:
         if (dead := first_exited(workers)) is not None:
             raise WorkerExited(dead.exit_report())
         pending = [w for w in pending if not w.ready()]
+        if on_poll is not None:
+            on_poll()
         if pending and time.monotonic() > deadline:
             names = ", ".join(w.kind for w in pending)
             raise WorkerExited(f"worker(s) {names} not ready after {timeout_s:g}s; see {LOG_DIR}")
@@ -206,3 +257,4 @@ def stop_all(workers: list[LocalWorker], timeout_s: float = 40.0) -> None:
             worker.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         if worker.alive:
             worker.process.kill()
+        worker.port_file.unlink(missing_ok=True)
