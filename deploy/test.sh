@@ -52,4 +52,4 @@ begin "mypy --strict"
 # SASL_SSL and mTLS, and the Redis Cluster runs the tests marked redis_cluster
 # (docs/decisions/0023-one-test-pass.md).
 begin "pytest"
-.venv/bin/python -m pytest --durations=20 "$@"
+.venv/bin/python -m pytest --durations=40 "$@"
