@@ -6,7 +6,9 @@
 #   the compose-spec JSON schema, from the npm package dclint (it ships the upstream file);
 #   the AsyncAPI 3.0.0 schema, from the npm package @asyncapi/specs (for docs/asyncapi.json).
 # Every version is pinned below; each lands in a folder of its own under
-# $FLEET_HOME/manifest-tools, so a changed pin installs anew and a cached run takes a second.
+# $FLEET_TOOLS_HOME/manifest-tools (default ~/.cache/ai-job-fleet, shared by every clone of
+# this user: a fresh clone, as CI makes, does not build them again), so a changed pin
+# installs anew and a cached run takes a second.
 # usage: deploy/local/manifest-tools.sh [install|check]
 #   install (default): install what is missing, then print the paths as KEY=VALUE lines
 #   check: install, then validate `kustomize build deploy/kubernetes`, the example Secret and
@@ -25,7 +27,7 @@ ASYNCAPI_SPECS_VERSION=6.11.1 # the AsyncAPI 3.0.0 document schema, for docs/asy
 ASYNCAPI_SPECS_SHA512=0375812ea00a1a8276fba15616da63065090d6814272ce06c45ef3b081af36aa7f9251941e3940dda01c67d5cc3292c613cccf7980f3db1f4598ee834ae2ab69
 DCLINT_SHA512=69f4c67734455172b8c82a488845bf2ce47ef5338c10384d95d0e9e7a5425b39fb243983e39d4f7148bae3418694c1e06c7289d74ac3066e0fb697016e3aa55f
 
-TOOLS="$FLEET_HOME/manifest-tools"
+TOOLS="${FLEET_TOOLS_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/ai-job-fleet}/manifest-tools"
 LOG="$FLEET_LOG_DIR/manifest-tools-install.log"
 HERE="$REPO_ROOT/deploy/local"
 PYTHON="${PYTHON:-python3}" # runs pip download
