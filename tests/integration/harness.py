@@ -1,13 +1,15 @@
 """What the integration tests share: an in-process worker run for the length of a block,
-and reading a kind's dead-letter topic from the start."""
+reading a kind's dead-letter topic from the start, the cluster's topic names, and waiting
+for a condition."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from contracts import dead_letter_topic
@@ -52,3 +54,22 @@ async def read_dead_letters(
     finally:
         await consumer.stop()
     return dead
+
+
+async def topic_names(infra: Infra) -> set[str]:
+    """Every topic the cluster has now."""
+    admin = AIOKafkaAdminClient(**infra.kafka_options())
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    """Return as soon as ``condition`` holds (looked at every 50 ms); fail after ``timeout_s``."""
+    for _ in range(int(timeout_s * 20)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not reached within {timeout_s}s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -18,7 +18,7 @@ from contracts.secrets import Secret
 from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError, StreamRestarted
 from providers.router import ModelRouter
 from tests.conftest import Infra
-from tests.integration.harness import read_dead_letters, serving
+from tests.integration.harness import read_dead_letters, serving, until
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
@@ -187,14 +187,6 @@ async def test_operators_see_lag_and_job_state(
     assert not (await job_state(settings, "never-sent", kind="generate")).attempts
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    for _ in range(int(timeout_s * 20)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout_s}s")
-
-
 async def test_a_caller_that_stops_listening_stops_the_job(
     settings: WorkerSettings, client: FleetClient
 ) -> None:
@@ -205,7 +197,7 @@ async def test_a_caller_that_stops_listening_stops_the_job(
             async for event in stream:
                 if isinstance(event, TextDelta) and event.seq == 2:
                     break
-        await _until(lambda: _count(worker, "cancelled") == 1)
+        await until(lambda: _count(worker, "cancelled") == 1)
         state = await job_state(settings, "walk-away", kind="generate")
     assert chat.cancelled == 1
     assert (state.done, state.running) == (False, False)
@@ -225,7 +217,7 @@ async def test_a_job_cancelled_before_it_starts_never_runs_and_can_be_resubmitte
         with pytest.raises(asyncio.CancelledError):
             await queued
         assert (await first).text == "Hello, world"
-        await _until(lambda: _count(worker, "skipped_cancelled") == 1)
+        await until(lambda: _count(worker, "skipped_cancelled") == 1)
         assert chat.calls == 1
         again = await client.generate("second", model=MODEL, request_id="q-1")
     assert again.text == "Hello, world"  # a new submission of the same id is not cancelled

@@ -22,10 +22,9 @@ from producer_sdk import DeadlineExceeded, FleetClient
 from producer_sdk.topic_reader import read_to_end
 from providers.router import ModelRouter
 from tests.conftest import Infra
-from tests.integration.harness import serving
+from tests.integration.harness import serving, until
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
-from tests.integration.test_delivery import _until
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 from workers.retry import RetryPolicy
@@ -153,5 +152,5 @@ async def test_a_batch_job_is_cancelled_when_its_caller_gives_up(
         assert [lane.lane for lane in worker.lanes] == ["interactive", "batch"]
         with pytest.raises(DeadlineExceeded):
             await client.generate("slow", model=MODEL, lane="batch", timeout_s=2.0)
-        await _until(lambda: chat.cancelled == 1)  # the cancel reached it on the batch lane
+        await until(lambda: chat.cancelled == 1)  # the cancel reached it on the batch lane
     assert chat.calls == 1

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,6 @@ from typing import Literal, Protocol
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import ErrorCode, TextDelta, VectorRecord
 from contracts.names import reply_topic, request_topic, shared_reply_topic
@@ -34,7 +33,7 @@ from producer_sdk.topics import ensure_topics
 from providers.chat import ChatCapabilities
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
-from tests.integration.harness import read_dead_letters
+from tests.integration.harness import read_dead_letters, topic_names, until
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings, build_worker
 from workers.batch.coordinator import BatchCoordinator
@@ -177,23 +176,6 @@ async def fleet(request: pytest.FixtureRequest, infra: Infra) -> AsyncIterator[S
         )
 
 
-async def _topics(infra: Infra) -> set[str]:
-    admin = AIOKafkaAdminClient(**infra.kafka_options())
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    for _ in range(int(timeout_s * 20)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout_s}s")
-
-
 # The SDK client.
 
 
@@ -202,9 +184,9 @@ async def test_the_sdk_with_a_private_reply_topic(fleet: SecuredFleet) -> None:
         answer = await client.generate(f"hello over {fleet.listener}", model="echo-model")
         private = reply_topic(client.client_id, fleet.namespace)
         assert client.reply_address.topic == private
-        assert private in await _topics(fleet.infra)  # the client made it through the listener
+        assert private in await topic_names(fleet.infra)  # the client made it through the listener
     assert answer.text == f"hello over {fleet.listener}"
-    assert private not in await _topics(fleet.infra)  # and deleted it on close
+    assert private not in await topic_names(fleet.infra)  # and deleted it on close
 
 
 async def test_the_sdk_with_a_shared_reply_topic(fleet: SecuredFleet) -> None:
@@ -220,7 +202,7 @@ async def test_the_sdk_with_a_shared_reply_topic(fleet: SecuredFleet) -> None:
         )
         own = {reply_topic(c.client_id, fleet.namespace) for c in (first, second)}
     assert [a.text for a in answers] == ["to the first", "to the second"]
-    assert not own & await _topics(fleet.infra)
+    assert not own & await topic_names(fleet.infra)
 
 
 @pytest.mark.parametrize("fleet", ["sasl_ssl"], indirect=True)  # a SASL listener's subject
@@ -292,7 +274,7 @@ async def test_the_control_listener(fleet: SecuredFleet) -> None:
         async for event in stream:
             if isinstance(event, TextDelta) and event.seq == 2:
                 break
-    await _until(lambda: fleet.slow.cancelled == cancelled + 1)  # long before its 10 s
+    await until(lambda: fleet.slow.cancelled == cancelled + 1)  # long before its 10 s
 
 
 async def test_the_batch_coordinator_and_batch_client(fleet: SecuredFleet, tmp_path: Path) -> None:
@@ -373,7 +355,7 @@ async def test_fleet_janitor(
     out = await _fleet_command(fleet, monkeypatch, capsys, "janitor", "--older-than", "600")
     assert f"{dead}: silent" in out
     assert "deleted 1 reply topic(s)" in out
-    left = await _topics(fleet.infra)
+    left = await topic_names(fleet.infra)
     assert dead not in left
     assert fleet.client.reply_address.topic in left  # a live client's stays
 

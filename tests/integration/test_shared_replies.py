@@ -7,14 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.errors import FleetError
 from contracts.names import reply_topic, shared_reply_topic
 from producer_sdk.topics import ensure_topics
 from providers.router import ModelRouter
 from tests.conftest import Infra
-from tests.integration.harness import serving
+from tests.integration.harness import serving, topic_names
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
@@ -30,15 +29,6 @@ async def echo_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
     worker = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [chat])))
     async with serving(worker):
         yield worker
-
-
-async def _topics(infra: Infra) -> set[str]:
-    admin = AIOKafkaAdminClient(**infra.kafka_options())
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def test_instances_sharing_a_reply_topic_each_get_their_own_answers(
@@ -61,7 +51,7 @@ async def test_instances_sharing_a_reply_topic_each_get_their_own_answers(
 
         await asyncio.gather(*(ask(name, i) for name in ("first", "second") for i in range(20)))
         made = {reply_topic(c.client_id, namespace) for c in (first, second)}
-    topics = await _topics(infra)
+    topics = await topic_names(infra)
     assert shared in topics
     assert not made & topics, "a client sharing a reply topic created one of its own"
 
@@ -85,4 +75,4 @@ async def test_a_shared_reply_topic_that_does_not_exist_is_named(
         async with infra.client(namespace=namespace, reply_topic=missing):
             pass
     assert missing in str(info.value)
-    assert missing not in await _topics(infra)
+    assert missing not in await topic_names(infra)
