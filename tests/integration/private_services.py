@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import REPO, Infra
@@ -16,6 +17,22 @@ from tests.integration.worker_processes import free_port, free_ports
 # free_ports() only asks the OS which ports are free now: another process may bind one
 # before the service does, so a first start that fails moves to new ports, this many times.
 START_TRIES = 3
+
+
+def _start_retrying(
+    name: str, start: Callable[[], None], move: Callable[[], None], tries: int
+) -> None:
+    """Run ``start``; when it fails, ``move`` (clear what it left, take new ports) and try
+    again, ``tries`` times in all."""
+    for attempt in range(1, tries + 1):
+        try:
+            start()
+            return
+        except subprocess.CalledProcessError as exc:
+            if attempt == tries:
+                why = exc.stderr.decode(errors="replace")[-2000:]
+                raise AssertionError(f"{name} did not start:\n{why}") from exc
+            move()
 
 
 class _ScriptedService:
@@ -50,18 +67,13 @@ class _ScriptedService:
     def start(self) -> None:
         """Start it. The first start retries on new ports (see START_TRIES); later ones,
         after a stop or a crash, keep the port its clients know."""
-        for attempt in range(1, START_TRIES + 1):
-            try:
-                self._run("start")
-            except subprocess.CalledProcessError as exc:
-                if self._started or attempt == START_TRIES:
-                    why = exc.stderr.decode(errors="replace")[-2000:]
-                    raise AssertionError(f"{self.name} did not start:\n{why}") from exc
-                self._discard()
-                self._choose_ports()
-                continue
-            self._started = True
-            return
+        tries = 1 if self._started else START_TRIES
+        _start_retrying(self.name, lambda: self._run("start"), self._move, tries)
+        self._started = True
+
+    def _move(self) -> None:
+        self._discard()
+        self._choose_ports()
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM)."""
@@ -160,19 +172,13 @@ class PrivateKafkaCluster:
         if args != ("start",) or self._started:
             self._script(*args)
             return
-        for attempt in range(1, START_TRIES + 1):
-            try:
-                self._script("start")
-            except subprocess.CalledProcessError as exc:
-                if attempt == START_TRIES:
-                    why = exc.stderr.decode(errors="replace")[-2000:]
-                    raise AssertionError(f"the Kafka cluster did not start:\n{why}") from exc
-                for node in (1, 2, 3):  # the nodes that did start, on the old ports
-                    self._script("kill", str(node))
-                self._choose_ports()
-                continue
-            self._started = True
-            return
+        _start_retrying("the Kafka cluster", lambda: self._script("start"), self._move, START_TRIES)
+        self._started = True
+
+    def _move(self) -> None:
+        for node in (1, 2, 3):  # the nodes that did start, on the old ports
+            self._script("kill", str(node))
+        self._choose_ports()
 
     def _script(self, *args: str) -> None:
         subprocess.run(
