@@ -72,7 +72,7 @@ class _ScriptedService:
         self._started = True
 
     def _move(self) -> None:
-        self._discard()
+        self.discard()
         self._choose_ports()
 
     def stop(self) -> None:
@@ -91,8 +91,9 @@ class _ScriptedService:
             time.sleep(0.05)
         raise AssertionError(f"{self.name} did not die")
 
-    def _discard(self) -> None:
-        """kill -9 what a failed start may have left running (one that never listened)."""
+    def discard(self) -> None:
+        """kill -9 it, if anything runs: what a failed start left (one that never listened),
+        or a throwaway service at the end of its test (no clean shutdown to wait for)."""
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(self._pidfile.read_text()), signal.SIGKILL)
 
@@ -176,8 +177,7 @@ class PrivateKafkaCluster:
         self._started = True
 
     def _move(self) -> None:
-        for node in (1, 2, 3):  # the nodes that did start, on the old ports
-            self._script("kill", str(node))
+        self.kill_all()  # the nodes that did start, on the old ports
         self._choose_ports()
 
     def _script(self, *args: str) -> None:
@@ -191,6 +191,11 @@ class PrivateKafkaCluster:
     def kill(self, node: int) -> None:
         """kill -9 one broker."""
         self.run("kill", str(node))
+
+    def kill_all(self) -> None:
+        """kill -9 every broker that runs (a throwaway cluster needs no clean shutdown)."""
+        for node in (1, 2, 3):
+            self._script("kill", str(node))
 
 
 def _link_installed_jars(home: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import random
@@ -276,10 +275,8 @@ async def test_every_job_ends_through_faults(
         dead = await _dead_letter_reasons(infra, namespace)
     finally:
         fleet.stop_all()
-        # Throwaway services: kill -9 skips their clean shutdowns.
-        for service in (kafka, redis):
-            with contextlib.suppress(OSError):  # it never started
-                service.crash()
+        kafka.discard()  # throwaway services: kill -9 skips their clean shutdowns
+        redis.discard()
 
     report = {
         "scenario": scenario,
