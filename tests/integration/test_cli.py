@@ -158,6 +158,18 @@ async def test_a_worker_whose_health_port_is_taken_says_so_in_one_line() -> None
     )
 
 
+async def test_a_health_port_file_without_a_health_port_is_refused_in_one_line(
+    infra: Infra, namespace: str, tmp_path: Path
+) -> None:
+    port_file = tmp_path / "worker.port"
+    code, output = await _fleet(
+        "worker", "vectors", "--health-port-file", str(port_file), infra=infra, namespace=namespace
+    )
+    assert code == 2
+    assert output == ("fleet: --health-port-file needs a health port: --health-port P (0: any)\n")
+    assert not port_file.exists()
+
+
 @pytest.mark.model
 async def test_a_worker_waits_for_a_broker_that_is_not_there_yet(
     infra: Infra, namespace: str
