@@ -17,6 +17,18 @@ else
   PORTS=("$base" $((base + 1)) $((base + 2)))
 fi
 (( ${#PORTS[@]} >= 3 )) || die "a Redis Cluster needs three masters: FLEET_REDIS_CLUSTER_PORTS names ${#PORTS[@]} ports"
+# A port in the kernel's ephemeral range may be held by any client socket at any moment: say
+# so for the ports and their bus ports (port + 10000), so that a failed start is explained.
+read -r ephemeral_low ephemeral_high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || ephemeral_low=""
+if [[ "${1:-}" == start && -n "$ephemeral_low" ]]; then
+  for port in "${PORTS[@]}"; do
+    for p in "$port" $((port + 10000)); do
+      if (( p >= ephemeral_low && p <= ephemeral_high )); then
+        say "warning: port $p (node $port$( (( p != port )) && echo "'s cluster bus")) lies in the ephemeral range $ephemeral_low-$ephemeral_high, where client sockets may take it; choose ports below $((ephemeral_low - 10000))"
+      fi
+    done
+  done
+fi
 CLUSTER_HOME="$REDIS_HOME/cluster"
 VENV_PYTHON="${FLEET_VENV_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 
