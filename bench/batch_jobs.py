@@ -41,8 +41,8 @@ from bench.embed_corpus import (
     worker_config,
 )
 from producer_sdk import BatchClient
-from producer_sdk.connection import KafkaConnection
 from providers.embeddings.local_minilm import MINILM_MODEL, LocalMiniLMConfig, LocalMiniLMEmbeddings
+from transport.connection import KafkaConnection
 
 IN_FLIGHT = 8  # the coordinator's requests of the batch in flight
 CHUNK_ROWS = 256  # rows per embed request (the coordinator's default)

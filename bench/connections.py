@@ -31,7 +31,7 @@ from bench.noop_worker import NOOP_MODEL
 from bench.roundtrip import PARTITIONS, WORKER_CONCURRENCY, closed_loop
 from contracts.names import shared_reply_topic
 from producer_sdk import FleetClient
-from producer_sdk.topics import ensure_topics
+from transport.topic_admin import ensure_topics
 from workers.ops.local_kafka import local_secured_listeners
 
 LEVELS = (16, 64)

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 
 from bench.common import BOOTSTRAP, READY_LINE, REDIS_URL
 from contracts import ChatMessage, Usage
-from producer_sdk.connection import PLAINTEXT
 from providers.chat import ChatCapabilities, ChatDone, ChatEvent, ChatParams, TextPiece
 from providers.router import ModelRouter
+from transport.connection import PLAINTEXT
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 from workers.ops.local_kafka import local_secured_listeners

@@ -44,9 +44,9 @@ from contracts.names import (
 from producer_sdk.batch_input import BatchInputReader
 from producer_sdk.batch_output import OutputFormat, WrittenFiles, open_result_writer
 from producer_sdk.batch_tally import ResultTally
-from producer_sdk.connection import KafkaConnection, start_client
-from producer_sdk.topic_reader import TopicMissing, read_to_end
-from producer_sdk.topics import TopicSpec, delete_topics, ensure_topics
+from transport.connection import KafkaConnection, start_client
+from transport.topic_admin import TopicSpec, delete_topics, ensure_topics
+from transport.topic_reader import TopicMissing, read_to_end
 
 DEFAULT_WINDOW_S = 24 * 3600.0
 # How long the broker keeps a batch's input (the coordinator keeps the output as long).

@@ -16,10 +16,10 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, Lane, control_topic, lane_topic
 from contracts.signing import sign
-from producer_sdk.connection import KafkaConnection, start_client
 from producer_sdk.replies import ReplyRouter
-from producer_sdk.topics import delete_topics, ensure_topics
-from producer_sdk.tracing import inject_headers
+from transport.connection import KafkaConnection, start_client
+from transport.topic_admin import delete_topics, ensure_topics
+from transport.tracing import inject_headers
 
 log = logging.getLogger(__name__)
 

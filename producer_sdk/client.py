@@ -43,7 +43,6 @@ from contracts.vectors import (
 )
 from producer_sdk.batches import BatchClient
 from producer_sdk.channel import ClientChannel
-from producer_sdk.connection import DEFAULT_BOOTSTRAP, PLAINTEXT, KafkaConnection, KafkaSecurity
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.options import (
     GenerateEvent,
@@ -53,6 +52,7 @@ from producer_sdk.options import (
     TranscribeOptions,
 )
 from producer_sdk.replies import ReplyRouter, StreamRestarted
+from transport.connection import DEFAULT_BOOTSTRAP, PLAINTEXT, KafkaConnection, KafkaSecurity
 
 F = TypeVar("F", bound=Final)
 

@@ -22,9 +22,9 @@ import pytest
 
 from contracts.secrets import Secret
 from producer_sdk import FleetClient
-from producer_sdk.connection import PLAINTEXT, SECURITY_ENV, KafkaConnection, KafkaSecurity
 from providers.redis_client import RedisPool
 from providers.shared import Shared
+from transport.connection import PLAINTEXT, SECURITY_ENV, KafkaConnection, KafkaSecurity
 from workers.ops.local_kafka import local_secured_listeners
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,11 +20,12 @@ from contracts.names import (
     request_topic,
     retry_topic,
 )
-from producer_sdk.connection import start_client
-from producer_sdk.topics import TopicSpec, ensure_topics
 from providers.call_retry import CallRetryPolicy
 from providers.redis_client import RedisPool
 from providers.shared import Shared
+from transport.connection import start_client
+from transport.publisher import broker_topic_probe
+from transport.topic_admin import TopicSpec, ensure_topics
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -35,7 +36,6 @@ from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
 from workers.runtime.lanes import LaneGate
-from workers.runtime.publisher import broker_topic_probe
 from workers.runtime.runner import JobRunner
 from workers.settings import TopicFamily, WorkerSettings
 

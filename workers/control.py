@@ -17,8 +17,8 @@ from contracts.codec import decode_control
 from contracts.control import CancelJob
 from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
+from transport.records import Record, header
 from workers.dead_letter import DeadLetters
-from workers.runtime.records import Record, header
 from workers.tenants import unverified
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from contracts.errors import ErrorCode
 from contracts.names import DeadLetterReason, Header
-from workers.runtime.publisher import Publisher
-from workers.runtime.records import Record
+from transport.publisher import Publisher
+from transport.records import Record
 
 
 class DeadLetters:

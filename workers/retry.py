@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer
 from contracts.errors import ContractError, ContractViolation, ErrorCode
 from contracts.names import LANES, DeadLetterReason, Header, Lane, as_lane, lane_topic, retry_topic
 from providers.errors import ProviderError
+from transport.publisher import Publisher
+from transport.records import Record
 from workers.dead_letter import DeadLetters
-from workers.runtime.publisher import Publisher
-from workers.runtime.records import Record
 
 log = logging.getLogger(__name__)
 

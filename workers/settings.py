@@ -18,15 +18,15 @@ from contracts.names import (
     shared_reply_topic_prefix,
 )
 from contracts.secrets import Secret, decode_secret
-from producer_sdk.connection import (
+from providers.catalogue import ModelCatalogue, ModelEntry
+from providers.rate_limits.limiter import RateLimit
+from transport.connection import (
     DEFAULT_BOOTSTRAP,
     PLAINTEXT,
     KafkaConnection,
     KafkaSecurity,
     security_from_env,
 )
-from providers.catalogue import ModelCatalogue, ModelEntry
-from providers.rate_limits.limiter import RateLimit
 from workers.batch.settings import BatchSettings
 from workers.retry import RetryPolicy
 
@@ -131,7 +131,7 @@ def _spec(name: str) -> ProviderSpec:
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     # TLS and SASL: the `[kafka]` table, or FLEET_SECURITY_PROTOCOL, FLEET_SASL_* and
-    # FLEET_SSL_* variables (producer_sdk/connection.py).
+    # FLEET_SSL_* variables (transport/connection.py).
     kafka: KafkaSecurity = PLAINTEXT
     redis_url: str = DEFAULT_REDIS_URL
     namespace: str = DEFAULT_NAMESPACE

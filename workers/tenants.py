@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contracts.names import Header
 from contracts.signing import verify
-from workers.runtime.records import Record, header
+from transport.records import Record, header
 
 
 def unverified(keys: dict[str, bytes], tenant: str, record: Record) -> str | None:

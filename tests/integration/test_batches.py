@@ -22,9 +22,9 @@ import pytest
 from contracts.batch import BatchInfo
 from contracts.names import batch_input_topic
 from producer_sdk import BatchClient, FleetClient
-from producer_sdk.topics import delete_topics
 from tests.conftest import REPO, Infra
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
+from transport.topic_admin import delete_topics
 from workers import WorkerSettings
 from workers.batch.coordinator import BatchCoordinator
 from workers.batch.settings import BatchSettings

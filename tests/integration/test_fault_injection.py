@@ -24,11 +24,11 @@ import redis.asyncio as aioredis
 from contracts import DeadLetterReason, GenerateResult, Header, TextDelta, VectorRecord
 from contracts.names import DEFAULT_TENANT, dead_letter_topic
 from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError, StreamRestarted
-from producer_sdk.topic_reader import read_to_end
 from providers.vectorstores.redis_vectors import RedisVectorsConfig
 from tests.conftest import Infra
 from tests.integration.private_services import PrivateKafka, PrivateRedis, private_infra
 from tests.integration.worker_processes import WorkerProcess
+from transport.topic_reader import read_to_end
 from workers.handlers.vectors import tenant_collection
 
 pytestmark = [

@@ -34,12 +34,12 @@ from contracts.errors import ContractError
 from contracts.names import Header, control_topic, dead_letter_topic, request_topic, retry_topic
 from contracts.replies import Final
 from producer_sdk import FleetClient
-from producer_sdk.topic_reader import read_to_end
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.fuzz_messages import Headers, Mutator
 from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
+from transport.topic_reader import read_to_end
 from workers import Worker, WorkerSettings, build_worker
 from workers.handlers.generate import GenerateHandler
 from workers.ops.inspect import consumer_lag

@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import reply_topic
-from producer_sdk.topics import delete_topics, ensure_topics
 from tests.conftest import Infra
+from transport.topic_admin import delete_topics, ensure_topics
 from workers import WorkerSettings
 from workers.ops.inspect import stamp_unseen, survey_reply_topics
 

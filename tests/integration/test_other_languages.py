@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from contracts.names import shared_reply_topic
-from producer_sdk.topics import ensure_topics
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
+from transport.topic_admin import ensure_topics
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 

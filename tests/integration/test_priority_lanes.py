@@ -19,12 +19,12 @@ from contracts import ErrorCode, Header, lane_topic
 from contracts.names import Lane
 from contracts.replies import EmbedResult
 from producer_sdk import DeadlineExceeded, FleetClient
-from producer_sdk.topic_reader import read_to_end
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import serving, until
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
+from transport.topic_reader import read_to_end
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 from workers.retry import RetryPolicy

@@ -28,13 +28,13 @@ from aiokafka import AIOKafkaProducer
 from contracts import ErrorCode, TextDelta, VectorRecord
 from contracts.names import reply_topic, request_topic, shared_reply_topic
 from producer_sdk import BatchClient, FleetClient, FleetRequestError
-from producer_sdk.connection import SECURITY_ENV
-from producer_sdk.topics import ensure_topics
 from providers.chat import ChatCapabilities
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.harness import read_dead_letters, topic_names, until
 from tests.integration.scripted_chat import ScriptedChat
+from transport.connection import SECURITY_ENV
+from transport.topic_admin import ensure_topics
 from workers import Worker, WorkerSettings, build_worker
 from workers.batch.coordinator import BatchCoordinator
 from workers.handlers.generate import GenerateHandler

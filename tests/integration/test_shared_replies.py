@@ -10,11 +10,11 @@ import pytest
 
 from contracts.errors import FleetError
 from contracts.names import reply_topic, shared_reply_topic
-from producer_sdk.topics import ensure_topics
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import serving, topic_names
 from tests.integration.scripted_chat import ScriptedChat
+from transport.topic_admin import ensure_topics
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 

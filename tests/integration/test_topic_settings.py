@@ -12,11 +12,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.names import dead_letter_topic, request_topic, retry_topic
-from producer_sdk.topics import default_replication, ensure_topics
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
+from transport.topic_admin import default_replication, ensure_topics
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
 from workers.settings import TopicFamily, TopicSettings

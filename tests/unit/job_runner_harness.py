@@ -20,13 +20,13 @@ from providers.call_retry import CallRetryPolicy
 from providers.router import ModelRouter
 from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.memory_publisher import MemoryPublisher
+from transport.publisher import TopicProbe
+from transport.records import Record
 from workers.dead_letter import DeadLetters
 from workers.handlers.generate import GenerateHandler
 from workers.idempotency import JobLedger
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, RetryPolicy
-from workers.runtime.publisher import TopicProbe
-from workers.runtime.records import Record
 from workers.runtime.runner import JobRunner
 
 NAMESPACE = "unit"

@@ -11,14 +11,16 @@ from tests.conftest import REPO
 
 # package -> module prefixes it must never import
 FORBIDDEN = {
-    "contracts": ("providers", "workers", "producer_sdk", "aiokafka", "redis", "httpx"),
-    "providers": ("workers", "producer_sdk"),
+    "contracts": ("transport", "providers", "workers", "producer_sdk", "aiokafka", "redis",
+                  "httpx"),
+    "transport": ("providers", "workers", "producer_sdk", "redis", "httpx"),
+    "providers": ("transport", "workers", "producer_sdk"),
     "producer_sdk": ("workers", "providers"),
     "workers.runtime": ("workers.ops",),
     "workers.handlers": ("workers.ops", "workers.runtime.consumer", "workers.runtime.runner",
                          "workers.runtime.links", "workers.runtime.chain"),
 }  # fmt: skip
-PACKAGES = ("contracts", "providers", "producer_sdk", "workers")
+PACKAGES = ("contracts", "transport", "providers", "producer_sdk", "workers")
 
 
 def _module(path: Path) -> str:

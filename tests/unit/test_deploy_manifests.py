@@ -27,7 +27,7 @@ DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 SECRET = "fleet-kafka"
 
-# The workers' Kafka security settings (producer_sdk/connection.py), all from the ConfigMap.
+# The workers' Kafka security settings (transport/connection.py), all from the ConfigMap.
 SECURITY_CONFIG = {"FLEET_SECURITY_PROTOCOL", "FLEET_SASL_MECHANISM", "FLEET_SSL_CAFILE"}
 CONFIG = {"FLEET_BOOTSTRAP_SERVERS", "FLEET_REDIS_URL", "FLEET_NAMESPACE", *SECURITY_CONFIG}
 SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}

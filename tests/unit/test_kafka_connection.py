@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts.errors import ConfigError
 from contracts.secrets import Secret
 from producer_sdk import FleetClient, KafkaSecurity
-from producer_sdk.connection import KafkaConnection, refusal_reason, start_client
+from transport.connection import KafkaConnection, refusal_reason, start_client
 from workers.settings import load_settings
 
 SASL = {

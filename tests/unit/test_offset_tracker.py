@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.runtime.commits import OffsetTracker
+from transport.commits import OffsetTracker
 
 
 def test_commits_stop_at_the_oldest_unfinished_job() -> None:

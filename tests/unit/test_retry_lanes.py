@@ -17,11 +17,11 @@ from contracts.names import batch_request_topic, request_topic, retry_topic
 from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.job_runner_harness import NAMESPACE, Fixture, _record, _request
 from tests.unit.memory_publisher import MemoryPublisher
+from transport.records import Record
 from workers.dead_letter import DeadLetters
 from workers.ops.dead_letter_replay import replay_lane
 from workers.ops.dead_letters import parse_dead_letter
 from workers.retry import RedeliveryForwarder, retry_lane
-from workers.runtime.records import Record
 
 TIER = retry_topic("generate", 1.0, NAMESPACE)
 

@@ -10,8 +10,8 @@ from typing import cast
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from workers.runtime import publisher
-from workers.runtime.publisher import broker_topic_probe
+from transport import publisher
+from transport.publisher import broker_topic_probe
 
 OWN = "ns.v1.generate.requests"
 

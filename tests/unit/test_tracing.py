@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from contracts.names import ContentType, Header
-from producer_sdk.tracing import extract_context, inject_headers
 from tests.conftest import REPO
+from transport.tracing import extract_context, inject_headers
 
 BASE = [(Header.CONTENT_TYPE, ContentType.MSGPACK.encode())]
 
@@ -131,7 +131,7 @@ def test_the_sdk_works_without_opentelemetry() -> None:
     result = _run(
         "import json, sys\n"
         "sys.modules['opentelemetry'] = None\n"
-        "from producer_sdk.tracing import extract_context, inject_headers\n"
+        "from transport.tracing import extract_context, inject_headers\n"
         "headers = [('traceparent', b'00-' + b'1' * 32 + b'-' + b'2' * 16 + b'-01')]\n"
         "print(json.dumps([inject_headers([('a', b'b')]) == [('a', b'b')],"
         " extract_context(headers) is None]))\n"
@@ -142,7 +142,7 @@ def test_the_sdk_works_without_opentelemetry() -> None:
 def test_the_sdk_does_not_import_the_opentelemetry_sdk() -> None:
     loaded = _run(
         "import json, sys\n"
-        "import producer_sdk.tracing\n"
+        "import transport.tracing\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('opentelemetry'))))\n"
     )
     assert isinstance(loaded, list)

@@ -36,18 +36,18 @@ from contracts.names import (
 )
 from producer_sdk import FleetClient
 from producer_sdk.batches import STATUS_CONFIGS
-from producer_sdk.connection import start_client
-from producer_sdk.topics import TopicSpec, ensure_topics
 from providers.call_retry import CallRetryPolicy
+from transport.commits import OffsetTracker
+from transport.connection import start_client
+from transport.records import Record
+from transport.topic_admin import TopicSpec, ensure_topics
 from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
 from workers.health import HealthServer
 from workers.health_port import HealthSocket
 from workers.metrics import WorkerMetrics
-from workers.runtime.commits import OffsetTracker
 from workers.runtime.consumer import commit_finished
-from workers.runtime.records import Record
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)

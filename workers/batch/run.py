@@ -30,9 +30,9 @@ from contracts.codec import encode
 from contracts.errors import ContractError
 from contracts.names import batch_input_topic, batch_output_topic
 from producer_sdk.batch_tally import ResultTally
-from producer_sdk.connection import KafkaConnection
-from producer_sdk.topic_reader import TopicMissing, read_to_end
-from producer_sdk.topics import TopicSpec, ensure_topics
+from transport.connection import KafkaConnection
+from transport.topic_admin import TopicSpec, ensure_topics
+from transport.topic_reader import TopicMissing, read_to_end
 from workers.batch.requests import Chunk, ChunkRunner, chunks_of
 from workers.batch.settings import BatchSettings
 from workers.batch.status import StatusBoard

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from contracts.batch import BatchInfo, decode_info
 from contracts.codec import encode
 from contracts.errors import ContractError
-from producer_sdk.connection import KafkaConnection, start_client
+from transport.connection import KafkaConnection, start_client
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from contracts.batch import BatchInfo
 from contracts.errors import ConfigError
 from producer_sdk import KafkaSecurity
 from producer_sdk.batches import DEFAULT_WINDOW_S, BatchClient
-from producer_sdk.connection import KafkaConnection
+from transport.connection import KafkaConnection
 from workers.ops.batch_progress import BatchProgress
 
 Command = Callable[[BatchClient, argparse.Namespace], Awaitable[int]]

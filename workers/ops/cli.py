@@ -27,7 +27,7 @@ from contracts.names import (
 )
 from contracts.schema import json_schema_text
 from producer_sdk import FleetClient, KafkaSecurity
-from producer_sdk.connection import DEFAULT_BOOTSTRAP
+from transport.connection import DEFAULT_BOOTSTRAP
 from workers.batch.coordinator import BatchCoordinator
 from workers.health_port import HealthSocket
 from workers.log_dedup import hold_back_repeats
@@ -353,7 +353,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_janitor(args: argparse.Namespace) -> int:
-    from producer_sdk.topics import delete_topics
+    from transport.topic_admin import delete_topics
     from workers.ops.inspect import stamp_unseen, survey_reply_topics
 
     settings = load_settings(args.config)

@@ -39,8 +39,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from contracts.codec import AnyRequest
 from contracts.errors import ContractError
 from contracts.names import Header, Lane, batch_request_topic, control_topic, lane_topic
-from producer_sdk.connection import start_client
 from providers.redis_client import connect_redis
+from transport.connection import start_client
 from workers.idempotency import JobLedger, Reopening, job_ref
 from workers.ops.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterInfo, DeadLetterReader
 from workers.ops.replay_progress import ReplayProgress

@@ -19,8 +19,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts.codec import AnyRequest, decode_request, decode_request_head
 from contracts.errors import ContractError, FleetError
 from contracts.names import Header, dead_letter_topic
-from producer_sdk.connection import start_client
-from workers.runtime.records import Record, header
+from transport.connection import start_client
+from transport.records import Record, header
 from workers.settings import WorkerSettings
 
 # A read that gets no record and no nearer its end offsets for this long has stalled.

@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, Lane, lane_topic, reply_topic
-from producer_sdk.connection import start_client
 from providers.redis_client import connect_redis
+from transport.connection import start_client
 from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 
 from contracts.secrets import Secret
-from producer_sdk.connection import KafkaSecurity, SaslMechanism
+from transport.connection import KafkaSecurity, SaslMechanism
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from contracts.errors import FleetError
-from producer_sdk.connection import start_client
+from transport.connection import start_client
 from workers.settings import WorkerSettings
 
 # Under Kafka's default offset.metadata.max.bytes (4096), with room to spare.

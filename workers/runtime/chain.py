@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contracts.codec import AnyRequest
 from contracts.names import Lane
 from contracts.replies import Final
-from workers.runtime.records import Record
+from transport.records import Record
 from workers.runtime.reply_stream import ChunkStamper, ReplyStream
 
 Next = Callable[["Job"], Awaitable[None]]

@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from contracts.names import Lane
-from workers.runtime.commits import OffsetTracker
+from transport.commits import OffsetTracker
+from transport.records import Record
 from workers.runtime.lanes import LaneGate
-from workers.runtime.records import Record
 from workers.runtime.runner import JobRunner
 
 log = logging.getLogger(__name__)

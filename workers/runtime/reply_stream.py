@@ -12,7 +12,7 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import ErrorCode
 from contracts.names import ContentType, Header
 from contracts.replies import EmbedResult, ErrorReply, ReplyChunk, TextDelta
-from workers.runtime.publisher import Publisher
+from transport.publisher import Publisher
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
 
 

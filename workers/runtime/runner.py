@@ -14,6 +14,8 @@ from typing import Any
 from contracts.control import CancelJob
 from contracts.names import Lane
 from providers.call_retry import CallRetryPolicy
+from transport.publisher import Publisher, TopicProbe
+from transport.records import Record
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.idempotency import JobLedger
@@ -36,8 +38,6 @@ from workers.runtime.links import (
     Traced,
     VerifyTenant,
 )
-from workers.runtime.publisher import Publisher, TopicProbe
-from workers.runtime.records import Record
 from workers.runtime.reply_stream import GoneTopics
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
 

@@ -16,12 +16,12 @@ from contracts.codec import (
 from contracts.envelope import ReplyAddress
 from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
+from transport.publisher import Publisher, TopicProbe
+from transport.records import Record, header
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import attempt_floor, retry_count
 from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
-from workers.runtime.publisher import Publisher, TopicProbe
-from workers.runtime.records import Record, header
 from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 from workers.settings import ReplyLimits
 from workers.tenants import unverified

@@ -13,11 +13,11 @@ from contracts.codec import (
 from contracts.errors import ConfigError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from providers.errors import ProviderError
+from transport.publisher import TopicProbe
+from transport.records import header
 from workers.retry import RedeliveryScheduler
 from workers.runtime.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
-from workers.runtime.publisher import TopicProbe
-from workers.runtime.records import header
 from workers.runtime.reply_stream import GoneTopics, ReplyTooLarge
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import time
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from producer_sdk.tracing import extract_context
 from providers.telemetry import tracing_configured
+from transport.tracing import extract_context
 from workers.metrics import WorkerMetrics
 from workers.runtime.chain import Job, Link
 

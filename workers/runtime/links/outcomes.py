@@ -7,11 +7,11 @@ from contracts.errors import ErrorCode
 from contracts.names import DeadLetterReason
 from contracts.replies import ErrorReply
 from providers.errors import ProviderError
+from transport.records import Record
 from workers.dead_letter import DeadLetters
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, attempt_floor
 from workers.runtime.chain import Job
-from workers.runtime.records import Record
 
 
 class Outcomes:

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.errors import FleetError
-from producer_sdk.connection import KafkaConnection, start_client
+from transport.connection import KafkaConnection, start_client
 
 # Records fetched per round trip (a batch's output records are a few hundred kB each).
 _FETCH_BYTES = 16 * 1024 * 1024

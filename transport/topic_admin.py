@@ -12,7 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts.errors import FleetError
-from producer_sdk.connection import KafkaConnection, as_connection, start_client
+from transport.connection import KafkaConnection, as_connection, start_client
 
 # What a cluster whose default replication cannot be read gets: three copies, or one per
 # broker where there are fewer.
