@@ -26,7 +26,7 @@ from contracts.names import LANES, Lane, as_lane
 from producer_sdk import FleetClient
 from providers.chat.local_llama import SMOLLM2_MODEL
 from providers.embeddings.local_minilm import MINILM_MODEL
-from workers.batch.settings import BatchSettings
+from workers.settings import BatchSettings
 
 BATCH = BatchSettings()  # the coordinator's defaults: rows per request, requests in flight
 MAX_TOKENS = 64

@@ -27,7 +27,7 @@ from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
 from transport.topic_admin import delete_topics
 from workers import WorkerSettings
 from workers.batch.coordinator import BatchCoordinator
-from workers.batch.settings import BatchSettings
+from workers.settings import BatchSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 

@@ -18,7 +18,7 @@ FORBIDDEN = {
     "producer_sdk": ("workers", "providers"),
     "workers.runtime": ("workers.ops",),
     "workers.handlers": ("workers.ops", "workers.runtime.consumer", "workers.runtime.runner",
-                         "workers.runtime.links", "workers.runtime.chain"),
+                         "workers.runtime.links", "workers.runtime.links.chain"),
 }  # fmt: skip
 PACKAGES = ("contracts", "transport", "providers", "producer_sdk", "workers")
 

@@ -20,7 +20,7 @@ from producer_sdk.batch_tally import ResultTally
 from producer_sdk.options import GenerateOptions
 from workers.batch import requests
 from workers.batch.requests import Chunk, chunks_of, request_id_of
-from workers.batch.settings import BatchSettings
+from workers.settings import BatchSettings
 
 OK = RowResult(custom_id="a", embedding=b"\0" * 8)
 RETRYABLE = RowError(code="rate_limit", message="slow down", retryable=True)

@@ -14,8 +14,8 @@ from providers.router import ModelRouter
 from providers.tokens import estimate_tokens
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 from workers.handlers.embed import EmbedHandler
+from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
-from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import EmbedBatching
 
 MODEL = "text-embedding-3-small"

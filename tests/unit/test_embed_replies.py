@@ -18,7 +18,7 @@ from contracts.replies import EmbedPart, EmbedResult
 from providers.errors import ProviderError
 from tests.unit.memory_publisher import MemoryPublisher
 from workers.handlers.embed import shortened
-from workers.runtime.reply_stream import ReplyStream, ReplyTooLarge
+from workers.handlers.reply_stream import ReplyStream, ReplyTooLarge
 from workers.settings import ReplyLimits
 
 DIMENSION = 384

@@ -25,7 +25,7 @@ from providers.router import ModelRouter
 from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 from workers.handlers.generate import GenerateHandler
-from workers.runtime.reply_stream import ChunkStamper
+from workers.handlers.reply_stream import ChunkStamper
 
 MODEL = "gpt-4o-mini"
 TOOLS = [ToolSpec(name="get_weather"), ToolSpec(name="get_time")]

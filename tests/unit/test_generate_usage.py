@@ -17,8 +17,8 @@ from providers.router import ModelRouter
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 from workers.handlers.generate import GenerateHandler
+from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
-from workers.runtime.reply_stream import ChunkStamper
 
 MODEL = "qwen2.5-0.5b-instruct"
 ASK = [ChatMessage(role="user", content="Say hello.")]

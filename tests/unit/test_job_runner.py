@@ -32,8 +32,8 @@ from tests.unit.job_runner_harness import (
     _record,
     _request,
 )
+from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import Outcome
-from workers.runtime.reply_stream import ChunkStamper
 
 
 async def test_ok_streams_deltas_in_order_then_the_result() -> None:

@@ -23,7 +23,7 @@ from producer_sdk import FleetClient
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError
 from providers.call_retry import CallRetryPolicy
 from providers.tokens import estimate_tokens
-from workers.batch.settings import BatchSettings
+from workers.settings import BatchSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

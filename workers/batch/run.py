@@ -34,8 +34,8 @@ from transport.connection import KafkaConnection
 from transport.topic_admin import TopicSpec, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end
 from workers.batch.requests import Chunk, ChunkRunner, chunks_of
-from workers.batch.settings import BatchSettings
 from workers.batch.status import StatusBoard
+from workers.settings import BatchSettings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Protocol, TypeVar
 
 from contracts.names import Lane
 from contracts.replies import ReplyChunk
-from workers.runtime.reply_stream import ChunkStamper
+from workers.handlers.reply_stream import ChunkStamper
 
 R_contra = TypeVar("R_contra", contravariant=True)
 

@@ -22,8 +22,8 @@ from providers.telemetry import provider_span
 from providers.tokens import estimate_tokens
 from workers.handlers.embed_batching import DynamicBatcher
 from workers.handlers.providers import embedders, health_of
+from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
-from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import EmbedBatching, WorkerSettings
 
 FloatRows = npt.NDArray[np.float32]

@@ -18,9 +18,9 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.telemetry import provider_span
 from workers.handlers.providers import chat_provider, health_of, loaded
+from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.structured_output import output_check
 from workers.metrics import WorkerMetrics
-from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 

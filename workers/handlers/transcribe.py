@@ -14,9 +14,9 @@ from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.handlers.audio import AudioLoader
 from workers.handlers.providers import health_of, loaded
+from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.url_guard import UrlGuard
 from workers.metrics import WorkerMetrics
-from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 

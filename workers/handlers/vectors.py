@@ -16,8 +16,8 @@ from providers.shared import Shared
 from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
 from workers.handlers.providers import embedders, health_of, loaded
+from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
-from workers.runtime.reply_stream import ChunkStamper
 from workers.settings import WorkerSettings
 
 

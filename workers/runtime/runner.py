@@ -18,10 +18,10 @@ from transport.publisher import Publisher, TopicProbe
 from transport.records import Record
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
+from workers.handlers.reply_stream import GoneTopics
 from workers.idempotency import JobLedger
 from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryScheduler
-from workers.runtime.chain import Job, Link, chain
 from workers.runtime.links import (
     LEDGER_RETRY,
     Cancellation,
@@ -38,7 +38,7 @@ from workers.runtime.links import (
     Traced,
     VerifyTenant,
 )
-from workers.runtime.reply_stream import GoneTopics
+from workers.runtime.links.chain import Job, Link, chain
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
 
 

@@ -24,7 +24,7 @@ from providers.chat.local_llama import SMOLLM2_MODEL
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from workers.handlers.generate import GenerateHandler
-from workers.runtime.reply_stream import ChunkStamper
+from workers.handlers.reply_stream import ChunkStamper
 
 pytestmark = [pytest.mark.model]
 

@@ -18,11 +18,11 @@ from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
 from transport.publisher import Publisher, TopicProbe
 from transport.records import Record, header
+from workers.handlers.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import attempt_floor, retry_count
-from workers.runtime.chain import Job, Link
+from workers.runtime.links.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
-from workers.runtime.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 from workers.settings import ReplyLimits
 from workers.tenants import unverified
 

@@ -15,10 +15,10 @@ from contracts.names import DeadLetterReason, Header
 from providers.errors import ProviderError
 from transport.publisher import TopicProbe
 from transport.records import header
+from workers.handlers.reply_stream import GoneTopics, ReplyTooLarge
 from workers.retry import RedeliveryScheduler
-from workers.runtime.chain import Job, Link
+from workers.runtime.links.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
-from workers.runtime.reply_stream import GoneTopics, ReplyTooLarge
 
 log = logging.getLogger(__name__)
 

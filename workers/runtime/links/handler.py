@@ -8,7 +8,7 @@ from typing import Any
 from contracts.replies import EmbedResult, Final, GenerateResult, ReplyChunk
 from workers.handlers import JobHandler
 from workers.metrics import Outcome, WorkerMetrics
-from workers.runtime.chain import Job
+from workers.runtime.links.chain import Job
 
 
 class RunHandler:

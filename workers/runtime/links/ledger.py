@@ -19,6 +19,7 @@ from contracts.names import DeadLetterReason
 from contracts.replies import Final
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
+from workers.handlers.reply_stream import ChunkStamper
 from workers.idempotency import (
     AlreadyDone,
     Cancelled,
@@ -28,9 +29,8 @@ from workers.idempotency import (
     tenant_submission,
 )
 from workers.metrics import Outcome, WorkerMetrics
-from workers.runtime.chain import Job, Link
+from workers.runtime.links.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
-from workers.runtime.reply_stream import ChunkStamper
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind
 from providers.telemetry import tracing_configured
 from transport.tracing import extract_context
 from workers.metrics import WorkerMetrics
-from workers.runtime.chain import Job, Link
+from workers.runtime.links.chain import Job, Link
 
 _tracer = trace.get_tracer("ai_job_fleet.workers")
 

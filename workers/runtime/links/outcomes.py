@@ -11,7 +11,7 @@ from transport.records import Record
 from workers.dead_letter import DeadLetters
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, attempt_floor
-from workers.runtime.chain import Job
+from workers.runtime.links.chain import Job
 
 
 class Outcomes:

@@ -14,7 +14,7 @@ from contracts.codec import AnyRequest
 from contracts.names import Lane
 from contracts.replies import Final
 from transport.records import Record
-from workers.runtime.reply_stream import ChunkStamper, ReplyStream
+from workers.handlers.reply_stream import ChunkStamper, ReplyStream
 
 Next = Callable[["Job"], Awaitable[None]]
 
