@@ -45,6 +45,7 @@ from producer_sdk.batch_input import BatchInputReader
 from producer_sdk.batch_output import OutputFormat, WrittenFiles, open_result_writer
 from producer_sdk.batch_tally import ResultTally
 from transport.connection import KafkaConnection, start_client
+from transport.consume import tail
 from transport.topic_admin import TopicSpec, delete_topics, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end
 
@@ -245,12 +246,9 @@ class BatchClient:
         tp = TopicPartition(batch_status_topic(self.namespace), 0)
         latest = first
         try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
             async with asyncio.timeout(timeout_s):
-                while True:
-                    batch = await consumer.getmany(tp, timeout_ms=1000)
-                    for record in batch.get(tp, []):
+                async for records in tail(consumer, tp, start="beginning", wait_ms=1000):
+                    for record in records:
                         with contextlib.suppress(ContractError):
                             info = decode_info(record.value or b"")
                             if info.id == batch_id:
@@ -261,6 +259,7 @@ class BatchClient:
                         return latest
         finally:
             await consumer.stop()
+        raise AssertionError("a tail ends only when its caller stops it")
 
     async def run_corpus(
         self,

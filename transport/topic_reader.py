@@ -9,6 +9,7 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.errors import FleetError
 from transport.connection import KafkaConnection, start_client
+from transport.consume import read_range
 
 # Records fetched per round trip (a batch's output records are a few hundred kB each).
 _FETCH_BYTES = 16 * 1024 * 1024
@@ -41,17 +42,10 @@ async def read_to_end(
         if not partitions:
             raise TopicMissing(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         for tp in tps:
-            if ends[tp] == 0:
-                continue
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    if record.offset >= ends[tp]:
-                        break
-                    yield record
+            async for record in read_range(consumer, {tp: starts[tp]}, {tp: ends[tp]}):
+                yield record
     finally:
         await consumer.stop()

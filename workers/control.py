@@ -17,6 +17,7 @@ from contracts.codec import decode_control
 from contracts.control import CancelJob
 from contracts.errors import ContractError, ErrorCode
 from contracts.names import DeadLetterReason, Header
+from transport.consume import tail
 from transport.records import Record, header
 from workers.dead_letter import DeadLetters
 from workers.tenants import unverified
@@ -46,13 +47,11 @@ class ControlListener:
         self._stopping.set()
 
     async def run(self) -> None:
-        self._consumer.assign([self._partition])
-        await self._consumer.seek_to_end(self._partition)
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    await self._handle(record)
+        async for records in tail(
+            self._consumer, self._partition, start="end", stopping=self._stopping
+        ):
+            for record in records:
+                await self._handle(record)
 
     async def _handle(self, record: Record) -> None:
         """One control message; a bad one is ignored (by every replica alike), and nothing

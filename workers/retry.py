@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.errors import ContractError, ContractViolation, ErrorCode
 from contracts.names import LANES, DeadLetterReason, Header, Lane, as_lane, lane_topic, retry_topic
 from providers.errors import ProviderError
+from transport.consume import each_record
 from transport.publisher import Publisher
 from transport.records import Record
 from workers.dead_letter import DeadLetters
@@ -169,26 +170,25 @@ class RedeliveryForwarder:
 
     async def run(self) -> None:
         self._consumer.subscribe([self._source])
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=100)
-            for tp, records in batches.items():
-                for record in records:
-                    try:
-                        target = self._targets[retry_lane(record.headers)]
-                        due = await self._wait_until_due(record)
-                    except ContractError as exc:  # not a record the fleet parked
-                        log.warning("dead-lettering %s@%d: %s", tp, record.offset, exc)
-                        await self._dead_letters.publish(
-                            record, ErrorCode.INVALID_INPUT, DeadLetterReason.BAD_HEADER, str(exc)
-                        )
-                        await self._consumer.commit({tp: record.offset + 1})
-                        continue
-                    if not due:
-                        return  # stopping: uncommitted records are forwarded by the next owner
-                    await self._producer.send_and_wait(
-                        target, record.value, key=record.key, headers=list(record.headers)
-                    )
-                    await self._consumer.commit({tp: record.offset + 1})
+        await each_record(self._consumer, self._forward, stopping=self._stopping, max_records=100)
+
+    async def _forward(self, tp: TopicPartition, record: Record) -> None:
+        try:
+            target = self._targets[retry_lane(record.headers)]
+            due = await self._wait_until_due(record)
+        except ContractError as exc:  # not a record the fleet parked
+            log.warning("dead-lettering %s@%d: %s", tp, record.offset, exc)
+            await self._dead_letters.publish(
+                record, ErrorCode.INVALID_INPUT, DeadLetterReason.BAD_HEADER, str(exc)
+            )
+            await self._consumer.commit({tp: record.offset + 1})
+            return
+        if not due:
+            return  # stopping: uncommitted records are forwarded by the next owner
+        await self._producer.send_and_wait(
+            target, record.value, key=record.key, headers=list(record.headers)
+        )
+        await self._consumer.commit({tp: record.offset + 1})
 
     async def _wait_until_due(self, record: Record) -> bool:
         due_ms = _int_header(record.headers, Header.RETRY_NOT_BEFORE_MS)

@@ -15,7 +15,7 @@ import time
 import uuid
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from contracts.batch import (
@@ -37,8 +37,8 @@ from contracts.names import (
 from producer_sdk import FleetClient
 from producer_sdk.batches import STATUS_CONFIGS
 from providers.call_retry import CallRetryPolicy
-from transport.commits import OffsetTracker
 from transport.connection import start_client
+from transport.group import GroupLoop
 from transport.records import Record
 from transport.topic_admin import TopicSpec, ensure_topics
 from workers.batch.requests import ChunkRunner
@@ -47,7 +47,6 @@ from workers.batch.status import StatusBoard
 from workers.health import HealthServer
 from workers.health_port import HealthSocket
 from workers.metrics import WorkerMetrics
-from workers.runtime.consumer import commit_finished
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -69,13 +68,15 @@ class BatchCoordinator:
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._runs: dict[str, tuple[BatchRun, asyncio.Task[None], TopicPartition]] = {}
-        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._loop: GroupLoop | None = None
         self._slots = asyncio.Semaphore(settings.batch.max_batches)
 
     def stop(self) -> None:
         """Stop taking commands and hand back the running batches (whoever takes their
         partitions resumes them)."""
         self._stopping.set()
+        if self._loop is not None:
+            self._loop.stop()
 
     async def run(self) -> None:
         s = self.settings
@@ -143,27 +144,20 @@ class BatchCoordinator:
                 await health.start(health_port)
                 stack.push_async_callback(health.aclose)
                 log.info("%s worker health on port %d", BATCH_KIND, health.port)
-            consumer.subscribe([batch_command_topic(s.namespace)], listener=_Rebalance(self))
-            self._consumer = consumer
+            self._loop = GroupLoop(
+                consumer,
+                [batch_command_topic(s.namespace)],
+                self,
+                commit_interval_s=s.commit_interval_s,
+                ready=self.ready,
+                ready_unassigned=True,
+            )
+            if self._stopping.is_set():
+                return
             log.info("batch coordinator started (group %s)", s.group_for(BATCH_KIND))
-            try:
-                await self._fetch_loop()
-            finally:
-                await self._hand_back(list(self._runs))
-                await self._commit()
+            await self._loop.run()
 
-    async def _fetch_loop(self) -> None:
-        committed_at = time.monotonic()
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for tp, records in batches.items():
-                for record in records:
-                    self._take(tp, record)
-            if time.monotonic() - committed_at > self.settings.commit_interval_s:
-                await self._commit()
-                committed_at = time.monotonic()
-
-    def _take(self, tp: TopicPartition, record: Record) -> None:
+    def take(self, tp: TopicPartition, record: Record) -> None:
         try:
             command = decode_command(record.value or b"")
         except ContractError as exc:
@@ -221,7 +215,8 @@ class BatchCoordinator:
         run = BatchRun(info, self._context)
         if cancel:
             run.cancel()
-        self._tracker.started(tp, offset)
+        assert self._loop is not None, "a run starts from a fetched command"
+        self._loop.started(tp, offset)
         task = asyncio.create_task(self._run(tp, offset, run), name=f"batch-{info.id}")
         self._runs[info.id] = (run, task, tp)
 
@@ -249,7 +244,8 @@ class BatchCoordinator:
                 log.exception("batch %s failed in the coordinator", run.info.id)
                 break
         self._runs.pop(run.info.id, None)
-        self._tracker.finished(tp, offset)
+        assert self._loop is not None
+        self._loop.finished(tp, offset)
 
     async def _hand_back(self, batch_ids: list[str]) -> None:
         tasks = []
@@ -259,29 +255,13 @@ class BatchCoordinator:
                 tasks.append(entry[1])
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
-        await commit_finished(self._consumer, self._tracker, partitions)
-
-    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Batches of partitions that move stop here; their new owner resumes them."""
-        await self._hand_back([b for b, (_, _, tp) in self._runs.items() if tp in revoked])
-        await self._commit(list(revoked))
-        self._tracker.forget(revoked)
-
-    def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.ready.set()
+    async def release(self, partitions: set[TopicPartition] | None) -> None:
+        """Batches of partitions that move (None: all of them) stop here; whoever gets
+        the partitions resumes them."""
+        await self._hand_back(
+            [b for b, (_, _, tp) in self._runs.items() if partitions is None or tp in partitions]
+        )
 
 
 def _name(command: BatchCommand) -> str:
     return type(command).__name__.removeprefix("Batch").lower()
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: BatchCoordinator) -> None:
-        self._owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._owner.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._owner.on_assigned(assigned)

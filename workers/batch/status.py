@@ -14,6 +14,7 @@ from contracts.batch import BatchInfo, decode_info
 from contracts.codec import encode
 from contracts.errors import ContractError
 from transport.connection import KafkaConnection, start_client
+from transport.consume import tail
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ class StatusBoard:
     async def start(self) -> None:
         await start_client(self._consumer, self._connection)
         tp = TopicPartition(self._topic, 0)
-        self._consumer.assign([tp])
-        await self._consumer.seek_to_beginning(tp)
         end = (await self._consumer.end_offsets([tp]))[tp]
         self._task = asyncio.create_task(self._follow(tp, end), name="batch-status")
 
@@ -56,14 +55,10 @@ class StatusBoard:
     async def _follow(self, tp: TopicPartition, end: int) -> None:
         if end == 0:
             self.caught_up.set()
-        while True:
-            try:
-                batch = await self._consumer.getmany(tp, timeout_ms=1000)
-            except KafkaError as exc:
-                log.warning("reading %s failed (%s); trying again", self._topic, exc)
-                await asyncio.sleep(1.0)
-                continue
-            for record in batch.get(tp, []):
+        async for records in tail(
+            self._consumer, tp, start="beginning", wait_ms=1000, retry_errors=True
+        ):
+            for record in records:
                 if record.value is not None:
                     self._take(record.value)
             # By position, not by the last record's offset: compaction leaves gaps.

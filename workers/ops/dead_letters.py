@@ -17,15 +17,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.codec import AnyRequest, decode_request, decode_request_head
-from contracts.errors import ContractError, FleetError
+from contracts.errors import ContractError
 from contracts.names import Header, dead_letter_topic
 from transport.connection import start_client
+from transport.consume import read_range
 from transport.records import Record, header
 from workers.settings import WorkerSettings
 
 # A read that gets no record and no nearer its end offsets for this long has stalled.
 _STALL_S = 30.0
-_FETCH_TIMEOUT_MS = 1000
 
 
 class DeadLetterInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,28 +194,6 @@ class DeadLetterReader:
             yield parse_dead_letter(self.kind, record)
 
     async def _records(self) -> AsyncIterator[Record]:
-        consumer = self._consumer
-        starts, ends = self.starts, self.ends
-        pending = {tp for tp in self.partitions if ends[tp] > starts[tp]}
-        if not pending:
-            return  # empty, or no dead-letter topic yet: nothing was ever dead-lettered
-        consumer.assign(self.partitions)
-        for tp in self.partitions:
-            consumer.seek(tp, starts[tp])
-        progress = time.monotonic()
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=_FETCH_TIMEOUT_MS)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        yield record
-                progress = time.monotonic()
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-            if pending and time.monotonic() - progress > _STALL_S:
-                where = ", ".join(f"{tp.partition}" for tp in sorted(pending))
-                raise FleetError(
-                    f"reading {self.topic} got nothing for {_STALL_S:g}s before its end "
-                    f"(partitions {where}): is the broker up?"
-                )
+        # Empty, or no dead-letter topic yet: nothing was ever dead-lettered.
+        async for record in read_range(self._consumer, self.starts, self.ends, stall_s=_STALL_S):
+            yield record

@@ -3,6 +3,7 @@ and which reply topics belong to clients that are gone."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import msgspec
@@ -12,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, Lane, lane_topic, reply_topic
 from providers.redis_client import connect_redis
 from transport.connection import start_client
+from transport.consume import ReadStalled, read_range
 from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
 
@@ -86,7 +88,7 @@ async def job_state(
 
 
 # How long to wait for a partition's last record once its offset is known.
-_LAST_RECORD_WAIT_MS = 5_000
+_LAST_RECORD_S = 5.0
 
 
 class StaleReplyTopic(msgspec.Struct, frozen=True):
@@ -155,19 +157,9 @@ async def _newest_timestamps_ms(
         return newest
     ends = await consumer.end_offsets(tps)
     starts = await consumer.beginning_offsets(tps)
-    waiting = {tp for tp in tps if ends[tp] > starts[tp]}
-    if not waiting:
-        return newest
-    consumer.assign(list(waiting))
-    for tp in waiting:
-        consumer.seek(tp, ends[tp] - 1)
-    while waiting:
-        batches = await consumer.getmany(*waiting, timeout_ms=_LAST_RECORD_WAIT_MS)
-        if not batches:
-            break  # the last record of those left is gone (retention): nothing to judge by
-        for tp, records in batches.items():
-            if records:
-                newest[tp] = int(records[-1].timestamp)
-                waiting.discard(tp)
-                consumer.pause(tp)
+    lasts = {tp: max(ends[tp] - 1, starts[tp]) for tp in tps}
+    # The last record of a partition can be gone (retention): nothing to judge it by.
+    with contextlib.suppress(ReadStalled):
+        async for record in read_range(consumer, lasts, ends, stall_s=_LAST_RECORD_S):
+            newest[TopicPartition(record.topic, record.partition)] = int(record.timestamp)
     return newest
