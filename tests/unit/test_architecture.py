@@ -14,7 +14,7 @@ FORBIDDEN = {
     "contracts": ("transport", "providers", "workers", "producer_sdk", "aiokafka", "redis",
                   "httpx"),
     "transport": ("providers", "workers", "producer_sdk", "redis", "httpx"),
-    "providers": ("transport", "workers", "producer_sdk"),
+    "providers": ("workers", "producer_sdk"),
     "producer_sdk": ("workers", "providers"),
     "workers.runtime": ("workers.ops",),
     "workers.handlers": ("workers.ops", "workers.runtime.consumer", "workers.runtime.runner",
@@ -67,3 +67,80 @@ def test_only_the_operator_tools_import_the_operator_tools() -> None:
         and any(_within(name, "workers.ops") for name in _imports(path))
     ]
     assert offenders == []
+
+
+def _unit(module: str) -> str:
+    """What the cycle check counts as one node: a package, or, for a module at the root of
+    a package that has sub-packages (``workers/settings.py``, ``providers/router.py``), the
+    module itself: such a root is a namespace of layers, not one layer."""
+    path = REPO.joinpath(*module.split("."))
+    if path.is_dir():
+        return module  # a package's own __init__
+    package = path.parent
+    has_subpackages = any((child / "__init__.py").exists() for child in package.iterdir())
+    return module if has_subpackages else ".".join(package.relative_to(REPO).parts)
+
+
+def _package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in SOURCES:
+        source = _unit(_module(path))
+        for name in _imports(path):
+            if name.split(".")[0] not in PACKAGES:
+                continue
+            while not (REPO.joinpath(*name.split(".")).is_dir() or _exists(name)):
+                name = name.rsplit(".", 1)[0]  # `from package.module import name`
+            target = _unit(name)
+            if target != source:
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def _exists(module: str) -> bool:
+    return REPO.joinpath(*module.split(".")).with_suffix(".py").exists()
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while (member := stack.pop()) != node:
+                component.append(member)
+            component.append(node)
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_package_imports_itself_back_through_another() -> None:
+    graph = _package_graph()
+    assert {"workers.handlers", "workers.runtime.links", "workers.batch"} <= set(graph)
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_one_module_fetches_from_kafka() -> None:
+    """Every consume loop is a variant of transport/consume.py's: no module fetches itself."""
+    fetching = [_module(p) for p in SOURCES if ".getmany(" in p.read_text()]
+    assert fetching == ["transport.consume"]
