@@ -37,6 +37,8 @@ BatchState = Literal[
     "cancelled",
 ]
 END_STATES: Final = frozenset({"completed", "failed", "expired", "cancelled"})
+# A batch's completion window unless its submit names one (OpenAI's `24h`).
+DEFAULT_WINDOW_S: Final = 24 * 3600.0
 # Rows a batch may hold; a page of rows is one record of the input topic.
 MAX_BATCH_ROWS: Final = 5_000_000
 CustomId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]

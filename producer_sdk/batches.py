@@ -19,6 +19,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.batch import (
+    DEFAULT_WINDOW_S,
     BatchCancel,
     BatchCommand,
     BatchInfo,
@@ -31,6 +32,7 @@ from contracts.batch import (
     decode_results,
     initial_info,
 )
+from contracts.batch_tally import ResultTally
 from contracts.codec import encode
 from contracts.errors import ContractError, FleetError
 from contracts.names import (
@@ -41,14 +43,12 @@ from contracts.names import (
     batch_output_topic,
     batch_status_topic,
 )
-from producer_sdk.batch_input import BatchInputReader
-from producer_sdk.batch_output import OutputFormat, WrittenFiles, open_result_writer
-from producer_sdk.batch_tally import ResultTally
+from producer_sdk.batch.input_reader import BatchInputReader
+from producer_sdk.batch.result_writer import OutputFormat, WrittenFiles, open_result_writer
 from transport.connection import KafkaConnection, start_client
 from transport.topic_admin import TopicSpec, delete_topics, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end
 
-DEFAULT_WINDOW_S = 24 * 3600.0
 # How long the broker keeps a batch's input (the coordinator keeps the output as long).
 DEFAULT_RETENTION_DAYS = 30.0
 # An input page stays well under the broker's default message limit (about 1 MiB).

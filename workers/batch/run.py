@@ -1,7 +1,7 @@
 """One batch, run to an end state by the coordinator that owns its command partition.
 
 Everything a run needs to resume is on the broker: the input pages on the input topic,
-the finished rows on the output topic (producer_sdk/batch_tally.py says which outcome of
+the finished rows on the output topic (contracts/batch_tally.py says which outcome of
 a row counts), the status on the status topic. A run that resumes after its coordinator
 died reads the first two again and sends only the requests whose rows are not settled.
 """
@@ -26,10 +26,10 @@ from contracts.batch import (
     decode_page,
     decode_results,
 )
+from contracts.batch_tally import ResultTally
 from contracts.codec import encode
 from contracts.errors import ContractError
 from contracts.names import batch_input_topic, batch_output_topic
-from producer_sdk.batch_tally import ResultTally
 from transport.connection import KafkaConnection
 from transport.topic_admin import TopicSpec, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end

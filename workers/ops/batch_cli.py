@@ -13,10 +13,9 @@ from typing import Any
 
 import msgspec
 
-from contracts.batch import BatchInfo
+from contracts.batch import DEFAULT_WINDOW_S, BatchInfo
 from contracts.errors import ConfigError
-from producer_sdk import KafkaSecurity
-from producer_sdk.batches import DEFAULT_WINDOW_S, BatchClient
+from producer_sdk import BatchClient, KafkaSecurity
 from transport.connection import KafkaConnection
 from workers.ops.batch_progress import BatchProgress
 

@@ -3,7 +3,7 @@
 A writer is given each row's winning outcome once (``write``: the caller applies the tally
 rule) and the rows the batch never ran (``write_error``). Formats:
 
-- ``jsonl``: the OpenAI batch output shape (producer_sdk.openai_batch_lines). Succeeded
+- ``jsonl``: the OpenAI batch output shape (producer_sdk/batch/openai_output_lines.py). Succeeded
   rows go to the output file, failed rows and rows the batch never ran to the error file.
 - ``npy`` (vectors): an N x dimension float32 matrix, one row per succeeded row, and
   ``<output>.ids.jsonl`` with their custom_ids in the same order; errors as in ``jsonl``.
@@ -31,7 +31,7 @@ import msgspec
 from contracts.batch import BatchInfo, RowError, RowResult
 from contracts.embed_parts import float32_values
 from contracts.errors import ContractError
-from producer_sdk.openai_batch_lines import (
+from producer_sdk.batch.openai_output_lines import (
     LineError,
     OutputLine,
     failed_line,
@@ -312,7 +312,7 @@ class _ErrorLines(Protocol):
 
 
 class _OpenAIErrors:
-    """The error file in OpenAI's shape (producer_sdk.openai_batch_lines)."""
+    """The error file in OpenAI's shape (producer_sdk/batch/openai_output_lines.py)."""
 
     def __init__(self, path: Path, batch: BatchInfo) -> None:
         self._path = path
