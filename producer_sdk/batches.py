@@ -25,8 +25,10 @@ from contracts.batch import (
     BatchInfo,
     BatchInputPage,
     BatchRetry,
+    BatchState,
     BatchSubmit,
     RowError,
+    StopReason,
     decode_info,
     decode_page,
     decode_results,
@@ -282,7 +284,7 @@ class BatchClient:
         except BatchNotFound:
             info = await self.submit(input_path, model=model, batch_id=batch_id)
         else:
-            if info.status in ("cancelled", "expired"):
+            if info.state in (BatchState.CANCELLED, BatchState.EXPIRED):
                 info = await self.retry(batch_id)
         final = await self.follow(info.id, progress)
         await self.results(batch_id, output_path, format="corpus")
@@ -325,12 +327,7 @@ class BatchClient:
     async def _write_never_ran(
         self, info: BatchInfo, tally: ResultTally, write_error: Callable[[str, RowError], None]
     ) -> None:
-        status = info.status if info.status != "completed" else "failed"
-        error = RowError(
-            code=f"batch_{status}",
-            message=f"the batch {status} before this row ran",
-            retryable=True,
-        )
+        error = StopReason.of(info.state).row_error()
         pages: set[int] = set()
         async for record in read_to_end(
             self.connection, batch_input_topic(info.id, self.namespace)

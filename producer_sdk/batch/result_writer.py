@@ -43,9 +43,6 @@ OutputFormat = Literal["jsonl", "npy", "parquet", "corpus"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("jsonl", "npy", "parquet", "corpus")
 VECTOR_FORMATS: Final[frozenset[OutputFormat]] = frozenset({"npy", "parquet", "corpus"})
 
-# Codes of rows the batch never ran (batch_expired, batch_cancelled, batch_failed): no
-# response to show, only the error, as OpenAI writes them.
-_NEVER_RAN_PREFIX: Final = "batch_"
 _NPY_HEADER_BYTES: Final = 128  # room for any shape; patched with the row count at close
 _PARQUET_ROW_GROUP: Final = 8192
 _BUFFER_BYTES: Final = 1 << 20
@@ -109,7 +106,7 @@ class ResultWriter(abc.ABC):
             self.succeeded += 1
             return
         self.failed += 1
-        if row.error.code.startswith(_NEVER_RAN_PREFIX):
+        if row.error.stopped is not None:  # no response to show, only the error, as OpenAI
             self._errors.never_ran(row.custom_id, row.error)
         else:
             self._errors.failed(row)
