@@ -6,6 +6,8 @@ topic and writes the rows' results to the batch's output topic in BatchResults r
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -23,10 +25,35 @@ ENDPOINT_KIND: Final[dict[str, str]] = {
     "/v1/embeddings": "embed",
     "/v1/chat/completions": "generate",
 }
-# OpenAI's batch lifecycle. validating -> in_progress -> finalizing -> completed; or failed
-# (the input is not what the submit said), expired (the completion window passed),
-# cancelling -> cancelled. Every end state keeps the rows finished before it.
-BatchState = Literal[
+# A batch's completion window unless its submit names one (OpenAI's `24h`).
+DEFAULT_WINDOW_S: Final = 24 * 3600.0
+# Rows a batch may hold; a page of rows is one record of the input topic.
+MAX_BATCH_ROWS: Final = 5_000_000
+CustomId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class BatchState(enum.StrEnum):
+    """OpenAI's batch lifecycle. validating -> in_progress -> finalizing -> completed; or
+    failed (the input is not what the submit said), expired (the completion window passed),
+    cancelling -> cancelled. Every end state keeps the rows finished before it."""
+
+    VALIDATING = "validating"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self in _END_STATES
+
+
+# BatchInfo.status: a BatchState's value. A Literal rather than the enum so that the JSON
+# Schema keeps the field's `enum` inline, as it has always been published.
+BatchStatus = Literal[
     "validating",
     "in_progress",
     "finalizing",
@@ -36,10 +63,51 @@ BatchState = Literal[
     "cancelling",
     "cancelled",
 ]
-END_STATES: Final = frozenset({"completed", "failed", "expired", "cancelled"})
-# Rows a batch may hold; a page of rows is one record of the input topic.
-MAX_BATCH_ROWS: Final = 5_000_000
-CustomId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_END_STATES: Final = frozenset(
+    {BatchState.COMPLETED, BatchState.FAILED, BatchState.EXPIRED, BatchState.CANCELLED}
+)
+# The field of BatchInfo that keeps when the batch entered each state (validating: created_at).
+_ENTERED_AT: Final[Mapping[BatchState, str]] = {
+    BatchState.IN_PROGRESS: "in_progress_at",
+    BatchState.FINALIZING: "finalizing_at",
+    BatchState.COMPLETED: "completed_at",
+    BatchState.FAILED: "failed_at",
+    BatchState.EXPIRED: "expired_at",
+    BatchState.CANCELLING: "cancelling_at",
+    BatchState.CANCELLED: "cancelled_at",
+}
+
+
+class StopReason(enum.StrEnum):
+    """Why a batch stopped before it ran every row. The value is the error code each row it
+    never ran gets in the downloaded files (OpenAI's names); ``state`` the state it ends in."""
+
+    CANCELLED = "batch_cancelled"
+    EXPIRED = "batch_expired"
+    FAILED = "batch_failed"
+
+    @property
+    def state(self) -> BatchState:
+        return _STOPPED_IN[self]
+
+    @classmethod
+    def of(cls, state: BatchState) -> StopReason:
+        """Why a batch that ended in ``state`` never ran the rows it has no outcome of: a
+        completed batch ran them all, so one it lacks was lost (failed)."""
+        return next((reason for reason in cls if reason.state is state), cls.FAILED)
+
+    def row_error(self) -> RowError:
+        """The error of a row the batch never ran (retryable: a `retry` round runs it)."""
+        return RowError(
+            code=self.value, message=f"the batch {self.state} before this row ran", retryable=True
+        )
+
+
+_STOPPED_IN: Final[Mapping[StopReason, BatchState]] = {
+    StopReason.CANCELLED: BatchState.CANCELLED,
+    StopReason.EXPIRED: BatchState.EXPIRED,
+    StopReason.FAILED: BatchState.FAILED,
+}
 
 
 class ChatBody(StrictStruct, frozen=True):
@@ -134,7 +202,7 @@ class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: Identifier
     endpoint: Endpoint
     model: str
-    status: BatchState
+    status: BatchStatus
     request_counts: RequestCounts
     created_at: float
     expires_at: float
@@ -159,8 +227,17 @@ class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
+    def state(self) -> BatchState:
+        return BatchState(self.status)
+
+    @property
     def ended(self) -> bool:
-        return self.status in END_STATES
+        return self.state.ended
+
+    def entering(self, state: BatchState, at: float, **changes: Any) -> BatchInfo:
+        """This status moved on to ``state`` at ``at`` (and ``changes``)."""
+        entered = {_ENTERED_AT[state]: at}
+        return msgspec.structs.replace(self, status=state.value, **entered, **changes)
 
 
 def initial_info(submit: BatchSubmit) -> BatchInfo:
@@ -169,7 +246,7 @@ def initial_info(submit: BatchSubmit) -> BatchInfo:
         id=submit.batch_id,
         endpoint=submit.endpoint,
         model=submit.model,
-        status="validating",
+        status=BatchState.VALIDATING.value,
         request_counts=RequestCounts(total=submit.rows),
         created_at=submit.created_at,
         expires_at=submit.created_at + submit.completion_window_s,
@@ -184,10 +261,15 @@ def initial_info(submit: BatchSubmit) -> BatchInfo:
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):
-    # An ErrorCode value, or batch_expired / batch_cancelled for rows the batch never ran.
+    # An ErrorCode value, or a StopReason's for a row the batch never ran (``stopped``).
     code: str
     message: str
     retryable: bool = False
+
+    @property
+    def stopped(self) -> StopReason | None:
+        """Why the batch never ran the row; None for a row that ran."""
+        return next((reason for reason in StopReason if reason == self.code), None)
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -19,18 +19,22 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.batch import (
+    DEFAULT_WINDOW_S,
     BatchCancel,
     BatchCommand,
     BatchInfo,
     BatchInputPage,
     BatchRetry,
+    BatchState,
     BatchSubmit,
     RowError,
+    StopReason,
     decode_info,
     decode_page,
     decode_results,
     initial_info,
 )
+from contracts.batch_tally import ResultTally
 from contracts.codec import encode
 from contracts.errors import ContractError, FleetError
 from contracts.names import (
@@ -41,15 +45,13 @@ from contracts.names import (
     batch_output_topic,
     batch_status_topic,
 )
-from producer_sdk.batch_input import BatchInputReader
-from producer_sdk.batch_output import OutputFormat, WrittenFiles, open_result_writer
-from producer_sdk.batch_tally import ResultTally
+from producer_sdk.batch.input_reader import BatchInputReader
+from producer_sdk.batch.result_writer import OutputFormat, WrittenFiles, open_result_writer
 from transport.connection import KafkaConnection, start_client
 from transport.consume import tail
 from transport.topic_admin import TopicSpec, delete_topics, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end
 
-DEFAULT_WINDOW_S = 24 * 3600.0
 # How long the broker keeps a batch's input (the coordinator keeps the output as long).
 DEFAULT_RETENTION_DAYS = 30.0
 # An input page stays well under the broker's default message limit (about 1 MiB).
@@ -281,7 +283,7 @@ class BatchClient:
         except BatchNotFound:
             info = await self.submit(input_path, model=model, batch_id=batch_id)
         else:
-            if info.status in ("cancelled", "expired"):
+            if info.state in (BatchState.CANCELLED, BatchState.EXPIRED):
                 info = await self.retry(batch_id)
         final = await self.follow(info.id, progress)
         await self.results(batch_id, output_path, format="corpus")
@@ -324,12 +326,7 @@ class BatchClient:
     async def _write_never_ran(
         self, info: BatchInfo, tally: ResultTally, write_error: Callable[[str, RowError], None]
     ) -> None:
-        status = info.status if info.status != "completed" else "failed"
-        error = RowError(
-            code=f"batch_{status}",
-            message=f"the batch {status} before this row ran",
-            retryable=True,
-        )
+        error = StopReason.of(info.state).row_error()
         pages: set[int] = set()
         async for record in read_to_end(
             self.connection, batch_input_topic(info.id, self.namespace)

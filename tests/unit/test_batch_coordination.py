@@ -16,7 +16,7 @@ from contracts.batch import (
     RowError,
     RowResult,
 )
-from producer_sdk.batch_tally import ResultTally
+from contracts.batch_tally import ResultTally
 from producer_sdk.options import GenerateOptions
 from workers.batch import requests
 from workers.batch.requests import Chunk, chunks_of, request_id_of

@@ -31,10 +31,10 @@ from contracts.errors import ContractError
 from contracts.generate import NamedToolChoice, ToolCall, ToolSpec
 from contracts.response_format import ResponseFormatJsonObject
 from contracts.usage import Usage
-from producer_sdk import batch_output
-from producer_sdk.batch_input import BatchInputReader
-from producer_sdk.batch_output import WrittenFiles, open_result_writer
-from producer_sdk.openai_batch_lines import HTTP_STATUS
+from producer_sdk.batch import result_writer as batch_output
+from producer_sdk.batch.input_reader import BatchInputReader
+from producer_sdk.batch.openai_output_lines import HTTP_STATUS
+from producer_sdk.batch.result_writer import WrittenFiles, open_result_writer
 
 json_line = msgspec.json.encode
 
@@ -429,7 +429,7 @@ def test_without_pyarrow_parquet_is_refused_naming_the_extra(
 
 def test_the_sdk_reads_and_writes_batch_files_without_numpy_or_pyarrow() -> None:
     code = (
-        "import sys, producer_sdk.batch_input, producer_sdk.batch_output;"
+        "import sys, producer_sdk.batch.input_reader, producer_sdk.batch.result_writer;"
         "print(sorted({'numpy', 'pyarrow'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -23,6 +22,7 @@ from contracts.batch import (
     BatchCommand,
     BatchInfo,
     BatchRetry,
+    BatchState,
     BatchSubmit,
     decode_command,
     initial_info,
@@ -194,12 +194,11 @@ class BatchCoordinator:
         if known.round >= command.round:
             return None  # that round ran already
         now = time.time()
-        return msgspec.structs.replace(
-            known,
-            status="in_progress",
+        return known.entering(
+            BatchState.IN_PROGRESS,
+            now,
             round=command.round,
             expires_at=now + (command.completion_window_s or known.completion_window_s),
-            in_progress_at=now,
             finalizing_at=None,
             completed_at=None,
             expired_at=None,

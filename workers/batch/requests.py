@@ -19,8 +19,7 @@ from contracts.embed_parts import float32_values
 from contracts.errors import ErrorCode, FleetError
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
-from producer_sdk import FleetClient
-from producer_sdk.errors import DeadlineExceeded, FleetRequestError
+from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError
 from providers.call_retry import CallRetryPolicy
 from providers.tokens import estimate_tokens
 from workers.settings import BatchSettings

@@ -1,7 +1,7 @@
 """One batch, run to an end state by the coordinator that owns its command partition.
 
 Everything a run needs to resume is on the broker: the input pages on the input topic,
-the finished rows on the output topic (producer_sdk/batch_tally.py says which outcome of
+the finished rows on the output topic (contracts/batch_tally.py says which outcome of
 a row counts), the status on the status topic. A run that resumes after its coordinator
 died reads the first two again and sends only the requests whose rows are not settled.
 """
@@ -22,14 +22,16 @@ from contracts.batch import (
     BatchInfo,
     BatchResults,
     BatchRow,
+    BatchState,
     RowResult,
+    StopReason,
     decode_page,
     decode_results,
 )
+from contracts.batch_tally import ResultTally
 from contracts.codec import encode
 from contracts.errors import ContractError
 from contracts.names import batch_input_topic, batch_output_topic
-from producer_sdk.batch_tally import ResultTally
 from transport.connection import KafkaConnection
 from transport.topic_admin import TopicSpec, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end
@@ -60,42 +62,42 @@ class BatchRun:
         self.info = info
         self._c = context
         self._stop = asyncio.Event()
-        self._why: str | None = None  # "cancel" or "expire" once the run must stop
+        self._why: StopReason | None = None  # cancelled or expired, once the run must stop
         self._tally = ResultTally()
         self._output = batch_output_topic(info.id, context.namespace)
 
     def cancel(self) -> None:
         """Stop sending requests; the rows finished so far stay in the results."""
-        self._why = self._why or "cancel"
+        self._why = self._why or StopReason.CANCELLED
         self._stop.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._why == "cancel"
+        return self._why is StopReason.CANCELLED
 
     async def run(self) -> BatchInfo:
         pages = await self._read_input()
         # Checked on a resume too: retention may have taken the input meanwhile.
         problem = _problem(self.info, pages)
         if problem is not None:
-            return await self._end("failed", errors=[problem])
-        if self.info.status == "validating":
+            return await self._end(BatchState.FAILED, errors=[problem])
+        if self.info.state is BatchState.VALIDATING:
             await self._create_output()
-            await self._publish(status="in_progress", in_progress_at=time.time())
+            await self._enter(BatchState.IN_PROGRESS)
         else:
             await self._read_output()
-        if self.info.status == "cancelling":
-            self._why = "cancel"
+        if self.info.state is BatchState.CANCELLING:
+            self._why = StopReason.CANCELLED
         if self._why is None and time.time() < self.info.expires_at:
             await self._run_chunks(list(self._pending(pages)))
-        if self._why == "cancel":
-            if self.info.status != "cancelling":
-                await self._publish(status="cancelling", cancelling_at=time.time())
-            return await self._end("cancelled")
-        if self._why == "expire" or time.time() >= self.info.expires_at:
-            return await self._end("expired")
-        await self._publish(status="finalizing", finalizing_at=time.time())
-        return await self._end("completed")
+        if self._why is None and time.time() >= self.info.expires_at:
+            self._why = StopReason.EXPIRED
+        if self._why is StopReason.CANCELLED and self.info.state is not BatchState.CANCELLING:
+            await self._enter(BatchState.CANCELLING)
+        if self._why is not None:
+            return await self._end(self._why.state)
+        await self._enter(BatchState.FINALIZING)
+        return await self._end(BatchState.COMPLETED)
 
     async def _read_input(self) -> dict[int, list[BatchRow]]:
         pages: dict[int, list[BatchRow]] = {}
@@ -171,7 +173,7 @@ class BatchRun:
                 raise exc
 
     def _expire(self) -> None:
-        self._why = self._why or "expire"
+        self._why = self._why or StopReason.EXPIRED
         self._stop.set()
 
     async def _write(self, page: int, rows: list[RowResult]) -> None:
@@ -191,16 +193,19 @@ class BatchRun:
             if self._tally.counts(self.info.request_counts.total) != self.info.request_counts:
                 await self._publish()
 
-    async def _publish(self, **changes: object) -> None:
+    async def _publish(self) -> None:
         counts = self._tally.counts(self.info.request_counts.total)
-        self.info = msgspec.structs.replace(self.info, request_counts=counts, **changes)
+        self.info = msgspec.structs.replace(self.info, request_counts=counts)
         await self._c.board.publish(self.info)
 
-    async def _end(self, status: str, errors: list[str] | None = None) -> BatchInfo:
-        now = time.time()
-        await self._publish(status=status, errors=errors, **{f"{status}_at": now})
+    async def _enter(self, state: BatchState, **changes: object) -> None:
+        self.info = self.info.entering(state, time.time(), **changes)
+        await self._publish()
+
+    async def _end(self, state: BatchState, errors: list[str] | None = None) -> BatchInfo:
+        await self._enter(state, errors=errors)
         log.info(
-            "batch %s %s: %d completed, %d failed of %d", self.info.id, status,
+            "batch %s %s: %d completed, %d failed of %d", self.info.id, state,
             self.info.request_counts.completed, self.info.request_counts.failed,
             self.info.request_counts.total,
         )  # fmt: skip

@@ -10,7 +10,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.batch import BatchInfo, decode_info
+from contracts.batch import BatchInfo, BatchState, decode_info
 from contracts.codec import encode
 from contracts.errors import ContractError
 from transport.connection import KafkaConnection, start_client
@@ -79,9 +79,15 @@ class StatusBoard:
             self._batches[info.id] = info
 
 
-_STAGE = {"validating": 0, "in_progress": 1, "cancelling": 2, "finalizing": 2}
+# Where each state comes in a round; an end state comes last.
+_STAGE = {
+    BatchState.VALIDATING: 0,
+    BatchState.IN_PROGRESS: 1,
+    BatchState.CANCELLING: 2,
+    BatchState.FINALIZING: 2,
+}
 
 
 def _order(info: BatchInfo) -> tuple[int, int, int]:
     """Statuses of one batch in the order they are published."""
-    return (info.round, _STAGE.get(info.status, 3), info.request_counts.done)
+    return (info.round, _STAGE.get(info.state, 3), info.request_counts.done)

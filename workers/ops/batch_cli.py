@@ -13,10 +13,9 @@ from typing import Any
 
 import msgspec
 
-from contracts.batch import BatchInfo
+from contracts.batch import DEFAULT_WINDOW_S, BatchInfo, BatchState
 from contracts.errors import ConfigError
-from producer_sdk import KafkaSecurity
-from producer_sdk.batches import DEFAULT_WINDOW_S, BatchClient
+from producer_sdk import BatchClient, KafkaSecurity
 from transport.connection import KafkaConnection
 from workers.ops.batch_progress import BatchProgress
 
@@ -145,7 +144,7 @@ async def _follow(client: BatchClient, args: argparse.Namespace) -> int:
     if progress is not None:
         progress.end()
     _print(info, args)
-    return 0 if info.status == "completed" else 1
+    return 0 if info.state is BatchState.COMPLETED else 1
 
 
 async def _list(client: BatchClient, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from contracts.asyncapi import asyncapi_text
+from contracts.batch import BatchState
 from contracts.errors import ConfigError, FleetError
 from contracts.names import (
     BATCH_KIND,
@@ -305,7 +306,7 @@ async def _embed_corpus(args: argparse.Namespace) -> int:
         )
     progress.end()
     print(f"[fleet] {final.id}: {final.status}, results in {args.output}", file=sys.stderr)
-    return 0 if final.status == "completed" and final.request_counts.failed == 0 else 1
+    return 0 if final.state is BatchState.COMPLETED and final.request_counts.failed == 0 else 1
 
 
 def _cmd_lag(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 A writer is given each row's winning outcome once (``write``: the caller applies the tally
 rule) and the rows the batch never ran (``write_error``). Formats:
 
-- ``jsonl``: the OpenAI batch output shape (producer_sdk.openai_batch_lines). Succeeded
+- ``jsonl``: the OpenAI batch output shape (producer_sdk/batch/openai_output_lines.py). Succeeded
   rows go to the output file, failed rows and rows the batch never ran to the error file.
 - ``npy`` (vectors): an N x dimension float32 matrix, one row per succeeded row, and
   ``<output>.ids.jsonl`` with their custom_ids in the same order; errors as in ``jsonl``.
@@ -31,7 +31,7 @@ import msgspec
 from contracts.batch import BatchInfo, RowError, RowResult
 from contracts.embed_parts import float32_values
 from contracts.errors import ContractError
-from producer_sdk.openai_batch_lines import (
+from producer_sdk.batch.openai_output_lines import (
     LineError,
     OutputLine,
     failed_line,
@@ -43,9 +43,6 @@ OutputFormat = Literal["jsonl", "npy", "parquet", "corpus"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("jsonl", "npy", "parquet", "corpus")
 VECTOR_FORMATS: Final[frozenset[OutputFormat]] = frozenset({"npy", "parquet", "corpus"})
 
-# Codes of rows the batch never ran (batch_expired, batch_cancelled, batch_failed): no
-# response to show, only the error, as OpenAI writes them.
-_NEVER_RAN_PREFIX: Final = "batch_"
 _NPY_HEADER_BYTES: Final = 128  # room for any shape; patched with the row count at close
 _PARQUET_ROW_GROUP: Final = 8192
 _BUFFER_BYTES: Final = 1 << 20
@@ -109,7 +106,7 @@ class ResultWriter(abc.ABC):
             self.succeeded += 1
             return
         self.failed += 1
-        if row.error.code.startswith(_NEVER_RAN_PREFIX):
+        if row.error.stopped is not None:  # no response to show, only the error, as OpenAI
             self._errors.never_ran(row.custom_id, row.error)
         else:
             self._errors.failed(row)
@@ -312,7 +309,7 @@ class _ErrorLines(Protocol):
 
 
 class _OpenAIErrors:
-    """The error file in OpenAI's shape (producer_sdk.openai_batch_lines)."""
+    """The error file in OpenAI's shape (producer_sdk/batch/openai_output_lines.py)."""
 
     def __init__(self, path: Path, batch: BatchInfo) -> None:
         self._path = path
