@@ -191,7 +191,7 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
 async def create(connection: KafkaConnection, topics: Mapping[str, TopicSpec]) -> dict[str, int]:
     """Create the topics that do not exist yet, each with its spec from this module, and
     wait until the broker describes them all; the partitions each has. The fleet's one
-    caller of ``ensure_topics`` (tests/unit/test_architecture.py holds it to that)."""
+    caller of ``ensure_topics`` (tests/unit/test_topology.py holds it to that)."""
     return await ensure_topics(connection, topics)
 
 
