@@ -26,9 +26,11 @@ from contracts.names import (
     batch_status_topic,
     control_topic,
     dead_letter_topic,
+    lane_group,
     reply_topic,
     request_topic,
     shared_reply_topic,
+    worker_group,
 )
 from contracts.replies import ReplyChunk
 from contracts.schema import BATCH_RECORDS
@@ -177,14 +179,14 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         channels[f"{kind}Requests"] = _channel(
             request_topic(kind, namespace),
             f"{_pascal(kind)} jobs, read by the {kind} workers' consumer group "
-            f"`{namespace}.{kind}.workers`. Set `reply_to` to get replies (see `replies`).",
+            f"`{worker_group(kind, namespace)}`. Set `reply_to` to get replies (see `replies`).",
             [name],
         )
         channels[f"{kind}BatchRequests"] = _channel(
             batch_request_topic(kind, namespace),
             f"The batch lane of {kind} jobs: the same requests and replies, read by the "
-            f"group `{namespace}.{kind}.workers.batch`. Workers serve it only with what "
-            f"interactive {kind} jobs leave, so send bulk work here, not to "
+            f"group `{lane_group(worker_group(kind, namespace), 'batch')}`. Workers serve it "
+            f"only with what interactive {kind} jobs leave, so send bulk work here, not to "
             f"`{kind}Requests`. Cancel through `{kind}Control` as for any {kind} job.",
             [name],
         )
@@ -302,7 +304,7 @@ def _batch_channels(
             batch_command_topic(namespace),
             "A submit, cancel or retry of a batch.",
             "Submits, cancels and retries of batches, read by the coordinators' group "
-            f"`{namespace}.{BATCH_KIND}.workers`.",
+            f"`{worker_group(BATCH_KIND, namespace)}`.",
             batch_key,
         ),
         (

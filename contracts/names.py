@@ -119,6 +119,29 @@ def shared_reply_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}.v{SCHEMA_VERSION}.shared-replies."
 
 
+# Consumer groups. Every replica of a kind shares its kind's group (the batch coordinators
+# too: the kind "batch"); KEDA scales each kind on its groups' lag (deploy/kubernetes/keda.yaml).
+def worker_group(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The consumer group of one kind's workers, e.g. ``fleet.embed.workers``."""
+    return f"{namespace}.{kind}.workers"
+
+
+def lane_group(group: str, lane: Lane) -> str:
+    """The group that reads one lane: the kind's ``group`` itself for the interactive lane,
+    ``<group>.batch`` for the batch lane."""
+    return group if lane == "interactive" else f"{group}.batch"
+
+
+def retry_group(group: str, delay_s: float) -> str:
+    """The group of one retry tier's forwarders, e.g. ``fleet.embed.workers.retry-5s``."""
+    return f"{group}.retry-{delay_s:g}s"
+
+
+def replay_group(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The group that remembers a kind's replayed dead letters (``fleet dlq replay``)."""
+    return f"{namespace}.{kind}.dlq-replay"
+
+
 class Header:
     """Kafka header names used by the fleet, and the prefixes of the families."""
 

@@ -47,25 +47,15 @@ from contracts.names import (
 )
 from producer_sdk.batch.input_reader import BatchInputReader
 from producer_sdk.batch.result_writer import OutputFormat, WrittenFiles, open_result_writer
+from transport import topology
 from transport.connection import KafkaConnection, start_client
 from transport.consume import tail
-from transport.topic_admin import TopicSpec, delete_topics, ensure_topics
+from transport.topic_admin import delete_topics
 from transport.topic_reader import TopicMissing, read_to_end
 
-# How long the broker keeps a batch's input (the coordinator keeps the output as long).
-DEFAULT_RETENTION_DAYS = 30.0
 # An input page stays well under the broker's default message limit (about 1 MiB).
 PAGE_ROWS = 512
 PAGE_BYTES = 512 * 1024
-# The status topic keeps the last status of each batch.
-# Compacted, in segments of an hour: a running batch writes its status every second, and
-# only closed segments are compacted, so a week's default segment would have every status
-# reader go through every update of the week.
-STATUS_CONFIGS = {
-    "cleanup.policy": "compact",
-    "segment.ms": "3600000",
-    "min.cleanable.dirty.ratio": "0.1",
-}
 
 Progress = Callable[[BatchInfo], None]
 
@@ -133,7 +123,7 @@ class BatchClient:
         batch_id = batch_id or f"batch_{uuid.uuid4().hex}"
         reader = BatchInputReader(path, format=format, model=model, dimensions=dimensions)
         topic = batch_input_topic(batch_id, self.namespace)
-        await ensure_topics(self.connection, {topic: 1}, configs=_retention(DEFAULT_RETENTION_DAYS))
+        await topology.create(self.connection, {topic: topology.batch_data()})
         try:
             pages = await self._write_pages(batch_id, topic, reader)
         except BaseException:
@@ -179,16 +169,13 @@ class BatchClient:
         return count
 
     async def _command(self, command: BatchCommand) -> None:
-        await ensure_topics(self.connection, {batch_command_topic(self.namespace): 4})
-        await self.producer.send_and_wait(
-            batch_command_topic(self.namespace), encode(command), key=command.batch_id.encode()
-        )
+        topic = batch_command_topic(self.namespace)
+        await topology.create(self.connection, {topic: topology.BATCH_COMMANDS})
+        await self.producer.send_and_wait(topic, encode(command), key=command.batch_id.encode())
 
     async def _publish_status(self, info: BatchInfo) -> None:
         topic = batch_status_topic(self.namespace)
-        await ensure_topics(
-            self.connection, {topic: TopicSpec(partitions=1, configs=STATUS_CONFIGS)}
-        )
+        await topology.create(self.connection, {topic: topology.BATCH_STATUS})
         await self.producer.send_and_wait(topic, encode(info), key=info.id.encode())
 
     async def status(self, batch_id: str) -> BatchInfo:
@@ -348,7 +335,3 @@ def corpus_batch_id(input_path: Path, model: str) -> str:
         for block in iter(lambda: data.read(1 << 20), b""):
             digest.update(block)
     return f"corpus-{digest.hexdigest()[:24]}"
-
-
-def _retention(days: float) -> dict[str, str]:
-    return {"retention.ms": str(int(days * 86_400_000))}

@@ -17,14 +17,12 @@ from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, Lane, control_topic, lane_topic
 from contracts.signing import sign
 from producer_sdk.replies import ReplyRouter
+from transport import topology
 from transport.connection import KafkaConnection, start_client
-from transport.topic_admin import delete_topics, ensure_topics
+from transport.topic_admin import delete_topics
 from transport.tracing import inject_headers
 
 log = logging.getLogger(__name__)
-
-# Replies older than this are useless: the reply topic keeps them no longer.
-_REPLY_RETENTION_MS = 3_600_000
 
 
 class ClientChannel:
@@ -61,9 +59,7 @@ class ClientChannel:
         topic = self._reply.topic
         try:
             if not self._shared:
-                await ensure_topics(
-                    self._connection, {topic: 1}, configs={"retention.ms": str(_REPLY_RETENTION_MS)}
-                )
+                await topology.create(self._connection, {topic: topology.PRIVATE_REPLIES})
             await start_client(self._producer, self._connection)
             await self._consumer.start()
             partitions = [TopicPartition(topic, p) for p in await self._reply_partitions()]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from contracts.errors import FleetError
 from transport.connection import KafkaConnection, as_connection, start_client
@@ -32,22 +32,19 @@ async def ensure_topics(
     servers: str | KafkaConnection,
     topics: Mapping[str, int | TopicSpec],
     *,
-    configs: dict[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> dict[str, int]:
     """Create each topic (name -> partitions, or a TopicSpec) that does not exist yet, and
     wait until the broker describes all of them, those created with all their partitions.
-    A plain partition count takes ``configs`` and the cluster's default replication. A topic
-    that exists is left as it is, with however many partitions it has: the counts the broker
-    describes are returned.
+    A plain partition count takes the cluster's defaults. A topic that exists is left as it
+    is, with however many partitions it has: the counts the broker describes are returned.
+    The fleet's topics and their specs are transport/topology.py's; this is its plumbing.
 
     The wait matters on a fresh broker: creation returns before the topics reach the
     metadata, and a consumer group that forms in between is assigned nothing.
     """
     specs = {
-        name: spec
-        if isinstance(spec, TopicSpec)
-        else TopicSpec(partitions=spec, configs=configs or {})
+        name: spec if isinstance(spec, TopicSpec) else TopicSpec(partitions=spec)
         for name, spec in topics.items()
     }
     connection = as_connection(servers)
@@ -111,6 +108,25 @@ async def _wait_described(
         if asyncio.get_running_loop().time() > deadline:
             raise FleetError(f"topics {sorted(topics)} not ready on the broker after {timeout_s}s")
         await asyncio.sleep(0.1)
+
+
+async def set_topic_configs(
+    servers: str | KafkaConnection, topic: str, configs: dict[str, str]
+) -> None:
+    """Set an existing topic's own configs to exactly ``configs``: Kafka's AlterConfigs
+    replaces the set, so a config not named returns to the cluster's default."""
+    connection = as_connection(servers)
+    admin = AIOKafkaAdminClient(**connection.options())
+    try:
+        await start_client(admin, connection)
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs)
+        for response in await admin.alter_configs([resource]):
+            for result in response.to_object()["resources"]:
+                if result["error_code"]:
+                    error = for_code(result["error_code"])
+                    raise error(f"altering the configs of {topic!r}: {result['error_message']}")
+    finally:
+        await admin.close()
 
 
 async def delete_topics(servers: str | KafkaConnection, topics: list[str]) -> None:

@@ -13,19 +13,17 @@ from aiokafka.errors import KafkaError
 from contracts.names import (
     WORKER_KINDS,
     Lane,
-    batch_request_topic,
     control_topic,
     dead_letter_topic,
     lane_topic,
     request_topic,
-    retry_topic,
 )
 from providers.call_retry import CallRetryPolicy
 from providers.redis_client import RedisPool
 from providers.shared import Shared
+from transport import topology
 from transport.connection import start_client
 from transport.publisher import broker_topic_probe
-from transport.topic_admin import TopicSpec, ensure_topics
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -37,7 +35,7 @@ from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
 from workers.runtime.lanes import LaneGate
 from workers.runtime.runner import JobRunner
-from workers.settings import TopicFamily, WorkerSettings
+from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +144,7 @@ class Worker:
                 *batch,
             ]
             for delay in s.retry.tiers_s:
-                group = f"{s.group_for(self.kind)}.retry-{delay:g}s"
+                group = s.topology.retry_group(self.kind, delay)
                 self._loops.append(
                     RedeliveryForwarder(
                         consumer=await self._consumer(stack, group),
@@ -192,7 +190,7 @@ class Worker:
         waiting = 0
         while not self._stop_requested.is_set():
             try:
-                partitions = await ensure_topics(s.connection, self._topics())
+                partitions = await topology.create(s.connection, s.topology.kind_topics(self.kind))
             except (KafkaError, OSError) as exc:
                 if not waiting:
                     log.warning(
@@ -215,28 +213,6 @@ class Worker:
                 )  # fmt: skip
             return True
         return False
-
-    def _topics(self) -> dict[str, TopicSpec]:
-        """This kind's topics, as the settings' topic families say to create them."""
-        s = self.settings
-        families = s.topics
-
-        def spec(family: TopicFamily, partitions: int) -> TopicSpec:
-            return TopicSpec(
-                partitions=family.partitions or partitions,
-                replication_factor=family.replication_factor,
-                configs=family.configs(),
-            )
-
-        retry = spec(families.retry, 1)
-        requests = spec(families.requests, s.partitions)
-        return {
-            request_topic(self.kind, s.namespace): requests,
-            batch_request_topic(self.kind, s.namespace): requests,
-            dead_letter_topic(self.kind, s.namespace): spec(families.dead_letter, 1),
-            control_topic(self.kind, s.namespace): spec(families.control, 1),
-            **{retry_topic(self.kind, d, s.namespace): retry for d in s.retry.tiers_s},
-        }
 
     async def _job_consumers(
         self,

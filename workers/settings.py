@@ -27,6 +27,7 @@ from transport.connection import (
     KafkaSecurity,
     security_from_env,
 )
+from transport.topology import BATCH_RETENTION_DAYS, TopicSettings, Topology
 from workers.retry import RetryPolicy
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
@@ -49,8 +50,8 @@ class BatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # How often a running batch's request counts are published.
     status_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     # How long the broker keeps a batch's input and output topics (its results are
-    # downloadable this long after it was submitted).
-    retention_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # downloadable this long after it was submitted): transport/topology.py.
+    retention_days: Annotated[float, msgspec.Meta(gt=0)] = BATCH_RETENTION_DAYS
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,46 +66,6 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         # Provider configs hold API keys: a repr (logs, tracebacks) names the keys only.
         keys = ", ".join(sorted(self.config))
         return f"ProviderSpec(name={self.name!r}, config keys=[{keys}])"
-
-
-class TopicFamily(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the workers create one family of their topics (one that exists is left as it is).
-    None everywhere: the cluster's defaults."""
-
-    # Retry tiers and dead letters: one partition unless set (requests: ``partitions``).
-    partitions: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    replication_factor: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    min_insync_replicas: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    retention_ms: Annotated[int, msgspec.Meta(ge=-1)] | None = None  # -1: keep forever
-
-    def configs(self) -> dict[str, str]:
-        """The topic configs this family sets (the rest are the cluster's)."""
-        configs = {}
-        if self.min_insync_replicas is not None:
-            configs["min.insync.replicas"] = str(self.min_insync_replicas)
-        if self.retention_ms is not None:
-            configs["retention.ms"] = str(self.retention_ms)
-        return configs
-
-
-class TopicSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[topics.requests]``, ``[topics.retry]``, ``[topics.dead_letter]``,
-    ``[topics.control]`` in the TOML file."""
-
-    requests: TopicFamily = TopicFamily()
-    retry: TopicFamily = TopicFamily()
-    dead_letter: TopicFamily = TopicFamily()
-    control: TopicFamily = TopicFamily()
-
-    def __post_init__(self) -> None:
-        if self.requests.partitions is not None:
-            raise msgspec.ValidationError(
-                "`topics.requests.partitions`: the request topics' count is `partitions`"
-            )
-        if self.control.partitions not in (None, 1):
-            raise msgspec.ValidationError(
-                "`topics.control.partitions`: every worker reads the control topic's one partition"
-            )
 
 
 class ReplyLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -264,8 +225,20 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             return None
         return {tenant: key.reveal().encode() for tenant, key in self.tenant_keys.items()}
 
+    @property
+    def topology(self) -> Topology:
+        """The topics these settings create and the consumer groups they join."""
+        return Topology(
+            namespace=self.namespace,
+            partitions=self.partitions,
+            families=self.topics,
+            retry_tiers_s=self.retry.tiers_s,
+            group_id=self.group_id,
+            batch_retention_days=self.batch.retention_days,
+        )
+
     def group_for(self, kind: str) -> str:
-        return self.group_id or f"{self.namespace}.{kind}.workers"
+        return self.topology.group(kind)
 
     def concurrency_for(self, kind: str) -> int:
         return self.concurrency or DEFAULT_CONCURRENCY.get(kind, 4)
@@ -273,8 +246,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def lane_group(self, kind: str, lane: Lane) -> str:
         """The consumer group of one lane of a kind: the kind's group for the interactive
         lane, "<group>.batch" for the batch lane."""
-        group = self.group_for(kind)
-        return group if lane == "interactive" else f"{group}.batch"
+        return self.topology.lane_group(kind, lane)
 
     def batch_concurrency_for(self, kind: str) -> int:
         if self.batch_concurrency is not None:

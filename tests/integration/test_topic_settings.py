@@ -17,9 +17,9 @@ from tests.conftest import Infra
 from tests.integration.harness import serving
 from tests.integration.scripted_chat import ScriptedChat
 from transport.topic_admin import default_replication, ensure_topics
+from transport.topology import TopicFamily, TopicSettings
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
-from workers.settings import TopicFamily, TopicSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

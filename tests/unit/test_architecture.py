@@ -146,11 +146,6 @@ def test_one_module_fetches_from_kafka() -> None:
     assert fetching == ["transport.consume"]
 
 
-# Imports of workers/ that reach past producer_sdk's public face, until their name finds
-# its place. STATUS_CONFIGS moves into the topology module (issue 24), which drops it here.
-KNOWN_PAST_THE_FACE = {("producer_sdk.batches", "STATUS_CONFIGS")}
-
-
 def _sdk_imports(path: Path) -> set[tuple[str, str]]:
     """(module, name) of each name imported from producer_sdk; ``import producer_sdk...``
     gives an empty name."""
@@ -176,6 +171,5 @@ def test_workers_import_only_what_producer_sdk_exports() -> None:
         if _within(_module(path), "workers")
         for module, name in sorted(_sdk_imports(path))
         if not (module == "producer_sdk" and name in producer_sdk.__all__)
-        and (module, name) not in KNOWN_PAST_THE_FACE
     ]
     assert offenders == []

@@ -31,16 +31,14 @@ from contracts.errors import ContractError, FleetError
 from contracts.names import (
     BATCH_KIND,
     batch_command_topic,
-    batch_request_topic,
     batch_status_topic,
 )
 from producer_sdk import FleetClient
-from producer_sdk.batches import STATUS_CONFIGS
 from providers.call_retry import CallRetryPolicy
+from transport import topology
 from transport.connection import start_client
 from transport.group import GroupLoop
 from transport.records import Record
-from transport.topic_admin import TopicSpec, ensure_topics
 from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
@@ -80,28 +78,7 @@ class BatchCoordinator:
 
     async def run(self) -> None:
         s = self.settings
-        topics = {
-            batch_command_topic(s.namespace): TopicSpec(
-                partitions=s.partitions,
-                replication_factor=s.topics.requests.replication_factor,
-            ),
-            # Where the batches' requests go: made here too, so that a batch waits in them
-            # for workers that have not started yet.
-            **{
-                batch_request_topic(kind, s.namespace): TopicSpec(
-                    partitions=s.topics.requests.partitions or s.partitions,
-                    replication_factor=s.topics.requests.replication_factor,
-                    configs=s.topics.requests.configs(),
-                )
-                for kind in BATCH_SENDS_TO
-            },
-            batch_status_topic(s.namespace): TopicSpec(
-                partitions=1,
-                replication_factor=s.topics.requests.replication_factor,
-                configs=STATUS_CONFIGS,
-            ),
-        }
-        await ensure_topics(s.connection, topics)
+        await topology.create(s.connection, s.topology.coordinator_topics(BATCH_SENDS_TO))
         async with contextlib.AsyncExitStack() as stack:
             producer = AIOKafkaProducer(**s.producer_options(), max_request_size=2 * 1024 * 1024)
             await start_client(producer, s.connection)
@@ -123,7 +100,7 @@ class BatchCoordinator:
                 board=board,
                 chunks=ChunkRunner(fleet, s.batch),
                 settings=s.batch,
-                replication_factor=s.topics.requests.replication_factor,
+                topology=s.topology,
             )
             consumer = AIOKafkaConsumer(
                 **s.connection.options(),

@@ -32,9 +32,10 @@ from contracts.batch_tally import ResultTally
 from contracts.codec import encode
 from contracts.errors import ContractError
 from contracts.names import batch_input_topic, batch_output_topic
+from transport import topology
 from transport.connection import KafkaConnection
-from transport.topic_admin import TopicSpec, ensure_topics
 from transport.topic_reader import TopicMissing, read_to_end
+from transport.topology import Topology
 from workers.batch.requests import Chunk, ChunkRunner, chunks_of
 from workers.batch.status import StatusBoard
 from workers.settings import BatchSettings
@@ -54,7 +55,7 @@ class RunContext(msgspec.Struct, frozen=True, kw_only=True):
     board: StatusBoard
     chunks: ChunkRunner
     settings: BatchSettings
-    replication_factor: int | None = None
+    topology: Topology
 
 
 class BatchRun:
@@ -116,13 +117,7 @@ class BatchRun:
         return pages
 
     async def _create_output(self) -> None:
-        retention_ms = int(self._c.settings.retention_days * 86_400_000)
-        spec = TopicSpec(
-            partitions=1,
-            replication_factor=self._c.replication_factor,
-            configs={"retention.ms": str(retention_ms)},
-        )
-        await ensure_topics(self._c.connection, {self._output: spec})
+        await topology.take_batch(self._c.connection, self._c.topology, self.info.id)
 
     async def _read_output(self) -> None:
         # Made before the run left validation, but kept no longer than the retention: a

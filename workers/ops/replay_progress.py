@@ -30,11 +30,6 @@ from workers.settings import WorkerSettings
 MAX_METADATA_CHARS = 3000
 
 
-def replay_group(namespace: str, kind: str) -> str:
-    """The consumer group that remembers a kind's replayed dead letters."""
-    return f"{namespace}.{kind}.dlq-replay"
-
-
 class _Beyond(msgspec.Struct, frozen=True):
     """The metadata of one partition's commit: ranges [first, last] dealt with past the
     committed offset."""
@@ -103,7 +98,7 @@ class ReplayProgress:
     def __init__(
         self, settings: WorkerSettings, kind: str, partitions: list[TopicPartition]
     ) -> None:
-        self.group = replay_group(settings.namespace, kind)
+        self.group = settings.topology.replay_group(kind)
         self.partitions = {tp: PartitionProgress() for tp in partitions}
         self._settings = settings
         self._consumer: AIOKafkaConsumer | None = None
