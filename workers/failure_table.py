@@ -70,7 +70,7 @@ FAILURES: Final[Mapping[type[Exception], Failure | Callable[[Any], Failure]]] = 
     LedgerUnavailable: Failure(
         ErrorCode.PROVIDER_DOWN, DeadLetterReason.LEDGER_UNAVAILABLE, redeliver=False
     ),
-    # A request whose options the provider cannot honour.
+    # A request the configuration does not allow (an option its provider cannot honour).
     ConfigError: Failure(ErrorCode.INVALID_INPUT, None, redeliver=False),
     # A result over the broker's message size, or over the fleet's bound on a whole reply:
     # the caller is there and gets a small typed error; a retry would make the same result.
