@@ -40,13 +40,14 @@ class _CountingPublisher(MemoryPublisher):
 
 async def main(jobs: int) -> None:
     publisher = _CountingPublisher()
+    metrics = WorkerMetrics("generate")
     runner = JobRunner(
         kind="generate",
         handler=GenerateHandler(ModelRouter("chat", [ScriptedChat(pieces=("x",))])),
         producer=publisher,
-        dead_letters=DeadLetters(publisher, "dead"),
+        dead_letters=DeadLetters(publisher, "dead", metrics),
         max_payload_bytes=100_000,
-        metrics=WorkerMetrics("generate"),
+        metrics=metrics,
     )
     request = GenerateRequest(
         request_id="r1",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Final, Literal, get_args
 
+from contracts.errors import ContractViolation
+
 SCHEMA_VERSION: Final = 1
 DEFAULT_NAMESPACE: Final = "fleet"
 DEFAULT_TENANT: Final = "default"
@@ -205,3 +207,9 @@ class DeadLetterReason(enum.StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     HANDLER_FAILED = "handler_failed"
     WORKER_CRASHED = "worker_crashed"
+
+    @classmethod
+    def of(cls, violation: ContractViolation) -> DeadLetterReason:
+        """The reason a message that breaks the wire contract is dead-lettered with: each
+        violation has the reason of its own name."""
+        return cls(violation.value)

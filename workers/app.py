@@ -126,7 +126,9 @@ class Worker:
             producer = AIOKafkaProducer(**s.producer_options())
             await start_client(producer, s.connection)
             stack.push_async_callback(producer.stop)
-            dead_letters = DeadLetters(producer, dead_letter_topic(self.kind, s.namespace))
+            dead_letters = DeadLetters(
+                producer, dead_letter_topic(self.kind, s.namespace), self.metrics
+            )
             main, *batch = await self._job_consumers(stack, producer, dead_letters)
             control = AIOKafkaConsumer(**s.connection.options(), group_id=None)
             await start_client(control, s.connection)

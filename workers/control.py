@@ -15,11 +15,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.codec import decode_control
 from contracts.control import CancelJob
-from contracts.errors import ContractError, ErrorCode
-from contracts.names import DeadLetterReason, Header
+from contracts.errors import ContractError
+from contracts.names import Header
 from transport.consume import tail
 from transport.records import Record, header
 from workers.dead_letter import DeadLetters
+from workers.failure_table import failure_of
 from workers.tenants import unverified
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,7 @@ class ControlListener:
             claim = f"control-dead-letter:{record.topic}:{record.partition}:{record.offset}"
             if self._first_to_claim is not None and not await self._first_to_claim(claim):
                 return
-            reason = DeadLetterReason(exc.reason.value)
-            await self._dead_letters.publish(record, ErrorCode.INVALID_INPUT, reason, str(exc))
+            await self._dead_letters.publish(record, failure_of(exc), str(exc))
         except Exception:  # the message is ignored either way; the log says so
             log.exception(
                 "the bad control message at offset %d was not dead-lettered", record.offset

@@ -153,9 +153,16 @@ class JobKeys(NamedTuple):
         return [self.lock, self.done, self.running, self.crashes]
 
 
-def _unavailable(exc: BaseException) -> ProviderError:
-    """One error type for the ledger's callers: its store is down (retryable)."""
-    return ProviderError(ErrorCode.PROVIDER_DOWN, "ledger", f"Redis is unavailable: {exc}")
+class LedgerUnavailable(ProviderError):
+    """The ledger's store is down: the one error its callers see (retryable, so
+    ``call_with_retry`` tries again; the failure table says what it comes to after that)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.PROVIDER_DOWN, "ledger", message)
+
+
+def _unavailable(exc: BaseException) -> LedgerUnavailable:
+    return LedgerUnavailable(f"Redis is unavailable: {exc}")
 
 
 class _Call:

@@ -20,13 +20,14 @@ from typing import Annotated
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts.errors import ContractError, ContractViolation, ErrorCode
-from contracts.names import LANES, DeadLetterReason, Header, Lane, as_lane, lane_topic, retry_topic
+from contracts.errors import ContractError, ContractViolation
+from contracts.names import LANES, Header, Lane, as_lane, lane_topic, retry_topic
 from providers.errors import ProviderError
 from transport.consume import each_record
 from transport.publisher import Publisher
 from transport.records import Record
 from workers.dead_letter import DeadLetters
+from workers.failure_table import failure_of
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +179,7 @@ class RedeliveryForwarder:
             due = await self._wait_until_due(record)
         except ContractError as exc:  # not a record the fleet parked
             log.warning("dead-lettering %s@%d: %s", tp, record.offset, exc)
-            await self._dead_letters.publish(
-                record, ErrorCode.INVALID_INPUT, DeadLetterReason.BAD_HEADER, str(exc)
-            )
+            await self._dead_letters.publish(record, failure_of(exc), str(exc))
             await self._consumer.commit({tp: record.offset + 1})
             return
         if not due:

@@ -65,7 +65,7 @@ class Fixture:
             kind="generate",
             handler=GenerateHandler(ModelRouter("chat", [self.chat])),
             producer=self.publisher,
-            dead_letters=DeadLetters(self.publisher, DEAD),
+            dead_letters=DeadLetters(self.publisher, DEAD, self.metrics),
             max_payload_bytes=100_000,
             metrics=self.metrics,
             ledger=ledger,

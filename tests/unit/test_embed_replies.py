@@ -17,8 +17,9 @@ from contracts.envelope import ReplyAddress
 from contracts.replies import EmbedPart, EmbedResult
 from providers.errors import ProviderError
 from tests.unit.memory_publisher import MemoryPublisher
+from workers.failure_table import ReplyTooLarge
 from workers.handlers.embed import shortened
-from workers.handlers.reply_stream import ReplyStream, ReplyTooLarge
+from workers.handlers.reply_stream import ReplyStream
 from workers.settings import ReplyLimits
 
 DIMENSION = 384

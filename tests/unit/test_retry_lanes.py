@@ -19,6 +19,7 @@ from tests.unit.job_runner_harness import NAMESPACE, Fixture, _record, _request
 from tests.unit.memory_publisher import MemoryPublisher
 from transport.records import Record
 from workers.dead_letter import DeadLetters
+from workers.metrics import WorkerMetrics
 from workers.ops.dead_letter_replay import replay_lane
 from workers.ops.dead_letters import parse_dead_letter
 from workers.retry import RedeliveryForwarder, retry_lane
@@ -84,7 +85,7 @@ async def test_the_forwarder_sends_each_parked_job_back_to_its_lane() -> None:
         kind="generate",
         namespace=NAMESPACE,
         delay_s=1.0,
-        dead_letters=DeadLetters(publisher, dead),
+        dead_letters=DeadLetters(publisher, dead, WorkerMetrics("generate")),
     )
     task = asyncio.create_task(forwarder.run())
     await asyncio.wait_for(consumer.all_committed.wait(), timeout=5)

@@ -13,11 +13,8 @@ from contracts.errors import ErrorCode
 from contracts.names import ContentType, Header
 from contracts.replies import EmbedResult, ErrorReply, ReplyChunk, TextDelta
 from transport.publisher import Publisher
+from workers.failure_table import ReplyTooLarge
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
-
-
-class ReplyTooLarge(Exception):
-    """A result larger than the configured bound on a whole reply (``replies.max_bytes``)."""
 
 
 class ChunkStamper:

@@ -64,14 +64,13 @@ class JobRunner:
         reply_limits: ReplyLimits = DEFAULT_REPLY_LIMITS,
         reply_topic_allowed: Callable[[str], bool] | None = None,
     ) -> None:
-        outcomes = Outcomes(kind, dead_letters, metrics)
-        gone = GoneTopics()
-        addresses = ReplyAddresses(reply_topic_allowed or _anywhere, topic_probe, gone)
+        outcomes = Outcomes(kind, dead_letters, metrics, retries)
+        addresses = ReplyAddresses(reply_topic_allowed or _anywhere, topic_probe, GoneTopics())
         self._ledger = ledger
         self._cancellation = Cancellation(kind, metrics, ledger)
         links: list[Link] = [
             Traced(),
-            CatchUndeliverable(outcomes, gone, topic_probe, retries),
+            CatchUndeliverable(outcomes, addresses),
             Decode(outcomes, producer, max_payload_bytes, reply_limits, addresses),
             CheckReplyAddress(outcomes, addresses),
             *([VerifyTenant(outcomes, tenant_keys)] if tenant_keys is not None else []),
@@ -79,7 +78,7 @@ class JobRunner:
             *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
             self._cancellation,
             Metered(metrics, kind),
-            RouteFailures(outcomes, retries),
+            RouteFailures(outcomes),
         ]
         self._run = chain(links, RunHandler(handler, metrics, kind))
 

@@ -14,10 +14,18 @@ from contracts.codec import (
     decode_request_head,
 )
 from contracts.envelope import ReplyAddress
-from contracts.errors import ContractError, ErrorCode
-from contracts.names import DeadLetterReason, Header
+from contracts.errors import ContractError
+from contracts.names import Header
 from transport.publisher import Publisher, TopicProbe
 from transport.records import Record, header
+from workers.failure_table import (
+    BAD_REPLY_ADDRESS,
+    DEADLINE_PASSED,
+    REPLY_TOPIC_GONE,
+    TENANT_UNVERIFIED,
+    Failure,
+    failure_of,
+)
 from workers.handlers.reply_stream import ChunkStamper, GoneTopics, ReplyStream
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import attempt_floor, retry_count
@@ -77,8 +85,8 @@ class Decode(Link):
     async def _reject(self, job: Job, exc: ContractError) -> None:
         log.warning("dead-lettering %s: %s", job.where, exc)
         self._outcomes.metrics.outcome(Outcome.REJECTED)
-        reason = DeadLetterReason(exc.reason.value)
-        await self._outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, str(exc))
+        failure = failure_of(exc)
+        await self._outcomes.dead_letter(job.record, failure, str(exc))
         head = decode_request_head(job.record.value or b"", job.content_type)
         if head is None or not head.request_id or head.reply_to is None:
             return
@@ -86,14 +94,15 @@ class Decode(Link):
             return  # nowhere the fleet would send to: the dead letter is all there is
         stamper = ChunkStamper(head.request_id, head.attempt)
         stream = ReplyStream(self._producer, head.reply_to, job.content_type)
-        await stream.send(stamper.error(ErrorCode.INVALID_INPUT, str(exc)))
+        await stream.send(stamper.error(failure.code, str(exc)))
         await stream.flush()
 
 
 class ReplyAddresses:
     """Where the fleet replies: a topic of the namespace's reply family (or one the settings
     name) that the broker knows, at a partition it has. Asked before anything is sent to an
-    address, so a bad one never stalls the shared producer in a wait for metadata."""
+    address, so a bad one never stalls the shared producer in a wait for metadata; and the
+    one judge of whether a caller went away (its reply topic is gone)."""
 
     def __init__(
         self, allowed: Callable[[str], bool], probe: TopicProbe | None, gone: GoneTopics
@@ -102,26 +111,37 @@ class ReplyAddresses:
         self._probe = probe
         self._gone = gone
 
-    async def refused(self, address: ReplyAddress) -> tuple[DeadLetterReason, str] | None:
+    async def refused(self, address: ReplyAddress) -> tuple[Failure, str] | None:
         """Why nothing may be sent to ``address``; None when it looks deliverable."""
-        if not self._allowed(address.topic):
-            return BAD_ADDRESS, f"{address.topic!r} is not a reply topic of this fleet"
-        if address.topic in self._gone:
-            return GONE, f"{address.topic} could not be reached lately"
-        if self._probe is None:
-            return None
-        partitions = await self._probe(address.topic)
+        topic = address.topic
+        if not self._allowed(topic):
+            return BAD_REPLY_ADDRESS, f"{topic!r} is not a reply topic of this fleet"
+        partitions = await self._partitions(topic)
         if partitions == 0:
-            self._gone.mark(address.topic)
-            return GONE, f"{address.topic!r} does not exist"
+            return REPLY_TOPIC_GONE, f"{topic!r} does not exist (or did not, lately)"
         if partitions is not None and (address.partition or 0) >= partitions:
-            detail = f"{address.topic!r} has {partitions} partitions, not {address.partition}"
-            return BAD_ADDRESS, detail
+            detail = f"{topic!r} has {partitions} partitions, not {address.partition}"
+            return BAD_REPLY_ADDRESS, detail
         return None
 
+    async def gone(self, topic: str) -> bool:
+        """Whether the caller that reads ``topic`` went away; False when the broker cannot
+        say."""
+        return await self._partitions(topic) == 0
 
-BAD_ADDRESS = DeadLetterReason.BAD_REPLY_ADDRESS
-GONE = DeadLetterReason.REPLY_TOPIC_GONE
+    async def _partitions(self, topic: str) -> int | None:
+        """How many partitions ``topic`` has; 0 when it does not exist, as the broker says
+        now or said lately (remembered, so that later jobs for a caller that went away cost
+        neither a model call nor a wait on the broker each); None when the broker cannot
+        say."""
+        if topic in self._gone:
+            return 0
+        if self._probe is None:
+            return None
+        partitions = await self._probe(topic)
+        if partitions == 0:
+            self._gone.mark(topic)
+        return partitions
 
 
 class CheckReplyAddress(Link):
@@ -138,10 +158,10 @@ class CheckReplyAddress(Link):
         if refused is None:
             await self.call_next(job)
             return
-        reason, why = refused
+        failure, why = refused
         log.warning("not running %s: %s", job.where, why)
         self._outcomes.metrics.outcome(Outcome.REJECTED)
-        await self._outcomes.dead_letter(job.record, ErrorCode.INVALID_INPUT, reason, why)
+        await self._outcomes.dead_letter(job.record, failure, why)
 
 
 class VerifyTenant(Link):
@@ -158,9 +178,8 @@ class VerifyTenant(Link):
             await self.call_next(job)
             return
         log.warning("refusing %s: %s", job.where, why)
-        reason = DeadLetterReason.TENANT_UNVERIFIED
-        await self._outcomes.dead_letter(job.record, ErrorCode.AUTH, reason, why)
-        await self._outcomes.error_reply(job, ErrorCode.AUTH, why)
+        await self._outcomes.dead_letter(job.record, TENANT_UNVERIFIED, why)
+        await self._outcomes.error_reply(job, TENANT_UNVERIFIED.code, why)
         await job.stream.flush()
 
 
@@ -175,7 +194,7 @@ class Deadline(Link):
         if deadline_ms is not None and deadline_ms < time.time() * 1000:
             self._metrics.outcome(Outcome.EXPIRED)
             message = expired_message(job.record)
-            await job.stream.send(job.stamper.error(ErrorCode.TIMEOUT, message))
+            await job.stream.send(job.stamper.error(DEADLINE_PASSED.code, message))
             await job.stream.flush()
             return
         await self.call_next(job)

@@ -14,17 +14,17 @@ from contracts.codec import (
     encode,
 )
 from contracts.control import CancelJob, submission_of
-from contracts.errors import ErrorCode
-from contracts.names import DeadLetterReason
 from contracts.replies import Final
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
+from workers.failure_table import WORKER_CRASHED
 from workers.handlers.reply_stream import ChunkStamper
 from workers.idempotency import (
     AlreadyDone,
     Cancelled,
     CrashedTooOften,
     JobLedger,
+    LedgerUnavailable,
     job_ref,
     tenant_submission,
 )
@@ -62,7 +62,7 @@ class Claim(Link):
                 self._retry,
                 name="ledger.claim",
             )
-        except ProviderError as exc:
+        except LedgerUnavailable as exc:
             await self._unavailable(job, exc)
             return
         if isinstance(claim, AlreadyDone):
@@ -86,14 +86,12 @@ class Claim(Link):
             if not finished:
                 await self._release(ref)
 
-    async def _unavailable(self, job: Job, exc: ProviderError) -> None:
-        """Redis stayed away for the whole retry budget: the job ends here, answered and
-        dead-lettered, rather than waiting uncommitted for a Redis that may not come back."""
+    async def _unavailable(self, job: Job, exc: LedgerUnavailable) -> None:
+        """Redis stayed away for the whole retry budget: the job ends as the failure table
+        says."""
         log.error("job %s: the ledger is unavailable: %s", job.request.request_id, exc)
-        reason = DeadLetterReason.LEDGER_UNAVAILABLE
-        await self._outcomes.dead_letter(job.record, ErrorCode.PROVIDER_DOWN, reason, exc.detail)
         message = f"the fleet's job ledger is unavailable ({exc.detail}); try again"
-        await self._outcomes.error_reply(job, ErrorCode.PROVIDER_DOWN, message)
+        await self._outcomes.settle(job, exc, exc.detail, message)
         await job.stream.flush()
 
     async def _store_final(self, ref: str, final: Final) -> None:
@@ -129,9 +127,8 @@ class Claim(Link):
             "this job; it is not run again"
         )
         log.error("job %s: %s", job.request.request_id, message)
-        reason = DeadLetterReason.WORKER_CRASHED
-        await self._outcomes.dead_letter(job.record, ErrorCode.INTERNAL, reason, message)
-        await self._outcomes.error_reply(job, ErrorCode.INTERNAL, message)
+        await self._outcomes.dead_letter(job.record, WORKER_CRASHED, message)
+        await self._outcomes.error_reply(job, WORKER_CRASHED.code, message)
         await job.stream.flush()
         ref = job_ref(self._outcomes.kind, job.request.tenant, job.request.request_id)
         await self._ledger.finish(ref, encode(job.final))
