@@ -14,8 +14,7 @@ import msgspec
 
 from contracts.envelope import Count, Identifier, Name
 from contracts.errors import ContractError
-from contracts.generate import ChatMessage, Penalty, ToolChoice, ToolSpec
-from contracts.response_format import ResponseFormat
+from contracts.generate import ChatMessage, ChatOptions
 from contracts.strict import StrictStruct
 from contracts.usage import Usage
 
@@ -110,23 +109,12 @@ _STOPPED_IN: Final[Mapping[StopReason, BatchState]] = {
 }
 
 
-class ChatBody(StrictStruct, frozen=True):
+class ChatBody(ChatOptions, frozen=True, kw_only=True):
     """The body of a ``/v1/chat/completions`` row, in OpenAI's names: the fields a
     GenerateRequest has. A field the fleet does not honour is refused when the file is
     read, never dropped (``n`` above 1, ``stream``, ``logprobs``...)."""
 
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
-    stop: list[str] | None = None
-    tools: list[ToolSpec] | None = None
-    tool_choice: ToolChoice | None = None
-    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
-    user: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    response_format: ResponseFormat | None = None
 
 
 class BatchRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -51,13 +51,16 @@ class NamedToolChoice(StrictStruct, frozen=True):
 ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
 
 
-class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
-    model: Name
-    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
-    # A provider name from the chat registry; None lets the worker route by model.
-    provider: Name | None = None
-    # With a session id the worker prepends the stored history and saves the new turns.
-    session_id: Identifier | None = None
+class ChatOptions(StrictStruct, frozen=True, kw_only=True):
+    """What a chat call may ask for besides its model and messages, defined once: the
+    generate request and the batch chat body carry these fields, and the providers'
+    ChatParams too. ``chat_options`` reads them out of any of those.
+
+    GenerateRequest holds them without being a ChatOptions at run time (msgspec cannot
+    give a struct two bases that both hold fields): read them with ``chat_options``,
+    never through ``isinstance``.
+    """
+
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
@@ -78,6 +81,48 @@ class GenerateRequest(Request, frozen=True, kw_only=True, tag="generate"):
     # JSON out: a provider that cannot honour it refuses the request; the worker checks
     # the answer and fails the job with output_invalid when it does not match.
     response_format: ResponseFormat | None = None
+
+
+def chat_options(source: ChatOptions) -> dict[str, Any]:
+    """The chat options ``source`` holds, by name: to build another holder of them."""
+    return {name: getattr(source, name) for name in ChatOptions.__struct_fields__}
+
+
+def _field(info: msgspec.structs.FieldInfo) -> tuple[str, Any] | tuple[str, Any, Any]:
+    """``info`` as ``msgspec.defstruct`` takes a field: its name, type and default."""
+    if info.required:
+        return (info.name, info.type)
+    if info.default_factory is not msgspec.NODEFAULT:
+        return (info.name, info.type, msgspec.field(default_factory=info.default_factory))
+    return (info.name, info.type, info.default)
+
+
+if TYPE_CHECKING:
+
+    class _ChatRequest(Request, ChatOptions, frozen=True, kw_only=True):
+        """A request with the chat options, as the type checker sees it."""
+
+else:
+    # At run time msgspec cannot combine two bases that both hold fields (their slots
+    # clash), so the chat options are added onto Request from ChatOptions' own fields:
+    # still defined once, in ChatOptions.
+    _ChatRequest = msgspec.defstruct(
+        "_ChatRequest",
+        [_field(info) for info in msgspec.structs.fields(ChatOptions)],
+        bases=(Request,),
+        kw_only=True,
+        frozen=True,
+        module=__name__,
+    )
+
+
+class GenerateRequest(_ChatRequest, frozen=True, kw_only=True, tag="generate"):
+    model: Name
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    # A provider name from the chat registry; None lets the worker route by model.
+    provider: Name | None = None
+    # With a session id the worker prepends the stored history and saves the new turns.
+    session_id: Identifier | None = None
     # False: no deltas, only the final reply (callers that want the whole answer at once).
     stream: bool = True
 

@@ -155,15 +155,21 @@ class FleetClient:
         messages: str | Sequence[ChatMessage],
         *,
         model: str,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+        lane: Lane = "interactive",
         **options: Unpack[GenerateOptions],
     ) -> AsyncGenerator[GenerateEvent, None]:
         """Yield text and tool-call deltas as the model writes them, then the GenerateResult.
 
         A StreamRestarted event means the job was redone from the start: drop the text
-        received so far. An error reply raises FleetRequestError.
+        received so far. An error reply raises FleetRequestError. ``timeout_s``: the
+        deadline, from now (default: the client's); ``request_id``: default a new uuid (the
+        same id twice runs the model once); ``lane="batch"`` sends it on the batch lane,
+        served with what interactive work leaves (docs/decisions/0021-priority-lanes.md).
         """
-        request, timeout = self._generate_request(messages, model, options, stream=True)
-        lane = options.get("lane", "interactive")
+        head, timeout = self._head(request_id, timeout_s)
+        request = _generate_request(head, messages, model, options, stream=True)
         async for item in self._call("generate", request, timeout, lane):
             if isinstance(item, TextDelta | ToolCallDelta | StreamRestarted | GenerateResult):
                 yield item
@@ -173,44 +179,16 @@ class FleetClient:
         messages: str | Sequence[ChatMessage],
         *,
         model: str,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+        lane: Lane = "interactive",
         **options: Unpack[GenerateOptions],
     ) -> GenerateResult:
-        """The complete answer of a generate request, sent as one reply (no deltas)."""
-        request, timeout = self._generate_request(messages, model, options, stream=False)
-        lane = options.get("lane", "interactive")
+        """The complete answer of a generate request, sent as one reply (no deltas); the
+        arguments as ``stream_generate``'s."""
+        head, timeout = self._head(request_id, timeout_s)
+        request = _generate_request(head, messages, model, options, stream=False)
         return await self._final("generate", request, timeout, GenerateResult, lane)
-
-    def _generate_request(
-        self,
-        messages: str | Sequence[ChatMessage],
-        model: str,
-        options: GenerateOptions,
-        *,
-        stream: bool,
-    ) -> tuple[GenerateRequest, float]:
-        head, timeout = self._head(options.get("request_id"), options.get("timeout_s"))
-        if isinstance(messages, str):
-            messages = [ChatMessage(role="user", content=messages)]
-        request = GenerateRequest(
-            **head,
-            model=model,
-            messages=list(messages),
-            provider=options.get("provider"),
-            session_id=options.get("session_id"),
-            max_tokens=options.get("max_tokens"),
-            temperature=options.get("temperature"),
-            top_p=options.get("top_p"),
-            stop=options.get("stop"),
-            tools=options.get("tools"),
-            tool_choice=options.get("tool_choice"),
-            seed=options.get("seed"),
-            presence_penalty=options.get("presence_penalty"),
-            frequency_penalty=options.get("frequency_penalty"),
-            user=options.get("user"),
-            response_format=options.get("response_format"),
-            stream=stream,
-        )
-        return request, timeout
 
     async def embed(
         self,
@@ -430,3 +408,16 @@ class FleetClient:
             channel.router.close(inbox)
             if sent and not answered:  # the caller stopped waiting (cancelled, deadline, left)
                 await channel.send_cancel(kind, request)
+
+
+def _generate_request(
+    head: RequestHead,
+    messages: str | Sequence[ChatMessage],
+    model: str,
+    options: GenerateOptions,
+    *,
+    stream: bool,
+) -> GenerateRequest:
+    if isinstance(messages, str):
+        messages = [ChatMessage(role="user", content=messages)]
+    return GenerateRequest(**head, model=model, messages=list(messages), stream=stream, **options)

@@ -23,7 +23,10 @@ TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
 
 
 class GenerateOptions(TypedDict, total=False):
-    """Options of ``generate`` and ``stream_generate`` besides the messages and model."""
+    """What ``generate`` and ``stream_generate`` send besides the messages and model: the
+    session, the provider, and the chat options of contracts.generate.ChatOptions. The
+    request is built from these by name, so the type checker holds each to the field of
+    GenerateRequest it fills (tests/unit/test_chat_options.py holds the names)."""
 
     session_id: str | None  # the worker keeps this conversation's history in Redis
     provider: str | None  # a chat provider by name; None routes by model
@@ -44,11 +47,6 @@ class GenerateOptions(TypedDict, total=False):
     # JsonSchemaSpec(name=..., schema={...})); an answer of another shape fails the call
     # with FleetRequestError code "output_invalid".
     response_format: ResponseFormat | None
-    timeout_s: float | None  # the deadline, from now; default: the client's
-    request_id: str | None  # default: a new uuid; the same id twice runs the model once
-    # "batch": sent on the batch lane, served with what interactive work leaves
-    # (docs/decisions/0021-priority-lanes.md); default "interactive".
-    lane: Lane
 
 
 class TranscribeOptions(TypedDict, total=False):
@@ -57,9 +55,11 @@ class TranscribeOptions(TypedDict, total=False):
     audio_url: str | None  # instead of the bytes: a URL the worker may fetch
     language: str | None
     provider: str | None
-    timeout_s: float | None
-    request_id: str | None
-    lane: Lane  # as GenerateOptions' lane
+    timeout_s: float | None  # the deadline, from now; default: the client's
+    request_id: str | None  # default: a new uuid; the same id twice runs the model once
+    # "batch": sent on the batch lane, served with what interactive work leaves
+    # (docs/decisions/0021-priority-lanes.md); default "interactive".
+    lane: Lane
 
 
 class RequestHead(TypedDict):

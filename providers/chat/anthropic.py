@@ -224,10 +224,10 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
             body["tool_choice"] = answer.choice
         return body
 
-    async def stream_chat(
+    async def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ChatEvent, None]:
-        events = super().stream_chat(messages, params)
+        events = super()._stream_chat(messages, params)
         if json_format(params.response_format) is not None:
             events = answer_events(events)  # the forced tool's input is the answer's text
         async with aclosing(events) as stream:

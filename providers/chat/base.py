@@ -7,9 +7,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from contracts.generate import ChatMessage, ToolCall, ToolChoice, ToolSpec
+from contracts.generate import ChatMessage, ChatOptions, ToolCall
 from contracts.names import Lane
-from contracts.response_format import ResponseFormat
 from contracts.usage import Usage
 from providers.catalogue import ModelEntry
 
@@ -51,21 +50,11 @@ class ChatCapabilities(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Sampling settings for one call, already validated by the contract."""
+class ChatParams(ChatOptions, frozen=True, kw_only=True):
+    """One call: the model and the request's chat options, already validated by the
+    contract."""
 
     model: str
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    tools: list[ToolSpec] | None = None
-    tool_choice: ToolChoice | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    user: str | None = None
-    response_format: ResponseFormat | None = None
     # The lane of the job the call serves: a provider that queues calls for one model
     # serves the interactive lane's first (providers/chat/local_llama.py). Never sent on.
     lane: Lane = "interactive"

@@ -1,6 +1,7 @@
 """A chat provider as the model catalogue describes its models: capabilities per model
-(narrowed, never widened), and each call held to the model's context window before it is
-made, counted by the provider's tokenizer when it has one."""
+(narrowed, never widened), and each call held to them, the model's context window too,
+before it is made (counted by the provider's tokenizer when it has one). These checks
+take the place of the provider's own, which they narrow."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import msgspec
 from contracts.generate import ChatMessage
 from providers.catalogue import ModelCatalogue
 from providers.chat.base import ChatCapabilities, ChatEvent, ChatParams, ChatProvider
-from providers.chat.context import CountsTokens, require_room
+from providers.chat.context import CountsTokens
 from providers.chat.fallback import FallbackChat
-from providers.chat.streams import closing
+from providers.chat.guarded import GuardedChat, unchecked
 
 
-class CataloguedChat:
+class CataloguedChat(GuardedChat):
     def __init__(self, inner: ChatProvider, catalogue: ModelCatalogue) -> None:
         self.name = inner.name
         self._inner = inner
@@ -34,20 +35,10 @@ class CataloguedChat:
         own = self._inner.capabilities
         return msgspec.structs.replace(own, per_model={**own.per_model, **self._entries})
 
-    async def stream_chat(
+    def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        require_room(
-            self.capabilities,
-            messages,
-            params,
-            counter=self._inner,
-            provider=self.name,
-            op=f"{self.name}.chat",
-        )
-        async with closing(self._inner.stream_chat(messages, params)) as stream:
-            async for event in stream:
-                yield event
+        return unchecked(self._inner, messages, params)
 
     def count_prompt_tokens(self, messages: list[ChatMessage], model: str) -> int | None:
         if isinstance(self._inner, CountsTokens):

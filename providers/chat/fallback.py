@@ -29,6 +29,7 @@ from providers.chat.base import (
     ChatParams,
     ChatProvider,
 )
+from providers.chat.guarded import GuardedChat
 from providers.chat.streams import closing
 from providers.chat.support import unsupported
 from providers.errors import ProviderError
@@ -51,7 +52,7 @@ class FallbackConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     providers: Annotated[list[FallbackEntry], msgspec.Meta(min_length=1)]
 
 
-class FallbackChat:
+class FallbackChat(GuardedChat):
     def __init__(
         self,
         providers: list[ChatProvider],
@@ -126,20 +127,18 @@ class FallbackChat:
                 chain.append((provider, substitute))
         return chain
 
-    async def stream_chat(
+    def check(self, messages: list[ChatMessage], params: ChatParams) -> None:
+        """Refuse a call no link can take: the model none serves (not_found), or what
+        none can honour (invalid_input, naming what each lacks). Each link holds the calls
+        it is given to its own capabilities and window."""
+        self._able(self._served(params.model), messages, params)
+
+    async def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        chain = self._chain(params.model)
-        if not chain:
-            raise ProviderError(
-                ErrorCode.NOT_FOUND,
-                self._op,
-                f"no provider in the chain serves model {params.model!r}; served: "
-                f"{', '.join(self.capabilities.models)}",
-            )
         failures: list[ProviderError] = []
         overflowed = 0  # the largest window the prompt was found not to fit
-        for provider, model in self._able(chain, messages, params):
+        for provider, model in self._able(self._served(params.model), messages, params):
             call_params = _params_for(params, model)
             window = provider.capabilities.for_model(model).max_context_tokens
             if window is not None and window <= overflowed:
@@ -163,6 +162,18 @@ class FallbackChat:
                     "%s: %s failed, trying the next provider: %s", self._op, provider.name, exc
                 )
         raise self._exhausted(failures)
+
+    def _served(self, model: str) -> list[tuple[ChatProvider, str]]:
+        """The chain for ``model``, or not_found."""
+        chain = self._chain(model)
+        if not chain:
+            raise ProviderError(
+                ErrorCode.NOT_FOUND,
+                self._op,
+                f"no provider in the chain serves model {model!r}; served: "
+                f"{', '.join(self.capabilities.models)}",
+            )
+        return chain
 
     def _too_small(
         self, provider: ChatProvider, model: str, window: int, overflowed: int

@@ -12,8 +12,7 @@ import msgspec
 from contracts.generate import ChatMessage
 from providers.call_retry import stream_with_retry
 from providers.chat.base import ChatCapabilities, ChatEvent, ChatOption, ChatParams
-from providers.chat.context import require_room
-from providers.chat.support import require_support
+from providers.chat.guarded import GuardedChat
 from providers.http_api.client import HttpConfig
 from providers.http_api.provider import HttpApiProvider
 
@@ -33,7 +32,7 @@ class ChatHttpConfig(HttpConfig, frozen=True, kw_only=True, forbid_unknown_field
 C = TypeVar("C", bound=ChatHttpConfig)
 
 
-class HttpChat(HttpApiProvider[C]):
+class HttpChat(HttpApiProvider[C], GuardedChat):
     operation = "chat"
 
     @property
@@ -52,14 +51,9 @@ class HttpChat(HttpApiProvider[C]):
         """The optional call fields this provider passes to its API."""
         return frozenset()
 
-    async def stream_chat(
+    async def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ChatEvent, None]:
-        self._check_model(params.model)
-        require_support(self.capabilities, messages, params, provider=self.name, op=self._op)
-        require_room(
-            self.capabilities, messages, params, counter=None, provider=self.name, op=self._op
-        )
         body = msgspec.json.encode(self._body(messages, params))
         stream = stream_with_retry(
             lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
@@ -72,5 +66,5 @@ class HttpChat(HttpApiProvider[C]):
         raise NotImplementedError
 
     def _attempt(self, body: bytes) -> AsyncGenerator[ChatEvent, None]:
-        """One HTTP call, streamed; retried by stream_chat only before its first event."""
+        """One HTTP call, streamed; retried by _stream_chat only before its first event."""
         raise NotImplementedError

@@ -31,9 +31,9 @@ from providers.chat.base import (
     ChatParams,
     TextPiece,
 )
+from providers.chat.guarded import GuardedChat
 from providers.chat.json_grammar import json_grammar
 from providers.chat.llama_engine import Generated, LlamaEngine, Penalties, PromptTooLong
-from providers.chat.support import require_support
 from providers.errors import ProviderError
 from providers.lane_lock import LaneLock
 from providers.registry import parse_config
@@ -81,7 +81,7 @@ def smollm2_path() -> Path:
 _PAUSE_POLL_S = 0.05
 
 
-class LocalLlamaChat:
+class LocalLlamaChat(GuardedChat):
     """One llama.cpp model in this process; calls are serialised (a context is not
     shareable), interactive ones first (docs/decisions/0021-priority-lanes.md): they queue
     ahead of batch calls, and a batch call that runs on the batch context pauses between
@@ -115,6 +115,11 @@ class LocalLlamaChat:
             options=_OPTIONS,
         )
 
+    @property
+    def checks_window(self) -> bool:
+        """The engine refuses a prompt that overflows as it reads it, counting exactly."""
+        return False
+
     async def load(self) -> None:
         """Load the weights and generate one token: ready, or a clear error, before any job."""
         async with self._lock.hold("interactive"):
@@ -129,18 +134,9 @@ class LocalLlamaChat:
                 self._engine.close()
                 self._engine = None
 
-    async def stream_chat(
+    async def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
-        if params.model != self._config.model_name:
-            raise ProviderError(
-                ErrorCode.NOT_FOUND,
-                f"{self.name}.chat",
-                f"model {params.model!r} is not served here; available: {self._config.model_name}",
-            )
-        require_support(
-            self.capabilities, messages, params, provider=self.name, op=f"{self.name}.chat"
-        )
         wanted = json_format(params.response_format)
         grammar = json_grammar(wanted, op=f"{self.name}.chat") if wanted else None
         if params.lane == "batch" and self._config.batch_context:

@@ -12,6 +12,8 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 from contracts.generate import ChatMessage
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
+from providers.chat.guarded import GuardedChat, check_call, unchecked
+from providers.chat.streams import closing
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.redis_client import RedisClient
@@ -59,24 +61,31 @@ class _Limited(Generic[Inner]):
         await self._inner.aclose()  # the Redis client belongs to the process's pool
 
 
-class RateLimitedChat(_Limited[ChatProvider]):
+class RateLimitedChat(_Limited[ChatProvider], GuardedChat):
+    """A chat call refused (as the wrapped provider refuses it) before it waits for the
+    limit: a call that cannot be made spends nothing of it."""
+
     category = "chat"
 
     @property
     def capabilities(self) -> ChatCapabilities:
         return self._inner.capabilities
 
-    async def stream_chat(
+    def check(self, messages: list[ChatMessage], params: ChatParams) -> None:
+        check_call(self._inner, messages, params)
+
+    async def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ChatEvent]:
         prompt_tokens = sum(estimate_message_tokens(m) for m in messages)
         await self._limiter.acquire(prompt_tokens, max_wait_s=self._max_wait_s)
         output_tokens = 0
         try:
-            async for event in self._inner.stream_chat(messages, params):
-                if isinstance(event, ChatDone):
-                    output_tokens = event.usage.completion_tokens
-                yield event
+            async with closing(unchecked(self._inner, messages, params)) as events:
+                async for event in events:
+                    if isinstance(event, ChatDone):
+                        output_tokens = event.usage.completion_tokens
+                    yield event
         finally:
             await self._limiter.record_tokens(output_tokens)
 

@@ -18,9 +18,9 @@ from providers.embeddings.base import EmbeddingProvider
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.shared import Shared
-from providers.telemetry import provider_span
 from providers.tokens import estimate_tokens
 from workers.handlers.embed_batching import DynamicBatcher
+from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import embedders, health_of
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
@@ -58,7 +58,7 @@ class EmbedHandler:
         self._router = router
         self._batching = batching
         self._metrics = metrics
-        self._models = models
+        self._calls = ProviderCalls(models, metrics)
         self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
 
     async def handle(
@@ -72,16 +72,11 @@ class EmbedHandler:
             rows = shortened(rows, request.dimensions, request.model)
         # Usage is estimated per request: the model bills whole batches shared by requests.
         tokens = sum(estimate_tokens(t) for t in request.texts)
-        usage = self._models.priced(
-            provider.name, request.model, Usage(prompt_tokens=tokens, estimated=True)
-        )
-        if self._metrics is not None:
-            self._metrics.spent(provider.name, request.model, usage)
+        estimate = Usage(prompt_tokens=tokens, estimated=True)
+        usage = self._calls.settle(provider.name, request.model, estimate)
         packed = request.encoding_format == "base64"
         yield EmbedResult(
-            request_id=stamper.request_id,
-            attempt=stamper.attempt,
-            seq=stamper.next_seq(),
+            **stamper.head(),
             model=request.model,
             dimension=rows.shape[1],
             vectors=[] if packed else rows.tolist(),
@@ -98,10 +93,7 @@ class EmbedHandler:
             limits = msgspec.structs.replace(self._batching, max_texts=max_texts)
 
             async def embed(texts: list[str]) -> list[list[float]]:
-                async with provider_span("embeddings", provider.name, "embeddings", model) as call:
-                    result = await provider.embed(texts, model=model)
-                    call.record_usage(result.usage)
-                return result.vectors
+                return (await self._calls.embed(provider, texts, model)).vectors
 
             batcher = DynamicBatcher(embed, limits, self._observe_batch)
             self._batchers[key] = batcher

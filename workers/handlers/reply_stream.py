@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from contracts.codec import encode
 from contracts.embed_parts import split_embed_result
@@ -17,8 +17,18 @@ from workers.failure_table import ReplyTooLarge
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
 
 
+class ChunkHead(TypedDict):
+    """What every chunk of one attempt starts with: the request, the attempt, its number."""
+
+    request_id: str
+    attempt: int
+    seq: int
+
+
 class ChunkStamper:
-    """Numbers the chunks of one attempt of one request, from 0."""
+    """Numbers the chunks of one attempt of one request, from 0: a handler builds each
+    chunk on ``head()`` (``GenerateResult(**stamper.head(), text=...)``) and never
+    numbers one itself."""
 
     def __init__(self, request_id: str, attempt: int) -> None:
         self.request_id = request_id
@@ -35,20 +45,15 @@ class ChunkStamper:
         takes chunks strictly in order) still waits for that number."""
         self._seq = seq
 
+    def head(self) -> ChunkHead:
+        """The head of the next chunk, numbered."""
+        return {"request_id": self.request_id, "attempt": self.attempt, "seq": self.next_seq()}
+
     def delta(self, text: str) -> TextDelta:
-        return TextDelta(
-            request_id=self.request_id, attempt=self.attempt, seq=self.next_seq(), text=text
-        )
+        return TextDelta(**self.head(), text=text)
 
     def error(self, code: ErrorCode, message: str) -> ErrorReply:
-        return ErrorReply(
-            request_id=self.request_id,
-            attempt=self.attempt,
-            seq=self.next_seq(),
-            code=code,
-            message=message,
-            retryable=code.retryable,
-        )
+        return ErrorReply(**self.head(), code=code, message=message, retryable=code.retryable)
 
 
 class GoneTopics:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from contracts.names import Lane
 from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
 from contracts.transcribe import TranscribeRequest
 from providers.router import ModelRouter
 from providers.shared import Shared
-from providers.telemetry import provider_span
 from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.handlers.audio import AudioLoader
+from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import health_of, loaded
 from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.url_guard import UrlGuard
@@ -26,6 +27,7 @@ class TranscribeHandler:
     def __init__(self, router: ModelRouter[TranscriptionProvider], audio: AudioLoader) -> None:
         self._router = router
         self._audio = audio
+        self._calls = ProviderCalls()  # nothing to price: the catalogue prices tokens
 
     async def handle(
         self, request: TranscribeRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
@@ -37,26 +39,21 @@ class TranscribeHandler:
             assert request.audio_url is not None  # the contract demands one of the two
             audio = await self._audio.read(request.audio_url)
         done: TranscriptionDone | None = None
-        stream = provider.transcribe(audio, model=request.model, language=request.language)
-        async with provider_span("transcription", provider.name, "transcription", request.model):
-            async for event in stream:
+        stream = self._calls.transcribe(
+            provider, audio, model=request.model, language=request.language
+        )
+        async with aclosing(stream) as events:
+            async for event in events:
                 if isinstance(event, Segment):
                     yield TranscriptSegment(
-                        request_id=stamper.request_id,
-                        attempt=stamper.attempt,
-                        seq=stamper.next_seq(),
-                        start_s=event.start_s,
-                        end_s=event.end_s,
-                        text=event.text,
+                        **stamper.head(), start_s=event.start_s, end_s=event.end_s, text=event.text
                     )
                 else:
                     done = event
         if done is None:
             raise RuntimeError(f"transcription provider {provider.name!r} ended without a result")
         yield TranscribeResult(
-            request_id=stamper.request_id,
-            attempt=stamper.attempt,
-            seq=stamper.next_seq(),
+            **stamper.head(),
             model=request.model,
             text=done.text,
             language=done.language,

@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator
 from contracts.codec import VectorsRequest
 from contracts.errors import ErrorCode
 from contracts.names import Lane
-from contracts.replies import ReplyChunk, VectorMatch, VectorResult
+from contracts.replies import ReplyChunk, VectorResult
 from contracts.vectors import VectorDeleteRequest, VectorUpsertRequest
+from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.embeddings.base import EmbeddingProvider
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
+from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import embedders, health_of, loaded
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
@@ -35,10 +37,14 @@ class VectorsHandler:
         store: VectorStore,
         embedders: ModelRouter[EmbeddingProvider],
         default_embed_model: str | None,
+        *,
+        models: ModelCatalogue = NO_MODELS,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._store = store
         self._embedders = embedders
         self._default_embed_model = default_embed_model
+        self._calls = ProviderCalls(models, metrics)
 
     async def handle(
         self, request: VectorsRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
@@ -51,22 +57,26 @@ class VectorsHandler:
                 f"vector store {request.store!r} is not configured on this worker; "
                 f"configured: {self._store.name}",
             )
-        collection = tenant_collection(request.tenant, request.collection)
+        store, collection = self._store, tenant_collection(request.tenant, request.collection)
         if isinstance(request, VectorUpsertRequest):
-            written = await self._store.upsert(collection, await self._items(request))
-            yield _result(stamper, request.collection, upserted=written)
+            items = await self._items(request)
+            async with self._calls.store(store.name, "upsert"):
+                written = await store.upsert(collection, items)
+            yield VectorResult(**stamper.head(), collection=request.collection, upserted=written)
         elif isinstance(request, VectorDeleteRequest):
-            deleted = await self._store.delete(collection, request.ids)
-            yield _result(stamper, request.collection, deleted=deleted)
+            async with self._calls.store(store.name, "delete"):
+                deleted = await store.delete(collection, request.ids)
+            yield VectorResult(**stamper.head(), collection=request.collection, deleted=deleted)
         else:
             vector = request.vector
             if vector is None:
                 assert request.text is not None  # the contract demands one of the two
                 vector = (await self._embed([request.text], request.embed_model))[0]
-            matches = await self._store.query(
-                collection, vector, top_k=request.top_k, filter=request.filter
-            )
-            yield _result(stamper, request.collection, matches=matches)
+            async with self._calls.store(store.name, "query"):
+                matches = await store.query(
+                    collection, vector, top_k=request.top_k, filter=request.filter
+                )
+            yield VectorResult(**stamper.head(), collection=request.collection, matches=matches)
 
     async def _items(self, request: VectorUpsertRequest) -> list[VectorItem]:
         to_embed = [r.text for r in request.records if r.vector is None and r.text is not None]
@@ -89,7 +99,9 @@ class VectorsHandler:
                 "records without vectors need `embed_model` (no default embedder configured)",
             )
         provider = self._embedders.resolve(chosen)
-        return (await provider.embed(texts, model=chosen)).vectors
+        result = await self._calls.embed(provider, texts, chosen)
+        self._calls.settle(provider.name, chosen, result.usage)
+        return result.vectors
 
     async def health(self) -> dict[str, bool]:
         return await health_of([self._store, *self._embedders.providers])
@@ -100,25 +112,6 @@ class VectorsHandler:
             await provider.aclose()
 
 
-def _result(
-    stamper: ChunkStamper,
-    collection: str,
-    *,
-    upserted: int = 0,
-    deleted: int = 0,
-    matches: list[VectorMatch] | None = None,
-) -> VectorResult:
-    return VectorResult(
-        request_id=stamper.request_id,
-        attempt=stamper.attempt,
-        seq=stamper.next_seq(),
-        collection=collection,
-        upserted=upserted,
-        deleted=deleted,
-        matches=matches,
-    )
-
-
 async def build(
     settings: WorkerSettings, shared: Shared, metrics: WorkerMetrics | None
 ) -> VectorsHandler:
@@ -126,4 +119,4 @@ async def build(
     (store,) = await loaded("vector store", [vector_stores.create(spec.name, spec.config, shared)])
     embedding = await embedders(settings, shared)
     default_model = embedding.models[0] if embedding.models else None
-    return VectorsHandler(store, embedding, default_model)
+    return VectorsHandler(store, embedding, default_model, models=shared.models, metrics=metrics)
