@@ -70,6 +70,12 @@ class GuardedChat(ABC):
                 capabilities, messages, params, counter=self.counter, provider=self.name, op=op
             )
 
+    def stream_unchecked(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        """The call without the checks: for whoever made them already (``check``)."""
+        return self._stream_chat(messages, params)
+
     @abstractmethod
     def _stream_chat(
         self, messages: list[ChatMessage], params: ChatParams
@@ -88,7 +94,7 @@ def unchecked(
 ) -> AsyncIterator[ChatEvent]:
     """The call of ``provider`` without its checks: for a wrapper that made them already."""
     if isinstance(provider, GuardedChat):
-        return provider._stream_chat(messages, params)
+        return provider.stream_unchecked(messages, params)
     return provider.stream_chat(messages, params)
 
 

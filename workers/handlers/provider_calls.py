@@ -15,7 +15,7 @@ from contracts.generate import ChatMessage
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.chat.base import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece
-from providers.chat.guarded import guarded, unchecked
+from providers.chat.guarded import guarded
 from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
@@ -41,7 +41,7 @@ class ProviderCalls:
         pieces: list[str] = []
         done = ChatDone(finish_reason="stop", usage=Usage())
         async with provider_span("chat", provider.name, "chat", params.model) as span:
-            async with closing(unchecked(held, messages, params)) as events:
+            async with closing(held.stream_unchecked(messages, params)) as events:
                 async for event in events:
                     if isinstance(event, ChatDone):
                         done = event
