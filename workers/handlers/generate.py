@@ -9,7 +9,6 @@ from contracts.names import Lane
 from contracts.replies import GenerateResult, ReplyChunk, ToolCallDelta
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece, ToolCallPiece
-from providers.chat.streams import closing
 from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
@@ -47,8 +46,8 @@ class GenerateHandler:
         check = output_check(request.response_format)
         pieces: list[str] = []
         done: ChatDone | None = None
-        async with closing(self._calls.chat(provider, messages, params)) as events:
-            async for event in events:
+        async with self._calls.chat(provider, messages, params) as call:
+            async for event in call.events:
                 if isinstance(event, TextPiece):
                     pieces.append(event.text)
                     if request.stream:
@@ -58,8 +57,8 @@ class GenerateHandler:
                         yield _tool_call_delta(event, stamper)
                 else:
                     done = event
-        assert done is not None, "ProviderCalls.chat ends with a ChatDone"
-        text = "".join(pieces)
+            text = "".join(pieces)
+            done = call.finish(done, text)
         if check is not None and not done.tool_calls:
             # Before the turn is saved: an answer of the wrong shape is not kept either.
             check.verify(text, done.finish_reason)

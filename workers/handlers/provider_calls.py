@@ -6,17 +6,17 @@ answered, and counted in fleet_cost_usd_total. Handlers reach providers only thr
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 import msgspec
 
 from contracts.generate import ChatMessage
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
-from providers.chat.base import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece
+from providers.chat.base import ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.chat.guarded import guarded
-from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
 from providers.telemetry import ProviderSpan, provider_span
@@ -31,34 +31,16 @@ class ProviderCalls:
         self._models = models
         self._metrics = metrics
 
-    async def chat(
+    def chat(
         self, provider: ChatProvider, messages: list[ChatMessage], params: ChatParams
-    ) -> AsyncGenerator[ChatEvent, None]:
-        """The provider's events as it makes them, and last its ChatDone (always one) with
-        the usage completed, priced and counted."""
+    ) -> ChatCall:
+        """One chat call: ``async with calls.chat(...) as call:``, read ``call.events`` (the
+        provider's own stream: a wrapper generator around it cost every job a few
+        microseconds), then ``call.finish(done, text)``. A call the provider cannot take is
+        refused here, before any span (ProviderError)."""
         held = guarded(provider)
-        held.check(messages, params)  # a call refused is never made: it has no span
-        pieces: list[str] = []
-        done = ChatDone(finish_reason="stop", usage=Usage())
-        async with provider_span("chat", provider.name, "chat", params.model) as span:
-            async with closing(held.stream_unchecked(messages, params)) as events:
-                async for event in events:
-                    if isinstance(event, ChatDone):
-                        done = event
-                        continue
-                    if isinstance(event, TextPiece):
-                        pieces.append(event.text)
-                    yield event
-            span.record_usage(done.usage)
-            span.set_finish_reasons(done.finish_reason)
-        answer = ChatMessage(role="assistant", content="".join(pieces), tool_calls=done.tool_calls)
-        usage = completed_usage(
-            done.usage, provider=provider, messages=messages, params=params, answer=answer
-        )
-        # A chain names the link that answered: its prices, not the chain's.
-        answered_by = done.provider or provider.name
-        usage = self.settle(answered_by, done.model or params.model, usage)
-        yield msgspec.structs.replace(done, usage=usage)
+        held.check(messages, params)
+        return ChatCall(self, provider, held.stream_unchecked(messages, params), messages, params)
 
     async def embed(self, provider: EmbeddingProvider, texts: list[str], model: str) -> Embeddings:
         """One embeddings call; its usage is the caller's to settle (a batch of several
@@ -87,3 +69,62 @@ class ProviderCalls:
         if self._metrics is not None:
             self._metrics.spent(provider, model, usage)
         return usage
+
+
+class ChatCall:
+    """One chat call in its span; the stream is closed when the call ends, read to its end
+    or not."""
+
+    def __init__(
+        self,
+        calls: ProviderCalls,
+        provider: ChatProvider,
+        events: AsyncIterator[ChatEvent],
+        messages: list[ChatMessage],
+        params: ChatParams,
+    ) -> None:
+        self._calls = calls
+        self._provider = provider
+        self.events = events  # not started: the call is made once it is read
+        self._messages = messages
+        self._params = params
+        self._span_scope = provider_span("chat", provider.name, "chat", params.model)
+        self._span: ProviderSpan | None = None
+
+    async def __aenter__(self) -> ChatCall:
+        self._span = await self._span_scope.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            aclose = getattr(self.events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._span_scope.__aexit__(exc_type, exc, tb)
+
+    def finish(self, done: ChatDone | None, text: str) -> ChatDone:
+        """The call's ChatDone (a stream that ended without one: stopped, no usage) with its
+        usage completed where the provider left counts out, priced at the catalogue's
+        prices of whoever answered and counted; recorded on the span."""
+        assert self._span is not None, "finish() inside ``async with``"
+        done = done or ChatDone(finish_reason="stop", usage=Usage())
+        self._span.record_usage(done.usage)
+        self._span.set_finish_reasons(done.finish_reason)
+        answer = ChatMessage(role="assistant", content=text, tool_calls=done.tool_calls)
+        usage = completed_usage(
+            done.usage,
+            provider=self._provider,
+            messages=self._messages,
+            params=self._params,
+            answer=answer,
+        )
+        # A chain names the link that answered: its prices, not the chain's.
+        answered_by = done.provider or self._provider.name
+        usage = self._calls.settle(answered_by, done.model or self._params.model, usage)
+        return msgspec.structs.replace(done, usage=usage)
