@@ -17,6 +17,7 @@ from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.chat.base import ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.chat.guarded import guarded
+from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
 from providers.telemetry import ProviderSpan, provider_span
@@ -86,6 +87,7 @@ class ChatCall:
         self._calls = calls
         self._provider = provider
         self.events = events  # not started: the call is made once it is read
+        self._closing = closing(events)
         self._messages = messages
         self._params = params
         self._span_scope = provider_span("chat", provider.name, "chat", params.model)
@@ -102,9 +104,7 @@ class ChatCall:
         tb: TracebackType | None,
     ) -> None:
         try:
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._closing.__aexit__(exc_type, exc, tb)
         finally:
             await self._span_scope.__aexit__(exc_type, exc, tb)
 
