@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from bench.common import (
     BOOTSTRAP,
+    REDIS_URL,
     helper,
     namespace,
     print_table,
@@ -47,6 +50,7 @@ from transport.connection import KafkaConnection
 IN_FLIGHT = 8  # the coordinator's requests of the batch in flight
 CHUNK_ROWS = 256  # rows per embed request (the coordinator's default)
 TARGET = 0.9
+REDIS_GROWTH_MB = 20  # at most, over a 100,000-row batch (issue 25)
 
 
 def _config(directory: Path) -> Path:
@@ -82,6 +86,15 @@ async def _through_batch(batches: BatchClient, corpus: Path, output: Path) -> di
     }
 
 
+async def redis_memory() -> int:
+    """Bytes the local Redis holds (``used_memory``): the ledger must not grow with a batch."""
+    redis = aioredis.from_url(REDIS_URL)
+    try:
+        return int((await redis.info("memory"))["used_memory"])
+    finally:
+        await redis.aclose()
+
+
 async def run(rows: int) -> dict[str, Any]:
     texts = sentences(rows)
     model = LocalMiniLMEmbeddings(LocalMiniLMConfig(threads=THREADS, batch_size=PROVIDER_BATCH))
@@ -105,7 +118,9 @@ async def run(rows: int) -> dict[str, Any]:
                 await _through_batch(batches, warm, home / "warm.npy")  # not counted
                 direct(model, texts[:512])
                 direct_s = direct(model, texts[:half])
+                memory_before = await redis_memory()
                 fleet = await _through_batch(batches, corpus, home / "out.npy")
+                fleet["redis_growth_mb"] = (await redis_memory() - memory_before) / 1e6
                 direct_s += direct(model, texts[half:])
     await model.aclose()
     return {
@@ -125,6 +140,8 @@ PINNED = {
     "provider": f"local-minilm (int8 ONNX), threads={THREADS}, batch_size={PROVIDER_BATCH}",
     "direct": f"embed_sync on {BATCH} texts a call, half before the batch and half after",
     "timed": "submit (input written) until completed; the download (npy) apart",
+    "Redis growth": "used_memory after the batch completed minus before its submit "
+    f"(at most {REDIS_GROWTH_MB} MB)",
 }
 
 
@@ -132,10 +149,13 @@ def report(result: dict[str, Any]) -> str:
     ratio = result["batch_per_s"] / result["direct_per_s"]
     return print_table(
         f"a batch through the coordinator, rows/s (target batch >= {TARGET:g} of direct)",
-        ["rows", "direct", "batch", "batch / direct", "submit s", "download s", "target"],
+        ["rows", "direct", "batch", "batch / direct", "submit s", "download s",
+         "Redis growth MB", "target"],
         [[
             result["rows"], result["direct_per_s"], result["batch_per_s"], f"{ratio:.2f}",
-            result["submit_s"], result["download_s"], "pass" if ratio >= TARGET else "FAIL",
+            result["submit_s"], result["download_s"], f"{result['redis_growth_mb']:.1f}",
+            "pass" if ratio >= TARGET and result["redis_growth_mb"] <= REDIS_GROWTH_MB
+            else "FAIL",
         ]],
     )  # fmt: skip
 

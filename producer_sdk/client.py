@@ -165,8 +165,9 @@ class FleetClient:
         A StreamRestarted event means the job was redone from the start: drop the text
         received so far. An error reply raises FleetRequestError. ``timeout_s``: the
         deadline, from now (default: the client's); ``request_id``: default a new uuid (the
-        same id twice runs the model once); ``lane="batch"`` sends it on the batch lane,
-        served with what interactive work leaves (docs/decisions/0021-priority-lanes.md).
+        same id twice runs the model once, except on the batch lane, where answers are not
+        kept for repeats); ``lane="batch"`` sends it on the batch lane, served with what
+        interactive work leaves (docs/decisions/0021-priority-lanes.md).
         """
         head, timeout = self._head(request_id, timeout_s)
         request = _generate_request(head, messages, model, options, stream=True)
@@ -209,7 +210,7 @@ class FleetClient:
         They travel as float32 bytes, and a result too large for one Kafka message comes in
         several parts; the caller gets them joined. ``dimensions`` shortens the vectors.
         ``lane="batch"`` sends it on the batch lane (served with what interactive work
-        leaves)."""
+        leaves; its answer is not kept, so a repeat of the request id runs again)."""
         head, timeout = self._head(request_id, timeout_s)
         request = EmbedRequest(
             **head,

@@ -27,7 +27,7 @@ from tests.unit.job_runner_harness import (
     _record,
     _request,
 )
-from workers.idempotency import AlreadyDone, JobLedger, Started, job_ref
+from workers.idempotency import AlreadyDone, JobKeys, JobLedger, Started, job_ref
 from workers.metrics import Outcome
 
 JOB_1 = job_ref("generate", "default", "job-1")  # what the runner claims job-1 as
@@ -46,6 +46,23 @@ async def test_a_finished_job_delivered_again_is_replayed_not_rerun(ledger: JobL
     assert job.count(Outcome.REPLAYED) == 1
     assert isinstance(replayed, GenerateResult)
     assert replayed == msgspec.structs.replace(first, seq=0)
+
+
+@pytest.mark.redis
+@pytest.mark.redis_cluster
+async def test_a_batch_lane_answer_is_not_kept_so_a_redelivery_runs_again(
+    ledger: JobLedger, redis: RedisClient, ledger_namespace: str
+) -> None:
+    # The batch's output topic counts each row once; the ledger keeps no batch answers.
+    job = Fixture(ledger=ledger)
+    record = _record(encode(_request()))
+    await job.runner.run(record, "batch")
+    assert isinstance(job.publisher.replies(REPLIES)[-1], GenerateResult)
+    assert await redis.exists(JobKeys.of(ledger_namespace, JOB_1).done) == 0
+    await job.runner.run(record, "batch")  # the lock was released, not left to expire
+    assert job.chat.calls == 2
+    assert job.count(Outcome.REPLAYED) == 0
+    assert isinstance(await ledger.claim(JOB_1), Started)
 
 
 @pytest.mark.redis

@@ -14,7 +14,7 @@ from contracts.codec import (
     encode,
 )
 from contracts.control import CancelJob, submission_of
-from contracts.replies import Final
+from contracts.replies import ErrorReply, Final
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
 from workers.failure_table import WORKER_CRASHED
@@ -40,10 +40,22 @@ log = logging.getLogger(__name__)
 LEDGER_RETRY = CallRetryPolicy(max_attempts=6, base_delay_s=0.5, max_delay_s=5.0)
 
 
+def keeps_answer(job: Job, final: Final) -> bool:
+    """Whether the ledger stores this final reply for a repeat of the request id to replay.
+
+    Not an answer on the batch lane: a batch's rows are counted once by its output topic's
+    tally, so a redelivered row may run again, and the ledger would otherwise hold every
+    row's answer (an embed request's 256 vectors: 393 kB) for ``result_ttl_s`` in a Redis
+    that does not evict (docs/decisions/0026-batch-answers-not-kept.md). Errors are kept on
+    every lane: they are small, and ``fleet dlq replay`` reopens them."""
+    return job.lane != "batch" or isinstance(final, ErrorReply)
+
+
 class Claim(Link):
     """Once-only execution through the ledger: a job done before is replayed, one cancelled
     before it started is skipped, a poison job is ended; otherwise the job runs holding the
-    lock, and its final reply is stored (or the job released for the next delivery)."""
+    lock, and its final reply is stored (or the job released for the next delivery, which
+    is also where a batch-lane answer goes: ``keeps_answer``)."""
 
     def __init__(
         self, outcomes: Outcomes, ledger: JobLedger, retry: CallRetryPolicy = LEDGER_RETRY
@@ -79,7 +91,7 @@ class Claim(Link):
         try:
             async with self._ledger.held(ref):
                 await self.call_next(job)
-            if job.final is not None:
+            if job.final is not None and keeps_answer(job, job.final):
                 await self._store_final(ref, job.final)
                 finished = True
         finally:
