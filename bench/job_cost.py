@@ -69,7 +69,7 @@ async def topics_of(ns: str) -> dict[str, int]:
 def py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` into a collapsed-stack file (py-spy must be on PATH)."""
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "1000",
          "--duration", str(int(seconds)), "--nonblocking", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

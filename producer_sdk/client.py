@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 import uuid
@@ -91,6 +92,10 @@ class FleetClient:
         self.namespace = namespace
         self.tenant = tenant
         self.client_id = client_id or uuid.uuid4().hex
+        # Default request ids: a random prefix of this client object and a counter, unique
+        # like a uuid4 each (the prefix is), without a urandom call per request.
+        self._id_prefix = uuid.uuid4().hex
+        self._ids = itertools.count()
         self.default_timeout_s = default_timeout_s
         self.content_type = content_type
         if reply_topic is None:  # a private topic, created and deleted by this client
@@ -164,7 +169,7 @@ class FleetClient:
 
         A StreamRestarted event means the job was redone from the start: drop the text
         received so far. An error reply raises FleetRequestError. ``timeout_s``: the
-        deadline, from now (default: the client's); ``request_id``: default a new uuid (the
+        deadline, from now (default: the client's); ``request_id``: default a new unique id (the
         same id twice runs the model once, except on the batch lane, where answers are not
         kept for repeats); ``lane="batch"`` sends it on the batch lane, served with what
         interactive work leaves (docs/decisions/0021-priority-lanes.md).
@@ -348,7 +353,7 @@ class FleetClient:
     def _head(self, request_id: str | None, timeout_s: float | None) -> tuple[RequestHead, float]:
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
         head: RequestHead = {
-            "request_id": request_id or uuid.uuid4().hex,
+            "request_id": request_id or f"{self._id_prefix}-{next(self._ids):x}",
             "tenant": self.tenant,
             "reply_to": self.reply_address,
             "deadline_ms": int((time.time() + timeout) * 1000),

@@ -28,6 +28,7 @@ class WorkerMetrics:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.registry = CollectorRegistry()
+        self._outcomes: dict[Outcome, Counter] = {}
         self.jobs = Counter(
             "fleet_jobs",
             f"Jobs by outcome ({', '.join(Outcome)})",
@@ -93,7 +94,11 @@ class WorkerMetrics:
         )
 
     def outcome(self, outcome: Outcome) -> None:
-        self.jobs.labels(self.kind, outcome.value).inc()
+        # A label lookup takes a lock and builds a key: done once per outcome, not per job.
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = self.jobs.labels(self.kind, outcome.value)
+        counter.inc()
 
     def spent(self, provider: str, model: str, usage: Usage) -> None:
         """Count what a call cost (fleet_cost_usd_total), when its usage has a price."""

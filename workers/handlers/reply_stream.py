@@ -141,5 +141,7 @@ class ReplyStream:
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
-        if pending:
+        if len(pending) == 1:  # most replies are one final chunk: no gather for it
+            await pending[0]
+        elif pending:
             await asyncio.gather(*pending)

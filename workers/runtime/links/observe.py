@@ -16,10 +16,15 @@ _tracer = trace.get_tracer("ai_job_fleet.workers")
 
 
 class Traced(Link):
-    """A consumer span around the job, continuing the producer's trace (when configured)."""
+    """A consumer span around the job, continuing the producer's trace, when the process set
+    up OpenTelemetry before it built its worker (as ``opentelemetry-instrument`` does):
+    asked once here, since asking costs two environment lookups."""
+
+    def __init__(self) -> None:
+        self._on = tracing_configured()
 
     async def __call__(self, job: Job) -> None:
-        if not tracing_configured():
+        if not self._on:
             await self.call_next(job)
             return
         record = job.record
