@@ -61,13 +61,14 @@ local out = {}
 for i = 1, #KEYS / 6 do
   local k = (i - 1) * 6
   local submission, floor = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
-  local done = redis.call('GET', KEYS[k + 3])
+  local found = redis.call('MGET', KEYS[k + 3], KEYS[k + 4], KEYS[k + 6])
+  local done, cancelled = found[1], found[2]
   if done then
     out[i] = {'done', done}
-  elseif redis.call('GET', KEYS[k + 4]) == submission then
+  elseif cancelled == submission then
     out[i] = {'cancelled', ''}
   elseif redis.call('SET', KEYS[k + 1], owner, 'NX', 'PX', ttl) then
-    local crashes = tonumber(redis.call('GET', KEYS[k + 6]) or '0')
+    local crashes = tonumber(found[3] or '0')
     if redis.call('EXISTS', KEYS[k + 5]) == 1 then
       crashes = redis.call('INCR', KEYS[k + 6])
       redis.call('EXPIRE', KEYS[k + 6], 86400)
@@ -109,8 +110,11 @@ local out = {}
 for i = 1, #KEYS / 3 do
   local k = (i - 1) * 3
   if ARGV[2 + i] ~= '' then redis.call('SET', KEYS[k + 2], ARGV[2 + i], 'EX', ARGV[2]) end
-  if redis.call('GET', KEYS[k + 1]) == ARGV[1] then redis.call('DEL', KEYS[k + 1]) end
-  if redis.call('GET', KEYS[k + 3]) == ARGV[1] then redis.call('DEL', KEYS[k + 3]) end
+  local held = redis.call('MGET', KEYS[k + 1], KEYS[k + 3])
+  local mine = {}
+  if held[1] == ARGV[1] then mine[#mine + 1] = KEYS[k + 1] end
+  if held[2] == ARGV[1] then mine[#mine + 1] = KEYS[k + 3] end
+  if #mine > 0 then redis.call('DEL', unpack(mine)) end
   out[i] = 1
 end
 return out
