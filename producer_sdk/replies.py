@@ -18,6 +18,8 @@ from contracts.codec import decode_chunk
 from contracts.errors import ContractError
 from contracts.names import Header
 from contracts.replies import ReplyChunk
+from transport.consume import each, rounds
+from transport.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -85,28 +87,32 @@ class ReplyRouter:
             del self._inboxes[inbox.request_id]
 
     async def run(self) -> None:
-        async for message in self._consumer:
-            headers = dict(message.headers)
-            if Header.HEARTBEAT in headers:
-                continue  # this client's own sign of life
-            owner = headers.get(Header.REPLY_CLIENT)
-            if owner is not None and owner != self._client:
-                continue  # another client's, on a shared reply topic
-            if (
-                message.key is not None
-                and message.key.decode(errors="replace") not in self._inboxes
-            ):
-                self.unrouted += 1
-                continue
-            content_type = headers.get(Header.CONTENT_TYPE)
-            declared = content_type.decode(errors="replace") if content_type is not None else None
-            try:
-                chunk = decode_chunk(message.value or b"", declared)
-            except ContractError as exc:
-                log.warning("dropping an unreadable reply at offset %d: %s", message.offset, exc)
-                continue
-            inbox = self._inboxes.get(chunk.request_id)
-            if inbox is None:
-                self.unrouted += 1
-                continue
-            inbox.accept(chunk)
+        # The fleet's one consume loop: each fetch's replies routed together, where the
+        # consumer's iterator took them one call at a time. A fetch that fails (the broker
+        # restarting) is tried again: the client outlives it.
+        async for batches in rounds(self._consumer, retry_errors=True):
+            for _, message in each(batches):
+                self._route(message)
+
+    def _route(self, message: Record) -> None:
+        headers = dict(message.headers)
+        if Header.HEARTBEAT in headers:
+            return  # this client's own sign of life
+        owner = headers.get(Header.REPLY_CLIENT)
+        if owner is not None and owner != self._client:
+            return  # another client's, on a shared reply topic
+        if message.key is not None and message.key.decode(errors="replace") not in self._inboxes:
+            self.unrouted += 1
+            return
+        content_type = headers.get(Header.CONTENT_TYPE)
+        declared = content_type.decode(errors="replace") if content_type is not None else None
+        try:
+            chunk = decode_chunk(message.value or b"", declared)
+        except ContractError as exc:
+            log.warning("dropping an unreadable reply at offset %d: %s", message.offset, exc)
+            return
+        inbox = self._inboxes.get(chunk.request_id)
+        if inbox is None:
+            self.unrouted += 1
+            return
+        inbox.accept(chunk)
