@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Final
+from typing import Final, TypeAlias
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -213,6 +213,24 @@ class _Untraced:
 
 
 _UNTRACED: Final = _Untraced()
+
+SpanOpener: TypeAlias = Callable[
+    [str, str, str, str | None], AbstractAsyncContextManager[ProviderSpan]
+]
+
+
+def untraced_span(
+    category: str, provider: str, operation: str, model: str | None
+) -> AbstractAsyncContextManager[ProviderSpan]:
+    """The span ``provider_span`` gives in a process without telemetry, without asking
+    again: for callers that ask ``tracing_configured`` once, when they are built."""
+    return _UNTRACED
+
+
+def span_opener() -> SpanOpener:
+    """``provider_span``, or ``untraced_span`` when this process has set up no OpenTelemetry
+    now (asking costs two environment lookups: a caller asks once, not per call)."""
+    return provider_span if tracing_configured() else untraced_span
 
 
 def provider_span(

@@ -48,7 +48,7 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> list[Span]:
         opened.append((category, provider, operation, model))
         yield ProviderSpan(trace.INVALID_SPAN)
 
-    monkeypatch.setattr(provider_calls, "provider_span", recorded)
+    monkeypatch.setattr(provider_calls, "span_opener", lambda: recorded)
     return opened
 
 

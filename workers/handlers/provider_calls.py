@@ -20,7 +20,7 @@ from providers.chat.guarded import guarded
 from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
-from providers.telemetry import ProviderSpan, provider_span
+from providers.telemetry import ProviderSpan, span_opener
 from providers.transcription.base import TranscriptionEvent, TranscriptionProvider
 from workers.metrics import WorkerMetrics
 
@@ -31,6 +31,7 @@ class ProviderCalls:
     ) -> None:
         self._models = models
         self._metrics = metrics
+        self.span = span_opener()  # asked once: the worker is built after telemetry is set up
 
     def chat(
         self, provider: ChatProvider, messages: list[ChatMessage], params: ChatParams
@@ -46,7 +47,7 @@ class ProviderCalls:
     async def embed(self, provider: EmbeddingProvider, texts: list[str], model: str) -> Embeddings:
         """One embeddings call; its usage is the caller's to settle (a batch of several
         requests' texts is settled per request)."""
-        async with provider_span("embeddings", provider.name, "embeddings", model) as span:
+        async with self.span("embeddings", provider.name, "embeddings", model) as span:
             result = await provider.embed(texts, model=model)
             span.record_usage(result.usage)
         return result
@@ -54,14 +55,14 @@ class ProviderCalls:
     async def transcribe(
         self, provider: TranscriptionProvider, audio: bytes, *, model: str, language: str | None
     ) -> AsyncGenerator[TranscriptionEvent, None]:
-        async with provider_span("transcription", provider.name, "transcription", model):
+        async with self.span("transcription", provider.name, "transcription", model):
             async for event in provider.transcribe(audio, model=model, language=language):
                 yield event
 
     def store(self, store: str, operation: str) -> AbstractAsyncContextManager[ProviderSpan]:
         """Around one vector store call (``upsert``, ``delete``, ``query``):
         ``async with calls.store(store.name, "query"):``."""
-        return provider_span("vectorstores", store, operation, None)
+        return self.span("vectorstores", store, operation, None)
 
     def settle(self, provider: str, model: str, usage: Usage) -> Usage:
         """``usage`` priced at the catalogue's prices for ``provider``'s ``model``, and its
@@ -90,7 +91,7 @@ class ChatCall:
         self._closing = closing(events)
         self._messages = messages
         self._params = params
-        self._span_scope = provider_span("chat", provider.name, "chat", params.model)
+        self._span_scope = calls.span("chat", provider.name, "chat", params.model)
         self._span: ProviderSpan | None = None
 
     async def __aenter__(self) -> ChatCall:
