@@ -19,6 +19,7 @@ from contracts.signing import sign
 from producer_sdk.replies import ReplyRouter
 from transport import topology
 from transport.connection import KafkaConnection, start_client
+from transport.partitioning import key_partitioner
 from transport.topic_admin import delete_topics
 from transport.tracing import inject_headers
 
@@ -47,7 +48,11 @@ class ClientChannel:
         self._content_type = content_type
         # Not idempotent, as the workers' (decision 0014): a broker restart must not wedge it.
         self._producer = AIOKafkaProducer(
-            **connection.options(), linger_ms=0, acks="all", enable_idempotence=False
+            **connection.options(),
+            linger_ms=0,
+            acks="all",
+            enable_idempotence=False,
+            partitioner=key_partitioner,
         )
         self._consumer = AIOKafkaConsumer(
             **connection.options(), group_id=None, enable_auto_commit=False

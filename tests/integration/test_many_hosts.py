@@ -18,7 +18,6 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.partitioner import DefaultPartitioner
 
 from contracts import VectorRecord
 from contracts.names import DEFAULT_TENANT, request_topic
@@ -27,6 +26,7 @@ from providers.vectorstores.redis_vectors import RedisVectorsConfig
 from tests.integration.netns_hosts import NetnsHost, NetnsTopology, netns_hosts
 from tests.integration.private_services import PrivateKafka, PrivateRedis, private_infra
 from tests.integration.worker_processes import WorkerProcess
+from transport.partitioning import key_partitioner
 from workers.handlers.vectors import tenant_collection
 from workers.settings import WorkerSettings
 
@@ -106,9 +106,9 @@ def _spread_over(addresses: set[str]) -> Callable[[Members], bool]:
 
 
 def _partition_of(request_id: str) -> int:
-    """Where the client's producer (the default partitioner, keyed by request id) sends it."""
+    """Where the client's producer (its partitioner, keyed by request id) sends it."""
     every = list(range(PARTITIONS))
-    return int(DefaultPartitioner()(request_id.encode(), every, every))
+    return key_partitioner(request_id.encode(), every, every)
 
 
 async def _missing(redis_url: str, ids: list[str]) -> list[str]:
