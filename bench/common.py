@@ -225,7 +225,7 @@ def run_case(
         if repeat > 1:
             print(f"run {run} of {repeat}:", flush=True)
             report(runs[-1])
-    merged = merge(runs)
+    merged = merge(runs) if repeat > 1 else runs[0]
     if repeat > 1:
         print(f"{repeat} runs, median (min-max):", flush=True)
     table = report(merged)

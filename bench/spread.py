@@ -101,8 +101,8 @@ def _merge(runs: list[Any]) -> Any:
             key: _merge([run[key] for run in runs]) if all(key in run for run in runs) else value
             for key, value in first.items()
         }
-    if all(type(run) is type(first) and isinstance(run, list | tuple) for run in runs) and all(
-        len(run) == len(first) for run in runs
+    if type(first) in (list, tuple) and all(
+        type(run) is type(first) and len(run) == len(first) for run in runs
     ):
         return type(first)(_merge(list(items)) for items in zip(*runs, strict=True))
     return first
