@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -13,9 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
+
+from bench.spread import merge
 
 R = TypeVar("R")
 
@@ -132,6 +136,27 @@ def helper(command: Sequence[str], **options: Any) -> Iterator[Helper]:
         process.stop()
 
 
+@contextlib.contextmanager
+def helpers(
+    commands: Sequence[Sequence[str]], *, log_name: str, **options: Any
+) -> Iterator[list[Helper]]:
+    """Several helpers started side by side, each waiting for its ready line in a thread of
+    its own: N worker processes join their group in about the time one takes."""
+    with ThreadPoolExecutor(max(1, len(commands))) as pool:
+        futures = [
+            pool.submit(Helper, command, log_name=f"{log_name}-{i}", **options)
+            for i, command in enumerate(commands, 1)
+        ]
+        wait(futures)
+        started = [future.result() for future in futures if future.exception() is None]
+        try:
+            for future in futures:
+                future.result()  # the first that failed, once the others are up to stop
+            yield started
+        finally:
+            list(pool.map(Helper.stop, started))
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
@@ -165,6 +190,16 @@ def print_settings(settings: dict[str, Any]) -> None:
         print(f"  {key}: {value}", flush=True)
 
 
+def add_repeat_option(parser: argparse.ArgumentParser) -> None:
+    """``--repeat N`` for a case whose ``main`` passes ``repeat=args.repeat`` to run_case."""
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the case N times; the table shows each number's median and min-max",
+    )
+
+
 def run_case(
     case: str,
     pinned: dict[str, Any],
@@ -172,21 +207,36 @@ def run_case(
     report: Callable[[R], str],
     *,
     as_json: Callable[[R], Any] = lambda result: result,
+    repeat: int = 1,
     **extra: Any,
 ) -> None:
     """What every case's ``main`` does: start the services, print the pinned settings,
-    measure, print the table and save it all to bench/results/<case>.json."""
+    measure (``repeat`` times), print the table and save it all to bench/results/<case>.json.
+
+    With several runs the table is the case's own report over the runs merged
+    (bench/spread.py): each number its median with the min-max beside it. The file's
+    ``results`` hold the medians (a Spread is written as its median), ``runs`` each run's."""
     start_services()
     print_settings(pinned)
     load_before = load_average()
-    result = measure()
-    table = report(result)
+    runs: list[R] = []
+    for run in range(1, repeat + 1):
+        runs.append(measure())
+        if repeat > 1:
+            print(f"run {run} of {repeat}:", flush=True)
+            report(runs[-1])
+    merged = merge(runs) if repeat > 1 else runs[0]
+    if repeat > 1:
+        print(f"{repeat} runs, median (min-max):", flush=True)
+    table = report(merged)
     save_result(
         case,
         {
             "settings": {k: str(v) for k, v in pinned.items()},
             **extra,
-            "results": as_json(result),
+            "repeat": repeat,
+            "results": as_json(merged),
+            **({"runs": [as_json(r) for r in runs]} if repeat > 1 else {}),
             "load_average_before": load_before,
             "table": table,
         },
@@ -238,18 +288,24 @@ class CpuMeter:
     """CPU seconds that named processes spend between ``start`` and ``stop``.
 
     Throughput on a shared 2-core machine moves with whatever else runs; CPU time per job
-    of each process does not, so every case records both.
+    of each process does not, so every case records both. A name may stand for several
+    processes (the worker processes of one group): its time is theirs together.
     """
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self._pids = pids
+    def __init__(self, pids: Mapping[str, int | Collection[int]]) -> None:
+        self._pids = {
+            name: (pid,) if isinstance(pid, int) else tuple(pid) for name, pid in pids.items()
+        }
         self._start: dict[str, float] = {}
 
+    def _now(self) -> dict[str, float]:
+        return {name: sum(map(cpu_seconds, pids)) for name, pids in self._pids.items()}
+
     def start(self) -> None:
-        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._start = self._now()
 
     def stop(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) - self._start[name] for name, pid in self._pids.items()}
+        return {name: seconds - self._start[name] for name, seconds in self._now().items()}
 
 
 def load_average() -> float:

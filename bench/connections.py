@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.common import (
     BOOTSTRAP,
+    add_repeat_option,
     helper,
     namespace,
     print_table,
@@ -116,6 +117,7 @@ PINNED: dict[str, Any] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the job counts")
+    add_repeat_option(parser)
     args = parser.parse_args()
     run_case(
         "connections",
@@ -126,6 +128,7 @@ def main() -> None:
             v: {str(n): r for n, r in rates.items()} for v, rates in results.items()
         },
         scale=args.scale,
+        repeat=args.repeat,
     )
 
 

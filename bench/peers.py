@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench import peer_celery, peer_taskiq
 from bench.common import (
+    add_repeat_option,
     helper,
     print_table,
     python_module,
@@ -135,6 +136,7 @@ def report(results: dict[str, dict[int, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the job counts")
+    add_repeat_option(parser)
     args = parser.parse_args()
 
     def measure() -> dict[str, dict[int, float]]:
@@ -156,6 +158,7 @@ def main() -> None:
             v: {str(n): r for n, r in rates.items()} for v, rates in results.items()
         },
         scale=args.scale,
+        repeat=args.repeat,
     )
 
 

@@ -41,6 +41,7 @@ def _section(title: str, data: dict[str, Any] | None, script: str) -> list[str]:
     if data is None:
         return [*lines, f"Not run yet: `python -m bench.{script}`.", ""]
     machine = data["machine"]
+    repeat = data.get("repeat", 1)
     lines += [
         f"Measured {machine['date']} by `bench/{script}.py` on {machine['cpus']} CPUs, "
         f"Python {machine['python']}"
@@ -48,6 +49,11 @@ def _section(title: str, data: dict[str, Any] | None, script: str) -> list[str]:
             f"; 1-minute load average when it started: {data['load_average_before']:.2f}."
             if "load_average_before" in data
             else "."
+        )
+        + (
+            f" Run {repeat} times: each number is the median, [min-max] of the runs beside it."
+            if repeat > 1
+            else " One run."
         ),
         "",
         data["table"],
@@ -132,6 +138,24 @@ def _lanes_plot(data: dict[str, Any]) -> str:
     return "![priority lanes](img/lanes.png)"
 
 
+def _scaling_plot(data: dict[str, Any]) -> str:
+    results = data["results"]
+    raw = results["raw aiokafka"]
+    series = {
+        f"{n} in flight": {
+            "raw (1 responder)": raw[n]["jobs_per_s"],
+            **{
+                f"{count} worker{'s' if int(count) > 1 else ''}": levels[n]["jobs_per_s"]
+                for count, levels in results["fleet"].items()
+            },
+        }
+        for n in raw
+    }
+    _bars(IMG / "scaling.png", "No-op round trip, N worker processes in one group", "jobs/s",
+          series)  # fmt: skip
+    return "![scaling](img/scaling.png)"
+
+
 CASES = (
     ("roundtrip", "1. No-op round trip: fleet against raw aiokafka", _roundtrip_plot),
     ("peers", "2. Fleet against Celery and Taskiq", _peers_plot),
@@ -141,6 +165,7 @@ CASES = (
     ("connections", "6. A secured connection and a shared reply topic", _connections_plot),
     ("batch_jobs", "7. A batch through the coordinator against direct calls", _batch_plot),
     ("lanes", "8. Interactive latency while a batch runs (priority lanes)", _lanes_plot),
+    ("scaling", "9. More worker processes in one group", _scaling_plot),
 )
 
 HEADER = """# Benchmarks

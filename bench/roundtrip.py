@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,7 +25,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.common import (
     BOOTSTRAP,
     CpuMeter,
+    add_repeat_option,
     helper,
+    helpers,
     namespace,
     print_table,
     python_module,
@@ -63,42 +65,53 @@ async def closed_loop(call: Call, in_flight: int, jobs: int) -> float:
     return jobs / (time.perf_counter() - started)
 
 
-async def measure(call: Call, scale: float, server_pid: int) -> LevelResults:
-    """Warm up, then each level: jobs/s and CPU microseconds per job of every process."""
-    meter = CpuMeter({"client": os.getpid(), "server": server_pid, **service_pids()})
+async def measure(
+    call: Call, scale: float, server: int | Collection[int], jobs: Mapping[int, int] = JOBS
+) -> LevelResults:
+    """Warm up, then each level (``jobs``: jobs per level in flight): jobs/s and CPU
+    microseconds per job of every process (``server``: the worker or responder processes)."""
+    meter = CpuMeter({"client": os.getpid(), "server": server, **service_pids()})
     await closed_loop(call, 16, WARMUP_JOBS)
     results: LevelResults = {}
-    for n in LEVELS:
-        jobs = max(int(JOBS[n] * scale), n)
+    for n, count in jobs.items():
+        jobs_at_n = max(int(count * scale), n)
         meter.start()
-        rate = await closed_loop(call, n, jobs)
+        rate = await closed_loop(call, n, jobs_at_n)
         cpu = meter.stop()
         results[n] = {
             "jobs_per_s": rate,
-            "cpu_us_per_job": {k: v / jobs * 1e6 for k, v in cpu.items()},
+            "cpu_us_per_job": {k: v / jobs_at_n * 1e6 for k, v in cpu.items()},
         }
     return results
 
 
-async def fleet(*, idempotency: bool, scale: float) -> LevelResults:
+async def fleet(
+    *,
+    idempotency: bool,
+    scale: float,
+    workers: int = 1,
+    partitions: int = PARTITIONS,
+    jobs: Mapping[int, int] = JOBS,
+) -> LevelResults:
+    """``workers`` worker processes in one consumer group, started side by side."""
     ns = namespace("rt")
     command = python_module(
         "bench.noop_worker",
         "--namespace", ns,
         "--concurrency", str(WORKER_CONCURRENCY),
-        "--partitions", str(PARTITIONS),
+        "--partitions", str(partitions),
         *([] if idempotency else ["--no-idempotency"]),
     )  # fmt: skip
-    with helper(command, log_name=f"roundtrip-fleet-{ns}") as worker:
+    with helpers([command] * workers, log_name=f"roundtrip-fleet-{ns}") as started:
         async with FleetClient(BOOTSTRAP, namespace=ns) as client:
 
             async def call() -> object:
                 return await client.generate("ping", model=NOOP_MODEL, timeout_s=60)
 
-            return await measure(call, scale, worker.pid)
+            return await measure(call, scale, [worker.pid for worker in started], jobs)
 
 
-async def raw(scale: float) -> LevelResults:
+async def raw(scale: float, jobs: Mapping[int, int] = JOBS) -> LevelResults:
     run = uuid.uuid4().hex[:8]
     requests, replies = f"bench-raw-{run}.requests", f"bench-raw-{run}.replies"
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
@@ -107,14 +120,14 @@ async def raw(scale: float) -> LevelResults:
         await admin.create_topics([NewTopic(requests, PARTITIONS, 1), NewTopic(replies, 1, 1)])
         with helper(python_module("bench.raw_responder", "--topic", requests),
                     log_name=f"roundtrip-raw-{run}") as responder:  # fmt: skip
-            return await _raw_requester(requests, replies, scale, responder.pid)
+            return await _raw_requester(requests, replies, scale, responder.pid, jobs)
     finally:
         await admin.delete_topics([requests, replies])
         await admin.close()
 
 
 async def _raw_requester(
-    requests: str, replies: str, scale: float, responder_pid: int
+    requests: str, replies: str, scale: float, responder_pid: int, jobs: Mapping[int, int]
 ) -> LevelResults:
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, **PRODUCER_SETTINGS)
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
@@ -143,7 +156,7 @@ async def _raw_requester(
         return await asyncio.wait_for(future, timeout=60)
 
     try:
-        return await measure(call, scale, responder_pid)
+        return await measure(call, scale, responder_pid, jobs)
     finally:
         router.cancel()
         await asyncio.gather(router, return_exceptions=True)
@@ -204,6 +217,7 @@ def report(results: dict[str, LevelResults]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the job counts")
+    add_repeat_option(parser)
     args = parser.parse_args()
     run_case(
         "roundtrip",
@@ -214,6 +228,7 @@ def main() -> None:
             v: {str(n): r for n, r in levels.items()} for v, levels in results.items()
         },
         scale=args.scale,
+        repeat=args.repeat,
     )
 
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run every benchmark case (each with its baseline in the same run), then regenerate
-# docs/benchmarks.md and docs/img/*.png. About 10-12 minutes on a 2-core machine.
-# usage: bash bench/run_all.sh [--quick]   (--quick: smaller counts, for trying it out)
+# docs/benchmarks.md and docs/img/*.png. The round-trip cases run REPEAT times (default 3),
+# so the report shows each number's median and min-max. About 15 minutes on a 2-core machine.
+# usage: [REPEAT=N] [WORKERS=1,2,4] bash bench/run_all.sh [--quick]
+#   --quick: smaller counts and one run of each, for trying it out
+#   WORKERS: the worker processes of the scaling case (1,2,4,8,16 on a 16-core machine)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ ! -x .venv/bin/python ]]; then
@@ -11,14 +14,16 @@ fi
   || .venv/bin/pip install -q -e '.[bench]'
 bash deploy/local/services.sh start
 py=.venv/bin/python
-scale=1; sentences=50000; requests=300
-if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; requests=100; fi
-timeout 300 "$py" -m bench.roundtrip --scale "$scale"
-timeout 300 "$py" -m bench.peers --scale "$scale"
+scale=1; sentences=50000; requests=300; repeat="${REPEAT:-3}"; workers="${WORKERS:-1,2,4}"
+if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; requests=100; repeat=1; fi
+timeout $((300 * repeat)) "$py" -m bench.roundtrip --scale "$scale" --repeat "$repeat"
+timeout $((300 * repeat)) "$py" -m bench.peers --scale "$scale" --repeat "$repeat"
+timeout $((600 * repeat)) "$py" -m bench.scaling --scale "$scale" --repeat "$repeat" \
+  --workers "$workers"
 timeout 900 "$py" -m bench.embed_corpus --sentences "$sentences"
 timeout 1500 "$py" -m bench.batch_jobs --rows "$sentences"
 timeout 900 "$py" -m bench.lanes --scale "$scale"
-timeout 300 "$py" -m bench.ttfc --requests "$requests"
+timeout $((300 * repeat)) "$py" -m bench.ttfc --requests "$requests" --repeat "$repeat"
 timeout 600 "$py" -m bench.memory
-timeout 300 "$py" -m bench.connections --scale "$scale"
+timeout $((300 * repeat)) "$py" -m bench.connections --scale "$scale" --repeat "$repeat"
 "$py" -m bench.report

@@ -20,6 +20,7 @@ import time
 
 from bench.common import (
     BOOTSTRAP,
+    add_repeat_option,
     helper,
     namespace,
     percentile,
@@ -135,6 +136,7 @@ def report(results: dict[int, dict[str, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300, help="requests per level")
+    add_repeat_option(parser)
     args = parser.parse_args()
     run_case(
         "ttfc",
@@ -142,6 +144,7 @@ def main() -> None:
         lambda: asyncio.run(run(args.requests)),
         report,
         as_json=lambda results: {str(n): r for n, r in results.items()},
+        repeat=args.repeat,
     )
 
 

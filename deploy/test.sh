@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install (uv.lock), start local Kafka and Redis (PostgreSQL and the Redis
 # Cluster start when the tests that need them do), then lint, type-check and test, printing
-# how long each phase took (docs/testing.md).
+# how long each phase took (docs/testing.md). A full run ends with a quick benchmark.
 # Services this script started are stopped at the end; ones already running are left alone.
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -53,3 +53,13 @@ begin "mypy --strict"
 # (docs/decisions/0023-one-test-pass.md).
 begin "pytest"
 .venv/bin/python -m pytest --durations=40 "$@"
+# Last, after the whole suite passed: a minute's look at what a job costs next to a raw
+# Kafka round trip and the direct model call (bench/quick.py). It prints ratios and never
+# fails the command; FLEET_SKIP_QUICK_BENCH=1 skips it (docs/testing.md).
+if [[ $# -eq 0 && "${FLEET_SKIP_QUICK_BENCH:-0}" != 1 ]]; then
+  begin "bench: quick"
+  # At most a minute: timeout signals its whole process group, the bench's own helper
+  # processes (worker, responder) included.
+  timeout -k 10 60 .venv/bin/python -m bench.quick \
+    || echo "[fleet] bench: quick stopped (exit $?): not a failure" >&2
+fi
