@@ -11,7 +11,7 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "no .venv: run deploy/setup.sh (or bash deploy/test.sh) first" >&2; exit 1
 fi
 .venv/bin/python -c "import celery, taskiq, taskiq_redis, matplotlib" 2>/dev/null \
-  || .venv/bin/pip install -q -e '.[bench]'
+  || bash deploy/setup.sh bench  # the locked bench extra, beside what is installed
 bash deploy/local/services.sh start
 py=.venv/bin/python
 scale=1; sentences=50000; requests=300; repeat="${REPEAT:-3}"; workers="${WORKERS:-1,2,4}"
