@@ -11,11 +11,11 @@ fi
   || .venv/bin/pip install -q -e '.[bench]'
 bash deploy/local/services.sh start
 py=.venv/bin/python
-scale=1; sentences=50000; requests=300
-if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; requests=100; fi
+scale=1; sentences=50000; prose=10000; requests=300
+if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; prose=1200; requests=100; fi
 timeout 300 "$py" -m bench.roundtrip --scale "$scale"
 timeout 300 "$py" -m bench.peers --scale "$scale"
-timeout 900 "$py" -m bench.embed_corpus --sentences "$sentences"
+timeout 900 "$py" -m bench.embed_corpus --sentences "$prose"
 timeout 1500 "$py" -m bench.batch_jobs --rows "$sentences"
 timeout 900 "$py" -m bench.lanes --scale "$scale"
 timeout 300 "$py" -m bench.ttfc --requests "$requests"
