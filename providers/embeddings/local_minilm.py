@@ -127,7 +127,7 @@ class LocalMiniLMEmbeddings:
             )
         self._check_batch(texts)
         vectors, tokens = await asyncio.to_thread(self._embed_counted, texts)
-        return Embeddings(vectors=vectors.tolist(), model=model, usage=Usage(prompt_tokens=tokens))
+        return Embeddings(rows=vectors, model=model, usage=Usage(prompt_tokens=tokens))
 
     def embed_sync(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Embed in the calling thread: an (n, 384) float32 array of unit vectors.
