@@ -157,7 +157,7 @@ def summary(
     per_block: int, direct_s: list[float], fleet_s: list[float], cpu: dict[str, float]
 ) -> dict[str, Any]:
     """Rates of either side and each fleet block's ratio to the mean of its two direct
-    neighbours (the same rows in each, so the mean of their times)."""
+    neighbours (as many rows in each, so the mean of their times)."""
     pairs = [(direct_s[k] + direct_s[k + 1]) / 2 / fleet_s[k] for k in range(len(fleet_s))]
     quartiles = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else [pairs[0]] * 3
     rows = per_block * len(fleet_s)
@@ -177,7 +177,8 @@ def summary(
         "direct_block_s": direct_s,
         "fleet_block_s": fleet_s,
         # CPU milliseconds a sentence, by process: the direct process in its blocks, the
-        # worker, this client, Kafka and Redis in the fleet's.
+        # worker, this client, Kafka and Redis in the fleet's (Kafka's and Redis's count
+        # whatever else uses them meanwhile: a shared broker shows more than the fleet's).
         "cpu_ms_per_sentence": {
             name: 1000 * seconds / (per_block * len(direct_s) if name == "direct" else rows)
             for name, seconds in cpu.items()
