@@ -5,8 +5,8 @@ Fleet: `fleet worker batch` (the coordinator) and `fleet worker embed` as proces
 corpus is submitted as one batch (`BatchClient.submit`: its rows written to the batch's
 input topic) and timed from the submit until the batch is `completed`; then the results
 are downloaded (timed apart). Direct: the same provider class and config, ``embed_sync`` on
-64 texts a call, in this process: half the corpus before the batch and half after it, so a
-drift in the machine's speed falls on both alike.
+64 texts a call, in a process of its own (case 3's): half the corpus before the batch and
+half after it, so a drift in the machine's speed falls on both alike.
 
 ``python -m bench.batch_jobs [--rows 50000]``
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,18 +32,18 @@ from bench.common import (
     python_module,
     run_case,
 )
+from bench.corpus import short_sentences
 from bench.embed_corpus import (
     BATCH,
     BATCHING,
     PROVIDER_BATCH,
     THREADS,
     WORKER_CONCURRENCY,
-    direct,
-    sentences,
+    direct_embedder,
     worker_config,
 )
 from producer_sdk import BatchClient
-from providers.embeddings.local_minilm import MINILM_MODEL, LocalMiniLMConfig, LocalMiniLMEmbeddings
+from providers.embeddings.local_minilm import MINILM_MODEL
 from transport.connection import KafkaConnection
 
 IN_FLIGHT = 8  # the coordinator's requests of the batch in flight
@@ -96,9 +95,7 @@ async def redis_memory() -> int:
 
 
 async def run(rows: int) -> dict[str, Any]:
-    texts = sentences(rows)
-    model = LocalMiniLMEmbeddings(LocalMiniLMConfig(threads=THREADS, batch_size=PROVIDER_BATCH))
-    await model.load()
+    texts = short_sentences(rows)
     ns = namespace("batch")
     half = rows // 2
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,21 +105,23 @@ async def run(rows: int) -> dict[str, Any]:
         env = {"FLEET_NAMESPACE": ns, "OMP_NUM_THREADS": str(THREADS)}
         embed = python_module("workers.ops.cli", "worker", "embed", "--config", str(config))
         batch = python_module("workers.ops.cli", "worker", "batch", "--config", str(config))
-        with (
-            helper(embed, log_name=f"embed-{ns}", env=env, ready_line="worker ready"),
-            helper(batch, log_name=f"batch-{ns}", env=env, ready_line="coordinator started"),
-        ):
-            connection = KafkaConnection(bootstrap_servers=BOOTSTRAP)
-            async with BatchClient(connection, namespace=ns) as batches:
-                warm = _corpus(home / "warm.jsonl", sentences(BATCH * IN_FLIGHT * 2, seed=1))
-                await _through_batch(batches, warm, home / "warm.npy")  # not counted
-                direct(model, texts[:512])
-                direct_s = direct(model, texts[:half])
-                memory_before = await redis_memory()
-                fleet = await _through_batch(batches, corpus, home / "out.npy")
-                fleet["redis_growth_mb"] = (await redis_memory() - memory_before) / 1e6
-                direct_s += direct(model, texts[half:])
-    await model.aclose()
+        async with direct_embedder(f"direct-{ns}") as direct:
+            with (
+                helper(embed, log_name=f"embed-{ns}", env=env, ready_line="worker ready"),
+                helper(batch, log_name=f"batch-{ns}", env=env, ready_line="coordinator started"),
+            ):
+                await direct.ready()
+                connection = KafkaConnection(bootstrap_servers=BOOTSTRAP)
+                async with BatchClient(connection, namespace=ns) as batches:
+                    warm_rows = short_sentences(BATCH * IN_FLIGHT * 2, seed=1)
+                    warm = _corpus(home / "warm.jsonl", warm_rows)
+                    await _through_batch(batches, warm, home / "warm.npy")  # not counted
+                    await direct.embed(texts[:512])
+                    direct_s = await direct.embed(texts[:half])
+                    memory_before = await redis_memory()
+                    fleet = await _through_batch(batches, corpus, home / "out.npy")
+                    fleet["redis_growth_mb"] = (await redis_memory() - memory_before) / 1e6
+                    direct_s += await direct.embed(texts[half:])
     return {
         "rows": rows,
         "direct_per_s": rows / direct_s,
@@ -133,12 +132,13 @@ async def run(rows: int) -> dict[str, Any]:
 
 
 PINNED = {
-    "rows": "synthetic sentences of about 12 words (bench.embed_corpus.sentences, seed 2026)",
+    "rows": "synthetic sentences of about 12 words (bench.corpus.short_sentences, seed 2026)",
     "coordinator": f"`fleet worker batch`, max_in_flight={IN_FLIGHT}, "
     f"embed_chunk_rows={CHUNK_ROWS}",
     "embed worker": f"`fleet worker embed`, concurrency {WORKER_CONCURRENCY}, batching {BATCHING}",
     "provider": f"local-minilm (int8 ONNX), threads={THREADS}, batch_size={PROVIDER_BATCH}",
-    "direct": f"embed_sync on {BATCH} texts a call, half before the batch and half after",
+    "direct": f"embed_sync on {BATCH} texts a call in a process of its own, half before the "
+    "batch and half after",
     "timed": "submit (input written) until completed; the download (npy) apart",
     "Redis growth": "used_memory after the batch completed minus before its submit "
     f"(at most {REDIS_GROWTH_MB} MB)",
@@ -164,7 +164,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=50_000)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     run_case("batch_jobs", PINNED, lambda: asyncio.run(run(args.rows)), report)
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import BOOTSTRAP, READY_LINE
-from bench.embed_corpus import sentences
+from bench.corpus import short_sentences
 from contracts.names import LANES, Lane, as_lane
 from producer_sdk import FleetClient
 from providers.chat.local_llama import SMOLLM2_MODEL
@@ -50,7 +50,7 @@ class Progress:
 
 
 async def embed_load(client: FleetClient, rows: int, lane: Lane, progress: Progress) -> None:
-    texts = sentences(rows, seed=9)
+    texts = short_sentences(rows, seed=9)
     step = BATCH.embed_chunk_rows
     chunks = [texts[i : i + step] for i in range(0, rows, step)]
 

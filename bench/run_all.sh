@@ -14,13 +14,13 @@ fi
   || bash deploy/setup.sh bench  # the locked bench extra, beside what is installed
 bash deploy/local/services.sh start
 py=.venv/bin/python
-scale=1; sentences=50000; requests=300; repeat="${REPEAT:-3}"; workers="${WORKERS:-1,2,4}"
-if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; requests=100; repeat=1; fi
+scale=1; sentences=50000; prose=10000; requests=300; repeat="${REPEAT:-3}"; workers="${WORKERS:-1,2,4}"
+if [[ "${1:-}" == "--quick" ]]; then scale=0.2; sentences=3000; prose=1200; requests=100; repeat=1; fi
 timeout $((300 * repeat)) "$py" -m bench.roundtrip --scale "$scale" --repeat "$repeat"
 timeout $((300 * repeat)) "$py" -m bench.peers --scale "$scale" --repeat "$repeat"
 timeout $((600 * repeat)) "$py" -m bench.scaling --scale "$scale" --repeat "$repeat" \
   --workers "$workers"
-timeout 900 "$py" -m bench.embed_corpus --sentences "$sentences"
+timeout 900 "$py" -m bench.embed_corpus --sentences "$prose"
 timeout 1500 "$py" -m bench.batch_jobs --rows "$sentences"
 timeout 900 "$py" -m bench.lanes --scale "$scale"
 timeout $((300 * repeat)) "$py" -m bench.ttfc --requests "$requests" --repeat "$repeat"

@@ -104,7 +104,7 @@ class SentenceTransformersEmbeddings:
                 f"model {model!r} is not served here; available: {self._config.model_name}",
             )
         vectors, tokens = await asyncio.to_thread(self._embed_counted, texts)
-        return Embeddings(vectors=vectors.tolist(), model=model, usage=Usage(prompt_tokens=tokens))
+        return Embeddings(rows=vectors, model=model, usage=Usage(prompt_tokens=tokens))
 
     def _embed_counted(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int]:
         vectors = self.embed_sync(texts)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from workers.handlers.embed_batching import DynamicBatcher
@@ -162,3 +164,22 @@ async def test_an_interactive_text_arriving_while_a_batch_call_gathers_goes_firs
     await batch
     await batcher.aclose()
     assert model.calls == [["user"], ["b1"]]
+
+
+async def test_array_rows_come_back_as_views_of_the_call_and_split_requests_joined() -> None:
+    calls: list[npt.NDArray[np.float32]] = []
+
+    async def model(texts: list[str]) -> npt.NDArray[np.float32]:
+        rows = np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+        calls.append(rows)
+        return rows
+
+    batcher = DynamicBatcher(model, EmbedBatching(max_texts=4, max_wait_ms=20))
+    small, large = await asyncio.gather(
+        batcher.embed(["a", "bb"]), batcher.embed(["x" * n for n in range(1, 7)])
+    )
+    await batcher.aclose()
+    assert small.dtype == np.float32
+    assert small[:, 0].tolist() == [1.0, 2.0]
+    assert np.shares_memory(small, calls[0])  # a view of the model's array, not a copy
+    assert large[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # two calls, one result

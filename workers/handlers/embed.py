@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 
 from contracts.embed import EmbedRequest
 from contracts.errors import ErrorCode
@@ -14,7 +13,7 @@ from contracts.names import Lane
 from contracts.replies import EmbedResult, ReplyChunk
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
-from providers.embeddings.base import EmbeddingProvider
+from providers.embeddings.base import EmbeddingProvider, FloatRows
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.shared import Shared
@@ -25,8 +24,6 @@ from workers.handlers.providers import embedders, health_of
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
 from workers.settings import EmbedBatching, WorkerSettings
-
-FloatRows = npt.NDArray[np.float32]
 
 
 def shortened(rows: FloatRows, dimensions: int, model: str) -> FloatRows:
@@ -59,15 +56,14 @@ class EmbedHandler:
         self._batching = batching
         self._metrics = metrics
         self._calls = ProviderCalls(models, metrics)
-        self._batchers: dict[tuple[str, str], DynamicBatcher] = {}
+        self._batchers: dict[tuple[str, str], DynamicBatcher[FloatRows]] = {}
 
     async def handle(
         self, request: EmbedRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
     ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
         batcher = self._batcher(provider, request.model)
-        vectors = await batcher.embed(request.texts, lane=lane)
-        rows = np.asarray(vectors, dtype=np.float32)
+        rows = await batcher.embed(request.texts, lane=lane)
         if request.dimensions is not None:
             rows = shortened(rows, request.dimensions, request.model)
         # Usage is estimated per request: the model bills whole batches shared by requests.
@@ -80,20 +76,21 @@ class EmbedHandler:
             model=request.model,
             dimension=rows.shape[1],
             vectors=[] if packed else rows.tolist(),
-            vectors_float32=rows.astype("<f4").tobytes() if packed else None,
+            # One copy, array to bytes: float32 rows are "<f4" already on every host we run.
+            vectors_float32=rows.astype("<f4", copy=False).tobytes() if packed else None,
             custom_ids=request.custom_ids,
             usage=usage,
         )
 
-    def _batcher(self, provider: EmbeddingProvider, model: str) -> DynamicBatcher:
+    def _batcher(self, provider: EmbeddingProvider, model: str) -> DynamicBatcher[FloatRows]:
         key = (provider.name, model)
         batcher = self._batchers.get(key)
         if batcher is None:
             max_texts = min(self._batching.max_texts, provider.capabilities.max_batch)
             limits = msgspec.structs.replace(self._batching, max_texts=max_texts)
 
-            async def embed(texts: list[str]) -> list[list[float]]:
-                return (await self._calls.embed(provider, texts, model)).vectors
+            async def embed(texts: list[str]) -> FloatRows:
+                return (await self._calls.embed(provider, texts, model)).rows
 
             batcher = DynamicBatcher(embed, limits, self._observe_batch)
             self._batchers[key] = batcher

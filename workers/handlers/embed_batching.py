@@ -11,6 +11,9 @@ whenever there are any, and batch texts only when there are none; while the inte
 lane is busy (a text within ``interactive_busy_ms``) a batch call holds at most
 ``batch_lane_max_texts``, so that the call an interactive text waits for is a short one.
 With the interactive lane quiet, batch calls are full-sized again.
+
+Vectors stay in the form the model call gave them (a local model's float32 array, sliced
+into views for its callers; lists where the call made lists): the batcher copies none.
 """
 
 from __future__ import annotations
@@ -20,39 +23,53 @@ import contextlib
 import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import numpy as np
 
 from contracts.names import LANES, Lane
+from providers.embeddings.base import FloatRows
 from providers.tokens import estimate_tokens
 from workers.settings import EmbedBatching
 
-EmbedFn = Callable[[list[str]], Awaitable[list[list[float]]]]
+# One vector per text, in order: what a model call returns and what each caller gets.
+Rows = TypeVar("Rows", FloatRows, list[list[float]])
 
 
-class _Item:
+def _joined(parts: list[Rows]) -> Rows:
+    """The rows of a request that was split into pieces, in one piece again."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], list):
+        return [row for part in parts for row in part]
+    return np.concatenate(parts)
+
+
+class _Item(Generic[Rows]):
     __slots__ = ("future", "texts", "tokens")
 
-    def __init__(self, texts: list[str], future: asyncio.Future[list[list[float]]]) -> None:
+    def __init__(self, texts: list[str], future: asyncio.Future[Rows]) -> None:
         self.texts = texts
-        self.future = future
+        self.future: asyncio.Future[Rows] = future
         self.tokens = sum(estimate_tokens(t) for t in texts)
 
 
-class DynamicBatcher:
+class DynamicBatcher(Generic[Rows]):
     def __init__(
         self,
-        embed: EmbedFn,
+        embed: Callable[[list[str]], Awaitable[Rows]],
         limits: EmbedBatching,
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
-        self._embed = embed
+        self._embed: Callable[[list[str]], Awaitable[Rows]] = embed
         self._limits = limits
         self._on_batch = on_batch
-        self._waiting: dict[Lane, deque[_Item]] = {lane: deque() for lane in LANES}
+        self._waiting: dict[Lane, deque[_Item[Rows]]] = {lane: deque() for lane in LANES}
         self._arrived = asyncio.Event()
         self._interactive_seen = float("-inf")  # loop time of the last interactive text
         self._task: asyncio.Task[None] | None = None
 
-    async def embed(self, texts: list[str], *, lane: Lane = "interactive") -> list[list[float]]:
+    async def embed(self, texts: list[str], *, lane: Lane = "interactive") -> Rows:
         """Vectors for ``texts``, in order, computed in shared batches."""
         if self._task is None:
             # A fresh context: batches serve many requests, none of them is the parent.
@@ -70,7 +87,7 @@ class DynamicBatcher:
         self._waiting[lane].extend(items)
         self._arrived.set()
         parts = await asyncio.gather(*(item.future for item in items))
-        return [vector for part in parts for vector in part]
+        return _joined(list(parts))
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -108,7 +125,7 @@ class DynamicBatcher:
                     item.future.set_result(vectors[start:end])
                 start = end
 
-    async def _next_batch(self) -> list[_Item]:
+    async def _next_batch(self) -> list[_Item[Rows]]:
         """The next call's items: of one lane, interactive when it has any, taken in order
         until the call is full or ``max_wait_ms`` after the first one."""
         while not any(self._waiting.values()):
@@ -116,7 +133,7 @@ class DynamicBatcher:
             await self._arrived.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._limits.max_wait_ms / 1000
-        batch: list[_Item] = []
+        batch: list[_Item[Rows]] = []
         lane: Lane = "interactive"
         while True:
             if batch and lane == "batch" and self._waiting["interactive"]:
@@ -135,7 +152,7 @@ class DynamicBatcher:
             except TimeoutError:
                 return batch
 
-    def _take(self, lane: Lane, batch: list[_Item]) -> bool:
+    def _take(self, lane: Lane, batch: list[_Item[Rows]]) -> bool:
         """Move ``lane``'s waiting items into ``batch`` while they fit (the first always
         does); True when the call is full."""
         waiting = self._waiting[lane]
