@@ -131,6 +131,62 @@ async def run(rows: int) -> dict[str, Any]:
     }
 
 
+async def redis_growth(rows: int) -> dict[str, Any]:
+    """Redis's growth over one batch of ``rows`` rows, the fleet side alone. The rows are a
+    few words each: what the ledger could keep per request (its 256 vectors) does not depend
+    on the texts' length, and short texts make a 100,000-row batch minutes, not an hour."""
+    ns = namespace("batch-memory")
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        config = _config(home)
+        corpus = _corpus(home / "corpus.jsonl", [f"row {i}" for i in range(rows)])
+        env = {"FLEET_NAMESPACE": ns, "OMP_NUM_THREADS": str(THREADS)}
+        embed = python_module("workers.ops.cli", "worker", "embed", "--config", str(config))
+        batch = python_module("workers.ops.cli", "worker", "batch", "--config", str(config))
+        with (
+            helper(embed, log_name=f"embed-{ns}", env=env, ready_line="worker ready"),
+            helper(batch, log_name=f"batch-{ns}", env=env, ready_line="coordinator started"),
+        ):
+            connection = KafkaConnection(bootstrap_servers=BOOTSTRAP)
+            async with BatchClient(connection, namespace=ns) as batches:
+                before = await redis_memory()
+                fleet = await _through_batch(batches, corpus, home / "out.npy")
+                grown = (await redis_memory() - before) / 1e6
+                keys, held = await namespace_keys(ns)
+    return {
+        "rows": rows,
+        "batch_per_s": rows / fleet["batch_s"],
+        "redis_growth_mb": grown,
+        "ledger_keys": keys,
+        "ledger_mb": held / 1e6,
+    }
+
+
+async def namespace_keys(ns: str) -> tuple[int, int]:
+    """How many keys the ledger of namespace ``ns`` holds, and their bytes (MEMORY USAGE):
+    the batch's own share of Redis, whatever else uses the same Redis meanwhile."""
+    redis = aioredis.from_url(REDIS_URL)
+    try:
+        count = held = 0
+        async for key in redis.scan_iter(match=f"fleet:{ns}:*", count=1000):
+            count += 1
+            held += await redis.memory_usage(key) or 0
+        return count, held
+    finally:
+        await redis.aclose()
+
+
+def report_growth(result: dict[str, Any]) -> str:
+    grown = result["redis_growth_mb"]
+    return print_table(
+        f"Redis growth over one batch (at most {REDIS_GROWTH_MB} MB over 100,000 rows)",
+        ["rows", "batch rows/s", "used_memory growth MB", "the ledger's keys", "their MB",
+         "target"],
+        [[result["rows"], result["batch_per_s"], f"{grown:.1f}", result["ledger_keys"],
+          f"{result['ledger_mb']:.2f}", "pass" if grown <= REDIS_GROWTH_MB else "FAIL"]],
+    )  # fmt: skip
+
+
 PINNED = {
     "rows": "synthetic sentences of about 12 words (bench.corpus.short_sentences, seed 2026)",
     "coordinator": f"`fleet worker batch`, max_in_flight={IN_FLIGHT}, "
@@ -163,7 +219,15 @@ def report(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument(
+        "--redis-growth", action="store_true", help="only Redis's growth over --rows rows"
+    )
     args = parser.parse_args()
+    if args.redis_growth:
+        pinned = {**PINNED, "rows": "'row N', a few words each; the fleet side alone"}
+        growth = lambda: asyncio.run(redis_growth(args.rows))  # noqa: E731
+        run_case("batch_redis_growth", pinned, growth, report_growth)
+        return
     run_case("batch_jobs", PINNED, lambda: asyncio.run(run(args.rows)), report)
 
 
