@@ -119,8 +119,10 @@ async def test_attempts_keep_rising_after_redis_lost_the_counter(
     await job.runner.run(_record(encode(_request())))  # attempt 2 fails: parked
     (parked,) = job.publisher.on("unit.v1.generate.retry-1s")
     assert parked.headers[Header.RETRY_ATTEMPT] == b"3"
-    async for key in redis.scan_iter(f"fleet:{ledger_namespace}:*"):
-        await redis.delete(key)  # Redis lost everything it knew about the job
+    # Redis lost everything it knew about the job. (A thousand keys a SCAN step: the suite's
+    # Redis holds every other test's keys too, and ten a step took seconds to walk them.)
+    async for key in redis.scan_iter(f"fleet:{ledger_namespace}:*", count=1000):
+        await redis.delete(key)
     assert parked.value is not None
     await job.runner.run(_record(parked.value, list(parked.headers.items())))
     chunks = job.publisher.replies(REPLIES)

@@ -25,9 +25,9 @@ def key() -> str:
 @pytest.fixture
 async def cleanup(redis: RedisClient, key: str) -> AsyncIterator[None]:
     yield
-    leftovers = [k async for k in redis.scan_iter(f"*{key}*")]
-    if leftovers:
-        await redis.delete(*leftovers)
+    # The limiter's own keys, by name: a SCAN for them walks the whole keyspace of the
+    # suite's Redis, seconds per test once other tests have filled it.
+    await redis.delete(*RedisRateLimiter(redis, key, RateLimit()).redis_keys)
 
 
 # --- the limit's own validation (no Redis) ---
