@@ -79,17 +79,20 @@ start() {
   mkdir -p "$CLUSTER_HOME"
   local cluster_id_file="$CLUSTER_HOME/cluster-id" n port
   [[ -f "$cluster_id_file" ]] || new_cluster_id >"$cluster_id_file"
-  local started=()
+  local started=() formats=() pid
   for n in "${NODES[@]}"; do
     running "$n" && continue
     for port in "$(port_of "$n")" "$(controller_of "$n")"; do
       port_open "$port" && die "port $port is taken; set FLEET_KAFKA_CLUSTER_PORT or FLEET_KAFKA_CLUSTER_PORTS"
     done
     write_config "$n"
-    format_storage "$(conf_of "$n")" "$CLUSTER_HOME/data-$n" "$(log_of "$n")" "$(cat "$cluster_id_file")"
-    launch "$n"
+    # Side by side: each format is a JVM of a few seconds.
+    format_storage "$(conf_of "$n")" "$CLUSTER_HOME/data-$n" "$(log_of "$n")" "$(cat "$cluster_id_file")" &
+    formats+=($!)
     started+=("$n")
   done
+  for pid in "${formats[@]}"; do wait "$pid" || exit 1; done  # format_storage said why
+  for n in "${started[@]}"; do launch "$n"; done
   # All at once: a node's listener opens only once a quorum of controllers is up.
   for n in "${started[@]}"; do wait_node "$n"; done
   say "Kafka cluster ready on $(servers)"

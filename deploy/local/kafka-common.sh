@@ -52,8 +52,13 @@ format_storage() { # format_storage CONF DATA LOG CLUSTER_ID: once per data dire
     || { tail -n 20 "$log" >&2; die "formatting Kafka storage failed (log: $log)"; }
 }
 
-new_cluster_id() {
-  kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1
+new_cluster_id() { # what `StorageTool random-uuid` prints, without starting a JVM (2 s each):
+  # 16 random bytes in URL-safe base64, unpadded; Kafka's own never starts with '-' either.
+  local id=""
+  until [[ -n "$id" && "$id" != -* ]]; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
+  echo "$id"
 }
 
 launch_broker() { # launch_broker NAME CONF PIDFILE LOG PORT [HOST]: in the background, until it listens
