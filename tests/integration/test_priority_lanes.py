@@ -32,8 +32,12 @@ from workers.retry import RetryPolicy
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 MODEL = "scripted-model"
-ROWS, CHUNK = 10_000, 64
-BATCH_GENERATES = 40  # at 2 batch jobs of a second each: 20 s of batch-lane work
+# The floods outlast the interactive requests several times over: the five embeds were
+# answered while about 190 of the 2,000 rows were done, the five generates (a second each)
+# while about 14 of the 30 generates were, ~8 s in, on a loaded 2-core machine. (10,000
+# rows and 40 generates took 25 s to check the same.)
+ROWS, CHUNK = 2_000, 64
+BATCH_GENERATES = 30  # at 2 batch jobs of a second each: 15 s of batch-lane work
 T = TypeVar("T")
 
 
