@@ -182,11 +182,19 @@ async def test_a_worker_waits_for_a_broker_that_is_not_there_yet(
             sys.executable, "-m", "workers.ops.cli", "worker", "embed", cwd=REPO, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
-        await asyncio.sleep(8)  # long enough for several reconnect attempts
+        assert process.stdout is not None
+        first: list[bytes] = []  # up to the first try's failure (the model loads before it)
+        async with asyncio.timeout(120):
+            while not first or b"is not reachable" not in first[-1]:
+                first.append(line := await process.stdout.readline())
+                assert line, "the worker exited before it reached for Kafka"
+        # What is tested is silence while it retries: two more tries come 0.5 s and 1.5 s
+        # after the first (workers/app.py's backoff), well inside this.
+        await asyncio.sleep(2.5)
         assert process.returncode is None, "the worker gave up instead of waiting"
         process.terminate()
         output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-    text = output.decode()
+    text = b"".join(first).decode() + output.decode()
     assert process.returncode == 0
     assert text.count("is not reachable") == 1  # said once, not per attempt
     assert text.count("Unable connect to") == 1  # aiokafka's own line, once per outage
