@@ -27,7 +27,7 @@ from tests.integration.harness import read_dead_letters, serving
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
-from workers.ops.inspect import job_state
+from workers.ops.inspect import consumer_lag, job_state
 from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -93,6 +93,18 @@ async def _requests_with_key(
     finally:
         await consumer.stop()
     return sorted(found, key=lambda r: r.timestamp)
+
+
+async def _all_taken(settings: WorkerSettings, timeout_s: float = 30) -> None:
+    """Return once the worker has committed every record of its request topic: a job
+    republished there has run (or been refused) by then."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            rows = await consumer_lag(settings)
+            requests = [r for r in rows if r.kind == "generate" and r.lane == "interactive"]
+            if requests and all((r.committed or 0) == r.end for r in requests):
+                return
+            await asyncio.sleep(0.1)
 
 
 async def test_a_dead_letter_is_listed_then_replayed_once_its_cause_is_fixed(
@@ -178,7 +190,7 @@ async def test_a_dead_letter_is_listed_then_replayed_once_its_cause_is_fixed(
         )  # fmt: skip
         assert code == 1, forced
         assert "succeeded" in forced
-        await asyncio.sleep(1.0)  # a republished job would have run by now
+        await _all_taken(settings)  # a republished job would have run by now
         assert chat.calls == 3
     state = await job_state(settings, JOB, kind="generate", tenant=TENANT)
     assert (state.done, state.running) == (True, False)
