@@ -15,9 +15,9 @@ A dead-lettered job that got an error reply is recorded as done with that error,
 redelivery would only replay it. ``reopen`` (for ``fleet dlq replay``) removes such a
 failed outcome, so that the next delivery runs the job again.
 
-Script calls made in the same event-loop iteration go to Redis as one pipeline: under load
-most of the ledger's cost was redis-py's per-command overhead, not Redis (bench/roundtrip.py
-measured 85 us of worker CPU per call alone, 12 us pipelined).
+Script calls made in the same event-loop iteration go to Redis as one script call per
+script (per slot on a Redis Cluster), in one pipeline: under load most of the ledger's cost
+was redis-py's per-command overhead, not Redis (``ScriptPipeline``, decision 0027).
 """
 
 from __future__ import annotations
