@@ -4,7 +4,6 @@ fsynced every second)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,20 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+async def _fsynced(url: str) -> None:
+    """Return once everything written so far is in the append-only file on disk: a write
+    after it, fsynced (WAITAOF on the connection that wrote it; within the second)."""
+    redis = aioredis.Redis.from_url(url)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:  # one connection for both
+            pipe.set("durability:fsync-marker", 1)
+            pipe.execute_command("WAITAOF", 1, 0, 10_000)
+            _, (local, _replicas) = await pipe.execute()
+    finally:
+        await redis.aclose()
+    assert local == 1, "the append-only file was not fsynced within 10 s"
+
+
 async def test_acknowledged_vectors_and_done_jobs_survive_a_redis_crash(
     private_redis: PrivateRedis,
 ) -> None:
@@ -42,7 +55,7 @@ async def test_acknowledged_vectors_and_done_jobs_survive_a_redis_crash(
         await ledger.finish(f"job-{i}", f"answer {i}".encode())
     assert len(pool) == 1
 
-    await asyncio.sleep(1.5)  # past the append-only file's fsync interval
+    await _fsynced(private_redis.url)
     private_redis.crash()
     private_redis.start()
     # A client that was connected before the crash works at once: its dead connection is
