@@ -75,7 +75,8 @@ class GenerateHandler:
         yield GenerateResult(
             **stamper.head(),
             text=text,
-            model=request.model,
+            # Who answered: a fallback chain's substitute names itself (ChatDone.model).
+            model=done.model or request.model,
             finish_reason=done.finish_reason,
             usage=done.usage,
             tool_calls=done.tool_calls,
