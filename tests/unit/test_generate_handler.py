@@ -135,3 +135,19 @@ async def test_the_result_names_the_substitute_that_answered_for_a_fallback() ->
     assert final.text
     assert len(down.requests) == len(stand_in.requests) == 1
     assert json.loads(stand_in.requests[0].content)["model"] == MODEL
+
+
+async def test_a_session_on_a_worker_without_memory_is_refused_before_the_call() -> None:
+    chat = ScriptedChat()
+    handler = GenerateHandler(ModelRouter("chat", [chat]))  # no memory
+    job = GenerateRequest(
+        request_id="r1",
+        model="scripted-model",
+        messages=[ChatMessage(role="user", content="hi")],
+        session_id="s1",
+    )
+    with pytest.raises(ProviderError) as info:
+        await chunks_of(handler, job)
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert "session_id needs conversation memory" in info.value.detail
+    assert chat.calls == 0
