@@ -1,4 +1,5 @@
-"""Real Kafka and Redis for the tests, started once per session by the project's scripts.
+"""Real Kafka and Redis for the tests, started once per session by the project's scripts
+(and PostgreSQL, for the tests that ask for ``postgres_dsn``).
 
 FLEET_TEST_INFRA=local (default) runs deploy/local/services.sh (idempotent: running
 services are reused). FLEET_TEST_INFRA=testcontainers starts both in Docker instead, for
@@ -131,3 +132,12 @@ async def shared(redis_url: str) -> AsyncIterator[Shared]:
     pool = RedisPool(redis_url)
     yield Shared(redis=pool)
     await pool.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """PostgreSQL 18 + pgvector from deploy/local/postgres.sh (idempotent: reuses a running
+    one), for the pgvector store's tests and the vectors worker's over it."""
+    subprocess.run(["bash", str(REPO / "deploy/local/postgres.sh"), "start"], check=True)
+    port = os.environ.get("FLEET_PG_PORT", "15432")
+    return f"postgresql://postgres@127.0.0.1:{port}/fleet"

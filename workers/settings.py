@@ -57,7 +57,8 @@ class BatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
-    # Requests and tokens per minute shared by every replica (chat and embeddings only).
+    # Requests and tokens per minute shared by every replica: chat and embeddings; requests
+    # only for transcription. Refused on the memory and vector store entries (_check_rate_limits).
     rate_limit: RateLimit | None = None
     # Longer than this in the limiter's queue and the job goes to a delayed retry instead.
     rate_limit_max_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
@@ -180,6 +181,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def __post_init__(self) -> None:
         try:
             self.model_catalogue()
+            _check_rate_limits(self)
         except ConfigError as exc:
             raise msgspec.ValidationError(str(exc)) from exc
 
@@ -252,6 +254,26 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         if self.batch_concurrency is not None:
             return self.batch_concurrency
         return DEFAULT_BATCH_CONCURRENCY.get(kind, 1)
+
+
+def _check_rate_limits(settings: WorkerSettings) -> None:
+    """Refuse a rate limit the worker would not honour, naming its entry: the memory and
+    the vector store are the fleet's own stores, not metered APIs, and a transcription
+    call's tokens are known only after it (its requests are limited)."""
+    for field in ("memory", "vector_store"):
+        spec: ProviderSpec | None = getattr(settings, field)
+        if spec is not None and spec.rate_limit is not None:
+            raise ConfigError(
+                f"`{field}` ({spec.name!r}): rate_limit is honoured on chat, embeddings "
+                "and transcription entries only; remove it here"
+            )
+    for i, spec in enumerate(settings.transcription):
+        if spec.rate_limit is not None and spec.rate_limit.tokens_per_minute is not None:
+            raise ConfigError(
+                f"`transcription[{i}]` ({spec.name!r}): rate_limit.tokens_per_minute is not "
+                "honoured for transcription (its tokens are known only after the call); "
+                "limit it with requests_per_minute"
+            )
 
 
 def _masked_url(url: str) -> str:

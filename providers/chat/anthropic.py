@@ -168,6 +168,9 @@ class AnthropicChat(HttpChat[AnthropicChatConfig]):
     """The Messages API; retries and a circuit breaker wrap every call."""
 
     health_path = "/v1/models"
+    # A message of the Messages API is a role and content, with no place for a speaker's
+    # name: a message that names one is refused (invalid_input), not sent without it.
+    carries_names = False
 
     def _options(self) -> frozenset[ChatOption]:
         return _OPTIONS

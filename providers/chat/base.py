@@ -26,6 +26,9 @@ class ChatCapabilities(msgspec.Struct, frozen=True, kw_only=True):
     vision: bool = False
     # response_format json_object and json_schema (constrained decoding or the API's own).
     json_schema: bool = False
+    # Speaker names (ChatMessage.name) carried to the model; a provider whose API or
+    # template has no place for one refuses a message that sets it, never drops it.
+    names: bool = False
     max_context_tokens: int | None = None
     options: frozenset[ChatOption] = frozenset()
     # What the model catalogue says of each model (providers/catalogue.py): read through

@@ -88,6 +88,7 @@ class FallbackChat(GuardedChat):
             tools=any(c.tools for c in caps),
             vision=any(c.vision for c in caps),
             json_schema=any(c.json_schema for c in caps),
+            names=any(c.names for c in caps),
             options=frozenset[ChatOption]().union(*(c.options for c in caps)),
             # The largest window: a request that fits none of the links is refused before
             # any call; one that fits some goes to those.

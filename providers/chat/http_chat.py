@@ -34,6 +34,8 @@ C = TypeVar("C", bound=ChatHttpConfig)
 
 class HttpChat(HttpApiProvider[C], GuardedChat):
     operation = "chat"
+    # Whether the API has a place for a message's speaker name (ChatMessage.name).
+    carries_names = False
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -43,6 +45,7 @@ class HttpChat(HttpApiProvider[C], GuardedChat):
             tools=self._config.tools,
             vision=self._config.vision,
             json_schema=self._config.json_schema,
+            names=self.carries_names,
             max_context_tokens=self._config.max_context_tokens,
             options=self._options(),
         )

@@ -111,6 +111,9 @@ class LocalLlamaChat(GuardedChat):
             tools=False,
             vision=False,
             json_schema=True,  # grammar-constrained decoding (providers/chat/json_grammar.py)
+            # llama.cpp's template takes a role and text per turn, no speaker name: a
+            # message that names one is refused.
+            names=False,
             max_context_tokens=self._config.n_ctx,
             options=_OPTIONS,
         )

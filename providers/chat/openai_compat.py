@@ -221,6 +221,8 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 class OpenAIChat(HttpChat[OpenAIChatConfig]):
     """One OpenAI-compatible endpoint; retries and a circuit breaker wrap every call."""
 
+    carries_names = True  # each message's own "name" field
+
     def _options(self) -> frozenset[ChatOption]:
         return self._config.options
 

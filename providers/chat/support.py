@@ -32,6 +32,10 @@ def uses_images(messages: list[ChatMessage]) -> bool:
     return any(images_in(m.content) for m in messages)
 
 
+def uses_names(messages: list[ChatMessage]) -> bool:
+    return any(m.name is not None for m in messages)
+
+
 def unsupported(
     capabilities: ChatCapabilities, messages: list[ChatMessage], params: ChatParams
 ) -> str | None:
@@ -42,6 +46,8 @@ def unsupported(
         reasons.append("it does not support tools (tools, tool_choice, tool calls or results)")
     if not capabilities.vision and uses_images(messages):
         reasons.append("it does not support images (image_url content parts)")
+    if not capabilities.names and uses_names(messages):
+        reasons.append("it cannot carry speaker names (the name of a message)")
     wanted = json_format(params.response_format)
     if not capabilities.json_schema and wanted is not None:
         reasons.append(f"it does not support response_format {type_name(wanted)}")

@@ -1,7 +1,17 @@
-"""Rate limits shared by every worker replica through Redis: the limiter itself, and chat
-and embedding providers wrapped behind it."""
+"""Rate limits shared by every worker replica through Redis: the limiter itself, and chat,
+embedding and transcription providers wrapped behind it."""
 
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
-from providers.rate_limits.wrapped import RateLimitedChat, RateLimitedEmbeddings
+from providers.rate_limits.wrapped import (
+    RateLimitedChat,
+    RateLimitedEmbeddings,
+    RateLimitedTranscription,
+)
 
-__all__ = ["RateLimit", "RateLimitedChat", "RateLimitedEmbeddings", "RedisRateLimiter"]
+__all__ = [
+    "RateLimit",
+    "RateLimitedChat",
+    "RateLimitedEmbeddings",
+    "RateLimitedTranscription",
+    "RedisRateLimiter",
+]

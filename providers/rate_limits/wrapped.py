@@ -1,13 +1,16 @@
-"""Chat and embedding providers behind a rate limit shared by all replicas (through Redis).
+"""Chat, embedding and transcription providers behind a rate limit shared by all replicas
+(through Redis).
 
 The worker wraps a provider when its config sets ``rate_limit``: each call first waits for
 room in the request and token budgets (input tokens estimated from the text), and a chat
-call charges its completion tokens when it ends.
+call charges its completion tokens when it ends. A transcription call counts against the
+request budget only: its tokens are not known before the call, so the worker's settings
+refuse a token budget for it (workers/settings.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from contracts.generate import ChatMessage
@@ -18,6 +21,11 @@ from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, 
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.redis_client import RedisClient
 from providers.tokens import estimate_message_tokens, estimate_tokens
+from providers.transcription.base import (
+    TranscriptionCapabilities,
+    TranscriptionEvent,
+    TranscriptionProvider,
+)
 
 
 class _Lifecycle(Protocol):
@@ -101,3 +109,18 @@ class RateLimitedEmbeddings(_Limited[EmbeddingProvider]):
         tokens = sum(estimate_tokens(t) for t in texts)
         await self._limiter.acquire(tokens, max_wait_s=self._max_wait_s)
         return await self._inner.embed(texts, model=model)
+
+
+class RateLimitedTranscription(_Limited[TranscriptionProvider]):
+    category = "transcription"
+
+    @property
+    def capabilities(self) -> TranscriptionCapabilities:
+        return self._inner.capabilities
+
+    async def transcribe(
+        self, audio: bytes, *, model: str, language: str | None = None
+    ) -> AsyncGenerator[TranscriptionEvent, None]:
+        await self._limiter.acquire(max_wait_s=self._max_wait_s)
+        async for event in self._inner.transcribe(audio, model=model, language=language):
+            yield event

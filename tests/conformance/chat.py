@@ -57,6 +57,11 @@ MESSAGES = [
 # A question with a long answer: a stream still running when the reader leaves it.
 LONG_ASK = [ChatMessage(role="user", content="Count from 1 to 100, one number a line.")]
 LONG_ANSWER_TOKENS = 200
+# A conversation whose speakers are named (ChatMessage.name).
+NAMED = [
+    ChatMessage(role="user", content="Hello from Ada", name="ada"),
+    ChatMessage(role="user", content="And from Grace", name="grace"),
+]
 LOOK = [
     ChatMessage(
         role="user",
@@ -259,6 +264,12 @@ class ChatProviderConformance:
                     pass
             assert info.value.code is ErrorCode.INVALID_INPUT
             assert "does not support images" in info.value.detail
+        if not capabilities.names:
+            with pytest.raises(ProviderError) as info:
+                async for _ in provider.stream_chat(NAMED, self.params()):
+                    pass
+            assert info.value.code is ErrorCode.INVALID_INPUT
+            assert "speaker names" in info.value.detail
         assert calls_made() == 0
 
     async def test_closing_the_stream_early_releases_the_provider(

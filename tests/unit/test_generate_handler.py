@@ -18,6 +18,7 @@ from contracts import (
     ToolCallDelta,
     ToolSpec,
 )
+from providers.chat.fallback import FallbackChat
 from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
 from providers.errors import ProviderError
 from providers.registry import parse_config
@@ -106,4 +107,47 @@ async def test_any_provider_is_held_to_its_capabilities(
         await chunks_of(handler, job)
     assert info.value.code is ErrorCode.INVALID_INPUT
     assert f"it does not support {lacking}" in info.value.detail
+    assert chat.calls == 0
+
+
+async def test_the_result_names_the_substitute_that_answered_for_a_fallback() -> None:
+    down = Replay().json(500, "openai/error_500.json")
+    stand_in = Replay().sse("openai/chat_stream.sse")
+
+    def openai(name: str, replay: Replay, model: str) -> OpenAIChat:
+        raw = {"name": name, "models": [model], "retry": {"max_attempts": 1}}
+        config = parse_config(name, raw, OpenAIChatConfig)
+        return OpenAIChat(
+            config, transport=replay.transport(), sleep=FakeSleep(), clock=FakeClock()
+        )
+
+    chain = FallbackChat(
+        [openai("hosted", down, "big-model"), openai("stand-in", stand_in, MODEL)],
+        substitutes=[None, MODEL],
+    )
+    job = GenerateRequest(
+        request_id="r1", model="big-model", messages=[ChatMessage(role="user", content="hi")]
+    )
+    chunks = await chunks_of(GenerateHandler(ModelRouter("chat", [chain])), job)
+    final = chunks[-1]
+    assert isinstance(final, GenerateResult)
+    assert final.model == MODEL, "the model that answered, not the one asked for"
+    assert final.text
+    assert len(down.requests) == len(stand_in.requests) == 1
+    assert json.loads(stand_in.requests[0].content)["model"] == MODEL
+
+
+async def test_a_session_on_a_worker_without_memory_is_refused_before_the_call() -> None:
+    chat = ScriptedChat()
+    handler = GenerateHandler(ModelRouter("chat", [chat]))  # no memory
+    job = GenerateRequest(
+        request_id="r1",
+        model="scripted-model",
+        messages=[ChatMessage(role="user", content="hi")],
+        session_id="s1",
+    )
+    with pytest.raises(ProviderError) as info:
+        await chunks_of(handler, job)
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert "session_id needs conversation memory" in info.value.detail
     assert chat.calls == 0

@@ -12,9 +12,17 @@ from contracts import ChatMessage, ErrorCode
 from providers.chat import ChatParams
 from providers.errors import ProviderError
 from providers.rate_limits.limiter import RateLimit
-from providers.rate_limits.wrapped import RateLimitedChat
+from providers.rate_limits.wrapped import RateLimitedChat, RateLimitedTranscription
 from providers.redis_client import RedisClient
+from providers.registry import parse_config
+from providers.shared import Shared
+from providers.transcription import TranscriptionDone, TranscriptionEvent
+from providers.transcription.openai_compat import OpenAITranscription, OpenAITranscriptionConfig
 from tests.integration.scripted_chat import ScriptedChat
+from tests.unit.providers import API_KEY, Replay
+from tests.unit.providers.test_openai_transcription import WAV
+from workers.handlers.providers import transcriber
+from workers.settings import ProviderSpec
 
 pytestmark = [pytest.mark.redis]
 
@@ -55,3 +63,38 @@ async def test_a_wait_beyond_the_limit_is_a_retryable_rate_limit_error(
     assert info.value.retryable
     assert info.value.retry_after_s is not None
     assert info.value.retry_after_s > 0.5
+
+
+async def test_transcription_calls_share_the_request_budget(redis: RedisClient) -> None:
+    replay = Replay().json(200, "openai/transcription_verbose.json")
+    config = parse_config(
+        "openai", {"api_key": API_KEY, "models": ["whisper-1"]}, OpenAITranscriptionConfig
+    )
+    inner = OpenAITranscription(config, transport=replay.transport())
+    inner.name = f"whisper-{uuid.uuid4().hex[:8]}"  # its own limit key
+    stt = RateLimitedTranscription(inner, redis, RateLimit(requests_per_minute=1), 0.5)
+
+    async def transcribe() -> list[TranscriptionEvent]:
+        return [event async for event in stt.transcribe(WAV, model="whisper-1")]
+
+    try:
+        assert isinstance((await transcribe())[-1], TranscriptionDone)
+        with pytest.raises(ProviderError) as info:
+            await transcribe()
+    finally:
+        await stt.aclose()
+    assert info.value.code is ErrorCode.RATE_LIMIT
+    assert len(replay.requests) == 1, "the call over the budget never reached the API"
+
+
+async def test_the_worker_wraps_a_transcription_entry_that_sets_a_rate_limit(
+    shared: Shared,
+) -> None:
+    config = {"api_key": API_KEY, "models": ["whisper-1"]}
+    limit = RateLimit(requests_per_minute=5)
+    limited = transcriber(ProviderSpec(name="openai", config=config, rate_limit=limit), shared)
+    plain = transcriber(ProviderSpec(name="openai", config=config), shared)
+    await limited.aclose()
+    await plain.aclose()
+    assert isinstance(limited, RateLimitedTranscription)
+    assert not isinstance(plain, RateLimitedTranscription)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,32 @@ def test_tenant_keys_turn_verification_on_and_never_print(tmp_path: Path) -> Non
     config.write_text('verify_tenants = false\n[tenant_keys]\nacme = "acme-signing-key"\n')
     assert load_settings(config).tenant_verification() is None
     assert load_settings().tenant_verification() is None  # no keys: tenants as declared
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[vector_store]\nname = 'pgvector'\nrate_limit = {requests_per_minute = 60}\n",
+         "`vector_store` ('pgvector'): rate_limit"),
+        ("[memory]\nname = 'redis'\nrate_limit = {requests_per_minute = 60}\n",
+         "`memory` ('redis'): rate_limit"),
+        ("[[transcription]]\nname = 'local-whisper'\n[[transcription]]\nname = 'openai'\n"
+         "rate_limit = {tokens_per_minute = 9000}\n",
+         "`transcription[1]` ('openai'): rate_limit.tokens_per_minute"),
+    ],
+)  # fmt: skip
+def test_a_rate_limit_that_would_be_ignored_is_refused_naming_its_entry(
+    tmp_path: Path, text: str, named: str
+) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(path)
+
+
+def test_transcription_takes_a_request_rate_limit(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text("[[transcription]]\nname = 'openai'\nrate_limit = {requests_per_minute = 50}\n")
+    limit = load_settings(path).transcription[0].rate_limit
+    assert limit is not None
+    assert limit.requests_per_minute == 50

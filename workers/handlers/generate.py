@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage, GenerateRequest, chat_options
 from contracts.names import Lane
 from contracts.replies import GenerateResult, ReplyChunk, ToolCallDelta
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.chat.base import ChatDone, ChatParams, ChatProvider, TextPiece, ToolCallPiece
+from providers.errors import ProviderError
 from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
@@ -40,10 +42,10 @@ class GenerateHandler:
         self, request: GenerateRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
     ) -> AsyncIterator[ReplyChunk]:
         provider = self._router.resolve(request.model, request.provider)
-        messages = [*await self._history(request), *request.messages]
-        params = ChatParams(model=request.model, lane=lane, **chat_options(request))
         # A schema that is not one is refused here, before the model is called.
         check = output_check(request.response_format)
+        messages = [*await self._history(request), *request.messages]
+        params = ChatParams(model=request.model, lane=lane, **chat_options(request))
         pieces: list[str] = []
         done: ChatDone | None = None
         async with self._calls.chat(provider, messages, params) as call:
@@ -75,15 +77,26 @@ class GenerateHandler:
         yield GenerateResult(
             **stamper.head(),
             text=text,
-            model=request.model,
+            # Who answered: a fallback chain's substitute names itself (ChatDone.model).
+            model=done.model or request.model,
             finish_reason=done.finish_reason,
             usage=done.usage,
             tool_calls=done.tool_calls,
         )
 
     async def _history(self, request: GenerateRequest) -> list[ChatMessage]:
-        if self._memory is None or request.session_id is None:
+        if request.session_id is None:
             return []
+        if self._memory is None:
+            # Answered without its history, and its turns not kept, the session would be
+            # silently lost: refused before the model is called.
+            raise ProviderError(
+                ErrorCode.INVALID_INPUT,
+                "generate.memory",
+                "session_id needs conversation memory, and this worker has none "
+                "(its `memory` setting is unset): leave session_id out or send the request "
+                "to a worker with memory",
+            )
         return await self._memory.history(request.tenant, request.session_id)
 
     async def health(self) -> dict[str, bool]:

@@ -12,9 +12,14 @@ from contracts.errors import StartupCheckFailed
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.catalogued import with_catalogue
 from providers.embeddings import EmbeddingProvider, embedding_providers
-from providers.rate_limits.wrapped import RateLimitedChat, RateLimitedEmbeddings
+from providers.rate_limits.wrapped import (
+    RateLimitedChat,
+    RateLimitedEmbeddings,
+    RateLimitedTranscription,
+)
 from providers.router import ModelRouter
 from providers.shared import Shared
+from providers.transcription import TranscriptionProvider, transcription_providers
 from workers.settings import ProviderSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -82,6 +87,18 @@ def _embedder(spec: ProviderSpec, shared: Shared) -> EmbeddingProvider:
     if spec.rate_limit is None:
         return provider
     return RateLimitedEmbeddings(
+        provider,
+        shared.redis_client("rate limit"),
+        spec.rate_limit,
+        spec.rate_limit_max_wait_s,
+    )
+
+
+def transcriber(spec: ProviderSpec, shared: Shared) -> TranscriptionProvider:
+    provider = transcription_providers.create(spec.name, spec.config, shared)
+    if spec.rate_limit is None:
+        return provider
+    return RateLimitedTranscription(
         provider,
         shared.redis_client("rate limit"),
         spec.rate_limit,

@@ -10,11 +10,10 @@ from contracts.replies import ReplyChunk, TranscribeResult, TranscriptSegment
 from contracts.transcribe import TranscribeRequest
 from providers.router import ModelRouter
 from providers.shared import Shared
-from providers.transcription import transcription_providers
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.handlers.audio import AudioLoader
 from workers.handlers.provider_calls import ProviderCalls
-from workers.handlers.providers import health_of, loaded
+from workers.handlers.providers import health_of, loaded, transcriber
 from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.url_guard import UrlGuard
 from workers.metrics import WorkerMetrics
@@ -74,7 +73,7 @@ async def build(
 ) -> TranscribeHandler:
     stt: list[TranscriptionProvider] = await loaded(
         "transcription",
-        [transcription_providers.create(s.name, s.config, shared) for s in settings.transcription],
+        [transcriber(s, shared) for s in settings.transcription],
     )
     guard = UrlGuard(settings.audio_hosts, allow_private=settings.audio_allow_private_addresses)
     audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes, guard=guard)

@@ -13,7 +13,7 @@ from contracts.errors import ConfigError, ErrorCode
 from contracts.generate import ChatMessage, ToolSpec
 from contracts.response_format import ResponseFormatJsonObject
 from providers.chat import ChatProvider, chat_providers
-from providers.chat.anthropic import AnthropicChat
+from providers.chat.anthropic import AnthropicChat, AnthropicChatConfig
 from providers.chat.base import ChatDone, ChatParams, TextPiece
 from providers.chat.fallback import FallbackChat
 from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
@@ -254,3 +254,31 @@ async def test_images_and_json_pass_over_providers_without_vision_or_json_schema
         assert len(sighted.requests) == 1
     finally:
         await chain.aclose()
+
+
+async def test_named_speakers_pass_over_a_provider_that_cannot_carry_names() -> None:
+    unnamed = Replay().sse("anthropic/messages_stream.sse")
+    named = Replay().sse("openai/chat_stream.sse")
+    config = parse_config("anthropic", {"models": [MODEL]}, AnthropicChatConfig)
+    anthropic = AnthropicChat(config, transport=unnamed.transport())
+    chain = FallbackChat([anthropic, openai("named", named)])
+    speakers = [
+        ChatMessage(role="user", content="Hello from Ada", name="ada"),
+        ChatMessage(role="user", content="And from Grace", name="grace"),
+    ]
+    try:
+        assert chain.capabilities.names
+        events = [event async for event in chain.stream_chat(speakers, PARAMS)]
+        assert text_of(events) == TEXT
+        assert unnamed.requests == []
+        body = json.loads(named.requests[0].content)
+        assert [m["name"] for m in body["messages"]] == ["ada", "grace"]
+        # Alone, the provider that cannot carry them refuses them before any call.
+        with pytest.raises(ProviderError) as info:
+            async for _ in FallbackChat([anthropic]).stream_chat(speakers, PARAMS):
+                pass
+    finally:
+        await chain.aclose()
+    assert info.value.code is ErrorCode.INVALID_INPUT
+    assert "anthropic: it cannot carry speaker names" in info.value.detail
+    assert unnamed.requests == []
