@@ -87,6 +87,13 @@ _HEADERS: Final[dict[str, dict[str, Any]]] = {
         Header.DLQ_SOURCE_TOPIC: _string("Where the message was read from."),
         Header.DLQ_SOURCE_PARTITION: _string("Its partition (decimal)."),
         Header.DLQ_SOURCE_OFFSET: _string("Its offset (decimal)."),
+        Header.DLQ_ORIGINAL_BYTES: _string(
+            "Only where the original did not fit beside these headers (it was near the "
+            "broker's limit): its size in bytes (decimal); the value is then empty."
+        ),
+        Header.DLQ_ORIGINAL_SHA256: _string(
+            "With fleet-dlq-original-bytes: the SHA-256 of the original value, hex."
+        ),
         Header.CONTENT_TYPE: _CONTENT_TYPE,
         Header.TENANT_SIGNATURE: _SIGNATURE,
     },

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 
 from contracts.names import DEFAULT_TENANT, SCHEMA_VERSION
 from contracts.strict import StrictStruct
 
-# Ids end up in Redis keys and topic names: keep them to a safe alphabet.
-Identifier = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")]
+# Ids end up in Redis keys and topic names: keep them to a safe alphabet. The one rule for
+# request ids, tenants and client ids: workers decode with it, the SDK checks with it.
+IDENTIFIER_MAX_CHARS: Final = 128
+IDENTIFIER_RULE: Final = f"1 to {IDENTIFIER_MAX_CHARS} of the characters A-Z a-z 0-9 _ . -"
+Identifier = Annotated[str, msgspec.Meta(pattern=rf"^[A-Za-z0-9_.\-]{{1,{IDENTIFIER_MAX_CHARS}}}$")]
 # What Kafka allows in a topic name.
 TopicName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._\-]{1,249}$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
@@ -50,3 +53,12 @@ class RequestHead(msgspec.Struct, kw_only=True):
     request_id: Identifier | None = None
     reply_to: ReplyAddress | None = None
     attempt: Count = 0
+
+
+def is_identifier(value: str) -> bool:
+    """Whether ``value`` is an id a worker reads (the rule every ``Identifier`` field has)."""
+    try:
+        msgspec.convert(value, Identifier)
+    except msgspec.ValidationError:
+        return False
+    return True

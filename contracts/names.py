@@ -161,6 +161,10 @@ class Header:
     DLQ_SOURCE_TOPIC: Final = "fleet-dlq-source-topic"
     DLQ_SOURCE_PARTITION: Final = "fleet-dlq-source-partition"
     DLQ_SOURCE_OFFSET: Final = "fleet-dlq-source-offset"
+    # On a dead letter whose original did not fit beside the dead-letter headers (a message
+    # near the broker's limit): the value is left out, and these say what it was.
+    DLQ_ORIGINAL_BYTES: Final = "fleet-dlq-original-bytes"
+    DLQ_ORIGINAL_SHA256: Final = "fleet-dlq-original-sha256"
     TRACEPARENT: Final = "traceparent"
     TRACESTATE: Final = "tracestate"
     # On an empty message a client writes to its own reply topic to say it is alive.

@@ -17,6 +17,7 @@ from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, Lane, control_topic, lane_topic
 from contracts.signing import sign
 from producer_sdk.replies import ReplyRouter
+from producer_sdk.sendable import check_request_id, check_size, producer_limit
 from transport import topology
 from transport.connection import KafkaConnection, start_client
 from transport.partitioning import key_partitioner
@@ -126,8 +127,10 @@ class ClientChannel:
         self, kind: str, request: AnyRequest, *, lane: Lane = "interactive"
     ) -> None:
         """Publish ``request`` on its kind's topic of ``lane``: the interactive one, or the
-        batch lane the workers serve with what interactive work leaves."""
+        batch lane the workers serve with what interactive work leaves. What the workers
+        could not read or the broker would not take is refused first (RequestRefused)."""
         topic = lane_topic(kind, lane, self._namespace)
+        check_request_id(request.request_id)
         headers = inject_headers(
             [
                 (Header.CONTENT_TYPE, self._content_type.encode()),
@@ -137,10 +140,10 @@ class ClientChannel:
         payload = encode(request, self._content_type)
         if self._tenant_key is not None:
             headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
+        key = request.request_id.encode()
+        check_size(kind, key, payload, headers, producer_limit(self._producer))
         try:
-            await self._producer.send_and_wait(
-                topic, payload, key=request.request_id.encode(), headers=headers
-            )
+            await self._producer.send_and_wait(topic, payload, key=key, headers=headers)
         except KafkaTimeoutError as exc:
             raise FleetError(
                 f"could not publish to {topic!r} (does the topic exist? start a worker with "

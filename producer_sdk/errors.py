@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.errors import ErrorCode, FleetError
+from contracts.errors import ContractError, ErrorCode, FleetError
 from contracts.replies import ErrorReply
 
 
@@ -49,3 +49,11 @@ class DeadlineExceeded(FleetError, TimeoutError):
 
 class NotConnected(FleetError):
     """The client is used outside ``async with FleetClient(...)``."""
+
+
+class RequestRefused(ContractError):
+    """The SDK did not send a request the workers could not read (an id outside the fleet's
+    alphabet) or the broker would not take (too large): nothing went out. ``reason`` says
+    which (``schema`` or ``oversized``); ``code`` is the code a worker would answer with."""
+
+    code = ErrorCode.INVALID_INPUT

@@ -31,6 +31,13 @@ class ReplyTooLarge(Exception):
     handlers, so that the table can name it."""
 
 
+class RetryTooLarge(Exception):
+    """A job whose retry copy the broker would not take: the request fits its topic, but not
+    with the headers a retry adds (a request near the broker's limit).
+
+    Raised by the retry scheduler (``workers/retry.py``)."""
+
+
 class Failure(NamedTuple):
     """What one failure comes to."""
 
@@ -76,6 +83,9 @@ FAILURES: Final[Mapping[type[Exception], Failure | Callable[[Any], Failure]]] = 
     # the caller is there and gets a small typed error; a retry would make the same result.
     MessageSizeTooLargeError: _TOO_LARGE,
     ReplyTooLarge: _TOO_LARGE,
+    # A request that cannot be parked for a retry: no later try would fit either, so the
+    # caller is answered now, and told the size.
+    RetryTooLarge: Failure(ErrorCode.INVALID_INPUT, DeadLetterReason.OVERSIZED, redeliver=False),
     # A reply the broker would not take: a broker restarting, a leader moving, and a later
     # try gets through; unless the caller went away (``ReplyAddresses.gone``).
     KafkaError: Failure(

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 
 from contracts.errors import ContractError, ContractViolation
 from contracts.names import LANES, Header, Lane, as_lane, lane_topic, retry_topic
@@ -27,7 +28,7 @@ from transport.consume import each_record
 from transport.publisher import Publisher
 from transport.records import Record
 from workers.dead_letter import DeadLetters
-from workers.failure_table import failure_of
+from workers.failure_table import RetryTooLarge, failure_of
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ class RedeliveryScheduler:
         lane: Lane = "interactive",
     ) -> float:
         """Park the record on the tier that covers the wanted delay, to run again as attempt
-        ``next_attempt`` (at least) on ``lane``; that delay, in seconds."""
+        ``next_attempt`` (at least) on ``lane``; that delay, in seconds. RetryTooLarge when
+        the broker would not take the copy (the request near its limit)."""
         count = retry_count(record.headers)
         wanted = self.policy.tiers_s[min(count, len(self.policy.tiers_s) - 1)]
         if error.retry_after_s is not None:
@@ -141,7 +143,15 @@ class RedeliveryScheduler:
             (Header.RETRY_LANE, lane.encode()),
         ]
         topic = retry_topic(self._kind, delay, self._namespace)
-        await self._producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
+        try:
+            await self._producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
+        except MessageSizeTooLargeError as exc:
+            size = len(record.value or b"")
+            raise RetryTooLarge(
+                f"the {self._kind} request is {size} bytes: with the headers of a retry it is "
+                f"more than the broker takes ({exc}), so it cannot be tried again; send a "
+                "smaller one"
+            ) from exc
         log.info("retry %d of %s in %gs (%s)", count + 1, record.key, delay, error.code)
         return delay
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from contracts.codec import decode_chunk
 from contracts.replies import ReplyChunk
@@ -39,8 +40,10 @@ class MemoryPublisher:
     ) -> asyncio.Future[Any]:
         if topic in self.unreachable:
             raise KafkaTimeoutError(f"no metadata for {topic}")
-        if len(value or b"") > self.max_bytes:
-            raise MessageSizeTooLargeError(f"the message is {len(value or b'')} bytes")
+        # Counted as aiokafka counts it: value, key, headers and the record's overhead.
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers or []))
+        if size > self.max_bytes:
+            raise MessageSizeTooLargeError(f"the message is {size} bytes")
         self.sent.append(Sent(topic, value, key, partition, dict(headers or [])))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_result(None)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from contracts.names import Lane
 from transport.group import GroupLoop
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 RERUN_FIRST_S = 0.5
 RERUN_MAX_S = 10.0
 RUNNER_BUG_TRIES = 3
+# What the broker refuses for its size: however often the job runs, the same is refused.
+_NEVER_FITS = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class _LaneRoom:
@@ -122,15 +124,23 @@ class JobConsumer:
         """Run the job until it ends: answered, parked for a retry or dead-lettered. A run
         that fails could not even send an error reply (the broker is away): it runs again
         after a backoff, the ledger keeping it once-only, so the job ends when the broker is
-        back instead of holding its partition's commits. Any other failure is a bug in the
-        runner: after ``RUNNER_BUG_TRIES`` runs the job is given up, loudly, and its
-        partition goes on committing."""
+        back instead of holding its partition's commits; unless the broker refused a message
+        for its size, which no later run changes: the job is given up at once, loudly. Any
+        other failure is a bug in the runner: after ``RUNNER_BUG_TRIES`` runs the job is
+        given up, loudly, and its partition goes on committing."""
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         delay, bugs, failed = RERUN_FIRST_S, 0, False
         while True:
             try:
                 await self._runner.run(record, self.lane)
             except KafkaError as exc:
+                if isinstance(exc, _NEVER_FITS):
+                    # The runner cuts its dead letters to size, so this is a message it did
+                    # not expect to be refused; a later run would send the same one.
+                    log.error(
+                        "job at %s given up: the broker refused it for its size: %s", where, exc
+                    )
+                    return
                 if not failed:
                     log.warning("job at %s could not end (%s): running it again", where, exc)
                 failed = True

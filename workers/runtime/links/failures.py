@@ -12,7 +12,7 @@ from contracts.errors import ConfigError
 from contracts.names import Header
 from providers.errors import ProviderError
 from transport.records import header
-from workers.failure_table import ReplyTooLarge, failure_of
+from workers.failure_table import ReplyTooLarge, RetryTooLarge, failure_of
 from workers.runtime.links.admission import ReplyAddresses
 from workers.runtime.links.chain import Job, Link
 from workers.runtime.links.outcomes import Outcomes
@@ -35,19 +35,21 @@ class CatchUndeliverable(Link):
         try:
             await self.call_next(job)
         except KafkaError as exc:
-            failure = failure_of(exc)
+            failure, detail = failure_of(exc), repr(exc)
             record = job.record
             head = decode_request_head(record.value or b"", header(record, Header.CONTENT_TYPE))
             address = head.reply_to if head is not None else None
-            if (
-                address is not None
-                and not await self._addresses.gone(address.topic)
-                and await self._outcomes.redeliver(job, failure, exc)
-            ):
-                log.warning("replies for %s failed for now (%s): job redelivered", job.where, exc)
-                return
+            if address is not None and not await self._addresses.gone(address.topic):
+                try:
+                    if await self._outcomes.redeliver(job, failure, exc):
+                        log.warning(
+                            "replies for %s failed for now (%s): job redelivered", job.where, exc
+                        )
+                        return
+                except RetryTooLarge as too_large:  # it cannot be parked: it ends here
+                    failure, detail = failure_of(too_large), str(too_large)
             log.warning("replies for %s undeliverable: %s", job.where, exc)
-            await self._outcomes.dead_letter(record, failure, repr(exc))
+            await self._outcomes.dead_letter(record, failure, detail)
 
 
 class RouteFailures(Link):

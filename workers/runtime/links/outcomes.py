@@ -8,7 +8,7 @@ from contracts.replies import ErrorReply
 from providers.errors import ProviderError
 from transport.records import Record
 from workers.dead_letter import DeadLetters
-from workers.failure_table import Failure, failure_of
+from workers.failure_table import Failure, RetryTooLarge, failure_of
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, attempt_floor
 from workers.runtime.links.chain import Job
@@ -56,11 +56,16 @@ class Outcomes:
 
     async def settle(self, job: Job, exc: Exception, detail: str, message: str) -> bool:
         """End the job as the failure table says of ``exc``: redeliver it (True), or
-        dead-letter it (saying ``detail``) and answer the caller (saying ``message``)."""
+        dead-letter it (saying ``detail``) and answer the caller (saying ``message``); a job
+        too large to park for a retry is answered that, with its size."""
         failure = failure_of(exc)
-        if await self.redeliver(job, failure, exc):
-            job.final = None  # nothing to store: the job runs again
-            return True
+        try:
+            if await self.redeliver(job, failure, exc):
+                job.final = None  # nothing to store: the job runs again
+                return True
+        except RetryTooLarge as too_large:  # no later try would fit either: it ends here
+            failure = failure_of(too_large)
+            detail = message = str(too_large)
         await self.dead_letter(job.record, failure, detail)
         await self.error_reply(job, failure.code, message)
         return False
