@@ -15,7 +15,7 @@ import pytest
 
 from contracts import ChatMessage, ErrorCode, ErrorReply, GenerateRequest, GenerateResult
 from contracts.codec import encode
-from contracts.content import ImagePart, ImageUrl, TextPart
+from contracts.content import ContentPart, ImagePart, ImageUrl, TextPart
 from contracts.envelope import ReplyAddress
 from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
 from providers.errors import ProviderError
@@ -28,7 +28,7 @@ from workers.handlers.audio import AudioLoader
 from workers.handlers.generate import GenerateHandler
 from workers.handlers.guarded_fetch import GuardedFetch
 from workers.handlers.images import ImageInliner
-from workers.handlers.url_guard import UrlGuard, resolve_host
+from workers.handlers.url_guard import UrlGuard, UrlRefused, resolve_host
 
 MODEL = "gpt-4o-mini"
 PNG = base64.b64decode(
@@ -43,15 +43,17 @@ class Recording(httpx.AsyncBaseTransport):
     """The real transport, noting the URL of every request it is asked to connect for."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner: httpx.AsyncHTTPTransport | None = None  # made when first asked (a TLS context)
         self.sent: list[httpx.URL] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request.url)
+        self.inner = self.inner or httpx.AsyncHTTPTransport()
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self.inner is not None:
+            await self.inner.aclose()
 
 
 @pytest.fixture
@@ -95,7 +97,10 @@ FORMS = list(_forms(0))
 
 
 def _job(url: str) -> GenerateRequest:
-    look = [TextPart(text="What is this?"), ImagePart(image_url=ImageUrl(url=url, detail="low"))]
+    look: list[ContentPart] = [
+        TextPart(text="What is this?"),
+        ImagePart(image_url=ImageUrl(url=url, detail="low")),
+    ]
     return GenerateRequest(
         request_id="look-1",
         model=MODEL,
@@ -238,3 +243,51 @@ async def test_hosts_the_operator_names_are_left_for_the_provider_to_fetch() -> 
     image = tricky.content[1]
     assert isinstance(image, ImagePart)
     assert image.image_url.url.startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("[::7f00:1]", "loopback"),  # IPv4-compatible
+        ("[64:ff9b::a9fe:a9fe]", "link-local"),  # NAT64 of 169.254.169.254
+        ("[2002:7f00:1::]", "loopback"),  # 6to4
+        ("[fec0::1]", "site-local"),
+        ("[fe80::1%25eth0]", "link-local"),
+        ("100.64.0.1", "non-public"),  # carrier-grade NAT
+        ("0.0.0.0", "unspecified"),
+        ("[::]", "unspecified"),
+        ("[ff02::1]", "multicast"),
+    ],
+)
+async def test_addresses_hidden_in_other_forms_are_named_for_what_they_reach(
+    host: str, kind: str
+) -> None:
+    with pytest.raises(UrlRefused, match=f"a {kind} address"):
+        await UrlGuard().check(f"http://{host}/a.png")
+
+
+async def test_a_public_address_or_name_is_fetched_from_the_address_checked() -> None:
+    async def public(host: str, port: int) -> list[str]:
+        return {"xn--bcher-kva.example": ["2606:4700::1111"]}[host]
+
+    guard = UrlGuard(resolve=public)
+    assert (await guard.check("https://8.8.8.8/a.png")).address == "8.8.8.8"
+    idn = await guard.check("https://bücher.example:8443/a.png")
+    assert (idn.host, idn.port, idn.address) == ("xn--bcher-kva.example", 8443, "2606:4700::1111")
+    seen: list[httpx.Request] = []
+
+    def connect(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"RIFF")
+
+    fetch = GuardedFetch(guard, transport=httpx.MockTransport(connect))
+    try:
+        await fetch.get(
+            "https://bücher.example:8443/a.wav?x=1", field="audio_url", op="t", max_bytes=9
+        )
+    finally:
+        await fetch.aclose()
+    (request,) = seen
+    assert str(request.url) == "https://[2606:4700::1111]:8443/a.wav?x=1"
+    assert request.headers["host"] == "xn--bcher-kva.example:8443"
+    assert request.extensions["sni_hostname"] == "xn--bcher-kva.example"

@@ -68,7 +68,7 @@ class GuardedFetch:
             async with self._http().stream(
                 "GET",
                 _pinned_url(target),
-                headers={"host": target.parts.netloc.rpartition("@")[2]},
+                headers={"host": _host_header(target)},
                 extensions=_tls_name(target),
             ) as response:
                 if response.is_redirect:
@@ -137,6 +137,12 @@ def _pinned_url(target: Target) -> httpx.URL:
         path=parts.path or "/",
     )
     return url.copy_with(query=parts.query.encode()) if parts.query else url
+
+
+def _host_header(target: Target) -> str:
+    """The host as the caller named it (IDNA-encoded), with the port they wrote."""
+    name = f"[{target.host}]" if ":" in target.host else target.host
+    return name if target.parts.port is None else f"{name}:{target.parts.port}"
 
 
 def _tls_name(target: Target) -> dict[str, str]:
