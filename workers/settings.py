@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,6 +99,34 @@ class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     interactive_busy_ms: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
 
 
+class CallerUrls(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a worker fetches for a caller (`audio_url`, `image_url`): the `[caller_urls]`
+    table, read by workers/handlers/url_guard.py. Addresses inside the worker's network
+    (private, loopback, link-local such as the metadata service, unique-local, multicast)
+    are never fetched unless allowed_networks holds them."""
+
+    # Hosts a URL may name ("example.com", or ".example.com" for every host under it);
+    # empty: any host.
+    hosts: list[str] = msgspec.field(default_factory=list)
+    # Networks of the worker's own that may be fetched all the same ("10.20.0.0/16", or
+    # "10.20.0.7" for one address): an internal audio store, say.
+    allowed_networks: list[str] = msgspec.field(default_factory=list)
+    # Image URLs naming these hosts go to the chat provider as they are, for it to fetch
+    # from its own network; every other image is fetched by the worker and sent inline.
+    provider_hosts: list[str] = msgspec.field(default_factory=list)
+    # An image the worker fetches is at most this big (OpenAI's limit per image).
+    max_image_bytes: Annotated[int, msgspec.Meta(ge=1)] = 20 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        self.networks()  # a range that is not one fails here, naming it
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        try:
+            return [ipaddress.ip_network(n, strict=False) for n in self.allowed_networks]
+        except ValueError as exc:
+            raise ValueError(f"caller_urls.allowed_networks: {exc}") from exc
+
+
 # Jobs in flight per worker process when not configured: a model that runs one call at a
 # time needs few; the embed batcher needs many to fill its batches.
 DEFAULT_CONCURRENCY = {"generate": 4, "embed": 64, "transcribe": 2, "vectors": 16}
@@ -165,11 +194,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Directories the transcribe worker may read `audio_url` paths from (none by default).
     audio_roots: list[str] = msgspec.field(default_factory=list)
     max_audio_bytes: Annotated[int, msgspec.Meta(ge=1)] = 25_000_000
-    # Hosts an http(s) `audio_url` may name ("example.com", or ".example.com" for every host
-    # under it); empty: any host. Addresses inside the worker's network (private, loopback,
-    # link-local, the metadata service) are refused either way unless allowed here.
-    audio_hosts: list[str] = msgspec.field(default_factory=list)
-    audio_allow_private_addresses: bool = False
+    # Which http(s) `audio_url` and `image_url` the workers fetch: the `[caller_urls]` table.
+    caller_urls: CallerUrls = msgspec.field(default_factory=CallerUrls)
     # The vector store; Redis vector sets default to redis_url.
     vector_store: ProviderSpec = msgspec.field(default_factory=lambda: _spec("redis"))
     # The model catalogue (`[[models]]`): per model, its context window, what it can do and

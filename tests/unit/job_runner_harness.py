@@ -57,13 +57,14 @@ class Fixture:
         topic_probe: TopicProbe | None = None,
         tenant_keys: dict[str, bytes] | None = None,
         reply_topic_allowed: Callable[[str], bool] | None = None,
+        handler: GenerateHandler | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = MemoryPublisher()
         self.metrics = WorkerMetrics("generate")
         self.runner = JobRunner(
             kind="generate",
-            handler=GenerateHandler(ModelRouter("chat", [self.chat])),
+            handler=handler or GenerateHandler(ModelRouter("chat", [self.chat])),
             producer=self.publisher,
             dead_letters=DeadLetters(self.publisher, DEAD, self.metrics),
             max_payload_bytes=100_000,

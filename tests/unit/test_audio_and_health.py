@@ -14,6 +14,7 @@ import pytest
 from contracts import ErrorCode
 from providers.errors import ProviderError
 from workers.handlers.audio import AudioLoader
+from workers.handlers.guarded_fetch import GuardedFetch
 from workers.handlers.providers import health_of
 from workers.handlers.url_guard import UrlGuard
 from workers.health import HealthServer
@@ -40,10 +41,9 @@ async def _resolve(host: str, port: int) -> list[str]:
 async def _loader(
     roots: list[str], handler: httpx.MockTransport | None = None, **guard: Any
 ) -> AudioLoader:
-    client = httpx.AsyncClient(transport=handler) if handler else None
-    return AudioLoader(
-        roots, max_bytes=1000, client=client, guard=UrlGuard(resolve=_resolve, **guard)
-    )
+    # The mock stands where the connection is made: it sees the address connected to.
+    fetch = GuardedFetch(UrlGuard(resolve=_resolve, **guard), transport=handler)
+    return AudioLoader(roots, max_bytes=1000, fetch=fetch)
 
 
 async def test_files_only_under_the_allowed_roots(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ async def test_urls_inside_the_workers_network_are_refused_before_any_request() 
 
 async def test_a_redirect_inward_is_refused_too() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "audio.local":
+        if request.headers["host"] == "audio.local":
             return httpx.Response(302, headers={"location": "http://169.254.169.254/creds"})
         raise AssertionError(f"fetched {request.url}")
 
@@ -136,17 +136,25 @@ async def test_a_redirect_inward_is_refused_too() -> None:
 
 
 async def test_redirects_to_allowed_hosts_are_followed() -> None:
+    seen: list[tuple[str, str, object]] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "audio.local":
+        seen.append(
+            (str(request.url), request.headers["host"], request.extensions.get("sni_hostname"))
+        )
+        if request.headers["host"] == "audio.local":
             return httpx.Response(301, headers={"location": "https://cdn.example.com/a.wav"})
         return httpx.Response(200, content=b"RIFF-moved")
 
-    loader = await _loader(
-        [], httpx.MockTransport(handler), allowed_hosts=["audio.local", ".example.com"]
-    )
+    loader = await _loader([], httpx.MockTransport(handler), hosts=["audio.local", ".example.com"])
     try:
         assert await loader.read("http://audio.local/a.wav") == b"RIFF-moved"
-        with pytest.raises(ProviderError, match="not in audio_hosts"):
+        # Each hop connects to the address its check resolved; the name stays in Host and SNI.
+        assert seen == [
+            ("http://93.184.216.34/a.wav", "audio.local", None),
+            ("https://93.184.216.35/a.wav", "cdn.example.com", "cdn.example.com"),
+        ]
+        with pytest.raises(ProviderError, match=r"not in caller_urls\.hosts"):
             await loader.read("http://elsewhere.org/a.wav")
     finally:
         await loader.aclose()
@@ -156,9 +164,13 @@ async def test_private_addresses_can_be_allowed_explicitly() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b"RIFF-internal")
 
-    loader = await _loader([], httpx.MockTransport(handler), allow_private=True)
+    loader = await _loader(
+        [], httpx.MockTransport(handler), allowed_networks=[ipaddress.ip_network("10.0.0.0/24")]
+    )
     try:
         assert await loader.read("http://10.0.0.5/a.wav") == b"RIFF-internal"
+        with pytest.raises(ProviderError, match="private, loopback or link-local"):
+            await loader.read("http://10.0.1.5/a.wav")  # outside the network allowed
     finally:
         await loader.aclose()
 

@@ -53,6 +53,8 @@ def test_defaults_per_kind() -> None:
         ("concurrency = 0\n", "concurrency"),
         ("[embed_batching]\nmax_texts = 'many'\n", "embed_batching.max_texts"),
         ("session_timeout_ms = 1000\n", "session_timeout_ms"),
+        ("[caller_urls]\nallowed_networks = ['10.0.0.0/33']\n", "caller_urls.allowed_networks"),
+        ("audio_allow_private_addresses = true\n", "audio_allow_private_addresses"),
     ],
 )
 def test_bad_settings_name_the_field(tmp_path: Path, text: str, named: str) -> None:

@@ -1,6 +1,6 @@
 """Reads the audio of a transcribe request given by `audio_url`: a file under an allowed
-root, or an http(s) URL that the UrlGuard lets through (redirects are followed by hand, each
-target checked again). Anything else is refused with a clear error."""
+root, or an http(s) URL fetched through the URL guard (workers/handlers/guarded_fetch.py).
+Anything else is refused with a clear error."""
 
 from __future__ import annotations
 
@@ -8,35 +8,26 @@ import asyncio
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-
 from contracts.errors import ErrorCode
 from providers.errors import ProviderError
-from workers.handlers.url_guard import UrlGuard
+from workers.handlers.guarded_fetch import GuardedFetch
 
 _OP = "transcribe.audio"
 
 
-_MAX_REDIRECTS = 5
-
-
 class AudioLoader:
-    def __init__(
-        self,
-        roots: list[str],
-        max_bytes: int,
-        client: httpx.AsyncClient | None = None,
-        guard: UrlGuard | None = None,
-    ) -> None:
+    def __init__(self, roots: list[str], max_bytes: int, fetch: GuardedFetch) -> None:
         self._roots = [Path(r).resolve() for r in roots]
         self._max_bytes = max_bytes
-        self._client = client or httpx.AsyncClient(timeout=30.0)
-        self._guard = guard or UrlGuard()
+        self._fetch = fetch
 
     async def read(self, url: str) -> bytes:
         parsed = urlparse(url)
         if parsed.scheme in ("http", "https"):
-            return await self._fetch(url)
+            fetched = await self._fetch.get(
+                url, field="audio_url", op=_OP, max_bytes=self._max_bytes
+            )
+            return fetched.body
         if parsed.scheme in ("", "file"):
             return await self._read(Path(parsed.path if parsed.scheme else url))
         raise ProviderError(
@@ -61,50 +52,10 @@ class AudioLoader:
             raise self._too_large()
         return resolved.read_bytes()
 
-    async def _fetch(self, url: str) -> bytes:
-        for _ in range(_MAX_REDIRECTS + 1):
-            await self._guard.check(url)
-            body, redirect = await self._fetch_once(url)
-            if redirect is None:
-                return body
-            url = redirect
-        raise ProviderError(
-            ErrorCode.INVALID_INPUT, _OP, f"audio_url redirects more than {_MAX_REDIRECTS} times"
-        )
-
-    async def _fetch_once(self, url: str) -> tuple[bytes, str | None]:
-        """The body, or where the server redirects to."""
-        try:
-            async with self._client.stream("GET", url, follow_redirects=False) as response:
-                if response.is_redirect:
-                    target = response.headers.get("location", "")
-                    return b"", str(response.url.join(target))
-                if response.status_code == 404:
-                    raise ProviderError(ErrorCode.NOT_FOUND, _OP, f"audio {url!r} not found")
-                if response.status_code >= 400:
-                    raise ProviderError(
-                        ErrorCode.PROVIDER_DOWN,
-                        _OP,
-                        f"fetching audio {url!r} failed with HTTP {response.status_code}",
-                    )
-                body = bytearray()
-                async for part in response.aiter_bytes():
-                    body += part
-                    if len(body) > self._max_bytes:
-                        raise self._too_large()
-                return bytes(body), None
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                ErrorCode.TIMEOUT, _OP, f"fetching audio {url!r} timed out"
-            ) from exc
-        except httpx.HTTPError as exc:
-            message = f"fetching audio {url!r} failed: {type(exc).__name__}"
-            raise ProviderError(ErrorCode.PROVIDER_DOWN, _OP, message) from exc
-
     def _too_large(self) -> ProviderError:
         return ProviderError(
             ErrorCode.INVALID_INPUT, _OP, f"audio is larger than the {self._max_bytes}-byte limit"
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._fetch.aclose()

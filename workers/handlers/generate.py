@@ -15,12 +15,13 @@ from providers.memory import memory_stores
 from providers.memory.base import MemoryStore
 from providers.router import ModelRouter
 from providers.shared import Shared
+from workers.handlers.images import ImageInliner, image_inliner
 from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import chat_provider, health_of, loaded
 from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.structured_output import output_check
 from workers.metrics import WorkerMetrics
-from workers.settings import WorkerSettings
+from workers.settings import CallerUrls, WorkerSettings
 
 
 class GenerateHandler:
@@ -33,10 +34,12 @@ class GenerateHandler:
         *,
         models: ModelCatalogue = NO_MODELS,
         metrics: WorkerMetrics | None = None,
+        images: ImageInliner | None = None,
     ) -> None:
         self._router = router
         self._memory = memory
         self._calls = ProviderCalls(models, metrics)
+        self._images = images or image_inliner(CallerUrls())
 
     async def handle(
         self, request: GenerateRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
@@ -46,6 +49,9 @@ class GenerateHandler:
         check = output_check(request.response_format)
         messages = [*await self._history(request), *request.messages]
         params = ChatParams(model=request.model, lane=lane, **chat_options(request))
+        if provider.capabilities.for_model(request.model).vision:
+            # A provider without vision refuses images itself, before anything is fetched.
+            messages = await self._images.inline(messages)
         pieces: list[str] = []
         done: ChatDone | None = None
         async with self._calls.chat(provider, messages, params) as call:
@@ -107,6 +113,7 @@ class GenerateHandler:
             await provider.aclose()
         if self._memory is not None:
             await self._memory.aclose()
+        await self._images.aclose()
 
 
 def _tool_call_delta(piece: ToolCallPiece, stamper: ChunkStamper) -> ToolCallDelta:
@@ -122,4 +129,10 @@ async def build(
     memory = None
     if settings.memory is not None:
         memory = memory_stores.create(settings.memory.name, settings.memory.config, shared)
-    return GenerateHandler(ModelRouter("chat", chat), memory, models=shared.models, metrics=metrics)
+    return GenerateHandler(
+        ModelRouter("chat", chat),
+        memory,
+        models=shared.models,
+        metrics=metrics,
+        images=image_inliner(settings.caller_urls),
+    )

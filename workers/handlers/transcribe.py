@@ -12,10 +12,10 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.transcription.base import Segment, TranscriptionDone, TranscriptionProvider
 from workers.handlers.audio import AudioLoader
+from workers.handlers.guarded_fetch import caller_fetch
 from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import health_of, loaded, transcriber
 from workers.handlers.reply_stream import ChunkStamper
-from workers.handlers.url_guard import UrlGuard
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
 
@@ -75,6 +75,6 @@ async def build(
         "transcription",
         [transcriber(s, shared) for s in settings.transcription],
     )
-    guard = UrlGuard(settings.audio_hosts, allow_private=settings.audio_allow_private_addresses)
-    audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes, guard=guard)
+    fetch = caller_fetch(settings.caller_urls)
+    audio = AudioLoader(settings.audio_roots, settings.max_audio_bytes, fetch)
     return TranscribeHandler(ModelRouter("transcription", stt), audio)
