@@ -57,9 +57,10 @@ class Fixture:
         topic_probe: TopicProbe | None = None,
         tenant_keys: dict[str, bytes] | None = None,
         reply_topic_allowed: Callable[[str], bool] | None = None,
+        publisher: MemoryPublisher | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
-        self.publisher = MemoryPublisher()
+        self.publisher = publisher or MemoryPublisher()
         self.metrics = WorkerMetrics("generate")
         self.runner = JobRunner(
             kind="generate",

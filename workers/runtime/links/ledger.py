@@ -54,8 +54,10 @@ def keeps_answer(job: Job, final: Final) -> bool:
 class Claim(Link):
     """Once-only execution through the ledger: a job done before is replayed, one cancelled
     before it started is skipped, a poison job is ended; otherwise the job runs holding the
-    lock, and its final reply is stored (or the job released for the next delivery, which
-    is also where a batch-lane answer goes: ``keeps_answer``)."""
+    lock, and its final reply is stored before it is sent (``StoreFirst``), or the job
+    released for the next delivery, which is also where a batch-lane answer goes
+    (``keeps_answer``). Deadline comes inside it: a job answered before is replayed here,
+    whatever its deadline."""
 
     def __init__(
         self, outcomes: Outcomes, ledger: JobLedger, retry: CallRetryPolicy = LEDGER_RETRY
@@ -87,15 +89,13 @@ class Claim(Link):
         if isinstance(claim, CrashedTooOften):
             await self._give_up(job, claim)
             return
-        finished = False
+        store = StoreFirst(job, ref, self._ledger, self._retry)
+        job.stream.keep_finals(store)
         try:
             async with self._ledger.held(ref):
                 await self.call_next(job)
-            if job.final is not None and keeps_answer(job, job.final):
-                await self._store_final(ref, job.final)
-                finished = True
         finally:
-            if not finished:
+            if not store.stored:  # storing let go of the job too
                 await self._release(ref)
 
     async def _unavailable(self, job: Job, exc: LedgerUnavailable) -> None:
@@ -105,18 +105,6 @@ class Claim(Link):
         message = f"the fleet's job ledger is unavailable ({exc.detail}); try again"
         await self._outcomes.settle(job, exc, exc.detail, message)
         await job.stream.flush()
-
-    async def _store_final(self, ref: str, final: Final) -> None:
-        try:
-            await call_with_retry(
-                lambda: self._ledger.finish(ref, encode(final)),
-                self._retry,
-                name="ledger.finish",
-            )
-        except ProviderError as exc:
-            # The caller has its answer; only a redelivery (a rebalance before the commit)
-            # would run the job again.
-            log.error("job %s answered, but its done record was not stored: %s", ref, exc)
 
     async def _release(self, ref: str) -> None:
         try:
@@ -144,6 +132,52 @@ class Claim(Link):
         await job.stream.flush()
         ref = job_ref(self._outcomes.kind, job.request.tenant, job.request.request_id)
         await self._ledger.finish(ref, encode(job.final))
+
+
+class StoreFirst:
+    """The final reply of a job that runs under Claim, on its way to the caller: stored in
+    the ledger before it is sent, so a worker killed at the send (or before the send is
+    acknowledged) leaves an answer for the redelivery to replay, not a job to run again.
+    When another run of the job stored its final first (this run's lock lapsed, say while
+    Redis restarted, and another worker took the job over), that final is sent instead,
+    numbered as this stream's: the caller gets one answer, however many runs there were
+    (docs/decisions/0028-final-stored-before-sent.md)."""
+
+    __slots__ = ("_job", "_ledger", "_ref", "_retry", "stored")
+
+    def __init__(self, job: Job, ref: str, ledger: JobLedger, retry: CallRetryPolicy) -> None:
+        self._job = job
+        self._ref = ref
+        self._ledger = ledger
+        self._retry = retry
+        self.stored = False  # the final is in the ledger, and the job's lock let go
+
+    async def __call__(self, final: Final) -> Final:
+        job = self._job
+        # Before the handler starts, a final (the deadline's timeout) says the job was not
+        # run: not kept, so that a resubmission with a later deadline runs it.
+        if not job.started or not keeps_answer(job, final):
+            return final
+        encoded = encode(final)
+        try:
+            earlier = await call_with_retry(
+                lambda: self._ledger.finish(self._ref, encoded),
+                self._retry,
+                name="ledger.finish",
+            )
+        except ProviderError as exc:
+            # Redis stayed away: the answer still goes out. Only a redelivery (a kill or a
+            # rebalance before the commit) would run the job again.
+            log.error("job %s answered, but its final was not stored: %s", self._ref, exc)
+            return final
+        self.stored = True
+        if earlier is None or earlier == encoded:  # stored now (or by a retried call)
+            return final
+        first = decode_chunk(earlier)
+        if not isinstance(first, Final):
+            return final
+        log.warning("job %s ran twice: the final stored first is sent", self._ref)
+        return msgspec.structs.replace(first, attempt=final.attempt, seq=final.seq)
 
 
 class Cancellation(Link):
