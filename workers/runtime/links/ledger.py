@@ -4,6 +4,7 @@ the caller's cancel stopping it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -87,7 +88,7 @@ class Claim(Link):
             return
         job.stamper = ChunkStamper(request_id, claim.attempt)
         if isinstance(claim, CrashedTooOften):
-            await self._give_up(job, claim)
+            await self._give_up(job, ref, claim)
             return
         store = StoreFirst(job, ref, self._ledger, self._retry)
         job.stream.keep_finals(store)
@@ -119,19 +120,23 @@ class Claim(Link):
         await job.stream.send(msgspec.structs.replace(chunk, seq=0))
         await job.stream.flush()
 
-    async def _give_up(self, job: Job, claim: CrashedTooOften) -> None:
+    async def _give_up(self, job: Job, ref: str, claim: CrashedTooOften) -> None:
         """A poison job: its workers died running it, again and again. End it here, so that
-        it cannot crash-loop the fleet; later deliveries replay this error."""
+        it cannot crash-loop the fleet; later deliveries replay this error (stored before
+        it is sent, as every final under Claim)."""
         message = (
             f"the {self._outcomes.kind} worker died {claim.crashes} times while running "
             "this job; it is not run again"
         )
         log.error("job %s: %s", job.request.request_id, message)
         await self._outcomes.dead_letter(job.record, WORKER_CRASHED, message)
+        job.stream.keep_finals(functools.partial(self._store, ref))
         await self._outcomes.error_reply(job, WORKER_CRASHED.code, message)
         await job.stream.flush()
-        ref = job_ref(self._outcomes.kind, job.request.tenant, job.request.request_id)
-        await self._ledger.finish(ref, encode(job.final))
+
+    async def _store(self, ref: str, final: Final) -> Final:
+        await self._ledger.finish(ref, encode(final))
+        return final
 
 
 class StoreFirst:
