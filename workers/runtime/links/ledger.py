@@ -4,7 +4,6 @@ the caller's cancel stopping it."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
@@ -130,13 +129,14 @@ class Claim(Link):
         )
         log.error("job %s: %s", job.request.request_id, message)
         await self._outcomes.dead_letter(job.record, WORKER_CRASHED, message)
-        job.stream.keep_finals(functools.partial(self._store, ref))
-        await self._outcomes.error_reply(job, WORKER_CRASHED.code, message)
-        await job.stream.flush()
-
-    async def _store(self, ref: str, final: Final) -> Final:
-        await self._ledger.finish(ref, encode(final))
-        return final
+        store = StoreFirst(job, ref, self._ledger, self._retry, ends_here=True)
+        job.stream.keep_finals(store)
+        try:
+            await self._outcomes.error_reply(job, WORKER_CRASHED.code, message)
+            await job.stream.flush()
+        finally:
+            if not store.stored:  # the claim holds the lock
+                await self._release(ref)
 
 
 class StoreFirst:
@@ -148,20 +148,30 @@ class StoreFirst:
     numbered as this stream's: the caller gets one answer, however many runs there were
     (docs/decisions/0028-final-stored-before-sent.md)."""
 
-    __slots__ = ("_job", "_ledger", "_ref", "_retry", "stored")
+    __slots__ = ("_ends_here", "_job", "_ledger", "_ref", "_retry", "stored")
 
-    def __init__(self, job: Job, ref: str, ledger: JobLedger, retry: CallRetryPolicy) -> None:
+    def __init__(
+        self,
+        job: Job,
+        ref: str,
+        ledger: JobLedger,
+        retry: CallRetryPolicy,
+        *,
+        ends_here: bool = False,  # the job is ended before its handler (a poison job)
+    ) -> None:
         self._job = job
         self._ref = ref
         self._ledger = ledger
         self._retry = retry
+        self._ends_here = ends_here
         self.stored = False  # the final is in the ledger, and the job's lock let go
 
     async def __call__(self, final: Final) -> Final:
         job = self._job
-        # Before the handler starts, a final (the deadline's timeout) says the job was not
-        # run: not kept, so that a resubmission with a later deadline runs it.
-        if not job.started or not keeps_answer(job, final):
+        # A final sent before the handler started (the deadline's timeout) says the job was
+        # not run: not kept, so that a resubmission with a later deadline runs. A poison
+        # job's error ends it for good: kept.
+        if not (job.started or self._ends_here) or not keeps_answer(job, final):
             return final
         encoded = encode(final)
         try:
