@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from contracts import ChatMessage, ErrorReply, GenerateRequest, GenerateResult
+from contracts import ChatMessage, ErrorReply, GenerateRequest, GenerateResult, TextDelta
 from contracts.codec import decode_chunk, encode
 from contracts.replies import Final, ReplyChunk
 from providers.chat import ChatEvent, ChatParams
@@ -187,9 +187,14 @@ async def test_a_run_whose_lock_lapsed_sends_the_answer_stored_first(
     assert (b_answer.text, b_answer.attempt) == ("from B", 1)
     a.chat.go.set()
     await first
-    (a_answer,) = _answers(a.publisher.replies(REPLIES))
-    assert a_answer.text == "from B"  # B's answer, numbered in A's stream
-    assert (a_answer.attempt, a_answer.seq) == (0, 1)
+    # A sends B's answer as a stream of its own, above both runs' attempts: a caller that
+    # followed either run starts over and reads one answer, streamed and then final.
+    *_, restart, a_answer = a.publisher.replies(REPLIES)
+    assert isinstance(restart, TextDelta)
+    assert (restart.text, restart.attempt, restart.seq) == ("from B", 2, 0)
+    assert isinstance(a_answer, GenerateResult)
+    assert (a_answer.text, a_answer.attempt, a_answer.seq) == ("from B", 2, 1)
+    assert [c.text for c in _answers(a.publisher.replies(REPLIES))] == ["from B"]
     assert await JobLedger(redis, ledger_namespace).claim(JOB_1) == AlreadyDone(encode(b_answer))
 
 
@@ -206,9 +211,8 @@ async def test_a_final_too_large_for_one_message_is_refused_before_it_is_kept() 
     # one that no delivery could send.
     kept: list[Final] = []
 
-    async def keep(final: Final) -> Final:
+    async def keep(final: Final) -> None:
         kept.append(final)
-        return final
 
     publisher = MemoryPublisher()
     stream = ReplyStream(publisher, _request().reply_to, limits=ReplyLimits(part_bytes=2_000))

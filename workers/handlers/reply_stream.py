@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict
 
 from contracts.codec import encode
@@ -82,9 +82,9 @@ class GoneTopics:
         return True
 
 
-# Sees a job's final chunk before it is sent, and says which final to send instead: the
-# ledger stores it first (``ReplyStream.keep_finals``).
-FinalKeeper = Callable[[Final], Awaitable[Final]]
+# Sees a job's final chunk before it is sent (the ledger stores it first), and says what to
+# send instead of it: None for the final itself (``ReplyStream.keep_finals``).
+FinalKeeper = Callable[[Final], Awaitable[Sequence[Chunk] | None]]
 
 
 class ReplyStream:
@@ -114,10 +114,10 @@ class ReplyStream:
         self.sent = 0  # chunks handed to the producer: also the next seq the caller expects
 
     def keep_finals(self, keeper: FinalKeeper) -> None:
-        """Hand each final chunk to ``keeper`` before it is sent, and send the final it
-        returns: the ledger stores the final first, so that a worker killed at the send is
-        replayed rather than run again, and answers with the final another run of the job
-        stored before it (docs/decisions/0028-final-stored-before-sent.md)."""
+        """Hand each final chunk to ``keeper`` before it is sent, and send what it says: the
+        ledger stores the final first, so that a worker killed at the send is replayed
+        rather than run again, and answers with the final another run of the job stored
+        before it (docs/decisions/0028-final-stored-before-sent.md)."""
         self._keeper = keeper
 
     async def send(self, chunk: ReplyChunk) -> None:
@@ -126,9 +126,9 @@ class ReplyStream:
         to send is refused before the keeper sees it: nothing unsendable is stored."""
         messages = self._messages(chunk) if self._address is not None else []
         if self._keeper is not None and isinstance(chunk, Final):
-            kept = await self._keeper(chunk)  # a fire-and-forget job's final is kept too
-            if kept is not chunk and self._address is not None:
-                messages = self._messages(kept)
+            instead = await self._keeper(chunk)  # a fire-and-forget job's final is kept too
+            if instead is not None and self._address is not None:
+                messages = [value for other in instead for value in self._messages(other)]
         for value in messages:
             await self._send(chunk.request_id, value)
 

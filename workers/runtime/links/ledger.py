@@ -14,7 +14,7 @@ from contracts.codec import (
     encode,
 )
 from contracts.control import CancelJob, submission_of
-from contracts.replies import ErrorReply, Final
+from contracts.replies import Chunk, ErrorReply, Final, GenerateResult
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
 from workers.failure_table import WORKER_CRASHED
@@ -144,8 +144,8 @@ class StoreFirst:
     the ledger before it is sent, so a worker killed at the send (or before the send is
     acknowledged) leaves an answer for the redelivery to replay, not a job to run again.
     When another run of the job stored its final first (this run's lock lapsed, say while
-    Redis restarted, and another worker took the job over), that final is sent instead,
-    numbered as this stream's: the caller gets one answer, however many runs there were
+    Redis restarted, and another worker took the job over), that final is sent instead, as
+    a restarted stream: the caller gets one answer, however many runs there were
     (docs/decisions/0028-final-stored-before-sent.md)."""
 
     __slots__ = ("_ends_here", "_job", "_ledger", "_ref", "_retry", "stored")
@@ -166,13 +166,14 @@ class StoreFirst:
         self._ends_here = ends_here
         self.stored = False  # the final is in the ledger, and the job's lock let go
 
-    async def __call__(self, final: Final) -> Final:
+    async def __call__(self, final: Final) -> list[Chunk] | None:
+        """What to send instead of ``final``: None for ``final`` itself."""
         job = self._job
         # A final sent before the handler started (the deadline's timeout) says the job was
         # not run: not kept, so that a resubmission with a later deadline runs. A poison
         # job's error ends it for good: kept.
         if not (job.started or self._ends_here) or not keeps_answer(job, final):
-            return final
+            return None
         encoded = encode(final)
         try:
             earlier = await call_with_retry(
@@ -184,15 +185,30 @@ class StoreFirst:
             # Redis stayed away: the answer still goes out. Only a redelivery (a kill or a
             # rebalance before the commit) would run the job again.
             log.error("job %s answered, but its final was not stored: %s", self._ref, exc)
-            return final
+            return None
         self.stored = True
         if earlier is None or earlier == encoded:  # stored now (or by a retried call)
-            return final
+            return None
         first = decode_chunk(earlier)
         if not isinstance(first, Final):
-            return final
+            return None
         log.warning("job %s ran twice: the final stored first is sent", self._ref)
-        return msgspec.structs.replace(first, attempt=final.attempt, seq=final.seq)
+        return await self._restarted(first, final)
+
+    async def _restarted(self, first: Final, own: Final) -> list[Chunk]:
+        """``first`` (another run's final) as a stream of its own, under an attempt above
+        both runs': the caller, who may have followed this run's chunks, starts over, and
+        sees the answer's text streamed before it, as every stream has it."""
+        try:
+            attempt = await self._ledger.next_attempt(self._ref)
+        except ProviderError:  # Redis away again: the answer, at least, in this stream
+            return [msgspec.structs.replace(first, attempt=own.attempt, seq=own.seq)]
+        stamper = ChunkStamper(own.request_id, max(attempt, own.attempt + 1, first.attempt + 1))
+        chunks: list[Chunk] = []
+        if isinstance(first, GenerateResult) and first.text:
+            chunks.append(stamper.delta(first.text))
+        chunks.append(msgspec.structs.replace(first, **stamper.head()))
+        return chunks
 
 
 class Cancellation(Link):
