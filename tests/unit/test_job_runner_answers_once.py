@@ -100,6 +100,9 @@ async def test_a_worker_killed_at_the_final_leaves_it_replayed_not_run_again(
     record = _record(encode(_request()))
     dying = asyncio.create_task(killed.runner.run(record))
     await publisher.reached.wait()
+    # Killed: cancelled, as near to kill -9 as one process gets. Its finally blocks run
+    # (a job that was not stored is released, not left for its lock to expire), so a
+    # second run would come at once rather than after the lock's TTL.
     dying.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await dying
