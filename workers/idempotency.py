@@ -1,10 +1,11 @@
 """Once-only job execution across all replicas, kept in Redis.
 
 Per request id: an attempt counter, a lock held (and renewed) while a worker runs the job,
-and the encoded final reply once it is done. A delivery that finds the job done replays the
-stored final reply instead of running it again; one that finds it locked waits for the
-holder, and takes over (with the next attempt number) if the holder's lock expires because
-it died.
+and the encoded final reply once it is done, stored before it is sent (so a worker that dies
+at the send leaves it to be replayed) and never replaced. A delivery that finds the job done
+replays the stored final reply instead of running it again; one that finds it locked waits
+for the holder, and takes over (with the next attempt number) if the holder's lock expires
+because it died.
 
 A ``running`` marker lives from an attempt's start to its end (finished or handed back), so
 a marker found at the next start means the last worker died mid-job: those crashes are
@@ -103,19 +104,28 @@ for i = 1, #KEYS do
 end
 return out
 """
-# K = 3: lock, done, running. ARGV: owner, done ttl s; per job (A = 1): the payload ('' to
-# only release).
+# K = 3: lock, done, running. ARGV: owner, done ttl s; per job (A = 1): the final reply
+# ('' to only release). The first final stored stays: a run whose lock lapsed (Redis away
+# longer than its TTL) while another took the job over gets the other's final back, and
+# sends that (decision 0028). Per job: the final stored before, or '' when there was none.
 _END: Final = """
 local out = {}
 for i = 1, #KEYS / 3 do
   local k = (i - 1) * 3
-  if ARGV[2 + i] ~= '' then redis.call('SET', KEYS[k + 2], ARGV[2 + i], 'EX', ARGV[2]) end
+  out[i] = ''
+  if ARGV[2 + i] ~= '' then
+    local done = redis.call('GET', KEYS[k + 2])
+    if done then
+      out[i] = done
+    else
+      redis.call('SET', KEYS[k + 2], ARGV[2 + i], 'EX', ARGV[2])
+    end
+  end
   local held = redis.call('MGET', KEYS[k + 1], KEYS[k + 3])
   local mine = {}
   if held[1] == ARGV[1] then mine[#mine + 1] = KEYS[k + 1] end
   if held[2] == ARGV[1] then mine[#mine + 1] = KEYS[k + 3] end
   if #mine > 0 then redis.call('DEL', unpack(mine)) end
-  out[i] = 1
 end
 return out
 """
@@ -418,8 +428,20 @@ class JobLedger:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def finish(self, job: str, final_reply: bytes) -> None:
-        await self._scripts.call(self._end, self._keys(job).ending(), (final_reply,))
+    async def finish(self, job: str, final_reply: bytes) -> bytes | None:
+        """Store the job's final reply and let go of it; None when this one was stored, else
+        the final reply another run of the job stored before (which stays)."""
+        earlier = await self._scripts.call(self._end, self._keys(job).ending(), (final_reply,))
+        return bytes(earlier) if earlier else None
+
+    async def next_attempt(self, job: str) -> int:
+        """A new attempt number for the job, as a claim would give it: for a run that sends
+        another run's answer as a stream of its own (decision 0028), which is rare."""
+        try:
+            counter = await self._redis.incr(self._keys(job).attempt)
+        except REDIS_FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return int(counter) - 1
 
     async def cancel(self, job: str, submission: str) -> None:
         """Remember that the caller cancelled this submission of the job, so that no worker

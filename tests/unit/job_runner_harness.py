@@ -58,9 +58,10 @@ class Fixture:
         tenant_keys: dict[str, bytes] | None = None,
         reply_topic_allowed: Callable[[str], bool] | None = None,
         handler: GenerateHandler | None = None,
+        publisher: MemoryPublisher | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
-        self.publisher = MemoryPublisher()
+        self.publisher = publisher or MemoryPublisher()
         self.metrics = WorkerMetrics("generate")
         self.runner = JobRunner(
             kind="generate",

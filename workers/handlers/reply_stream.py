@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict
 
 from contracts.codec import encode
@@ -11,7 +12,7 @@ from contracts.embed_parts import split_embed_result
 from contracts.envelope import ReplyAddress
 from contracts.errors import ErrorCode
 from contracts.names import ContentType, Header
-from contracts.replies import EmbedResult, ErrorReply, ReplyChunk, TextDelta
+from contracts.replies import Chunk, EmbedResult, ErrorReply, Final, ReplyChunk, TextDelta
 from transport.publisher import Publisher
 from workers.failure_table import ReplyTooLarge
 from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
@@ -81,6 +82,11 @@ class GoneTopics:
         return True
 
 
+# Sees a job's final chunk before it is sent (the ledger stores it first), and says what to
+# send instead of it: None for the final itself (``ReplyStream.keep_finals``).
+FinalKeeper = Callable[[Final], Awaitable[Sequence[Chunk] | None]]
+
+
 class ReplyStream:
     """Sends one job's chunks to its reply address; ``flush`` waits until all are stored.
 
@@ -104,25 +110,46 @@ class ReplyStream:
         if address is not None and address.client is not None:
             self._headers.append((Header.REPLY_CLIENT, address.client.encode()))
         self._pending: list[asyncio.Future[Any]] = []
+        self._keeper: FinalKeeper | None = None
         self.sent = 0  # chunks handed to the producer: also the next seq the caller expects
+
+    def keep_finals(self, keeper: FinalKeeper) -> None:
+        """Hand each final chunk to ``keeper`` before it is sent, and send what it says: the
+        ledger stores the final first, so that a worker killed at the send is replayed
+        rather than run again, and answers with the final another run of the job stored
+        before it (docs/decisions/0028-final-stored-before-sent.md)."""
+        self._keeper = keeper
 
     async def send(self, chunk: ReplyChunk) -> None:
         """Hand one chunk to the producer; an embed result larger than one message goes as
-        several (EmbedPart chunks, then the result with the last rows)."""
-        if self._address is None:  # fire-and-forget request: nobody listens
-            return
+        several (EmbedPart chunks, then the result with the last rows). A chunk too large
+        to send is refused before the keeper sees it: nothing unsendable is stored."""
+        messages = self._messages(chunk) if self._address is not None else []
+        if self._keeper is not None and isinstance(chunk, Final):
+            instead = await self._keeper(chunk)  # a fire-and-forget job's final is kept too
+            if instead is not None and self._address is not None:
+                messages = [value for other in instead for value in self._messages(other)]
+        for value in messages:
+            await self._send(chunk.request_id, value)
+
+    def _messages(self, chunk: Chunk) -> list[bytes]:
+        """The messages that carry ``chunk``, each small enough for the broker."""
         value = self._encode(chunk)
-        if len(value) > self._limits.max_bytes:
+        limits = self._limits
+        if len(value) > limits.max_bytes:
             raise ReplyTooLarge(
                 f"{len(value)} bytes, more than the fleet's limit on one reply "
-                f"(replies.max_bytes = {self._limits.max_bytes})"
+                f"(replies.max_bytes = {limits.max_bytes})"
             )
-        if isinstance(chunk, EmbedResult) and len(value) > self._limits.part_bytes:
-            parts = split_embed_result(chunk, value, self._encode, self._limits.part_bytes)
-            for part in parts:
-                await self._send(chunk.request_id, part)
-            return
-        await self._send(chunk.request_id, value)
+        if len(value) <= limits.part_bytes:
+            return [value]
+        if isinstance(chunk, EmbedResult):
+            return split_embed_result(chunk, value, self._encode, limits.part_bytes)
+        # Refused here, not by the producer after the ledger stored it as the job's answer.
+        raise ReplyTooLarge(
+            f"{len(value)} bytes, more than one reply message may hold "
+            f"(replies.part_bytes = {limits.part_bytes})"
+        )
 
     def _encode(self, chunk: object) -> bytes:
         return encode(chunk, self._content_type)

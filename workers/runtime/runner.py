@@ -74,8 +74,11 @@ class JobRunner:
             Decode(outcomes, producer, max_payload_bytes, reply_limits, addresses),
             CheckReplyAddress(outcomes, addresses),
             *([VerifyTenant(outcomes, tenant_keys)] if tenant_keys is not None else []),
-            Deadline(metrics),
+            # Claim before Deadline: a job answered before is replayed whatever its deadline
+            # (never a timeout after its answer), and a delivery of a job that runs elsewhere
+            # waits for that answer (docs/decisions/0028-final-stored-before-sent.md).
             *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
+            Deadline(metrics),
             self._cancellation,
             Metered(metrics, kind),
             RouteFailures(outcomes),

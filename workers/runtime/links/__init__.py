@@ -1,7 +1,7 @@
 """The links of the job runner's chain, outermost first; each does one thing.
 
 Traced, CatchUndeliverable, Decode, CheckReplyAddress, VerifyTenant (with tenant keys),
-Deadline, Claim (with the ledger), Cancellation, Metered, RouteFailures, and RunHandler at
+Claim (with the ledger), Deadline, Cancellation, Metered, RouteFailures, and RunHandler at
 the end (workers/runtime/runner.py puts them together). Every failure has a place: a dead
 letter with its reason, an error reply, a retry, or (for cancellation and shutdown) a job
 handed back unfinished.

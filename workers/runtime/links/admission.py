@@ -184,7 +184,9 @@ class VerifyTenant(Link):
 
 
 class Deadline(Link):
-    """A delivery of a job whose deadline has passed is answered `timeout`, not run."""
+    """A delivery of a job whose deadline has passed is answered `timeout`, not run. With
+    the ledger it sits inside Claim, so a job that has answered is replayed instead, and
+    this timeout is not stored (a resubmission with a later deadline runs)."""
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         self._metrics = metrics

@@ -14,7 +14,7 @@ from contracts.codec import (
     encode,
 )
 from contracts.control import CancelJob, submission_of
-from contracts.replies import ErrorReply, Final
+from contracts.replies import Chunk, ErrorReply, Final, GenerateResult
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
 from workers.failure_table import WORKER_CRASHED
@@ -54,8 +54,10 @@ def keeps_answer(job: Job, final: Final) -> bool:
 class Claim(Link):
     """Once-only execution through the ledger: a job done before is replayed, one cancelled
     before it started is skipped, a poison job is ended; otherwise the job runs holding the
-    lock, and its final reply is stored (or the job released for the next delivery, which
-    is also where a batch-lane answer goes: ``keeps_answer``)."""
+    lock, and its final reply is stored before it is sent (``StoreFirst``), or the job
+    released for the next delivery, which is also where a batch-lane answer goes
+    (``keeps_answer``). Deadline comes inside it: a job answered before is replayed here,
+    whatever its deadline."""
 
     def __init__(
         self, outcomes: Outcomes, ledger: JobLedger, retry: CallRetryPolicy = LEDGER_RETRY
@@ -85,17 +87,15 @@ class Claim(Link):
             return
         job.stamper = ChunkStamper(request_id, claim.attempt)
         if isinstance(claim, CrashedTooOften):
-            await self._give_up(job, claim)
+            await self._give_up(job, ref, claim)
             return
-        finished = False
+        store = StoreFirst(job, ref, self._ledger, self._retry)
+        job.stream.keep_finals(store)
         try:
             async with self._ledger.held(ref):
                 await self.call_next(job)
-            if job.final is not None and keeps_answer(job, job.final):
-                await self._store_final(ref, job.final)
-                finished = True
         finally:
-            if not finished:
+            if not store.stored:  # storing let go of the job too
                 await self._release(ref)
 
     async def _unavailable(self, job: Job, exc: LedgerUnavailable) -> None:
@@ -105,18 +105,6 @@ class Claim(Link):
         message = f"the fleet's job ledger is unavailable ({exc.detail}); try again"
         await self._outcomes.settle(job, exc, exc.detail, message)
         await job.stream.flush()
-
-    async def _store_final(self, ref: str, final: Final) -> None:
-        try:
-            await call_with_retry(
-                lambda: self._ledger.finish(ref, encode(final)),
-                self._retry,
-                name="ledger.finish",
-            )
-        except ProviderError as exc:
-            # The caller has its answer; only a redelivery (a rebalance before the commit)
-            # would run the job again.
-            log.error("job %s answered, but its done record was not stored: %s", ref, exc)
 
     async def _release(self, ref: str) -> None:
         try:
@@ -131,19 +119,96 @@ class Claim(Link):
         await job.stream.send(msgspec.structs.replace(chunk, seq=0))
         await job.stream.flush()
 
-    async def _give_up(self, job: Job, claim: CrashedTooOften) -> None:
+    async def _give_up(self, job: Job, ref: str, claim: CrashedTooOften) -> None:
         """A poison job: its workers died running it, again and again. End it here, so that
-        it cannot crash-loop the fleet; later deliveries replay this error."""
+        it cannot crash-loop the fleet; later deliveries replay this error (stored before
+        it is sent, as every final under Claim)."""
         message = (
             f"the {self._outcomes.kind} worker died {claim.crashes} times while running "
             "this job; it is not run again"
         )
         log.error("job %s: %s", job.request.request_id, message)
         await self._outcomes.dead_letter(job.record, WORKER_CRASHED, message)
-        await self._outcomes.error_reply(job, WORKER_CRASHED.code, message)
-        await job.stream.flush()
-        ref = job_ref(self._outcomes.kind, job.request.tenant, job.request.request_id)
-        await self._ledger.finish(ref, encode(job.final))
+        store = StoreFirst(job, ref, self._ledger, self._retry, ends_here=True)
+        job.stream.keep_finals(store)
+        try:
+            await self._outcomes.error_reply(job, WORKER_CRASHED.code, message)
+            await job.stream.flush()
+        finally:
+            if not store.stored:  # the claim holds the lock
+                await self._release(ref)
+
+
+class StoreFirst:
+    """The final reply of a job that runs under Claim, on its way to the caller: stored in
+    the ledger before it is sent, so a worker killed at the send (or before the send is
+    acknowledged) leaves an answer for the redelivery to replay, not a job to run again.
+    When another run of the job stored its final first (this run's lock lapsed, say while
+    Redis restarted, and another worker took the job over), that final is sent instead, as
+    a restarted stream: the caller gets one answer, however many runs there were
+    (docs/decisions/0028-final-stored-before-sent.md)."""
+
+    __slots__ = ("_ends_here", "_job", "_ledger", "_ref", "_retry", "stored")
+
+    def __init__(
+        self,
+        job: Job,
+        ref: str,
+        ledger: JobLedger,
+        retry: CallRetryPolicy,
+        *,
+        ends_here: bool = False,  # the job is ended before its handler (a poison job)
+    ) -> None:
+        self._job = job
+        self._ref = ref
+        self._ledger = ledger
+        self._retry = retry
+        self._ends_here = ends_here
+        self.stored = False  # the final is in the ledger, and the job's lock let go
+
+    async def __call__(self, final: Final) -> list[Chunk] | None:
+        """What to send instead of ``final``: None for ``final`` itself."""
+        job = self._job
+        # A final sent before the handler started (the deadline's timeout) says the job was
+        # not run: not kept, so that a resubmission with a later deadline runs. A poison
+        # job's error ends it for good: kept.
+        if not (job.started or self._ends_here) or not keeps_answer(job, final):
+            return None
+        encoded = encode(final)
+        try:
+            earlier = await call_with_retry(
+                lambda: self._ledger.finish(self._ref, encoded),
+                self._retry,
+                name="ledger.finish",
+            )
+        except ProviderError as exc:
+            # Redis stayed away: the answer still goes out. Only a redelivery (a kill or a
+            # rebalance before the commit) would run the job again.
+            log.error("job %s answered, but its final was not stored: %s", self._ref, exc)
+            return None
+        self.stored = True
+        if earlier is None or earlier == encoded:  # stored now (or by a retried call)
+            return None
+        first = decode_chunk(earlier)
+        if not isinstance(first, Final):
+            return None
+        log.warning("job %s ran twice: the final stored first is sent", self._ref)
+        return await self._restarted(first, final)
+
+    async def _restarted(self, first: Final, own: Final) -> list[Chunk]:
+        """``first`` (another run's final) as a stream of its own, under an attempt above
+        both runs': the caller, who may have followed this run's chunks, starts over, and
+        sees the answer's text streamed before it, as every stream has it."""
+        try:
+            attempt = await self._ledger.next_attempt(self._ref)
+        except ProviderError:  # Redis away again: the answer, at least, in this stream
+            return [msgspec.structs.replace(first, attempt=own.attempt, seq=own.seq)]
+        stamper = ChunkStamper(own.request_id, max(attempt, own.attempt + 1, first.attempt + 1))
+        chunks: list[Chunk] = []
+        if isinstance(first, GenerateResult) and first.text:
+            chunks.append(stamper.delta(first.text))
+        chunks.append(msgspec.structs.replace(first, **stamper.head()))
+        return chunks
 
 
 class Cancellation(Link):
