@@ -9,6 +9,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.structs import RecordMetadata
 
 from contracts.codec import AnyRequest, encode
 from contracts.control import CancelJob, submission_of
@@ -21,7 +22,7 @@ from transport import topology
 from transport.connection import KafkaConnection, start_client
 from transport.partitioning import key_partitioner
 from transport.topic_admin import delete_topics
-from transport.tracing import inject_headers
+from transport.tracing import ProducerSpans, inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ClientChannel:
             **connection.options(), group_id=None, enable_auto_commit=False
         )
         self.router = ReplyRouter(self._consumer, reply_address.client)
+        self._spans = ProducerSpans()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
@@ -128,17 +130,24 @@ class ClientChannel:
         """Publish ``request`` on its kind's topic of ``lane``: the interactive one, or the
         batch lane the workers serve with what interactive work leaves."""
         topic = lane_topic(kind, lane, self._namespace)
+        payload = encode(request, self._content_type)
+        with self._spans.send(topic, request.request_id, len(payload)) as sent:
+            sent.delivered(await self._send(kind, topic, request, payload))
+
+    async def _send(
+        self, kind: str, topic: str, request: AnyRequest, payload: bytes
+    ) -> RecordMetadata:
+        """Publish inside the producer span: the headers carry its context."""
         headers = inject_headers(
             [
                 (Header.CONTENT_TYPE, self._content_type.encode()),
                 (Header.REQUEST_ID, request.request_id.encode()),
             ]
         )
-        payload = encode(request, self._content_type)
         if self._tenant_key is not None:
             headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
         try:
-            await self._producer.send_and_wait(
+            return await self._producer.send_and_wait(
                 topic, payload, key=request.request_id.encode(), headers=headers
             )
         except KafkaTimeoutError as exc:
