@@ -3,10 +3,12 @@ and metrics leave the process over OTLP/HTTP, set up from OTEL_* variables as a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -21,6 +23,7 @@ from tests.integration.harness import read_dead_letters, serving
 from tests.integration.otlp_receiver import OtlpReceiver, attributes
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_delivery import MODEL, running
+from tests.integration.worker_processes import WorkerProcess
 from transport.telemetry_export import TelemetryExport, configure_from_env
 from workers import ProviderSpec, WorkerSettings, build_worker
 from workers.retry import RetryPolicy
@@ -45,6 +48,11 @@ class Exported:
         by_name = {span.name: span for span in spans}
         assert len(by_name) == len(spans), [span.name for span in spans]
         return by_name
+
+    def service_of(self, span: Span) -> str:
+        """The service.name of the process that sent ``span``."""
+        (service,) = {name for name, sent in self.receiver.spans() if sent.span_id == span.span_id}
+        return service
 
 
 @pytest.fixture(scope="module")
@@ -117,22 +125,33 @@ async def test_the_trace_runs_from_producer_to_provider_call_and_leaves_the_proc
     assert sum(p.count for p in points) >= 1
 
 
-async def test_a_vectors_job_has_its_span_between_the_consumer_and_the_store(
-    otel: Exported, settings: WorkerSettings, client: FleetClient
+async def test_a_fleet_worker_process_exports_what_its_variables_say(
+    otel: Exported, infra: Infra, namespace: str, tmp_path: Path, client: FleetClient
 ) -> None:
-    settings = msgspec.structs.replace(settings, embeddings=[])
+    """The real `fleet worker` command, given the endpoint alone, continues the client's
+    trace in its own process and sends its spans when it is stopped: here a vectors job's
+    span between the consumer span and the store call."""
+    config = tmp_path / "worker.toml"
+    config.write_text("embeddings = []\n")  # vectors given: no embedding model to load
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": otel.receiver.endpoint}
+    worker = WorkerProcess("vectors", infra, namespace, config, tmp_path / "w.log", env=endpoint)
     collection = f"traced-{uuid.uuid4().hex[:8]}"
     records = [VectorRecord(id=str(i), vector=[1.0, float(i)]) for i in range(3)]
-    tracer = trace.get_tracer("test")
-    async with serving(await build_worker("vectors", settings)):
-        with tracer.start_as_current_span("backend request") as root:
+    try:
+        await worker.wait_ready()
+        with trace.get_tracer("test").start_as_current_span("backend request") as root:
             result = await client.upsert(collection, records)
+        worker.terminate()
+        assert await asyncio.to_thread(worker.wait, 60) == 0
+    finally:
+        worker.ensure_stopped()
     assert result.upserted == 3
     spans = otel.trace_of(root)
-    topic = f"{settings.namespace}.v1.vectors.requests"
-    job = spans[f"upsert {collection}"]
-    assert job.parent_span_id == spans[f"process {topic}"].span_id
-    assert spans["upsert"].parent_span_id == job.span_id  # the store call, inside the job
+    topic = f"{namespace}.v1.vectors.requests"
+    process, job, store = spans[f"process {topic}"], spans[f"upsert {collection}"], spans["upsert"]
+    assert process.parent_span_id == spans[f"send {topic}"].span_id
+    assert job.parent_span_id == process.span_id
+    assert store.parent_span_id == job.span_id  # the store call, inside the job
     assert attributes(job) == {
         "db.operation.name": "upsert",
         "db.collection.name": collection,
@@ -141,6 +160,9 @@ async def test_a_vectors_job_has_its_span_between_the_consumer_and_the_store(
         "fleet.vectors.upserted": 3,
         "fleet.vectors.deleted": 0,
     }
+    services = {otel.service_of(span) for span in (process, job, store)}
+    assert services == {"fleet-worker-vectors"}
+    assert otel.service_of(spans[f"send {topic}"]) == SERVICE
 
 
 SECRET = "sk-fleet-test-NEVER-SHOWN-4c1d"
