@@ -131,7 +131,7 @@ def configure_from_env(service_name: str) -> TelemetryExport | None:
         return None
     log.info(
         "OpenTelemetry export of %s: traces to %s, metrics to %s",
-        service_name,
+        resource.attributes[SERVICE_NAME],
         ", ".join(traces) if export.tracer_provider else "nowhere",
         ", ".join(metered) if export.meter_provider else "nowhere",
     )

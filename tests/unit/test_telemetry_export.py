@@ -83,7 +83,7 @@ import producer_sdk
 from transport.tracing import ProducerSpans, tracing_configured
 
 assert not tracing_configured(), "importing the SDK set up OpenTelemetry"
-export = producer_sdk.export_telemetry("checkout-service")
+export = producer_sdk.export_telemetry("named-by-the-code")
 assert export is not None and tracing_configured()
 spans = ProducerSpans()
 with spans.send("orders.v1.generate.requests", "order-42", 17):
@@ -100,7 +100,11 @@ export.shutdown()
 def test_the_sdk_exports_its_producer_spans_when_its_caller_asks() -> None:
     with OtlpReceiver() as otlp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "PYTHONPATH": str(REPO)}
+        env |= {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            "OTEL_SERVICE_NAME": "checkout-service",  # the operator's name wins
+            "PYTHONPATH": str(REPO),
+        }
         subprocess.run([sys.executable, "-c", SDK_CALLER], cwd=REPO, env=env, check=True)
         received = otlp.spans()
         assert otlp.received.refused == []
