@@ -19,6 +19,7 @@ from producer_sdk.client import FleetClient
 from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected, RequestRefused
 from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
+from producer_sdk.telemetry import export_telemetry
 from transport.connection import KafkaAccessError, KafkaSecurity
 
 __all__ = [
@@ -53,5 +54,6 @@ __all__ = [
     "ToolSpec",
     "Usage",
     "VectorRecord",
+    "export_telemetry",
     "shared_reply_topic",
 ]

@@ -9,6 +9,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.structs import RecordMetadata
 
 from contracts.codec import AnyRequest, encode
 from contracts.control import CancelJob, submission_of
@@ -22,7 +23,7 @@ from transport import topology
 from transport.connection import KafkaConnection, start_client
 from transport.partitioning import key_partitioner
 from transport.topic_admin import delete_topics
-from transport.tracing import inject_headers
+from transport.tracing import ProducerSpans, inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ClientChannel:
             **connection.options(), group_id=None, enable_auto_commit=False
         )
         self.router = ReplyRouter(self._consumer, reply_address.client)
+        self._spans = ProducerSpans()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
@@ -131,19 +133,26 @@ class ClientChannel:
         could not read or the broker would not take is refused first (RequestRefused)."""
         topic = lane_topic(kind, lane, self._namespace)
         check_request_id(request.request_id)
+        payload = encode(request, self._content_type)
+        with self._spans.send(topic, request.request_id, len(payload)) as sent:
+            sent.delivered(await self._send(kind, topic, request, payload))
+
+    async def _send(
+        self, kind: str, topic: str, request: AnyRequest, payload: bytes
+    ) -> RecordMetadata:
+        """Publish inside the producer span: the headers carry its context."""
         headers = inject_headers(
             [
                 (Header.CONTENT_TYPE, self._content_type.encode()),
                 (Header.REQUEST_ID, request.request_id.encode()),
             ]
         )
-        payload = encode(request, self._content_type)
         if self._tenant_key is not None:
             headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
         key = request.request_id.encode()
         check_size(kind, key, payload, headers, producer_limit(self._producer))
         try:
-            await self._producer.send_and_wait(topic, payload, key=key, headers=headers)
+            return await self._producer.send_and_wait(topic, payload, key=key, headers=headers)
         except KafkaTimeoutError as exc:
             raise FleetError(
                 f"could not publish to {topic!r} (does the topic exist? start a worker with "

@@ -18,11 +18,7 @@ from opentelemetry.util.types import AttributeValue
 from contracts.errors import ErrorCode
 from contracts.usage import Usage
 from providers.errors import ProviderError
-
-try:  # the API has no public name for "no meter provider set yet"; checked once per job
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-except ImportError:  # a later API moved it: then metrics count as configured
-    _ProxyMeterProvider = None  # type: ignore[assignment, misc]
+from transport.tracing import tracing_configured
 
 _SCOPE: Final = "ai_job_fleet.providers"
 
@@ -189,16 +185,6 @@ class ProviderTelemetry:
 
 
 _GLOBAL: Final = ProviderTelemetry()
-
-
-def tracing_configured() -> bool:
-    """Whether this process set up an OpenTelemetry SDK (traces or metrics). Without one,
-    spans are skipped instead of built as no-ops nobody would see (microseconds a job)."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return True
-    if _ProxyMeterProvider is None:
-        return True
-    return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
 
 
 class _Untraced:

@@ -1,66 +1,175 @@
-"""W3C trace context travels from the SDK through Kafka to the worker's provider span."""
+"""W3C trace context travels from the SDK through Kafka to the worker's spans, and the spans
+and metrics leave the process over OTLP/HTTP, set up from OTEL_* variables as a worker does."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from contracts import ErrorCode
+from contracts import ErrorCode, VectorRecord
 from producer_sdk import FleetClient, FleetRequestError
+from providers.telemetry import Metric
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
+from tests.integration.otlp_receiver import OtlpReceiver, attributes
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_delivery import MODEL, running
+from tests.integration.worker_processes import WorkerProcess
+from transport.telemetry_export import TelemetryExport, configure_from_env
 from workers import ProviderSpec, WorkerSettings, build_worker
 from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
+SERVICE = "fleet-worker-generate"
+
+
+class Exported:
+    """The process's SDK, set up from the variables alone, and the endpoint it exports to."""
+
+    def __init__(self, receiver: OtlpReceiver, export: TelemetryExport) -> None:
+        self.receiver = receiver
+        self.export = export
+
+    def trace_of(self, root: trace.Span) -> dict[str, Span]:
+        """The spans that arrived in ``root``'s trace, by name, once all were sent."""
+        assert self.export.force_flush()
+        trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
+        spans = [span for _, span in self.receiver.spans() if span.trace_id == trace_id]
+        by_name = {span.name: span for span in spans}
+        assert len(by_name) == len(spans), [span.name for span in spans]
+        return by_name
+
+    def service_of(self, span: Span) -> str:
+        """The service.name of the process that sent ``span``."""
+        (service,) = {name for name, sent in self.receiver.spans() if sent.span_id == span.span_id}
+        return service
+
 
 @pytest.fixture(scope="module")
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)  # once per process; nothing else in the tests sets it
-    yield exporter
-    provider.shutdown()
+def otel() -> Iterator[Exported]:
+    with OtlpReceiver() as receiver:
+        with pytest.MonkeyPatch.context() as env:
+            for name in [n for n in os.environ if n.startswith("OTEL_")]:
+                env.delenv(name)
+            # What an operator sets on a worker: the OTLP endpoint, nothing else.
+            env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+            export = configure_from_env(SERVICE)
+        # Once per process: nothing else in the tests sets the global providers.
+        assert export is not None
+        yield Exported(receiver, export)
+        export.shutdown()
+        assert receiver.received.refused == []
 
 
-async def test_the_trace_continues_from_producer_to_provider_call(
-    spans: InMemorySpanExporter, settings: WorkerSettings, client: FleetClient
+def _span_id(span: trace.Span) -> bytes:
+    return span.get_span_context().span_id.to_bytes(8, "big")
+
+
+async def test_the_trace_runs_from_producer_to_provider_call_and_leaves_the_process(
+    otel: Exported, settings: WorkerSettings, client: FleetClient
 ) -> None:
     tracer = trace.get_tracer("test")
     async with running(settings, ScriptedChat()):
         with tracer.start_as_current_span("backend request") as root:
             await client.generate("hi", model=MODEL)
-    trace_id = root.get_span_context().trace_id
-    finished = {span.name: span for span in spans.get_finished_spans()}
-    process = finished[f"process {settings.namespace}.v1.generate.requests"]
-    chat = finished[f"chat {MODEL}"]
-    assert process.context.trace_id == trace_id
-    assert process.parent is not None
-    assert process.parent.span_id == root.get_span_context().span_id
-    assert chat.context.trace_id == trace_id
-    assert chat.parent is not None
-    assert chat.parent.span_id == process.context.span_id
-    assert chat.attributes is not None
-    assert chat.attributes["gen_ai.request.model"] == MODEL
-    assert chat.attributes["gen_ai.usage.output_tokens"] == 3
+    spans = otel.trace_of(root)
+    topic = f"{settings.namespace}.v1.generate.requests"
+    send = spans[f"send {topic}"]
+    process = spans[f"process {topic}"]
+    chat = spans[f"chat {MODEL}"]
+    assert (send.kind, process.kind, chat.kind) == (
+        Span.SPAN_KIND_PRODUCER,
+        Span.SPAN_KIND_CONSUMER,
+        Span.SPAN_KIND_CLIENT,
+    )
+    assert send.parent_span_id == _span_id(root)
+    assert process.parent_span_id == send.span_id
+    assert chat.parent_span_id == process.span_id
+    sent = attributes(send)
+    assert sent["messaging.system"] == "kafka"
+    assert sent["messaging.operation.type"] == "send"
+    assert sent["messaging.destination.name"] == topic
+    assert sent["messaging.destination.partition.id"] in ("0", "1")
+    assert (
+        sent["messaging.destination.partition.id"]
+        == attributes(process)["messaging.destination.partition.id"]
+    )
+    assert sent["messaging.kafka.offset"] == attributes(process)["messaging.kafka.offset"]
+    assert isinstance(sent["messaging.message.body.size"], int)
+    assert sent["messaging.message.body.size"] > 0
+    called = attributes(chat)
+    assert called["gen_ai.request.model"] == MODEL
+    assert called["gen_ai.response.model"] == MODEL  # the scripted provider answered itself
+    assert called["gen_ai.usage.output_tokens"] == 3
+    assert {service for service, _ in otel.receiver.spans()} == {SERVICE}
+    durations = [m for _, m in otel.receiver.metrics() if m.name == Metric.DURATION]
+    assert durations, [m.name for _, m in otel.receiver.metrics()]
+    points = [p for m in durations for p in m.histogram.data_points]
+    models = {
+        a.value.string_value
+        for p in points
+        for a in p.attributes
+        if a.key == "gen_ai.response.model"
+    }
+    assert MODEL in models
+    assert sum(p.count for p in points) >= 1
+
+
+async def test_a_fleet_worker_process_exports_what_its_variables_say(
+    otel: Exported, infra: Infra, namespace: str, tmp_path: Path, client: FleetClient
+) -> None:
+    """The real `fleet worker` command, given the endpoint alone, continues the client's
+    trace in its own process and sends its spans when it is stopped: here a vectors job's
+    span between the consumer span and the store call."""
+    config = tmp_path / "worker.toml"
+    config.write_text("embeddings = []\n")  # vectors given: no embedding model to load
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": otel.receiver.endpoint}
+    worker = WorkerProcess("vectors", infra, namespace, config, tmp_path / "w.log", env=endpoint)
+    collection = f"traced-{uuid.uuid4().hex[:8]}"
+    records = [VectorRecord(id=str(i), vector=[1.0, float(i)]) for i in range(3)]
+    try:
+        await worker.wait_ready()
+        with trace.get_tracer("test").start_as_current_span("backend request") as root:
+            result = await client.upsert(collection, records)
+        worker.terminate()
+        assert await asyncio.to_thread(worker.wait, 60) == 0
+    finally:
+        worker.ensure_stopped()
+    assert result.upserted == 3
+    spans = otel.trace_of(root)
+    topic = f"{namespace}.v1.vectors.requests"
+    process, job, store = spans[f"process {topic}"], spans[f"upsert {collection}"], spans["upsert"]
+    assert process.parent_span_id == spans[f"send {topic}"].span_id
+    assert job.parent_span_id == process.span_id
+    assert store.parent_span_id == job.span_id  # the store call, inside the job
+    assert attributes(job) == {
+        "db.operation.name": "upsert",
+        "db.collection.name": collection,
+        "db.operation.batch.size": 3,
+        "fleet.vector_store": "redis",
+        "fleet.vectors.upserted": 3,
+        "fleet.vectors.deleted": 0,
+    }
+    services = {otel.service_of(span) for span in (process, job, store)}
+    assert services == {"fleet-worker-vectors"}
+    assert otel.service_of(spans[f"send {topic}"]) == SERVICE
 
 
 SECRET = "sk-fleet-test-NEVER-SHOWN-4c1d"
 
 
 async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
-    spans: InMemorySpanExporter,
+    otel: Exported,
     settings: WorkerSettings,
     client: FleetClient,
     infra: Infra,
@@ -86,7 +195,9 @@ async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
             await client.generate("hi", model="remote-model")
     assert info.value.code is ErrorCode.PROVIDER_DOWN
     dead = await read_dead_letters(infra, settings.namespace, expected=1)
+    assert otel.export.force_flush()
     assert len(dead) == 1
+    assert [s.name for _, s in otel.receiver.spans()].count("chat remote-model") == 1
 
     seen = [
         str(info.value),
@@ -94,10 +205,9 @@ async def test_an_api_key_appears_in_no_log_span_reply_or_dead_letter(
         repr(settings),
         repr(worker.handler),
         caplog.text,
-        *(
-            repr(dict(s.attributes or {})) + repr(s.events) + repr(s.status)
-            for s in spans.get_finished_spans()
-        ),
+        # Everything that left the process: attributes, events and status of each span.
+        *(str(span) for _, span in otel.receiver.spans()),
+        *(str(metric) for _, metric in otel.receiver.metrics()),
         *(repr(r.headers) + repr(r.value) for r in dead),
     ]
     assert "provider_down" in caplog.text or "failed" in caplog.text  # the failure was logged

@@ -17,6 +17,8 @@ from contracts.replies import VectorMatch, VectorResult
 from contracts.usage import Usage
 from contracts.vectors import VectorQueryRequest, VectorRecord, VectorUpsertRequest
 from providers.catalogue import ModelCatalogue, ModelEntry
+from providers.chat import ChatCapabilities
+from providers.chat.fallback import FallbackChat
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
 from providers.router import ModelRouter
@@ -156,6 +158,39 @@ async def test_a_chat_call_has_a_span_and_a_refused_one_none(spans: list[Span]) 
     assert info.value.code is ErrorCode.INVALID_INPUT
     assert len(spans) == 1
     assert chat.calls == 1
+
+
+class SmallChat(ScriptedChat):
+    """Serves another model than the one asked for: a fallback chain's substitute."""
+
+    name = "small"
+
+    @property
+    def capabilities(self) -> ChatCapabilities:
+        return ChatCapabilities(models=("small-model",))
+
+
+async def test_the_chat_span_names_the_model_that_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handles: list[ProviderSpan] = []
+
+    @asynccontextmanager
+    async def recorded(
+        category: str, provider: str, operation: str, model: str | None
+    ) -> AsyncIterator[ProviderSpan]:
+        handles.append(ProviderSpan(trace.INVALID_SPAN))
+        yield handles[-1]
+
+    monkeypatch.setattr(provider_calls, "span_opener", lambda: recorded)
+    down = ScriptedChat(failures=[ErrorCode.PROVIDER_DOWN])
+    chain = FallbackChat([down, SmallChat()], substitutes=[None, "small-model"])
+    handler = GenerateHandler(ModelRouter("chat", [chain]))
+    ask = [ChatMessage(role="user", content="hi")]
+    request = GenerateRequest(request_id="g3", model="scripted-model", messages=ask)
+    [_ async for _ in handler.handle(request, ChunkStamper("g3", 0))]
+    assert down.calls == 1
+    assert [h.response_model for h in handles] == ["small-model"]
 
 
 def _names(path: Path) -> tuple[set[str], set[str]]:

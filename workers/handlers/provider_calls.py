@@ -50,6 +50,7 @@ class ProviderCalls:
         async with self.span("embeddings", provider.name, "embeddings", model) as span:
             result = await provider.embed(texts, model=model)
             span.record_usage(result.usage)
+            span.set_response_model(result.model)
         return result
 
     async def transcribe(
@@ -125,7 +126,10 @@ class ChatCall:
             params=self._params,
             answer=answer,
         )
-        # A chain names the link that answered: its prices, not the chain's.
+        # A chain names the link that answered: its prices, not the chain's, and its model
+        # on the span.
         answered_by = done.provider or self._provider.name
-        usage = self._calls.settle(answered_by, done.model or self._params.model, usage)
+        model = done.model or self._params.model
+        self._span.set_response_model(model)
+        usage = self._calls.settle(answered_by, model, usage)
         return msgspec.structs.replace(done, usage=usage)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Final
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from contracts.codec import VectorsRequest
 from contracts.errors import ErrorCode
 from contracts.names import Lane
 from contracts.replies import ReplyChunk, VectorResult
-from contracts.vectors import VectorDeleteRequest, VectorUpsertRequest
+from contracts.vectors import VectorDeleteRequest, VectorQueryRequest, VectorUpsertRequest
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.embeddings.base import EmbeddingProvider
 from providers.errors import ProviderError
@@ -16,11 +22,28 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.vectorstores import vector_stores
 from providers.vectorstores.base import VectorItem, VectorStore
+from transport.tracing import failure_typed_span, tracing_configured
 from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import embedders, health_of, loaded
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
+
+_SCOPE: Final = "ai_job_fleet.workers"
+_UNTRACED: Final = nullcontext(trace.INVALID_SPAN)
+_OPERATIONS: Final[dict[type, str]] = {
+    VectorUpsertRequest: "upsert",
+    VectorDeleteRequest: "delete",
+    VectorQueryRequest: "query",
+}
+
+
+def _outcome(result: VectorResult) -> dict[str, AttributeValue]:
+    """What the store did, for the span: the rows a query returned (the database
+    conventions' name), or those written or deleted."""
+    if result.matches is not None:
+        return {"db.response.returned_rows": len(result.matches)}
+    return {"fleet.vectors.upserted": result.upserted, "fleet.vectors.deleted": result.deleted}
 
 
 def tenant_collection(tenant: str, collection: str) -> str:
@@ -45,6 +68,7 @@ class VectorsHandler:
         self._embedders = embedders
         self._default_embed_model = default_embed_model
         self._calls = ProviderCalls(models, metrics)
+        self._traced = tracing_configured()  # asked once: built after telemetry is set up
 
     async def handle(
         self, request: VectorsRequest, stamper: ChunkStamper, *, lane: Lane = "interactive"
@@ -57,16 +81,22 @@ class VectorsHandler:
                 f"vector store {request.store!r} is not configured on this worker; "
                 f"configured: {self._store.name}",
             )
+        with self._span(request) as span:
+            result = await self._run(request, stamper)
+            span.set_attributes(_outcome(result))
+        yield result
+
+    async def _run(self, request: VectorsRequest, stamper: ChunkStamper) -> VectorResult:
         store, collection = self._store, tenant_collection(request.tenant, request.collection)
         if isinstance(request, VectorUpsertRequest):
             items = await self._items(request)
             async with self._calls.store(store.name, "upsert"):
                 written = await store.upsert(collection, items)
-            yield VectorResult(**stamper.head(), collection=request.collection, upserted=written)
+            return VectorResult(**stamper.head(), collection=request.collection, upserted=written)
         elif isinstance(request, VectorDeleteRequest):
             async with self._calls.store(store.name, "delete"):
                 deleted = await store.delete(collection, request.ids)
-            yield VectorResult(**stamper.head(), collection=request.collection, deleted=deleted)
+            return VectorResult(**stamper.head(), collection=request.collection, deleted=deleted)
         else:
             vector = request.vector
             if vector is None:
@@ -76,7 +106,26 @@ class VectorsHandler:
                 matches = await store.query(
                     collection, vector, top_k=request.top_k, filter=request.filter
                 )
-            yield VectorResult(**stamper.head(), collection=request.collection, matches=matches)
+            return VectorResult(**stamper.head(), collection=request.collection, matches=matches)
+
+    def _span(self, request: VectorsRequest) -> AbstractContextManager[trace.Span]:
+        """The job's own span around its embedding and store calls, named and described by
+        the database conventions: ``upsert docs``, ``query docs``."""
+        if not self._traced:
+            return _UNTRACED
+        operation = _OPERATIONS[type(request)]
+        attributes: dict[str, AttributeValue] = {
+            "db.operation.name": operation,
+            "db.collection.name": request.collection,
+            "fleet.vector_store": self._store.name,
+        }
+        if isinstance(request, VectorUpsertRequest):
+            attributes["db.operation.batch.size"] = len(request.records)
+        elif isinstance(request, VectorDeleteRequest):
+            attributes["db.operation.batch.size"] = len(request.ids)
+        return failure_typed_span(
+            _SCOPE, f"{operation} {request.collection}", SpanKind.INTERNAL, attributes
+        )
 
     async def _items(self, request: VectorUpsertRequest) -> list[VectorItem]:
         to_embed = [r.text for r in request.records if r.vector is None and r.text is not None]

@@ -221,9 +221,14 @@ def _client(args: argparse.Namespace) -> FleetClient:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from transport.telemetry_export import configure_from_env  # the OTel SDK: workers only
+
     settings = load_settings(
         args.config, concurrency=args.concurrency, health_port=args.health_port
     )
+    # Before the worker is built: its links ask once whether the process traces. The SDK's
+    # providers send what they still hold when the process exits.
+    configure_from_env(f"fleet-worker-{args.kind}")
     if settings.health_port is None:
         if args.health_port_file is not None:
             raise ConfigError("--health-port-file needs a health port: --health-port P (0: any)")

@@ -7,8 +7,7 @@ import time
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from providers.telemetry import tracing_configured
-from transport.tracing import extract_context
+from transport.tracing import extract_context, tracing_configured
 from workers.metrics import WorkerMetrics
 from workers.runtime.links.chain import Job, Link
 
