@@ -4,9 +4,11 @@ how a key is given to the CLI, and the warning of a worker that takes tenants as
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from contracts.batch import BatchCancel, BatchInfo, BatchRetry, RequestCounts
@@ -14,8 +16,10 @@ from contracts.codec import encode
 from contracts.errors import ConfigError
 from contracts.names import Header, batch_command_topic
 from contracts.signing import sign
+from transport.connection import KafkaConnection
 from transport.records import Record
 from workers.batch.authority import refusal
+from workers.batch.status import StatusBoard
 from workers.ops.cli import _parser
 from workers.ops.tenant_options import tenant_key
 from workers.tenants import warn_if_declared
@@ -92,3 +96,15 @@ def test_a_worker_that_takes_tenants_as_declared_says_so(caplog: pytest.LogCaptu
     assert line.levelno == logging.WARNING
     assert "tenants are taken as declared" in line.getMessage()
     assert "[tenant_keys]" in line.getMessage()
+
+
+async def test_a_status_naming_another_tenant_never_hands_a_batch_over() -> None:
+    """Clients write statuses too (a submit's first): the coordinators keep a batch's tenant."""
+    board = StatusBoard(KafkaConnection(), "unit.v1.batch.status", cast(AIOKafkaProducer, None))
+    board._take(encode(ACMES))
+    later = msgspec.structs.replace(ACMES, request_counts=RequestCounts(total=1, completed=1))
+    board._take(encode(msgspec.structs.replace(later, tenant="globex")))
+    assert board.get("b1") == ACMES
+    board._take(encode(later))
+    assert board.get("b1") == later
+    await board.aclose()
