@@ -33,6 +33,6 @@ def warn_if_declared(keys: dict[str, bytes] | None, worker: str) -> None:
     if keys is None:
         log.warning(
             "%s: tenants are taken as declared: any producer may act as any tenant (its "
-            "memory, stored answers, vectors, batches, cancels); configure [tenant_keys] to "
-            "verify them", worker,
+            "memory, stored answers, vectors, batches, cancels); configure [tenant_keys] "
+            "(with verify_tenants not false) to verify them", worker,
         )  # fmt: skip
