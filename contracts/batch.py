@@ -15,6 +15,7 @@ import msgspec
 from contracts.envelope import Count, Identifier, Name
 from contracts.errors import ContractError
 from contracts.generate import ChatMessage, ChatOptions
+from contracts.names import DEFAULT_TENANT
 from contracts.strict import StrictStruct
 from contracts.usage import Usage
 
@@ -134,7 +135,10 @@ class BatchInputPage(StrictStruct, frozen=True):
 
 
 class BatchSubmit(StrictStruct, frozen=True, tag="submit", tag_field="command"):
-    """Run a batch whose input pages are on its input topic already."""
+    """Run a batch whose input pages are on its input topic already, as ``tenant``: its
+    rows run as that tenant's requests, and only that tenant may cancel, retry or read it.
+    Where the coordinators have tenant keys, every command is signed with its tenant's key
+    (the ``fleet-tenant-signature`` header, as requests are)."""
 
     batch_id: Identifier
     endpoint: Endpoint
@@ -153,10 +157,12 @@ class BatchSubmit(StrictStruct, frozen=True, tag="submit", tag_field="command"):
 
 
 class BatchCancel(StrictStruct, frozen=True, tag="cancel", tag_field="command"):
-    """Stop a batch; the rows finished so far stay in its results."""
+    """Stop a batch; the rows finished so far stay in its results. Only the batch's own
+    tenant may (signed with its key where the coordinators have tenant keys)."""
 
     batch_id: Identifier
     requested_at: float
+    tenant: Identifier = DEFAULT_TENANT
 
 
 class BatchRetry(StrictStruct, frozen=True, tag="retry", tag_field="command"):
@@ -168,6 +174,8 @@ class BatchRetry(StrictStruct, frozen=True, tag="retry", tag_field="command"):
     requested_at: float
     # The round's completion window; None: the batch's own.
     completion_window_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    # Only the batch's own tenant may start a round (as for BatchCancel).
+    tenant: Identifier = DEFAULT_TENANT
 
 
 BatchCommand = BatchSubmit | BatchCancel | BatchRetry
@@ -221,6 +229,11 @@ class BatchInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     @property
     def ended(self) -> bool:
         return self.state.ended
+
+    @property
+    def owner(self) -> str:
+        """The tenant the batch runs as (statuses written before batches had one: default)."""
+        return self.tenant or DEFAULT_TENANT
 
     def entering(self, state: BatchState, at: float, **changes: Any) -> BatchInfo:
         """This status moved on to ``state`` at ``at`` (and ``changes``)."""

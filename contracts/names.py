@@ -76,6 +76,11 @@ def batch_status_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{batch_topic_prefix(namespace)}status"
 
 
+def batch_dead_letter_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Batch commands the coordinators refused (a tenant they could not verify)."""
+    return f"{batch_topic_prefix(namespace)}dead-letter"
+
+
 def batch_input_topic(batch_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """One batch's input rows, in pages (written by the submitting client)."""
     return f"{batch_topic_prefix(namespace)}{batch_id}.input"

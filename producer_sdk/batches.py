@@ -4,6 +4,10 @@ download the results (docs/decisions/0020-batch-jobs.md).
 ``BatchClient`` needs no reply topic: it writes a batch's input to a topic of its own and a
 command to the coordinators, and reads the status and output topics. Nothing of a batch
 lives in the client process: the client may exit right after ``submit``.
+
+A client acts for one tenant: its batches run as that tenant, and it sees, cancels, retries
+and downloads that tenant's batches only. With a ``tenant_key`` it signs its commands, as
+coordinators with tenant keys require (decision 0031).
 """
 
 from __future__ import annotations
@@ -40,11 +44,13 @@ from contracts.errors import ContractError, FleetError
 from contracts.names import (
     DEFAULT_NAMESPACE,
     DEFAULT_TENANT,
+    Header,
     batch_command_topic,
     batch_input_topic,
     batch_output_topic,
     batch_status_topic,
 )
+from contracts.signing import sign
 from producer_sdk.batch.input_reader import BatchInputReader
 from producer_sdk.batch.result_writer import OutputFormat, WrittenFiles, open_result_writer
 from transport import topology
@@ -61,7 +67,7 @@ Progress = Callable[[BatchInfo], None]
 
 
 class BatchNotFound(FleetError):
-    """No batch of that id is on the status topic."""
+    """No batch of that id is on the status topic, or none of this client's tenant."""
 
 
 class BatchClient:
@@ -73,10 +79,12 @@ class BatchClient:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         tenant: str = DEFAULT_TENANT,
+        tenant_key: str | bytes | None = None,
     ) -> None:
         self.connection = connection
         self.namespace = namespace
         self.tenant = tenant
+        self._tenant_key = tenant_key.encode() if isinstance(tenant_key, str) else tenant_key
         self._producer: AIOKafkaProducer | None = None
         # Rounds this client started (retry) that `follow` waits for.
         self._rounds: dict[str, int] = {}
@@ -171,7 +179,13 @@ class BatchClient:
     async def _command(self, command: BatchCommand) -> None:
         topic = batch_command_topic(self.namespace)
         await topology.create(self.connection, {topic: topology.BATCH_COMMANDS})
-        await self.producer.send_and_wait(topic, encode(command), key=command.batch_id.encode())
+        payload = encode(command)
+        headers = []
+        if self._tenant_key is not None:  # what coordinators with tenant keys verify
+            headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
+        await self.producer.send_and_wait(
+            topic, payload, key=command.batch_id.encode(), headers=headers
+        )
 
     async def _publish_status(self, info: BatchInfo) -> None:
         topic = batch_status_topic(self.namespace)
@@ -181,29 +195,38 @@ class BatchClient:
     async def status(self, batch_id: str) -> BatchInfo:
         batches = await self._read_status()
         if batch_id not in batches:
-            raise BatchNotFound(f"no batch {batch_id!r} (`fleet batch list` shows them)")
+            raise BatchNotFound(
+                f"no batch {batch_id!r} of tenant {self.tenant!r} (`fleet batch list` shows them)"
+            )
         return batches[batch_id]
 
     async def list(self) -> list[BatchInfo]:
-        """Every batch the status topic holds, newest first."""
+        """Every batch of this client's tenant the status topic holds, newest first."""
         batches = await self._read_status()
         return sorted(batches.values(), key=lambda b: b.created_at, reverse=True)
 
     async def _read_status(self) -> dict[str, BatchInfo]:
+        """The statuses of this client's tenant's batches. A batch's tenant is the one its
+        first status names (as the coordinators hold it): a later record naming another
+        is not that batch's."""
         batches: dict[str, BatchInfo] = {}
         topic = batch_status_topic(self.namespace)
         with contextlib.suppress(TopicMissing):  # no status topic yet: no batches
             async for record in read_to_end(self.connection, topic):
                 with contextlib.suppress(ContractError):
                     info = decode_info(record.value or b"")
-                    batches[info.id] = info
-        return batches
+                    known = batches.get(info.id)
+                    if known is None or known.owner == info.owner:
+                        batches[info.id] = info
+        return {id_: b for id_, b in batches.items() if b.owner == self.tenant}
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask the batch's coordinator to stop it; rows finished stay downloadable."""
         info = await self.status(batch_id)
         if not info.ended:
-            await self._command(BatchCancel(batch_id=batch_id, requested_at=time.time()))
+            await self._command(
+                BatchCancel(batch_id=batch_id, requested_at=time.time(), tenant=self.tenant)
+            )
         return info
 
     async def retry(self, batch_id: str, *, window_s: float | None = None) -> BatchInfo:
@@ -218,6 +241,7 @@ class BatchClient:
             round=info.round + 1,
             requested_at=time.time(),
             completion_window_s=window_s,
+            tenant=self.tenant,
         )
         await self._command(command)
         self._rounds[batch_id] = command.round
@@ -240,7 +264,7 @@ class BatchClient:
                     for record in records:
                         with contextlib.suppress(ContractError):
                             info = decode_info(record.value or b"")
-                            if info.id == batch_id:
+                            if info.id == batch_id and info.owner == first.owner:
                                 latest = info
                     if progress is not None:
                         progress(latest)
@@ -264,7 +288,7 @@ class BatchClient:
         downloads it, once it has ended) instead of submitting it twice; an expired or
         cancelled one is retried, rows done staying done."""
         input_path = Path(input_path)
-        batch_id = corpus_batch_id(input_path, model)
+        batch_id = corpus_batch_id(input_path, model, self.tenant)
         try:
             info = await self.status(batch_id)
         except BatchNotFound:
@@ -328,9 +352,10 @@ class BatchClient:
                         write_error(row.custom_id, error)
 
 
-def corpus_batch_id(input_path: Path, model: str) -> str:
-    """Stable per corpus content and model."""
-    digest = hashlib.sha256(model.encode())
+def corpus_batch_id(input_path: Path, model: str, tenant: str = DEFAULT_TENANT) -> str:
+    """Stable per corpus content, model and tenant (two tenants' batches never share an
+    id, even for the same file)."""
+    digest = hashlib.sha256(f"{tenant}\0{model}".encode())
     with input_path.open("rb") as data:
         for block in iter(lambda: data.read(1 << 20), b""):
             digest.update(block)

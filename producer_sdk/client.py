@@ -250,7 +250,12 @@ class FleetClient:
         coordinator reads) into a results file of ``{"custom_id", "embedding"}`` lines, as
         a batch the fleet owns (``BatchClient.run_corpus``): the same call again after an
         interruption picks the batch up where the fleet has got to."""
-        async with BatchClient(self.connection, namespace=self.namespace, tenant=self.tenant) as b:
+        async with BatchClient(
+            self.connection,
+            namespace=self.namespace,
+            tenant=self.tenant,
+            tenant_key=self._tenant_key,
+        ) as b:
             return await b.run_corpus(input_path, output_path, model=model, progress=progress)
 
     async def stream_transcribe(

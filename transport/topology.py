@@ -21,6 +21,7 @@ from contracts.names import (
     DEFAULT_NAMESPACE,
     Lane,
     batch_command_topic,
+    batch_dead_letter_topic,
     batch_input_topic,
     batch_output_topic,
     batch_request_topic,
@@ -153,13 +154,14 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
         }
 
     def coordinator_topics(self, sends_to: Iterable[str]) -> dict[str, TopicSpec]:
-        """What a batch coordinator creates: the command and status topics, and the batch
-        lanes of the kinds it ``sends_to`` (so that a batch waits in them for workers that
-        have not started yet)."""
+        """What a batch coordinator creates: the command and status topics, its dead
+        letters, and the batch lanes of the kinds it ``sends_to`` (so that a batch waits in
+        them for workers that have not started yet)."""
         ns = self.namespace
         return {
             batch_command_topic(ns): BATCH_COMMANDS,
             batch_status_topic(ns): BATCH_STATUS,
+            batch_dead_letter_topic(ns): self.families.dead_letter.spec(1),
             **{batch_request_topic(kind, ns): self.requests() for kind in sends_to},
         }
 

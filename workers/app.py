@@ -36,6 +36,7 @@ from workers.runtime.consumer import JobConsumer
 from workers.runtime.lanes import LaneGate
 from workers.runtime.runner import JobRunner
 from workers.settings import WorkerSettings
+from workers.tenants import warn_if_declared
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
+        warn_if_declared(s.tenant_verification(), f"{self.kind} worker")
         if not await self._wait_for_broker():
             log.info("%s worker stopped before Kafka was reachable", self.kind)
             return

@@ -20,7 +20,7 @@ from contracts.names import Header
 from transport.consume import tail
 from transport.records import Record, header
 from workers.dead_letter import DeadLetters
-from workers.failure_table import failure_of
+from workers.failure_table import TENANT_UNVERIFIED, Failure, failure_of
 from workers.tenants import unverified
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,18 @@ class ControlListener:
             message = decode_control(record.value or b"", content_type)
         except ContractError as exc:
             log.warning("ignoring a control message at offset %d: %s", record.offset, exc)
-            await self._dead_letter(record, exc)
+            await self._dead_letter(record, failure_of(exc), str(exc))
             return
-        if not self._verified(record, message):
-            log.warning(
-                "ignoring a cancel at offset %d: not signed by tenant %r",
-                record.offset, message.tenant,
-            )  # fmt: skip
+        if (why := self._unverified(record, message)) is not None:
+            log.warning("ignoring a cancel at offset %d: %s", record.offset, why)
+            await self._dead_letter(record, TENANT_UNVERIFIED, why)
             return
         try:
             await self._on_cancel(message)
         except Exception:  # the ledger away: the job, if it runs, ends by itself
             log.exception("a cancel of %s could not be applied", message.request_id)
 
-    async def _dead_letter(self, record: Record, exc: ContractError) -> None:
+    async def _dead_letter(self, record: Record, failure: Failure, detail: str) -> None:
         """Every replica reads every control message: with the ledger, only the first to
         claim it dead-letters it; without one, each replica does."""
         if self._dead_letters is None:
@@ -84,15 +82,15 @@ class ControlListener:
             claim = f"control-dead-letter:{record.topic}:{record.partition}:{record.offset}"
             if self._first_to_claim is not None and not await self._first_to_claim(claim):
                 return
-            await self._dead_letters.publish(record, failure_of(exc), str(exc))
+            await self._dead_letters.publish(record, failure, detail)
         except Exception:  # the message is ignored either way; the log says so
             log.exception(
                 "the bad control message at offset %d was not dead-lettered", record.offset
             )
 
-    def _verified(self, record: Record, message: CancelJob) -> bool:
-        """With tenant keys configured, only a cancel its tenant signed counts."""
-        return (
-            self._tenant_keys is None
-            or unverified(self._tenant_keys, message.tenant, record) is None
-        )
+    def _unverified(self, record: Record, message: CancelJob) -> str | None:
+        """With tenant keys configured, only a cancel its tenant signed counts: why this one
+        does not, or None."""
+        if self._tenant_keys is None:
+            return None
+        return unverified(self._tenant_keys, message.tenant, record)

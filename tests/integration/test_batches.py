@@ -10,6 +10,7 @@ import math
 import random
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,13 +19,27 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from contracts.batch import BatchInfo
-from contracts.names import batch_input_topic
-from producer_sdk import BatchClient, FleetClient
+from contracts.batch import BatchCancel, BatchCommand, BatchInfo
+from contracts.codec import encode
+from contracts.errors import ErrorCode
+from contracts.names import (
+    Header,
+    batch_command_topic,
+    batch_dead_letter_topic,
+    batch_input_topic,
+)
+from contracts.secrets import Secret
+from contracts.signing import sign
+from producer_sdk import BatchClient, FleetClient, FleetRequestError
+from producer_sdk.batches import BatchNotFound
 from tests.conftest import REPO, Infra
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
+from transport.connection import start_client
+from transport.records import Record
 from transport.topic_admin import delete_topics
+from transport.topic_reader import TopicMissing, read_to_end
 from workers import WorkerSettings
 from workers.batch.coordinator import BatchCoordinator
 from workers.settings import BatchSettings
@@ -284,3 +299,104 @@ async def test_a_batch_whose_input_is_gone_fails_with_the_reason(
     assert final.failed_at is not None
     assert final.errors is not None
     assert "lacks pages [0]" in final.errors[0]
+
+
+KEYS = {"acme": "acme-batch-key", "globex": "globex-batch-key"}
+
+
+async def send_command(infra: Infra, namespace: str, command: BatchCommand, key: str) -> None:
+    """A batch command as any producer may write it, signed with ``key``."""
+    producer = AIOKafkaProducer(**infra.connection.options())
+    await start_client(producer, infra.connection)
+    try:
+        payload = encode(command)
+        await producer.send_and_wait(
+            batch_command_topic(namespace),
+            payload,
+            key=command.batch_id.encode(),
+            headers=[(Header.TENANT_SIGNATURE, sign(key.encode(), payload))],
+        )
+    finally:
+        await producer.stop()
+
+
+async def dead_letters(infra: Infra, namespace: str, count: int) -> list[Record]:
+    """The coordinators' dead letters, once there are ``count`` (within a minute)."""
+    for _ in range(300):
+        found: list[Record] = []
+        try:
+            async for record in read_to_end(infra.connection, batch_dead_letter_topic(namespace)):
+                found.append(record)
+        except TopicMissing:
+            pass
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"fewer than {count} batch dead letters in a minute")
+
+
+async def test_a_batch_runs_as_its_tenant_and_is_served_to_it_only(
+    infra: Infra, namespace: str, settings: WorkerSettings, tmp_path: Path
+) -> None:
+    keyed = msgspec.structs.replace(
+        settings, tenant_keys={tenant: Secret(key) for tenant, key in KEYS.items()}
+    )
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 20)
+    collection = f"docs_{uuid.uuid4().hex[:8]}"
+    connection = infra.connection
+
+    def batch_client(tenant: str, key: str) -> BatchClient:
+        return BatchClient(connection, namespace=namespace, tenant=tenant, tenant_key=key)
+
+    def fleet_client(tenant: str, key: str) -> FleetClient:
+        return infra.client(namespace=namespace, tenant=tenant, tenant_key=key)
+
+    async with (
+        batch_client("acme", KEYS["acme"]) as acme,
+        batch_client("globex", KEYS["globex"]) as globex,
+        coordinator(keyed),
+    ):
+        # No embed worker yet: the batch waits while others try to stop it (the commands of
+        # one batch reach its coordinator in order: these come after the submit).
+        info = await acme.submit(corpus, model=EMBED_MODEL, collection=collection)
+        forged = BatchCancel(batch_id=info.id, requested_at=time.time(), tenant="acme")
+        await send_command(infra, namespace, forged, KEYS["globex"])
+        not_its_own = BatchCancel(batch_id=info.id, requested_at=time.time(), tenant="globex")
+        await send_command(infra, namespace, not_its_own, KEYS["globex"])
+        letters = await dead_letters(infra, namespace, 2)
+        assert [dict(r.headers)[Header.DLQ_REASON] for r in letters] == [b"tenant_unverified"] * 2
+        details = sorted(dict(r.headers)[Header.DLQ_DETAIL].decode() for r in letters)
+        assert "belongs to another tenant than 'globex'" in details[0]
+        assert "does not match tenant 'acme'" in details[1]
+        # Rows signed as acme: workers that verify tenants run every one.
+        async with worker_of("embed", keyed), worker_of("vectors", keyed):
+            final = await acme.follow(info.id, timeout_s=120)
+            assert final.status == "completed", final
+            assert (final.request_counts.completed, final.request_counts.failed) == (20, 0)
+            output = tmp_path / "out.jsonl"
+            await acme.results(info.id, output)
+            vector = read_jsonl(output)[0]["response"]["body"]["data"][0]["embedding"]  # type: ignore[index]
+            async with fleet_client("acme", KEYS["acme"]) as fleet:
+                found = await fleet.query(collection, vector=vector, top_k=100)
+            assert found.matches is not None
+            assert len(found.matches) == 20  # the collection is acme's
+            async with fleet_client("globex", KEYS["globex"]) as fleet:
+                with pytest.raises(FleetRequestError) as missing:
+                    await fleet.query(collection, vector=vector)
+            assert missing.value.code is ErrorCode.NOT_FOUND
+            async with fleet_client("acme", KEYS["globex"]) as fleet:
+                with pytest.raises(FleetRequestError) as refused:
+                    await fleet.query(collection, vector=vector)
+            assert refused.value.code is ErrorCode.AUTH
+        # Another tenant reads nothing of the batch, and cannot cancel or retry it.
+        assert info.id not in [b.id for b in await globex.list()]
+        assert info.id in [b.id for b in await acme.list()]
+        for attempt in (
+            globex.status(info.id),
+            globex.results(info.id, tmp_path / "theirs.jsonl"),
+            globex.cancel(info.id),
+            globex.retry(info.id),
+        ):
+            with pytest.raises(BatchNotFound):
+                await attempt
+        assert not (tmp_path / "theirs.jsonl").exists()

@@ -4,6 +4,8 @@ A submit's record stays uncommitted until its batch has ended, so a coordinator 
 (even by kill -9) leaves it to whoever gets its partition next, which resumes the batch
 from what the broker holds (workers/batch/run.py). Commands of one batch share a key, so
 they reach the same coordinator in order; cancels and retries act on the runs it holds.
+A batch runs as the tenant that submitted it, and only that tenant's commands act on it
+(workers/batch/authority.py); a command refused is dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -31,21 +32,26 @@ from contracts.errors import ContractError, FleetError
 from contracts.names import (
     BATCH_KIND,
     batch_command_topic,
+    batch_dead_letter_topic,
     batch_status_topic,
 )
-from producer_sdk import FleetClient
 from providers.call_retry import CallRetryPolicy
 from transport import topology
 from transport.connection import start_client
 from transport.group import GroupLoop
 from transport.records import Record
+from workers.batch.authority import refusal
 from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
+from workers.batch.tenant_clients import TenantClients
+from workers.dead_letter import DeadLetters
+from workers.failure_table import TENANT_UNVERIFIED
 from workers.health import HealthServer
 from workers.health_port import HealthSocket
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
+from workers.tenants import warn_if_declared
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,8 @@ class BatchCoordinator:
         self._runs: dict[str, tuple[BatchRun, asyncio.Task[None], TopicPartition]] = {}
         self._loop: GroupLoop | None = None
         self._slots = asyncio.Semaphore(settings.batch.max_batches)
+        self._tenant_keys = settings.tenant_verification()
+        self._refusals: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
         """Stop taking commands and hand back the running batches (whoever takes their
@@ -78,7 +86,9 @@ class BatchCoordinator:
 
     async def run(self) -> None:
         s = self.settings
+        warn_if_declared(self._tenant_keys, "batch coordinator")
         await topology.create(s.connection, s.topology.coordinator_topics(BATCH_SENDS_TO))
+        metrics = WorkerMetrics(BATCH_KIND)
         async with contextlib.AsyncExitStack() as stack:
             producer = AIOKafkaProducer(**s.producer_options(), max_request_size=2 * 1024 * 1024)
             await start_client(producer, s.connection)
@@ -86,19 +96,17 @@ class BatchCoordinator:
             board = StatusBoard(s.connection, batch_status_topic(s.namespace), producer)
             stack.push_async_callback(board.aclose)
             await board.start()
-            fleet = FleetClient(
-                s.bootstrap_servers,
-                security=s.kafka,
-                namespace=s.namespace,
-                client_id=f"batch-coordinator-{uuid.uuid4().hex[:12]}",
+            clients = TenantClients(s.connection, s.namespace, s.tenant_keys)
+            stack.push_async_callback(clients.aclose)
+            self._dead_letters = DeadLetters(
+                producer, batch_dead_letter_topic(s.namespace), metrics
             )
-            await stack.enter_async_context(fleet)
             self._context = RunContext(
                 connection=s.connection,
                 namespace=s.namespace,
                 producer=producer,
                 board=board,
-                chunks=ChunkRunner(fleet, s.batch),
+                chunks=ChunkRunner(clients, s.batch),
                 settings=s.batch,
                 topology=s.topology,
             )
@@ -117,7 +125,7 @@ class BatchCoordinator:
             await board.caught_up.wait()
             health_port = self._health_socket or s.health_port
             if health_port is not None:
-                health = HealthServer(WorkerMetrics(BATCH_KIND), self.ready.is_set)
+                health = HealthServer(metrics, self.ready.is_set)
                 await health.start(health_port)
                 stack.push_async_callback(health.aclose)
                 log.info("%s worker health on port %d", BATCH_KIND, health.port)
@@ -142,6 +150,10 @@ class BatchCoordinator:
             return
         board = self._context.board
         known = board.get(command.batch_id)
+        why = refusal(command, record, known, self._tenant_keys)
+        if why is not None:
+            self._refuse(tp, record, command, why)
+            return
         running = self._runs.get(command.batch_id)
         if isinstance(command, BatchCancel):
             if running is not None:
@@ -155,6 +167,24 @@ class BatchCoordinator:
         info = self._starting_state(command, known)
         if info is not None:
             self._start(tp, record.offset, info)
+
+    def _refuse(self, tp: TopicPartition, record: Record, command: BatchCommand, why: str) -> None:
+        """Dead-letter a command that may not act (``why``); its offset waits for that."""
+        log.warning("refused a batch %s of %s: %s", _name(command), command.batch_id, why)
+        assert self._loop is not None, "a command is refused once fetched"
+        self._loop.started(tp, record.offset)
+        task = asyncio.create_task(self._dead_letter(tp, record, why))
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
+
+    async def _dead_letter(self, tp: TopicPartition, record: Record, why: str) -> None:
+        try:
+            await self._dead_letters.publish(record, TENANT_UNVERIFIED, why)
+        except KafkaError:  # refused either way; the warning above says so
+            log.exception("a refused batch command was not dead-lettered")
+        finally:
+            assert self._loop is not None
+            self._loop.finished(tp, record.offset)
 
     def _starting_state(self, command: BatchCommand, known: BatchInfo | None) -> BatchInfo | None:
         """The state a run of ``command`` starts from; None when there is nothing to run."""
@@ -237,6 +267,7 @@ class BatchCoordinator:
         await self._hand_back(
             [b for b, (_, _, tp) in self._runs.items() if partitions is None or tp in partitions]
         )
+        await asyncio.gather(*self._refusals, return_exceptions=True)
 
 
 def _name(command: BatchCommand) -> str:

@@ -22,6 +22,7 @@ from contracts.vectors import VectorRecord
 from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError
 from providers.call_retry import CallRetryPolicy
 from providers.tokens import estimate_tokens
+from workers.batch.tenant_clients import TenantClients
 from workers.settings import BatchSettings
 
 log = logging.getLogger(__name__)
@@ -67,20 +68,23 @@ def request_id_of(info: BatchInfo, chunk: Chunk) -> str:
 
 
 class ChunkRunner:
-    """Runs one chunk through the fleet: its row results, errors included (never raises
-    but for cancellation)."""
+    """Runs one chunk through the fleet as its batch's tenant: its row results, errors
+    included (never raises but for cancellation, or a client the broker would not open)."""
 
-    def __init__(self, fleet: FleetClient, settings: BatchSettings) -> None:
-        self._fleet = fleet
+    def __init__(self, clients: TenantClients, settings: BatchSettings) -> None:
+        self._clients = clients
         self._settings = settings
 
     async def run(self, info: BatchInfo, chunk: Chunk) -> list[RowResult]:
         request_id = request_id_of(info, chunk)
         ids = [row.custom_id for row in chunk.rows]
+        fleet = await self._clients.of(info.owner)
         try:
             if info.endpoint == "/v1/chat/completions":
-                return [await self._published(lambda: self._complete(info, chunk, request_id))]
-            return await self._published(lambda: self._embed(info, chunk, request_id))
+                return [
+                    await self._published(lambda: self._complete(fleet, info, chunk, request_id))
+                ]
+            return await self._published(lambda: self._embed(fleet, info, chunk, request_id))
         except FleetRequestError as exc:
             error = RowError(
                 code=exc.code.value, message=exc.reply.message, retryable=exc.retryable
@@ -106,9 +110,11 @@ class ChunkRunner:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _embed(self, info: BatchInfo, chunk: Chunk, request_id: str) -> list[RowResult]:
+    async def _embed(
+        self, fleet: FleetClient, info: BatchInfo, chunk: Chunk, request_id: str
+    ) -> list[RowResult]:
         texts = [row.text or "" for row in chunk.rows]
-        result = await self._fleet.embed(
+        result = await fleet.embed(
             texts,
             model=info.model,
             dimensions=info.dimensions,
@@ -119,7 +125,7 @@ class ChunkRunner:
         vectors = result.vectors_float32 or b""
         width = 4 * result.dimension
         if info.collection is not None:
-            await self._fleet.upsert(
+            await fleet.upsert(
                 info.collection,
                 [
                     VectorRecord(
@@ -143,11 +149,13 @@ class ChunkRunner:
             for i, row in enumerate(chunk.rows)
         ]
 
-    async def _complete(self, info: BatchInfo, chunk: Chunk, request_id: str) -> RowResult:
+    async def _complete(
+        self, fleet: FleetClient, info: BatchInfo, chunk: Chunk, request_id: str
+    ) -> RowResult:
         (row,) = chunk.rows
         assert row.chat is not None, "a chat row has its body (checked when it was read)"
         body = row.chat
-        result = await self._fleet.generate(
+        result = await fleet.generate(
             list(body.messages),
             model=info.model,
             request_id=request_id,

@@ -73,6 +73,11 @@ class StatusBoard:
             log.warning("skipped a record of %s: %s", self._topic, exc)
             return
         known = self._batches.get(info.id)
+        if known is not None and info.owner != known.owner:
+            # Clients write statuses too (a submit's first): a batch's tenant never changes,
+            # or a status written by anyone could hand a batch to another tenant.
+            log.warning("skipped a status of batch %s naming another tenant", info.id)
+            return
         # Our own publishes are here before the topic echoes them; an older echo never
         # takes a newer status back.
         if known is None or _order(info) >= _order(known):

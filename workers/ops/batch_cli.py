@@ -18,6 +18,7 @@ from contracts.errors import ConfigError
 from producer_sdk import BatchClient, KafkaSecurity
 from transport.connection import KafkaConnection
 from workers.ops.batch_progress import BatchProgress
+from workers.ops.tenant_options import add_tenant_options, tenant_key
 
 Command = Callable[[BatchClient, argparse.Namespace], Awaitable[int]]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -71,6 +72,7 @@ def add_batch_commands(
 
     for cmd in commands.choices.values():
         connection_options(cmd)
+        add_tenant_options(cmd)
         cmd.add_argument("--json", action="store_true", help="print JSON for scripts")
     batch.set_defaults(func=run_batch_command)
 
@@ -83,7 +85,9 @@ async def _with_client(args: argparse.Namespace, command: Command) -> int:
     connection = KafkaConnection(
         bootstrap_servers=args.bootstrap_servers, security=KafkaSecurity.from_env()
     )
-    async with BatchClient(connection, namespace=args.namespace) as client:
+    async with BatchClient(
+        connection, namespace=args.namespace, tenant=args.tenant, tenant_key=tenant_key(args)
+    ) as client:
         return await command(client, args)
 
 

@@ -46,6 +46,7 @@ from workers.ops.local_fleet import (
     stop_on_sigterm,
     wait_ready,
 )
+from workers.ops.tenant_options import add_tenant_options, tenant_key
 from workers.ops.terminal import print_stream
 from workers.settings import WorkerSettings, load_settings
 
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         _connection_options(cmd)
         cmd.add_argument("--timeout", type=float, default=120.0)
     sub.choices["chat"].set_defaults(func=_cmd_chat)
+    add_tenant_options(sub.choices["chat"])
     sub.choices["demo"].set_defaults(func=_cmd_demo)
     _health_base_port_option(sub.choices["demo"])
 
@@ -124,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     corpus.add_argument("output", type=Path)
     corpus.add_argument("--model", default="all-minilm-l6-v2")
     _connection_options(corpus)
+    add_tenant_options(corpus)
     corpus.set_defaults(func=_cmd_embed_corpus)
 
     add_batch_commands(sub, _connection_options)
@@ -214,9 +217,14 @@ def _connection_options(cmd: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace) -> FleetClient:
     """A client for --bootstrap-servers and --namespace, secured as the FLEET_SECURITY_PROTOCOL,
-    FLEET_SASL_* and FLEET_SSL_* variables say."""
+    FLEET_SASL_* and FLEET_SSL_* variables say, acting as --tenant (signed with
+    --tenant-key)."""
     return FleetClient(
-        args.bootstrap_servers, security=KafkaSecurity.from_env(), namespace=args.namespace
+        args.bootstrap_servers,
+        security=KafkaSecurity.from_env(),
+        namespace=args.namespace,
+        tenant=args.tenant,
+        tenant_key=tenant_key(args),
     )
 
 

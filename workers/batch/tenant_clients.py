@@ -1,0 +1,49 @@
+"""The coordinator's fleet clients, one per tenant it runs batches of: a batch's rows are
+requests of the tenant that submitted it, signed with that tenant's key where the
+coordinator has one, so workers that verify tenants run them, and memory, stored answers
+and collections are that tenant's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+from contracts.secrets import Secret
+from producer_sdk import FleetClient
+from transport.connection import KafkaConnection
+
+
+class TenantClients:
+    def __init__(
+        self, connection: KafkaConnection, namespace: str, keys: dict[str, Secret]
+    ) -> None:
+        self._connection = connection
+        self._namespace = namespace
+        self._keys = keys
+        self._clients: dict[str, FleetClient] = {}
+        self._stack = contextlib.AsyncExitStack()
+        self._opening = asyncio.Lock()  # two batches of a new tenant open one client
+
+    async def of(self, tenant: str) -> FleetClient:
+        """``tenant``'s client, opened (its reply topic made) on first use."""
+        if (client := self._clients.get(tenant)) is not None:
+            return client
+        async with self._opening:
+            if (client := self._clients.get(tenant)) is None:
+                key = self._keys.get(tenant)
+                client = FleetClient(
+                    self._connection.bootstrap_servers,
+                    security=self._connection.security,
+                    namespace=self._namespace,
+                    tenant=tenant,
+                    tenant_key=key.reveal() if key is not None else None,
+                    client_id=f"batch-coordinator-{uuid.uuid4().hex[:12]}",
+                )
+                await self._stack.enter_async_context(client)
+                self._clients[tenant] = client
+            return client
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._clients.clear()
