@@ -41,7 +41,8 @@ class BootstrapGate:
         return f"127.0.0.1:{self.port}"
 
     async def open(self, connections: int | None = None) -> None:
-        assert self._held is not None and self._server is None
+        assert self._held is not None
+        assert self._server is None
         self._held.close()
         self._held = None
         left = [connections]
