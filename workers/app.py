@@ -60,7 +60,9 @@ async def build_worker(
     metrics = metrics or WorkerMetrics(kind)
     redis = RedisPool(settings.redis_url)
     try:
-        shared = Shared(redis=redis, models=settings.model_catalogue())
+        shared = Shared(
+            redis=redis, models=settings.model_catalogue(), model_threads=settings.model_threads
+        )
         handler = await build_handler(kind, settings, shared, metrics)
     except BaseException:
         await redis.aclose()
