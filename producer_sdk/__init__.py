@@ -16,7 +16,7 @@ from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk.batches import BatchClient, BatchNotFound
 from producer_sdk.client import FleetClient
-from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected
+from producer_sdk.errors import BrokerError, DeadlineExceeded, FleetRequestError, NotConnected
 from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
 from transport.connection import KafkaAccessError, KafkaSecurity
@@ -25,6 +25,7 @@ __all__ = [
     "BatchClient",
     "BatchInfo",
     "BatchNotFound",
+    "BrokerError",
     "ChatMessage",
     "DeadlineExceeded",
     "FleetClient",

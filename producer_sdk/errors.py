@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
 from contracts.errors import ErrorCode, FleetError
 from contracts.replies import ErrorReply
 
@@ -49,3 +54,31 @@ class DeadlineExceeded(FleetError, TimeoutError):
 
 class NotConnected(FleetError):
     """The client is used outside ``async with FleetClient(...)``."""
+
+
+class BrokerError(FleetError):
+    """Kafka could not be reached, or did not take what the client sent. ``retryable``: the
+    cause passes by itself (a broker away or restarting, a partition without a leader yet),
+    so the same call may succeed later; a request sent again with the same id runs once.
+    ``cause``: Kafka's own error, for logs."""
+
+    def __init__(self, doing: str, cause: KafkaError) -> None:
+        super().__init__(f"{doing}: {type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.retryable = passing(cause)
+
+
+def passing(error: KafkaError) -> bool:
+    """Whether a Kafka error passes by itself: the broker cannot be reached or did not
+    answer in time, or says to try again (its own ``retriable`` flag)."""
+    return isinstance(error, KafkaConnectionError | KafkaTimeoutError) or error.retriable
+
+
+@contextlib.contextmanager
+def broker_errors(doing: str) -> Iterator[None]:
+    """Kafka's errors raised inside the block, as ``BrokerError``s saying what the client
+    was ``doing``: the SDK never raises aiokafka's own."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise BrokerError(doing, exc) from exc
