@@ -19,6 +19,7 @@ from typing import Annotated
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts.errors import ContractError, ContractViolation
 from contracts.names import LANES, Header, Lane, as_lane, lane_topic, retry_topic
@@ -26,6 +27,7 @@ from providers.errors import ProviderError
 from transport.consume import each_record
 from transport.publisher import Publisher
 from transport.records import Record
+from workers.broker_wait import BROKER_WAIT
 from workers.dead_letter import DeadLetters
 from workers.failure_table import failure_of
 
@@ -182,12 +184,31 @@ class RedeliveryForwarder:
             await self._dead_letters.publish(record, failure_of(exc), str(exc))
             await self._consumer.commit({tp: record.offset + 1})
             return
-        if not due:
+        if not due or not await self._send(target, record):
             return  # stopping: uncommitted records are forwarded by the next owner
-        await self._producer.send_and_wait(
-            target, record.value, key=record.key, headers=list(record.headers)
-        )
         await self._consumer.commit({tp: record.offset + 1})
+
+    async def _send(self, target: str, record: Record) -> bool:
+        """Send the parked job back, again (with the broker wait's backoff) while the broker
+        does not take it: a job parked here is one in flight, and a forwarder that gave up
+        would end its worker. A send reported failed may have been stored after all: the
+        ledger runs the second copy's request id once. False when stopped first."""
+        tries = 0
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    target, record.value, key=record.key, headers=list(record.headers)
+                )
+                return True
+            except KafkaError as exc:
+                if not tries:
+                    log.warning("forwarding to %s failed (%r): trying again", target, exc)
+                delay = BROKER_WAIT.backoff_s(min(tries, 5))
+                tries += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if self._stopping.is_set():
+                return False
 
     async def _wait_until_due(self, record: Record) -> bool:
         due_ms = _int_header(record.headers, Header.RETRY_NOT_BEFORE_MS)
