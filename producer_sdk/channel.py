@@ -9,7 +9,7 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from contracts.codec import AnyRequest, encode
 from contracts.control import CancelJob, submission_of
@@ -157,18 +157,23 @@ class ClientChannel:
         delay = RESEND_FIRST_S
         while True:
             try:
-                await self._producer.send_and_wait(
-                    topic, payload, key=request.request_id.encode(), headers=headers
-                )
+                # Never past the deadline: the caller is answered by then, sent or not.
+                async with asyncio.timeout(max(until - time.monotonic(), 0.0)):
+                    await self._producer.send_and_wait(
+                        topic, payload, key=request.request_id.encode(), headers=headers
+                    )
                 return
+            except TimeoutError:
+                error: KafkaError = KafkaTimeoutError("not taken before the request's deadline")
             except KafkaError as exc:
-                if not passing(exc) or time.monotonic() + delay >= until:
-                    raise BrokerError(
-                        f"could not publish {request.request_id!r} to {topic!r} (is Kafka "
-                        f"reachable, and does the topic exist? `fleet worker {kind}` makes it)",
-                        exc,
-                    ) from exc
-                log.info("sending %s again: %r", request.request_id, exc)
+                error = exc
+            if not passing(error) or time.monotonic() + delay >= until:
+                raise BrokerError(
+                    f"could not publish {request.request_id!r} to {topic!r} (is Kafka "
+                    f"reachable, and does the topic exist? `fleet worker {kind}` makes it)",
+                    error,
+                ) from error
+            log.info("sending %s again: %r", request.request_id, error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESEND_MAX_S)
 

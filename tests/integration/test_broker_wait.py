@@ -1,6 +1,7 @@
 """A worker that starts while the broker is away waits for it, at every start-up step that
 needs it, and serves once it is back: the broker stands behind a gate that a test opens
-and closes (its bootstrap address; later connections go to the broker's own address)."""
+and closes (its bootstrap address; later connections go to the broker's own address).
+A request Kafka does not take is a typed error by its deadline."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import socket
 
 import msgspec
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
+from producer_sdk import BrokerError
 from providers.router import ModelRouter
 from tests.conftest import Infra
 from tests.integration.harness import until
@@ -137,3 +140,15 @@ async def test_a_worker_waits_for_the_broker_at_every_start_up_step(
         logger.removeHandler(said)
         with contextlib.suppress(OSError):
             await gate.aclose()
+
+
+async def test_a_request_kafka_does_not_take_is_a_broker_error_by_its_deadline(
+    infra: Infra, namespace: str
+) -> None:
+    """No worker made the request topic: Kafka cannot take the request. The caller gets a
+    typed, retryable error at its deadline, not aiokafka's after the producer's 40 s."""
+    async with infra.client(namespace=namespace) as client:
+        with pytest.raises(BrokerError, match="before the request's deadline") as raised:
+            await client.generate("hello", model="scripted-model", timeout_s=1.0)
+    assert raised.value.retryable
+    assert isinstance(raised.value.cause, KafkaTimeoutError)
