@@ -125,10 +125,10 @@ class Worker:
 
     async def _run(self) -> None:
         s = self.settings
+        await self._broker.step("creating its topics", self._create_topics)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
-            await self._broker.step("creating its topics", self._create_topics)
             producer = await self._started(
                 stack, "starting its producer", lambda: AIOKafkaProducer(**s.producer_options())
             )
