@@ -16,7 +16,13 @@ from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk.batches import BatchClient, BatchNotFound
 from producer_sdk.client import FleetClient
-from producer_sdk.errors import DeadlineExceeded, FleetRequestError, NotConnected, RequestRefused
+from producer_sdk.errors import (
+    BrokerError,
+    DeadlineExceeded,
+    FleetRequestError,
+    NotConnected,
+    RequestRefused,
+)
 from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
 from producer_sdk.telemetry import export_telemetry
@@ -26,6 +32,7 @@ __all__ = [
     "BatchClient",
     "BatchInfo",
     "BatchNotFound",
+    "BrokerError",
     "ChatMessage",
     "DeadlineExceeded",
     "FleetClient",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -17,15 +18,22 @@ from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
 from contracts.names import CLIENT_HEARTBEAT_S, Header, Lane, control_topic, lane_topic
 from contracts.signing import sign
+from producer_sdk.errors import BrokerError, broker_errors
 from producer_sdk.replies import ReplyRouter
 from producer_sdk.sendable import check_request_id, check_size, producer_limit
 from transport import topology
-from transport.connection import KafkaConnection, start_client
+from transport.connection import KafkaConnection, passing, start_client
 from transport.partitioning import key_partitioner
 from transport.topic_admin import delete_topics
 from transport.tracing import ProducerSpans, inject_headers
 
 log = logging.getLogger(__name__)
+
+# A request Kafka did not take for a passing reason (aiokafka had already retried it for its
+# request timeout) is sent again after this, doubling up to the maximum, while its
+# deadline lasts.
+RESEND_FIRST_S = 0.25
+RESEND_MAX_S = 4.0
 
 
 class ClientChannel:
@@ -66,21 +74,26 @@ class ClientChannel:
     async def open(self) -> None:
         topic = self._reply.topic
         try:
-            if not self._shared:
-                await topology.create(self._connection, {topic: topology.PRIVATE_REPLIES})
-            await start_client(self._producer, self._connection)
-            await self._consumer.start()
-            partitions = [TopicPartition(topic, p) for p in await self._reply_partitions()]
-            self._consumer.assign(partitions)
-            await self._consumer.seek_to_end(*partitions)
-            for tp in partitions:  # positioned before any request goes out
-                await self._consumer.position(tp)
+            with broker_errors(f"could not open the reply topic {topic!r}"):
+                await self._open_clients()
         except BaseException:
             await self._stop_clients()
             raise
         self._tasks = [asyncio.create_task(self.router.run(), name=f"replies-{topic}")]
         if not self._shared:
             self._tasks.append(asyncio.create_task(self._heartbeat(), name=f"heartbeat-{topic}"))
+
+    async def _open_clients(self) -> None:
+        topic = self._reply.topic
+        if not self._shared:
+            await topology.create(self._connection, {topic: topology.PRIVATE_REPLIES})
+        await start_client(self._producer, self._connection)
+        await self._consumer.start()
+        partitions = [TopicPartition(topic, p) for p in await self._reply_partitions()]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:  # positioned before any request goes out
+            await self._consumer.position(tp)
 
     async def _reply_partitions(self) -> list[int]:
         """The partitions this client reads: its private topic's one; of a shared topic, the
@@ -126,19 +139,23 @@ class ClientChannel:
         await self._producer.stop()
 
     async def send_request(
-        self, kind: str, request: AnyRequest, *, lane: Lane = "interactive"
+        self, kind: str, request: AnyRequest, *, until: float, lane: Lane = "interactive"
     ) -> None:
         """Publish ``request`` on its kind's topic of ``lane``: the interactive one, or the
         batch lane the workers serve with what interactive work leaves. What the workers
-        could not read or the broker would not take is refused first (RequestRefused)."""
+        could not read or the broker would not take is refused first (RequestRefused).
+        Kafka not taking it for a passing reason (a broker restarting, a partition without
+        a leader yet), it is sent again until ``until`` (``time.monotonic()``): a request
+        that was stored after all runs once (the workers' ledger knows its id).
+        ``BrokerError`` when it was not taken."""
         topic = lane_topic(kind, lane, self._namespace)
         check_request_id(request.request_id)
         payload = encode(request, self._content_type)
         with self._spans.send(topic, request.request_id, len(payload)) as sent:
-            sent.delivered(await self._send(kind, topic, request, payload))
+            sent.delivered(await self._send(kind, topic, request, payload, until))
 
     async def _send(
-        self, kind: str, topic: str, request: AnyRequest, payload: bytes
+        self, kind: str, topic: str, request: AnyRequest, payload: bytes, until: float
     ) -> RecordMetadata:
         """Publish inside the producer span: the headers carry its context."""
         headers = inject_headers(
@@ -151,13 +168,27 @@ class ClientChannel:
             headers.append((Header.TENANT_SIGNATURE, sign(self._tenant_key, payload)))
         key = request.request_id.encode()
         check_size(kind, key, payload, headers, producer_limit(self._producer))
-        try:
-            return await self._producer.send_and_wait(topic, payload, key=key, headers=headers)
-        except KafkaTimeoutError as exc:
-            raise FleetError(
-                f"could not publish to {topic!r} (does the topic exist? start a worker with "
-                f"`fleet worker {kind}`): {exc!r}"
-            ) from exc
+        delay = RESEND_FIRST_S
+        while True:
+            try:
+                # Never past the deadline: the caller is answered by then, sent or not.
+                async with asyncio.timeout(max(until - time.monotonic(), 0.0)):
+                    return await self._producer.send_and_wait(
+                        topic, payload, key=key, headers=headers
+                    )
+            except TimeoutError:
+                error: KafkaError = KafkaTimeoutError("not taken before the request's deadline")
+            except KafkaError as exc:
+                error = exc
+            if not passing(error) or time.monotonic() + delay >= until:
+                raise BrokerError(
+                    f"could not publish {request.request_id!r} to {topic!r} (is Kafka "
+                    f"reachable, and does the topic exist? `fleet worker {kind}` makes it)",
+                    error,
+                ) from error
+            log.info("sending %s again: %r", request.request_id, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESEND_MAX_S)
 
     async def send_cancel(self, kind: str, request: AnyRequest) -> None:
         """Ask the workers to stop (or never start) a job nobody waits for any more. One

@@ -390,7 +390,7 @@ class FleetClient:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         try:
-            await channel.send_request(kind, request, lane=lane)
+            await channel.send_request(kind, request, lane=lane, until=deadline)
             sent = True
             while True:
                 # Chunks often arrive together: take those already here without a timer.

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from aiokafka.errors import KafkaError
+
 from contracts.errors import ContractError, ErrorCode, FleetError
 from contracts.replies import ErrorReply
+from transport.connection import passing
 
 
 class FleetRequestError(FleetError):
@@ -57,3 +63,25 @@ class RequestRefused(ContractError):
     which (``schema`` or ``oversized``); ``code`` is the code a worker would answer with."""
 
     code = ErrorCode.INVALID_INPUT
+
+
+class BrokerError(FleetError):
+    """Kafka could not be reached, or did not take what the client sent. ``retryable``: the
+    cause passes by itself (a broker away or restarting, a partition without a leader yet),
+    so the same call may succeed later; a request sent again with the same id runs once.
+    ``cause``: Kafka's own error, for logs."""
+
+    def __init__(self, doing: str, cause: KafkaError) -> None:
+        super().__init__(f"{doing}: {type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.retryable = passing(cause)
+
+
+@contextlib.contextmanager
+def broker_errors(doing: str) -> Iterator[None]:
+    """Kafka's errors raised inside the block, as ``BrokerError``s saying what the client
+    was ``doing``: the SDK never raises aiokafka's own."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise BrokerError(doing, exc) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from contracts.errors import ConfigError
@@ -19,6 +20,15 @@ class Shared:
     redis: RedisPool | None = None
     # The worker's model catalogue: what each model can do and costs (providers/catalogue.py).
     models: ModelCatalogue = NO_MODELS
+    # Threads each local model of the process runs on when its provider's config names none
+    # (the worker's ``model_threads``); None: every core. Several model processes on one
+    # machine each taking every core serve far less than each taking its share.
+    model_threads: int | None = None
+
+    def threads_for(self, configured: int | None) -> int:
+        """How many threads a local model runs on: its provider's own setting, else the
+        process's ``model_threads``, else every core."""
+        return configured or self.model_threads or os.cpu_count() or 1
 
     def redis_client(self, provider: str, url: Secret | None = None) -> RedisClient:
         """The process's client for ``url`` (default: the process's own Redis)."""

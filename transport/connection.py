@@ -19,6 +19,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
@@ -164,6 +166,13 @@ def as_connection(servers: str | KafkaConnection) -> KafkaConnection:
         if isinstance(servers, KafkaConnection)
         else KafkaConnection(bootstrap_servers=servers)
     )
+
+
+def passing(error: KafkaError) -> bool:
+    """Whether a Kafka error passes by itself: the broker cannot be reached or did not
+    answer in time, or says to try again (its own ``retriable`` flag). Anything else (a
+    record too large, a denied topic) fails the same way when tried again."""
+    return isinstance(error, KafkaConnectionError | KafkaTimeoutError) or error.retriable
 
 
 class KafkaAccessError(FleetError):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from contracts.names import (
     WORKER_KINDS,
@@ -18,12 +18,12 @@ from contracts.names import (
     lane_topic,
     request_topic,
 )
-from providers.call_retry import CallRetryPolicy
 from providers.redis_client import RedisPool
 from providers.shared import Shared
 from transport import topology
 from transport.connection import start_client
 from transport.publisher import broker_topic_probe
+from workers.broker_wait import BrokerWait, StoppedWaiting
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -40,11 +40,10 @@ from workers.tenants import warn_if_declared
 
 log = logging.getLogger(__name__)
 
-# How often a worker tries a broker that is not there yet: 0.5 s, doubling up to 10 s.
-_BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none")
-
 # A fetch loop that has not come round for this long is stuck (/healthz says so).
 FETCH_STALL_S = 60.0
+
+_Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 __all__ = ["WORKER_KINDS", "Worker", "build_handler", "build_worker"]
 
@@ -62,7 +61,9 @@ async def build_worker(
     metrics = metrics or WorkerMetrics(kind)
     redis = RedisPool(settings.redis_url)
     try:
-        shared = Shared(redis=redis, models=settings.model_catalogue())
+        shared = Shared(
+            redis=redis, models=settings.model_catalogue(), model_threads=settings.model_threads
+        )
         handler = await build_handler(kind, settings, shared, metrics)
     except BaseException:
         await redis.aclose()
@@ -96,6 +97,7 @@ class Worker:
         self.health: HealthServer | None = None
         self._loops: list[JobConsumer | RedeliveryForwarder | ControlListener] = []
         self._stop_requested = asyncio.Event()
+        self._broker = BrokerWait(kind, settings.connection, self._stop_requested)
 
     @property
     def jobs(self) -> JobConsumer:
@@ -117,24 +119,30 @@ class Worker:
             loop.stop()
 
     async def run(self) -> None:
-        s = self.settings
-        warn_if_declared(s.tenant_verification(), f"{self.kind} worker")
-        if not await self._wait_for_broker():
+        warn_if_declared(self.settings.tenant_verification(), f"{self.kind} worker")
+        try:
+            await self._run()
+        except StoppedWaiting:
             log.info("%s worker stopped before Kafka was reachable", self.kind)
-            return
+
+    async def _run(self) -> None:
+        s = self.settings
+        await self._broker.step("creating its topics", self._create_topics)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
-            producer = AIOKafkaProducer(**s.producer_options())
-            await start_client(producer, s.connection)
-            stack.push_async_callback(producer.stop)
+            producer = await self._started(
+                stack, "starting its producer", lambda: AIOKafkaProducer(**s.producer_options())
+            )
             dead_letters = DeadLetters(
                 producer, dead_letter_topic(self.kind, s.namespace), self.metrics
             )
             main, *batch = await self._job_consumers(stack, producer, dead_letters)
-            control = AIOKafkaConsumer(**s.connection.options(), group_id=None)
-            await start_client(control, s.connection)
-            stack.push_async_callback(control.stop)
+            control = await self._started(
+                stack,
+                "starting its control consumer",
+                lambda: AIOKafkaConsumer(**s.connection.options(), group_id=None),
+            )
             self._loops = [
                 main,
                 ControlListener(
@@ -187,36 +195,33 @@ class Worker:
                 ready_watch.cancel()
         log.info("%s worker stopped", self.kind)
 
-    async def _wait_for_broker(self) -> bool:
-        """Create this kind's topics, waiting (with backoff, saying so once) for a broker that
-        is not reachable yet. False when the worker was stopped meanwhile."""
+    async def _create_topics(self) -> None:
+        """Create this kind's topics (those missing), warning when the request topic has
+        fewer partitions than configured."""
         s = self.settings
-        waiting = 0
-        while not self._stop_requested.is_set():
-            try:
-                partitions = await topology.create(s.connection, s.topology.kind_topics(self.kind))
-            except (KafkaError, OSError) as exc:
-                if not waiting:
-                    log.warning(
-                        "%s worker: Kafka at %s is not reachable (%s); waiting for it",
-                        self.kind, s.connection.describe(), exc,
-                    )  # fmt: skip
-                delay = _BROKER_WAIT.backoff_s(min(waiting, 5))
-                waiting += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
-                continue
-            if waiting:
-                log.info("%s worker: Kafka is reachable after %d tries", self.kind, waiting + 1)
-            requests = request_topic(self.kind, s.namespace)
-            if (have := partitions[requests]) < s.partitions:
-                log.warning(
-                    "%s has %d partitions, fewer than partitions = %d: at most %d workers of "
-                    "the group get work (add partitions to the topic to use more)",
-                    requests, have, s.partitions, have,
-                )  # fmt: skip
-            return True
-        return False
+        partitions = await topology.create(s.connection, s.topology.kind_topics(self.kind))
+        requests = request_topic(self.kind, s.namespace)
+        if (have := partitions[requests]) < s.partitions:
+            log.warning(
+                "%s has %d partitions, fewer than partitions = %d: at most %d workers of "
+                "the group get work (add partitions to the topic to use more)",
+                requests, have, s.partitions, have,
+            )  # fmt: skip
+
+    async def _started(
+        self, stack: contextlib.AsyncExitStack, what: str, make: Callable[[], _Client]
+    ) -> _Client:
+        """A client made by ``make`` and started, a fresh one per try while the broker is
+        away; stopped when ``stack`` closes."""
+
+        async def attempt() -> _Client:
+            client = make()
+            await start_client(client, self.settings.connection)  # stops it if it failed
+            return client
+
+        client = await self._broker.step(what, attempt)
+        stack.push_async_callback(client.stop)
+        return client
 
     async def _job_consumers(
         self,
@@ -269,20 +274,21 @@ class Worker:
 
     async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            **s.connection.options(),
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=s.max_poll_interval_ms,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
-            # Notice new partitions (and topics created late) within seconds, not minutes.
-            metadata_max_age_ms=10_000,
+        return await self._started(
+            stack,
+            f"starting its consumer of group {group}",
+            lambda: AIOKafkaConsumer(
+                **s.connection.options(),
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_interval_ms=s.max_poll_interval_ms,
+                session_timeout_ms=s.session_timeout_ms,
+                heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
+                # Notice new partitions (and topics created late) within seconds, not minutes.
+                metadata_max_age_ms=10_000,
+            ),
         )
-        await start_client(consumer, s.connection)
-        stack.push_async_callback(consumer.stop)
-        return consumer
 
     def _wedged(self, producer: AIOKafkaProducer) -> str | None:
         """Why this worker cannot make progress, if it knows: its fetch loop stopped coming

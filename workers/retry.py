@@ -19,14 +19,16 @@ from typing import Annotated
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from contracts.errors import ContractError, ContractViolation
 from contracts.names import LANES, Header, Lane, as_lane, lane_topic, retry_topic
 from providers.errors import ProviderError
+from transport.connection import passing
 from transport.consume import each_record
 from transport.publisher import Publisher
 from transport.records import Record
+from workers.broker_wait import BROKER_WAIT
 from workers.dead_letter import DeadLetters
 from workers.failure_table import RetryTooLarge, failure_of
 
@@ -192,12 +194,40 @@ class RedeliveryForwarder:
             await self._dead_letters.publish(record, failure_of(exc), str(exc))
             await self._consumer.commit({tp: record.offset + 1})
             return
-        if not due:
-            return  # stopping: uncommitted records are forwarded by the next owner
-        await self._producer.send_and_wait(
-            target, record.value, key=record.key, headers=list(record.headers)
-        )
+        try:
+            if not due or not await self._send(target, record):
+                return  # stopping: uncommitted records are forwarded by the next owner
+        except KafkaError as exc:
+            # Refused for good (too large for the lane's topic, a denied topic): the job
+            # ends in the dead-letter topic, and the tier's partition moves on.
+            log.error("dead-lettering %s@%d: not taken by %s: %r", tp, record.offset, target, exc)
+            await self._dead_letters.publish(record, failure_of(exc), f"{target}: {exc!r}")
         await self._consumer.commit({tp: record.offset + 1})
+
+    async def _send(self, target: str, record: Record) -> bool:
+        """Send the parked job back, again (with the broker wait's backoff) while the broker
+        does not take it for a passing reason: a job parked here is one in flight, and a
+        forwarder that gave up would end its worker. A send reported failed may have been
+        stored after all: the ledger runs the second copy's request id once. False when
+        stopped first; Kafka's error when it will never be taken."""
+        tries = 0
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    target, record.value, key=record.key, headers=list(record.headers)
+                )
+                return True
+            except KafkaError as exc:
+                if not passing(exc):
+                    raise
+                if not tries:
+                    log.warning("forwarding to %s failed (%r): trying again", target, exc)
+                delay = BROKER_WAIT.backoff_s(min(tries, 5))
+                tries += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if self._stopping.is_set():
+                return False
 
     async def _wait_until_due(self, record: Record) -> bool:
         due_ms = _int_header(record.headers, Header.RETRY_NOT_BEFORE_MS)

@@ -201,6 +201,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # The model catalogue (`[[models]]`): per model, its context window, what it can do and
     # its prices (providers/catalogue.py, docs/decisions/0018-model-catalogue.md).
     models: list[ModelEntry] = msgspec.field(default_factory=list)
+    # Threads each local model of this worker runs on (llama.cpp, ONNX Runtime,
+    # CTranslate2) when its provider's config names none; None: every core. Several model
+    # workers on one machine should each get their share: `fleet dev` and `fleet demo` set
+    # it (FLEET_MODEL_THREADS) for the workers they start (decision 0029).
+    model_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # The batch coordinator (`fleet worker batch`): the `[batch]` table.
     batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
 
@@ -316,6 +321,8 @@ _ENV = {
     "FLEET_REDIS_URL": "redis_url",
     "FLEET_NAMESPACE": "namespace",
 }
+# FLEET_* variables that hold a number.
+_INT_ENV = {"FLEET_MODEL_THREADS": "model_threads"}
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> WorkerSettings:
@@ -331,6 +338,12 @@ def load_settings(path: Path | None = None, **overrides: Any) -> WorkerSettings:
     for env, field in _ENV.items():
         if value := os.environ.get(env):
             raw[field] = value
+    for env, field in _INT_ENV.items():
+        if value := os.environ.get(env):
+            try:
+                raw[field] = int(value)
+            except ValueError:
+                raise ConfigError(f"{env}={value!r} is not a whole number") from None
     if security := security_from_env():
         raw["kafka"] = {**raw.get("kafka", {}), **security}
     raw.update({k: v for k, v in overrides.items() if v is not None})

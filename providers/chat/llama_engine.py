@@ -135,6 +135,11 @@ class LlamaEngine:
         self._n_ctx = n_ctx
         self._n_batch = params.n_batch
 
+    @property
+    def threads(self) -> int:
+        """The threads each token is decoded on, as llama.cpp reports them."""
+        return int(self._contexts[0].n_threads())
+
     def close(self) -> None:
         for ctx in self._contexts:
             ctx.close()

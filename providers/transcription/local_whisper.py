@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
-import os
 import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
@@ -22,7 +21,7 @@ import numpy as np
 from contracts.errors import ConfigError, ErrorCode
 from providers.errors import ProviderError
 from providers.registry import parse_config
-from providers.shared import Shared
+from providers.shared import NOTHING_SHARED, Shared
 from providers.threads import iterate_in_thread
 from providers.transcription.base import (
     Segment,
@@ -41,7 +40,8 @@ class LocalWhisperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     # English-only models (".en") refuse other languages up front instead of mistranscribing.
     languages: tuple[str, ...] | None = ("en",)
     compute_type: str = "int8"
-    cpu_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: all cores
+    # Default: the worker's model_threads, else every core (Shared.threads_for).
+    cpu_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
     vad_filter: bool = False
 
@@ -60,12 +60,13 @@ def tiny_en_path() -> Path:
 
 
 class LocalWhisperTranscription:
-    """One CTranslate2 model in this process; calls are serialised (each uses every core)."""
+    """One CTranslate2 model in this process; calls are serialised (each uses all its threads)."""
 
     name = "local-whisper"
 
-    def __init__(self, config: LocalWhisperConfig) -> None:
+    def __init__(self, config: LocalWhisperConfig, shared: Shared = NOTHING_SHARED) -> None:
         self._config = config
+        self._threads = shared.threads_for(config.cpu_threads)
         self._model_path = Path(config.model_path) if config.model_path else tiny_en_path()
         if not (self._model_path / "model.bin").is_file():
             raise ConfigError(
@@ -135,7 +136,7 @@ class LocalWhisperTranscription:
                 str(self._model_path),
                 device="cpu",
                 compute_type=self._config.compute_type,
-                cpu_threads=self._config.cpu_threads or os.cpu_count() or 1,
+                cpu_threads=self._threads,
                 local_files_only=True,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -198,4 +199,6 @@ class LocalWhisperTranscription:
 
 
 def create(config: Mapping[str, Any], shared: Shared) -> LocalWhisperTranscription:
-    return LocalWhisperTranscription(parse_config("local-whisper", config, LocalWhisperConfig))
+    return LocalWhisperTranscription(
+        parse_config("local-whisper", config, LocalWhisperConfig), shared
+    )

@@ -46,15 +46,8 @@ CONFIG = """
 partitions = 4
 session_timeout_ms = 6000
 lock_ttl_s = 3.0
-
-# Four model processes on the machine: one thread each.
-[[chat]]
-name = "local-llama"
-config = { n_threads = 1 }
-
-[[embeddings]]
-name = "local-minilm"
-config = { threads = 1 }
+# Four worker processes, three with a model, on the machine: one model thread each.
+model_threads = 1
 """
 WORKERS = {"generate": 2, "embed": 1, "vectors": 1}
 JOB_TIMEOUT_S = 100.0

@@ -7,8 +7,14 @@ import subprocess
 
 import pytest
 
+from providers.shared import Shared
 from tests.conftest import REPO
-from workers.ops.local_fleet import Supervisor, describe_exit, start_needed_services
+from workers.ops.local_fleet import (
+    Supervisor,
+    describe_exit,
+    model_threads_env,
+    start_needed_services,
+)
 from workers.settings import ProviderSpec, WorkerSettings
 
 
@@ -92,3 +98,21 @@ def test_a_remote_pgvector_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> Non
     start_needed_services(WorkerSettings(vector_store=ProviderSpec(name="pgvector", config=remote)))
     start_needed_services(WorkerSettings())  # the Redis store needs no PostgreSQL
     assert ran == []
+
+
+def test_model_workers_started_together_split_the_cores() -> None:
+    kinds = ["generate", "embed", "vectors", "batch", "transcribe"]
+    assert model_threads_env(kinds, WorkerSettings(), cores=8) == {"FLEET_MODEL_THREADS": "2"}
+    assert model_threads_env(["generate", "generate"], WorkerSettings(), cores=2) == {
+        "FLEET_MODEL_THREADS": "1"
+    }
+    # Never fewer than one; none for workers without a model, nor over the settings' own.
+    assert model_threads_env(kinds, WorkerSettings(), cores=2) == {"FLEET_MODEL_THREADS": "1"}
+    assert model_threads_env(["vectors", "batch"], WorkerSettings(), cores=8) == {}
+    assert model_threads_env(kinds, WorkerSettings(model_threads=4), cores=8) == {}
+
+
+def test_a_providers_own_thread_count_wins_over_the_workers_share() -> None:
+    assert Shared(model_threads=1).threads_for(3) == 3
+    assert Shared(model_threads=1).threads_for(None) == 1
+    assert Shared().threads_for(None) >= 1  # every core

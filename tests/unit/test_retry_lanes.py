@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 from contracts import ContractError, ErrorCode, Header, Lane
@@ -96,6 +97,45 @@ async def test_the_forwarder_sends_each_parked_job_back_to_its_lane() -> None:
         request_topic("generate", NAMESPACE),
         dead,  # a lane the fleet does not have: not a record it parked
     ]
+
+
+class _BrokerAwayOnce(MemoryPublisher):
+    """Kafka does not take the first send to ``topic`` (a broker restarting), then does."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(unreachable=[topic])
+        self.failed = 0
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        try:
+            return await super().send(topic, *args, **kwargs)
+        except KafkaTimeoutError:
+            self.failed += 1
+            self.unreachable.discard(topic)
+            raise
+
+
+async def test_the_forwarder_sends_again_while_the_broker_does_not_take_a_parked_job() -> None:
+    target = request_topic("generate", NAMESPACE)
+    publisher = _BrokerAwayOnce(target)
+    consumer = _OneBatchConsumer([_parked(0, None)])
+    forwarder = RedeliveryForwarder(
+        consumer=cast(AIOKafkaConsumer, consumer),
+        producer=publisher,
+        kind="generate",
+        namespace=NAMESPACE,
+        delay_s=1.0,
+        dead_letters=DeadLetters(publisher, "unused", WorkerMetrics("generate")),
+    )
+    task = asyncio.create_task(forwarder.run())
+    committed = asyncio.create_task(consumer.all_committed.wait())
+    await asyncio.wait({task, committed}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    assert not task.done(), "the forwarder ended instead of sending again"
+    forwarder.stop()
+    await task
+    assert publisher.failed == 1
+    assert [s.topic for s in publisher.sent] == [target]
+    assert consumer.committed == [{TopicPartition(TIER, 0): 1}]
 
 
 def _dead_letter(source_topic: str, extra: list[tuple[str, bytes]] | None = None) -> Record:

@@ -39,6 +39,23 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert load_settings(path).namespace == "from-env"
 
 
+def test_model_threads_come_from_the_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text("model_threads = 2\n")
+    assert load_settings(path).model_threads == 2
+    assert load_settings().model_threads is None  # every core
+    monkeypatch.setenv("FLEET_MODEL_THREADS", "1")
+    assert load_settings(path).model_threads == 1
+    monkeypatch.setenv("FLEET_MODEL_THREADS", "one")
+    with pytest.raises(ConfigError, match="FLEET_MODEL_THREADS='one' is not a whole number"):
+        load_settings(path)
+    monkeypatch.setenv("FLEET_MODEL_THREADS", "0")
+    with pytest.raises(ConfigError, match="model_threads"):
+        load_settings(path)
+
+
 def test_defaults_per_kind() -> None:
     settings = load_settings()
     assert settings.concurrency_for("generate") == 4

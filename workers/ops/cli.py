@@ -41,6 +41,7 @@ from workers.ops.local_fleet import (
     AddressBoard,
     LocalWorker,
     Supervisor,
+    model_threads_env,
     start_needed_services,
     stop_all,
     stop_on_sigterm,
@@ -267,10 +268,12 @@ async def _run_worker(kind: str, settings: WorkerSettings, health: HealthSocket 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     stop_on_sigterm()
-    start_needed_services(load_settings(args.config))
+    settings = load_settings(args.config)
+    start_needed_services(settings)
     base = args.health_base_port
+    threads = model_threads_env(args.kinds, settings)
     workers = [
-        LocalWorker(kind, None if base is None else base + i, args.config)
+        LocalWorker(kind, None if base is None else base + i, args.config, env=threads)
         for i, kind in enumerate(args.kinds)
     ]
     print(f"[fleet] starting {', '.join(args.kinds)} (logs in {LOG_DIR})", flush=True)

@@ -23,10 +23,12 @@ from workers.ops.local_fleet import (
     WorkerExited,
     first_exited,
     metrics_url,
+    model_threads_env,
     stop_all,
     wait_ready,
 )
 from workers.ops.terminal import print_stream
+from workers.settings import load_settings
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
@@ -49,7 +51,11 @@ def run_demo(
     """``base_port``: fixed health ports base_port, base_port + 1, ... in the order of
     WORKER_KINDS; None: ports the OS picks."""
     print(f"[fleet] starting one worker per kind (logs in {LOG_DIR})", file=sys.stderr)
-    env = {"FLEET_BOOTSTRAP_SERVERS": bootstrap_servers, "FLEET_NAMESPACE": namespace}
+    env = {
+        "FLEET_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "FLEET_NAMESPACE": namespace,
+        **model_threads_env(WORKER_KINDS, load_settings()),
+    }
     ports = {} if base_port is None else {k: base_port + i for i, k in enumerate(WORKER_KINDS)}
     workers: dict[str, LocalWorker] = {}
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from subprocess import Popen
 from typing import Protocol
@@ -27,6 +27,9 @@ RUN_DIR = LOG_DIR.parent / "run"
 # The local services' scripts, present in a clone (not in an installed package).
 _POSTGRES_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Kinds whose default providers run a model on this machine's cores.
+MODEL_KINDS = frozenset({"generate", "embed", "transcribe"})
+MODEL_THREADS_ENV = "FLEET_MODEL_THREADS"
 WATCH_INTERVAL_S = 0.5
 _LOG_TAIL_LINES = 15
 
@@ -130,6 +133,21 @@ class LocalWorker:
             lines = []
         tail = "\n".join(f"  | {line}" for line in lines) or "  | (the log is empty)"
         return f"the {self.kind} worker {how}; the end of {self.log_path}:\n{tail}"
+
+
+def model_threads_env(
+    kinds: Iterable[str], settings: WorkerSettings, cores: int | None = None
+) -> dict[str, str]:
+    """``FLEET_MODEL_THREADS`` for workers of ``kinds`` started together on this machine:
+    each model worker's share of the cores (at least one), so that they do not oversubscribe
+    them (two generate workers each on every core of 2 served a quarter of what they served
+    on one thread each: decision 0029). Nothing when the settings name ``model_threads``
+    (in the file or the environment) or no model worker is among them."""
+    models = sum(kind in MODEL_KINDS for kind in kinds)
+    if settings.model_threads is not None or models == 0:
+        return {}
+    share = max(1, (cores or os.cpu_count() or 1) // models)
+    return {MODEL_THREADS_ENV: str(share)}
 
 
 def start_needed_services(settings: WorkerSettings) -> None:

@@ -15,8 +15,9 @@ from providers.catalogue import ModelCatalogue, ModelEntry
 from providers.chat import ChatDone, ChatEvent, ChatParams, ChatProvider, TextPiece, chat_providers
 from providers.chat.catalogued import with_catalogue
 from providers.chat.context import CountsTokens
-from providers.chat.local_llama import SMOLLM2_MODEL
+from providers.chat.local_llama import SMOLLM2_MODEL, LocalLlamaChat
 from providers.errors import ProviderError
+from providers.shared import Shared
 
 pytestmark = [pytest.mark.model]
 
@@ -192,3 +193,15 @@ async def test_what_it_cannot_honour_is_refused_by_name(
     assert info.value.code is ErrorCode.INVALID_INPUT
     assert f"it does not support {lacking}" in info.value.detail
     assert not chat.capabilities.tools
+
+
+async def test_the_model_decodes_on_the_workers_share_of_the_cores() -> None:
+    """A worker's model_threads (what `fleet dev` sets for several model workers) reaches
+    llama.cpp when the provider's config names no n_threads."""
+    provider = chat_providers.create("local-llama", {"n_ctx": 256}, Shared(model_threads=1))
+    assert isinstance(provider, LocalLlamaChat)
+    await provider.load()
+    try:
+        assert provider.threads == 1
+    finally:
+        await provider.aclose()
