@@ -279,6 +279,8 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     text: str
     finish_reason: str = "stop"
     tool_calls: list[Any] | None = None
+    # The model that answered, when it is not the batch's (a fallback chain's substitute).
+    model: str | None = None
 
 
 class RowResult(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit_defaults=True):

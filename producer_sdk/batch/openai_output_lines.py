@@ -164,7 +164,7 @@ def _chat(batch: BatchInfo, row: RowResult, completion: Completion, model: str) 
     return _ChatCompletion(
         id="chatcmpl-" + _digest(batch, row.custom_id),
         created=int(created),
-        model=model,
+        model=completion.model or model,
         choices=[_Choice(message=message, finish_reason=completion.finish_reason)],
         usage=_chat_usage(row.usage),
     )

@@ -590,6 +590,14 @@ def test_a_row_the_batch_never_ran_has_no_response_however_it_comes(tmp_path: Pa
     ]
 
 
+def test_a_chat_row_answered_by_a_substitute_names_it(tmp_path: Path) -> None:
+    with open_result_writer("jsonl", tmp_path / "o", tmp_path / "e", batch=CHAT_BATCH) as writer:
+        answer = Completion(text="Hi", model="gpt-4o-mini")  # the fallback chain's substitute
+        writer.write(RowResult(custom_id="a", completion=answer), "smollm2")
+    (line,) = lines(tmp_path / "o")
+    assert line["response"]["body"]["model"] == "gpt-4o-mini"
+
+
 def test_chat_rows_are_chat_completion_objects(tmp_path: Path) -> None:
     calls = [
         {"id": "call_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'},
@@ -625,6 +633,7 @@ def test_chat_rows_are_chat_completion_objects(tmp_path: Path) -> None:
         },
     }
     assert tools["choices"][0]["finish_reason"] == "tool_calls"
+    assert tools["model"] == "smollm2"
     assert tools["choices"][0]["message"] == {
         "role": "assistant",
         "content": None,

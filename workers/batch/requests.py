@@ -179,6 +179,7 @@ class ChunkRunner:
                 text=result.text,
                 finish_reason=result.finish_reason,
                 tool_calls=msgspec.to_builtins(result.tool_calls) if result.tool_calls else None,
+                model=result.model if result.model != info.model else None,
             ),
             usage=result.usage,
             request_id=request_id,
