@@ -148,7 +148,9 @@ async def _batch(fleet: FleetClient) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "docs.jsonl"
         corpus.write_text("".join(json.dumps({"custom_id": i, "text": t}) + "\n" for i, t in DOCS))
-        async with BatchClient(fleet.connection, namespace=fleet.namespace) as batches:
+        async with BatchClient(
+            fleet.connection, namespace=fleet.namespace, tenant=fleet.tenant
+        ) as batches:
             info = await batches.submit(corpus, model=EMBED_MODEL)
             progress = BatchProgress()
             final = await batches.follow(info.id, progress, timeout_s=120)
