@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -21,7 +20,6 @@ from contracts.names import (
 from providers.redis_client import RedisPool
 from providers.shared import Shared
 from transport import topology
-from transport.connection import start_client
 from transport.publisher import broker_topic_probe
 from workers.broker_wait import BrokerWait, StoppedWaiting
 from workers.control import ControlListener
@@ -42,8 +40,6 @@ log = logging.getLogger(__name__)
 
 # A fetch loop that has not come round for this long is stuck (/healthz says so).
 FETCH_STALL_S = 60.0
-
-_Client = TypeVar("_Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 __all__ = ["WORKER_KINDS", "Worker", "build_handler", "build_worker"]
 
@@ -131,14 +127,14 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.handler.aclose)
-            producer = await self._started(
+            producer = await self._broker.started(
                 stack, "starting its producer", lambda: AIOKafkaProducer(**s.producer_options())
             )
             dead_letters = DeadLetters(
                 producer, dead_letter_topic(self.kind, s.namespace), self.metrics
             )
             main, *batch = await self._job_consumers(stack, producer, dead_letters)
-            control = await self._started(
+            control = await self._broker.started(
                 stack,
                 "starting its control consumer",
                 lambda: AIOKafkaConsumer(**s.connection.options(), group_id=None),
@@ -208,21 +204,6 @@ class Worker:
                 requests, have, s.partitions, have,
             )  # fmt: skip
 
-    async def _started(
-        self, stack: contextlib.AsyncExitStack, what: str, make: Callable[[], _Client]
-    ) -> _Client:
-        """A client made by ``make`` and started, a fresh one per try while the broker is
-        away; stopped when ``stack`` closes."""
-
-        async def attempt() -> _Client:
-            client = make()
-            await start_client(client, self.settings.connection)  # stops it if it failed
-            return client
-
-        client = await self._broker.step(what, attempt)
-        stack.push_async_callback(client.stop)
-        return client
-
     async def _job_consumers(
         self,
         stack: contextlib.AsyncExitStack,
@@ -274,7 +255,7 @@ class Worker:
 
     async def _consumer(self, stack: contextlib.AsyncExitStack, group: str) -> AIOKafkaConsumer:
         s = self.settings
-        return await self._started(
+        return await self._broker.started(
             stack,
             f"starting its consumer of group {group}",
             lambda: AIOKafkaConsumer(

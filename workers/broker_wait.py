@@ -10,14 +10,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from providers.call_retry import CallRetryPolicy
-from transport.connection import KafkaConnection
+from transport.connection import KafkaConnection, start_client
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 # How often a worker tries a broker that is not there: 0.5 s, doubling up to 10 s.
 BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none")
@@ -69,3 +71,18 @@ class BrokerWait:
                 )
             return result
         raise StoppedWaiting
+
+    async def started(
+        self, stack: contextlib.AsyncExitStack, what: str, make: Callable[[], Client]
+    ) -> Client:
+        """A client made by ``make`` and started, a fresh one per try while the broker is
+        away; stopped when ``stack`` closes."""
+
+        async def attempt() -> Client:
+            client = make()
+            await start_client(client, self._connection)  # stops it if it failed
+            return client
+
+        client = await self.step(what, attempt)
+        stack.push_async_callback(client.stop)
+        return client

@@ -37,7 +37,6 @@ from contracts.names import (
 )
 from providers.call_retry import CallRetryPolicy
 from transport import topology
-from transport.connection import start_client
 from transport.group import GroupLoop
 from transport.records import Record
 from workers.batch.authority import refusal
@@ -45,6 +44,7 @@ from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
 from workers.batch.tenant_clients import TenantClients
+from workers.broker_wait import BrokerWait, StoppedWaiting
 from workers.dead_letter import DeadLetters
 from workers.failure_table import TENANT_UNVERIFIED
 from workers.health import HealthServer
@@ -85,17 +85,37 @@ class BatchCoordinator:
             self._loop.stop()
 
     async def run(self) -> None:
-        s = self.settings
         warn_if_declared(self._tenant_keys, "batch coordinator")
-        await topology.create(s.connection, s.topology.coordinator_topics(BATCH_SENDS_TO))
+        try:
+            await self._serve()
+        except StoppedWaiting:
+            log.info("%s stopped before Kafka was reachable", BATCH_KIND)
+
+    async def _serve(self) -> None:
+        s = self.settings
+        # Every start-up step that needs the broker waits for it, as a worker's do.
+        broker = BrokerWait(BATCH_KIND, s.connection, self._stopping)
+        topics = s.topology.coordinator_topics(BATCH_SENDS_TO)
+        await broker.step("creating its topics", lambda: topology.create(s.connection, topics))
         metrics = WorkerMetrics(BATCH_KIND)
         async with contextlib.AsyncExitStack() as stack:
-            producer = AIOKafkaProducer(**s.producer_options(), max_request_size=2 * 1024 * 1024)
-            await start_client(producer, s.connection)
-            stack.push_async_callback(producer.stop)
-            board = StatusBoard(s.connection, batch_status_topic(s.namespace), producer)
+            producer = await broker.started(
+                stack,
+                "starting its producer",
+                lambda: AIOKafkaProducer(**s.producer_options(), max_request_size=2 * 1024 * 1024),
+            )
+
+            async def open_board() -> StatusBoard:
+                board = StatusBoard(s.connection, batch_status_topic(s.namespace), producer)
+                try:
+                    await board.start()
+                except BaseException:
+                    await board.aclose()
+                    raise
+                return board
+
+            board = await broker.step("reading batch status", open_board)
             stack.push_async_callback(board.aclose)
-            await board.start()
             clients = TenantClients(s.connection, s.namespace, s.tenant_keys)
             stack.push_async_callback(clients.aclose)
             self._dead_letters = DeadLetters(
@@ -110,18 +130,20 @@ class BatchCoordinator:
                 settings=s.batch,
                 topology=s.topology,
             )
-            consumer = AIOKafkaConsumer(
-                **s.connection.options(),
-                group_id=s.group_for(BATCH_KIND),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=s.session_timeout_ms,
-                heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
-                max_poll_interval_ms=s.max_poll_interval_ms,
-                metadata_max_age_ms=10_000,
+            consumer = await broker.started(
+                stack,
+                "joining its group",
+                lambda: AIOKafkaConsumer(
+                    **s.connection.options(),
+                    group_id=s.group_for(BATCH_KIND),
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    session_timeout_ms=s.session_timeout_ms,
+                    heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
+                    max_poll_interval_ms=s.max_poll_interval_ms,
+                    metadata_max_age_ms=10_000,
+                ),
             )
-            await start_client(consumer, s.connection)
-            stack.push_async_callback(consumer.stop)
             await board.caught_up.wait()
             health_port = self._health_socket or s.health_port
             if health_port is not None:
