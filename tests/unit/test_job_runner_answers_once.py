@@ -111,9 +111,12 @@ async def test_a_worker_killed_at_the_final_leaves_it_replayed_not_run_again(
     await survivor.runner.run(record)
     assert killed.chat.calls + survivor.chat.calls == 1
     assert survivor.count(Outcome.REPLAYED) == 1
-    (answer,) = survivor.publisher.replies(REPLIES)
+    # Replayed as a stream of its own (a new attempt): the text, then the final.
+    *deltas, answer = survivor.publisher.replies(REPLIES)
     assert isinstance(answer, GenerateResult)
     assert answer.text == "Hello, world"
+    assert "".join(d.text for d in deltas if isinstance(d, TextDelta)) == answer.text
+    assert {c.attempt for c in deltas} == {answer.attempt}
 
 
 @pytest.mark.redis

@@ -16,6 +16,7 @@ from contracts import (
     ErrorReply,
     GenerateResult,
     Header,
+    TextDelta,
 )
 from contracts.codec import encode
 from providers.redis_client import RedisClient, connect_redis
@@ -40,12 +41,21 @@ async def test_a_finished_job_delivered_again_is_replayed_not_rerun(ledger: JobL
     record = _record(encode(_request()))
     await job.runner.run(record)
     first = job.publisher.replies(REPLIES)[-1]
+    assert isinstance(first, GenerateResult)
+    sent_first = len(job.publisher.replies(REPLIES))
     await job.runner.run(record)
-    replayed = job.publisher.replies(REPLIES)[-1]
+    delta, replayed = job.publisher.replies(REPLIES)[sent_first:]
     assert job.chat.calls == 1
     assert job.count(Outcome.REPLAYED) == 1
     assert isinstance(replayed, GenerateResult)
-    assert replayed == msgspec.structs.replace(first, seq=0)
+    # The same answer as a stream of its own, under an attempt above the first run's
+    # (decision 0028): a caller who saw the first run's chunks but not its final takes it,
+    # and so does one who saw nothing.
+    assert replayed.attempt > first.attempt
+    assert replayed == msgspec.structs.replace(first, attempt=replayed.attempt, seq=1)
+    assert delta == TextDelta(
+        request_id=first.request_id, attempt=replayed.attempt, seq=0, text=first.text
+    )
 
 
 @pytest.mark.redis

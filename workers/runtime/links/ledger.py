@@ -14,7 +14,8 @@ from contracts.codec import (
     encode,
 )
 from contracts.control import CancelJob, submission_of
-from contracts.replies import Chunk, ErrorReply, Final, GenerateResult
+from contracts.generate import GenerateRequest
+from contracts.replies import ErrorReply, Final, GenerateResult, ReplyChunk
 from providers.call_retry import CallRetryPolicy, call_with_retry
 from providers.errors import ProviderError
 from workers.failure_table import WORKER_CRASHED
@@ -80,7 +81,7 @@ class Claim(Link):
             await self._unavailable(job, exc)
             return
         if isinstance(claim, AlreadyDone):
-            await self._replay(job, claim.final_reply)
+            await self._replay(job, ref, claim.final_reply)
             return
         if isinstance(claim, Cancelled):
             self._outcomes.metrics.outcome(Outcome.SKIPPED_CANCELLED)  # its caller is gone
@@ -112,11 +113,15 @@ class Claim(Link):
         except ProviderError as exc:  # the lock expires by itself
             log.warning("job %s: its lock could not be released: %s", ref, exc)
 
-    async def _replay(self, job: Job, stored: bytes) -> None:
-        """Send the stored final reply again, numbered as a fresh stream (seq 0)."""
-        chunk = decode_chunk(stored)
+    async def _replay(self, job: Job, ref: str, stored: bytes) -> None:
+        """Send the stored final again, as a stream of its own under a new attempt: the
+        caller may have followed this job's chunks up to the final that was stored but never
+        reached it (the broker went away at the send), and takes a chunk numbered within
+        that attempt as a duplicate."""
+        first = decode_chunk(stored)
         self._outcomes.metrics.outcome(Outcome.REPLAYED)
-        await job.stream.send(msgspec.structs.replace(chunk, seq=0))
+        for chunk in await as_new_stream(self._ledger, ref, first, job):
+            await job.stream.send(chunk)
         await job.stream.flush()
 
     async def _give_up(self, job: Job, ref: str, claim: CrashedTooOften) -> None:
@@ -166,7 +171,7 @@ class StoreFirst:
         self._ends_here = ends_here
         self.stored = False  # the final is in the ledger, and the job's lock let go
 
-    async def __call__(self, final: Final) -> list[Chunk] | None:
+    async def __call__(self, final: Final) -> list[ReplyChunk] | None:
         """What to send instead of ``final``: None for ``final`` itself."""
         job = self._job
         # A final sent before the handler started (the deadline's timeout) says the job was
@@ -193,22 +198,28 @@ class StoreFirst:
         if not isinstance(first, Final):
             return None
         log.warning("job %s ran twice: the final stored first is sent", self._ref)
-        return await self._restarted(first, final)
+        return await as_new_stream(self._ledger, self._ref, first, job)
 
-    async def _restarted(self, first: Final, own: Final) -> list[Chunk]:
-        """``first`` (another run's final) as a stream of its own, under an attempt above
-        both runs': the caller, who may have followed this run's chunks, starts over, and
-        sees the answer's text streamed before it, as every stream has it."""
-        try:
-            attempt = await self._ledger.next_attempt(self._ref)
-        except ProviderError:  # Redis away again: the answer, at least, in this stream
-            return [msgspec.structs.replace(first, attempt=own.attempt, seq=own.seq)]
-        stamper = ChunkStamper(own.request_id, max(attempt, own.attempt + 1, first.attempt + 1))
-        chunks: list[Chunk] = []
-        if isinstance(first, GenerateResult) and first.text:
-            chunks.append(stamper.delta(first.text))
-        chunks.append(msgspec.structs.replace(first, **stamper.head()))
-        return chunks
+
+async def as_new_stream(
+    ledger: JobLedger, ref: str, first: ReplyChunk, job: Job
+) -> list[ReplyChunk]:
+    """``first`` (a final the ledger holds) as a stream of its own, under an attempt above
+    every run's so far: a caller who followed another attempt's chunks starts over, and one
+    who follows the text sees it as one delta before the final, as every stream has it."""
+    try:
+        attempt = await ledger.next_attempt(ref)
+    except ProviderError:  # Redis away again: above both attempts the caller may know
+        attempt = 0
+    stamper = ChunkStamper(
+        first.request_id, max(attempt, job.stamper.attempt + 1, first.attempt + 1)
+    )
+    chunks: list[ReplyChunk] = []
+    follows_text = isinstance(job.request, GenerateRequest) and job.request.stream
+    if follows_text and isinstance(first, GenerateResult) and first.text:
+        chunks.append(stamper.delta(first.text))
+    chunks.append(msgspec.structs.replace(first, **stamper.head()))
+    return chunks
 
 
 class Cancellation(Link):
