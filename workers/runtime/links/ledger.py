@@ -114,14 +114,18 @@ class Claim(Link):
             log.warning("job %s: its lock could not be released: %s", ref, exc)
 
     async def _replay(self, job: Job, ref: str, stored: bytes) -> None:
-        """Send the stored final again, as a stream of its own under a new attempt: the
-        caller may have followed this job's chunks up to the final that was stored but never
-        reached it (the broker went away at the send), and takes a chunk numbered within
-        that attempt as a duplicate."""
+        """Send the stored final again. A final that was the first chunk of its attempt
+        goes as it was stored. One that came after chunks of its attempt goes as a stream
+        of its own under a new attempt: the caller may have followed those chunks but not
+        got the final (the broker went away at its send), and would take it, numbered within
+        that attempt, as a duplicate."""
         first = decode_chunk(stored)
         self._outcomes.metrics.outcome(Outcome.REPLAYED)
-        for chunk in await as_new_stream(self._ledger, ref, first, job):
-            await job.stream.send(chunk)
+        if first.seq == 0:
+            await job.stream.send(first)
+        else:
+            for chunk in await as_new_stream(self._ledger, ref, first, job):
+                await job.stream.send(chunk)
         await job.stream.flush()
 
     async def _give_up(self, job: Job, ref: str, claim: CrashedTooOften) -> None:
