@@ -434,15 +434,6 @@ class JobLedger:
         earlier = await self._scripts.call(self._end, self._keys(job).ending(), (final_reply,))
         return bytes(earlier) if earlier else None
 
-    async def next_attempt(self, job: str) -> int:
-        """A new attempt number for the job, as a claim would give it: for a run that sends
-        another run's answer as a stream of its own (decision 0028), which is rare."""
-        try:
-            counter = await self._redis.incr(self._keys(job).attempt)
-        except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
-        return int(counter) - 1
-
     async def cancel(self, job: str, submission: str) -> None:
         """Remember that the caller cancelled this submission of the job, so that no worker
         starts it (or starts it again) later."""

@@ -124,7 +124,7 @@ class Claim(Link):
         if first.seq == 0:
             await job.stream.send(first)
         else:
-            for chunk in await as_new_stream(self._ledger, ref, first, job):
+            for chunk in as_new_stream(first, job):
                 await job.stream.send(chunk)
         await job.stream.flush()
 
@@ -202,22 +202,16 @@ class StoreFirst:
         if not isinstance(first, Final):
             return None
         log.warning("job %s ran twice: the final stored first is sent", self._ref)
-        return await as_new_stream(self._ledger, self._ref, first, job)
+        return as_new_stream(first, job)
 
 
-async def as_new_stream(
-    ledger: JobLedger, ref: str, first: ReplyChunk, job: Job
-) -> list[ReplyChunk]:
+def as_new_stream(first: ReplyChunk, job: Job) -> list[ReplyChunk]:
     """``first`` (a final the ledger holds) as a stream of its own, under an attempt above
-    every run's so far: a caller who followed another attempt's chunks starts over, and one
-    who follows the text sees it as one delta before the final, as every stream has it."""
-    try:
-        attempt = await ledger.next_attempt(ref)
-    except ProviderError:  # Redis away again: above both attempts the caller may know
-        attempt = 0
-    stamper = ChunkStamper(
-        first.request_id, max(attempt, job.stamper.attempt + 1, first.attempt + 1)
-    )
+    the one that made it and the delivery's own: a caller who followed another attempt's
+    chunks starts over, and one who follows the text sees it as one delta before the final,
+    as every stream has it. No run takes a new attempt once a final is stored (its claims
+    replay it), so the number is no other stream's; and it is not counted as a start."""
+    stamper = ChunkStamper(first.request_id, max(job.stamper.attempt, first.attempt) + 1)
     chunks: list[ReplyChunk] = []
     follows_text = isinstance(job.request, GenerateRequest) and job.request.stream
     if follows_text and isinstance(first, GenerateResult) and first.text:
