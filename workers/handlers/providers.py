@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from contracts.errors import StartupCheckFailed
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.catalogued import with_catalogue
 from providers.embeddings import EmbeddingProvider, embedding_providers
+from providers.rate_limits.limiter import RateLimit
 from providers.rate_limits.wrapped import (
     RateLimitedChat,
     RateLimitedEmbeddings,
     RateLimitedTranscription,
 )
+from providers.redis_client import RedisClient
 from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.transcription import TranscriptionProvider, transcription_providers
@@ -72,38 +74,34 @@ async def loaded(category: str, providers: list[_P]) -> list[_P]:
 
 def chat_provider(spec: ProviderSpec, shared: Shared) -> ChatProvider:
     provider = with_catalogue(chat_providers.create(spec.name, spec.config, shared), shared.models)
+    return _rate_limited(RateLimitedChat, provider, spec, shared)
+
+
+_Provider = TypeVar("_Provider")
+
+
+def _rate_limited(
+    wrapper: Callable[[_Provider, RedisClient, RateLimit, float], _Provider],
+    provider: _Provider,
+    spec: ProviderSpec,
+    shared: Shared,
+) -> _Provider:
+    """``provider`` behind the rate limit its entry sets, shared by every replica; as it is
+    when the entry sets none."""
     if spec.rate_limit is None:
         return provider
-    return RateLimitedChat(
-        provider,
-        shared.redis_client("rate limit"),
-        spec.rate_limit,
-        spec.rate_limit_max_wait_s,
-    )
+    redis = shared.redis_client("rate limit")
+    return wrapper(provider, redis, spec.rate_limit, spec.rate_limit_max_wait_s)
 
 
 def _embedder(spec: ProviderSpec, shared: Shared) -> EmbeddingProvider:
     provider = embedding_providers.create(spec.name, spec.config, shared)
-    if spec.rate_limit is None:
-        return provider
-    return RateLimitedEmbeddings(
-        provider,
-        shared.redis_client("rate limit"),
-        spec.rate_limit,
-        spec.rate_limit_max_wait_s,
-    )
+    return _rate_limited(RateLimitedEmbeddings, provider, spec, shared)
 
 
 def transcriber(spec: ProviderSpec, shared: Shared) -> TranscriptionProvider:
     provider = transcription_providers.create(spec.name, spec.config, shared)
-    if spec.rate_limit is None:
-        return provider
-    return RateLimitedTranscription(
-        provider,
-        shared.redis_client("rate limit"),
-        spec.rate_limit,
-        spec.rate_limit_max_wait_s,
-    )
+    return _rate_limited(RateLimitedTranscription, provider, spec, shared)
 
 
 async def embedders(settings: WorkerSettings, shared: Shared) -> ModelRouter[EmbeddingProvider]:
