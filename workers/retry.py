@@ -201,7 +201,11 @@ class RedeliveryForwarder:
             # Refused for good (too large for the lane's topic, a denied topic): the job
             # ends in the dead-letter topic, and the tier's partition moves on.
             log.error("dead-lettering %s@%d: not taken by %s: %r", tp, record.offset, target, exc)
-            await self._dead_letters.publish(record, failure_of(exc), f"{target}: {exc!r}")
+            # Too large for the lane is the request's size (oversized), not a reply's.
+            failure = failure_of(
+                RetryTooLarge(str(exc)) if isinstance(exc, MessageSizeTooLargeError) else exc
+            )
+            await self._dead_letters.publish(record, failure, f"{target}: {exc!r}")
         await self._consumer.commit({tp: record.offset + 1})
 
     async def _send(self, target: str, record: Record) -> bool:

@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
-from contracts import ContractError, ErrorCode, Header, Lane
+from contracts import ContractError, DeadLetterReason, ErrorCode, Header, Lane
 from contracts.codec import encode
 from contracts.names import batch_request_topic, request_topic, retry_topic
 from tests.integration.scripted_chat import ScriptedChat
@@ -136,6 +136,40 @@ async def test_the_forwarder_sends_again_while_the_broker_does_not_take_a_parked
     assert publisher.failed == 1
     assert [s.topic for s in publisher.sent] == [target]
     assert consumer.committed == [{TopicPartition(TIER, 0): 1}]
+
+
+class _LaneTooSmall(MemoryPublisher):
+    """The lane's topic takes less than the retry tier took: the parked job never fits."""
+
+    def __init__(self, lane_topic: str) -> None:
+        super().__init__()
+        self._lane_topic = lane_topic
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        if topic == self._lane_topic:
+            raise MessageSizeTooLargeError(f"{topic} takes at most 100 bytes")
+        return await super().send(topic, *args, **kwargs)
+
+
+async def test_a_parked_job_its_lane_refuses_for_good_is_dead_lettered_not_retried() -> None:
+    target = request_topic("generate", NAMESPACE)
+    publisher = _LaneTooSmall(target)
+    consumer = _OneBatchConsumer([_parked(0, None)])
+    forwarder = RedeliveryForwarder(
+        consumer=cast(AIOKafkaConsumer, consumer),
+        producer=publisher,
+        kind="generate",
+        namespace=NAMESPACE,
+        delay_s=1.0,
+        dead_letters=DeadLetters(publisher, "dead", WorkerMetrics("generate")),
+    )
+    task = asyncio.create_task(forwarder.run())
+    await asyncio.wait_for(consumer.all_committed.wait(), timeout=10)
+    forwarder.stop()
+    await task
+    (letter,) = publisher.on("dead")
+    assert letter.headers[Header.DLQ_REASON] == DeadLetterReason.OVERSIZED.value.encode()
+    assert consumer.committed == [{TopicPartition(TIER, 0): 1}]  # the tier moves on
 
 
 def _dead_letter(source_topic: str, extra: list[tuple[str, bytes]] | None = None) -> Record:
