@@ -53,6 +53,7 @@ from contracts.names import (
 from contracts.signing import sign
 from producer_sdk.batch.input_reader import BatchInputReader
 from producer_sdk.batch.result_writer import OutputFormat, WrittenFiles, open_result_writer
+from producer_sdk.errors import raises_broker_errors
 from transport import topology
 from transport.connection import KafkaConnection, start_client
 from transport.consume import tail
@@ -89,6 +90,7 @@ class BatchClient:
         # Rounds this client started (retry) that `follow` waits for.
         self._rounds: dict[str, int] = {}
 
+    @raises_broker_errors("connecting the batch client to Kafka")
     async def __aenter__(self) -> BatchClient:
         producer = AIOKafkaProducer(
             **self.connection.options(),
@@ -112,6 +114,7 @@ class BatchClient:
             raise FleetError("use the BatchClient inside `async with`")
         return self._producer
 
+    @raises_broker_errors("submitting a batch")
     async def submit(
         self,
         path: Path | str,
@@ -192,6 +195,7 @@ class BatchClient:
         await topology.create(self.connection, {topic: topology.BATCH_STATUS})
         await self.producer.send_and_wait(topic, encode(info), key=info.id.encode())
 
+    @raises_broker_errors("reading a batch's status")
     async def status(self, batch_id: str) -> BatchInfo:
         batches = await self._read_status()
         if batch_id not in batches:
@@ -200,6 +204,7 @@ class BatchClient:
             )
         return batches[batch_id]
 
+    @raises_broker_errors("listing batches")
     async def list(self) -> list[BatchInfo]:
         """Every batch of this client's tenant the status topic holds, newest first."""
         batches = await self._read_status()
@@ -220,6 +225,7 @@ class BatchClient:
                         batches[info.id] = info
         return {id_: b for id_, b in batches.items() if b.owner == self.tenant}
 
+    @raises_broker_errors("cancelling a batch")
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask the batch's coordinator to stop it; rows finished stay downloadable."""
         info = await self.status(batch_id)
@@ -229,6 +235,7 @@ class BatchClient:
             )
         return info
 
+    @raises_broker_errors("retrying a batch")
     async def retry(self, batch_id: str, *, window_s: float | None = None) -> BatchInfo:
         """Run again the rows of an ended batch that failed with a retryable error (and
         those an expired or cancelled batch never ran), as its next round, within
@@ -247,6 +254,7 @@ class BatchClient:
         self._rounds[batch_id] = command.round
         return info
 
+    @raises_broker_errors("following a batch")
     async def follow(
         self, batch_id: str, progress: Progress | None = None, *, timeout_s: float | None = None
     ) -> BatchInfo:
@@ -274,6 +282,7 @@ class BatchClient:
             await consumer.stop()
         raise AssertionError("a tail ends only when its caller stops it")
 
+    @raises_broker_errors("embedding a corpus as a batch")
     async def run_corpus(
         self,
         input_path: Path | str,
@@ -300,6 +309,7 @@ class BatchClient:
         await self.results(batch_id, output_path, format="corpus")
         return final
 
+    @raises_broker_errors("reading a batch's results")
     async def results(
         self,
         batch_id: str,

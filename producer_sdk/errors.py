@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 from aiokafka.errors import KafkaError
 
@@ -85,3 +87,24 @@ def broker_errors(doing: str) -> Iterator[None]:
         yield
     except KafkaError as exc:
         raise BrokerError(doing, exc) from exc
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def raises_broker_errors(
+    doing: str,
+) -> Callable[[Callable[_P, Awaitable[_T]]], Callable[_P, Coroutine[Any, Any, _T]]]:
+    """A coroutine method whose Kafka errors reach its caller as ``BrokerError``s saying
+    what the client was ``doing`` (``broker_errors`` around the whole call)."""
+
+    def wrap(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+        @functools.wraps(method)
+        async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            with broker_errors(doing):
+                return await method(*args, **kwargs)
+
+        return call
+
+    return wrap

@@ -15,8 +15,9 @@ from aiokafka.errors import (
 )
 
 from contracts.errors import FleetError
-from producer_sdk import BrokerError, FleetClient
+from producer_sdk import BatchClient, BrokerError, FleetClient
 from producer_sdk.errors import broker_errors
+from transport.connection import KafkaConnection
 
 
 async def test_a_client_of_an_unreachable_broker_gets_a_retryable_fleet_error() -> None:
@@ -27,6 +28,17 @@ async def test_a_client_of_an_unreachable_broker_gets_a_retryable_fleet_error() 
             async with FleetClient(address):
                 pass
     assert isinstance(raised.value, FleetError)
+    assert raised.value.retryable
+    assert isinstance(raised.value.cause, KafkaConnectionError)
+
+
+async def test_a_batch_client_of_an_unreachable_broker_gets_a_retryable_fleet_error() -> None:
+    with socket.socket() as nobody:
+        nobody.bind(("127.0.0.1", 0))
+        connection = KafkaConnection(bootstrap_servers=f"127.0.0.1:{nobody.getsockname()[1]}")
+        with pytest.raises(BrokerError, match="connecting the batch client") as raised:
+            async with BatchClient(connection):
+                pass
     assert raised.value.retryable
     assert isinstance(raised.value.cause, KafkaConnectionError)
 
