@@ -90,7 +90,9 @@ def main() -> None:
     for server, command in SERVERS.items():
         for name, app in APPS.items():
             port = free_port()
-            with helper(command(app, port), log_name=f"frameworks-{name}-{server}", ready_line=None):
+            with helper(
+                command(app, port), log_name=f"frameworks-{name}-{server}", ready_line=None
+            ):
                 result = asyncio.run(measure(port, args.requests))
             rows.append([name, server, *(f"{result[k]:.2f}" for k in ("p50_ms", "p99_ms")),
                          f"{result['rps_64']:.0f}"])  # fmt: skip

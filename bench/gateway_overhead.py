@@ -1,6 +1,8 @@
 """What the HTTP gateway adds over FleetClient: the same no-op chat job (bench/noop_worker.py)
 sent by FleetClient.generate and as ``POST /v1/chat/completions`` (httpx) through a gateway
-process; latency at 1 in flight and jobs/s at 64 in flight, each way.
+process; latency at 1 in flight and jobs/s at 64 in flight, each way, with the CPU time
+per job of the client, the gateway and the worker at 64 (on a shared 2-core machine the
+rate moves with everything else; CPU per job does not).
 
 ``python -m bench.gateway_overhead [--requests 500]`` (smoke: ``--requests 50``)
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +21,7 @@ import httpx
 from bench.common import (
     BOOTSTRAP,
     READY_LINE,
+    CpuMeter,
     helpers,
     namespace,
     percentile,
@@ -75,7 +79,9 @@ async def rate(call: Call, requests: int, in_flight: int = 64) -> float:
     return requests / (time.perf_counter() - started)
 
 
-async def measure(ns: str, port: int, requests: int) -> dict[str, dict[str, float]]:
+async def measure(
+    ns: str, port: int, requests: int, meter: CpuMeter
+) -> dict[str, dict[str, float]]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     headers = {"authorization": f"Bearer {API_KEY}"}
     async with (
@@ -95,10 +101,14 @@ async def measure(ns: str, port: int, requests: int) -> dict[str, dict[str, floa
         for name, call in (("FleetClient", direct), ("gateway", through_gateway)):
             await rate(call, 200, 16)  # warm up
             ms = await latencies(call, requests)
+            meter.start()
+            jobs_per_s = await rate(call, requests * 4)
+            cpu = {k: v / (requests * 4) * 1e6 for k, v in meter.stop().items()}
             results[name] = {
                 "p50_ms": percentile(ms, 50),
                 "p99_ms": percentile(ms, 99),
-                "jobs_per_s_64": await rate(call, requests * 4),
+                "jobs_per_s_64": jobs_per_s,
+                **{f"cpu_us_{k}": v for k, v in cpu.items()},
             }
         return results
 
@@ -116,10 +126,16 @@ def main() -> None:
     ns, port = namespace("gw"), free_port()
     worker = python_module("bench.noop_worker", "--namespace", ns, "--concurrency", "64")
     gateway = python_module("bench.gateway_overhead", "--serve", ns, "--port", str(port))
-    with helpers([worker, gateway], log_name=f"gateway-overhead-{ns}"):
-        results = asyncio.run(measure(ns, port, args.requests))
+    with helpers([worker, gateway], log_name=f"gateway-overhead-{ns}") as (w, g):
+        meter = CpuMeter({"client": os.getpid(), "gateway": g.pid, "worker": w.pid})
+        results = asyncio.run(measure(ns, port, args.requests, meter))
     rows: list[list[Any]] = [
-        [name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['jobs_per_s_64']:.0f}"]
+        [
+            name,
+            *(f"{r[k]:.2f}" for k in ("p50_ms", "p99_ms")),
+            *(f"{r[k]:.0f}" for k in ("jobs_per_s_64", "cpu_us_client", "cpu_us_gateway")),
+            f"{r['cpu_us_worker']:.0f}",
+        ]
         for name, r in results.items()
     ]
     direct, gw = results["FleetClient"], results["gateway"]
@@ -129,9 +145,14 @@ def main() -> None:
             f"{gw['p50_ms'] - direct['p50_ms']:.2f}",
             f"{gw['p99_ms'] - direct['p99_ms']:.2f}",
             f"{gw['jobs_per_s_64'] / direct['jobs_per_s_64']:.2f}x",
+            "",
+            "",
+            "",
         ]
     )
-    print_table("no-op chat job", ["path", "p50 ms", "p99 ms", "jobs/s at 64"], rows)
+    headers = ["path", "p50 ms", "p99 ms", "jobs/s at 64", "CPU µs/job: client", "gateway",
+               "worker"]  # fmt: skip
+    print_table("no-op chat job", headers, rows)
 
 
 if __name__ == "__main__":
