@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from gateway import chat, embeddings
 from gateway.chat_request import read_chat_call
+from gateway.disconnect import ClientGone
 from gateway.errors import OpenAIError
 from gateway.keys import KeyRing
 from gateway.models import ModelTable
@@ -74,13 +75,22 @@ def gateway_app(state: GatewayState) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
         ],
         middleware=[Middleware(RequestIds)],
-        exception_handlers={OpenAIError: _openai_error, HTTPException: _http_error},
+        exception_handlers={
+            OpenAIError: _openai_error,
+            HTTPException: _http_error,
+            ClientGone: _client_gone,
+        },
     )
 
 
 async def _openai_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIError)
     return Response(exc.body(), status_code=exc.status, media_type="application/json")
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """No one is left to read it (its job is cancelled already): nginx's 499, for logs."""
+    return Response(status_code=499)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

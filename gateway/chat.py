@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.batch import Completion
-from gateway.chat_chunks import ChunkWriter, event
+from gateway.chat_chunks import ChunkWriter, sse_event
 from gateway.chat_request import ChatCall
 from gateway.disconnect import unless_disconnected
 from gateway.errors import OpenAIError, fleet_error
@@ -77,21 +77,21 @@ async def _events(
     yield writer.opening()
     async with contextlib.aclosing(events):
         try:
-            event_ = first
+            item = first
             while True:
-                if isinstance(event_, GenerateResult):
-                    yield writer.closing(event_)
+                if isinstance(item, GenerateResult):
+                    yield writer.closing(item)
                     return
-                if isinstance(event_, StreamRestarted):
+                if isinstance(item, StreamRestarted):
                     if sent:  # what the client holds cannot be taken back
-                        yield event(_restarted())
+                        yield sse_event(_restarted())
                         return
                 else:
                     sent = True
-                    yield writer.delta(event_)
-                event_ = await anext(events)
+                    yield writer.delta(item)
+                item = await anext(events)
         except (FleetRequestError, DeadlineExceeded) as exc:
-            yield event(fleet_error(exc).body())
+            yield sse_event(fleet_error(exc).body())
 
 
 def _restarted() -> bytes:

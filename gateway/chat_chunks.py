@@ -91,10 +91,10 @@ class ChunkWriter:
         )
 
 
-def event(body: bytes) -> bytes:
+def sse_event(body: bytes) -> bytes:
     """An SSE event holding a JSON body (an error, mid-stream)."""
     return b"data: " + body + b"\n\n"
 
 
 def _data(chunk: _Chunk) -> bytes:
-    return event(_encoder.encode(chunk))
+    return sse_event(_encoder.encode(chunk))

@@ -211,5 +211,13 @@ async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
                         model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
                     )
             await until(lambda: fleet.chat.cancelled == cancelled + 2, timeout_s=10)
+            # Streamed, before the first token: the response has not begun.
+            fleet.chat.delay_s = 0.5
+            async with fleet.client(timeout=0.2) as impatient:
+                with pytest.raises(openai.APITimeoutError):
+                    await impatient.chat.completions.create(
+                        model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True
+                    )
+            await until(lambda: fleet.chat.cancelled == cancelled + 3, timeout_s=10)
     finally:
-        fleet.chat.piece_delay_s = 0.0
+        fleet.chat.piece_delay_s = fleet.chat.delay_s = 0.0
