@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import uvicorn
 
@@ -50,27 +51,39 @@ class Gateway:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
 
     async def serve(self) -> None:
-        """Serve until SIGINT or SIGTERM (or ``stop``)."""
-        async with self.running():
-            await self._serving
+        """Serve until SIGINT or SIGTERM (or ``stop``), then close the tenants' clients."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        async with self.running() as serving:
+            await serving
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Gateway]:
-        """Serving for the length of the block; ready once every tenant's client is open."""
-        self._serving = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
+        """Serving for the length of the block (the task ends when the server stops);
+        ready once every tenant's client is open."""
+        serving = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         try:
             for tenant in self._tenants:
                 await self.state.clients.of(tenant)
             self.state.ready = True
-            yield self
+            yield serving
         finally:
             self.stop()
-            await self._serving
+            await serving
             await self.state.clients.aclose()
             self._socket.close()
 
     def stop(self) -> None:
         self._server.should_exit = True
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """None: uvicorn's own would end the process by the signal once it stops serving,
+        before the gateway closes its clients (and deletes their reply topics)."""
+        yield

@@ -4,16 +4,22 @@ embed worker, through the real broker, with the workers verifying tenant signatu
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from contracts.secrets import Secret
 from gateway import Gateway
 from providers.router import ModelRouter
-from tests.conftest import Infra
+from tests.conftest import REPO, Infra
 from tests.integration.harness import serving, until
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings, build_worker
@@ -221,3 +227,36 @@ async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
             await until(lambda: fleet.chat.cancelled == cancelled + 3, timeout_s=10)
     finally:
         fleet.chat.piece_delay_s = fleet.chat.delay_s = 0.0
+
+
+async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text('[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n')
+    env = {
+        **os.environ,
+        **infra.kafka_env(),
+        "FLEET_NAMESPACE": f"test-{uuid.uuid4().hex[:12]}",
+        "GATEWAY_TEST_KEY": API_KEY,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.ops.cli", "gateway", "--config", str(config), "--port",
+        "0", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert line.startswith("fleet gateway: serving http://127.0.0.1:")
+        base = line.split()[-1].removesuffix("/v1")
+        async with httpx.AsyncClient(base_url=base) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            # Ready once its tenant's client is open: waited for by asking again.
+            for _ in range(200):
+                if (await http.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            models = await http.get("/v1/models", headers={"authorization": f"Bearer {API_KEY}"})
+        assert "smollm2-135m-instruct" in {m["id"] for m in models.json()["data"]}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), timeout=30) == 0
