@@ -46,7 +46,12 @@ async def complete(
         model=result.model,
     )
     body = chat_completion(
-        _completion_id(request_id), int(time.time()), completion, call.model, result.usage
+        _completion_id(request_id),
+        int(time.time()),
+        completion,
+        call.model,
+        result.usage,
+        where=f"request {request_id}",
     )
     return Response(msgspec.json.encode(body), media_type="application/json")
 

@@ -162,11 +162,18 @@ def embeddings_body(
 
 
 def chat_completion(
-    completion_id: str, created: int, completion: Completion, model: str, usage: Usage | None
+    completion_id: str,
+    created: int,
+    completion: Completion,
+    model: str,
+    usage: Usage | None,
+    *,
+    where: str,
 ) -> _ChatCompletion:
     """A ``chat.completion`` answer; ``model`` is the one asked for (the completion's own
-    wins where a fallback chain's substitute answered)."""
-    calls = [_tool_call(completion_id, c) for c in completion.tool_calls or ()]
+    wins where a fallback chain's substitute answered); ``where`` names the answer in an
+    error (a row, a request)."""
+    calls = [_tool_call(where, c) for c in completion.tool_calls or ()]
     # As OpenAI answers: a turn of tool calls alone has no content.
     content = completion.text if completion.text or not calls else None
     message = _Message(content=content, tool_calls=calls or msgspec.UNSET)
@@ -189,7 +196,8 @@ def _vectors(row: RowResult, model: str) -> _EmbeddingsBody:
 def _chat(batch: BatchInfo, row: RowResult, completion: Completion, model: str) -> _ChatCompletion:
     created = batch.in_progress_at or batch.created_at
     completion_id = "chatcmpl-" + _digest(batch, row.custom_id)
-    return chat_completion(completion_id, int(created), completion, model, row.usage)
+    where = f"row {row.custom_id!r}"
+    return chat_completion(completion_id, int(created), completion, model, row.usage, where=where)
 
 
 def _digest(batch: BatchInfo, custom_id: str) -> str:
@@ -201,16 +209,16 @@ def _line_id(batch: BatchInfo, custom_id: str) -> str:
     return "batch_req_" + _digest(batch, custom_id)
 
 
-def _tool_call(answer: str, call: object) -> _ToolCall:
+def _tool_call(where: str, call: object) -> _ToolCall:
     """A ToolCall as the coordinator keeps it (``id``, ``name``, ``arguments``), in OpenAI's
-    shape; ``answer`` names the completion holding it, for an error."""
+    shape."""
     if not isinstance(call, dict):
-        raise ContractError(f"{answer}: a tool call is not an object: {call!r}")
+        raise ContractError(f"{where}: a tool call is not an object: {call!r}")
     try:
         function = _Function(name=str(call["name"]), arguments=str(call.get("arguments", "")))
         return _ToolCall(id=str(call["id"]), function=function)
     except KeyError as exc:
-        raise ContractError(f"{answer}: a tool call has no {exc.args[0]!r}") from exc
+        raise ContractError(f"{where}: a tool call has no {exc.args[0]!r}") from exc
 
 
 def chat_usage(usage: Usage | None) -> _ChatUsage:

@@ -378,8 +378,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway import Gateway  # starlette and uvicorn: the `gateway` extra
     from workers.ops.models import list_models
+
+    try:
+        from gateway import Gateway
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"the gateway needs {exc.name}: pip install 'ai-job-fleet[gateway]'"
+        ) from exc
 
     settings = load_settings(args.config)
     if not settings.gateway.api_keys:
