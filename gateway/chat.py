@@ -15,12 +15,10 @@ from contracts.batch import Completion
 from gateway.chat_chunks import ChunkWriter, sse_event
 from gateway.chat_request import ChatCall
 from gateway.disconnect import unless_disconnected
-from gateway.errors import OpenAIError, fleet_error
+from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
 from gateway.event_stream import EventStream
 from producer_sdk import (
-    DeadlineExceeded,
     FleetClient,
-    FleetRequestError,
     GenerateEvent,
     GenerateResult,
     StreamRestarted,
@@ -37,7 +35,7 @@ async def complete(
     )
     try:
         result = await unless_disconnected(request.receive, answer)
-    except (FleetRequestError, DeadlineExceeded) as exc:
+    except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
     completion = Completion(
         text=result.text,
@@ -70,7 +68,7 @@ async def stream(
     )
     try:
         first = await unless_disconnected(request.receive, anext(events))
-    except (FleetRequestError, DeadlineExceeded) as exc:
+    except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
     return EventStream(_events(writer, first, events))
 
@@ -95,7 +93,7 @@ async def _events(
                     sent = True
                     yield writer.delta(item)
                 item = await anext(events)
-        except (FleetRequestError, DeadlineExceeded) as exc:
+        except FLEET_FAILURES as exc:
             yield sse_event(fleet_error(exc).body())
 
 

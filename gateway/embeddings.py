@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.disconnect import unless_disconnected
-from gateway.errors import fleet_error, invalid_request
-from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError
+from gateway.errors import FLEET_FAILURES, fleet_error, invalid_request
+from producer_sdk import FleetClient
 from producer_sdk.batch.openai_chat_body import error_param
 from producer_sdk.batch.openai_output_lines import embeddings_body
 
@@ -44,7 +44,7 @@ async def embed(
     )
     try:
         result = await unless_disconnected(request.receive, answer)
-    except (FleetRequestError, DeadlineExceeded) as exc:
+    except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
     vectors: list[list[float]] | list[str]
     if call.encoding_format == "base64":

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.errors import ErrorCode
-from producer_sdk import DeadlineExceeded, FleetRequestError
+from contracts.errors import ContractViolation, ErrorCode
+from producer_sdk import BrokerError, DeadlineExceeded, FleetRequestError, RequestRefused
 from producer_sdk.batch.openai_output_lines import HTTP_STATUS, error_type
 
 
@@ -51,10 +51,20 @@ def invalid_request(message: str, param: str | None, code: str | None = None) ->
     return OpenAIError(400, message, param=param, code=code)
 
 
-def fleet_error(exc: FleetRequestError | DeadlineExceeded) -> OpenAIError:
-    """What a failed job is answered with: its error code's status, or 504 past the
-    deadline."""
+FleetFailure = FleetRequestError | DeadlineExceeded | BrokerError | RequestRefused
+# What a FleetClient call raises when its job fails or cannot be sent, for `except`.
+FLEET_FAILURES = (FleetRequestError, DeadlineExceeded, BrokerError, RequestRefused)
+
+
+def fleet_error(exc: FleetFailure) -> OpenAIError:
+    """What a failed job is answered with: its error code's status; 504 past the deadline;
+    503 when Kafka cannot be reached; 413 or 400 for a request the SDK would not send."""
     if isinstance(exc, DeadlineExceeded):
         return OpenAIError(504, str(exc), code=ErrorCode.TIMEOUT.value)
+    if isinstance(exc, BrokerError):
+        return OpenAIError(503, f"the fleet cannot be reached: {exc}", code="fleet_unavailable")
+    if isinstance(exc, RequestRefused):
+        status = 413 if exc.reason is ContractViolation.OVERSIZED else 400
+        return OpenAIError(status, str(exc), code=exc.code.value)
     status = HTTP_STATUS.get(exc.code, 500)
     return OpenAIError(status, exc.reply.message, code=exc.code.value)
