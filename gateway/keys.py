@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
+from contracts.errors import ConfigError
 from contracts.secrets import Secret
 from gateway.errors import OpenAIError
 
@@ -17,6 +18,8 @@ class KeyRing:
     def __init__(self, keys: Mapping[str, Secret]) -> None:
         """``keys``: each tenant's key (a tenant without one cannot call the gateway)."""
         self._keys = [(key.reveal().encode(), tenant) for tenant, key in keys.items() if key]
+        if len({key for key, _ in self._keys}) < len(self._keys):
+            raise ConfigError("two tenants have the same API key: each needs its own")
 
     def tenant(self, authorization: str | None) -> str:
         """The tenant whose key the header holds; OpenAIError 401 when none does."""

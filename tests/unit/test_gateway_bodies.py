@@ -1,6 +1,6 @@
-"""The gateway's bodies without a server: every field of the fleet's chat contract is read
-from OpenAI's spelling, and the stream's events parse as the official `openai` package's own
-types."""
+"""The gateway's bodies and keys without a server: every field of the fleet's chat contract
+is read from OpenAI's spelling, the stream's events parse as the official `openai` package's
+own types, and a bearer key names its tenant."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from contracts.content import ImagePart
+from contracts.errors import ConfigError
 from contracts.generate import NamedToolChoice, ToolSpec
 from contracts.replies import GenerateResult, TextDelta, ToolCallDelta
 from contracts.response_format import ResponseFormatJsonSchema
+from contracts.secrets import Secret
 from contracts.usage import Usage
 from gateway.chat_chunks import DONE, ChunkWriter
 from gateway.chat_request import read_chat_call
 from gateway.errors import OpenAIError
+from gateway.keys import KeyRing
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 
@@ -127,3 +130,15 @@ def test_streamed_events_are_openais_chunks() -> None:
     assert chunks[4].usage is not None
     assert chunks[4].usage.total_tokens == 5
     assert all(c.usage is None for c in chunks[:4])
+
+
+def test_a_bearer_key_names_its_tenant() -> None:
+    keys = KeyRing({"acme": Secret("sk-a"), "billing": Secret("sk-b"), "idle": Secret("")})
+    assert keys.tenant("Bearer sk-b") == "billing"
+    assert keys.tenant("bearer  sk-a ") == "acme"
+    for header in (None, "sk-a", "Basic sk-a", "Bearer sk-", "Bearer ", "Bearer sk-a2"):
+        with pytest.raises(OpenAIError) as caught:
+            keys.tenant(header)
+        assert (caught.value.status, caught.value.code) == (401, "invalid_api_key")
+    with pytest.raises(ConfigError, match="same API key"):
+        KeyRing({"acme": Secret("sk-a"), "billing": Secret("sk-a")})
