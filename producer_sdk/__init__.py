@@ -26,6 +26,7 @@ from producer_sdk.errors import (
 from producer_sdk.options import GenerateEvent
 from producer_sdk.replies import StreamRestarted
 from producer_sdk.telemetry import export_telemetry
+from producer_sdk.tenant_clients import TenantClients
 from transport.connection import KafkaAccessError, KafkaSecurity
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "ResponseFormatText",
     "Secret",
     "StreamRestarted",
+    "TenantClients",
     "TextDelta",
     "TextPart",
     "ToolCall",

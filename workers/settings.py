@@ -55,6 +55,16 @@ class BatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     retention_days: Annotated[float, msgspec.Meta(gt=0)] = BATCH_RETENTION_DAYS
 
 
+# The OpenAI-compatible gateway's settings (`fleet gateway`): the ``[gateway]`` table.
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000  # 0: any free port
+    # Each tenant's bearer key (`Authorization: Bearer <key>`): usually "env:NAME" or
+    # "file:PATH". A tenant without one cannot call the gateway. Its jobs are signed with
+    # its key of `tenant_keys`, as the workers verify.
+    api_keys: dict[str, Secret] = msgspec.field(default_factory=dict)
+
+
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -208,6 +218,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     model_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # The batch coordinator (`fleet worker batch`): the `[batch]` table.
     batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
+    # The HTTP gateway (`fleet gateway`): the `[gateway]` table.
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
 
     def __post_init__(self) -> None:
         try:

@@ -1,9 +1,11 @@
 """A chat row's body, from the OpenAI batch input shape to the contract's ChatBody: OpenAI's
 spellings of tools, tool choices and tool calls taken, and a field the fleet would not honour
-refused (naming the row), never dropped."""
+refused (naming the row and the field), never dropped. The gateway reads its request
+bodies with the same function."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -19,6 +21,19 @@ _CHAT_DEFAULT_ONLY: Final[Mapping[str, tuple[object, str]]] = {
     "logprobs": (False, "the fleet returns no log probabilities"),
 }
 _CHAT_FIELDS: Final = frozenset(ChatBody.__struct_fields__)
+# Where msgspec's message says the bad value is: "... - at `$.messages[0].role`", or
+# "Object contains unknown field `user`".
+_AT_PATH: Final = re.compile(r" - at `\$\.?([^`]*)`$")
+_UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `([^`]*)`")
+
+
+class ChatBodyError(ContractError):
+    """A body the fleet refuses; ``param`` is the field at fault (``messages[0].role``),
+    as OpenAI's error body names it, or None where no one field is."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 def chat_body(where: str, body: dict[str, Any]) -> ChatBody:
@@ -26,24 +41,34 @@ def chat_body(where: str, body: dict[str, Any]) -> ChatBody:
         if field in body:
             value = body.pop(field)
             if value != harmless or type(value) is not type(harmless):
-                raise ContractError(
+                raise ChatBodyError(
                     f"{where}: body field `{field}` must be {_json(harmless)} if given, not "
-                    f"{_json(value)}: {why}"
+                    f"{_json(value)}: {why}",
+                    field,
                 )
     if "max_completion_tokens" in body:  # OpenAI's newer name for max_tokens
         tokens = body.pop("max_completion_tokens")
         if body.setdefault("max_tokens", tokens) != tokens:
-            raise ContractError(f"{where}: `max_tokens` and `max_completion_tokens` differ")
+            raise ChatBodyError(
+                f"{where}: `max_tokens` and `max_completion_tokens` differ", "max_tokens"
+            )
     unknown = sorted(set(body) - _CHAT_FIELDS)
     if unknown:
-        raise ContractError(
-            f"{where}: body field `{unknown[0]}` is not one the fleet honours in a chat row "
-            "(refused rather than dropped)"
+        raise ChatBodyError(
+            f"{where}: body field `{unknown[0]}` is not one the fleet honours in a chat body "
+            "(refused rather than dropped)",
+            unknown[0],
         )
     try:
         return msgspec.convert(_from_openai_shapes(where, body), ChatBody)
     except msgspec.ValidationError as exc:
-        raise ContractError(f"{where}: body: {exc}") from exc
+        raise ChatBodyError(f"{where}: body: {exc}", error_param(exc)) from exc
+
+
+def error_param(exc: msgspec.ValidationError) -> str | None:
+    """The field msgspec's message names, in OpenAI's spelling of a ``param``."""
+    found = _AT_PATH.search(str(exc)) or _UNKNOWN_FIELD.search(str(exc))
+    return found.group(1) or None if found else None
 
 
 def _from_openai_shapes(where: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -67,16 +92,18 @@ def _tool(where: str, index: int, tool: object) -> object:
     if not isinstance(tool, dict) or "type" not in tool:
         return tool  # the contract's {name, description, parameters}, checked by convert
     if tool["type"] != "function":
-        raise ContractError(
+        raise ChatBodyError(
             f"{where}: `tools[{index}]` is of type {_json(tool['type'])}: the fleet serves "
-            "function tools only"
+            "function tools only",
+            f"tools[{index}].type",
         )
     fields = {"name", "description", "parameters", "strict"}
     function = _function(where, f"tools[{index}]", tool, fields)
     if function.pop("strict", False) is not False:
-        raise ContractError(
+        raise ChatBodyError(
             f"{where}: `tools[{index}].function.strict` is not honoured (the arguments are "
-            "not constrained to the schema): remove it"
+            "not constrained to the schema): remove it",
+            f"tools[{index}].function.strict",
         )
     return function
 
@@ -102,14 +129,17 @@ def _function(where: str, label: str, holder: dict[str, Any], fields: set[str]) 
     """The ``function`` object of an OpenAI tool, tool choice or tool call, whose other
     keys may only be ``type: "function"`` (and a call's ``id``)."""
     if holder.get("type", "function") != "function":
-        raise ContractError(f'{where}: `{label}.type` must be "function"')
+        raise ChatBodyError(f'{where}: `{label}.type` must be "function"', f"{label}.type")
     if other := sorted(set(holder) - {"type", "function", "id"}):
-        raise ContractError(f"{where}: `{label}.{other[0]}` is not one the fleet honours")
+        param = f"{label}.{other[0]}"
+        raise ChatBodyError(f"{where}: `{param}` is not one the fleet honours", param)
     function = holder.get("function")
     if not isinstance(function, dict):
-        raise ContractError(f"{where}: `{label}.function` must be an object")
+        param = f"{label}.function"
+        raise ChatBodyError(f"{where}: `{param}` must be an object", param)
     if other := sorted(set(function) - fields):
-        raise ContractError(f"{where}: `{label}.function.{other[0]}` is not one the fleet honours")
+        param = f"{label}.function.{other[0]}"
+        raise ChatBodyError(f"{where}: `{param}` is not one the fleet honours", param)
     return dict(function)
 
 

@@ -1,4 +1,5 @@
-"""The lines of OpenAI's batch output and error files, built from a batch's row results.
+"""The lines of OpenAI's batch output and error files, built from a batch's row results,
+and the OpenAI response bodies they hold (the gateway answers with the same bodies).
 
 A succeeded row is ``{"id", "custom_id", "response": {"status_code": 200, "request_id",
 "body"}, "error": null}`` with an ``/v1/embeddings`` or ``chat.completion`` body; a failed
@@ -10,7 +11,7 @@ order OpenAI writes them, and a row's ``id`` is the same in every download.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -27,7 +28,7 @@ HTTP_STATUS: Final[Mapping[str, int]] = {
     "internal": 500, "unexpected_response": 500, "provider_down": 503, "timeout": 504,
 }  # fmt: skip
 # OpenAI's error `type` for each status (its API answers 401 and 404 as request errors too).
-_ERROR_TYPE: Final[Mapping[int, str]] = {
+ERROR_TYPE: Final[Mapping[int, str]] = {
     400: "invalid_request_error", 401: "invalid_request_error", 402: "insufficient_quota",
     404: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
 }  # fmt: skip
@@ -61,7 +62,7 @@ class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 class _Embedding(msgspec.Struct, frozen=True, kw_only=True):
     object: str = "embedding"
     index: int = 0
-    embedding: list[float]
+    embedding: list[float] | str  # numbers, or base64 of little-endian float32 values
 
 
 class _EmbeddingsUsage(msgspec.Struct, frozen=True):
@@ -131,7 +132,7 @@ def failed_line(batch: BatchInfo, row: RowResult) -> OutputLine:
     status = HTTP_STATUS.get(row.error.code, 500)
     error = _ErrorBody(
         message=row.error.message,
-        type=_ERROR_TYPE.get(status, "server_error"),
+        type=error_type(status),
         code=row.error.code,
     )
     response = _Response(status_code=status, request_id=row.request_id, body={"error": error})
@@ -144,30 +145,59 @@ def never_ran_line(batch: BatchInfo, custom_id: str, error: RowError) -> OutputL
     return OutputLine(_line_id(batch, custom_id), custom_id, None, line_error)
 
 
+def error_type(status: int) -> str:
+    """OpenAI's error ``type`` for an HTTP status."""
+    return ERROR_TYPE.get(status, "server_error")
+
+
+def embeddings_body(
+    embeddings: Sequence[list[float] | str], model: str, prompt_tokens: int
+) -> _EmbeddingsBody:
+    """A ``/v1/embeddings`` answer: one embedding per input, in input order."""
+    return _EmbeddingsBody(
+        data=[_Embedding(index=i, embedding=e) for i, e in enumerate(embeddings)],
+        model=model,
+        usage=_EmbeddingsUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens),
+    )
+
+
+def chat_completion(
+    completion_id: str,
+    created: int,
+    completion: Completion,
+    model: str,
+    usage: Usage | None,
+    *,
+    where: str,
+) -> _ChatCompletion:
+    """A ``chat.completion`` answer; ``model`` is the one asked for (the completion's own
+    wins where a fallback chain's substitute answered); ``where`` names the answer in an
+    error (a row, a request)."""
+    calls = [_tool_call(where, c) for c in completion.tool_calls or ()]
+    # As OpenAI answers: a turn of tool calls alone has no content.
+    content = completion.text if completion.text or not calls else None
+    message = _Message(content=content, tool_calls=calls or msgspec.UNSET)
+    return _ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=completion.model or model,
+        choices=[_Choice(message=message, finish_reason=completion.finish_reason)],
+        usage=chat_usage(usage),
+    )
+
+
 def _vectors(row: RowResult, model: str) -> _EmbeddingsBody:
     if row.embedding is None:
         raise ContractError(f"row {row.custom_id!r} has neither a vector nor a completion")
     prompt = row.usage.prompt_tokens if row.usage else 0
-    return _EmbeddingsBody(
-        data=[_Embedding(embedding=float32_values(row.embedding))],
-        model=model,
-        usage=_EmbeddingsUsage(prompt_tokens=prompt, total_tokens=prompt),
-    )
+    return embeddings_body([float32_values(row.embedding)], model, prompt)
 
 
 def _chat(batch: BatchInfo, row: RowResult, completion: Completion, model: str) -> _ChatCompletion:
-    calls = [_tool_call(row.custom_id, c) for c in completion.tool_calls or ()]
-    # As OpenAI answers: a turn of tool calls alone has no content.
-    content = completion.text if completion.text or not calls else None
-    message = _Message(content=content, tool_calls=calls or msgspec.UNSET)
     created = batch.in_progress_at or batch.created_at
-    return _ChatCompletion(
-        id="chatcmpl-" + _digest(batch, row.custom_id),
-        created=int(created),
-        model=completion.model or model,
-        choices=[_Choice(message=message, finish_reason=completion.finish_reason)],
-        usage=_chat_usage(row.usage),
-    )
+    completion_id = "chatcmpl-" + _digest(batch, row.custom_id)
+    where = f"row {row.custom_id!r}"
+    return chat_completion(completion_id, int(created), completion, model, row.usage, where=where)
 
 
 def _digest(batch: BatchInfo, custom_id: str) -> str:
@@ -179,19 +209,19 @@ def _line_id(batch: BatchInfo, custom_id: str) -> str:
     return "batch_req_" + _digest(batch, custom_id)
 
 
-def _tool_call(custom_id: str, call: object) -> _ToolCall:
+def _tool_call(where: str, call: object) -> _ToolCall:
     """A ToolCall as the coordinator keeps it (``id``, ``name``, ``arguments``), in OpenAI's
     shape."""
     if not isinstance(call, dict):
-        raise ContractError(f"row {custom_id!r}: a tool call is not an object: {call!r}")
+        raise ContractError(f"{where}: a tool call is not an object: {call!r}")
     try:
         function = _Function(name=str(call["name"]), arguments=str(call.get("arguments", "")))
         return _ToolCall(id=str(call["id"]), function=function)
     except KeyError as exc:
-        raise ContractError(f"row {custom_id!r}: a tool call has no {exc.args[0]!r}") from exc
+        raise ContractError(f"{where}: a tool call has no {exc.args[0]!r}") from exc
 
 
-def _chat_usage(usage: Usage | None) -> _ChatUsage:
+def chat_usage(usage: Usage | None) -> _ChatUsage:
     if usage is None:
         return _ChatUsage()
     cached, reasoning = usage.cached_tokens, usage.reasoning_tokens

@@ -11,16 +11,18 @@ from tests.conftest import REPO
 
 # package -> module prefixes it must never import
 FORBIDDEN = {
-    "contracts": ("transport", "providers", "workers", "producer_sdk", "aiokafka", "redis",
-                  "httpx"),
-    "transport": ("providers", "workers", "producer_sdk", "redis", "httpx"),
-    "providers": ("workers", "producer_sdk"),
-    "producer_sdk": ("workers", "providers"),
+    "contracts": ("transport", "providers", "workers", "producer_sdk", "gateway", "aiokafka",
+                  "redis", "httpx"),
+    "transport": ("providers", "workers", "producer_sdk", "gateway", "redis", "httpx"),
+    "providers": ("workers", "producer_sdk", "gateway"),
+    "producer_sdk": ("workers", "providers", "gateway"),
+    # The HTTP gateway is a producer: it sends jobs through producer_sdk like any service.
+    "gateway": ("workers", "providers"),
     "workers.runtime": ("workers.ops",),
     "workers.handlers": ("workers.ops", "workers.runtime.consumer", "workers.runtime.runner",
                          "workers.runtime.links", "workers.runtime.links.chain"),
 }  # fmt: skip
-PACKAGES = ("contracts", "transport", "providers", "producer_sdk", "workers")
+PACKAGES = ("contracts", "transport", "providers", "producer_sdk", "gateway", "workers")
 
 
 def _module(path: Path) -> str:
@@ -128,6 +130,18 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def test_only_the_operator_tools_start_the_gateway() -> None:
+    """Workers never import the gateway: it is a process of its own, started by `fleet`."""
+    offenders = [
+        _module(path)
+        for path in SOURCES
+        if _within(_module(path), "workers")
+        and not _within(_module(path), "workers.ops")
+        and any(_within(name, "gateway") for name in _imports(path))
+    ]
+    assert offenders == []
 
 
 def test_no_package_imports_itself_back_through_another() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 PACKAGES = [
     "contracts",
+    "gateway",
     "providers",
     "providers.chat",
     "providers.embeddings",

@@ -35,6 +35,7 @@ from contracts.names import (
     batch_dead_letter_topic,
     batch_status_topic,
 )
+from producer_sdk import TenantClients
 from providers.call_retry import CallRetryPolicy
 from transport import topology
 from transport.group import GroupLoop
@@ -43,7 +44,6 @@ from workers.batch.authority import refusal
 from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
-from workers.batch.tenant_clients import TenantClients
 from workers.broker_wait import BrokerWait, StoppedWaiting
 from workers.dead_letter import DeadLetters
 from workers.failure_table import TENANT_UNVERIFIED
@@ -116,7 +116,9 @@ class BatchCoordinator:
 
             board = await broker.step("reading batch status", open_board)
             stack.push_async_callback(board.aclose)
-            clients = TenantClients(s.connection, s.namespace, s.tenant_keys)
+            clients = TenantClients(
+                s.connection, s.namespace, s.tenant_keys, client_name="batch-coordinator"
+            )
             stack.push_async_callback(clients.aclose)
             self._dead_letters = DeadLetters(
                 producer, batch_dead_letter_topic(s.namespace), metrics

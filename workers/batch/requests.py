@@ -19,10 +19,9 @@ from contracts.embed_parts import float32_values
 from contracts.errors import ErrorCode, FleetError
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
-from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError
+from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError, TenantClients
 from providers.call_retry import CallRetryPolicy
 from providers.tokens import estimate_tokens
-from workers.batch.tenant_clients import TenantClients
 from workers.settings import BatchSettings
 
 log = logging.getLogger(__name__)

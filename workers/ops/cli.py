@@ -187,6 +187,14 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(func=_cmd_models)
 
+    gateway = sub.add_parser(
+        "gateway", help="serve the OpenAI HTTP API: requests become fleet jobs"
+    )
+    gateway.add_argument("--config", type=Path, help="TOML settings file (its [gateway] table)")
+    gateway.add_argument("--host", help="address to bind (default: [gateway] host)")
+    gateway.add_argument("--port", type=int, help="port to bind, 0 for any free one")
+    gateway.set_defaults(func=_cmd_gateway)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the wire contract")
     schema.set_defaults(func=lambda _args: print(json_schema_text(), end="") or 0)
     asyncapi = sub.add_parser(
@@ -366,6 +374,36 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(msgspec.json.format(msgspec.json.encode(listing).decode()))
     else:
         print(render(listing))
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from workers.ops.models import list_models
+
+    try:
+        from gateway import Gateway
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"the gateway needs {exc.name}: pip install 'ai-job-fleet[gateway]'"
+        ) from exc
+
+    settings = load_settings(args.config)
+    if not settings.gateway.api_keys:
+        raise ConfigError("the gateway has no API keys: set [gateway] api_keys (tenant = key)")
+    # The catalogue's models as `fleet models` lists them: what the workers serve.
+    listing = asyncio.run(list_models(settings))
+    server = Gateway(
+        settings.connection,
+        namespace=settings.namespace,
+        api_keys=settings.gateway.api_keys,
+        tenant_keys=settings.tenant_keys,
+        models={row.model: row.kind for row in listing.models},
+        host=args.host or settings.gateway.host,
+        port=settings.gateway.port if args.port is None else args.port,
+    )
+    # The bound port, read by whoever started the gateway on port 0.
+    print(f"fleet gateway: serving http://{server.host}:{server.port}/v1", flush=True)
+    asyncio.run(server.serve())
     return 0
 
 

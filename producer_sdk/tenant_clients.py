@@ -1,7 +1,7 @@
-"""The coordinator's fleet clients, one per tenant it runs batches of: a batch's rows are
-requests of the tenant that submitted it, signed with that tenant's key where the
-coordinator has one, so workers that verify tenants run them, and memory, stored answers
-and collections are that tenant's."""
+"""Fleet clients, one per tenant, for a service that sends requests on behalf of several
+tenants (the batch coordinator, the HTTP gateway): each request is signed with its tenant's
+key where the service has one, so workers that verify tenants run it, and memory, stored
+answers and collections are that tenant's."""
 
 from __future__ import annotations
 
@@ -10,17 +10,23 @@ import contextlib
 import uuid
 
 from contracts.secrets import Secret
-from producer_sdk import FleetClient
+from producer_sdk.client import FleetClient
 from transport.connection import KafkaConnection
 
 
 class TenantClients:
     def __init__(
-        self, connection: KafkaConnection, namespace: str, keys: dict[str, Secret]
+        self,
+        connection: KafkaConnection,
+        namespace: str,
+        keys: dict[str, Secret],
+        *,
+        client_name: str,
     ) -> None:
         self._connection = connection
         self._namespace = namespace
         self._keys = keys
+        self._client_name = client_name  # the start of each client's id: who it serves
         self._clients: dict[str, FleetClient] = {}
         self._stack = contextlib.AsyncExitStack()
         self._opening = asyncio.Lock()  # two batches of a new tenant open one client
@@ -38,7 +44,7 @@ class TenantClients:
                     namespace=self._namespace,
                     tenant=tenant,
                     tenant_key=key.reveal() if key is not None else None,
-                    client_id=f"batch-coordinator-{uuid.uuid4().hex[:12]}",
+                    client_id=f"{self._client_name}-{uuid.uuid4().hex[:12]}",
                 )
                 await self._stack.enter_async_context(client)
                 self._clients[tenant] = client

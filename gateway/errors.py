@@ -1,0 +1,70 @@
+"""The gateway's error answers, in OpenAI's shape: ``{"error": {"message", "type", "param",
+"code"}}`` with the HTTP status OpenAI's API would answer. A fleet error code maps to its
+status through the one table the batch output files use."""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.errors import ContractViolation, ErrorCode
+from producer_sdk import BrokerError, DeadlineExceeded, FleetRequestError, RequestRefused
+from producer_sdk.batch.openai_output_lines import HTTP_STATUS, error_type
+
+
+class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    error: _ErrorBody
+
+
+class OpenAIError(Exception):
+    """An answer of ``status`` with OpenAI's error body; ``param`` names the request field
+    at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type or error_type(status)
+
+    def body(self) -> bytes:
+        error = _ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code)
+        return msgspec.json.encode(_Envelope(error))
+
+
+def invalid_request(message: str, param: str | None, code: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, param=param, code=code)
+
+
+FleetFailure = FleetRequestError | DeadlineExceeded | BrokerError | RequestRefused
+# What a FleetClient call raises when its job fails or cannot be sent, for `except`.
+FLEET_FAILURES = (FleetRequestError, DeadlineExceeded, BrokerError, RequestRefused)
+
+
+def fleet_error(exc: FleetFailure) -> OpenAIError:
+    """What a failed job is answered with: its error code's status; 504 past the deadline;
+    503 when Kafka cannot be reached; 413 or 400 for a request the SDK would not send."""
+    if isinstance(exc, DeadlineExceeded):
+        return OpenAIError(504, str(exc), code=ErrorCode.TIMEOUT.value)
+    if isinstance(exc, BrokerError):
+        return OpenAIError(503, f"the fleet cannot be reached: {exc}", code="fleet_unavailable")
+    if isinstance(exc, RequestRefused):
+        status = 413 if exc.reason is ContractViolation.OVERSIZED else 400
+        return OpenAIError(status, str(exc), code=exc.code.value)
+    status = HTTP_STATUS.get(exc.code, 500)
+    return OpenAIError(status, exc.reply.message, code=exc.code.value)

@@ -1,0 +1,57 @@
+"""Every request's id: the ``Idempotency-Key`` header when the client sends one (the same key
+again runs the job once: the workers' ledger answers a repeat from the stored answer), else
+a new one. Each response carries it as ``x-request-id``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.envelope import IDENTIFIER_RULE, is_identifier
+from gateway.errors import invalid_request
+
+_HEADER: Final = b"x-request-id"
+
+
+def request_id(scope: Scope) -> str:
+    """The id RequestIds gave this request."""
+    found: str = scope["state"]["request_id"]
+    return found
+
+
+class RequestIds:
+    """ASGI middleware: refuses a key outside the fleet's id alphabet (400) before any
+    handler runs, and stamps the id on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        key = Headers(scope=scope).get("idempotency-key")
+        stamped = key if key is not None and is_identifier(key) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = stamped
+
+        async def stamp(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (_HEADER, stamped.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if key is not None and key != stamped:
+            error = invalid_request(f"the Idempotency-Key header must be {IDENTIFIER_RULE}", None)
+            await stamp(
+                {
+                    "type": "http.response.start",
+                    "status": error.status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": error.body()})
+            return
+        await self._app(scope, receive, stamp)
