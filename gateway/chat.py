@@ -17,6 +17,7 @@ from gateway.chat_request import ChatCall
 from gateway.disconnect import unless_disconnected
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
 from gateway.event_stream import EventStream
+from gateway.restarts import Diverged, SentText
 from producer_sdk import (
     FleetClient,
     GenerateEvent,
@@ -76,32 +77,32 @@ async def stream(
 async def _events(
     writer: ChunkWriter, first: GenerateEvent, events: AsyncGenerator[GenerateEvent, None]
 ) -> AsyncGenerator[bytes, None]:
-    sent = False  # whether any of the answer has gone to the client
+    sent = SentText()
     yield writer.opening()
     async with contextlib.aclosing(events):
         try:
             item = first
             while True:
                 if isinstance(item, GenerateResult):
+                    sent.check_final(item.text)
                     yield writer.closing(item)
                     return
                 if isinstance(item, StreamRestarted):
-                    if sent:  # what the client holds cannot be taken back
-                        yield sse_event(_restarted())
-                        return
-                else:
-                    sent = True
-                    yield writer.delta(item)
+                    sent.restarted()
+                elif (new := sent.to_send(item)) is not None:
+                    yield writer.delta(new)
                 item = await anext(events)
         except FLEET_FAILURES as exc:
             yield sse_event(fleet_error(exc).body())
+        except Diverged as exc:
+            yield sse_event(_restarted(str(exc)))
 
 
-def _restarted() -> bytes:
+def _restarted(why: str) -> bytes:
     error = OpenAIError(
         503,
-        "the job was redone from the start after its worker failed: retry the request "
-        "with the same Idempotency-Key to get the whole answer",
+        f"the job was redone from the start after its worker failed, and {why}: retry the "
+        "request with the same Idempotency-Key to get the whole answer",
         code="stream_restarted",
     )
     return error.body()
