@@ -17,12 +17,12 @@ from gateway.admission import Admission, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
-from gateway.errors import OpenAIError
+from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
 from gateway.keys import KeyRing
 from gateway.models import ModelTable
 from gateway.overhead import Overhead
 from gateway.request_ids import RequestIds, request_id
-from producer_sdk import TenantClients
+from producer_sdk import FleetClient, TenantClients
 
 
 class GatewayState:
@@ -43,11 +43,18 @@ class GatewayState:
         """The tenant whose key the request carries (OpenAIError 401 when none)."""
         return self.keys.tenant(request.headers.get("authorization"))
 
+    async def client(self, tenant: str) -> FleetClient:
+        """``tenant``'s client; 503 when it cannot be opened (Kafka unreachable)."""
+        try:
+            return await self.clients.of(tenant)
+        except FLEET_FAILURES as exc:
+            raise fleet_error(exc) from exc
+
 
 def gateway_app(state: GatewayState) -> Starlette:
     async def chat_completions(request: Request) -> Response:
         tenant = state.tenant(request)
-        client = await state.clients.of(tenant)
+        client = await state.client(tenant)
         call = read_chat_call(await request.body())
         state.models.check(call.model, "generate")
         completion = call.body.max_tokens or state.limits.assumed_completion_tokens
@@ -58,7 +65,7 @@ def gateway_app(state: GatewayState) -> Starlette:
 
     async def create_embeddings(request: Request) -> Response:
         tenant = state.tenant(request)
-        client = await state.clients.of(tenant)
+        client = await state.client(tenant)
         call = embeddings.read_embeddings_call(await request.body())
         state.models.check(call.model, "embed")
         texts = [call.input] if isinstance(call.input, str) else call.input
