@@ -10,52 +10,91 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from contracts.gateway_limits import GatewayLimits
+from contracts.tokens import estimate_prompt_tokens, estimate_tokens
 from gateway import chat, embeddings
+from gateway.admission import Admission, admitted
+from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
-from gateway.errors import OpenAIError
+from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
 from gateway.keys import KeyRing
 from gateway.models import ModelTable
+from gateway.overhead import Overhead
 from gateway.request_ids import RequestIds, request_id
 from producer_sdk import FleetClient, TenantClients
 
 
 class GatewayState:
-    """What the routes share: the tenants' clients, their keys and the served models."""
+    """What the routes share: the tenants' clients, their keys, the served models and the
+    caps on what is in flight."""
 
-    def __init__(self, clients: TenantClients, keys: KeyRing, models: ModelTable) -> None:
+    def __init__(
+        self, clients: TenantClients, keys: KeyRing, models: ModelTable, limits: GatewayLimits
+    ) -> None:
         self.clients = clients
         self.keys = keys
         self.models = models
+        self.limits = limits
+        self.admission = Admission(limits)
         self.ready = False  # every tenant's client open (its reply topic made)
 
-    async def client(self, request: Request) -> FleetClient:
-        tenant = self.keys.tenant(request.headers.get("authorization"))
-        return await self.clients.of(tenant)
+    def tenant(self, request: Request) -> str:
+        """The tenant whose key the request carries (OpenAIError 401 when none)."""
+        return self.keys.tenant(request.headers.get("authorization"))
+
+    async def client(self, tenant: str) -> FleetClient:
+        """``tenant``'s client; 503 when it cannot be opened (Kafka unreachable)."""
+        try:
+            return await self.clients.of(tenant)
+        except FLEET_FAILURES as exc:
+            raise fleet_error(exc) from exc
 
 
 def gateway_app(state: GatewayState) -> Starlette:
     async def chat_completions(request: Request) -> Response:
-        client = await state.client(request)
+        tenant = state.tenant(request)
+        client = await state.client(tenant)
         call = read_chat_call(await request.body())
         state.models.check(call.model, "generate")
+        completion = call.body.max_tokens or state.limits.assumed_completion_tokens
+        tokens = estimate_prompt_tokens(call.body.messages, call.body.tools) + completion
+        ticket = state.admission.admit(tenant, tokens)
         answer = chat.stream if call.stream else chat.complete
-        return await answer(request, client, call, request_id(request.scope))
+        return await admitted(ticket, answer(request, client, call, request_id(request.scope)))
 
     async def create_embeddings(request: Request) -> Response:
-        client = await state.client(request)
+        tenant = state.tenant(request)
+        client = await state.client(tenant)
         call = embeddings.read_embeddings_call(await request.body())
         state.models.check(call.model, "embed")
-        return await embeddings.embed(request, client, call, request_id(request.scope))
+        texts = [call.input] if isinstance(call.input, str) else call.input
+        ticket = state.admission.admit(tenant, sum(map(estimate_tokens, texts)))
+        answering = embeddings.embed(request, client, call, request_id(request.scope))
+        return await admitted(ticket, answering)
 
     async def list_models(request: Request) -> Response:
-        await state.client(request)
+        state.tenant(request)
         return Response(state.models.listing(), media_type="application/json")
 
     async def get_model(request: Request) -> Response:
-        await state.client(request)
+        state.tenant(request)
         entry = state.models.entry(request.path_params["model"])
         return Response(entry, media_type="application/json")
+
+    async def openai_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OpenAIError)
+        headers = dict(exc.headers)
+        if exc.status == 503:  # the fleet is down: when to look again
+            headers.setdefault("retry-after", str(state.limits.retry_after_s))
+        return Response(
+            exc.body(), status_code=exc.status, media_type="application/json", headers=headers
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (no such route, wrong method) in OpenAI's shape."""
+        assert isinstance(exc, HTTPException)
+        return await openai_error(request, OpenAIError(exc.status_code, str(exc.detail)))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -74,26 +113,20 @@ def gateway_app(state: GatewayState) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestIds)],
+        # Outermost first: the overhead clock starts before anything else runs.
+        middleware=[
+            Middleware(Overhead),
+            Middleware(RequestIds),
+            Middleware(BodyLimits, limits=state.limits),
+        ],
         exception_handlers={
-            OpenAIError: _openai_error,
-            HTTPException: _http_error,
+            OpenAIError: openai_error,
+            HTTPException: http_error,
             ClientGone: _client_gone,
         },
     )
 
 
-async def _openai_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OpenAIError)
-    return Response(exc.body(), status_code=exc.status, media_type="application/json")
-
-
 async def _client_gone(request: Request, exc: Exception) -> Response:
     """No one is left to read it (its job is cancelled already): nginx's 499, for logs."""
     return Response(status_code=499)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such route, wrong method) in OpenAI's shape."""
-    assert isinstance(exc, HTTPException)
-    return await _openai_error(request, OpenAIError(exc.status_code, str(exc.detail)))

@@ -14,9 +14,9 @@ from starlette.responses import Response
 from contracts.batch import Completion
 from gateway.chat_chunks import ChunkWriter, sse_event
 from gateway.chat_request import ChatCall
-from gateway.disconnect import unless_disconnected
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
 from gateway.event_stream import EventStream
+from gateway.overhead import awaiting_fleet
 from gateway.restarts import Diverged, SentText
 from producer_sdk import (
     FleetClient,
@@ -35,7 +35,7 @@ async def complete(
         call.body.messages, model=call.model, request_id=request_id, **call.options
     )
     try:
-        result = await unless_disconnected(request.receive, answer)
+        result = await awaiting_fleet(request, answer)
     except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
     completion = Completion(
@@ -68,7 +68,7 @@ async def stream(
         _completion_id(request_id), int(time.time()), call.model, call.include_usage
     )
     try:
-        first = await unless_disconnected(request.receive, anext(events))
+        first = await awaiting_fleet(request, anext(events))
     except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
     return EventStream(_events(writer, first, events))

@@ -12,8 +12,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.disconnect import unless_disconnected
 from gateway.errors import FLEET_FAILURES, fleet_error, invalid_request
+from gateway.overhead import awaiting_fleet
 from producer_sdk import FleetClient
 from producer_sdk.batch.openai_chat_body import error_param
 from producer_sdk.batch.openai_output_lines import embeddings_body
@@ -43,7 +43,7 @@ async def embed(
         call.input, model=call.model, dimensions=call.dimensions, request_id=request_id
     )
     try:
-        result = await unless_disconnected(request.receive, answer)
+        result = await awaiting_fleet(request, answer)
     except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
     vectors: list[list[float]] | list[str]

@@ -5,6 +5,7 @@ status through the one table the batch output files use."""
 from __future__ import annotations
 
 import msgspec
+from starlette.types import Send
 
 from contracts.errors import ContractViolation, ErrorCode
 from producer_sdk import BrokerError, DeadlineExceeded, FleetRequestError, RequestRefused
@@ -34,6 +35,7 @@ class OpenAIError(Exception):
         code: str | None = None,
         param: str | None = None,
         type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -41,10 +43,19 @@ class OpenAIError(Exception):
         self.code = code
         self.param = param
         self.type = type or error_type(status)
+        self.headers = headers or {}  # Retry-After, for one
 
     def body(self) -> bytes:
         error = _ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code)
         return msgspec.json.encode(_Envelope(error))
+
+
+async def send_error(send: Send, error: OpenAIError) -> None:
+    """``error`` answered straight to ASGI, by a middleware outside Starlette's handlers."""
+    headers = [(b"content-type", b"application/json")]
+    headers += [(name.encode(), value.encode()) for name, value in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": error.body()})
 
 
 def invalid_request(message: str, param: str | None, code: str | None = None) -> OpenAIError:
@@ -58,7 +69,8 @@ FLEET_FAILURES = (FleetRequestError, DeadlineExceeded, BrokerError, RequestRefus
 
 def fleet_error(exc: FleetFailure) -> OpenAIError:
     """What a failed job is answered with: its error code's status; 504 past the deadline;
-    503 when Kafka cannot be reached; 413 or 400 for a request the SDK would not send."""
+    503 when Kafka cannot be reached (the app adds its Retry-After); 413 or 400 for a
+    request the SDK would not send."""
     if isinstance(exc, DeadlineExceeded):
         return OpenAIError(504, str(exc), code=ErrorCode.TIMEOUT.value)
     if isinstance(exc, BrokerError):

@@ -11,7 +11,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.envelope import IDENTIFIER_RULE, is_identifier
-from gateway.errors import invalid_request
+from gateway.errors import invalid_request, send_error
 
 _HEADER: Final = b"x-request-id"
 
@@ -45,13 +45,6 @@ class RequestIds:
 
         if key is not None and key != stamped:
             error = invalid_request(f"the Idempotency-Key header must be {IDENTIFIER_RULE}", None)
-            await stamp(
-                {
-                    "type": "http.response.start",
-                    "status": error.status,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": error.body()})
+            await send_error(stamp, error)
             return
         await self._app(scope, receive, stamp)

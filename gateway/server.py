@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 
 import uvicorn
 
+from contracts.gateway_limits import GatewayLimits
 from contracts.secrets import Secret
 from gateway.app import GatewayState, gateway_app
 from gateway.keys import KeyRing
@@ -29,14 +30,18 @@ class Gateway:
         api_keys: Mapping[str, Secret],
         tenant_keys: dict[str, Secret],
         models: Mapping[str, str],
+        limits: GatewayLimits | None = None,
         host: str = "127.0.0.1",
         port: int = 8000,
     ) -> None:
         """``api_keys``: each tenant's bearer key; ``tenant_keys``: each tenant's signing key
-        (the workers' ``tenant_keys``); ``models``: each served model's job kind."""
+        (the workers' ``tenant_keys``); ``models``: each served model's job kind; ``limits``:
+        the ``[gateway.limits]`` table (its defaults when None)."""
         self._tenants = sorted(api_keys)
         clients = TenantClients(connection, namespace, tenant_keys, client_name="gateway")
-        self.state = GatewayState(clients, KeyRing(api_keys), ModelTable(models))
+        self.state = GatewayState(
+            clients, KeyRing(api_keys), ModelTable(models), limits or GatewayLimits()
+        )
         self._socket = socket.create_server((host, port))
         # create_server's socket says protocol 0, not TCP, and asyncio sets TCP_NODELAY only
         # on connections it sees as TCP: with Nagle on, a response's head and body, written

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from contracts.errors import ConfigError
+from contracts.gateway_limits import GatewayLimits
 from contracts.names import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_NAMESPACE,
@@ -63,6 +64,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # "file:PATH". A tenant without one cannot call the gateway. Its jobs are signed with
     # its key of `tenant_keys`, as the workers verify.
     api_keys: dict[str, Secret] = msgspec.field(default_factory=dict)
+    # Back-pressure, body size and slow-client limits: the `[gateway.limits]` table.
+    limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

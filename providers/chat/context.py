@@ -9,9 +9,9 @@ from typing import Protocol, runtime_checkable
 
 from contracts.errors import ErrorCode
 from contracts.generate import ChatMessage
+from contracts.tokens import estimate_prompt_tokens
 from providers.chat.base import ChatCapabilities, ChatParams
 from providers.errors import ProviderError
-from providers.tokens import estimate_prompt_tokens
 
 
 @runtime_checkable

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from contracts.content import text_of
 from contracts.generate import ChatMessage
+from contracts.tokens import estimate_message_tokens
 from contracts.usage import Usage
 from providers.chat.base import ChatParams
 from providers.chat.context import CountsTokens, prompt_size
-from providers.tokens import estimate_message_tokens
 
 
 def completed_usage(

@@ -14,10 +14,10 @@ import msgspec
 
 from contracts.generate import ChatMessage
 from contracts.secrets import Secret
+from contracts.tokens import estimate_message_tokens
 from providers.redis_client import RedisClient
 from providers.registry import parse_config
 from providers.shared import Shared
-from providers.tokens import estimate_message_tokens
 
 # KEYS: the session's list, the turn's record. ARGV: max messages, ttl s, the messages.
 # The turn's earlier messages (from a run of the same job that did not finish) are removed

@@ -14,13 +14,13 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from contracts.generate import ChatMessage
+from contracts.tokens import estimate_message_tokens, estimate_tokens
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.chat.guarded import GuardedChat, check_call, unchecked
 from providers.chat.streams import closing
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.redis_client import RedisClient
-from providers.tokens import estimate_message_tokens, estimate_tokens
 from providers.transcription.base import (
     TranscriptionCapabilities,
     TranscriptionEvent,

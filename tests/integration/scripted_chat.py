@@ -31,6 +31,8 @@ class ScriptedChat:
         self.failures = list(failures or [])
         self.retry_after_s = retry_after_s
         self.calls = 0
+        # When set: awaited after the first piece, so a test holds answers in flight.
+        self.gate: asyncio.Event | None = None
 
     @property
     def capabilities(self) -> ChatCapabilities:
@@ -49,8 +51,10 @@ class ScriptedChat:
             await asyncio.sleep(self.delay_s)
             if self.echo:
                 yield TextPiece(str(messages[-1].content))
-            for piece in self.pieces:
+            for number, piece in enumerate(self.pieces):
                 yield TextPiece(piece)
+                if number == 0 and self.gate is not None:
+                    await self.gate.wait()
                 await asyncio.sleep(self.piece_delay_s)
         except asyncio.CancelledError:
             self.cancelled += 1

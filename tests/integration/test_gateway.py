@@ -11,17 +11,22 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import openai
 import pytest
 
+from contracts.gateway_limits import GatewayLimits
+from contracts.names import request_topic
 from contracts.secrets import Secret
 from gateway import Gateway
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.harness import serving, until
 from tests.integration.scripted_chat import ScriptedChat
+from transport.connection import KafkaConnection
+from transport.topic_reader import read_to_end
 from workers import Worker, WorkerSettings, build_worker
 from workers.handlers.generate import GenerateHandler
 
@@ -32,14 +37,31 @@ EMBED_MODEL = "all-minilm-l6-v2"
 API_KEY = "sk-acme-" + uuid.uuid4().hex
 
 
+# Small enough for the tests to pass them (the defaults are far larger).
+LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=64 * 1024, body_timeout_s=2)
+
+
 class Fleet:
-    def __init__(self, chat: ScriptedChat, gateway: Gateway) -> None:
+    def __init__(
+        self, chat: ScriptedChat, gateway: Gateway, connection: KafkaConnection, namespace: str
+    ) -> None:
         self.chat = chat
         self.gateway = gateway
+        self.connection = connection
+        self.namespace = namespace
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.gateway.host}:{self.gateway.port}/v1"
+
+    async def chat_jobs(self) -> int:
+        """How many records the generate request topic holds."""
+        topic = request_topic("generate", self.namespace)
+        return len([record async for record in read_to_end(self.connection, topic)])
 
     def client(self, api_key: str = API_KEY, **options: float) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            base_url=f"http://{self.gateway.host}:{self.gateway.port}/v1",
+            base_url=self.base_url,
             api_key=api_key,
             max_retries=0,
             **options,  # type: ignore[arg-type]
@@ -68,6 +90,7 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         api_keys={"acme": Secret(API_KEY)},
         tenant_keys=signing,
         models={CHAT_MODEL: "generate", EMBED_MODEL: "embed"},
+        limits=LIMITS,
         port=0,
     )
     async with (
@@ -75,7 +98,7 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         serving(await build_worker("embed", settings)),
         gateway.running(),
     ):
-        yield Fleet(chat, gateway)
+        yield Fleet(chat, gateway, infra.connection, settings.namespace)
 
 
 async def test_a_chat_completion_comes_whole_with_its_request_id(fleet: Fleet) -> None:
@@ -260,3 +283,149 @@ async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    code: str | None  # the error's
+
+
+async def test_requests_past_the_tenant_cap_are_429_at_once(fleet: Fleet) -> None:
+    """Ten requests, a cap of four: six are refused with Retry-After while the four admitted
+    are still held by the model, and every answer comes before its deadline (the client's
+    timeout; none is retried)."""
+    fleet.chat.gate = gate = asyncio.Event()
+    calls = fleet.chat.calls
+    try:
+        async with fleet.client(timeout=30) as client:
+
+            async def ask() -> Answer:
+                try:
+                    raw = await client.chat.completions.with_raw_response.create(
+                        model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+                    )
+                except openai.RateLimitError as exc:
+                    return Answer(exc.status_code, dict(exc.response.headers), exc.code)
+                return Answer(raw.status_code, dict(raw.headers), None)
+
+            asking = [asyncio.ensure_future(ask()) for _ in range(10)]
+            refused = []
+            # Bounded: were nothing refused, all ten would wait at the gate.
+            for done in asyncio.as_completed(asking, timeout=30):
+                refused.append(await done)
+                if len(refused) == 6:
+                    break
+            # The four admitted are at the model, held there, while the six were answered.
+            await until(lambda: fleet.chat.calls == calls + 4, timeout_s=10)
+            assert fleet.gateway.state.admission.requests == 4
+            gate.set()
+            answers = await asyncio.gather(*asking)
+    finally:
+        fleet.chat.gate = None
+    assert [r.status for r in refused] == [429] * 6
+    assert all(r.headers["retry-after"] == "1" for r in refused)
+    assert all(r.code == "gateway_at_capacity" for r in refused)
+    assert sorted(r.status for r in answers) == [200] * 4 + [429] * 6
+    for response in answers:
+        assert float(response.headers["x-fleet-gateway-overhead-ms"]) >= 0
+    assert fleet.gateway.state.admission.requests == 0  # every ticket given back
+    assert fleet.chat.calls == calls + 4
+
+
+async def test_the_overhead_header_leaves_out_the_wait_for_the_fleet(fleet: Fleet) -> None:
+    fleet.chat.delay_s = 0.5  # the model's time: not the gateway's
+    try:
+        async with fleet.client() as client:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+            )
+    finally:
+        fleet.chat.delay_s = 0.0
+    assert raw.status_code == 200
+    assert 0 <= float(raw.headers["x-fleet-gateway-overhead-ms"]) < 500
+
+
+async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
+    jobs = await fleet.chat_jobs()
+    url = f"{fleet.base_url}/chat/completions"
+    auth = {"authorization": f"Bearer {API_KEY}"}
+    big = b'{"model": "' + b"x" * LIMITS.max_body_bytes + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    async with httpx.AsyncClient(headers=auth) as http:
+        declared = await http.post(url, content=big)
+        counted = await http.post(url, content=chunks())
+    # A client that sends its head and a little of its body, then nothing more.
+    reader, writer = await asyncio.open_connection(fleet.gateway.host, fleet.gateway.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        + f"authorization: Bearer {API_KEY}\r\ncontent-length: 100\r\n\r\n".encode()
+        + b'{"model": '
+    )
+    await writer.drain()
+    dripped = await asyncio.wait_for(reader.read(4096), timeout=LIMITS.body_timeout_s + 10)
+    writer.close()
+    assert declared.status_code == counted.status_code == 413
+    assert (
+        declared.json()["error"]["code"] == counted.json()["error"]["code"] == "request_too_large"
+    )
+    assert "x-fleet-gateway-overhead-ms" in declared.headers
+    assert dripped.startswith(b"HTTP/1.1 408 ")
+    assert b'"code":"request_timeout"' in dripped
+    assert await fleet.chat_jobs() == jobs
+
+
+def _readme_block(language: str) -> str:
+    """The README's fenced ``language`` block of its "Use any OpenAI client" section."""
+    section = (REPO / "README.md").read_text().split("## Use any OpenAI client", 1)[1]
+    block = section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+def _against(fleet: Fleet, snippet: str) -> str:
+    """A README snippet aimed at this test's gateway and scripted model."""
+    return snippet.replace("http://127.0.0.1:8000/v1", fleet.base_url).replace(
+        "smollm2-135m-instruct", CHAT_MODEL
+    )
+
+
+async def test_the_readmes_python_snippet_runs(fleet: Fleet) -> None:
+    code = _against(fleet, _readme_block("python"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, env={**os.environ, "FLEET_API_KEY": API_KEY},
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    assert out.decode() == "Hello, world\n"
+
+
+async def test_the_readmes_curl_snippet_streams(fleet: Fleet) -> None:
+    """curl -N prints the first token while the model still holds the rest."""
+    script = _against(fleet, _readme_block("sh"))
+    assert script.startswith("curl -N ")
+    fleet.chat.gate = gate = asyncio.Event()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "bash", "-c", script, env={**os.environ, "FLEET_API_KEY": API_KEY},
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        before = b""
+        while b'"content":"Hello"' not in before:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+            assert line, "curl ended before the first token"
+            before += line
+        assert b"[DONE]" not in before
+        gate.set()
+        rest = await asyncio.wait_for(process.stdout.read(), timeout=30)
+        assert await process.wait() == 0
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+    assert rest.rstrip().endswith(b"data: [DONE]")
+    assert b'"content":", "' in rest

@@ -7,11 +7,11 @@ import pytest
 
 from contracts.embed import EmbedRequest
 from contracts.replies import EmbedResult
+from contracts.tokens import estimate_tokens
 from providers.catalogue import ModelCatalogue, ModelEntry
 from providers.embeddings.openai_compat import OpenAIEmbeddings, OpenAIEmbeddingsConfig
 from providers.registry import parse_config
 from providers.router import ModelRouter
-from providers.tokens import estimate_tokens
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 from workers.handlers.embed import EmbedHandler
 from workers.handlers.reply_stream import ChunkStamper

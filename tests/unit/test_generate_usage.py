@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from contracts import ChatMessage, GenerateRequest, GenerateResult, ReplyChunk
+from contracts.tokens import estimate_prompt_tokens, estimate_tokens
 from providers.catalogue import ModelCatalogue, ModelEntry
 from providers.chat.fallback import FallbackChat
 from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
 from providers.registry import parse_config
 from providers.router import ModelRouter
-from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 from workers.handlers.generate import GenerateHandler
 from workers.handlers.reply_stream import ChunkStamper

@@ -9,10 +9,10 @@ import pytest
 
 from contracts import ChatMessage, ToolCall
 from contracts.content import ImagePart, ImageUrl, TextPart, text_of
+from contracts.tokens import IMAGE_TOKENS, estimate_tokens
 from providers.memory import MemoryStore
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.redis_client import RedisClient
-from providers.tokens import IMAGE_TOKENS, estimate_tokens
 from tests.conformance.memory import MemoryStoreConformance
 
 pytestmark = [pytest.mark.redis, pytest.mark.redis_cluster]

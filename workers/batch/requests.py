@@ -17,11 +17,11 @@ import msgspec
 from contracts.batch import BatchInfo, BatchRow, Completion, RowError, RowResult
 from contracts.embed_parts import float32_values
 from contracts.errors import ErrorCode, FleetError
+from contracts.tokens import estimate_tokens
 from contracts.usage import Usage
 from contracts.vectors import VectorRecord
 from producer_sdk import DeadlineExceeded, FleetClient, FleetRequestError, TenantClients
 from providers.call_retry import CallRetryPolicy
-from providers.tokens import estimate_tokens
 from workers.settings import BatchSettings
 
 log = logging.getLogger(__name__)

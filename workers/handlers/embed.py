@@ -11,13 +11,13 @@ from contracts.embed import EmbedRequest
 from contracts.errors import ErrorCode
 from contracts.names import Lane
 from contracts.replies import EmbedResult, ReplyChunk
+from contracts.tokens import estimate_tokens
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.embeddings.base import EmbeddingProvider, FloatRows
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.shared import Shared
-from providers.tokens import estimate_tokens
 from workers.handlers.embed_batching import DynamicBatcher
 from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import embedders, health_of

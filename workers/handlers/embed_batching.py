@@ -28,8 +28,8 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from contracts.names import LANES, Lane
+from contracts.tokens import estimate_tokens
 from providers.embeddings.base import FloatRows
-from providers.tokens import estimate_tokens
 from workers.settings import EmbedBatching
 
 # One vector per text, in order: what a model call returns and what each caller gets.

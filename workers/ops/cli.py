@@ -398,6 +398,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         api_keys=settings.gateway.api_keys,
         tenant_keys=settings.tenant_keys,
         models={row.model: row.kind for row in listing.models},
+        limits=settings.gateway.limits,
         host=args.host or settings.gateway.host,
         port=settings.gateway.port if args.port is None else args.port,
     )

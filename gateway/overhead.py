@@ -1,0 +1,56 @@
+"""The gateway's own time on a request, stamped on its response as
+``x-fleet-gateway-overhead-ms``: from the request's head arriving to the response's head
+going out, less the time spent awaiting the fleet (the job's answer, or a stream's first
+event). It counts reading the body, keys, admission, decoding, sending the job and
+encoding the answer; a streamed answer's later chunks go out after the header and are not
+in it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Coroutine
+from typing import Any, Final, TypeVar
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.disconnect import unless_disconnected
+
+T = TypeVar("T")
+
+HEADER: Final = b"x-fleet-gateway-overhead-ms"
+_WAITED: Final = "fleet_wait_s"
+
+
+async def awaiting_fleet(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s result (unless the client leaves first: ClientGone), its time kept off
+    the request's overhead."""
+    started = time.perf_counter()
+    try:
+        return await unless_disconnected(request.receive, work)
+    finally:
+        state = request.scope["state"]
+        state[_WAITED] = state.get(_WAITED, 0.0) + time.perf_counter() - started
+
+
+class Overhead:
+    """ASGI middleware, the outermost of the gateway's own: its clock starts first."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})
+
+        async def stamp(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                spent = time.perf_counter() - started - state.get(_WAITED, 0.0)
+                header = (HEADER, f"{spent * 1000:.2f}".encode())
+                message = {**message, "headers": [*message.get("headers", []), header]}
+            await send(message)
+
+        await self._app(scope, receive, stamp)
