@@ -4,12 +4,16 @@ status through the one table the batch output files use."""
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 from starlette.types import Send
 
 from contracts.errors import ContractViolation, ErrorCode
 from producer_sdk import BrokerError, DeadlineExceeded, FleetRequestError, RequestRefused
 from producer_sdk.batch.openai_output_lines import HTTP_STATUS, error_type
+
+log = logging.getLogger(__name__)
 
 
 class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,7 +78,11 @@ def fleet_error(exc: FleetFailure) -> OpenAIError:
     if isinstance(exc, DeadlineExceeded):
         return OpenAIError(504, str(exc), code=ErrorCode.TIMEOUT.value)
     if isinstance(exc, BrokerError):
-        return OpenAIError(503, f"the fleet cannot be reached: {exc}", code="fleet_unavailable")
+        # Kafka's own text names the brokers' addresses: the log gets it, the caller not.
+        log.warning("the fleet cannot be reached: %s", exc)
+        return OpenAIError(
+            503, "the fleet cannot be reached; try again later", code="fleet_unavailable"
+        )
     if isinstance(exc, RequestRefused):
         status = 413 if exc.reason is ContractViolation.OVERSIZED else 400
         return OpenAIError(status, str(exc), code=exc.code.value)
