@@ -12,9 +12,10 @@ from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.disconnect import unless_disconnected
+from gateway.response_headers import adding_header
 
 T = TypeVar("T")
 
@@ -46,11 +47,8 @@ class Overhead:
         started = time.perf_counter()
         state = scope.setdefault("state", {})
 
-        async def stamp(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                spent = time.perf_counter() - started - state.get(_WAITED, 0.0)
-                header = (HEADER, f"{spent * 1000:.2f}".encode())
-                message = {**message, "headers": [*message.get("headers", []), header]}
-            await send(message)
+        def spent_ms() -> bytes:
+            spent = time.perf_counter() - started - state.get(_WAITED, 0.0)
+            return f"{spent * 1000:.2f}".encode()
 
-        await self._app(scope, receive, stamp)
+        await self._app(scope, receive, adding_header(send, HEADER, spent_ms))

@@ -8,10 +8,11 @@ import uuid
 from typing import Final
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.envelope import IDENTIFIER_RULE, is_identifier
 from gateway.errors import invalid_request, send_error
+from gateway.response_headers import adding_header
 
 _HEADER: Final = b"x-request-id"
 
@@ -37,12 +38,7 @@ class RequestIds:
         stamped = key if key is not None and is_identifier(key) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = stamped
 
-        async def stamp(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (_HEADER, stamped.encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
+        stamp = adding_header(send, _HEADER, stamped.encode)
         if key is not None and key != stamped:
             error = invalid_request(f"the Idempotency-Key header must be {IDENTIFIER_RULE}", None)
             await send_error(stamp, error)

@@ -75,19 +75,26 @@ def _parked(offset: int, lane: bytes | None) -> Record:
     return ConsumerRecord(TIER, 0, offset, 0, 0, b"key", b"job", None, 3, 3, headers)
 
 
-async def test_the_forwarder_sends_each_parked_job_back_to_its_lane() -> None:
-    publisher = MemoryPublisher()
-    dead = f"{NAMESPACE}.v1.generate.dead-letter"
-    records = [_parked(0, b"batch"), _parked(1, None), _parked(2, b"urgent")]
-    consumer = _OneBatchConsumer(records)
-    forwarder = RedeliveryForwarder(
+def _forwarder(
+    consumer: _OneBatchConsumer, publisher: MemoryPublisher, dead_letter_topic: str
+) -> RedeliveryForwarder:
+    """A 1 s tier's forwarder of generate jobs over the fakes."""
+    return RedeliveryForwarder(
         consumer=cast(AIOKafkaConsumer, consumer),
         producer=publisher,
         kind="generate",
         namespace=NAMESPACE,
         delay_s=1.0,
-        dead_letters=DeadLetters(publisher, dead, WorkerMetrics("generate")),
+        dead_letters=DeadLetters(publisher, dead_letter_topic, WorkerMetrics("generate")),
     )
+
+
+async def test_the_forwarder_sends_each_parked_job_back_to_its_lane() -> None:
+    publisher = MemoryPublisher()
+    dead = f"{NAMESPACE}.v1.generate.dead-letter"
+    records = [_parked(0, b"batch"), _parked(1, None), _parked(2, b"urgent")]
+    consumer = _OneBatchConsumer(records)
+    forwarder = _forwarder(consumer, publisher, dead)
     task = asyncio.create_task(forwarder.run())
     await asyncio.wait_for(consumer.all_committed.wait(), timeout=5)
     forwarder.stop()
@@ -119,14 +126,7 @@ async def test_the_forwarder_sends_again_while_the_broker_does_not_take_a_parked
     target = request_topic("generate", NAMESPACE)
     publisher = _BrokerAwayOnce(target)
     consumer = _OneBatchConsumer([_parked(0, None)])
-    forwarder = RedeliveryForwarder(
-        consumer=cast(AIOKafkaConsumer, consumer),
-        producer=publisher,
-        kind="generate",
-        namespace=NAMESPACE,
-        delay_s=1.0,
-        dead_letters=DeadLetters(publisher, "unused", WorkerMetrics("generate")),
-    )
+    forwarder = _forwarder(consumer, publisher, "unused")
     task = asyncio.create_task(forwarder.run())
     committed = asyncio.create_task(consumer.all_committed.wait())
     await asyncio.wait({task, committed}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
@@ -155,14 +155,7 @@ async def test_a_parked_job_its_lane_refuses_for_good_is_dead_lettered_not_retri
     target = request_topic("generate", NAMESPACE)
     publisher = _LaneTooSmall(target)
     consumer = _OneBatchConsumer([_parked(0, None)])
-    forwarder = RedeliveryForwarder(
-        consumer=cast(AIOKafkaConsumer, consumer),
-        producer=publisher,
-        kind="generate",
-        namespace=NAMESPACE,
-        delay_s=1.0,
-        dead_letters=DeadLetters(publisher, "dead", WorkerMetrics("generate")),
-    )
+    forwarder = _forwarder(consumer, publisher, "dead")
     task = asyncio.create_task(forwarder.run())
     await asyncio.wait_for(consumer.all_committed.wait(), timeout=10)
     forwarder.stop()
