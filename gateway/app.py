@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import chat, embeddings
+from gateway import chat, embeddings, transcriptions
 from gateway.admission import Admission, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
@@ -73,6 +73,17 @@ def gateway_app(state: GatewayState) -> Starlette:
         answering = embeddings.embed(request, client, call, request_id(request.scope))
         return await admitted(ticket, answering)
 
+    async def audio_transcriptions(request: Request) -> Response:
+        tenant = state.tenant(request)
+        client = await state.client(tenant)
+        content_type = request.headers.get("content-type")
+        call = transcriptions.read_transcription_call(content_type, await request.body())
+        state.models.check(call.model, "transcribe")
+        # Audio has no token estimate: it counts against the caps on requests alone.
+        ticket = state.admission.admit(tenant, 0)
+        answering = transcriptions.transcribe(request, client, call, request_id(request.scope))
+        return await admitted(ticket, answering)
+
     async def list_models(request: Request) -> Response:
         state.tenant(request)
         return Response(state.models.listing(), media_type="application/json")
@@ -108,6 +119,7 @@ def gateway_app(state: GatewayState) -> Starlette:
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", create_embeddings, methods=["POST"]),
+            Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

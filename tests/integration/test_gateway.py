@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -34,11 +36,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
 CHAT_MODEL = "scripted-model"
 EMBED_MODEL = "all-minilm-l6-v2"
+WHISPER_MODEL = "whisper-tiny.en"
 API_KEY = "sk-acme-" + uuid.uuid4().hex
 
 
 # Small enough for the tests to pass them (the defaults are far larger).
-LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=64 * 1024, body_timeout_s=2)
+# The body limit is above a short spoken clip's upload.
+LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=256 * 1024, body_timeout_s=2)
 
 
 class Fleet:
@@ -54,9 +58,9 @@ class Fleet:
     def base_url(self) -> str:
         return f"http://{self.gateway.host}:{self.gateway.port}/v1"
 
-    async def chat_jobs(self) -> int:
-        """How many records the generate request topic holds."""
-        topic = request_topic("generate", self.namespace)
+    async def chat_jobs(self, kind: str = "generate") -> int:
+        """How many records the request topic of ``kind`` holds."""
+        topic = request_topic(kind, self.namespace)
         return len([record async for record in read_to_end(self.connection, topic)])
 
     def client(self, api_key: str = API_KEY, **options: float) -> openai.AsyncOpenAI:
@@ -89,13 +93,14 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         namespace=settings.namespace,
         api_keys={"acme": Secret(API_KEY)},
         tenant_keys=signing,
-        models={CHAT_MODEL: "generate", EMBED_MODEL: "embed"},
+        models={CHAT_MODEL: "generate", EMBED_MODEL: "embed", WHISPER_MODEL: "transcribe"},
         limits=LIMITS,
         port=0,
     )
     async with (
         serving(generate),
         serving(await build_worker("embed", settings)),
+        serving(await build_worker("transcribe", settings)),
         gateway.running(),
     ):
         yield Fleet(chat, gateway, infra.connection, settings.namespace)
@@ -200,7 +205,7 @@ async def test_a_model_no_worker_serves_is_404(fleet: Fleet) -> None:
         listed = [m.id async for m in client.models.list()]
     assert caught.value.code == "model_not_found"
     assert caught.value.param == "model"
-    assert listed == [EMBED_MODEL, CHAT_MODEL]
+    assert listed == [EMBED_MODEL, CHAT_MODEL, WHISPER_MODEL]
 
 
 async def test_embeddings_as_floats_and_as_base64(fleet: Fleet) -> None:
@@ -429,3 +434,83 @@ async def test_the_readmes_curl_snippet_streams(fleet: Fleet) -> None:
         gate.set()
     assert rest.rstrip().endswith(b"data: [DONE]")
     assert b'"content":", "' in rest
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A short spoken clip (a WAV of about 70 KB)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("run deploy/local/system-packages.sh")
+    wav = tmp_path_factory.mktemp("speech") / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "Kafka carries the jobs."], check=True)
+    return wav.read_bytes()
+
+
+async def test_an_uploaded_clip_is_transcribed_in_openais_formats(
+    fleet: Fleet, speech: bytes
+) -> None:
+    async with fleet.client() as client:
+        plain = await client.audio.transcriptions.create(
+            file=("speech.wav", speech, "audio/wav"), model=WHISPER_MODEL
+        )
+        verbose = await client.audio.transcriptions.create(
+            file=("speech.wav", speech),
+            model=WHISPER_MODEL,
+            language="en",
+            temperature=0,
+            response_format="verbose_json",
+            timestamp_granularities=["segment"],
+        )
+        subtitles = await client.audio.transcriptions.create(
+            file=("speech.wav", speech), model=WHISPER_MODEL, response_format="srt"
+        )
+    assert "kafka" in plain.text.lower()
+    assert "jobs" in plain.text.lower()
+    assert verbose.text == plain.text
+    assert verbose.language == "en"
+    assert 1 < verbose.duration < 3
+    assert verbose.segments
+    assert " ".join(s.text for s in verbose.segments) == verbose.text
+    assert verbose.segments[-1].end <= verbose.duration + 0.5
+    assert subtitles.startswith("1\n00:00:00,000 --> 00:00:0")
+    assert verbose.segments[0].text in subtitles
+
+
+async def test_a_transcription_the_fleet_cannot_honour_is_refused_before_kafka(
+    fleet: Fleet, speech: bytes
+) -> None:
+    jobs = await fleet.chat_jobs("transcribe")
+    clip = ("speech.wav", speech)
+    refused: dict[str, openai.APIStatusError] = {}
+    async with fleet.client() as client:
+        for field, options in {
+            "prompt": {"prompt": "Kafka, Redis"},
+            "temperature": {"temperature": 0.4},
+            "response_format": {"response_format": "diarized_json"},
+            "timestamp_granularities": {
+                "response_format": "verbose_json",
+                "timestamp_granularities": ["word"],
+            },
+            "chunking_strategy": {"chunking_strategy": "auto"},
+        }.items():
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.audio.transcriptions.create(
+                    file=clip,
+                    model=WHISPER_MODEL,
+                    **options,  # type: ignore[arg-type]
+                )
+            refused[field] = caught.value
+        with pytest.raises(openai.NotFoundError) as unserved:
+            await client.audio.transcriptions.create(file=clip, model=CHAT_MODEL)
+        with pytest.raises(openai.APIStatusError) as too_large:
+            await client.audio.transcriptions.create(
+                file=("long.wav", bytes(LIMITS.max_body_bytes)), model=WHISPER_MODEL
+            )
+    assert {field: error.param for field, error in refused.items()} == {
+        field: field for field in refused
+    }
+    assert all(error.type == "invalid_request_error" for error in refused.values())
+    assert unserved.value.code == "model_not_found"
+    assert "served for chat completions" in unserved.value.message
+    assert too_large.value.status_code == 413
+    assert await fleet.chat_jobs("transcribe") == jobs
