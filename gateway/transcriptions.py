@@ -85,8 +85,10 @@ async def transcribe(
     if call.response_format in _TIMED and transcript.result.text and not transcript.segments:
         raise OpenAIError(
             502,
-            f"the worker's transcriber gave no timed segments, which `response_format` "
-            f"{call.response_format!r} is made of: ask for json or text",
+            f"the transcript came without the timed segments `response_format` "
+            f"{call.response_format!r} is made of (its provider gives none, or it is a "
+            "stored answer replayed for a repeated Idempotency-Key, which keeps the text "
+            "alone): ask for json or text",
             code="no_segments",
             param="response_format",
         )
