@@ -97,7 +97,7 @@ def gateway_app(state: GatewayState) -> Starlette:
         tenant = state.tenant(request)
         client = await state.client(tenant)
         content_type = request.headers.get("content-type")
-        call = transcriptions.read_transcription_call(content_type, await request.body())
+        call = await transcriptions.read_transcription_call(content_type, await request.body())
         state.models.check(call.model, "transcribe")
         # Audio has no token estimate: it counts against the caps on requests alone.
         ticket = await state.admit(tenant, 0)

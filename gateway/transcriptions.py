@@ -42,8 +42,8 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     segments: list[TranscriptSegment]
 
 
-def read_transcription_call(content_type: str | None, body: bytes) -> TranscriptionCall:
-    form = read_form(content_type, body)
+async def read_transcription_call(content_type: str | None, body: bytes) -> TranscriptionCall:
+    form = await read_form(content_type, body)
     if unknown := sorted({name.removesuffix("[]") for name in form.names()} - _FIELDS):
         raise invalid_request(
             f"`{unknown[0]}` is not one the fleet honours in a transcription", unknown[0]

@@ -23,7 +23,7 @@ def _encoded(data: dict[str, str | list[str]], audio: bytes = AUDIO) -> tuple[st
     return request.headers["content-type"], request.read()
 
 
-def test_a_form_is_read_back_as_it_was_sent() -> None:
+async def test_a_form_is_read_back_as_it_was_sent() -> None:
     content_type, body = _encoded(
         {
             "model": "whisper-tiny.en",
@@ -31,7 +31,7 @@ def test_a_form_is_read_back_as_it_was_sent() -> None:
             "timestamp_granularities[]": ["segment", "segment"],
         }
     )
-    form = read_form(content_type, body)
+    form = await read_form(content_type, body)
     assert form.fields == {
         "model": ["whisper-tiny.en"],
         "response_format": ["verbose_json"],
@@ -39,7 +39,7 @@ def test_a_form_is_read_back_as_it_was_sent() -> None:
     }
     assert form.files["file"].filename == "a.wav"
     assert form.files["file"].data == AUDIO
-    call = read_transcription_call(content_type, body)
+    call = await read_transcription_call(content_type, body)
     assert (call.model, call.audio) == ("whisper-tiny.en", AUDIO)
     assert call.response_format == "verbose_json"
 
@@ -54,17 +54,17 @@ def test_a_form_is_read_back_as_it_was_sent() -> None:
         ("multipart/form-data; boundary=x", b"--x\r\n\r\nvalue\r\n--x--"),  # no disposition
     ],
 )
-def test_a_body_that_is_not_a_form_is_400(content_type: str, body: bytes) -> None:
+async def test_a_body_that_is_not_a_form_is_400(content_type: str, body: bytes) -> None:
     with pytest.raises(OpenAIError) as caught:
-        read_form(content_type, body)
+        await read_form(content_type, body)
     assert caught.value.status == 400
 
 
-def test_a_field_given_twice_or_an_empty_file_is_400_naming_it() -> None:
+async def test_a_field_given_twice_or_an_empty_file_is_400_naming_it() -> None:
     with pytest.raises(OpenAIError) as twice:
-        read_transcription_call(*_encoded({"model": ["a", "b"]}))
+        await read_transcription_call(*_encoded({"model": ["a", "b"]}))
     with pytest.raises(OpenAIError) as empty:
-        read_transcription_call(*_encoded({"model": "m"}, audio=b""))
+        await read_transcription_call(*_encoded({"model": "m"}, audio=b""))
     assert (twice.value.param, empty.value.param) == ("model", "file")
 
 
