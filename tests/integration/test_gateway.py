@@ -43,12 +43,18 @@ LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=64 * 1024
 
 class Fleet:
     def __init__(
-        self, chat: ScriptedChat, gateway: Gateway, connection: KafkaConnection, namespace: str
+        self,
+        chat: ScriptedChat,
+        gateway: Gateway,
+        connection: KafkaConnection,
+        namespace: str,
+        signing: dict[str, Secret],
     ) -> None:
         self.chat = chat
         self.gateway = gateway
         self.connection = connection
         self.namespace = namespace
+        self.signing = signing  # each tenant's key, as the workers verify it
 
     @property
     def base_url(self) -> str:
@@ -58,6 +64,11 @@ class Fleet:
         """How many records the generate request topic holds."""
         topic = request_topic("generate", self.namespace)
         return len([record async for record in read_to_end(self.connection, topic)])
+
+    async def until_chat_jobs(self, count: int) -> None:
+        """Return once the generate request topic holds ``count`` records."""
+        while await self.chat_jobs() < count:
+            pass
 
     def client(self, api_key: str = API_KEY, **options: float) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -98,7 +109,7 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         serving(await build_worker("embed", settings)),
         gateway.running(),
     ):
-        yield Fleet(chat, gateway, infra.connection, settings.namespace)
+        yield Fleet(chat, gateway, infra.connection, settings.namespace, signing)
 
 
 async def test_a_chat_completion_comes_whole_with_its_request_id(fleet: Fleet) -> None:
@@ -283,6 +294,81 @@ async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+async def test_a_stream_outlives_its_gateway_killed_midway(
+    fleet: Fleet, infra: Infra, tmp_path: Path
+) -> None:
+    """Gateway A, a `fleet gateway` process of its own, is killed with SIGKILL mid-stream.
+    The client retries with the same Idempotency-Key through gateway B while the job still
+    runs on the worker: B gets the whole answer, and the model ran once."""
+    key = "gw-kill-" + uuid.uuid4().hex
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        '[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n'
+        '[tenant_keys]\nacme = "env:GATEWAY_TEST_SIGNING_KEY"\n'
+        # The listing `fleet gateway` serves: the scripted model, which the worker runs.
+        f'[[chat]]\nname = "openai"\nconfig = {{ base_url = "http://127.0.0.1:9/v1", '
+        f'models = ["{CHAT_MODEL}"] }}\n'
+    )
+    env = {
+        **os.environ,
+        **infra.kafka_env(),
+        "FLEET_NAMESPACE": fleet.namespace,
+        "GATEWAY_TEST_KEY": API_KEY,
+        "GATEWAY_TEST_SIGNING_KEY": fleet.signing["acme"].reveal(),
+    }
+    jobs = await fleet.chat_jobs()
+    calls = fleet.chat.calls
+    fleet.chat.gate = gate = asyncio.Event()  # the model holds its answer after "Hello"
+    gateway_a = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.ops.cli", "gateway", "--config", str(config), "--port",
+        "0", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+    async def stream_text(client: openai.AsyncOpenAI) -> str:
+        stream = await client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            extra_headers={"Idempotency-Key": key},
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    try:
+        assert gateway_a.stdout is not None
+        line = (await asyncio.wait_for(gateway_a.stdout.readline(), timeout=60)).decode()
+        async with openai.AsyncOpenAI(
+            base_url=line.split()[-1], api_key=API_KEY, max_retries=0
+        ) as via_a:
+            stream = await via_a.chat.completions.create(
+                model=CHAT_MODEL,
+                messages=[{"role": "user", "content": "Hi"}],
+                stream=True,
+                extra_headers={"Idempotency-Key": key},
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+            gateway_a.kill()  # mid-stream: the model has sent "Hello" and holds the rest
+            assert await gateway_a.wait() == -signal.SIGKILL
+            await stream.close()
+        async with fleet.client() as via_b:
+            retried = asyncio.ensure_future(stream_text(via_b))
+            # B's job is on the topic, so the worker meets it while A's job still runs.
+            await asyncio.wait_for(fleet.until_chat_jobs(jobs + 2), timeout=30)
+            assert not retried.done()
+            gate.set()
+            text = await asyncio.wait_for(retried, timeout=30)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+        if gateway_a.returncode is None:
+            gateway_a.kill()
+            await gateway_a.wait()
+    assert chunk.choices[0].delta.content == "Hello"
+    assert text == "Hello, world"
+    assert fleet.chat.calls == calls + 1
 
 
 class Answer(NamedTuple):
