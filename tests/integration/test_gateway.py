@@ -16,6 +16,8 @@ from typing import NamedTuple
 import httpx
 import openai
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.names import request_topic
@@ -430,6 +432,67 @@ async def test_the_overhead_header_leaves_out_the_wait_for_the_fleet(fleet: Flee
         fleet.chat.delay_s = 0.0
     assert raw.status_code == 200
     assert 0 <= float(raw.headers["x-fleet-gateway-overhead-ms"]) < 500
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _metrics(http: httpx.AsyncClient) -> Samples:
+    """What the gateway's /metrics says, by sample name and labels."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST  # Prometheus's text format
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _grew(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_count_requests_by_route_status_and_tenant(fleet: Fleet) -> None:
+    """A request held at the model is in flight; once answered it is counted under its
+    route, status and tenant, with its latency and the gateway's overhead; a bad key is
+    counted without a tenant."""
+    chat = "/v1/chat/completions"
+    fleet.chat.gate = gate = asyncio.Event()
+    calls = fleet.chat.calls
+    base = fleet.base_url.removesuffix("/v1")
+    try:
+        async with fleet.client() as client, httpx.AsyncClient(base_url=base) as http:
+            before = await _metrics(http)
+            held = asyncio.ensure_future(
+                client.chat.completions.create(
+                    model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+                )
+            )
+            await until(lambda: fleet.chat.calls == calls + 1, timeout_s=10)
+            during = await _metrics(http)
+            gate.set()
+            await held
+            async with fleet.client(api_key="sk-wrong") as stranger:
+                with pytest.raises(openai.AuthenticationError):
+                    await stranger.models.list()
+            after = await _metrics(http)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+    assert _grew(before, during, "fleet_gateway_requests_in_flight") == 1
+    assert _grew(during, after, "fleet_gateway_requests_in_flight") == -1
+    answered = {"route": chat, "status": "200", "tenant": "acme"}
+    assert _grew(before, after, "fleet_gateway_requests_total", **answered) == 1
+    refused = {"route": "/v1/models", "status": "401", "tenant": ""}
+    assert _grew(before, after, "fleet_gateway_requests_total", **refused) == 1
+    assert _grew(before, after, "fleet_gateway_request_duration_seconds_count", route=chat) == 1
+    assert _grew(before, after, "fleet_gateway_overhead_seconds_count", route=chat) == 1
+    # The overhead leaves out the time the request waited at the model.
+    waited = _grew(before, after, "fleet_gateway_request_duration_seconds_sum", route=chat)
+    overhead = _grew(before, after, "fleet_gateway_overhead_seconds_sum", route=chat)
+    assert 0 < overhead < waited
 
 
 async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:

@@ -378,6 +378,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    from transport.telemetry_export import configure_from_env
     from workers.ops.models import list_models
 
     try:
@@ -390,6 +391,8 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if not settings.gateway.api_keys:
         raise ConfigError("the gateway has no API keys: set [gateway] api_keys (tenant = key)")
+    # Before the gateway is built: it asks once whether the process traces.
+    configure_from_env("fleet-gateway")
     # The catalogue's models as `fleet models` lists them: what the workers serve.
     listing = asyncio.run(list_models(settings))
     server = Gateway(
