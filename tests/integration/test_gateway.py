@@ -5,6 +5,7 @@ embed worker, through the real broker, with the workers verifying tenant signatu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -40,7 +41,12 @@ API_KEY = "sk-acme-" + uuid.uuid4().hex
 
 
 # Small enough for the tests to pass them (the defaults are far larger).
-LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=64 * 1024, body_timeout_s=2)
+LIMITS = GatewayLimits(
+    tenant_max_requests_in_flight=4,
+    max_body_bytes=64 * 1024,
+    body_timeout_s=2,
+    header_timeout_s=1,
+)
 
 
 class Fleet:
@@ -505,6 +511,9 @@ async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
         for start in range(0, len(big), 8192):
             yield big[start : start + 8192]
 
+    # Side by side with the rest (each waits for a deadline): a client that drips its head
+    # a byte at a time, and one that connects and sends nothing.
+    heads = asyncio.gather(_dripping_head(fleet.gateway), _silent(fleet.gateway))
     async with httpx.AsyncClient(headers=auth) as http:
         declared = await http.post(url, content=big)
         counted = await http.post(url, content=chunks())
@@ -525,7 +534,45 @@ async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
     assert "x-fleet-gateway-overhead-ms" in declared.headers
     assert dripped.startswith(b"HTTP/1.1 408 ")
     assert b'"code":"request_timeout"' in dripped
+    dripped_head, silent = await heads
+    assert dripped_head.startswith(b"HTTP/1.1 408 ")  # then closed: read() reached its end
+    assert b'"code":"request_timeout"' in dripped_head
+    assert b"headers were not complete within 1 s" in dripped_head
+    assert silent == b""  # closed without a word
     assert await fleet.chat_jobs() == jobs
+
+
+async def _dripping_head(gateway: Gateway) -> bytes:
+    """A client that asks once, then, on the kept-alive connection, sends its next
+    request's head a byte every 50 ms and would take minutes to finish it: all the gateway
+    sends it after the first answer, before closing the connection."""
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), timeout=10)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nx-drip: " + b"a" * 4096
+
+    async def drip() -> None:
+        with contextlib.suppress(ConnectionError):  # the gateway closed it
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    dripping = asyncio.ensure_future(drip())
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=LIMITS.header_timeout_s + 10)
+    finally:
+        dripping.cancel()
+        writer.close()
+
+
+async def _silent(gateway: Gateway) -> bytes:
+    """A client that connects and sends nothing: all it reads before the connection ends."""
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=LIMITS.header_timeout_s + 10)
+    finally:
+        writer.close()
 
 
 def _readme_block(language: str) -> str:
