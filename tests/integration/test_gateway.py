@@ -313,9 +313,11 @@ async def test_a_stream_outlives_its_gateway_killed_midway(
     key = "gw-kill-" + uuid.uuid4().hex
     config = tmp_path / "fleet.toml"
     config.write_text(
+        # The listing `fleet gateway` serves: the scripted model alone, which the worker
+        # runs (the provider named here is only asked for its models' names).
+        "embeddings = []\ntranscription = []\n"
         '[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n'
         '[tenant_keys]\nacme = "env:GATEWAY_TEST_SIGNING_KEY"\n'
-        # The listing `fleet gateway` serves: the scripted model, which the worker runs.
         f'[[chat]]\nname = "openai"\nconfig = {{ base_url = "http://127.0.0.1:9/v1", '
         f'models = ["{CHAT_MODEL}"] }}\n'
     )
