@@ -1,0 +1,85 @@
+"""Rerank jobs end to end through Kafka, Redis and a rerank worker with the local MiniLM
+bi-encoder: the relevant document ranks first, and hostile requests are refused by name
+while the worker goes on serving."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from contracts import DeadLetterReason, ErrorCode, Header
+from producer_sdk import FleetClient, FleetRequestError
+from tests.conftest import Infra
+from tests.integration.harness import read_dead_letters, serving
+from workers import WorkerSettings, build_worker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+
+MODEL = "all-minilm-l6-v2"
+# Ten documents on ten topics, and for each a question it answers in other words.
+DOCUMENTS = [
+    "Apache Kafka stores streams of events in partitioned, append-only logs.",
+    "Sourdough bread rises slowly because wild yeast ferments the dough.",
+    "The heart pumps blood through arteries and veins around the body.",
+    "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar.",
+    "A mortgage is a loan used to buy a house, repaid with interest over years.",
+    "Volcanoes erupt when molten rock rises through cracks in the Earth's crust.",
+    "The offside rule in football stops attackers from waiting behind the defenders.",
+    "Jupiter is the largest planet in the solar system, a gas giant with many moons.",
+    "Regular brushing and flossing prevent tooth decay and gum disease.",
+    "The French Revolution began in 1789 and overthrew the monarchy.",
+]
+QUERIES = [
+    "Which system keeps a durable log of messages?",
+    "Why does naturally leavened dough take so long to rise?",
+    "How does blood circulate in the human body?",
+    "How do green plants make their food from light?",
+    "What kind of loan do people take out to purchase a home?",
+    "What makes lava come out of a mountain?",
+    "When is a soccer player caught offside?",
+    "What is the biggest planet orbiting the Sun?",
+    "How can I keep my teeth healthy?",
+    "When did the revolution in France start?",
+]
+
+
+async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requests(
+    infra: Infra, settings: WorkerSettings, client: FleetClient, namespace: str
+) -> None:
+    async with serving(await build_worker("rerank", settings)):
+        answers = await asyncio.gather(
+            *(client.rerank(query, DOCUMENTS, model=MODEL) for query in QUERIES)
+        )
+        hostile = {
+            "empty documents": client.rerank("q", [], model=MODEL),
+            "10,000 documents": client.rerank("q", ["doc"] * 10_000, model=MODEL),
+            "a 100 kB query": client.rerank("q" * 100_000, ["doc"], model=MODEL),
+        }
+        refused: dict[str, str] = {}
+        for name, call in hostile.items():
+            with pytest.raises(FleetRequestError) as info:
+                await call
+            assert info.value.code is ErrorCode.INVALID_INPUT, name
+            refused[name] = str(info.value)
+        # Still serving: a request after them is answered, in full.
+        after = await client.rerank(
+            QUERIES[0], DOCUMENTS, model=MODEL, top_n=2, return_documents=True
+        )
+    firsts = [answer.results[0].index for answer in answers]
+    assert sum(first == i for i, first in enumerate(firsts)) >= 9, firsts
+    for answer in answers:
+        assert sorted(r.index for r in answer.results) == list(range(len(DOCUMENTS)))
+        scores = [r.relevance_score for r in answer.results]
+        assert scores == sorted(scores, reverse=True)
+        assert answer.usage.prompt_tokens > 0
+    assert "length >= 1" in refused["empty documents"]
+    assert "rerank_limits.max_documents" in refused["10,000 documents"]
+    assert "rerank_limits.max_query_chars" in refused["a 100 kB query"]
+    assert len(after.results) == 2
+    assert (after.results[0].index, after.results[0].document) == (0, DOCUMENTS[0])
+    # The one that broke the contract is dead-lettered; the ones over the limits only
+    # answered (the caller's to fix, as any invalid_input of a provider).
+    [dead] = await read_dead_letters(infra, namespace, 1, kind="rerank")
+    headers = dict(dead.headers)
+    assert headers[Header.DLQ_REASON].decode() == DeadLetterReason.SCHEMA
