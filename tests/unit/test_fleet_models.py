@@ -21,6 +21,14 @@ config = { providers = [
 name = "openai"
 config = { models = ["text-embedding-3-small"], dimension = 1536 }
 
+[[rerank]]
+name = "jina"
+config = { models = ["jina-reranker-v2-base-multilingual"] }
+
+[[models]]
+name = "jina-reranker-v2-base-multilingual"
+input_usd_per_mtok = 0.02
+
 [[models]]
 name = "gpt-4o-mini"
 context_tokens = 128000
@@ -67,6 +75,8 @@ def test_fleet_models_lists_what_the_settings_serve(
     gpt4o = rows["generate", "openai", "gpt-4o"]
     assert "context_tokens" not in gpt4o  # nothing says it
     assert rows["embed", None, "text-embedding-3-small"]["input_usd_per_mtok"] == 0.02
+    reranker = rows["rerank", None, "jina-reranker-v2-base-multilingual"]
+    assert (reranker["provider"], reranker["input_usd_per_mtok"]) == ("jina", 0.02)
     assert [e["provider"] for e in listing["unused_entries"]] == ["nowhere"]
 
     assert main(["models", "--config", str(config)]) == 0
