@@ -13,6 +13,7 @@ from producer_sdk import FleetClient, FleetRequestError
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
 from workers import WorkerSettings, build_worker
+from workers.ops.cli import main
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
@@ -45,7 +46,12 @@ QUERIES = [
 
 
 async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requests(
-    infra: Infra, settings: WorkerSettings, client: FleetClient, namespace: str
+    infra: Infra,
+    settings: WorkerSettings,
+    client: FleetClient,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with serving(await build_worker("rerank", settings)):
         answers = await asyncio.gather(
@@ -62,10 +68,14 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
                 await call
             assert info.value.code is ErrorCode.INVALID_INPUT, name
             refused[name] = str(info.value)
-        # Still serving: a request after them is answered, in full.
+        # Still serving: a request after them is answered, in full; `fleet rerank` too.
         after = await client.rerank(
             QUERIES[0], DOCUMENTS, model=MODEL, top_n=2, return_documents=True
         )
+        for name, value in {**infra.kafka_env(), "FLEET_NAMESPACE": namespace}.items():
+            monkeypatch.setenv(name, value)
+        command = ["rerank", QUERIES[7], *DOCUMENTS[6:], "--top-n", "1"]
+        assert await asyncio.to_thread(main, command) == 0
     firsts = [answer.results[0].index for answer in answers]
     assert sum(first == i for i, first in enumerate(firsts)) >= 9, firsts
     for answer in answers:
@@ -76,6 +86,7 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
     assert "length >= 1" in refused["empty documents"]
     assert "rerank_limits.max_documents" in refused["10,000 documents"]
     assert "rerank_limits.max_query_chars" in refused["a 100 kB query"]
+    assert capsys.readouterr().out.split("  ", 1)[1] == DOCUMENTS[7] + "\n"
     assert len(after.results) == 2
     assert (after.results[0].index, after.results[0].document) == (0, DOCUMENTS[0])
     # The one that broke the contract is dead-lettered; the ones over the limits only
