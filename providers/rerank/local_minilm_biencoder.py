@@ -10,7 +10,7 @@ topical similarity, where a cross-encoder reads query and document together
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -22,14 +22,17 @@ from providers.registry import parse_config
 from providers.rerank.base import RerankCapabilities, Scores
 from providers.shared import NOTHING_SHARED, Shared
 
+# The model requests name: the MiniLM embedder's weights, used as a bi-encoder. A name of its
+# own, not the embedder's: the gateway and the model catalogue know a model by one kind.
+BIENCODER_MODEL: Final = f"{MINILM_MODEL}-biencoder"
+
 
 class LocalMiniLMBiEncoderConfig(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 ):
     # The embedder's own settings (model and tokenizer files, threads, run sizes).
     embedder: LocalMiniLMConfig = LocalMiniLMConfig()
-    # The model name requests use; by default the embedder's, which it is.
-    model_name: str = MINILM_MODEL
+    model_name: str = BIENCODER_MODEL
     max_documents: Annotated[int, msgspec.Meta(ge=1)] = 256
 
 

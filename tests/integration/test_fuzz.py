@@ -51,6 +51,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.ma
 # rerank request's bytes are an embed request's with a query beside them, so it gets fewer.
 MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300, "rerank": 100}
 EMBED_MODEL = "all-minilm-l6-v2"
+RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
 SPEECH = (REPO / "workers/ops/assets/demo-speech.wav").read_bytes()
 
@@ -75,7 +76,7 @@ async def _good_request(kind: str, client: FleetClient) -> None:
         record = VectorRecord(id="good", vector=[0.5, 0.5, 0.5])
         assert (await client.upsert("fuzz", [record])).upserted == 1
     elif kind == "rerank":
-        assert len((await client.rerank("still?", ["yes", "no"], model=EMBED_MODEL)).results) == 2
+        assert len((await client.rerank("still?", ["yes", "no"], model=RERANK_MODEL)).results) == 2
     else:
         assert (await client.transcribe(SPEECH, model=WHISPER_MODEL)).text
 
@@ -107,7 +108,7 @@ def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
             request_id="base",
             reply_to=client.reply_address,
             deadline_ms=deadline_ms,
-            model=EMBED_MODEL,
+            model=RERANK_MODEL,
             query="which one?",
             documents=["first text", {"text": "second text", "id": "2"}],
             top_n=1,

@@ -17,7 +17,7 @@ from workers.ops.cli import main
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
-MODEL = "all-minilm-l6-v2"
+MODEL = "all-minilm-l6-v2-biencoder"
 # Ten documents on ten topics, and for each a question it answers in other words.
 DOCUMENTS = [
     "Apache Kafka stores streams of events in partitioned, append-only logs.",

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from workers.ops.cli import main
+from workers.ops.models import list_models
+from workers.settings import WorkerSettings
 
 CONFIG = """
 [[chat]]
@@ -57,6 +59,18 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "fleet.toml"
     path.write_text(CONFIG)
     return path
+
+
+async def test_the_default_models_each_serve_one_kind() -> None:
+    # The gateway knows a model id by one job kind: the local bi-encoder must not take the
+    # embedder's id.
+    listing = await list_models(WorkerSettings())
+    kinds: dict[str, set[str]] = {}
+    for row in listing.models:
+        kinds.setdefault(row.model, set()).add(row.kind)
+    assert kinds["all-minilm-l6-v2"] == {"embed"}
+    assert kinds["all-minilm-l6-v2-biencoder"] == {"rerank"}
+    assert all(len(served) == 1 for served in kinds.values()), kinds
 
 
 def test_fleet_models_lists_what_the_settings_serve(

@@ -32,6 +32,7 @@ from workers.settings import load_settings
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
+RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
 # Made once with espeak-ng and sox, so that the demo needs no system package.
 SPEECH_SAMPLE = Path(__file__).parent / "assets" / "demo-speech.wav"
@@ -146,9 +147,9 @@ async def _embed_and_search(fleet: FleetClient) -> None:
 
 async def _rerank(fleet: FleetClient) -> None:
     question = "Which system keeps a log of events?"
-    print(f"== rerank ({EMBED_MODEL} as a bi-encoder)\n? {question}")
+    print(f"== rerank ({RERANK_MODEL})\n? {question}")
     ranked = await fleet.rerank(
-        question, [text for _, text in DOCS], model=EMBED_MODEL, top_n=3, return_documents=True
+        question, [text for _, text in DOCS], model=RERANK_MODEL, top_n=3, return_documents=True
     )
     for place, result in enumerate(ranked.results, 1):
         print(f"{place}. {result.relevance_score:.2f}  {result.document}")

@@ -14,7 +14,7 @@ import msgspec
 from producer_sdk import FleetClient
 from workers.ops.tenant_options import add_tenant_options
 
-DEFAULT_RERANK_MODEL = "all-minilm-l6-v2"
+DEFAULT_RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 
 
 def add_rerank_command(
