@@ -31,19 +31,24 @@ class RerankRequest(Request, frozen=True, kw_only=True, tag="rerank"):
     provider: Name | None = None
 
     def __post_init__(self) -> None:
-        fields = self.rank_fields or [DEFAULT_RANK_FIELD]
-        for index, document in enumerate(self.documents):
-            if isinstance(document, dict) and (missing := [f for f in fields if f not in document]):
-                raise msgspec.ValidationError(
-                    f"document {index} has no field {missing[0]!r} to rank "
-                    f"(rank_fields: {', '.join(fields)})"
-                )
+        check_rank_fields(self.documents, self.rank_fields)
 
     def texts(self) -> list[str]:
         """The text ranked for each document: a string itself; of an object, its rank
         fields as "field: value" lines (how Cohere ranks structured documents)."""
         fields = self.rank_fields or [DEFAULT_RANK_FIELD]
         return [rank_text(document, fields) for document in self.documents]
+
+
+def check_rank_fields(documents: list[Document], rank_fields: list[str] | None) -> None:
+    """A ValidationError naming the first document object without a field to rank."""
+    fields = rank_fields or [DEFAULT_RANK_FIELD]
+    for index, document in enumerate(documents):
+        if isinstance(document, dict) and (missing := [f for f in fields if f not in document]):
+            raise msgspec.ValidationError(
+                f"document {index} has no field {missing[0]!r} to rank "
+                f"(rank_fields: {', '.join(fields)})"
+            )
 
 
 def rank_text(document: Document, fields: list[str]) -> str:

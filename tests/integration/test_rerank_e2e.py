@@ -1,14 +1,19 @@
 """Rerank jobs end to end through Kafka, Redis and a rerank worker with the local MiniLM
-bi-encoder: the relevant document ranks first, and hostile requests are refused by name
-while the worker goes on serving."""
+bi-encoder: the relevant document ranks first, hostile requests are refused by name while
+the worker goes on serving, and the gateway's `POST /v1/rerank` answers Cohere's v2 and
+Jina's v1 shapes."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import httpx
 import pytest
 
 from contracts import DeadLetterReason, ErrorCode, Header
+from contracts.secrets import Secret
+from gateway import Gateway
 from producer_sdk import FleetClient, FleetRequestError
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
@@ -53,7 +58,36 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async with serving(await build_worker("rerank", settings)):
+    api_key = "sk-rerank-" + uuid.uuid4().hex
+    gateway = Gateway(
+        infra.connection,
+        namespace=namespace,
+        api_keys={"acme": Secret(api_key)},
+        tenant_keys={},
+        models={MODEL: "rerank", "all-minilm-l6-v2": "embed"},
+        port=0,
+    )
+    async with serving(await build_worker("rerank", settings)), gateway.running():
+        async with httpx.AsyncClient(
+            base_url=f"http://{gateway.host}:{gateway.port}/v1",
+            headers={"authorization": f"Bearer {api_key}"},
+        ) as http:
+            # Cohere v2: strings, top_n, max_tokens_per_doc; Jina v1: objects, documents back.
+            cohere = await http.post(
+                "/rerank",
+                json={"model": MODEL, "query": QUERIES[3], "documents": DOCUMENTS,
+                      "top_n": 3, "max_tokens_per_doc": 32},
+            )  # fmt: skip
+            jina = await http.post(
+                "/rerank",
+                json={"model": MODEL, "query": QUERIES[5], "return_documents": True,
+                      "documents": [{"text": d} for d in DOCUMENTS[4:7]]},
+            )  # fmt: skip
+            refusals = [
+                await http.post("/rerank", json={"model": MODEL, "query": "q", "documents": []}),
+                await http.post("/rerank", json={"model": "all-minilm-l6-v2", "query": "q",
+                                                 "documents": ["d"]}),
+            ]  # fmt: skip
         answers = await asyncio.gather(
             *(client.rerank(query, DOCUMENTS, model=MODEL) for query in QUERIES)
         )
@@ -76,6 +110,19 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
             monkeypatch.setenv(name, value)
         command = ["rerank", QUERIES[7], *DOCUMENTS[6:], "--top-n", "1"]
         assert await asyncio.to_thread(main, command) == 0
+    assert cohere.status_code == 200, cohere.text
+    ranked = cohere.json()
+    assert len(ranked["results"]) == 3
+    assert ranked["results"][0]["index"] == 3
+    assert "document" not in ranked["results"][0]
+    assert ranked["model"] == MODEL
+    assert ranked["usage"]["total_tokens"] > 0
+    assert jina.status_code == 200, jina.text
+    best = jina.json()["results"][0]
+    assert (best["index"], best["document"]) == (1, {"text": DOCUMENTS[5]})
+    assert [r.status_code for r in refusals] == [400, 404]
+    assert refusals[0].json()["error"]["param"] == "documents"
+    assert refusals[1].json()["error"]["code"] == "model_not_found"
     firsts = [answer.results[0].index for answer in answers]
     assert sum(first == i for i, first in enumerate(firsts)) >= 9, firsts
     for answer in answers:
