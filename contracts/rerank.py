@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import msgspec
 
 from contracts.envelope import Name, Request
+from contracts.strict import StrictStruct, defstruct_fields
 
 # A document is a text, or an object whose `rank_fields` are ranked (Cohere's and Jina's
 # shapes); the object comes back as it was sent when `return_documents` is set.
@@ -15,8 +16,10 @@ Document = str | dict[str, str]
 DEFAULT_RANK_FIELD: Final = "text"
 
 
-class RerankRequest(Request, frozen=True, kw_only=True, tag="rerank"):
-    model: Name
+class RerankOptions(StrictStruct, frozen=True, kw_only=True):
+    """What to rank and how, defined once: a RerankRequest's, a batch file's `/v1/rerank`
+    row body's and the gateway's call's."""
+
     query: str
     documents: Annotated[list[Document], msgspec.Meta(min_length=1)]
     # The fields of document objects that are ranked, in this order (each object must have
@@ -28,16 +31,35 @@ class RerankRequest(Request, frozen=True, kw_only=True, tag="rerank"):
     return_documents: bool = False
     # Each document is cut to its first `max_tokens_per_doc` tokens before it is ranked.
     max_tokens_per_doc: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    provider: Name | None = None
 
     def __post_init__(self) -> None:
         check_rank_fields(self.documents, self.rank_fields)
 
-    def texts(self) -> list[str]:
-        """The text ranked for each document: a string itself; of an object, its rank
-        fields as "field: value" lines (how Cohere ranks structured documents)."""
-        fields = self.rank_fields or [DEFAULT_RANK_FIELD]
-        return [rank_text(document, fields) for document in self.documents]
+
+if TYPE_CHECKING:
+
+    class _RerankJob(Request, RerankOptions, frozen=True, kw_only=True):
+        """A request with the rerank options, as the type checker sees it."""
+
+else:
+    # As contracts/generate.py does for the chat options: RerankOptions' own fields added
+    # onto Request.
+    _RerankJob = msgspec.defstruct(
+        "_RerankJob",
+        defstruct_fields(RerankOptions),
+        bases=(Request,),
+        kw_only=True,
+        frozen=True,
+        module=__name__,
+    )
+
+
+class RerankRequest(_RerankJob, frozen=True, kw_only=True, tag="rerank"):
+    model: Name
+    provider: Name | None = None
+
+    def __post_init__(self) -> None:
+        check_rank_fields(self.documents, self.rank_fields)
 
 
 def check_rank_fields(documents: list[Document], rank_fields: list[str] | None) -> None:
@@ -51,7 +73,14 @@ def check_rank_fields(documents: list[Document], rank_fields: list[str] | None) 
             )
 
 
-def rank_text(document: Document, fields: list[str]) -> str:
+def rank_texts(documents: list[Document], rank_fields: list[str] | None) -> list[str]:
+    """The text ranked for each document: a string itself; of an object, its rank fields
+    as "field: value" lines (how Cohere ranks structured documents), or its one "text"."""
+    fields = rank_fields or [DEFAULT_RANK_FIELD]
+    return [_rank_text(document, fields) for document in documents]
+
+
+def _rank_text(document: Document, fields: list[str]) -> str:
     if isinstance(document, str):
         return document
     if fields == [DEFAULT_RANK_FIELD]:

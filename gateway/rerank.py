@@ -5,13 +5,13 @@ as ``{"text": ...}``, an object as it was sent), the model, and ``usage.total_to
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from typing import Protocol
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contracts.rerank import Document, check_rank_fields
+from contracts.rerank import RerankOptions
 from contracts.tokens import estimate_rerank_tokens
 from gateway.admission import Admission, admitted
 from gateway.errors import FLEET_FAILURES, fleet_error, invalid_request
@@ -22,18 +22,8 @@ from producer_sdk import FleetClient
 from producer_sdk.batch.openai_chat_body import error_param
 
 
-class RerankCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RerankCall(RerankOptions, frozen=True, kw_only=True):
     model: str
-    query: str
-    documents: Annotated[list[Document], msgspec.Meta(min_length=1)]
-    top_n: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    # Jina's and Cohere v1's; Cohere v2 never returns documents (the default here too).
-    return_documents: bool = False
-    rank_fields: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
-    max_tokens_per_doc: Annotated[int, msgspec.Meta(ge=1)] | None = None
-
-    def __post_init__(self) -> None:
-        check_rank_fields(self.documents, self.rank_fields)
 
 
 class _Result(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -7,6 +7,7 @@ import pytest
 
 from contracts import ContractError, RerankRequest, decode_request, encode
 from contracts.errors import ContractViolation
+from contracts.rerank import rank_texts
 
 
 def wire(**fields: object) -> bytes:
@@ -21,13 +22,13 @@ def test_strings_and_objects_round_trip_and_rank_their_fields() -> None:
     request = decode_request("rerank", wire(documents=documents, top_n=1))
     assert isinstance(request, RerankRequest)
     assert request.documents == documents
-    assert request.texts() == ["plain", "only text"]
+    assert rank_texts(request.documents, request.rank_fields) == ["plain", "only text"]
     titled = decode_request(
         "rerank",
         wire(documents=[{"title": "T", "body": "B"}], rank_fields=["title", "body"]),
     )
     assert isinstance(titled, RerankRequest)
-    assert titled.texts() == ["title: T\nbody: B"]
+    assert rank_texts(titled.documents, titled.rank_fields) == ["title: T\nbody: B"]
 
 
 @pytest.mark.parametrize(

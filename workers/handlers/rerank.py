@@ -10,7 +10,7 @@ from typing import Final
 from contracts.errors import ErrorCode
 from contracts.names import Lane
 from contracts.replies import RankedDocument, ReplyChunk, RerankResult
-from contracts.rerank import RerankRequest
+from contracts.rerank import RerankRequest, rank_texts
 from contracts.usage import Usage
 from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.errors import ProviderError
@@ -94,7 +94,7 @@ class RerankHandler:
         """Each call's scores, in document order: the documents in runs of what one call
         takes (the scores of a cross-encoder or a bi-encoder do not depend on the
         documents beside them, so runs merge by score)."""
-        texts = request.texts()
+        texts = rank_texts(request.documents, request.rank_fields)
         size = provider.capabilities.max_documents
         room = asyncio.Semaphore(CALLS_AT_ONCE)
 
