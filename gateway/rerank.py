@@ -20,27 +20,11 @@ from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
 from producer_sdk import FleetClient
 from producer_sdk.batch.openai_chat_body import error_param
+from producer_sdk.batch.openai_output_lines import rerank_body
 
 
 class RerankCall(RerankOptions, frozen=True, kw_only=True):
     model: str
-
-
-class _Result(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    index: int
-    relevance_score: float
-    document: dict[str, str] | None = None
-
-
-class _Usage(msgspec.Struct, frozen=True, kw_only=True):
-    total_tokens: int
-
-
-class _Answer(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    model: str
-    results: list[_Result]
-    usage: _Usage
 
 
 class _Gateway(Protocol):
@@ -95,17 +79,5 @@ async def _rerank(
         result = await awaiting_fleet(request, answer)
     except FLEET_FAILURES as exc:
         raise fleet_error(exc) from exc
-    body = _Answer(
-        id=request_id,
-        model=result.model,
-        results=[
-            _Result(
-                index=r.index,
-                relevance_score=r.relevance_score,
-                document={"text": r.document} if isinstance(r.document, str) else r.document,
-            )
-            for r in result.results
-        ],
-        usage=_Usage(total_tokens=result.usage.total_tokens),
-    )
+    body = rerank_body(request_id, result.model, result.results, result.usage.total_tokens)
     return Response(msgspec.json.encode(body), media_type="application/json")

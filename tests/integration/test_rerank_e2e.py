@@ -1,12 +1,14 @@
 """Rerank jobs end to end through Kafka, Redis and a rerank worker with the local MiniLM
 bi-encoder: the relevant document ranks first, hostile requests are refused by name while
-the worker goes on serving, and the gateway's `POST /v1/rerank` answers Cohere's v2 and
-Jina's v1 shapes."""
+the worker goes on serving, the gateway's `POST /v1/rerank` answers Cohere's v2 and
+Jina's v1 shapes, and a batch file of `/v1/rerank` rows runs through the coordinator."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,9 +16,10 @@ import pytest
 from contracts import DeadLetterReason, ErrorCode, Header
 from contracts.secrets import Secret
 from gateway import Gateway
-from producer_sdk import FleetClient, FleetRequestError
+from producer_sdk import BatchClient, FleetClient, FleetRequestError
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
+from tests.integration.test_batches import coordinator, read_jsonl
 from workers import WorkerSettings, build_worker
 from workers.ops.cli import main
 
@@ -57,6 +60,7 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
     namespace: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     api_key = "sk-rerank-" + uuid.uuid4().hex
     gateway = Gateway(
@@ -88,6 +92,19 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
                 await http.post("/rerank", json={"model": "all-minilm-l6-v2", "query": "q",
                                                  "documents": ["d"]}),
             ]  # fmt: skip
+        rows = tmp_path / "rerank.jsonl"
+        rows.write_text(
+            "".join(
+                json.dumps({"custom_id": f"q{i}", "method": "POST", "url": "/v1/rerank",
+                            "body": {"model": MODEL, "query": QUERIES[i], "documents": DOCUMENTS,
+                                     "top_n": 1}}) + "\n"
+                for i in (2, 8)
+            )
+        )  # fmt: skip
+        async with coordinator(settings), BatchClient(infra.connection, namespace=namespace) as b:
+            batch = await b.submit(rows)
+            final = await b.follow(batch.id, timeout_s=120)
+            await b.results(batch.id, tmp_path / "out.jsonl")
         answers = await asyncio.gather(
             *(client.rerank(query, DOCUMENTS, model=MODEL) for query in QUERIES)
         )
@@ -120,6 +137,12 @@ async def test_rerank_ranks_the_relevant_document_first_and_refuses_hostile_requ
     assert jina.status_code == 200, jina.text
     best = jina.json()["results"][0]
     assert (best["index"], best["document"]) == (1, {"text": DOCUMENTS[5]})
+    assert final.status == "completed", final
+    batch_rows = {row["custom_id"]: row["response"] for row in read_jsonl(tmp_path / "out.jsonl")}
+    assert {i: r["body"]["results"][0]["index"] for i, r in batch_rows.items()} == {  # type: ignore[index]
+        "q2": 2,
+        "q8": 8,
+    }
     assert [r.status_code for r in refusals] == [400, 404]
     assert refusals[0].json()["error"]["param"] == "documents"
     assert refusals[1].json()["error"]["code"] == "model_not_found"
