@@ -47,7 +47,9 @@ from contracts.replies import (
     ErrorReply,
     Final,
     GenerateResult,
+    RankedDocument,
     ReplyChunk,
+    RerankResult,
     TextDelta,
     ToolCallDelta,
     TranscribeResult,
@@ -55,6 +57,7 @@ from contracts.replies import (
     VectorMatch,
     VectorResult,
 )
+from contracts.rerank import RerankRequest
 from contracts.response_format import (
     JsonSchemaSpec,
     ResponseFormat,
@@ -101,10 +104,13 @@ __all__ = [
     "JsonSchemaSpec",
     "Lane",
     "NamedToolChoice",
+    "RankedDocument",
     "ReplyAddress",
     "ReplyChunk",
     "Request",
     "RequestHead",
+    "RerankRequest",
+    "RerankResult",
     "ResponseFormat",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",

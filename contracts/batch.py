@@ -16,14 +16,17 @@ from contracts.envelope import Count, Identifier, Name
 from contracts.errors import ContractError
 from contracts.generate import ChatMessage, ChatOptions
 from contracts.names import DEFAULT_TENANT
+from contracts.replies import RankedDocument
+from contracts.rerank import RerankOptions
 from contracts.strict import StrictStruct
 from contracts.usage import Usage
 
 # What a row asks for, as the OpenAI Batch API names it (its `url`).
-Endpoint = Literal["/v1/embeddings", "/v1/chat/completions"]
+Endpoint = Literal["/v1/embeddings", "/v1/chat/completions", "/v1/rerank"]
 ENDPOINT_KIND: Final[dict[str, str]] = {
     "/v1/embeddings": "embed",
     "/v1/chat/completions": "generate",
+    "/v1/rerank": "rerank",
 }
 # A batch's completion window unless its submit names one (OpenAI's `24h`).
 DEFAULT_WINDOW_S: Final = 24 * 3600.0
@@ -119,11 +122,13 @@ class ChatBody(ChatOptions, frozen=True, kw_only=True):
 
 
 class BatchRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """One row: a text to embed, or a chat body to complete (as its batch's endpoint says)."""
+    """One row: a text to embed, a chat body to complete, or a query and documents to rank
+    (as its batch's endpoint says)."""
 
     custom_id: CustomId
     text: str | None = None
     chat: ChatBody | None = None
+    rerank: RerankOptions | None = None
 
 
 class BatchInputPage(StrictStruct, frozen=True):
@@ -284,7 +289,8 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class RowResult(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit_defaults=True):
-    """One row's outcome: a vector (little-endian float32), a completion, or an error."""
+    """One row's outcome: a vector (little-endian float32), a completion, a ranking, or an
+    error."""
 
     custom_id: str
     embedding: bytes | None = None
@@ -292,6 +298,8 @@ class RowResult(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit
     error: RowError | None = None
     usage: Usage | None = None
     request_id: str | None = None
+    # A rerank row's documents, best first.
+    ranking: list[RankedDocument] | None = None
 
 
 class BatchResults(msgspec.Struct, frozen=True, kw_only=True):

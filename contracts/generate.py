@@ -10,7 +10,7 @@ import msgspec
 from contracts.content import Content, images_in
 from contracts.envelope import Identifier, Name, Request
 from contracts.response_format import ResponseFormat
-from contracts.strict import StrictStruct
+from contracts.strict import StrictStruct, defstruct_fields
 
 Role = Literal["system", "user", "assistant", "tool"]
 # What the OpenAI and Anthropic APIs both accept as a function's name.
@@ -93,15 +93,6 @@ def chat_options(source: ChatOptions) -> dict[str, Any]:
 _read_options = operator.attrgetter(*ChatOptions.__struct_fields__)
 
 
-def _field(info: msgspec.structs.FieldInfo) -> tuple[str, Any] | tuple[str, Any, Any]:
-    """``info`` as ``msgspec.defstruct`` takes a field: its name, type and default."""
-    if info.required:
-        return (info.name, info.type)
-    if info.default_factory is not msgspec.NODEFAULT:
-        return (info.name, info.type, msgspec.field(default_factory=info.default_factory))
-    return (info.name, info.type, info.default)
-
-
 if TYPE_CHECKING:
 
     class _ChatRequest(Request, ChatOptions, frozen=True, kw_only=True):
@@ -113,7 +104,7 @@ else:
     # still defined once, in ChatOptions.
     _ChatRequest = msgspec.defstruct(
         "_ChatRequest",
-        [_field(info) for info in msgspec.structs.fields(ChatOptions)],
+        defstruct_fields(ChatOptions),
         bases=(Request,),
         kw_only=True,
         frozen=True,

@@ -93,6 +93,22 @@ class TranscribeResult(Final, frozen=True, kw_only=True, tag="transcribe_result"
     duration_s: float | None = None
 
 
+class RankedDocument(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One document of a rerank result: its position in the request, its score (higher is
+    more relevant; comparable within one model only), and itself when asked for."""
+
+    index: int
+    relevance_score: float
+    document: str | dict[str, str] | None = None
+
+
+class RerankResult(Final, frozen=True, kw_only=True, tag="rerank_result"):
+    model: str
+    # Best first; `top_n` of them when the request set it.
+    results: list[RankedDocument]
+    usage: Usage = Usage()
+
+
 class VectorMatch(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     score: float
@@ -121,5 +137,6 @@ ReplyChunk = (
     | EmbedResult
     | TranscribeResult
     | VectorResult
+    | RerankResult
     | ErrorReply
 )

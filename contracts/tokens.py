@@ -19,6 +19,11 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
+def estimate_rerank_tokens(query: str, documents: list[str]) -> int:
+    """What a reranker reads: a cross-encoder reads the query beside every document."""
+    return sum(estimate_tokens(query) + estimate_tokens(d) for d in documents)
+
+
 def estimate_message_tokens(message: ChatMessage) -> int:
     """One chat message: its text, its images, and the names and arguments of the tools it
     calls."""

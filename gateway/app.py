@@ -3,6 +3,8 @@ tenant whose key it carries."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -12,7 +14,7 @@ from starlette.routing import Route
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import chat, embeddings, transcriptions
+from gateway import chat, embeddings, rerank, transcriptions
 from gateway.admission import Admission, Ticket, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
@@ -145,6 +147,7 @@ def gateway_app(state: GatewayState) -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", create_embeddings, methods=["POST"]),
             Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
+            Route("/v1/rerank", partial(rerank.create_rerank, state), methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -28,12 +28,14 @@ from contracts.replies import (
     Final,
     GenerateResult,
     ReplyChunk,
+    RerankResult,
     TextDelta,
     ToolCallDelta,
     TranscribeResult,
     TranscriptSegment,
     VectorResult,
 )
+from contracts.rerank import Document, RerankRequest
 from contracts.transcribe import TranscribeRequest
 from contracts.vectors import (
     Metadata,
@@ -237,6 +239,38 @@ class FleetClient:
                 elif isinstance(item, EmbedResult):
                     return joiner.join(item)
         raise AssertionError("a reply stream ends with its final chunk or an exception")
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[Document],
+        *,
+        model: str,
+        top_n: int | None = None,
+        return_documents: bool = False,
+        rank_fields: Sequence[str] | None = None,
+        max_tokens_per_doc: int | None = None,
+        provider: str | None = None,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+        lane: Lane = "interactive",
+    ) -> RerankResult:
+        """The documents ordered by relevance to ``query``, best first: each result's
+        ``index`` is its place in ``documents``. Documents are strings, or objects whose
+        ``rank_fields`` (default "text") are ranked; ``top_n`` keeps the best few."""
+        head, timeout = self._head(request_id, timeout_s)
+        request = RerankRequest(
+            **head,
+            model=model,
+            query=query,
+            documents=list(documents),
+            rank_fields=list(rank_fields) if rank_fields is not None else None,
+            top_n=top_n,
+            return_documents=return_documents,
+            max_tokens_per_doc=max_tokens_per_doc,
+            provider=provider,
+        )
+        return await self._final("rerank", request, timeout, RerankResult, lane)
 
     async def submit_corpus(
         self,

@@ -83,8 +83,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
-    # Requests and tokens per minute shared by every replica: chat and embeddings; requests
-    # only for transcription. Refused on the memory and vector store entries (_check_rate_limits).
+    # Requests and tokens per minute shared by every replica: chat, embeddings and rerank;
+    # requests only for transcription. Refused on the memory and vector store entries
+    # (_check_rate_limits).
     rate_limit: RateLimit | None = None
     # Longer than this in the limiter's queue and the job goes to a delayed retry instead.
     rate_limit_max_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
@@ -124,6 +125,16 @@ class EmbedBatching(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     interactive_busy_ms: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
 
 
+class RerankLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one rerank request may hold: the `[rerank_limits]` table. Larger ones are
+    refused (invalid_input) before any model runs."""
+
+    # Cohere's own recommendation; the handler splits them into calls of what the provider takes.
+    max_documents: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    # About 4,000 tokens: far past what a reranker reads of a query (MiniLM: 256 tokens).
+    max_query_chars: Annotated[int, msgspec.Meta(ge=1)] = 16_384
+
+
 class CallerUrls(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a worker fetches for a caller (`audio_url`, `image_url`): the `[caller_urls]`
     table, read by workers/handlers/url_guard.py. Addresses inside the worker's network
@@ -154,10 +165,12 @@ class CallerUrls(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 # Jobs in flight per worker process when not configured: a model that runs one call at a
 # time needs few; the embed batcher needs many to fill its batches.
-DEFAULT_CONCURRENCY = {"generate": 4, "embed": 64, "transcribe": 2, "vectors": 16}
+DEFAULT_CONCURRENCY = {"generate": 4, "embed": 64, "transcribe": 2, "vectors": 16, "rerank": 8}
 # Batch-lane jobs in flight at most (docs/decisions/0021-priority-lanes.md): enough to keep
 # the model busy between batch jobs (embed: 8 chunks of 64 texts queue 512 texts).
-DEFAULT_BATCH_CONCURRENCY = {"generate": 2, "embed": 8, "transcribe": 1, "vectors": 8}
+DEFAULT_BATCH_CONCURRENCY = {
+    "generate": 2, "embed": 8, "transcribe": 1, "vectors": 8, "rerank": 2,
+}  # fmt: skip
 
 
 def _spec(name: str) -> ProviderSpec:
@@ -216,6 +229,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     transcription: list[ProviderSpec] = msgspec.field(
         default_factory=lambda: [_spec("local-whisper")]
     )
+    rerank: list[ProviderSpec] = msgspec.field(
+        default_factory=lambda: [_spec("local-minilm-biencoder")]
+    )
+    rerank_limits: RerankLimits = msgspec.field(default_factory=RerankLimits)
     # Directories the transcribe worker may read `audio_url` paths from (none by default).
     audio_roots: list[str] = msgspec.field(default_factory=list)
     max_audio_bytes: Annotated[int, msgspec.Meta(ge=1)] = 25_000_000
@@ -322,8 +339,8 @@ def _check_rate_limits(settings: WorkerSettings) -> None:
         spec: ProviderSpec | None = getattr(settings, field)
         if spec is not None and spec.rate_limit is not None:
             raise ConfigError(
-                f"`{field}` ({spec.name!r}): rate_limit is honoured on chat, embeddings "
-                "and transcription entries only; remove it here"
+                f"`{field}` ({spec.name!r}): rate_limit is honoured on chat, embeddings, "
+                "rerank and transcription entries only; remove it here"
             )
     for i, spec in enumerate(settings.transcription):
         if spec.rate_limit is not None and spec.rate_limit.tokens_per_minute is not None:

@@ -2,7 +2,8 @@
 
 Formats, by suffix or ``format=``: JSONL (``.jsonl``, ``.ndjson``) in the OpenAI batch input
 shape (``custom_id``, ``method``, ``url``, ``body``) or the short ``{"custom_id", "text"}``
-form; CSV with a ``custom_id,text`` header; Parquet with ``custom_id`` and ``text`` columns
+form (embeddings); ``/v1/rerank`` rows take Cohere's and Jina's body; CSV with a
+``custom_id,text`` header; Parquet with ``custom_id`` and ``text`` columns
 (needs pyarrow: the ``parquet`` extra). One file is one batch: one endpoint, one model, one
 vector size. A bad row is a ContractError naming ``path:line`` (``path: row N`` in Parquet)
 and what is wrong; a field the fleet would not honour is refused, never dropped. Each
@@ -17,9 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import msgspec
+
 from contracts.batch import BatchRow, Endpoint
 from contracts.codec import encode
 from contracts.errors import ContractError
+from contracts.rerank import RerankOptions
 from producer_sdk.batch.input_lines import InputLine, csv_lines, jsonl_lines, parquet_lines
 from producer_sdk.batch.openai_chat_body import chat_body
 
@@ -150,6 +154,8 @@ class BatchInputReader:
         self._model(where, body.pop("model", None))
         if endpoint == "/v1/chat/completions":
             return BatchRow(custom_id=custom_id, chat=chat_body(where, body))
+        if endpoint == "/v1/rerank":
+            return BatchRow(custom_id=custom_id, rerank=_rerank_body(where, body))
         return BatchRow(custom_id=custom_id, text=self._embed_text(where, body))
 
     def _embed_text(self, where: str, body: dict[str, Any]) -> str:
@@ -213,6 +219,15 @@ class BatchInputReader:
                 f"{self.dimensions}: one batch, one vector size"
             )
         self.dimensions = dimensions
+
+
+def _rerank_body(where: str, body: dict[str, Any]) -> RerankOptions:
+    """A ``/v1/rerank`` body (Cohere's v2 and Jina's v1 fields) as the rerank options; a
+    field the fleet does not honour is refused, named."""
+    try:
+        return msgspec.convert(body, RerankOptions)
+    except msgspec.ValidationError as exc:
+        raise ContractError(f"{where}: {exc}") from exc
 
 
 def _input_format(path: Path, format: str | None) -> InputFormat:

@@ -2,10 +2,10 @@
 and the OpenAI response bodies they hold (the gateway answers with the same bodies).
 
 A succeeded row is ``{"id", "custom_id", "response": {"status_code": 200, "request_id",
-"body"}, "error": null}`` with an ``/v1/embeddings`` or ``chat.completion`` body; a failed
-row has the HTTP status its error code stands for and OpenAI's error body; a row the batch
-never ran has ``"response": null`` and ``"error": {"code", "message"}``. Fields are in the
-order OpenAI writes them, and a row's ``id`` is the same in every download.
+"body"}, "error": null}`` with an ``/v1/embeddings``, ``chat.completion`` or ``/v1/rerank``
+body; a failed row has the HTTP status its error code stands for and OpenAI's error body; a
+row the batch never ran has ``"response": null`` and ``"error": {"code", "message"}``. Fields
+are in the order OpenAI writes them, and a row's ``id`` is the same in every download.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import msgspec
 from contracts.batch import BatchInfo, Completion, RowError, RowResult
 from contracts.embed_parts import float32_values
 from contracts.errors import ContractError
+from contracts.replies import RankedDocument
 from contracts.usage import Usage
 
 # The HTTP status each error code stands for, as OpenAI's API would answer it.
@@ -119,9 +120,34 @@ class _ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
     usage: _ChatUsage
 
 
+class _Ranked(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    index: int
+    relevance_score: float
+    document: dict[str, str] | None = None
+
+
+class _RerankUsage(msgspec.Struct, frozen=True, kw_only=True):
+    total_tokens: int
+
+
+class _RerankBody(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    model: str
+    results: list[_Ranked]
+    usage: _RerankUsage
+
+
 def succeeded_line(batch: BatchInfo, row: RowResult, model: str) -> OutputLine:
-    """A row that has a vector or a completion; ``model`` is the model that answered it."""
-    body = _chat(batch, row, row.completion, model) if row.completion else _vectors(row, model)
+    """A row that has a vector, a completion or a ranking; ``model`` is the model that
+    answered it."""
+    body: _ChatCompletion | _EmbeddingsBody | _RerankBody
+    if row.completion:
+        body = _chat(batch, row, row.completion, model)
+    elif row.ranking is not None:
+        tokens = row.usage.total_tokens if row.usage else 0
+        body = rerank_body(_line_id(batch, row.custom_id), model, row.ranking, tokens)
+    else:
+        body = _vectors(row, model)
     response = _Response(status_code=200, request_id=row.request_id, body=body)
     return OutputLine(_line_id(batch, row.custom_id), row.custom_id, response, None)
 
@@ -161,6 +187,27 @@ def embeddings_body(
     )
 
 
+def rerank_body(
+    answer_id: str, model: str, ranking: Sequence[RankedDocument], total_tokens: int
+) -> _RerankBody:
+    """A ``/v1/rerank`` answer, Cohere's v2 and Jina's v1 shape: the results best first,
+    each document (when the caller asked for it) a string as ``{"text": ...}``, an object
+    as it was sent."""
+    return _RerankBody(
+        id=answer_id,
+        model=model,
+        results=[
+            _Ranked(
+                index=r.index,
+                relevance_score=r.relevance_score,
+                document={"text": r.document} if isinstance(r.document, str) else r.document,
+            )
+            for r in ranking
+        ],
+        usage=_RerankUsage(total_tokens=total_tokens),
+    )
+
+
 def chat_completion(
     completion_id: str,
     created: int,
@@ -188,7 +235,7 @@ def chat_completion(
 
 def _vectors(row: RowResult, model: str) -> _EmbeddingsBody:
     if row.embedding is None:
-        raise ContractError(f"row {row.custom_id!r} has neither a vector nor a completion")
+        raise ContractError(f"row {row.custom_id!r} has no vector, completion or ranking")
     prompt = row.usage.prompt_tokens if row.usage else 0
     return embeddings_body([float32_values(row.embedding)], model, prompt)
 

@@ -142,6 +142,15 @@ class LocalMiniLMEmbeddings:
         self._check_batch(texts)
         return self._embed_counted(texts)[0]
 
+    async def encode(
+        self, texts: list[str], *, max_tokens: int | None = None
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        """Unit vectors of ``texts`` and the tokens read, each text cut to its first
+        ``max_tokens`` tokens (besides [CLS] and [SEP]) when given: for the rerank
+        bi-encoder, which ranks documents cut to a caller's length."""
+        self._check_batch(texts)
+        return await asyncio.to_thread(self._embed_counted, texts, max_tokens)
+
     def _check_batch(self, texts: list[str]) -> None:
         if len(texts) > self._config.max_batch:
             raise ProviderError(
@@ -181,12 +190,18 @@ class LocalMiniLMEmbeddings:
         except (RuntimeError, ValueError) as exc:  # onnxruntime's load failures
             raise ProviderError(ErrorCode.PROVIDER_DOWN, f"{self.name}.load", str(exc)) from exc
 
-    def _embed_counted(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int]:
+    def _embed_counted(
+        self, texts: list[str], max_tokens: int | None = None
+    ) -> tuple[npt.NDArray[np.float32], int]:
         out = np.empty((len(texts), MINILM_DIMENSION), dtype=np.float32)
         if not texts:
             return out, 0
         session, tokenizer = self._ensure_loaded()
         ids = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+        if max_tokens is not None:
+            # Each row is [CLS] tokens... [SEP]: keep both ends.
+            ids = [row[: max_tokens + 1] + row[-1:] if len(row) > max_tokens + 2 else row
+                   for row in ids]  # fmt: skip
         # Longest first, like sentence-transformers: runs of similar length pad less.
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         start = 0

@@ -1,10 +1,11 @@
 """Rate limits shared by every worker replica through Redis: the limiter itself, and chat,
-embedding and transcription providers wrapped behind it."""
+embedding, rerank and transcription providers wrapped behind it."""
 
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.rate_limits.wrapped import (
     RateLimitedChat,
     RateLimitedEmbeddings,
+    RateLimitedRerank,
     RateLimitedTranscription,
 )
 
@@ -12,6 +13,7 @@ __all__ = [
     "RateLimit",
     "RateLimitedChat",
     "RateLimitedEmbeddings",
+    "RateLimitedRerank",
     "RateLimitedTranscription",
     "RedisRateLimiter",
 ]

@@ -1,4 +1,4 @@
-"""Chat, embedding and transcription providers behind a rate limit shared by all replicas
+"""Chat, embedding, rerank and transcription providers behind a rate limit shared by all replicas
 (through Redis).
 
 The worker wraps a provider when its config sets ``rate_limit``: each call first waits for
@@ -14,13 +14,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from contracts.generate import ChatMessage
-from contracts.tokens import estimate_message_tokens, estimate_tokens
+from contracts.tokens import estimate_message_tokens, estimate_rerank_tokens, estimate_tokens
 from providers.chat.base import ChatCapabilities, ChatDone, ChatEvent, ChatParams, ChatProvider
 from providers.chat.guarded import GuardedChat, check_call, unchecked
 from providers.chat.streams import closing
 from providers.embeddings.base import EmbeddingCapabilities, EmbeddingProvider, Embeddings
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from providers.redis_client import RedisClient
+from providers.rerank.base import RerankCapabilities, RerankProvider, Scores
 from providers.transcription.base import (
     TranscriptionCapabilities,
     TranscriptionEvent,
@@ -109,6 +110,23 @@ class RateLimitedEmbeddings(_Limited[EmbeddingProvider]):
         tokens = sum(estimate_tokens(t) for t in texts)
         await self._limiter.acquire(tokens, max_wait_s=self._max_wait_s)
         return await self._inner.embed(texts, model=model)
+
+
+class RateLimitedRerank(_Limited[RerankProvider]):
+    category = "rerank"
+
+    @property
+    def capabilities(self) -> RerankCapabilities:
+        return self._inner.capabilities
+
+    async def rerank(
+        self, query: str, documents: list[str], *, model: str, max_tokens_per_doc: int | None
+    ) -> Scores:
+        tokens = estimate_rerank_tokens(query, documents)
+        await self._limiter.acquire(tokens, max_wait_s=self._max_wait_s)
+        return await self._inner.rerank(
+            query, documents, model=model, max_tokens_per_doc=max_tokens_per_doc
+        )
 
 
 class RateLimitedTranscription(_Limited[TranscriptionProvider]):

@@ -86,6 +86,7 @@ async def test_the_demo_runs_every_kind_of_job(infra: Infra, namespace: str) -> 
     assert "upserted 5 documents" in output
     assert "? How is bread made? -> bread" in output
     assert "completed, 5 rows embedded, 0 failed; 5 result lines" in output
+    assert re.search(r"== rerank .*\n\? .*\n1\. \d\.\d\d  Apache Kafka", output), output
     assert "== transcribe" in output
 
 

@@ -25,6 +25,7 @@ from contracts import (
     DeadLetterReason,
     EmbedRequest,
     GenerateRequest,
+    RerankRequest,
     TranscribeRequest,
     VectorRecord,
     VectorUpsertRequest,
@@ -46,9 +47,11 @@ from workers.ops.inspect import consumer_lag
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
-# Mutations per kind: a valid transcribe request runs Whisper, so that kind gets fewer.
-MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300}
+# Mutations per kind: a valid transcribe request runs Whisper, so that kind gets fewer; a
+# rerank request's bytes are an embed request's with a query beside them, so it gets fewer.
+MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300, "rerank": 100}
 EMBED_MODEL = "all-minilm-l6-v2"
+RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
 SPEECH = (REPO / "workers/ops/assets/demo-speech.wav").read_bytes()
 
@@ -72,13 +75,17 @@ async def _good_request(kind: str, client: FleetClient) -> None:
     elif kind == "vectors":
         record = VectorRecord(id="good", vector=[0.5, 0.5, 0.5])
         assert (await client.upsert("fuzz", [record])).upserted == 1
+    elif kind == "rerank":
+        assert len((await client.rerank("still?", ["yes", "no"], model=RERANK_MODEL)).results) == 2
     else:
         assert (await client.transcribe(SPEECH, model=WHISPER_MODEL)).text
 
 
 def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
     deadline_ms = int((time.time() + 120) * 1000)
-    request: GenerateRequest | EmbedRequest | VectorUpsertRequest | TranscribeRequest
+    request: (
+        GenerateRequest | EmbedRequest | VectorUpsertRequest | TranscribeRequest | RerankRequest
+    )
     if kind == "vectors":
         records = [VectorRecord(id="r1", vector=[0.1, 0.2, 0.3], metadata={"lang": "en"})]
         request = VectorUpsertRequest(
@@ -95,6 +102,17 @@ def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
             deadline_ms=deadline_ms,
             model=WHISPER_MODEL,
             audio=SPEECH,
+        )
+    elif kind == "rerank":
+        request = RerankRequest(
+            request_id="base",
+            reply_to=client.reply_address,
+            deadline_ms=deadline_ms,
+            model=RERANK_MODEL,
+            query="which one?",
+            documents=["first text", {"text": "second text", "id": "2"}],
+            top_n=1,
+            return_documents=True,
         )
     elif kind == "generate":
         request = GenerateRequest(

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from workers.ops.cli import main
+from workers.ops.models import list_models
+from workers.settings import WorkerSettings
 
 CONFIG = """
 [[chat]]
@@ -20,6 +22,14 @@ config = { providers = [
 [[embeddings]]
 name = "openai"
 config = { models = ["text-embedding-3-small"], dimension = 1536 }
+
+[[rerank]]
+name = "jina"
+config = { models = ["jina-reranker-v2-base-multilingual"] }
+
+[[models]]
+name = "jina-reranker-v2-base-multilingual"
+input_usd_per_mtok = 0.02
 
 [[models]]
 name = "gpt-4o-mini"
@@ -51,6 +61,18 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+async def test_the_default_models_each_serve_one_kind() -> None:
+    # The gateway knows a model id by one job kind: the local bi-encoder must not take the
+    # embedder's id.
+    listing = await list_models(WorkerSettings())
+    kinds: dict[str, set[str]] = {}
+    for row in listing.models:
+        kinds.setdefault(row.model, set()).add(row.kind)
+    assert kinds["all-minilm-l6-v2"] == {"embed"}
+    assert kinds["all-minilm-l6-v2-biencoder"] == {"rerank"}
+    assert all(len(served) == 1 for served in kinds.values()), kinds
+
+
 def test_fleet_models_lists_what_the_settings_serve(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,6 +89,8 @@ def test_fleet_models_lists_what_the_settings_serve(
     gpt4o = rows["generate", "openai", "gpt-4o"]
     assert "context_tokens" not in gpt4o  # nothing says it
     assert rows["embed", None, "text-embedding-3-small"]["input_usd_per_mtok"] == 0.02
+    reranker = rows["rerank", None, "jina-reranker-v2-base-multilingual"]
+    assert (reranker["provider"], reranker["input_usd_per_mtok"]) == ("jina", 0.02)
     assert [e["provider"] for e in listing["unused_entries"]] == ["nowhere"]
 
     assert main(["models", "--config", str(config)]) == 0

@@ -109,6 +109,11 @@ def test_model_workers_started_together_split_the_cores() -> None:
     # Never fewer than one; none for workers without a model, nor over the settings' own.
     assert model_threads_env(kinds, WorkerSettings(), cores=2) == {"FLEET_MODEL_THREADS": "1"}
     assert model_threads_env(["vectors", "batch"], WorkerSettings(), cores=8) == {}
+    # The rerank worker runs the MiniLM bi-encoder: one more model.
+    assert model_threads_env([*kinds, "rerank"], WorkerSettings(), cores=8) == {
+        "FLEET_MODEL_THREADS": "2"
+    }
+    assert model_threads_env(["rerank"], WorkerSettings(), cores=8) == {"FLEET_MODEL_THREADS": "8"}
     assert model_threads_env(kinds, WorkerSettings(model_threads=4), cores=8) == {}
 
 

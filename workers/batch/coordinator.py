@@ -56,7 +56,7 @@ from workers.tenants import warn_if_declared
 log = logging.getLogger(__name__)
 
 # The job kinds whose batch lanes the coordinator sends requests to.
-BATCH_SENDS_TO = ("embed", "generate", "vectors")
+BATCH_SENDS_TO = ("embed", "generate", "vectors", "rerank")
 # A run the broker broke off resumes after 1 s, doubling to 30 s.
 _RESUME = CallRetryPolicy(base_delay_s=1.0, max_delay_s=30.0, jitter="none")
 

@@ -42,10 +42,10 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def chunks_of(page: int, rows: list[BatchRow], endpoint: str, s: BatchSettings) -> list[Chunk]:
-    """A page cut into right-sized requests: one per chat row; embed rows together, up to
-    the settings' rows and characters per request. The cut depends only on the page, so it
-    is the same when a coordinator resumes."""
-    if endpoint == "/v1/chat/completions":
+    """A page cut into right-sized requests: one per chat or rerank row; embed rows together,
+    up to the settings' rows and characters per request. The cut depends only on the page,
+    so it is the same when a coordinator resumes."""
+    if endpoint != "/v1/embeddings":
         return [Chunk(page=page, index=i, rows=[row]) for i, row in enumerate(rows)]
     result: list[Chunk] = []
     current: list[BatchRow] = []
@@ -83,6 +83,8 @@ class ChunkRunner:
                 return [
                     await self._published(lambda: self._complete(fleet, info, chunk, request_id))
                 ]
+            if info.endpoint == "/v1/rerank":
+                return [await self._published(lambda: self._rerank(fleet, info, chunk, request_id))]
             return await self._published(lambda: self._embed(fleet, info, chunk, request_id))
         except FleetRequestError as exc:
             error = RowError(
@@ -180,6 +182,31 @@ class ChunkRunner:
                 tool_calls=msgspec.to_builtins(result.tool_calls) if result.tool_calls else None,
                 model=result.model if result.model != info.model else None,
             ),
+            usage=result.usage,
+            request_id=request_id,
+        )
+
+    async def _rerank(
+        self, fleet: FleetClient, info: BatchInfo, chunk: Chunk, request_id: str
+    ) -> RowResult:
+        (row,) = chunk.rows
+        assert row.rerank is not None, "a rerank row has its body (checked when it was read)"
+        body = row.rerank
+        result = await fleet.rerank(
+            body.query,
+            body.documents,
+            model=info.model,
+            top_n=body.top_n,
+            return_documents=body.return_documents,
+            rank_fields=body.rank_fields,
+            max_tokens_per_doc=body.max_tokens_per_doc,
+            request_id=request_id,
+            timeout_s=self._settings.request_timeout_s,
+            lane="batch",
+        )
+        return RowResult(
+            custom_id=row.custom_id,
+            ranking=result.results,
             usage=result.usage,
             request_id=request_id,
         )

@@ -228,6 +228,7 @@ def _records(rows: list[RowResult]) -> Iterator[list[RowResult]]:
     for row in rows:
         row_size = 64 + len(row.custom_id) + len(row.embedding or b"")
         row_size += len(row.completion.text) * 4 if row.completion else 0
+        row_size += len(encode(row.ranking)) if row.ranking else 0
         row_size += len(row.error.message) if row.error else 0
         if part and size + row_size > _RECORD_BYTES:
             yield part

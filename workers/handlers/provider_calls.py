@@ -20,6 +20,7 @@ from providers.chat.guarded import guarded
 from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
+from providers.rerank.base import RerankProvider, Scores
 from providers.telemetry import ProviderSpan, span_opener
 from providers.transcription.base import TranscriptionEvent, TranscriptionProvider
 from workers.metrics import WorkerMetrics
@@ -52,6 +53,24 @@ class ProviderCalls:
             span.record_usage(result.usage)
             span.set_response_model(result.model)
         return result
+
+    async def rerank(
+        self,
+        provider: RerankProvider,
+        query: str,
+        documents: list[str],
+        *,
+        model: str,
+        max_tokens_per_doc: int | None,
+    ) -> Scores:
+        """One rerank call; its usage is the caller's to settle (a request split into
+        several calls is settled once)."""
+        async with self.span("rerank", provider.name, "rerank", model) as span:
+            scores = await provider.rerank(
+                query, documents, model=model, max_tokens_per_doc=max_tokens_per_doc
+            )
+            span.record_usage(scores.usage)
+        return scores
 
     async def transcribe(
         self, provider: TranscriptionProvider, audio: bytes, *, model: str, language: str | None

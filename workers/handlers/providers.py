@@ -16,9 +16,11 @@ from providers.rate_limits.limiter import RateLimit
 from providers.rate_limits.wrapped import (
     RateLimitedChat,
     RateLimitedEmbeddings,
+    RateLimitedRerank,
     RateLimitedTranscription,
 )
 from providers.redis_client import RedisClient
+from providers.rerank import RerankProvider, rerank_providers
 from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.transcription import TranscriptionProvider, transcription_providers
@@ -107,3 +109,13 @@ def transcriber(spec: ProviderSpec, shared: Shared) -> TranscriptionProvider:
 async def embedders(settings: WorkerSettings, shared: Shared) -> ModelRouter[EmbeddingProvider]:
     providers = [_embedder(s, shared) for s in settings.embeddings]
     return ModelRouter("embeddings", await loaded("embeddings", providers))
+
+
+def _reranker(spec: ProviderSpec, shared: Shared) -> RerankProvider:
+    provider = rerank_providers.create(spec.name, spec.config, shared)
+    return _rate_limited(RateLimitedRerank, provider, spec, shared)
+
+
+async def rerankers(settings: WorkerSettings, shared: Shared) -> ModelRouter[RerankProvider]:
+    providers = [_reranker(s, shared) for s in settings.rerank]
+    return ModelRouter("rerank", await loaded("rerank", providers))

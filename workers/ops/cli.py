@@ -47,6 +47,7 @@ from workers.ops.local_fleet import (
     stop_on_sigterm,
     wait_ready,
 )
+from workers.ops.rerank_cli import add_rerank_command
 from workers.ops.tenant_options import add_tenant_options, tenant_key
 from workers.ops.terminal import print_stream
 from workers.settings import WorkerSettings, load_settings
@@ -133,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     corpus.set_defaults(func=_cmd_embed_corpus)
 
     add_batch_commands(sub, _connection_options)
+    add_rerank_command(sub, _connection_options, _client)
 
     lag = sub.add_parser("lag", help="show each kind's consumer lag per partition")
     lag.add_argument("--config", type=Path, help="TOML settings file")

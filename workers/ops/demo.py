@@ -32,6 +32,7 @@ from workers.settings import load_settings
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
+RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
 # Made once with espeak-ng and sox, so that the demo needs no system package.
 SPEECH_SAMPLE = Path(__file__).parent / "assets" / "demo-speech.wav"
@@ -113,6 +114,8 @@ async def _tour(
         await _generate(fleet, prompt, max_tokens)
         await ready("embed", "vectors")
         await _embed_and_search(fleet)
+        await ready("rerank")
+        await _rerank(fleet)
         await ready(BATCH_KIND)
         await _batch(fleet)
         await ready("transcribe")
@@ -140,6 +143,17 @@ async def _embed_and_search(fleet: FleetClient) -> None:
     similarity = sum(a * b for a, b in zip(*vectors.vectors, strict=True))
     print(f"cosine('a cat on a mat', 'a kitten on a rug') = {similarity:.3f}\n")
     await fleet.delete(collection, [doc_id for doc_id, _ in DOCS])
+
+
+async def _rerank(fleet: FleetClient) -> None:
+    question = "Which system keeps a log of events?"
+    print(f"== rerank ({RERANK_MODEL})\n? {question}")
+    ranked = await fleet.rerank(
+        question, [text for _, text in DOCS], model=RERANK_MODEL, top_n=3, return_documents=True
+    )
+    for place, result in enumerate(ranked.results, 1):
+        print(f"{place}. {result.relevance_score:.2f}  {result.document}")
+    print()
 
 
 async def _batch(fleet: FleetClient) -> None:

@@ -28,7 +28,7 @@ RUN_DIR = LOG_DIR.parent / "run"
 _POSTGRES_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # Kinds whose default providers run a model on this machine's cores.
-MODEL_KINDS = frozenset({"generate", "embed", "transcribe"})
+MODEL_KINDS = frozenset({"generate", "embed", "transcribe", "rerank"})
 MODEL_THREADS_ENV = "FLEET_MODEL_THREADS"
 WATCH_INTERVAL_S = 0.5
 _LOG_TAIL_LINES = 15

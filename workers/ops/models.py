@@ -14,13 +14,14 @@ from providers.chat import ChatProvider, chat_providers
 from providers.chat.catalogued import with_catalogue
 from providers.chat.fallback import FallbackChat
 from providers.embeddings import embedding_providers
+from providers.rerank import rerank_providers
 from providers.shared import Shared
 from providers.transcription import transcription_providers
 from workers.settings import ProviderSpec, WorkerSettings
 
 
 class ServedModel(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    kind: str  # the job kind: generate, embed, transcribe
+    kind: str  # the job kind: generate, embed, transcribe, rerank
     provider: str
     model: str
     # Through a fallback chain: the link that serves it, and the model it runs when that
@@ -66,6 +67,16 @@ async def list_models(settings: WorkerSettings) -> Listing:
                         catalogue.entry(embedder.name, model),
                     )
                 )
+        for spec in settings.rerank:
+            reranker = rerank_providers.create(spec.name, spec.config, shared)
+            opened.push_async_callback(reranker.aclose)
+            rows.extend(
+                _priced(
+                    ServedModel(kind="rerank", provider=reranker.name, model=model),
+                    catalogue.entry(reranker.name, model),
+                )
+                for model in reranker.capabilities.models
+            )
         for spec in settings.transcription:
             transcriber = transcription_providers.create(spec.name, spec.config, shared)
             opened.push_async_callback(transcriber.aclose)
