@@ -24,7 +24,7 @@ from contracts.errors import ContractError
 from contracts.files import FileHeader
 from gateway.errors import OpenAIError, from_fleet, invalid_request
 from gateway.file_store import get_file, part_count, put_file
-from gateway.form_data import Upload, read_form
+from gateway.multipart_form import Upload, read_form
 from gateway.result_files import ResultFile, result_file
 from producer_sdk.batch.input_reader import BatchInputReader
 from producer_sdk.batches import PAGE_BYTES, PAGE_ROWS
@@ -49,8 +49,12 @@ class FileObject(msgspec.Struct, frozen=True, kw_only=True):
 def routes(state: GatewayState) -> list[Route]:
     async def upload_file(request: Request) -> Response:
         batches = await state.batches(state.tenant(request))
-        form = read_form(request.headers.get("content-type"), await request.body())
-        purpose = form.fields.get("purpose")
+        form = await read_form(request.headers.get("content-type"), await request.body())
+        if unknown := sorted(form.names() - {"file", "purpose"}):  # refused, not dropped
+            raise invalid_request(
+                f"`{unknown[0]}` is not one the fleet honours in a file upload", unknown[0]
+            )
+        purpose = form.fields.get("purpose", [""])[-1]
         if purpose != "batch":
             raise invalid_request(
                 f"the fleet keeps files for batches only: purpose must be 'batch', not {purpose!r}",
