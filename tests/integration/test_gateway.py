@@ -760,13 +760,13 @@ async def file_lines(client: openai.AsyncOpenAI, file_id: str | None) -> list[di
 
 
 async def test_a_batch_from_upload_to_its_output_and_error_files(fleet: Fleet) -> None:
-    """One file, two batches: the first cancelled while the model holds its rows, the second
-    run to the end; then each tenant's view."""
+    """One file, two batches: one cancelled while the model holds the rows, the other run to
+    the end once it lets go; then each tenant's view."""
     # Three rows the model answers, one it refuses (the scripted provider cannot seed).
     data = jsonl(chat_row("a"), chat_row("b", max_tokens=8), chat_row("c"), chat_row("d", seed=7))
     fleet.chat.gate = gate = asyncio.Event()  # every row held at the model
     try:
-        async with fleet.client() as client:
+        async with fleet.client() as client, fleet.client(api_key=OTHER_KEY) as other:
             uploaded = await client.files.create(file=("rows.jsonl", data), purpose="batch")
             held = await client.batches.create(
                 input_file_id=uploaded.id,
@@ -774,30 +774,34 @@ async def test_a_batch_from_upload_to_its_output_and_error_files(fleet: Fleet) -
                 # OpenAI takes 24h only; the fleet honours any whole hours.
                 completion_window="1h",  # type: ignore[arg-type]
             )
+            created = await client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                metadata={"team": "search"},
+            )
             cancelling = await client.batches.cancel(held.id)
             cancelled = await until_ended(client, held.id)
             with pytest.raises(openai.ConflictError):
                 await client.batches.cancel(held.id)
+            gate.set()
+            batch = await until_ended(client, created.id)
+            output, errors, listed, stored = await asyncio.gather(
+                file_lines(client, batch.output_file_id),
+                file_lines(client, batch.error_file_id),
+                client.batches.list(limit=1),
+                client.files.retrieve(uploaded.id),
+            )
+            # To another tenant each id of acme's is one that does not exist.
+            for missing in await asyncio.gather(
+                other.batches.retrieve(created.id),
+                other.files.content(uploaded.id),
+                return_exceptions=True,
+            ):
+                assert isinstance(missing, openai.NotFoundError)
     finally:
         fleet.chat.gate = None
         gate.set()
-    async with fleet.client() as client, fleet.client(api_key=OTHER_KEY) as other:
-        created = await client.batches.create(
-            input_file_id=uploaded.id,
-            endpoint="/v1/chat/completions",
-            completion_window="24h",
-            metadata={"team": "search"},
-        )
-        batch = await until_ended(client, created.id)
-        output = await file_lines(client, batch.output_file_id)
-        errors = await file_lines(client, batch.error_file_id)
-        listed = await client.batches.list(limit=1)
-        stored = await client.files.retrieve(uploaded.id)
-        # To another tenant each id of acme's is one that does not exist.
-        with pytest.raises(openai.NotFoundError):
-            await other.batches.retrieve(created.id)
-        with pytest.raises(openai.NotFoundError):
-            await other.files.content(uploaded.id)
     assert (uploaded.purpose, uploaded.bytes, uploaded.filename) == (
         "batch",
         len(data),
@@ -858,6 +862,9 @@ async def test_a_bad_upload_is_400_naming_its_line_and_nothing_is_kept(
             refusals[what] = Refusal(error.status_code, error.param, error.body["message"])
         with pytest.raises(openai.BadRequestError) as purpose:
             await client.files.create(file=("ok.jsonl", ok), purpose="fine-tune")
+        big = ok * (LIMITS.max_body_bytes // len(ok) + 1)
+        with pytest.raises(openai.APIStatusError) as too_large:
+            await client.files.create(file=("big.jsonl", big), purpose="batch")
         with pytest.raises(openai.NotFoundError) as missing:
             await client.batches.create(
                 input_file_id="file-nowhere",
@@ -871,6 +878,7 @@ async def test_a_bad_upload_is_400_naming_its_line_and_nothing_is_kept(
     assert "logit_bias" in refusals["a field not honoured"].message
     assert "/v1/completions" in refusals["an endpoint not served"].message
     assert purpose.value.param == "purpose"
+    assert (too_large.value.status_code, too_large.value.code) == (413, "request_too_large")
     assert missing.value.param == "input_file_id"
     prefix = file_topic("", fleet.namespace)
     assert {t for t in await topic_names(infra) - before if t.startswith(prefix)} == set()
