@@ -23,9 +23,10 @@ from starlette.routing import Route
 from contracts.errors import ContractError
 from contracts.files import FileHeader
 from gateway.errors import OpenAIError, from_fleet, invalid_request
-from gateway.file_store import get_file, part_count, put_file
+from gateway.file_store import StoredFile, get_file, part_count, put_file
 from gateway.multipart_form import Upload, read_form
-from gateway.result_files import ResultFile, result_file
+from gateway.result_files import ResultFile, is_result_file_id, result_file
+from producer_sdk import BatchClient
 from producer_sdk.batch.input_reader import BatchInputReader
 from producer_sdk.batches import PAGE_BYTES, PAGE_ROWS
 
@@ -85,27 +86,21 @@ def routes(state: GatewayState) -> list[Route]:
     async def retrieve_file(request: Request) -> Response:
         batches = await state.batches(state.tenant(request))
         file_id = request.path_params["file_id"]
-        result = await from_fleet(result_file(batches, file_id))
-        if result is not None:
+        if is_result_file_id(file_id):
+            result = await _result_file(batches, file_id)
             try:
                 return _json(_result(result))
             finally:
                 result.discard()
-        stored = await from_fleet(get_file(batches, file_id))
-        if stored is None:
-            raise _no_file(file_id)
-        return _json(_uploaded(stored.header))
+        return _json(_uploaded((await _stored_file(batches, file_id)).header))
 
     async def file_content(request: Request) -> Response:
         batches = await state.batches(state.tenant(request))
         file_id = request.path_params["file_id"]
-        result = await from_fleet(result_file(batches, file_id))
-        if result is not None:  # sent from its file, which goes once it has been
+        if is_result_file_id(file_id):  # sent from its file, which goes once it has been
+            result = await _result_file(batches, file_id)
             return FileResponse(result.path, media_type=_JSONL, background=_discarding(result))
-        stored = await from_fleet(get_file(batches, file_id))
-        if stored is None:
-            raise _no_file(file_id)
-        return Response(stored.data, media_type=_JSONL)
+        return Response((await _stored_file(batches, file_id)).data, media_type=_JSONL)
 
     return [
         Route("/v1/files", upload_file, methods=["POST"]),
@@ -132,6 +127,20 @@ def _read_batch_input(upload: Upload) -> BatchInputReader:
     if reader.model is None:
         raise invalid_request(f"{name}: no row names a model (its body's `model`)", "file")
     return reader
+
+
+async def _result_file(batches: BatchClient, file_id: str) -> ResultFile:
+    result = await from_fleet(result_file(batches, file_id))
+    if result is None:
+        raise _no_file(file_id)
+    return result
+
+
+async def _stored_file(batches: BatchClient, file_id: str) -> StoredFile:
+    stored = await from_fleet(get_file(batches, file_id))
+    if stored is None:
+        raise _no_file(file_id)
+    return stored
 
 
 def _uploaded(header: FileHeader) -> FileObject:

@@ -50,6 +50,11 @@ def result_file_ids(batch: BatchInfo) -> dict[Which, str]:
     return {which: _PREFIXES[which] + batch.id for which, there in has.items() if there}
 
 
+def is_result_file_id(file_id: str) -> bool:
+    """Whether ``file_id`` names a batch's result file (an uploaded file's never does)."""
+    return _named(file_id) is not None
+
+
 async def result_file(batches: BatchClient, file_id: str) -> ResultFile | None:
     """The result file ``file_id`` of one of ``batches``' tenant's batches, written; None when
     the id names no such file."""

@@ -753,10 +753,13 @@ async def until_ended(client: openai.AsyncOpenAI, batch_id: str) -> openai.types
     raise AssertionError(f"batch {batch_id} did not end within a minute")
 
 
-async def file_lines(client: openai.AsyncOpenAI, file_id: str | None) -> list[dict[str, Any]]:
+async def file_content(client: openai.AsyncOpenAI, file_id: str | None) -> bytes:
     assert file_id is not None
-    content = await client.files.content(file_id)
-    return [json.loads(line) for line in content.text.splitlines()]
+    return (await client.files.content(file_id)).content
+
+
+def lines_of(content: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in content.splitlines()]
 
 
 async def test_a_batch_from_upload_to_its_output_and_error_files(fleet: Fleet) -> None:
@@ -786,11 +789,12 @@ async def test_a_batch_from_upload_to_its_output_and_error_files(fleet: Fleet) -
                 await client.batches.cancel(held.id)
             gate.set()
             batch = await until_ended(client, created.id)
-            output, errors, listed, stored = await asyncio.gather(
-                file_lines(client, batch.output_file_id),
-                file_lines(client, batch.error_file_id),
+            output_file, error_file, listed, stored, output_meta = await asyncio.gather(
+                file_content(client, batch.output_file_id),
+                file_content(client, batch.error_file_id),
                 client.batches.list(limit=1),
                 client.files.retrieve(uploaded.id),
+                client.files.retrieve(batch.output_file_id or ""),
             )
             # To another tenant each id of acme's is one that does not exist.
             for missing in await asyncio.gather(
@@ -818,6 +822,8 @@ async def test_a_batch_from_upload_to_its_output_and_error_files(fleet: Fleet) -
     assert batch.request_counts is not None
     assert (batch.request_counts.total, batch.request_counts.completed) == (4, 3)
     assert batch.completion_window == "24h"
+    output, errors = lines_of(output_file), lines_of(error_file)
+    assert (output_meta.purpose, output_meta.bytes) == ("batch_output", len(output_file))
     # Every custom_id in exactly one of the two files.
     assert sorted(line["custom_id"] for line in output + errors) == ["a", "b", "c", "d"]
     for line in output:
