@@ -20,7 +20,9 @@ from gateway.disconnect import ClientGone
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, from_fleet
 from gateway.key_rates import KeyRates
 from gateway.keys import KeyRing
+from gateway.metrics import GatewayMetrics
 from gateway.models import ModelTable
+from gateway.observe import TENANT, Observed
 from gateway.overhead import Overhead
 from gateway.request_ids import RequestIds, request_id
 from producer_sdk import BatchClient, FleetClient, TenantClients
@@ -45,11 +47,14 @@ class GatewayState:
         self.limits = limits
         self.admission = Admission(limits)
         self.rates = rates or KeyRates({})
+        self.metrics = GatewayMetrics()
         self.ready = False  # every tenant's client open (its reply topic made)
 
     def tenant(self, request: Request) -> str:
         """The tenant whose key the request carries (OpenAIError 401 when none)."""
-        return self.keys.tenant(request.headers.get("authorization"))
+        tenant = self.keys.tenant(request.headers.get("authorization"))
+        request.scope["state"][TENANT] = tenant  # the metrics' label
+        return tenant
 
     async def admit(self, tenant: str, tokens: int) -> Ticket:
         """A ticket within this process's caps and ``tenant``'s shared rate limit, or
@@ -150,10 +155,12 @@ def gateway_app(state: GatewayState) -> Starlette:
             *batches.routes(state),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", state.metrics.endpoint, methods=["GET"]),
         ],
         # Outermost first: the overhead clock starts before anything else runs.
         middleware=[
             Middleware(Overhead),
+            Middleware(Observed, metrics=state.metrics),
             Middleware(RequestIds),
             Middleware(BodyLimits, limits=state.limits),
         ],

@@ -15,6 +15,7 @@ import uvicorn
 from contracts.gateway_limits import GatewayLimits
 from contracts.secrets import Secret
 from gateway.app import GatewayState, gateway_app
+from gateway.head_timeout import head_timed
 from gateway.key_rates import KeyRates, SharedRate
 from gateway.keys import KeyRing
 from gateway.models import ModelTable
@@ -59,6 +60,7 @@ class Gateway:
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             gateway_app(self.state),
+            http=head_timed(self.state.limits.header_timeout_s),
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -7,6 +7,7 @@ workers verifying tenant signatures."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,8 @@ from openai.types.chat import (
     ChatCompletionToolMessageParam,
     ChatCompletionUserMessageParam,
 )
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.names import file_topic, request_topic
@@ -64,7 +67,12 @@ OTHER_KEY = "sk-globex-" + uuid.uuid4().hex  # another tenant's
 
 # Small enough for the tests to pass them (the defaults are far larger).
 # The body limit is above a short spoken clip's upload.
-LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=256 * 1024, body_timeout_s=2)
+LIMITS = GatewayLimits(
+    tenant_max_requests_in_flight=4,
+    max_body_bytes=256 * 1024,
+    body_timeout_s=2,
+    header_timeout_s=1,
+)
 
 
 class Fleet:
@@ -75,12 +83,14 @@ class Fleet:
         gateway: Gateway,
         connection: KafkaConnection,
         namespace: str,
+        signing: dict[str, Secret],
     ) -> None:
         self.chat = chat
         self.upstream = upstream  # the OpenAI-compatible server's side: what it was sent
         self.gateway = gateway
         self.connection = connection
         self.namespace = namespace
+        self.signing = signing  # each tenant's key, as the workers verify it
 
     @property
     def base_url(self) -> str:
@@ -90,6 +100,11 @@ class Fleet:
         """How many records the request topic of ``kind`` holds."""
         topic = request_topic(kind, self.namespace)
         return len([record async for record in read_to_end(self.connection, topic)])
+
+    async def until_chat_jobs(self, count: int) -> None:
+        """Return once the generate request topic holds ``count`` records."""
+        while await self.chat_jobs() < count:
+            pass
 
     def client(self, api_key: str = API_KEY, **options: float) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -143,7 +158,7 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         coordinator(settings),
         gateway.running(),
     ):
-        yield Fleet(chat, upstream, gateway, infra.connection, settings.namespace)
+        yield Fleet(chat, upstream, gateway, infra.connection, settings.namespace, signing)
 
 
 async def test_a_chat_completion_comes_whole_with_its_request_id(fleet: Fleet) -> None:
@@ -333,6 +348,83 @@ async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
 
 
+async def test_a_stream_outlives_its_gateway_killed_midway(
+    fleet: Fleet, infra: Infra, tmp_path: Path
+) -> None:
+    """Gateway A, a `fleet gateway` process of its own, is killed with SIGKILL mid-stream.
+    The client retries with the same Idempotency-Key through gateway B while the job still
+    runs on the worker: B gets the whole answer, and the model ran once."""
+    key = "gw-kill-" + uuid.uuid4().hex
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        # The listing `fleet gateway` serves: the scripted model alone, which the worker
+        # runs (the provider named here is only asked for its models' names).
+        "embeddings = []\ntranscription = []\n"
+        '[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n'
+        '[tenant_keys]\nacme = "env:GATEWAY_TEST_SIGNING_KEY"\n'
+        f'[[chat]]\nname = "openai"\nconfig = {{ base_url = "http://127.0.0.1:9/v1", '
+        f'models = ["{CHAT_MODEL}"] }}\n'
+    )
+    env = {
+        **os.environ,
+        **infra.kafka_env(),
+        "FLEET_NAMESPACE": fleet.namespace,
+        "GATEWAY_TEST_KEY": API_KEY,
+        "GATEWAY_TEST_SIGNING_KEY": fleet.signing["acme"].reveal(),
+    }
+    jobs = await fleet.chat_jobs()
+    calls = fleet.chat.calls
+    fleet.chat.gate = gate = asyncio.Event()  # the model holds its answer after "Hello"
+    gateway_a = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.ops.cli", "gateway", "--config", str(config), "--port",
+        "0", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+    async def stream_text(client: openai.AsyncOpenAI) -> str:
+        stream = await client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            extra_headers={"Idempotency-Key": key},
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    try:
+        assert gateway_a.stdout is not None
+        line = (await asyncio.wait_for(gateway_a.stdout.readline(), timeout=60)).decode()
+        async with openai.AsyncOpenAI(
+            base_url=line.split()[-1], api_key=API_KEY, max_retries=0
+        ) as via_a:
+            stream = await via_a.chat.completions.create(
+                model=CHAT_MODEL,
+                messages=[{"role": "user", "content": "Hi"}],
+                stream=True,
+                extra_headers={"Idempotency-Key": key},
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+            gateway_a.kill()  # mid-stream: the model has sent "Hello" and holds the rest
+            assert await gateway_a.wait() == -signal.SIGKILL
+            await stream.close()
+        async with fleet.client() as via_b:
+            retried = asyncio.ensure_future(stream_text(via_b))
+            # B's job is on the topic, so the worker meets it while A's job still runs.
+            await asyncio.wait_for(fleet.until_chat_jobs(jobs + 2), timeout=30)
+            assert not retried.done()
+            gate.set()
+            text = await asyncio.wait_for(retried, timeout=30)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+        if gateway_a.returncode is None:
+            gateway_a.kill()
+            await gateway_a.wait()
+    assert chunk.choices[0].delta.content == "Hello"
+    assert text == "Hello, world"
+    assert fleet.chat.calls == calls + 1
+
+
 class Answer(NamedTuple):
     status: int
     headers: dict[str, str]
@@ -394,6 +486,67 @@ async def test_the_overhead_header_leaves_out_the_wait_for_the_fleet(fleet: Flee
     assert 0 <= float(raw.headers["x-fleet-gateway-overhead-ms"]) < 500
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _metrics(http: httpx.AsyncClient) -> Samples:
+    """What the gateway's /metrics says, by sample name and labels."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST  # Prometheus's text format
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _grew(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_count_requests_by_route_status_and_tenant(fleet: Fleet) -> None:
+    """A request held at the model is in flight; once answered it is counted under its
+    route, status and tenant, with its latency and the gateway's overhead; a bad key is
+    counted without a tenant."""
+    chat = "/v1/chat/completions"
+    fleet.chat.gate = gate = asyncio.Event()
+    calls = fleet.chat.calls
+    base = fleet.base_url.removesuffix("/v1")
+    try:
+        async with fleet.client() as client, httpx.AsyncClient(base_url=base) as http:
+            before = await _metrics(http)
+            held = asyncio.ensure_future(
+                client.chat.completions.create(
+                    model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+                )
+            )
+            await until(lambda: fleet.chat.calls == calls + 1, timeout_s=10)
+            during = await _metrics(http)
+            gate.set()
+            await held
+            async with fleet.client(api_key="sk-wrong") as stranger:
+                with pytest.raises(openai.AuthenticationError):
+                    await stranger.models.list()
+            after = await _metrics(http)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+    assert _grew(before, during, "fleet_gateway_requests_in_flight") == 1
+    assert _grew(during, after, "fleet_gateway_requests_in_flight") == -1
+    answered = {"route": chat, "status": "200", "tenant": "acme"}
+    assert _grew(before, after, "fleet_gateway_requests_total", **answered) == 1
+    refused = {"route": "/v1/models", "status": "401", "tenant": ""}
+    assert _grew(before, after, "fleet_gateway_requests_total", **refused) == 1
+    assert _grew(before, after, "fleet_gateway_request_duration_seconds_count", route=chat) == 1
+    assert _grew(before, after, "fleet_gateway_overhead_seconds_count", route=chat) == 1
+    # The overhead leaves out the time the request waited at the model.
+    waited = _grew(before, after, "fleet_gateway_request_duration_seconds_sum", route=chat)
+    overhead = _grew(before, after, "fleet_gateway_overhead_seconds_sum", route=chat)
+    assert 0 < overhead < waited
+
+
 async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
     jobs = await fleet.chat_jobs()
     url = f"{fleet.base_url}/chat/completions"
@@ -404,6 +557,9 @@ async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
         for start in range(0, len(big), 8192):
             yield big[start : start + 8192]
 
+    # Side by side with the rest (each waits for a deadline): a client that drips its head
+    # a byte at a time, and one that connects and sends nothing.
+    heads = asyncio.gather(_dripping_head(fleet.gateway), _silent(fleet.gateway))
     async with httpx.AsyncClient(headers=auth) as http:
         declared = await http.post(url, content=big)
         counted = await http.post(url, content=chunks())
@@ -424,7 +580,45 @@ async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
     assert "x-fleet-gateway-overhead-ms" in declared.headers
     assert dripped.startswith(b"HTTP/1.1 408 ")
     assert b'"code":"request_timeout"' in dripped
+    dripped_head, silent = await heads
+    assert dripped_head.startswith(b"HTTP/1.1 408 ")  # then closed: read() reached its end
+    assert b'"code":"request_timeout"' in dripped_head
+    assert b"headers were not complete within 1 s" in dripped_head
+    assert silent == b""  # closed without a word
     assert await fleet.chat_jobs() == jobs
+
+
+async def _dripping_head(gateway: Gateway) -> bytes:
+    """A client that asks once, then, on the kept-alive connection, sends its next
+    request's head a byte every 50 ms and would take minutes to finish it: all the gateway
+    sends it after the first answer, before closing the connection."""
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), timeout=10)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nx-drip: " + b"a" * 4096
+
+    async def drip() -> None:
+        with contextlib.suppress(ConnectionError):  # the gateway closed it
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    dripping = asyncio.ensure_future(drip())
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=LIMITS.header_timeout_s + 10)
+    finally:
+        dripping.cancel()
+        writer.close()
+
+
+async def _silent(gateway: Gateway) -> bytes:
+    """A client that connects and sends nothing: all it reads before the connection ends."""
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=LIMITS.header_timeout_s + 10)
+    finally:
+        writer.close()
 
 
 def _readme_block(language: str) -> str:

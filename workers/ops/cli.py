@@ -382,6 +382,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_gateway(args: argparse.Namespace) -> int:
     from providers.rate_limits import RedisRateLimiter
     from providers.redis_client import connect_redis
+    from transport.telemetry_export import configure_from_env
     from workers.ops.models import list_models
 
     try:
@@ -394,6 +395,8 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if not settings.gateway.api_keys:
         raise ConfigError("the gateway has no API keys: set [gateway] api_keys (tenant = key)")
+    # Before the gateway is built: it asks once whether the process traces.
+    configure_from_env("fleet-gateway")
     # The catalogue's models as `fleet models` lists them: what the workers serve.
     listing = asyncio.run(list_models(settings))
     limits = settings.gateway.rate_limits
