@@ -91,6 +91,11 @@ def batch_output_topic(batch_id: str, namespace: str = DEFAULT_NAMESPACE) -> str
     return f"{batch_topic_prefix(namespace)}{batch_id}.output"
 
 
+def file_topic(file_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """One file uploaded through the gateway's ``/v1/files`` (contracts/files.py)."""
+    return f"{namespace}.v{SCHEMA_VERSION}.file.{file_id}"
+
+
 def dead_letter_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Topic where messages of one job kind go when they cannot be processed."""
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.dead-letter"

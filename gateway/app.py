@@ -14,12 +14,12 @@ from starlette.routing import Route
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import chat, embeddings, rerank, transcriptions
+from gateway import batches, chat, embeddings, files, rerank, transcriptions
 from gateway.admission import Admission, Ticket, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
-from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
+from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, from_fleet
 from gateway.key_rates import KeyRates
 from gateway.keys import KeyRing
 from gateway.metrics import GatewayMetrics
@@ -27,7 +27,7 @@ from gateway.models import ModelTable
 from gateway.observe import TENANT, Observed
 from gateway.overhead import Overhead
 from gateway.request_ids import RequestIds, request_id
-from producer_sdk import FleetClient, TenantClients
+from producer_sdk import BatchClient, FleetClient, TenantClients
 
 
 class GatewayState:
@@ -76,6 +76,10 @@ class GatewayState:
             return await self.clients.of(tenant)
         except FLEET_FAILURES as exc:
             raise fleet_error(exc) from exc
+
+    async def batches(self, tenant: str) -> BatchClient:
+        """``tenant``'s batch client; 503 when it cannot be opened (Kafka unreachable)."""
+        return await from_fleet(self.clients.batches(tenant))
 
 
 def gateway_app(state: GatewayState) -> Starlette:
@@ -150,6 +154,8 @@ def gateway_app(state: GatewayState) -> Starlette:
             Route("/v1/rerank", partial(rerank.create_rerank, state), methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+            *files.routes(state),
+            *batches.routes(state),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", state.metrics.endpoint, methods=["GET"]),

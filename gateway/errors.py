@@ -5,6 +5,8 @@ status through the one table the batch output files use."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import msgspec
 from starlette.types import Send
@@ -14,6 +16,7 @@ from producer_sdk import BrokerError, DeadlineExceeded, FleetRequestError, Reque
 from producer_sdk.batch.openai_output_lines import HTTP_STATUS, error_type
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,3 +91,11 @@ def fleet_error(exc: FleetFailure) -> OpenAIError:
         return OpenAIError(status, str(exc), code=exc.code.value)
     status = HTTP_STATUS.get(exc.code, 500)
     return OpenAIError(status, exc.reply.message, code=exc.code.value)
+
+
+async def from_fleet(call: Awaitable[T]) -> T:
+    """``call``'s result; its fleet failure as the answer ``fleet_error`` makes of it."""
+    try:
+        return await call
+    except FLEET_FAILURES as exc:
+        raise fleet_error(exc) from exc

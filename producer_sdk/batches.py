@@ -57,7 +57,7 @@ from producer_sdk.errors import raises_broker_errors
 from transport import topology
 from transport.connection import KafkaConnection, start_client
 from transport.consume import tail
-from transport.topic_admin import delete_topics
+from transport.topic_admin import TopicSpec, delete_topics
 from transport.topic_reader import TopicMissing, read_to_end
 
 # An input page stays well under the broker's default message limit (about 1 MiB).
@@ -89,6 +89,9 @@ class BatchClient:
         self._producer: AIOKafkaProducer | None = None
         # Rounds this client started (retry) that `follow` waits for.
         self._rounds: dict[str, int] = {}
+        # The command and status topics once made: a long-lived client (the HTTP gateway's)
+        # asks the broker's admin API once, not on every submit and cancel.
+        self._made: set[str] = set()
 
     @raises_broker_errors("connecting the batch client to Kafka")
     async def __aenter__(self) -> BatchClient:
@@ -181,7 +184,7 @@ class BatchClient:
 
     async def _command(self, command: BatchCommand) -> None:
         topic = batch_command_topic(self.namespace)
-        await topology.create(self.connection, {topic: topology.BATCH_COMMANDS})
+        await self._make(topic, topology.BATCH_COMMANDS)
         payload = encode(command)
         headers = []
         if self._tenant_key is not None:  # what coordinators with tenant keys verify
@@ -192,8 +195,13 @@ class BatchClient:
 
     async def _publish_status(self, info: BatchInfo) -> None:
         topic = batch_status_topic(self.namespace)
-        await topology.create(self.connection, {topic: topology.BATCH_STATUS})
+        await self._make(topic, topology.BATCH_STATUS)
         await self.producer.send_and_wait(topic, encode(info), key=info.id.encode())
+
+    async def _make(self, topic: str, spec: TopicSpec) -> None:
+        if topic not in self._made:
+            await topology.create(self.connection, {topic: spec})
+            self._made.add(topic)
 
     @raises_broker_errors("reading a batch's status")
     async def status(self, batch_id: str) -> BatchInfo:

@@ -41,6 +41,9 @@ async def read_to_end(
         partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise TopicMissing(f"topic {topic!r} does not exist")
+        # Into the consumer's own view too: asked for offsets of a topic it lacks, it fetches
+        # them only after a retry backoff (100 ms on every read).
+        await consumer._client.add_topic(topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)

@@ -1,8 +1,8 @@
 """The HTTP gateway driven by a client no one here wrote, the official `openai` package,
 against real workers: a generate worker with a scripted chat provider and an
-OpenAI-compatible one replaying recorded answers, the local MiniLM embed worker and the
-local Whisper transcribe worker, through the real broker, with the workers verifying tenant
-signatures."""
+OpenAI-compatible one replaying recorded answers, the local MiniLM embed worker, the local
+Whisper transcribe worker and a batch coordinator, through the real broker, with the
+workers verifying tenant signatures."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.gateway_limits import GatewayLimits
-from contracts.names import request_topic
+from contracts.names import file_topic, request_topic
 from contracts.secrets import Secret
 from gateway import Gateway
 from gateway.key_rates import KeyRates
@@ -43,8 +43,9 @@ from providers.redis_client import connect_redis
 from providers.registry import parse_config
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
-from tests.integration.harness import serving, until
+from tests.integration.harness import serving, topic_names, until
 from tests.integration.scripted_chat import ScriptedChat
+from tests.integration.test_batches import coordinator
 from tests.unit.providers import API_KEY as UPSTREAM_KEY
 from tests.unit.providers import Replay
 from transport.connection import KafkaConnection
@@ -61,6 +62,7 @@ UPSTREAM_MODEL = "gpt-4o-mini"
 EMBED_MODEL = "all-minilm-l6-v2"
 WHISPER_MODEL = "whisper-tiny.en"
 API_KEY = "sk-acme-" + uuid.uuid4().hex
+OTHER_KEY = "sk-globex-" + uuid.uuid4().hex  # another tenant's
 
 
 # Small enough for the tests to pass them (the defaults are far larger).
@@ -116,7 +118,7 @@ class Fleet:
 @pytest.fixture(scope="module")
 async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
     """One fleet for the module: workers join their groups once."""
-    signing = {"acme": Secret("acme-signing-" + uuid.uuid4().hex)}
+    signing = {t: Secret(f"{t}-signing-{uuid.uuid4().hex}") for t in ("acme", "globex")}
     settings = WorkerSettings(
         bootstrap_servers=infra.bootstrap_servers,
         kafka=infra.security,
@@ -138,7 +140,7 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
     gateway = Gateway(
         infra.connection,
         namespace=settings.namespace,
-        api_keys={"acme": Secret(API_KEY)},
+        api_keys={"acme": Secret(API_KEY), "globex": Secret(OTHER_KEY)},
         tenant_keys=signing,
         models={
             CHAT_MODEL: "generate",
@@ -153,6 +155,7 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         serving(generate),
         serving(await build_worker("embed", settings)),
         serving(await build_worker("transcribe", settings)),
+        coordinator(settings),
         gateway.running(),
     ):
         yield Fleet(chat, upstream, gateway, infra.connection, settings.namespace, signing)
@@ -914,3 +917,168 @@ async def test_a_key_past_its_requests_per_minute_is_429_with_retry_after(
     assert 0 < int(caught.value.response.headers["retry-after"]) <= 60
     assert fleet.chat.calls == calls + 2
     assert fleet.gateway.state.admission.requests == 0  # the refused one's ticket given back
+
+
+# Files and batches: a JSONL file uploaded, a batch made of it, run by the real coordinator
+# and the scripted generate worker, its result files downloaded in OpenAI's line shapes.
+
+
+def chat_row(custom_id: str, **body: Any) -> dict[str, Any]:
+    messages = [{"role": "user", "content": f"Hi from {custom_id}"}]
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": CHAT_MODEL, "messages": messages, **body},
+    }
+
+
+def jsonl(*rows: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+async def until_ended(client: openai.AsyncOpenAI, batch_id: str) -> openai.types.Batch:
+    """The batch once it has ended, polled as OpenAI's clients do (for at most a minute)."""
+    for _ in range(600):
+        batch = await client.batches.retrieve(batch_id)
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            return batch
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"batch {batch_id} did not end within a minute")
+
+
+async def file_content(client: openai.AsyncOpenAI, file_id: str | None) -> bytes:
+    assert file_id is not None
+    return (await client.files.content(file_id)).content
+
+
+def lines_of(content: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in content.splitlines()]
+
+
+async def test_a_batch_from_upload_to_its_output_and_error_files(fleet: Fleet) -> None:
+    """One file, two batches: one cancelled while the model holds the rows, the other run to
+    the end once it lets go; then each tenant's view."""
+    # Three rows the model answers, one it refuses (the scripted provider cannot seed).
+    data = jsonl(chat_row("a"), chat_row("b", max_tokens=8), chat_row("c"), chat_row("d", seed=7))
+    fleet.chat.gate = gate = asyncio.Event()  # every row held at the model
+    try:
+        async with fleet.client() as client, fleet.client(api_key=OTHER_KEY) as other:
+            uploaded = await client.files.create(file=("rows.jsonl", data), purpose="batch")
+            held = await client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint="/v1/chat/completions",
+                # OpenAI takes 24h only; the fleet honours any whole hours.
+                completion_window="1h",  # type: ignore[arg-type]
+            )
+            created = await client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                metadata={"team": "search"},
+            )
+            cancelling = await client.batches.cancel(held.id)
+            cancelled = await until_ended(client, held.id)
+            with pytest.raises(openai.ConflictError):
+                await client.batches.cancel(held.id)
+            gate.set()
+            batch = await until_ended(client, created.id)
+            output_file, error_file, listed, stored, output_meta = await asyncio.gather(
+                file_content(client, batch.output_file_id),
+                file_content(client, batch.error_file_id),
+                client.batches.list(limit=1),
+                client.files.retrieve(uploaded.id),
+                client.files.retrieve(batch.output_file_id or ""),
+            )
+            # To another tenant each id of acme's is one that does not exist.
+            for missing in await asyncio.gather(
+                other.batches.retrieve(created.id),
+                other.files.content(uploaded.id),
+                return_exceptions=True,
+            ):
+                assert isinstance(missing, openai.NotFoundError)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+    assert (uploaded.purpose, uploaded.bytes, uploaded.filename) == (
+        "batch",
+        len(data),
+        "rows.jsonl",
+    )
+    assert (stored.id, stored.bytes, stored.filename) == (uploaded.id, len(data), "rows.jsonl")
+    assert (cancelling.status, cancelled.status) == ("cancelling", "cancelled")
+    assert cancelled.completion_window == "1h"
+    assert cancelled.output_file_id is None  # no row finished: all are in the error file
+    assert cancelled.error_file_id is not None
+    assert (created.status, created.input_file_id) == ("validating", uploaded.id)
+    assert created.metadata == {"team": "search"}
+    assert batch.status == "completed"
+    assert batch.request_counts is not None
+    assert (batch.request_counts.total, batch.request_counts.completed) == (4, 3)
+    assert batch.completion_window == "24h"
+    output, errors = lines_of(output_file), lines_of(error_file)
+    assert (output_meta.purpose, output_meta.bytes) == ("batch_output", len(output_file))
+    # Every custom_id in exactly one of the two files.
+    assert sorted(line["custom_id"] for line in output + errors) == ["a", "b", "c", "d"]
+    for line in output:
+        assert line["id"].startswith("batch_req_")
+        assert line["error"] is None
+        assert line["response"]["status_code"] == 200
+        body = line["response"]["body"]
+        assert body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["content"] == "Hello, world"
+    (refused,) = errors
+    assert refused["custom_id"] == "d"
+    assert refused["response"]["status_code"] == 400
+    assert refused["response"]["body"]["error"]["code"] == "invalid_input"
+    # Newest first, a page of one, the cancelled batch on the next.
+    assert ([b.id for b in listed.data], listed.has_more) == ([created.id], True)
+
+
+class Refusal(NamedTuple):
+    status: int
+    param: str | None
+    message: str
+
+
+async def test_a_bad_upload_is_400_naming_its_line_and_nothing_is_kept(
+    fleet: Fleet, infra: Infra
+) -> None:
+    ok = json.dumps(chat_row("ok")).encode() + b"\n"
+    uploads = {
+        "not json": ok + b"{not json\n",
+        "a field not honoured": ok + json.dumps(chat_row("w", logit_bias={"1": 2})).encode(),
+        "an endpoint not served": ok
+        + json.dumps({**chat_row("e"), "url": "/v1/completions"}).encode(),
+    }
+    before = await topic_names(infra)
+    refusals: dict[str, Refusal] = {}
+    async with fleet.client() as client:
+        for what, data in uploads.items():
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.files.create(file=("bad.jsonl", data), purpose="batch")
+            error = caught.value
+            assert isinstance(error.body, dict)
+            refusals[what] = Refusal(error.status_code, error.param, error.body["message"])
+        with pytest.raises(openai.BadRequestError) as purpose:
+            await client.files.create(file=("ok.jsonl", ok), purpose="fine-tune")
+        big = ok * (LIMITS.max_body_bytes // len(ok) + 1)
+        with pytest.raises(openai.APIStatusError) as too_large:
+            await client.files.create(file=("big.jsonl", big), purpose="batch")
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.batches.create(
+                input_file_id="file-nowhere",
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+            )
+    for refusal in refusals.values():
+        assert refusal.status == 400
+        assert refusal.param == "file"
+        assert refusal.message.startswith("bad.jsonl:2: ")
+    assert "logit_bias" in refusals["a field not honoured"].message
+    assert "/v1/completions" in refusals["an endpoint not served"].message
+    assert purpose.value.param == "purpose"
+    assert (too_large.value.status_code, too_large.value.code) == (413, "request_too_large")
+    assert missing.value.param == "input_file_id"
+    prefix = file_topic("", fleet.namespace)
+    assert {t for t in await topic_names(infra) - before if t.startswith(prefix)} == set()
