@@ -48,6 +48,9 @@ from contracts.replies import (
     Final,
     GenerateResult,
     ReplyChunk,
+    SpeechAudio,
+    SpeechResult,
+    SpeechUsage,
     TextDelta,
     ToolCallDelta,
     TranscribeResult,
@@ -62,6 +65,7 @@ from contracts.response_format import (
     ResponseFormatJsonSchema,
     ResponseFormatText,
 )
+from contracts.speech import SpeechRequest
 from contracts.transcribe import TranscribeRequest
 from contracts.usage import Usage
 from contracts.vectors import (
@@ -109,6 +113,10 @@ __all__ = [
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
+    "SpeechAudio",
+    "SpeechRequest",
+    "SpeechResult",
+    "SpeechUsage",
     "TextDelta",
     "TextPart",
     "ToolCall",

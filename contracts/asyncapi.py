@@ -283,8 +283,8 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
             "title": "AI job fleet",
             "version": f"{SCHEMA_VERSION}.0.0",
             "description": (
-                "Generate, embed, transcribe and vector jobs over Kafka. Values are msgpack, "
-                "or JSON with `content-type: application/json`; keys are request ids."
+                "Generate, embed, transcribe, vector and speech jobs over Kafka. Values are "
+                "msgpack, or JSON with `content-type: application/json`; keys are request ids."
             ),
         },
         "defaultContentType": ContentType.JSON,

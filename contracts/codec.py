@@ -17,11 +17,12 @@ from contracts.errors import ContractError, ContractViolation
 from contracts.generate import GenerateRequest
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, SCHEMA_VERSION, ContentType
 from contracts.replies import ReplyChunk
+from contracts.speech import SpeechRequest
 from contracts.transcribe import TranscribeRequest
 from contracts.vectors import VectorDeleteRequest, VectorQueryRequest, VectorUpsertRequest
 
 VectorsRequest = VectorUpsertRequest | VectorDeleteRequest | VectorQueryRequest
-AnyRequest = GenerateRequest | EmbedRequest | TranscribeRequest | VectorsRequest
+AnyRequest = GenerateRequest | EmbedRequest | TranscribeRequest | VectorsRequest | SpeechRequest
 
 # One union per topic: a topic only accepts the kinds that belong on it.
 TOPIC_REQUEST_TYPES: Final[dict[str, object]] = {
@@ -29,6 +30,7 @@ TOPIC_REQUEST_TYPES: Final[dict[str, object]] = {
     "embed": EmbedRequest,
     "transcribe": TranscribeRequest,
     "vectors": VectorsRequest,
+    "speech": SpeechRequest,
 }
 
 T = TypeVar("T")

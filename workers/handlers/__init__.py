@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from providers.shared import Shared
-from workers.handlers import embed, generate, transcribe, vectors
+from workers.handlers import embed, generate, speech, transcribe, vectors
 from workers.handlers.base import JobHandler
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
@@ -21,6 +21,7 @@ HANDLER_BUILDERS: Final[dict[str, HandlerBuilder]] = {
     "embed": embed.build,
     "transcribe": transcribe.build,
     "vectors": vectors.build,
+    "speech": speech.build,
 }
 
 

@@ -20,6 +20,7 @@ from providers.chat.guarded import guarded
 from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
+from providers.speech.base import SpeechParams, SpeechProvider
 from providers.telemetry import ProviderSpan, span_opener
 from providers.transcription.base import TranscriptionEvent, TranscriptionProvider
 from workers.metrics import WorkerMetrics
@@ -59,6 +60,21 @@ class ProviderCalls:
         async with self.span("transcription", provider.name, "transcription", model):
             async for event in provider.transcribe(audio, model=model, language=language):
                 yield event
+
+    async def speak(
+        self, provider: SpeechProvider, text: str, params: SpeechParams
+    ) -> AsyncGenerator[bytes, None]:
+        async with self.span("speech", provider.name, "speech", params.model):
+            async for audio in provider.synthesize(text, params):
+                yield audio
+
+    def settle_characters(self, provider: str, model: str, characters: int) -> float | None:
+        """What ``characters`` of input cost at the catalogue's price per character for
+        ``provider``'s ``model`` (None: no price), counted."""
+        cost = self._models.character_cost_usd(provider, model, characters)
+        if self._metrics is not None:
+            self._metrics.spent_usd(provider, model, cost)
+        return cost
 
     def store(self, store: str, operation: str) -> AbstractAsyncContextManager[ProviderSpan]:
         """Around one vector store call (``upsert``, ``delete``, ``query``):
