@@ -243,7 +243,7 @@ def test_error_codes_and_retryability() -> None:
 
 def test_json_schema_covers_every_topic_and_is_committed() -> None:
     schema = json_schema()
-    kinds = {"generate", "embed", "transcribe", "vectors", "replies", "control"}
+    kinds = {"generate", "embed", "transcribe", "vectors", "speech", "replies", "control"}
     batch = {"batch_commands", "batch_status", "batch_input", "batch_output"}
     assert set(schema["properties"]) == kinds | batch
     assert {"GenerateRequest", "BatchSubmit", "BatchInfo", "BatchRow"} <= set(schema["$defs"])
