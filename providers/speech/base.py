@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Final, Protocol, runtime_checkable
 
 import msgspec
@@ -40,9 +40,11 @@ class SpeechProvider(Protocol):
     @property
     def capabilities(self) -> SpeechCapabilities: ...
 
-    def synthesize(self, text: str, params: SpeechParams) -> AsyncIterator[bytes]:
+    def synthesize(self, text: str, params: SpeechParams) -> AsyncGenerator[bytes, None]:
         """Yield PCM (``capabilities.sample_rate``, s16le, mono) piece by piece as it is
-        made; refuse what ``check_params`` refuses before any work."""
+        made; refuse what ``check_params`` refuses before any work. An async generator:
+        a caller that stops early closes it, and the work stops then (a process killed, a
+        response closed)."""
         ...
 
     async def load(self) -> None: ...

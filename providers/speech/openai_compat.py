@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Annotated, Any, Final
 
 import httpx
@@ -67,12 +68,14 @@ class OpenAISpeech(HttpApiProvider[OpenAISpeechConfig]):
             lambda: self._attempt(body), self._config.retry, self._sleep, name=self._op
         )
         odd = b""  # a sample split between two network reads waits for its second byte
-        async for audio in stream:
-            audio = odd + audio
-            cut = len(audio) - len(audio) % 2
-            odd = audio[cut:]
-            if cut:
-                yield audio[:cut]
+        # aclosing: a caller that stops early closes the response now, not at collection.
+        async with aclosing(stream) as pieces:
+            async for audio in pieces:
+                audio = odd + audio
+                cut = len(audio) - len(audio) % 2
+                odd = audio[cut:]
+                if cut:
+                    yield audio[:cut]
 
     async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[bytes, None]:
         headers = {**self._headers(), "content-type": "application/json"}

@@ -7,7 +7,7 @@ answered, and counted in fleet_cost_usd_total. Handlers reach providers only thr
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from types import TracebackType
 
 import msgspec
@@ -64,8 +64,11 @@ class ProviderCalls:
     async def speak(
         self, provider: SpeechProvider, text: str, params: SpeechParams
     ) -> AsyncGenerator[bytes, None]:
-        async with self.span("speech", provider.name, "speech", params.model):
-            async for audio in provider.synthesize(text, params):
+        async with (
+            self.span("speech", provider.name, "speech", params.model),
+            aclosing(provider.synthesize(text, params)) as pieces,
+        ):
+            async for audio in pieces:
                 yield audio
 
     def settle_characters(self, provider: str, model: str, characters: int) -> float | None:

@@ -78,10 +78,13 @@ class SpeechHandler:
             instructions=request.instructions,
         )
         rate = provider.capabilities.sample_rate
-        pcm = _Counted(self._calls.speak(provider, request.input, params))
+        voice = self._calls.speak(provider, request.input, params)
+        pcm = _Counted(voice)
         sent = 0
         encoded = self._encoders.encode(request.response_format, aiter(pcm), rate)
-        async with aclosing(encoded) as pieces:
+        # Both closed on the way out, the voice last: a job stopped early (cancelled, its
+        # caller gone) stops its encoder and its voice's process now.
+        async with aclosing(voice), aclosing(encoded) as pieces:
             async for audio in pieces:
                 for start in range(0, len(audio), self._piece_bytes):
                     piece = audio[start : start + self._piece_bytes]
