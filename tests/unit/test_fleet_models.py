@@ -38,6 +38,14 @@ tools = false
 name = "text-embedding-3-small"
 input_usd_per_mtok = 0.02
 
+[[speech]]
+name = "openai"
+config = { models = ["tts-1"] }
+
+[[models]]
+name = "tts-1"
+input_usd_per_mchar = 15.0
+
 [[models]]
 name = "gpt-4o-mini"
 provider = "nowhere"
@@ -67,6 +75,7 @@ def test_fleet_models_lists_what_the_settings_serve(
     gpt4o = rows["generate", "openai", "gpt-4o"]
     assert "context_tokens" not in gpt4o  # nothing says it
     assert rows["embed", None, "text-embedding-3-small"]["input_usd_per_mtok"] == 0.02
+    assert rows["speech", None, "tts-1"]["input_usd_per_mchar"] == 15.0
     assert [e["provider"] for e in listing["unused_entries"]] == ["nowhere"]
 
     assert main(["models", "--config", str(config)]) == 0
@@ -74,4 +83,5 @@ def test_fleet_models_lists_what_the_settings_serve(
     assert table[0].split() == ["KIND", "PROVIDER", "MODEL", "CONTEXT", "CAN", "$/M", "IN",
                                 "$/M", "OUT"]  # fmt: skip
     assert any("fallback > vllm" in line and "8192" in line for line in table)
+    assert any(line.split()[:2] == ["speech", "openai"] and "15/char" in line for line in table)
     assert table[-1].startswith("warning: `[[models]]` entry 'gpt-4o-mini' for provider")
