@@ -23,9 +23,9 @@ from producer_sdk.errors import (
     NotConnected,
     RequestRefused,
 )
-from producer_sdk.options import GenerateEvent
+from producer_sdk.options import GenerateEvent, SpeechEvent
 from producer_sdk.replies import StreamRestarted
-from producer_sdk.speech import AudioIncomplete, SpokenAudio
+from producer_sdk.speech import AudioIncomplete, SpeechJoiner, SpokenAudio
 from producer_sdk.telemetry import export_telemetry
 from producer_sdk.tenant_clients import TenantClients
 from transport.connection import KafkaAccessError, KafkaSecurity
@@ -57,6 +57,8 @@ __all__ = [
     "ResponseFormatText",
     "Secret",
     "SpeechAudio",
+    "SpeechEvent",
+    "SpeechJoiner",
     "SpeechResult",
     "SpokenAudio",
     "StreamRestarted",

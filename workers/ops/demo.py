@@ -16,8 +16,14 @@ from typing import Any
 from contracts.names import BATCH_KIND, WORKER_KINDS
 from contracts.speech import SPEECH_MAX_INPUT_CHARS
 from contracts.vectors import VectorRecord
-from producer_sdk import BatchClient, FleetClient, KafkaSecurity, SpeechAudio, StreamRestarted
-from producer_sdk.speech import SpeechJoiner
+from producer_sdk import (
+    BatchClient,
+    FleetClient,
+    KafkaSecurity,
+    SpeechAudio,
+    SpeechJoiner,
+    StreamRestarted,
+)
 from workers.ops.batch_progress import BatchProgress
 from workers.ops.local_fleet import (
     LOG_DIR,

@@ -15,8 +15,7 @@ from typing import Any
 from contracts.replies import SpeechAudio, SpeechResult
 from contracts.speech import SPEECH_FORMATS
 from contracts.wav import with_length
-from producer_sdk import FleetClient, StreamRestarted
-from producer_sdk.options import SpeechEvent
+from producer_sdk import FleetClient, SpeechEvent, StreamRestarted
 from workers.ops.tenant_options import add_tenant_options
 
 
