@@ -100,9 +100,12 @@ class AudioEncoders:
             async for audio in pcm:
                 yield audio
         elif fmt == "wav":
-            yield wav_header(sample_rate)
+            header = wav_header(sample_rate)  # sent with the first audio, not alone
             async for audio in pcm:
-                yield audio
+                yield header + audio
+                header = b""
+            if header:
+                yield header
         else:
             argv = [a.replace("{rate}", str(sample_rate)) for a in self._commands[fmt]]
             async for audio in _piped(argv, pcm):
