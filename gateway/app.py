@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import chat, embeddings
+from gateway import chat, embeddings, speech
 from gateway.admission import Admission, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
@@ -108,6 +108,7 @@ def gateway_app(state: GatewayState) -> Starlette:
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", create_embeddings, methods=["POST"]),
+            speech.route(state),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

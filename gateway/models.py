@@ -12,7 +12,7 @@ import msgspec
 from gateway.errors import OpenAIError
 
 # What each job kind is called in an OpenAI error message.
-_ENDPOINT: Final = {"generate": "chat completions", "embed": "embeddings"}
+_ENDPOINT: Final = {"generate": "chat completions", "embed": "embeddings", "speech": "speech"}
 
 
 class _Model(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,26 +1,35 @@
-"""Speech end to end through Kafka, Redis and real workers: ten sentences spoken by the
-default local voice, checked as a WAV file, and transcribed back by the fleet's own
-transcribe job (local Whisper) with few word errors; hostile requests refused, by name,
-while the worker stays up."""
+"""Speech end to end through Kafka, Redis and real workers, one speech worker and one gateway
+for the module: ten sentences spoken by the default local voice, checked as a WAV file and
+transcribed back by the fleet's own transcribe job (local Whisper) with few word errors;
+hostile requests refused, by name, while the worker stays up; and ``POST /v1/audio/speech``
+driven by the official `openai` package (raw audio as it is made, server-sent events,
+refusals in OpenAI's shape)."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
 import shutil
+import uuid
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import msgspec
+import openai
 import pytest
 
 from contracts import ErrorCode, SpeechAudio, SpeechResult
-from producer_sdk import FleetClient, FleetRequestError, SpokenAudio
+from contracts.secrets import Secret
+from contracts.wav import WAV_HEADER_BYTES
+from gateway import Gateway
+from producer_sdk import FleetRequestError, SpokenAudio
 from tests.conftest import Infra
 from tests.integration.harness import read_dead_letters, serving
 from workers import WorkerSettings, build_worker
+from workers.handlers.speech_encoding import find_encoders
 
 pytestmark = [
     pytest.mark.kafka,
@@ -30,6 +39,8 @@ pytestmark = [
 ]
 
 VOICE = "espeak-ng"
+API_KEY = "sk-acme-" + uuid.uuid4().hex
+TEXT = "The gateway speaks, clause by clause, while the fleet is still making the rest."
 WHISPER_MODEL = "whisper-tiny.en"
 SENTENCES = (
     "The workers read their jobs from the request topic.",
@@ -59,12 +70,51 @@ def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
     return row[-1] / len(reference)
 
 
+class Speaking(NamedTuple):
+    settings: WorkerSettings
+    base_url: str  # the gateway's
+    signing_key: str
+
+
+@pytest.fixture(scope="module")
+async def speaking(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Speaking]:
+    """One speech worker and one gateway for the module, verifying tenant signatures."""
+    signing_key = "acme-signing-" + uuid.uuid4().hex
+    signing = {"acme": Secret(signing_key)}
+    settings = WorkerSettings(
+        bootstrap_servers=infra.bootstrap_servers,
+        kafka=infra.security,
+        redis_url=infra.redis_url,
+        namespace=f"test-{uuid.uuid4().hex[:12]}",
+        partitions=1,
+        tenant_keys=signing,
+        audio_roots=[str(tmp_path_factory.mktemp("audio"))],
+    )
+    gateway = Gateway(
+        infra.connection,
+        namespace=settings.namespace,
+        api_keys={"acme": Secret(API_KEY)},
+        tenant_keys=signing,
+        models={VOICE: "speech"},
+        port=0,
+    )
+    async with serving(await build_worker("speech", settings)), gateway.running():
+        yield Speaking(settings, f"http://{gateway.host}:{gateway.port}/v1", signing_key)
+
+
 async def test_ten_spoken_sentences_transcribe_back_and_hostile_input_is_refused(
-    infra: Infra, settings: WorkerSettings, client: FleetClient, tmp_path: Path
+    infra: Infra, speaking: Speaking
 ) -> None:
-    settings = msgspec.structs.replace(settings, audio_roots=[str(tmp_path)])
+    settings = speaking.settings
     text = " ".join(SENTENCES)
-    async with serving(await build_worker("speech", settings)):
+    async with infra.client(
+        namespace=settings.namespace,
+        tenant="acme",
+        tenant_key=speaking.signing_key,
+        default_timeout_s=60,
+    ) as client:
         events = [
             e async for e in client.stream_speech(text, model=VOICE, voice="alloy", speed=1.0)
         ]
@@ -120,9 +170,91 @@ async def test_ten_spoken_sentences_transcribe_back_and_hostile_input_is_refused
     assert seconds == pytest.approx(usage.audio_s, abs=0.01)
     assert 20 < seconds < 60
 
-    path = tmp_path / "ten-sentences.wav"
+    path = Path(settings.audio_roots[0]) / "ten-sentences.wav"
     path.write_bytes(spoken.audio)  # over a request's 1 MB: the worker reads it from its root
-    async with serving(await build_worker("transcribe", settings)):
+    async with (
+        serving(await build_worker("transcribe", settings)),
+        infra.client(
+            namespace=settings.namespace, tenant="acme", tenant_key=speaking.signing_key
+        ) as client,
+    ):
         heard = await client.transcribe(model=WHISPER_MODEL, audio_url=str(path))
     wer = word_error_rate(words(text), words(heard.text))
     assert wer <= 0.15, f"word error rate {wer:.3f}: heard {heard.text!r}"
+
+
+def client(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+
+
+async def test_raw_wav_streams_in_pieces_and_plays(speaking: Speaking) -> None:
+    pieces: list[bytes] = []
+    async with (
+        client(speaking.base_url) as openai_client,
+        openai_client.audio.speech.with_streaming_response.create(
+            model=VOICE, voice="alloy", input=TEXT, response_format="wav"
+        ) as response,
+    ):
+        assert response.headers["content-type"] == "audio/wav"
+        async for piece in response.iter_bytes():
+            pieces.append(piece)
+    audio = b"".join(pieces)
+    assert len(pieces) > 1  # the first clause's audio came before the rest was made
+    with wave.open(io.BytesIO(audio)) as wav:  # a streamed header: its length unknown
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 22_050)
+        frames = wav.readframes(wav.getnframes())
+    assert len(frames) == len(audio) - WAV_HEADER_BYTES
+    assert len(frames) / 2 / 22_050 > 2.0
+
+
+async def test_sse_gives_audio_deltas_then_done_with_the_usage(speaking: Speaking) -> None:
+    async with (
+        client(speaking.base_url) as openai_client,
+        openai_client.audio.speech.with_streaming_response.create(
+            model=VOICE,
+            voice="alloy",
+            input=TEXT,
+            response_format="pcm",
+            extra_body={"stream_format": "sse"},
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in response.iter_lines() if line.startswith("data: ")]
+    events = [json.loads(line.removeprefix("data: ")) for line in lines]
+    *deltas, done = events
+    assert deltas
+    assert {e["type"] for e in deltas} == {"speech.audio.delta"}
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert done["type"] == "speech.audio.done"
+    assert done["usage"]["characters"] == len(TEXT)
+    assert done["usage"]["audio_s"] == pytest.approx(len(pcm) / 2 / 22_050, abs=0.01)
+
+
+async def test_refusals_come_in_openais_shape_naming_the_field(speaking: Speaking) -> None:
+    async with client(speaking.base_url) as openai_client:
+        speech = openai_client.audio.speech
+
+        async def refusal(**fields: object) -> openai.APIStatusError:
+            call: dict[str, object] = {"model": VOICE, "voice": "alloy", "input": "Hi."}
+            call.update({"response_format": "wav", **fields})
+            with pytest.raises(openai.APIStatusError) as info:
+                await speech.create(**call)  # type: ignore[arg-type]
+            return info.value
+
+        too_long = await refusal(input="a" * 4097)
+        voice = await refusal(voice="nobody")
+        fast = await refusal(speed=9.0)
+        model = await refusal(model="tts-1")
+        aac = await refusal(response_format="aac")
+        # OpenAI's default format, refused by a worker without an mp3 encoder.
+        mp3 = None if "mp3" in find_encoders() else await refusal(response_format=openai.NOT_GIVEN)
+    assert (too_long.status_code, too_long.body["param"]) == (400, "input")  # type: ignore[index]
+    assert "4096" in too_long.message
+    assert (fast.status_code, fast.body["param"]) == (400, "speed")  # type: ignore[index]
+    assert (aac.status_code, aac.body["param"]) == (400, "response_format")  # type: ignore[index]
+    assert voice.status_code == 400
+    assert "'nobody'" in voice.message
+    assert model.status_code == 404
+    if mp3 is not None:
+        assert mp3.status_code == 400
+        assert "formats: wav, pcm" in mp3.message
