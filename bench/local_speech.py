@@ -1,9 +1,10 @@
-"""The speech handler with the default local voice (eSpeak NG), on this machine: time from
-the job's start (the handler called) to its first audio chunk for a 20-word sentence, and
-the real-time factor (time to make the audio / the audio's length). Used for
-docs/decisions/0041-speech-voices.md and docs/benchmarks.md.
+"""The speech handler with a local voice on this machine: time from the job's start (the
+handler called) to its first audio chunk for a 20-word sentence, and the real-time factor
+(time to make the audio / the audio's length). The default voice, eSpeak NG, or Piper (with
+the optional extra `piper`). Used for docs/decisions/0041-speech-voices.md and
+docs/benchmarks.md.
 
-    .venv/bin/python -m bench.local_speech [--runs 20]
+    .venv/bin/python -m bench.local_speech [--runs 20] [--voice local-espeak|local-piper]
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ SENTENCE = (
 )
 
 
-async def main(runs: int) -> None:
-    voice = speech_providers.create("local-espeak", {})
+async def main(runs: int, provider: str) -> None:
+    voice = speech_providers.create(provider, {})
     await voice.load()
+    model, speaker = voice.capabilities.models[0], voice.capabilities.voices[0]
     handler = SpeechHandler(
         ModelRouter("speech", [voice]), AudioEncoders({}), piece_bytes=audio_piece_bytes(900_000)
     )
@@ -38,9 +40,9 @@ async def main(runs: int) -> None:
     for run in range(runs):
         request = SpeechRequest(
             request_id=f"b{run}",
-            model="espeak-ng",
+            model=model,
             input=SENTENCE,
-            voice="alloy",
+            voice=speaker,
             response_format="pcm",  # every chunk is audio (a wav's first also has the header)
         )
         started = time.perf_counter()
@@ -52,7 +54,7 @@ async def main(runs: int) -> None:
                 factors.append((time.perf_counter() - started) / chunk.usage.audio_s)
         assert first is not None
         firsts.append(first)
-    print(f"{len(SENTENCE.split())} words, {runs} runs")
+    print(f"{provider}: {len(SENTENCE.split())} words, {runs} runs")
     print(f"first audio after the job starts: p50 {percentile(firsts, 50) * 1000:.1f} ms, "
           f"p95 {percentile(firsts, 95) * 1000:.1f} ms")  # fmt: skip
     print(f"real-time factor: p50 {percentile(factors, 50):.3f}, "
@@ -62,4 +64,6 @@ async def main(runs: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--voice", choices=("local-espeak", "local-piper"), default="local-espeak")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.voice))

