@@ -12,12 +12,14 @@ import msgspec
 import pytest
 
 from contracts.codec import encode
+from contracts.errors import ErrorCode
 from contracts.names import ContentType
 from contracts.replies import SpeechAudio, SpeechResult
 from contracts.speech import SpeechRequest
 from producer_sdk import AudioIncomplete
 from producer_sdk.speech import SpeechJoiner
 from providers.catalogue import ModelCatalogue, ModelEntry
+from providers.errors import ProviderError
 from providers.registry import parse_config
 from providers.router import ModelRouter
 from providers.speech.openai_compat import OpenAISpeech, OpenAISpeechConfig
@@ -25,20 +27,20 @@ from tests.unit.providers import API_KEY, FakeClock, FakeSleep, Replay
 from tests.unit.providers.test_openai_speech import PCM, pcm_body
 from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.speech import SpeechHandler, audio_piece_bytes
-from workers.handlers.speech_encoding import AudioEncoders
+from workers.handlers.speech_encoding import AudioEncoders, find_encoders
 from workers.metrics import WorkerMetrics
 
 PART_BYTES = 4096
 
 
-def handler(metrics: WorkerMetrics) -> SpeechHandler:
+def handler(metrics: WorkerMetrics, encoders: AudioEncoders | None = None) -> SpeechHandler:
     config = parse_config("openai", {"api_key": API_KEY, "models": ["tts-1"]}, OpenAISpeechConfig)
     voice = OpenAISpeech(
         config, transport=pcm_body(Replay()).transport(), sleep=FakeSleep(), clock=FakeClock()
     )
     return SpeechHandler(
         ModelRouter("speech", [voice]),
-        AudioEncoders({}),
+        encoders or AudioEncoders({}),
         piece_bytes=audio_piece_bytes(PART_BYTES),
         models=ModelCatalogue([ModelEntry(name="tts-1", input_usd_per_mchar=15.0)]),
         metrics=metrics,
@@ -79,3 +81,18 @@ async def test_audio_chunks_fit_a_message_and_join_into_a_priced_wav() -> None:
     # A result replayed from the ledger comes without the audio it counts: refused, not short.
     with pytest.raises(AudioIncomplete, match="new request id"):
         SpeechJoiner().join(msgspec.structs.replace(result, seq=0))
+
+
+@pytest.mark.skipif("flac" not in find_encoders(), reason="run deploy/local/system-packages.sh")
+async def test_a_voice_it_does_not_serve_is_refused_before_any_audio_in_any_format() -> None:
+    speech = handler(WorkerMetrics("speech"), AudioEncoders(find_encoders()))
+    request = SpeechRequest(
+        request_id="s2", model="tts-1", input="Hi.", voice="nobody", response_format="flac"
+    )
+    stream = speech.handle(request, ChunkStamper("s2", 0))
+    try:
+        with pytest.raises(ProviderError) as info:  # its first chunk: nothing went out
+            await anext(stream)
+    finally:
+        await speech.aclose()
+    assert info.value.code is ErrorCode.INVALID_INPUT

@@ -15,7 +15,7 @@ from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.errors import ProviderError
 from providers.router import ModelRouter
 from providers.shared import Shared
-from providers.speech.base import PCM_SAMPLE_BYTES, SpeechParams, SpeechProvider
+from providers.speech.base import PCM_SAMPLE_BYTES, SpeechParams, SpeechProvider, check_params
 from workers.handlers.provider_calls import ProviderCalls
 from workers.handlers.providers import health_of, loaded, speaker
 from workers.handlers.reply_stream import ChunkStamper
@@ -77,6 +77,9 @@ class SpeechHandler:
             speed=request.speed,
             instructions=request.instructions,
         )
+        # Checked here too, before an encoder starts: refused after one, a compressed
+        # format's header would already have gone out.
+        check_params(provider.capabilities, params, f"{provider.name}.speech")
         rate = provider.capabilities.sample_rate
         voice = self._calls.speak(provider, request.input, params)
         pcm = _Counted(voice)
