@@ -14,7 +14,7 @@ import pytest
 from contracts.codec import encode
 from contracts.errors import ErrorCode
 from contracts.names import ContentType
-from contracts.replies import SpeechAudio, SpeechResult
+from contracts.replies import SpeechAudio, SpeechResult, SpeechUsage
 from contracts.speech import SpeechRequest
 from producer_sdk import AudioIncomplete
 from producer_sdk.speech import SpeechJoiner
@@ -96,3 +96,22 @@ async def test_a_voice_it_does_not_serve_is_refused_before_any_audio_in_any_form
     finally:
         await speech.aclose()
     assert info.value.code is ErrorCode.INVALID_INPUT
+
+
+def test_a_restarted_job_keeps_only_the_audio_of_its_new_attempt() -> None:
+    joiner = SpeechJoiner()
+    joiner.add(SpeechAudio(request_id="s3", seq=0, audio=b"old-"))
+    joiner.restart()  # StreamRestarted: the worker died, another runs the job again
+    joiner.add(SpeechAudio(request_id="s3", attempt=1, seq=0, audio=b"\x01\x00"))
+    result = SpeechResult(
+        request_id="s3",
+        attempt=1,
+        seq=1,
+        model="tts-1",
+        voice="alloy",
+        response_format="pcm",
+        sample_rate=24_000,
+        audio_bytes=2,
+        usage=SpeechUsage(characters=3, audio_s=0.0),
+    )
+    assert joiner.join(result).audio == b"\x01\x00"
