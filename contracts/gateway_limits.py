@@ -25,3 +25,7 @@ class GatewayLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 32 * 1024 * 1024
     # A body not complete this long after its request's head arrived is refused with 408.
     body_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # A request's head (its line and headers) not complete this long after the connection
+    # opened, or after the head's first byte on a kept-alive one: 408, and the connection
+    # is closed.
+    header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0

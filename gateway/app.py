@@ -12,36 +12,61 @@ from starlette.routing import Route
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import chat, embeddings, speech
-from gateway.admission import Admission, admitted
+from gateway import chat, embeddings, speech, transcriptions
+from gateway.admission import Admission, Ticket, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
+from gateway.key_rates import KeyRates
 from gateway.keys import KeyRing
+from gateway.metrics import GatewayMetrics
 from gateway.models import ModelTable
+from gateway.observe import TENANT, Observed
 from gateway.overhead import Overhead
 from gateway.request_ids import RequestIds, request_id
 from producer_sdk import FleetClient, TenantClients
 
 
 class GatewayState:
-    """What the routes share: the tenants' clients, their keys, the served models and the
-    caps on what is in flight."""
+    """What the routes share: the tenants' clients, their keys, the served models, the
+    caps on what is in flight and the keys' shared rate limits."""
 
     def __init__(
-        self, clients: TenantClients, keys: KeyRing, models: ModelTable, limits: GatewayLimits
+        self,
+        clients: TenantClients,
+        keys: KeyRing,
+        models: ModelTable,
+        limits: GatewayLimits,
+        rates: KeyRates | None = None,
     ) -> None:
+        """``rates``: the keys' shared rate limits (None: no key has one)."""
         self.clients = clients
         self.keys = keys
         self.models = models
         self.limits = limits
         self.admission = Admission(limits)
+        self.rates = rates or KeyRates({})
+        self.metrics = GatewayMetrics()
         self.ready = False  # every tenant's client open (its reply topic made)
 
     def tenant(self, request: Request) -> str:
         """The tenant whose key the request carries (OpenAIError 401 when none)."""
-        return self.keys.tenant(request.headers.get("authorization"))
+        tenant = self.keys.tenant(request.headers.get("authorization"))
+        request.scope["state"][TENANT] = tenant  # the metrics' label
+        return tenant
+
+    async def admit(self, tenant: str, tokens: int) -> Ticket:
+        """A ticket within this process's caps and ``tenant``'s shared rate limit, or
+        OpenAIError 429. The caps are asked first: a request they refuse spends nothing of
+        the rate limit, and a request the rate limit refuses gives its ticket back."""
+        ticket = self.admission.admit(tenant, tokens)
+        try:
+            await self.rates.charge(tenant, tokens)
+        except BaseException:
+            ticket.release()
+            raise
+        return ticket
 
     async def client(self, tenant: str) -> FleetClient:
         """``tenant``'s client; 503 when it cannot be opened (Kafka unreachable)."""
@@ -59,7 +84,7 @@ def gateway_app(state: GatewayState) -> Starlette:
         state.models.check(call.model, "generate")
         completion = call.body.max_tokens or state.limits.assumed_completion_tokens
         tokens = estimate_prompt_tokens(call.body.messages, call.body.tools) + completion
-        ticket = state.admission.admit(tenant, tokens)
+        ticket = await state.admit(tenant, tokens)
         answer = chat.stream if call.stream else chat.complete
         return await admitted(ticket, answer(request, client, call, request_id(request.scope)))
 
@@ -69,8 +94,19 @@ def gateway_app(state: GatewayState) -> Starlette:
         call = embeddings.read_embeddings_call(await request.body())
         state.models.check(call.model, "embed")
         texts = [call.input] if isinstance(call.input, str) else call.input
-        ticket = state.admission.admit(tenant, sum(map(estimate_tokens, texts)))
+        ticket = await state.admit(tenant, sum(map(estimate_tokens, texts)))
         answering = embeddings.embed(request, client, call, request_id(request.scope))
+        return await admitted(ticket, answering)
+
+    async def audio_transcriptions(request: Request) -> Response:
+        tenant = state.tenant(request)
+        client = await state.client(tenant)
+        content_type = request.headers.get("content-type")
+        call = await transcriptions.read_transcription_call(content_type, await request.body())
+        state.models.check(call.model, "transcribe")
+        # Audio has no token estimate: it counts against the caps on requests alone.
+        ticket = await state.admit(tenant, 0)
+        answering = transcriptions.transcribe(request, client, call, request_id(request.scope))
         return await admitted(ticket, answering)
 
     async def list_models(request: Request) -> Response:
@@ -108,15 +144,18 @@ def gateway_app(state: GatewayState) -> Starlette:
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", create_embeddings, methods=["POST"]),
+            Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
             speech.route(state),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", state.metrics.endpoint, methods=["GET"]),
         ],
         # Outermost first: the overhead clock starts before anything else runs.
         middleware=[
             Middleware(Overhead),
+            Middleware(Observed, metrics=state.metrics),
             Middleware(RequestIds),
             Middleware(BodyLimits, limits=state.limits),
         ],

@@ -12,7 +12,12 @@ import msgspec
 from gateway.errors import OpenAIError
 
 # What each job kind is called in an OpenAI error message.
-_ENDPOINT: Final = {"generate": "chat completions", "embed": "embeddings", "speech": "speech"}
+_ENDPOINT: Final = {
+    "generate": "chat completions",
+    "embed": "embeddings",
+    "transcribe": "audio transcriptions",
+    "speech": "audio speech",
+}
 
 
 class _Model(msgspec.Struct, frozen=True, kw_only=True):

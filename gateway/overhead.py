@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 HEADER: Final = b"x-fleet-gateway-overhead-ms"
 _WAITED: Final = "fleet_wait_s"
+MEASURED: Final = "overhead_s"  # scope["state"]: the overhead in seconds, for the metrics
 
 
 async def awaiting_fleet(request: Request, work: Coroutine[Any, Any, T]) -> T:
@@ -48,7 +49,7 @@ class Overhead:
         state = scope.setdefault("state", {})
 
         def spent_ms() -> bytes:
-            spent = time.perf_counter() - started - state.get(_WAITED, 0.0)
+            spent = state[MEASURED] = time.perf_counter() - started - state.get(_WAITED, 0.0)
             return f"{spent * 1000:.2f}".encode()
 
         await self._app(scope, receive, adding_header(send, HEADER, spent_ms))

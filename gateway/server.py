@@ -15,6 +15,8 @@ import uvicorn
 from contracts.gateway_limits import GatewayLimits
 from contracts.secrets import Secret
 from gateway.app import GatewayState, gateway_app
+from gateway.head_timeout import head_timed
+from gateway.key_rates import KeyRates, SharedRate
 from gateway.keys import KeyRing
 from gateway.models import ModelTable
 from producer_sdk import TenantClients
@@ -31,16 +33,23 @@ class Gateway:
         tenant_keys: dict[str, Secret],
         models: Mapping[str, str],
         limits: GatewayLimits | None = None,
+        rate_limits: Mapping[str, SharedRate] | None = None,
         host: str = "127.0.0.1",
         port: int = 8000,
     ) -> None:
         """``api_keys``: each tenant's bearer key; ``tenant_keys``: each tenant's signing key
         (the workers' ``tenant_keys``); ``models``: each served model's job kind; ``limits``:
-        the ``[gateway.limits]`` table (its defaults when None)."""
+        the ``[gateway.limits]`` table (its defaults when None); ``rate_limits``: the
+        requests and tokens per minute of each tenant that has a limit, shared with the
+        other replicas (``[gateway.rate_limits]``, built by ``fleet gateway``)."""
         self._tenants = sorted(api_keys)
         clients = TenantClients(connection, namespace, tenant_keys, client_name="gateway")
         self.state = GatewayState(
-            clients, KeyRing(api_keys), ModelTable(models), limits or GatewayLimits()
+            clients,
+            KeyRing(api_keys),
+            ModelTable(models),
+            limits or GatewayLimits(),
+            KeyRates(rate_limits or {}),
         )
         self._socket = socket.create_server((host, port))
         # create_server's socket says protocol 0, not TCP, and asyncio sets TCP_NODELAY only
@@ -51,6 +60,7 @@ class Gateway:
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             gateway_app(self.state),
+            http=head_timed(self.state.limits.header_timeout_s),
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -22,7 +22,7 @@ from contracts.speech import (
     SpeechFormat,
 )
 from contracts.tokens import estimate_tokens
-from gateway.admission import Admission, admitted
+from gateway.admission import Ticket, admitted
 from gateway.chat_chunks import sse_event
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, invalid_request
 from gateway.event_stream import EventStream
@@ -57,9 +57,10 @@ class _Gateway(Protocol):
     """What the route needs of the gateway's state (gateway/app.py's GatewayState)."""
 
     models: ModelTable
-    admission: Admission
 
     def tenant(self, request: Request) -> str: ...
+
+    async def admit(self, tenant: str, tokens: int) -> Ticket: ...
 
     async def client(self, tenant: str) -> FleetClient: ...
 
@@ -70,7 +71,7 @@ def route(state: _Gateway) -> Route:
         client = await state.client(tenant)
         call = read_speech_call(await request.body())
         state.models.check(call.model, "speech")
-        ticket = state.admission.admit(tenant, estimate_tokens(call.input))
+        ticket = await state.admit(tenant, estimate_tokens(call.input))
         return await admitted(ticket, speak(request, client, call, request_id(request.scope)))
 
     return Route("/v1/audio/speech", create_speech, methods=["POST"])

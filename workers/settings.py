@@ -66,6 +66,18 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     api_keys: dict[str, Secret] = msgspec.field(default_factory=dict)
     # Back-pressure, body size and slow-client limits: the `[gateway.limits]` table.
     limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
+    # Requests and tokens per minute of a tenant's key, counted by every gateway replica
+    # together through Redis (`[gateway.rate_limits.<tenant>]`); past it, 429. The tokens
+    # are estimated at admission: the prompt, plus max_tokens (or the limits'
+    # assumed_completion_tokens).
+    rate_limits: dict[str, RateLimit] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if unknown := sorted(set(self.rate_limits) - set(self.api_keys)):
+            raise ValueError(
+                f"[gateway.rate_limits] names tenant {unknown[0]!r}, which has no key in "
+                "[gateway] api_keys"
+            )
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -136,7 +136,7 @@ check() {
   "$KUSTOMIZE" build "$k8s" | "$KUBECONFORM" -strict -summary \
     -schema-location "$KUBERNETES_SCHEMA_LOCATION" -schema-location "$KEDA_SCHEMA_LOCATION" -
   "$KUBECONFORM" -strict -summary -schema-location "$KUBERNETES_SCHEMA_LOCATION" \
-    "$k8s/examples/kafka-secret.yaml"
+    "$k8s/examples/kafka-secret.yaml" "$k8s/examples/gateway-keys-secret.yaml"
   say "deploy/compose.yaml against the compose-spec schema"
   "$SCHEMA_PY" "$HERE/manifest_schemas.py" compose "$COMPOSE_SCHEMA" "$REPO_ROOT/deploy/compose.yaml"
 }

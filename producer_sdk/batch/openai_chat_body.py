@@ -21,6 +21,10 @@ _CHAT_DEFAULT_ONLY: Final[Mapping[str, tuple[object, str]]] = {
     "logprobs": (False, "the fleet returns no log probabilities"),
 }
 _CHAT_FIELDS: Final = frozenset(ChatBody.__struct_fields__)
+# Fields of an answer's message that OpenAI's SDKs send back when a caller appends the
+# message to the conversation as it came (the tools loop): taken off while they hold
+# nothing; holding something, they stay, and are refused as any unknown field is.
+_ANSWER_ONLY: Final = frozenset({"refusal", "annotations", "audio", "function_call"})
 # Where msgspec's message says the bad value is: "... - at `$.messages[0].role`", or
 # "Object contains unknown field `user`".
 _AT_PATH: Final = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -109,9 +113,14 @@ def _tool(where: str, index: int, tool: object) -> object:
 
 
 def _message(where: str, index: int, message: object) -> object:
-    if not isinstance(message, dict) or not isinstance(message.get("tool_calls"), list):
+    if not isinstance(message, dict):
         return message
     message = dict(message)
+    for field in _ANSWER_ONLY & message.keys():
+        if message[field] in (None, []):
+            del message[field]
+    if not isinstance(message.get("tool_calls"), list):
+        return message
     calls = []
     for i, call in enumerate(message["tool_calls"]):
         if isinstance(call, dict) and "function" in call:

@@ -1,30 +1,52 @@
 """The HTTP gateway driven by a client no one here wrote, the official `openai` package,
-against real workers: a generate worker with a scripted chat provider and the local MiniLM
-embed worker, through the real broker, with the workers verifying tenant signatures."""
+against real workers: a generate worker with a scripted chat provider and an
+OpenAI-compatible one replaying recorded answers, the local MiniLM embed worker and the
+local Whisper transcribe worker, through the real broker, with the workers verifying tenant
+signatures."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import openai
+import pydantic
 import pytest
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionToolMessageParam,
+    ChatCompletionUserMessageParam,
+)
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.names import request_topic
 from contracts.secrets import Secret
 from gateway import Gateway
+from gateway.key_rates import KeyRates
+from providers.chat import ChatProvider
+from providers.chat.openai_compat import OpenAIChat, OpenAIChatConfig
+from providers.rate_limits import RateLimit, RedisRateLimiter
+from providers.redis_client import connect_redis
+from providers.registry import parse_config
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.harness import serving, until
 from tests.integration.scripted_chat import ScriptedChat
+from tests.unit.providers import API_KEY as UPSTREAM_KEY
+from tests.unit.providers import Replay
 from transport.connection import KafkaConnection
 from transport.topic_reader import read_to_end
 from workers import Worker, WorkerSettings, build_worker
@@ -33,31 +55,54 @@ from workers.handlers.generate import GenerateHandler
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
 CHAT_MODEL = "scripted-model"
+# Served by the OpenAI-compatible provider, replaying recorded streams: a model that takes
+# every field of the chat contract (tools, images, JSON schemas, seed, penalties, user).
+UPSTREAM_MODEL = "gpt-4o-mini"
 EMBED_MODEL = "all-minilm-l6-v2"
+WHISPER_MODEL = "whisper-tiny.en"
 API_KEY = "sk-acme-" + uuid.uuid4().hex
 
 
 # Small enough for the tests to pass them (the defaults are far larger).
-LIMITS = GatewayLimits(tenant_max_requests_in_flight=4, max_body_bytes=64 * 1024, body_timeout_s=2)
+# The body limit is above a short spoken clip's upload.
+LIMITS = GatewayLimits(
+    tenant_max_requests_in_flight=4,
+    max_body_bytes=256 * 1024,
+    body_timeout_s=2,
+    header_timeout_s=1,
+)
 
 
 class Fleet:
     def __init__(
-        self, chat: ScriptedChat, gateway: Gateway, connection: KafkaConnection, namespace: str
+        self,
+        chat: ScriptedChat,
+        upstream: Replay,
+        gateway: Gateway,
+        connection: KafkaConnection,
+        namespace: str,
+        signing: dict[str, Secret],
     ) -> None:
         self.chat = chat
+        self.upstream = upstream  # the OpenAI-compatible server's side: what it was sent
         self.gateway = gateway
         self.connection = connection
         self.namespace = namespace
+        self.signing = signing  # each tenant's key, as the workers verify it
 
     @property
     def base_url(self) -> str:
         return f"http://{self.gateway.host}:{self.gateway.port}/v1"
 
-    async def chat_jobs(self) -> int:
-        """How many records the generate request topic holds."""
-        topic = request_topic("generate", self.namespace)
+    async def chat_jobs(self, kind: str = "generate") -> int:
+        """How many records the request topic of ``kind`` holds."""
+        topic = request_topic(kind, self.namespace)
         return len([record async for record in read_to_end(self.connection, topic)])
+
+    async def until_chat_jobs(self, count: int) -> None:
+        """Return once the generate request topic holds ``count`` records."""
+        while await self.chat_jobs() < count:
+            pass
 
     def client(self, api_key: str = API_KEY, **options: float) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -83,22 +128,34 @@ async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
         tenant_keys=signing,  # the workers run only jobs signed as their tenant
     )
     chat = ScriptedChat()
-    generate = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [chat])))
+    upstream = Replay()
+    config = parse_config(
+        "openai", {"api_key": UPSTREAM_KEY, "models": [UPSTREAM_MODEL]}, OpenAIChatConfig
+    )
+    providers: list[ChatProvider] = [chat, OpenAIChat(config, transport=upstream.transport())]
+    router = ModelRouter("chat", providers)
+    generate = Worker("generate", settings, GenerateHandler(router))
     gateway = Gateway(
         infra.connection,
         namespace=settings.namespace,
         api_keys={"acme": Secret(API_KEY)},
         tenant_keys=signing,
-        models={CHAT_MODEL: "generate", EMBED_MODEL: "embed"},
+        models={
+            CHAT_MODEL: "generate",
+            UPSTREAM_MODEL: "generate",
+            EMBED_MODEL: "embed",
+            WHISPER_MODEL: "transcribe",
+        },
         limits=LIMITS,
         port=0,
     )
     async with (
         serving(generate),
         serving(await build_worker("embed", settings)),
+        serving(await build_worker("transcribe", settings)),
         gateway.running(),
     ):
-        yield Fleet(chat, gateway, infra.connection, settings.namespace)
+        yield Fleet(chat, upstream, gateway, infra.connection, settings.namespace, signing)
 
 
 async def test_a_chat_completion_comes_whole_with_its_request_id(fleet: Fleet) -> None:
@@ -200,7 +257,7 @@ async def test_a_model_no_worker_serves_is_404(fleet: Fleet) -> None:
         listed = [m.id async for m in client.models.list()]
     assert caught.value.code == "model_not_found"
     assert caught.value.param == "model"
-    assert listed == [EMBED_MODEL, CHAT_MODEL]
+    assert listed == [EMBED_MODEL, UPSTREAM_MODEL, CHAT_MODEL, WHISPER_MODEL]
 
 
 async def test_embeddings_as_floats_and_as_base64(fleet: Fleet) -> None:
@@ -254,7 +311,10 @@ async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
 
 async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path: Path) -> None:
     config = tmp_path / "fleet.toml"
-    config.write_text('[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n')
+    config.write_text(
+        '[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n'
+        "[gateway.rate_limits.acme]\nrequests_per_minute = 600\n"
+    )
     env = {
         **os.environ,
         **infra.kafka_env(),
@@ -283,6 +343,83 @@ async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+async def test_a_stream_outlives_its_gateway_killed_midway(
+    fleet: Fleet, infra: Infra, tmp_path: Path
+) -> None:
+    """Gateway A, a `fleet gateway` process of its own, is killed with SIGKILL mid-stream.
+    The client retries with the same Idempotency-Key through gateway B while the job still
+    runs on the worker: B gets the whole answer, and the model ran once."""
+    key = "gw-kill-" + uuid.uuid4().hex
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        # The listing `fleet gateway` serves: the scripted model alone, which the worker
+        # runs (the provider named here is only asked for its models' names).
+        "embeddings = []\ntranscription = []\n"
+        '[gateway]\napi_keys = { acme = "env:GATEWAY_TEST_KEY" }\n'
+        '[tenant_keys]\nacme = "env:GATEWAY_TEST_SIGNING_KEY"\n'
+        f'[[chat]]\nname = "openai"\nconfig = {{ base_url = "http://127.0.0.1:9/v1", '
+        f'models = ["{CHAT_MODEL}"] }}\n'
+    )
+    env = {
+        **os.environ,
+        **infra.kafka_env(),
+        "FLEET_NAMESPACE": fleet.namespace,
+        "GATEWAY_TEST_KEY": API_KEY,
+        "GATEWAY_TEST_SIGNING_KEY": fleet.signing["acme"].reveal(),
+    }
+    jobs = await fleet.chat_jobs()
+    calls = fleet.chat.calls
+    fleet.chat.gate = gate = asyncio.Event()  # the model holds its answer after "Hello"
+    gateway_a = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.ops.cli", "gateway", "--config", str(config), "--port",
+        "0", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+    async def stream_text(client: openai.AsyncOpenAI) -> str:
+        stream = await client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            extra_headers={"Idempotency-Key": key},
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    try:
+        assert gateway_a.stdout is not None
+        line = (await asyncio.wait_for(gateway_a.stdout.readline(), timeout=60)).decode()
+        async with openai.AsyncOpenAI(
+            base_url=line.split()[-1], api_key=API_KEY, max_retries=0
+        ) as via_a:
+            stream = await via_a.chat.completions.create(
+                model=CHAT_MODEL,
+                messages=[{"role": "user", "content": "Hi"}],
+                stream=True,
+                extra_headers={"Idempotency-Key": key},
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+            gateway_a.kill()  # mid-stream: the model has sent "Hello" and holds the rest
+            assert await gateway_a.wait() == -signal.SIGKILL
+            await stream.close()
+        async with fleet.client() as via_b:
+            retried = asyncio.ensure_future(stream_text(via_b))
+            # B's job is on the topic, so the worker meets it while A's job still runs.
+            await asyncio.wait_for(fleet.until_chat_jobs(jobs + 2), timeout=30)
+            assert not retried.done()
+            gate.set()
+            text = await asyncio.wait_for(retried, timeout=30)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+        if gateway_a.returncode is None:
+            gateway_a.kill()
+            await gateway_a.wait()
+    assert chunk.choices[0].delta.content == "Hello"
+    assert text == "Hello, world"
+    assert fleet.chat.calls == calls + 1
 
 
 class Answer(NamedTuple):
@@ -346,6 +483,67 @@ async def test_the_overhead_header_leaves_out_the_wait_for_the_fleet(fleet: Flee
     assert 0 <= float(raw.headers["x-fleet-gateway-overhead-ms"]) < 500
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _metrics(http: httpx.AsyncClient) -> Samples:
+    """What the gateway's /metrics says, by sample name and labels."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST  # Prometheus's text format
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _grew(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_count_requests_by_route_status_and_tenant(fleet: Fleet) -> None:
+    """A request held at the model is in flight; once answered it is counted under its
+    route, status and tenant, with its latency and the gateway's overhead; a bad key is
+    counted without a tenant."""
+    chat = "/v1/chat/completions"
+    fleet.chat.gate = gate = asyncio.Event()
+    calls = fleet.chat.calls
+    base = fleet.base_url.removesuffix("/v1")
+    try:
+        async with fleet.client() as client, httpx.AsyncClient(base_url=base) as http:
+            before = await _metrics(http)
+            held = asyncio.ensure_future(
+                client.chat.completions.create(
+                    model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+                )
+            )
+            await until(lambda: fleet.chat.calls == calls + 1, timeout_s=10)
+            during = await _metrics(http)
+            gate.set()
+            await held
+            async with fleet.client(api_key="sk-wrong") as stranger:
+                with pytest.raises(openai.AuthenticationError):
+                    await stranger.models.list()
+            after = await _metrics(http)
+    finally:
+        fleet.chat.gate = None
+        gate.set()
+    assert _grew(before, during, "fleet_gateway_requests_in_flight") == 1
+    assert _grew(during, after, "fleet_gateway_requests_in_flight") == -1
+    answered = {"route": chat, "status": "200", "tenant": "acme"}
+    assert _grew(before, after, "fleet_gateway_requests_total", **answered) == 1
+    refused = {"route": "/v1/models", "status": "401", "tenant": ""}
+    assert _grew(before, after, "fleet_gateway_requests_total", **refused) == 1
+    assert _grew(before, after, "fleet_gateway_request_duration_seconds_count", route=chat) == 1
+    assert _grew(before, after, "fleet_gateway_overhead_seconds_count", route=chat) == 1
+    # The overhead leaves out the time the request waited at the model.
+    waited = _grew(before, after, "fleet_gateway_request_duration_seconds_sum", route=chat)
+    overhead = _grew(before, after, "fleet_gateway_overhead_seconds_sum", route=chat)
+    assert 0 < overhead < waited
+
+
 async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
     jobs = await fleet.chat_jobs()
     url = f"{fleet.base_url}/chat/completions"
@@ -356,6 +554,9 @@ async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
         for start in range(0, len(big), 8192):
             yield big[start : start + 8192]
 
+    # Side by side with the rest (each waits for a deadline): a client that drips its head
+    # a byte at a time, and one that connects and sends nothing.
+    heads = asyncio.gather(_dripping_head(fleet.gateway), _silent(fleet.gateway))
     async with httpx.AsyncClient(headers=auth) as http:
         declared = await http.post(url, content=big)
         counted = await http.post(url, content=chunks())
@@ -376,7 +577,45 @@ async def test_hostile_bodies_are_refused_before_kafka(fleet: Fleet) -> None:
     assert "x-fleet-gateway-overhead-ms" in declared.headers
     assert dripped.startswith(b"HTTP/1.1 408 ")
     assert b'"code":"request_timeout"' in dripped
+    dripped_head, silent = await heads
+    assert dripped_head.startswith(b"HTTP/1.1 408 ")  # then closed: read() reached its end
+    assert b'"code":"request_timeout"' in dripped_head
+    assert b"headers were not complete within 1 s" in dripped_head
+    assert silent == b""  # closed without a word
     assert await fleet.chat_jobs() == jobs
+
+
+async def _dripping_head(gateway: Gateway) -> bytes:
+    """A client that asks once, then, on the kept-alive connection, sends its next
+    request's head a byte every 50 ms and would take minutes to finish it: all the gateway
+    sends it after the first answer, before closing the connection."""
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), timeout=10)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nx-drip: " + b"a" * 4096
+
+    async def drip() -> None:
+        with contextlib.suppress(ConnectionError):  # the gateway closed it
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    dripping = asyncio.ensure_future(drip())
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=LIMITS.header_timeout_s + 10)
+    finally:
+        dripping.cancel()
+        writer.close()
+
+
+async def _silent(gateway: Gateway) -> bytes:
+    """A client that connects and sends nothing: all it reads before the connection ends."""
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=LIMITS.header_timeout_s + 10)
+    finally:
+        writer.close()
 
 
 def _readme_block(language: str) -> str:
@@ -429,3 +668,249 @@ async def test_the_readmes_curl_snippet_streams(fleet: Fleet) -> None:
         gate.set()
     assert rest.rstrip().endswith(b"data: [DONE]")
     assert b'"content":", "' in rest
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A short spoken clip (a WAV of about 70 KB)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("run deploy/local/system-packages.sh")
+    wav = tmp_path_factory.mktemp("speech") / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "Kafka carries the jobs."], check=True)
+    return wav.read_bytes()
+
+
+async def test_an_uploaded_clip_is_transcribed_as_timed_segments_and_as_text(
+    fleet: Fleet, speech: bytes
+) -> None:
+    """Transcribed once: the same Idempotency-Key asked again, in another format, is
+    answered from the job's stored result."""
+    key = {"Idempotency-Key": "gw-" + uuid.uuid4().hex}
+    async with fleet.client() as client:
+        verbose = await client.audio.transcriptions.create(
+            file=("speech.wav", speech, "audio/wav"),
+            model=WHISPER_MODEL,
+            language="en",
+            temperature=0,
+            response_format="verbose_json",
+            timestamp_granularities=["segment"],
+            extra_headers=key,
+        )
+        plain = await client.audio.transcriptions.create(
+            file=("speech.wav", speech), model=WHISPER_MODEL, extra_headers=key
+        )
+    assert "kafka" in verbose.text.lower()
+    assert "jobs" in verbose.text.lower()
+    assert verbose.language == "en"
+    assert 1 < verbose.duration < 3
+    assert verbose.segments
+    assert " ".join(s.text for s in verbose.segments) == verbose.text
+    assert verbose.segments[-1].end <= verbose.duration + 0.5
+    assert plain.text == verbose.text
+
+
+async def test_a_transcription_the_fleet_cannot_honour_is_refused_before_kafka(
+    fleet: Fleet, speech: bytes
+) -> None:
+    jobs = await fleet.chat_jobs("transcribe")
+    clip = ("speech.wav", speech)
+    refused: dict[str, openai.APIStatusError] = {}
+    async with fleet.client() as client:
+        for field, options in {
+            "prompt": {"prompt": "Kafka, Redis"},
+            "temperature": {"temperature": 0.4},
+            "response_format": {"response_format": "diarized_json"},
+            "timestamp_granularities": {
+                "response_format": "verbose_json",
+                "timestamp_granularities": ["word"],
+            },
+            "chunking_strategy": {"chunking_strategy": "auto"},
+        }.items():
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.audio.transcriptions.create(
+                    file=clip,
+                    model=WHISPER_MODEL,
+                    **options,  # type: ignore[arg-type]
+                )
+            refused[field] = caught.value
+        with pytest.raises(openai.NotFoundError) as unserved:
+            await client.audio.transcriptions.create(file=clip, model=CHAT_MODEL)
+        with pytest.raises(openai.APIStatusError) as too_large:
+            await client.audio.transcriptions.create(
+                file=("long.wav", bytes(LIMITS.max_body_bytes)), model=WHISPER_MODEL
+            )
+    assert {field: error.param for field, error in refused.items()} == {
+        field: field for field in refused
+    }
+    assert all(error.type == "invalid_request_error" for error in refused.values())
+    assert unserved.value.code == "model_not_found"
+    assert "served for chat completions" in unserved.value.message
+    assert too_large.value.status_code == 413
+    assert await fleet.chat_jobs("transcribe") == jobs
+
+
+IMAGE = "data:image/png;base64,iVBORw0KGgo="
+WEATHER: ChatCompletionFunctionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a place",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+    },
+}
+
+
+def _replaying(fleet: Fleet, *streams: str) -> Replay:
+    """The upstream, answering the next calls with these recorded streams."""
+    fleet.upstream.steps.clear()
+    fleet.upstream.requests.clear()
+    for stream in streams:
+        fleet.upstream.sse(f"openai/{stream}")
+    return fleet.upstream
+
+
+async def test_a_tool_loop_with_every_chat_option_reaches_the_model(fleet: Fleet) -> None:
+    """The SDK's own tools loop: the model asks for a tool, the caller appends the answer's
+    message as it came and the tool's result, the model answers; images, seed, penalties
+    and user reach the model's API as OpenAI spells them."""
+    upstream = _replaying(fleet, "chat_stream_tools.sse", "chat_stream_after_tools.sse")
+    question: ChatCompletionUserMessageParam = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Weather where this photo was taken?"},
+            {"type": "image_url", "image_url": {"url": IMAGE}},
+        ],
+    }
+    async with fleet.client() as client:
+        asked = await client.chat.completions.create(
+            model=UPSTREAM_MODEL,
+            messages=[question],
+            tools=[WEATHER],
+            tool_choice="auto",
+            seed=7,
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+            user="end-user-1",
+        )
+        turn = asked.choices[0].message
+        assert turn.tool_calls is not None
+        call = turn.tool_calls[0]
+        assert call.type == "function"
+        result: ChatCompletionToolMessageParam = {
+            "role": "tool",
+            "tool_call_id": call.id,
+            "content": '{"temp": 3}',
+        }
+        # The answer's message appended as it came, as the SDK's users do.
+        history: list[Any] = [question, turn, result]
+        stream = await client.chat.completions.create(
+            model=UPSTREAM_MODEL,
+            messages=history,
+            tools=[WEATHER],
+            stream=True,
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert asked.choices[0].finish_reason == "tool_calls"
+    assert turn.content is None
+    assert call.function.name == "get_weather"
+    assert "location" in json.loads(call.function.arguments)
+    assert text == "It is 3 °C in Oslo and 6 °C in Bergen; in Oslo it is 14:05."
+    first, second = (json.loads(request.content) for request in upstream.requests)
+    assert first["tools"] == [WEATHER]
+    assert first["tool_choice"] == "auto"
+    assert (first["seed"], first["presence_penalty"], first["frequency_penalty"]) == (7, 0.5, -0.5)
+    assert first["user"] == "end-user-1"
+    assert first["messages"][0]["content"][1]["image_url"]["url"] == IMAGE
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    assert second["messages"][1]["tool_calls"][0]["id"] == call.id
+    assert (
+        second["messages"][1]["tool_calls"][0]["function"]["arguments"] == call.function.arguments
+    )
+    assert second["messages"][2]["tool_call_id"] == call.id
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+async def test_a_json_schema_answer_parses_into_the_callers_type(fleet: Fleet) -> None:
+    """The SDK's `parse`: a pydantic type sent as a strict JSON schema, the answer (checked
+    against it by the worker) parsed back into the type."""
+    upstream = _replaying(fleet, "chat_stream_json_schema.sse")
+    async with fleet.client() as client:
+        answer = await client.chat.completions.parse(
+            model=UPSTREAM_MODEL,
+            messages=[{"role": "user", "content": "Who wrote the first program, and her age?"}],
+            response_format=Person,
+        )
+    assert answer.choices[0].message.parsed == Person(name="Ada Lovelace", age=36)
+    sent = json.loads(upstream.requests[0].content)["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["name"] == "Person"
+    assert sent["json_schema"]["strict"] is True
+    assert sent["json_schema"]["schema"]["required"] == ["name", "age"]
+
+
+async def test_what_a_model_cannot_honour_is_400_naming_it(fleet: Fleet) -> None:
+    """The scripted model has no tools, images, JSON output or sampling options: each is
+    refused by its worker before the model runs, and answered 400 naming it."""
+    calls = fleet.chat.calls
+    hello = {"role": "user", "content": "Hi"}
+    asks: dict[str, dict[str, object]] = {
+        "tools": {"tools": [WEATHER]},
+        "images": {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": IMAGE}}]}
+            ]
+        },
+        "response_format json_schema": {
+            "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": {}}}
+        },
+        "presence_penalty": {"presence_penalty": 0.5},
+        "frequency_penalty": {"frequency_penalty": 0.5},
+        "user": {"user": "end-user-1"},
+    }
+    refused = {}
+    async with fleet.client() as client:
+        for field, ask in asks.items():
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(
+                    **{"model": CHAT_MODEL, "messages": [hello], **ask}  # type: ignore[call-overload]
+                )
+            refused[field] = caught.value
+    assert {f: e.code for f, e in refused.items()} == {f: "invalid_input" for f in asks}
+    for field, error in refused.items():
+        assert f"does not support {field}" in error.message
+    assert fleet.chat.calls == calls
+
+
+async def test_a_key_past_its_requests_per_minute_is_429_with_retry_after(
+    fleet: Fleet, infra: Infra
+) -> None:
+    """The shared limit, as ``fleet gateway`` builds it from ``[gateway.rate_limits]``: the
+    third request in the minute is refused at once, and never reaches the model."""
+    redis = connect_redis(infra.redis_url)
+    limiter = RedisRateLimiter(
+        redis, f"gateway:{fleet.namespace}:acme", RateLimit(requests_per_minute=2)
+    )
+    unlimited, fleet.gateway.state.rates = fleet.gateway.state.rates, KeyRates({"acme": limiter})
+    calls = fleet.chat.calls
+    try:
+        async with fleet.client() as client:
+            for _ in range(2):
+                await client.chat.completions.create(
+                    model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+                )
+            with pytest.raises(openai.RateLimitError) as caught:
+                await client.chat.completions.create(
+                    model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}]
+                )
+    finally:
+        fleet.gateway.state.rates = unlimited
+        await redis.delete(*limiter.redis_keys)
+        await redis.aclose()
+    assert caught.value.code == "rate_limit_exceeded"
+    assert 0 < int(caught.value.response.headers["retry-after"]) <= 60
+    assert fleet.chat.calls == calls + 2
+    assert fleet.gateway.state.admission.requests == 0  # the refused one's ticket given back

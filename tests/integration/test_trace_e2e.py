@@ -4,6 +4,7 @@ and metrics leave the process over OTLP/HTTP, set up from OTEL_* variables as a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -11,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import openai
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from contracts import ErrorCode, VectorRecord
+from contracts.secrets import Secret
+from gateway import Gateway
 from producer_sdk import FleetClient, FleetRequestError
 from providers.telemetry import Metric
 from tests.conftest import Infra
@@ -123,6 +127,50 @@ async def test_the_trace_runs_from_producer_to_provider_call_and_leaves_the_proc
     }
     assert MODEL in models
     assert sum(p.count for p in points) >= 1
+
+
+async def test_the_gateways_span_joins_the_callers_trace_and_parents_the_job(
+    otel: Exported, infra: Infra, settings: WorkerSettings
+) -> None:
+    """An OpenAI client's request that carries a traceparent: the gateway's SERVER span is
+    its child, and the job's send span (and so the worker's) is the gateway span's."""
+    key = "sk-traced-" + uuid.uuid4().hex
+    gateway = Gateway(
+        infra.connection,
+        namespace=settings.namespace,
+        api_keys={"acme": Secret(key)},
+        tenant_keys={},
+        models={MODEL: "generate"},
+        port=0,
+    )
+    base_url = f"http://{gateway.host}:{gateway.port}/v1"
+    async with contextlib.AsyncExitStack() as started:
+        # Both wait on the broker (a group to join, a reply topic to make): side by side.
+        await asyncio.gather(
+            started.enter_async_context(running(settings, ScriptedChat())),
+            started.enter_async_context(gateway.running()),
+        )
+        with trace.get_tracer("test").start_as_current_span("backend request") as root:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # what an instrumented HTTP client sends
+        async with openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0) as client:
+            answer = await client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_headers=carrier
+            )
+    spans = otel.trace_of(root)
+    topic = f"{settings.namespace}.v1.generate.requests"
+    served = spans["POST /v1/chat/completions"]
+    assert served.kind == Span.SPAN_KIND_SERVER
+    assert served.parent_span_id == _span_id(root)
+    assert spans[f"send {topic}"].parent_span_id == served.span_id
+    assert spans[f"process {topic}"].parent_span_id == spans[f"send {topic}"].span_id
+    assert attributes(served) == {
+        "http.request.method": "POST",
+        "url.path": "/v1/chat/completions",
+        "http.route": "/v1/chat/completions",
+        "http.response.status_code": 200,
+        "fleet.request_id": answer.headers["x-request-id"],
+    }
 
 
 async def test_a_fleet_worker_process_exports_what_its_variables_say(

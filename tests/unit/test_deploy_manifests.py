@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,15 @@ import yaml
 
 from contracts import JOB_KINDS, LANES, lane_topic
 from contracts.names import WORKER_KINDS
-from workers.settings import WorkerSettings
+from workers.settings import WorkerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 SECRET = "fleet-kafka"
+GATEWAY = "fleet-gateway"
+GATEWAY_KEYS = "fleet-gateway-keys"  # the Secret of the gateway's tenant keys
+EXAMPLES = ("kafka-secret.yaml", "gateway-keys-secret.yaml")  # Secrets not in the base
 
 # The workers' Kafka security settings (transport/connection.py), all from the ConfigMap.
 SECURITY_CONFIG = {"FLEET_SECURITY_PROTOCOL", "FLEET_SASL_MECHANISM", "FLEET_SSL_CAFILE"}
@@ -61,6 +65,17 @@ def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, An
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
+def _fleet_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap every worker and the gateway read their environment from."""
+    return _of_kind(objects, "ConfigMap")["fleet-config"]
+
+
+def _workers(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The workers' Deployments (the gateway's is the other one)."""
+    deployments = _of_kind(objects, "Deployment")
+    return {n: d for n, d in deployments.items() if d["metadata"]["labels"]["app"] == "fleet"}
+
+
 def _kubeconform(manifest_tools: dict[str, str], manifests: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
         [
@@ -93,18 +108,18 @@ def _statuses(report: dict[str, Any]) -> dict[str, str]:
 def test_kubeconform_validates_every_resource_and_skips_none(
     manifest_tools: dict[str, str], built: str, objects: list[dict[str, Any]]
 ) -> None:
-    example_secret = (KUBERNETES / "examples" / "kafka-secret.yaml").read_text()
-    returncode, report = _kubeconform(manifest_tools, f"{built}\n---\n{example_secret}")
+    examples = [(KUBERNETES / "examples" / name).read_text() for name in EXAMPLES]
+    returncode, report = _kubeconform(manifest_tools, "\n---\n".join([built, *examples]))
     failures = [r for r in report["resources"] if r["status"] != "statusValid"]
     assert returncode == 0, failures
-    count = len(objects) + 1
+    count = len(objects) + len(EXAMPLES)
     assert report["summary"] == {"valid": count, "invalid": 0, "errors": 0, "skipped": 0}
     statuses = _statuses(report)
     assert len(statuses) == count
     assert set(statuses.values()) == {"statusValid"}
     kinds = {key.split("/")[0] for key in statuses}
-    expected = {"ConfigMap", "Deployment", "PodDisruptionBudget", "ScaledObject"}
-    assert kinds == {*expected, "TriggerAuthentication", "Secret"}
+    expected = {"ConfigMap", "Deployment", "PodDisruptionBudget", "ScaledObject", "Service"}
+    assert kinds == {*expected, "TriggerAuthentication", "Secret", "HorizontalPodAutoscaler"}
 
 
 def test_kubeconform_rejects_a_misspelled_field(
@@ -189,8 +204,9 @@ def test_kustomization_lists_every_manifest() -> None:
 def test_every_kind_has_a_deployment_with_probes_and_a_grace_period(
     objects: list[dict[str, Any]],
 ) -> None:
-    deployments = _of_kind(objects, "Deployment")
+    deployments = _workers(objects)
     assert set(deployments) == {f"fleet-{kind}" for kind in WORKER_KINDS}
+    assert set(_of_kind(objects, "Deployment")) == {*deployments, GATEWAY}
     for name, deployment in deployments.items():
         kind = name.removeprefix("fleet-")
         pod = deployment["spec"]["template"]["spec"]
@@ -209,12 +225,13 @@ def test_every_kind_has_a_deployment_with_probes_and_a_grace_period(
 def test_workers_take_config_from_the_configmap_and_credentials_from_the_secret(
     objects: list[dict[str, Any]],
 ) -> None:
-    (config,) = _of_kind(objects, "ConfigMap").values()
+    config = _fleet_config(objects)
     data = config["data"]
     assert set(data) == CONFIG
     assert data["FLEET_SECURITY_PROTOCOL"] in SECURITY_PROTOCOLS
     assert data["FLEET_SASL_MECHANISM"] in KEDA_SASL
     assert data["FLEET_NAMESPACE"] == WorkerSettings().namespace
+    # The gateway's too: it reaches Kafka as the workers do.
     for deployment in _of_kind(objects, "Deployment").values():
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -253,14 +270,14 @@ def test_every_deployment_has_a_disruption_budget_selecting_it(
             "maxUnavailable": 1,
             "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
         }
-    assert len(budgets) == len(WORKER_KINDS)
+    assert len(budgets) == len(WORKER_KINDS) + 1  # and the gateway's
 
 
 def test_keda_scales_every_kind_on_its_own_group_and_topic(
     objects: list[dict[str, Any]],
 ) -> None:
     settings = WorkerSettings()
-    (config,) = _of_kind(objects, "ConfigMap").values()
+    config = _fleet_config(objects)
     scaled = {
         so["spec"]["scaleTargetRef"]["name"]: so
         for so in _of_kind(objects, "ScaledObject").values()
@@ -298,10 +315,101 @@ def test_the_example_secret_has_every_key_and_agrees_with_the_configmap(
     objects: list[dict[str, Any]],
 ) -> None:
     (secret,) = yaml.safe_load_all((KUBERNETES / "examples" / "kafka-secret.yaml").read_text())
-    (config,) = _of_kind(objects, "ConfigMap").values()
+    config = _fleet_config(objects)
     assert secret["metadata"]["name"] == SECRET
     values = secret["stringData"]
     assert set(values) == KEDA_AUTH_PARAMETERS
     assert values["sasl"] == KEDA_SASL[config["data"]["FLEET_SASL_MECHANISM"]]
     uses_tls = config["data"]["FLEET_SECURITY_PROTOCOL"] in ("SSL", "SASL_SSL")
     assert values["tls"] == ("enable" if uses_tls else "disable")
+
+
+def _gateway_settings(toml: str, keys_dir: str, keys: dict[str, str], tmp_path: Path) -> Any:
+    """``toml`` loaded as `fleet gateway` loads it, with the keys its ``file:`` references
+    name under ``keys_dir`` written to ``tmp_path`` instead: its [gateway] table."""
+    for tenant, key in keys.items():
+        (tmp_path / tenant).write_text(key + "\n")
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml.replace(f"file:{keys_dir}/", f"file:{tmp_path}/"))
+    return load_settings(config).gateway
+
+
+def test_the_gateway_has_its_settings_keys_service_budget_and_autoscaler(
+    objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    deployment = _of_kind(objects, "Deployment")[GATEWAY]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == labels
+    assert "replicas" not in deployment["spec"]  # the autoscaler's to set
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # Its settings file and the tenants' keys, each from the volume that holds it.
+    command, flag, path = container["args"]
+    assert (command, flag) == ("gateway", "--config")
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    settings_mount = mounts[str(Path(path).parent)]
+    configmap = _of_kind(objects, "ConfigMap")[volumes[settings_mount["name"]]["configMap"]["name"]]
+    toml = configmap["data"][Path(path).name]
+    (keys_mount,) = [
+        m
+        for m in container["volumeMounts"]
+        if volumes[m["name"]].get("secret", {}).get("secretName") == GATEWAY_KEYS
+    ]
+    (example,) = yaml.safe_load_all((KUBERNETES / "examples" / EXAMPLES[1]).read_text())
+    assert example["metadata"]["name"] == GATEWAY_KEYS
+    keys = example["stringData"]
+    gateway = _gateway_settings(toml, keys_mount["mountPath"], keys, tmp_path)
+    assert {t: k.reveal() for t, k in gateway.api_keys.items()} == keys
+    (port,) = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", gateway.port)
+    assert gateway.host == "0.0.0.0"
+    # The Service reaches every replica's port; the budget and the autoscaler name them.
+    service = _of_kind(objects, "Service")[GATEWAY]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert [p["targetPort"] for p in service["ports"]] == ["http"]
+    autoscaler = _of_kind(objects, "HorizontalPodAutoscaler")[GATEWAY]["spec"]
+    assert autoscaler["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": GATEWAY,
+    }
+    assert autoscaler["minReplicas"] >= 2  # one replica's drain leaves one answering
+    (metric,) = autoscaler["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert "cpu" in container["resources"]["requests"]  # what its utilization is of
+
+
+def test_compose_runs_the_gateway_with_its_settings_and_key(tmp_path: Path) -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    service = compose["services"]["gateway"]
+    command, flag, path = service["command"]
+    assert (command, flag) == ("gateway", "--config")
+    (config,) = service["configs"]
+    assert config["target"] == path
+    (secret,) = service["secrets"]
+    assert compose["secrets"][secret] == {"environment": "FLEET_GATEWAY_KEY"}
+    toml = compose["configs"][config["source"]]["content"]
+    tenants = tomllib.loads(toml)["gateway"]["api_keys"]
+    assert tenants == {"demo": f"file:/run/secrets/{secret}"}
+    gateway = _gateway_settings(toml, "/run/secrets", {secret: "sk-demo"}, tmp_path)
+    (ports,) = service["ports"]
+    assert ports.endswith(f":{gateway.port}")  # a range of host ports: it scales
+    assert "-" in ports.split(":")[0]
+    probe = service["healthcheck"]["test"]
+    assert f"http://127.0.0.1:{gateway.port}/readyz" in probe[-1]
+
+
+def test_the_image_holds_every_package() -> None:
+    """What `uv sync` installs from the image's copy of the source: every package the
+    project ships, and the gateway's extra."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    assert {name.removesuffix("*") for name in shipped} <= copied
+    assert "--extra gateway" in dockerfile

@@ -142,3 +142,18 @@ def test_a_bearer_key_names_its_tenant() -> None:
         assert (caught.value.status, caught.value.code) == (401, "invalid_api_key")
     with pytest.raises(ConfigError, match="same API key"):
         KeyRing({"acme": Secret("sk-a"), "billing": Secret("sk-a")})
+
+
+def test_an_answers_message_sent_back_as_it_came_is_taken_while_its_extras_are_empty() -> None:
+    """The tools loop of OpenAI's SDKs appends the answer's message whole: its `refusal`,
+    `annotations`, `audio` and `function_call` are taken off when empty, refused when not."""
+    turn: dict[str, object] = {"role": "assistant", "content": "Hi", "refusal": None}
+    turn["annotations"] = []
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}, turn]}
+    call = read_chat_call(msgspec.json.encode(body))
+    assert call.body.messages[1].content == "Hi"
+    body["messages"] = [{**turn, "refusal": "I cannot help with that"}]
+    with pytest.raises(OpenAIError) as caught:
+        read_chat_call(msgspec.json.encode(body))
+    assert caught.value.param == "messages[0]"
+    assert "unknown field `refusal`" in caught.value.message

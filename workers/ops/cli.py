@@ -53,6 +53,8 @@ from workers.ops.terminal import print_stream
 from workers.settings import WorkerSettings, load_settings
 
 if TYPE_CHECKING:
+    from gateway import Gateway
+    from providers.redis_client import RedisClient
     from workers.app import Worker
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -381,6 +383,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    from providers.rate_limits import RedisRateLimiter
+    from providers.redis_client import connect_redis
+    from transport.telemetry_export import configure_from_env
     from workers.ops.models import list_models
 
     try:
@@ -393,8 +398,19 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if not settings.gateway.api_keys:
         raise ConfigError("the gateway has no API keys: set [gateway] api_keys (tenant = key)")
+    # Before the gateway is built: it asks once whether the process traces.
+    configure_from_env("fleet-gateway")
     # The catalogue's models as `fleet models` lists them: what the workers serve.
     listing = asyncio.run(list_models(settings))
+    limits = settings.gateway.rate_limits
+    redis = connect_redis(settings.redis_url) if limits else None
+    # Keyed by namespace and tenant: every replica of this fleet's gateway shares a
+    # tenant's count, and another fleet on the same Redis has its own.
+    rates = {
+        tenant: RedisRateLimiter(redis, f"gateway:{settings.namespace}:{tenant}", limit)
+        for tenant, limit in limits.items()
+        if redis is not None
+    }
     server = Gateway(
         settings.connection,
         namespace=settings.namespace,
@@ -402,13 +418,22 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         tenant_keys=settings.tenant_keys,
         models={row.model: row.kind for row in listing.models},
         limits=settings.gateway.limits,
+        rate_limits=rates,
         host=args.host or settings.gateway.host,
         port=settings.gateway.port if args.port is None else args.port,
     )
     # The bound port, read by whoever started the gateway on port 0.
     print(f"fleet gateway: serving http://{server.host}:{server.port}/v1", flush=True)
-    asyncio.run(server.serve())
+    asyncio.run(_serve_gateway(server, redis))
     return 0
+
+
+async def _serve_gateway(server: Gateway, redis: RedisClient | None) -> None:
+    try:
+        await server.serve()
+    finally:
+        if redis is not None:
+            await redis.aclose()
 
 
 def _cmd_janitor(args: argparse.Namespace) -> int:

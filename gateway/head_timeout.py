@@ -1,0 +1,84 @@
+"""A deadline on each request's head. uvicorn has none: its keep-alive timer runs only
+between requests and stops at the next request's first byte, and a new connection has no
+timer at all, so a client that sends its headers a byte at a time (slowloris), or never
+finishes them, holds its connection for as long as it likes. The deadline starts when the
+connection opens or, on a kept-alive one, at the next head's first byte, and is met once
+h11 has the whole head. Past it a client that sent part of a head is answered 408 in
+OpenAI's shape; one that sent nothing is closed, as the keep-alive timer closes it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from gateway.errors import OpenAIError
+
+
+def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, with a deadline of ``timeout_s`` on each request's head
+    (``uvicorn.Config(http=...)``; the class carries the deadline, as uvicorn builds one
+    protocol per connection from the class alone)."""
+    refusal = _timed_out(timeout_s)
+
+    class HeadTimed(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._watch_head()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._watch_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            super().connection_lost(exc)
+
+        def _watch_head(self) -> None:
+            """Time the head while h11 waits for one (IDLE: no request taken yet). Not
+            called between requests: a kept-alive connection is the keep-alive timer's
+            until its next byte comes."""
+            waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+            if not waiting:
+                self._stop_timer()
+            elif self._head_timer is None:
+                self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
+
+        def _stop_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return
+            buffered, _ = self.conn.trailing_data
+            if buffered:  # part of a head: say why the connection ends
+                self.transport.write(refusal)
+            self.transport.close()
+
+    return HeadTimed
+
+
+def _timed_out(timeout_s: float) -> bytes:
+    """The whole 408 response, written as bytes: h11 sends a response only to a request
+    it has, and this one never arrived."""
+    body = OpenAIError(
+        408,
+        f"the request's headers were not complete within {timeout_s:g} s",
+        code="request_timeout",
+    ).body()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body

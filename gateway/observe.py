@@ -1,0 +1,106 @@
+"""The middleware that watches each request without changing it: its metrics, and its SERVER
+span, which continues the caller's trace (an incoming ``traceparent``) and encloses the
+job's ``send`` span, so one trace runs from the HTTP client to the provider call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import GatewayMetrics
+from gateway.overhead import MEASURED
+from gateway.request_ids import request_id
+from transport.tracing import extract_context, failure_typed_span, tracing_configured
+
+_SCOPE: Final = "ai_job_fleet.gateway"
+_UNMATCHED: Final = "unmatched"  # a path no route serves: not a label value per path
+TENANT: Final = "tenant"  # scope["state"]: whose key the request carried
+
+
+class Observed:
+    """ASGI middleware. Spans are made only when the process set up OpenTelemetry before
+    the first request (``fleet gateway`` does it from the OTEL_* variables): asked once."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._traced = tracing_configured()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app fails before it answers
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self._metrics.in_flight.inc()
+        try:
+            with self._span(scope) as span:
+                await self._app(scope, receive, watched)
+                if span is not None:
+                    _describe(span, scope, status)
+        finally:
+            self._metrics.in_flight.dec()
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _span(self, scope: Scope) -> AbstractContextManager[trace.Span | None]:
+        if not self._traced:
+            return nullcontext()
+        return _server_span(scope)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        state = scope.get("state", {})
+        route = _route(scope)
+        metrics = self._metrics
+        metrics.requests.labels(route, str(status), state.get(TENANT, "")).inc()
+        metrics.duration.labels(route).observe(seconds)
+        if (overhead := state.get(MEASURED)) is not None:
+            metrics.overhead.labels(route).observe(overhead)
+
+
+@contextmanager
+def _server_span(scope: Scope) -> Iterator[trace.Span]:
+    headers = [(name.decode("latin-1"), value) for name, value in scope["headers"]]
+    parent = extract_context(headers)
+    token = otel_context.attach(parent) if parent is not None else None
+    try:
+        method = scope["method"]
+        attributes = {"http.request.method": method, "url.path": scope["path"]}
+        # Named by the method now, by the route once routing has found it.
+        with failure_typed_span(_SCOPE, method, SpanKind.SERVER, attributes) as span:
+            yield span
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+
+
+def _describe(span: trace.Span, scope: Scope, status: int) -> None:
+    """What the span learnt from answering: the route, the status and the request id."""
+    route = _route(scope)
+    if route != _UNMATCHED:
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("fleet.request_id", request_id(scope))
+    if status >= 500:  # a server span's error: the client's own (4xx) are not
+        span.set_attribute("error.type", str(status))
+        span.set_status(Status(StatusCode.ERROR, str(status)))
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    return route.path if isinstance(route, Route) else _UNMATCHED
