@@ -25,7 +25,6 @@ from contracts import (
     DeadLetterReason,
     EmbedRequest,
     GenerateRequest,
-    SpeechRequest,
     TranscribeRequest,
     VectorRecord,
     VectorUpsertRequest,
@@ -47,12 +46,10 @@ from workers.ops.inspect import consumer_lag
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
-# Mutations per kind: a valid transcribe request runs Whisper, a valid speech request
-# eSpeak NG, so those kinds get fewer.
-MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300, "speech": 60}
+# Mutations per kind: a valid transcribe request runs Whisper, so that kind gets fewer.
+MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300}
 EMBED_MODEL = "all-minilm-l6-v2"
 WHISPER_MODEL = "whisper-tiny.en"
-VOICE = "espeak-ng"
 SPEECH = (REPO / "workers/ops/assets/demo-speech.wav").read_bytes()
 
 
@@ -75,17 +72,13 @@ async def _good_request(kind: str, client: FleetClient) -> None:
     elif kind == "vectors":
         record = VectorRecord(id="good", vector=[0.5, 0.5, 0.5])
         assert (await client.upsert("fuzz", [record])).upserted == 1
-    elif kind == "speech":
-        assert (await client.speech("Still there?", model=VOICE, voice="alloy")).audio
     else:
         assert (await client.transcribe(SPEECH, model=WHISPER_MODEL)).text
 
 
 def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
     deadline_ms = int((time.time() + 120) * 1000)
-    request: (
-        GenerateRequest | EmbedRequest | VectorUpsertRequest | TranscribeRequest | SpeechRequest
-    )
+    request: GenerateRequest | EmbedRequest | VectorUpsertRequest | TranscribeRequest
     if kind == "vectors":
         records = [VectorRecord(id="r1", vector=[0.1, 0.2, 0.3], metadata={"lang": "en"})]
         request = VectorUpsertRequest(
@@ -102,15 +95,6 @@ def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
             deadline_ms=deadline_ms,
             model=WHISPER_MODEL,
             audio=SPEECH,
-        )
-    elif kind == "speech":
-        request = SpeechRequest(
-            request_id="base",
-            reply_to=client.reply_address,
-            deadline_ms=deadline_ms,
-            model=VOICE,
-            input="Hi.",
-            voice="alloy",
         )
     elif kind == "generate":
         request = GenerateRequest(
