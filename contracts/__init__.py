@@ -50,6 +50,9 @@ from contracts.replies import (
     RankedDocument,
     ReplyChunk,
     RerankResult,
+    SpeechAudio,
+    SpeechResult,
+    SpeechUsage,
     TextDelta,
     ToolCallDelta,
     TranscribeResult,
@@ -65,6 +68,7 @@ from contracts.response_format import (
     ResponseFormatJsonSchema,
     ResponseFormatText,
 )
+from contracts.speech import SpeechRequest
 from contracts.transcribe import TranscribeRequest
 from contracts.usage import Usage
 from contracts.vectors import (
@@ -115,6 +119,10 @@ __all__ = [
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
+    "SpeechAudio",
+    "SpeechRequest",
+    "SpeechResult",
+    "SpeechUsage",
     "TextDelta",
     "TextPart",
     "ToolCall",

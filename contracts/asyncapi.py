@@ -283,8 +283,9 @@ def asyncapi_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
             "title": "AI job fleet",
             "version": f"{SCHEMA_VERSION}.0.0",
             "description": (
-                "Generate, embed, transcribe, vector and rerank jobs over Kafka. Values are "
-                "msgpack, or JSON with `content-type: application/json`; keys are request ids."
+                "Generate, embed, transcribe, vector, rerank and speech jobs over Kafka. Values "
+                "are msgpack, or JSON with `content-type: application/json`; keys are request "
+                "ids."
             ),
         },
         "defaultContentType": ContentType.JSON,

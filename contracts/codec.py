@@ -18,11 +18,19 @@ from contracts.generate import GenerateRequest
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, SCHEMA_VERSION, ContentType
 from contracts.replies import ReplyChunk
 from contracts.rerank import RerankRequest
+from contracts.speech import SpeechRequest
 from contracts.transcribe import TranscribeRequest
 from contracts.vectors import VectorDeleteRequest, VectorQueryRequest, VectorUpsertRequest
 
 VectorsRequest = VectorUpsertRequest | VectorDeleteRequest | VectorQueryRequest
-AnyRequest = GenerateRequest | EmbedRequest | TranscribeRequest | VectorsRequest | RerankRequest
+AnyRequest = (
+    GenerateRequest
+    | EmbedRequest
+    | TranscribeRequest
+    | VectorsRequest
+    | RerankRequest
+    | SpeechRequest
+)
 
 # One union per topic: a topic only accepts the kinds that belong on it.
 TOPIC_REQUEST_TYPES: Final[dict[str, object]] = {
@@ -31,6 +39,7 @@ TOPIC_REQUEST_TYPES: Final[dict[str, object]] = {
     "transcribe": TranscribeRequest,
     "vectors": VectorsRequest,
     "rerank": RerankRequest,
+    "speech": SpeechRequest,
 }
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 1_000_000
 # silent for much longer (their client died without closing).
 CLIENT_HEARTBEAT_S: Final = 60.0
 
-JOB_KINDS: Final = ("generate", "embed", "transcribe", "vectors", "rerank")
+JOB_KINDS: Final = ("generate", "embed", "transcribe", "vectors", "rerank", "speech")
 
 # The two lanes of every job kind (docs/decisions/0021-priority-lanes.md): users' requests
 # travel on the interactive lane, a batch's chunks on the batch lane, and workers serve the

@@ -7,6 +7,8 @@ job: the SDK tells the caller and discards what the older attempt sent.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from contracts.errors import ErrorCode
@@ -109,6 +111,32 @@ class RerankResult(Final, frozen=True, kw_only=True, tag="rerank_result"):
     usage: Usage = Usage()
 
 
+class SpeechAudio(Chunk, frozen=True, kw_only=True, tag="speech_audio"):
+    """The next bytes of the audio, in the request's format, as the voice makes them: the
+    chunks' ``audio`` joined in order is the whole file (a wav's header, in the first,
+    gives no length: the stream's length is known only at its end)."""
+
+    audio: bytes
+
+
+class SpeechUsage(msgspec.Struct, frozen=True, kw_only=True):
+    characters: int  # of the request's input
+    audio_s: float  # seconds of audio made
+    # At the catalogue's price per million characters; None when the model has no price.
+    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class SpeechResult(Final, frozen=True, kw_only=True, tag="speech_result"):
+    model: str
+    voice: str
+    response_format: str
+    sample_rate: int
+    # All SpeechAudio chunks' bytes together: a caller that got fewer missed some (the
+    # ledger keeps a job's final, not its audio: docs/decisions/0041-speech-voices.md).
+    audio_bytes: int
+    usage: SpeechUsage
+
+
 class VectorMatch(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     score: float
@@ -133,9 +161,11 @@ ReplyChunk = (
     | ToolCallDelta
     | EmbedPart
     | TranscriptSegment
+    | SpeechAudio
     | GenerateResult
     | EmbedResult
     | TranscribeResult
+    | SpeechResult
     | VectorResult
     | RerankResult
     | ErrorReply

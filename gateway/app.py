@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import batches, chat, embeddings, files, rerank, transcriptions
+from gateway import batches, chat, embeddings, files, rerank, speech, transcriptions
 from gateway.admission import Admission, Ticket, admitted
 from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
@@ -152,6 +152,7 @@ def gateway_app(state: GatewayState) -> Starlette:
             Route("/v1/embeddings", create_embeddings, methods=["POST"]),
             Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
             Route("/v1/rerank", partial(rerank.create_rerank, state), methods=["POST"]),
+            speech.route(state),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", get_model, methods=["GET"]),
             *files.routes(state),

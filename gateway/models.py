@@ -16,6 +16,7 @@ _ENDPOINT: Final = {
     "generate": "chat completions",
     "embed": "embeddings",
     "transcribe": "audio transcriptions",
+    "speech": "audio speech",
 }
 
 

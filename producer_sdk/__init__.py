@@ -4,7 +4,7 @@ from contracts.batch import BatchInfo, RequestCounts
 from contracts.content import ImagePart, ImageUrl, TextPart
 from contracts.generate import ChatMessage, NamedToolChoice, ToolCall, ToolSpec
 from contracts.names import Lane, shared_reply_topic
-from contracts.replies import GenerateResult, TextDelta, ToolCallDelta
+from contracts.replies import GenerateResult, SpeechAudio, SpeechResult, TextDelta, ToolCallDelta
 from contracts.response_format import (
     JsonSchemaSpec,
     ResponseFormatJsonObject,
@@ -23,13 +23,15 @@ from producer_sdk.errors import (
     NotConnected,
     RequestRefused,
 )
-from producer_sdk.options import GenerateEvent
+from producer_sdk.options import GenerateEvent, SpeechEvent
 from producer_sdk.replies import StreamRestarted
+from producer_sdk.speech import AudioIncomplete, SpeechJoiner, SpokenAudio
 from producer_sdk.telemetry import export_telemetry
 from producer_sdk.tenant_clients import TenantClients
 from transport.connection import KafkaAccessError, KafkaSecurity
 
 __all__ = [
+    "AudioIncomplete",
     "BatchClient",
     "BatchInfo",
     "BatchNotFound",
@@ -54,6 +56,11 @@ __all__ = [
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
     "Secret",
+    "SpeechAudio",
+    "SpeechEvent",
+    "SpeechJoiner",
+    "SpeechResult",
+    "SpokenAudio",
     "StreamRestarted",
     "TenantClients",
     "TextDelta",

@@ -29,6 +29,8 @@ from contracts.replies import (
     GenerateResult,
     ReplyChunk,
     RerankResult,
+    SpeechAudio,
+    SpeechResult,
     TextDelta,
     ToolCallDelta,
     TranscribeResult,
@@ -36,6 +38,7 @@ from contracts.replies import (
     VectorResult,
 )
 from contracts.rerank import Document, RerankRequest
+from contracts.speech import SpeechRequest
 from contracts.transcribe import TranscribeRequest
 from contracts.vectors import (
     Metadata,
@@ -51,10 +54,13 @@ from producer_sdk.options import (
     GenerateEvent,
     GenerateOptions,
     RequestHead,
+    SpeechEvent,
+    SpeechOptions,
     TranscribeEvent,
     TranscribeOptions,
 )
 from producer_sdk.replies import ReplyRouter, StreamRestarted
+from producer_sdk.speech import SpeechJoiner, SpokenAudio
 from transport.connection import DEFAULT_BOOTSTRAP, PLAINTEXT, KafkaConnection, KafkaSecurity
 
 F = TypeVar("F", bound=Final)
@@ -322,6 +328,47 @@ class FleetClient:
             async for item in stream:
                 if isinstance(item, TranscribeResult):
                     return item
+        raise AssertionError("a reply stream ends with its final chunk or an exception")
+
+    async def stream_speech(
+        self, text: str, *, model: str, voice: str, **options: Unpack[SpeechOptions]
+    ) -> AsyncGenerator[SpeechEvent, None]:
+        """Yield the audio in pieces as the voice makes it (``SpeechAudio``: joined in
+        order, the file in ``response_format``), then the SpeechResult with the usage. A
+        StreamRestarted event means the job was redone: drop the audio received so far.
+        A streamed wav's header gives no length (``speech`` returns the file with it)."""
+        head, timeout = self._head(options.get("request_id"), options.get("timeout_s"))
+        request = SpeechRequest(
+            **head,
+            model=model,
+            input=text,
+            voice=voice,
+            response_format=options.get("response_format", "wav"),
+            speed=options.get("speed", 1.0),
+            instructions=options.get("instructions"),
+            provider=options.get("provider"),
+        )
+        async for item in self._call(
+            "speech", request, timeout, options.get("lane", "interactive")
+        ):
+            if isinstance(item, SpeechAudio | StreamRestarted | SpeechResult):
+                yield item
+
+    async def speech(
+        self, text: str, *, model: str, voice: str, **options: Unpack[SpeechOptions]
+    ) -> SpokenAudio:
+        """The whole audio file of ``text`` spoken, and the result; the arguments as
+        ``stream_speech``'s. Raises AudioIncomplete where the audio did not all arrive."""
+        joiner = SpeechJoiner()
+        stream = self.stream_speech(text, model=model, voice=voice, **options)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, StreamRestarted):
+                    joiner.restart()
+                elif isinstance(item, SpeechAudio):
+                    joiner.add(item)
+                else:
+                    return joiner.join(item)
         raise AssertionError("a reply stream ends with its final chunk or an exception")
 
     async def upsert(

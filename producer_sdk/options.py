@@ -10,16 +10,20 @@ from contracts.generate import ToolChoice, ToolSpec
 from contracts.names import Lane
 from contracts.replies import (
     GenerateResult,
+    SpeechAudio,
+    SpeechResult,
     TextDelta,
     ToolCallDelta,
     TranscribeResult,
     TranscriptSegment,
 )
 from contracts.response_format import ResponseFormat
+from contracts.speech import SpeechFormat
 from producer_sdk.replies import StreamRestarted
 
 GenerateEvent = TextDelta | ToolCallDelta | StreamRestarted | GenerateResult
 TranscribeEvent = TranscriptSegment | StreamRestarted | TranscribeResult
+SpeechEvent = SpeechAudio | StreamRestarted | SpeechResult
 
 
 class GenerateOptions(TypedDict, total=False):
@@ -60,6 +64,18 @@ class TranscribeOptions(TypedDict, total=False):
     # "batch": sent on the batch lane, served with what interactive work leaves
     # (docs/decisions/0021-priority-lanes.md); default "interactive".
     lane: Lane
+
+
+class SpeechOptions(TypedDict, total=False):
+    """Options of ``speech`` and ``stream_speech`` besides the text, model and voice."""
+
+    response_format: SpeechFormat  # default "wav"; flac, mp3, opus where workers encode them
+    speed: float  # 0.25 to 4.0 (a voice may speak a narrower range); default 1.0
+    instructions: str | None  # how to speak, for the models that take it
+    provider: str | None
+    timeout_s: float | None  # the deadline, from now; default: the client's
+    request_id: str | None  # default: a new unique id
+    lane: Lane  # default "interactive"
 
 
 class RequestHead(TypedDict):

@@ -34,6 +34,8 @@ class ModelEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # US dollars per million tokens of prompt and of answer (embeddings: input only).
     input_usd_per_mtok: Price | None = None
     output_usd_per_mtok: Price | None = None
+    # US dollars per million characters of input (speech: OpenAI prices tts-1 so).
+    input_usd_per_mchar: Price | None = None
 
     def over(self, general: ModelEntry) -> ModelEntry:
         """This entry, with what it leaves unsaid taken from ``general``."""
@@ -87,6 +89,14 @@ class ModelCatalogue:
         """The entries of the models ``provider`` serves, by model name."""
         found = {model: self.entry(provider, model) for model in models}
         return {model: entry for model, entry in found.items() if entry is not None}
+
+    def character_cost_usd(self, provider: str, model: str, characters: int) -> float | None:
+        """What ``characters`` of input cost ``model`` served by ``provider``; None when the
+        catalogue has no price per character for it."""
+        entry = self.entry(provider, model)
+        if entry is None or entry.input_usd_per_mchar is None:
+            return None
+        return round(characters * entry.input_usd_per_mchar / _PER_MILLION, 12)
 
     def priced(self, provider: str, model: str, usage: Usage) -> Usage:
         """``usage`` with its cost, when the catalogue knows the model's prices."""

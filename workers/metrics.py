@@ -102,5 +102,8 @@ class WorkerMetrics:
 
     def spent(self, provider: str, model: str, usage: Usage) -> None:
         """Count what a call cost (fleet_cost_usd_total), when its usage has a price."""
-        if usage.cost_usd:
-            self.cost.labels(self.kind, provider, model).inc(usage.cost_usd)
+        self.spent_usd(provider, model, usage.cost_usd)
+
+    def spent_usd(self, provider: str, model: str, cost_usd: float | None) -> None:
+        if cost_usd:
+            self.cost.labels(self.kind, provider, model).inc(cost_usd)

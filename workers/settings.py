@@ -165,11 +165,13 @@ class CallerUrls(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 # Jobs in flight per worker process when not configured: a model that runs one call at a
 # time needs few; the embed batcher needs many to fill its batches.
-DEFAULT_CONCURRENCY = {"generate": 4, "embed": 64, "transcribe": 2, "vectors": 16, "rerank": 8}
+DEFAULT_CONCURRENCY = {
+    "generate": 4, "embed": 64, "transcribe": 2, "vectors": 16, "rerank": 8, "speech": 2,
+}  # fmt: skip
 # Batch-lane jobs in flight at most (docs/decisions/0021-priority-lanes.md): enough to keep
 # the model busy between batch jobs (embed: 8 chunks of 64 texts queue 512 texts).
 DEFAULT_BATCH_CONCURRENCY = {
-    "generate": 2, "embed": 8, "transcribe": 1, "vectors": 8, "rerank": 2,
+    "generate": 2, "embed": 8, "transcribe": 1, "vectors": 8, "rerank": 2, "speech": 1,
 }  # fmt: skip
 
 
@@ -238,6 +240,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_audio_bytes: Annotated[int, msgspec.Meta(ge=1)] = 25_000_000
     # Which http(s) `audio_url` and `image_url` the workers fetch: the `[caller_urls]` table.
     caller_urls: CallerUrls = msgspec.field(default_factory=CallerUrls)
+    # The speech worker's voices (providers/speech): eSpeak NG by default (decision 0041).
+    speech: list[ProviderSpec] = msgspec.field(default_factory=lambda: [_spec("local-espeak")])
     # The vector store; Redis vector sets default to redis_url.
     vector_store: ProviderSpec = msgspec.field(default_factory=lambda: _spec("redis"))
     # The model catalogue (`[[models]]`): per model, its context window, what it can do and

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,11 @@ async def test_the_demo_runs_every_kind_of_job(infra: Infra, namespace: str) -> 
     assert "completed, 5 rows embedded, 0 failed; 5 result lines" in output
     assert re.search(r"== rerank .*\n\? .*\n1\. \d\.\d\d  Apache Kafka", output), output
     assert "== transcribe" in output
+    assert "== speech" in output
+    spoken = re.search(r"spoke the answer: .* written to (\S+\.wav)", output)
+    assert spoken is not None, output
+    with wave.open(spoken[1]) as wav:  # the answer, spoken: a WAV file that plays
+        assert wav.getnframes() / wav.getframerate() > 0.5
 
 
 async def test_schema_prints_the_committed_contract(infra: Infra, namespace: str) -> None:

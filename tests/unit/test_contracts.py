@@ -19,6 +19,10 @@ from contracts import (
     GenerateRequest,
     GenerateResult,
     ReplyAddress,
+    SpeechAudio,
+    SpeechRequest,
+    SpeechResult,
+    SpeechUsage,
     TextDelta,
     TranscribeRequest,
     TranscribeResult,
@@ -72,6 +76,12 @@ REQUESTS = [
     ),
     ("vectors", VectorDeleteRequest(request_id="r5", collection="docs", ids=["d1"])),
     ("vectors", VectorQueryRequest(request_id="r6", collection="docs", text="hi", top_k=3)),
+    (
+        "speech",
+        SpeechRequest(
+            request_id="r8", model="tts-1", input="Hi.", voice="alloy", speed=1.25, instructions="x"
+        ),
+    ),
 ]
 
 CHUNKS = [
@@ -80,6 +90,17 @@ CHUNKS = [
     EmbedResult(request_id="r2", seq=0, model="m", dimension=2, vectors=[[0.5, 0.5]]),
     TranscriptSegment(request_id="r3", seq=0, start_s=0.0, end_s=1.5, text="hello"),
     TranscribeResult(request_id="r3", seq=1, model="tiny.en", text="hello", language="en"),
+    SpeechAudio(request_id="r8", seq=0, audio=b"RIFF\xff\x00"),
+    SpeechResult(
+        request_id="r8",
+        seq=1,
+        model="tts-1",
+        voice="alloy",
+        response_format="wav",
+        sample_rate=24000,
+        audio_bytes=6,
+        usage=SpeechUsage(characters=3, audio_s=0.5, cost_usd=0.000045),
+    ),
     VectorResult(
         request_id="r6",
         seq=0,
@@ -243,7 +264,7 @@ def test_error_codes_and_retryability() -> None:
 
 def test_json_schema_covers_every_topic_and_is_committed() -> None:
     schema = json_schema()
-    kinds = {"generate", "embed", "transcribe", "vectors", "rerank", "replies", "control"}
+    kinds = {"generate", "embed", "transcribe", "vectors", "rerank", "speech", "replies", "control"}
     batch = {"batch_commands", "batch_status", "batch_input", "batch_output"}
     assert set(schema["properties"]) == kinds | batch
     assert {"GenerateRequest", "RerankRequest", "BatchSubmit", "BatchInfo", "BatchRow"} <= set(

@@ -48,6 +48,14 @@ tools = false
 name = "text-embedding-3-small"
 input_usd_per_mtok = 0.02
 
+[[speech]]
+name = "openai"
+config = { models = ["tts-1"] }
+
+[[models]]
+name = "tts-1"
+input_usd_per_mchar = 15.0
+
 [[models]]
 name = "gpt-4o-mini"
 provider = "nowhere"
@@ -91,6 +99,7 @@ def test_fleet_models_lists_what_the_settings_serve(
     assert rows["embed", None, "text-embedding-3-small"]["input_usd_per_mtok"] == 0.02
     reranker = rows["rerank", None, "jina-reranker-v2-base-multilingual"]
     assert (reranker["provider"], reranker["input_usd_per_mtok"]) == ("jina", 0.02)
+    assert rows["speech", None, "tts-1"]["input_usd_per_mchar"] == 15.0
     assert [e["provider"] for e in listing["unused_entries"]] == ["nowhere"]
 
     assert main(["models", "--config", str(config)]) == 0
@@ -98,4 +107,5 @@ def test_fleet_models_lists_what_the_settings_serve(
     assert table[0].split() == ["KIND", "PROVIDER", "MODEL", "CONTEXT", "CAN", "$/M", "IN",
                                 "$/M", "OUT"]  # fmt: skip
     assert any("fallback > vllm" in line and "8192" in line for line in table)
+    assert any(line.split()[:2] == ["speech", "openai"] and "15/char" in line for line in table)
     assert table[-1].startswith("warning: `[[models]]` entry 'gpt-4o-mini' for provider")

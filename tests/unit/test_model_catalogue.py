@@ -57,6 +57,20 @@ def test_prices_make_a_cost_only_when_every_token_has_one() -> None:
     assert catalogue.priced("any", "x", usage) is usage
 
 
+def test_speech_is_priced_per_character() -> None:
+    catalogue = ModelCatalogue(
+        [
+            ModelEntry(name="tts-1", input_usd_per_mchar=15.0),
+            ModelEntry(name="tts-1", provider="azure", input_usd_per_mchar=16.5),
+        ]
+    )
+    assert catalogue.character_cost_usd("openai", "tts-1", 2000) == pytest.approx(0.03)
+    assert catalogue.character_cost_usd("azure", "tts-1", 2000) == pytest.approx(0.033)
+    assert catalogue.character_cost_usd("openai", "espeak-ng", 2000) is None
+    # A price per character says nothing of tokens.
+    assert catalogue.priced("openai", "tts-1", Usage(prompt_tokens=10)).cost_usd is None
+
+
 def test_the_catalogue_narrows_a_provider_and_never_widens_it() -> None:
     provider = ChatCapabilities(
         models=("a", "b"),

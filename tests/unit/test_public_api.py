@@ -14,6 +14,7 @@ PACKAGES = [
     "providers.embeddings",
     "providers.memory",
     "providers.transcription",
+    "providers.speech",
     "providers.vectorstores",
     "producer_sdk",
     "workers",

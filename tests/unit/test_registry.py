@@ -19,6 +19,7 @@ from providers.memory import MemoryStore, memory_stores
 from providers.redis_client import RedisPool
 from providers.router import ModelRouter
 from providers.shared import Shared
+from providers.speech import speech_providers
 from providers.transcription import transcription_providers
 from providers.vectorstores import vector_stores
 from tests.conformance.chat import ChatProviderConformance
@@ -129,6 +130,9 @@ PROVIDER_TESTS = {
     ("embeddings", "openai"): "tests/unit/providers/test_openai_embeddings.py",
     ("transcription", "local-whisper"): "tests/unit/providers_local/test_local_whisper.py",
     ("transcription", "openai"): "tests/unit/providers/test_openai_transcription.py",
+    ("speech", "local-espeak"): "tests/unit/providers_local/test_local_espeak.py",
+    ("speech", "local-piper"): "tests/unit/providers_local/test_local_piper.py",
+    ("speech", "openai"): "tests/unit/providers/test_openai_speech.py",
     ("vector store", "redis"): "tests/unit/providers_local/test_redis_vectors.py",
     ("vector store", "pgvector"): "tests/unit/providers_local/test_pgvector.py",
     ("vector store", "qdrant"): "tests/unit/providers_local/test_qdrant.py",
@@ -141,6 +145,7 @@ def test_every_registered_provider_has_its_tests() -> None:
         "chat": chat_providers,
         "embeddings": embedding_providers,
         "transcription": transcription_providers,
+        "speech": speech_providers,
         "vector store": vector_stores,
         "memory": memory_stores,
     }

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from providers.shared import Shared
-from workers.handlers import embed, generate, rerank, transcribe, vectors
+from workers.handlers import embed, generate, rerank, speech, transcribe, vectors
 from workers.handlers.base import JobHandler
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
@@ -22,6 +22,7 @@ HANDLER_BUILDERS: Final[dict[str, HandlerBuilder]] = {
     "transcribe": transcribe.build,
     "vectors": vectors.build,
     "rerank": rerank.build,
+    "speech": speech.build,
 }
 
 

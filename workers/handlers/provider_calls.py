@@ -7,7 +7,7 @@ answered, and counted in fleet_cost_usd_total. Handlers reach providers only thr
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from types import TracebackType
 
 import msgspec
@@ -21,6 +21,7 @@ from providers.chat.streams import closing
 from providers.chat.usage_count import completed_usage
 from providers.embeddings.base import EmbeddingProvider, Embeddings
 from providers.rerank.base import RerankProvider, Scores
+from providers.speech.base import SpeechParams, SpeechProvider
 from providers.telemetry import ProviderSpan, span_opener
 from providers.transcription.base import TranscriptionEvent, TranscriptionProvider
 from workers.metrics import WorkerMetrics
@@ -78,6 +79,24 @@ class ProviderCalls:
         async with self.span("transcription", provider.name, "transcription", model):
             async for event in provider.transcribe(audio, model=model, language=language):
                 yield event
+
+    async def speak(
+        self, provider: SpeechProvider, text: str, params: SpeechParams
+    ) -> AsyncGenerator[bytes, None]:
+        async with (
+            self.span("speech", provider.name, "speech", params.model),
+            aclosing(provider.synthesize(text, params)) as pieces,
+        ):
+            async for audio in pieces:
+                yield audio
+
+    def settle_characters(self, provider: str, model: str, characters: int) -> float | None:
+        """What ``characters`` of input cost at the catalogue's price per character for
+        ``provider``'s ``model`` (None: no price), counted."""
+        cost = self._models.character_cost_usd(provider, model, characters)
+        if self._metrics is not None:
+            self._metrics.spent_usd(provider, model, cost)
+        return cost
 
     def store(self, store: str, operation: str) -> AbstractAsyncContextManager[ProviderSpan]:
         """Around one vector store call (``upsert``, ``delete``, ``query``):

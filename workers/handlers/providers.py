@@ -23,6 +23,7 @@ from providers.redis_client import RedisClient
 from providers.rerank import RerankProvider, rerank_providers
 from providers.router import ModelRouter
 from providers.shared import Shared
+from providers.speech import SpeechProvider, speech_providers
 from providers.transcription import TranscriptionProvider, transcription_providers
 from workers.settings import ProviderSpec, WorkerSettings
 
@@ -104,6 +105,10 @@ def _embedder(spec: ProviderSpec, shared: Shared) -> EmbeddingProvider:
 def transcriber(spec: ProviderSpec, shared: Shared) -> TranscriptionProvider:
     provider = transcription_providers.create(spec.name, spec.config, shared)
     return _rate_limited(RateLimitedTranscription, provider, spec, shared)
+
+
+def speaker(spec: ProviderSpec, shared: Shared) -> SpeechProvider:
+    return speech_providers.create(spec.name, spec.config, shared)
 
 
 async def embedders(settings: WorkerSettings, shared: Shared) -> ModelRouter[EmbeddingProvider]:

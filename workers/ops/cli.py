@@ -48,6 +48,7 @@ from workers.ops.local_fleet import (
     wait_ready,
 )
 from workers.ops.rerank_cli import add_rerank_command
+from workers.ops.speak_cli import add_speak_command
 from workers.ops.tenant_options import add_tenant_options, tenant_key
 from workers.ops.terminal import print_stream
 from workers.settings import WorkerSettings, load_settings
@@ -120,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     add_tenant_options(sub.choices["chat"])
     sub.choices["demo"].set_defaults(func=_cmd_demo)
     _health_base_port_option(sub.choices["demo"])
+
+    add_speak_command(sub, _connection_options, _client)
 
     corpus = sub.add_parser(
         "embed-corpus",

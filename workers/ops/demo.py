@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -13,8 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from contracts.names import BATCH_KIND, WORKER_KINDS
+from contracts.speech import SPEECH_MAX_INPUT_CHARS
 from contracts.vectors import VectorRecord
-from producer_sdk import BatchClient, FleetClient, KafkaSecurity
+from producer_sdk import (
+    BatchClient,
+    FleetClient,
+    KafkaSecurity,
+    SpeechAudio,
+    SpeechJoiner,
+    StreamRestarted,
+)
 from workers.ops.batch_progress import BatchProgress
 from workers.ops.local_fleet import (
     LOG_DIR,
@@ -34,6 +43,9 @@ CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
+SPEECH_MODEL = "espeak-ng"
+# Where the demo writes the answer it speaks: beside the workers' logs.
+SPOKEN_ANSWER = LOG_DIR.parent / "demo-answer.wav"
 # Made once with espeak-ng and sox, so that the demo needs no system package.
 SPEECH_SAMPLE = Path(__file__).parent / "assets" / "demo-speech.wav"
 
@@ -104,14 +116,17 @@ async def _tour(
             print(f"[fleet] {kind} worker ready: {metrics_url(port)}", file=sys.stderr)
         print(file=sys.stderr, flush=True)
 
+    # The default voice is the espeak-ng program: without it, no speech worker (and no
+    # failed start ending the tour).
+    speaks = shutil.which("espeak-ng") is not None
     start("generate")
     await ready("generate")
-    start(*(kind for kind in WORKER_KINDS if kind != "generate"))
+    start(*(kind for kind in WORKER_KINDS if kind != "generate" and (speaks or kind != "speech")))
     security = KafkaSecurity.from_env()  # as the workers it started read it
     async with FleetClient(
         bootstrap_servers, security=security, namespace=namespace, tenant="demo"
     ) as fleet:
-        await _generate(fleet, prompt, max_tokens)
+        answer = await _generate(fleet, prompt, max_tokens)
         await ready("embed", "vectors")
         await _embed_and_search(fleet)
         await ready("rerank")
@@ -120,11 +135,17 @@ async def _tour(
         await _batch(fleet)
         await ready("transcribe")
         await _transcribe(fleet)
+        if speaks:
+            await ready("speech")
+            await _speak(fleet, answer or prompt)
+        else:
+            print("== speech: skipped, espeak-ng is not installed "
+                  "(deploy/local/system-packages.sh)")  # fmt: skip
 
 
-async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> None:
+async def _generate(fleet: FleetClient, prompt: str, max_tokens: int) -> str:
     print(f"== generate ({CHAT_MODEL}, streamed)\n> {prompt}\n")
-    await print_stream(
+    return await print_stream(
         fleet.stream_generate(prompt, model=CHAT_MODEL, max_tokens=max_tokens, temperature=0.2)
     )
 
@@ -181,3 +202,27 @@ async def _transcribe(fleet: FleetClient) -> None:
     result = await fleet.transcribe(SPEECH_SAMPLE.read_bytes(), model=WHISPER_MODEL)
     print(f"heard by the fleet in {SPEECH_SAMPLE.name}: {result.text.strip()!r} "
           f"({result.duration_s or 0:.1f}s of audio)")  # fmt: skip
+
+
+async def _speak(fleet: FleetClient, answer: str) -> None:
+    """The generated answer spoken: its audio streams in pieces as the voice makes them."""
+    print(f"\n== speech ({SPEECH_MODEL}, streamed)")
+    started = time.perf_counter()
+    first: float | None = None
+    joiner = SpeechJoiner()
+    text = answer[:SPEECH_MAX_INPUT_CHARS]
+    spoken = fleet.stream_speech(text, model=SPEECH_MODEL, voice="alloy")
+    async with contextlib.aclosing(spoken) as events:
+        async for event in events:
+            if isinstance(event, SpeechAudio):
+                first = first if first is not None else time.perf_counter() - started
+                joiner.add(event)
+            elif isinstance(event, StreamRestarted):
+                joiner.restart()
+            else:
+                whole = joiner.join(event)
+    SPOKEN_ANSWER.parent.mkdir(parents=True, exist_ok=True)
+    SPOKEN_ANSWER.write_bytes(whole.audio)
+    usage = whole.result.usage
+    print(f"spoke the answer: {usage.audio_s:.1f}s of audio for {usage.characters} characters, "
+          f"first audio after {first or 0:.2f}s; written to {SPOKEN_ANSWER}")  # fmt: skip

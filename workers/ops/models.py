@@ -16,12 +16,13 @@ from providers.chat.fallback import FallbackChat
 from providers.embeddings import embedding_providers
 from providers.rerank import rerank_providers
 from providers.shared import Shared
+from providers.speech import speech_providers
 from providers.transcription import transcription_providers
 from workers.settings import ProviderSpec, WorkerSettings
 
 
 class ServedModel(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    kind: str  # the job kind: generate, embed, transcribe, rerank
+    kind: str  # the job kind: generate, embed, transcribe, rerank, speech
     provider: str
     model: str
     # Through a fallback chain: the link that serves it, and the model it runs when that
@@ -35,6 +36,7 @@ class ServedModel(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     json_schema: bool | None = None
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
+    input_usd_per_mchar: float | None = None  # speech: per million characters of input
 
 
 class Listing(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +86,16 @@ async def list_models(settings: WorkerSettings) -> Listing:
                 ServedModel(kind="transcribe", provider=transcriber.name, model=model)
                 for model in transcriber.capabilities.models
             )
+        for spec in settings.speech:
+            voice = speech_providers.create(spec.name, spec.config, shared)
+            opened.push_async_callback(voice.aclose)
+            rows.extend(
+                _priced(
+                    ServedModel(kind="speech", provider=voice.name, model=model),
+                    catalogue.entry(voice.name, model),
+                )
+                for model in voice.capabilities.models
+            )
     return Listing(models=rows, unused_entries=_unused(catalogue, rows))
 
 
@@ -126,6 +138,7 @@ def _priced(row: ServedModel, entry: ModelEntry | None) -> ServedModel:
         row,
         input_usd_per_mtok=entry.input_usd_per_mtok,
         output_usd_per_mtok=entry.output_usd_per_mtok,
+        input_usd_per_mchar=entry.input_usd_per_mchar,
     )
 
 
@@ -154,7 +167,7 @@ def render(listing: Listing) -> str:
                 model,
                 "" if row.context_tokens is None else str(row.context_tokens),
                 _abilities(row),
-                _price(row.input_usd_per_mtok),
+                _input_price(row),
                 _price(row.output_usd_per_mtok),
             )
         )
@@ -172,6 +185,13 @@ def render(listing: Listing) -> str:
 def _abilities(row: ServedModel) -> str:
     names = ("streaming", "tools", "vision", "json_schema")
     return ",".join(name for name in names if getattr(row, name))
+
+
+def _input_price(row: ServedModel) -> str:
+    """Tokens' price as it is; characters' (speech) marked as such."""
+    if row.input_usd_per_mchar is not None:
+        return f"{row.input_usd_per_mchar:g}/char"
+    return _price(row.input_usd_per_mtok)
 
 
 def _price(value: float | None) -> str:
