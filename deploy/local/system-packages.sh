@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the tests need beside the Python ones: espeak-ng (synthesises real speech
-# for the transcription tests), sox (resamples and mixes audio) and kcat (runs the example of
+# Debian packages the tests need beside the Python ones: espeak-ng (the speech kind's local
+# voice; synthesises real speech for the transcription tests), sox (resamples and mixes
+# audio; with libsox-fmt-mp3 it makes mp3, OpenAI's default speech format) and kcat (runs the example of
 # docs/other-languages.md, as a producer in another language would). Installs only what is missing.
 # usage: deploy/local/system-packages.sh
 set -euo pipefail
 
-PACKAGES=(espeak-ng sox kcat)
+PACKAGES=(espeak-ng sox libsox-fmt-mp3 kcat)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
