@@ -5,8 +5,11 @@ embed worker, through the real broker, with the workers verifying tenant signatu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -218,6 +221,51 @@ async def test_embeddings_as_floats_and_as_base64(fleet: Fleet) -> None:
         assert decoded.embedding == pytest.approx(plain.embedding, abs=1e-6)
     assert len(short.data[0].embedding) == 64
     assert floats.usage.prompt_tokens > 0
+
+
+@pytest.fixture(scope="module")
+def node_packages() -> Path:
+    """Where deploy/local/node-clients.sh installed tests/node's npm packages (the README's
+    test command runs it); the test is skipped only where there is no node to run them."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the openai npm package cannot be driven")
+    script = REPO / "deploy" / "local" / "node-clients.sh"
+    found = subprocess.run(["bash", str(script), "dir"], check=True, capture_output=True, text=True)
+    packages = Path(found.stdout.strip())
+    assert (packages / ".installed").is_file(), (
+        f"tests/node's npm packages are not in {packages}: run bash deploy/local/node-clients.sh"
+    )
+    return packages
+
+
+async def test_the_openai_npm_package_streams_and_embeds(fleet: Fleet, node_packages: Path) -> None:
+    """The official `openai` npm package, at the version tests/node locks, from node: a
+    streamed completion with its usage, and embeddings as numbers and as base64."""
+    env = {
+        **os.environ,
+        "FLEET_NODE_PACKAGES": str(node_packages),
+        "OPENAI_BASE_URL": fleet.base_url,
+        "OPENAI_API_KEY": API_KEY,
+    }
+    script = REPO / "tests" / "node" / "openai_clients.mjs"
+    process = await asyncio.create_subprocess_exec(
+        "node", str(script), CHAT_MODEL, EMBED_MODEL, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    answer = json.loads(out)
+    locked = json.loads((REPO / "tests" / "node" / "package.json").read_text())
+    assert answer["version"] == locked["dependencies"]["openai"]
+    chunks = answer["chunks"]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello, world"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    assert [len(v) for v in answer["floats"]] == [384, 384]
+    for plain, decoded in zip(answer["floats"], answer["packed"], strict=True):
+        assert decoded == pytest.approx(plain, abs=1e-6)
+    assert answer["usage"]["prompt_tokens"] > 0
 
 
 async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
