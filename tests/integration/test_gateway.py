@@ -5,14 +5,17 @@ embed worker, through the real broker, with the workers verifying tenant signatu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -298,6 +301,67 @@ async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
             await until(lambda: fleet.chat.cancelled == cancelled + 3, timeout_s=10)
     finally:
         fleet.chat.piece_delay_s = fleet.chat.delay_s = 0.0
+
+
+async def test_a_client_that_leaves_at_any_point_stops_the_model_within_a_second(
+    fleet: Fleet,
+) -> None:
+    """The client leaves at a point drawn at random (the seed is in the failure message)
+    while the provider holds its call: before the first token, mid-stream, or waiting for a
+    whole answer. The provider's call is cancelled, by the job's cancel on the control topic,
+    within a second of the connection closing; the provider stamps when."""
+    seed = random.randrange(2**32)
+    draw = random.Random(seed)
+    chat = fleet.chat
+    request = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hi"}]}
+
+    async def held(**call: object) -> float:
+        """Asked, then left once the provider has the call and a random while has passed:
+        the answer's task cancelled, which closes its connection. When it left."""
+        calls = chat.calls
+        asking = asyncio.ensure_future(client.chat.completions.create(**request, **call))
+        await until(lambda: chat.calls == calls + 1, timeout_s=10)
+        await asyncio.sleep(draw.uniform(0, 0.2))
+        left = time.monotonic()
+        asking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asking
+        return left
+
+    async def mid_stream() -> float:
+        """Left after a random number of the stream's pieces."""
+        stream = await client.chat.completions.create(**request, stream=True)
+        wanted, pieces = draw.randint(1, 4), 0
+        async for chunk in stream:
+            pieces += bool(chunk.choices and chunk.choices[0].delta.content)
+            if pieces == wanted:
+                break
+        left = time.monotonic()
+        await stream.close()
+        return left
+
+    async def gap(leave: Callable[[], Awaitable[float]]) -> float:
+        """From the client leaving to the provider's call cancelled."""
+        cancelled = chat.cancelled
+        left = await leave()
+        await until(lambda: chat.cancelled == cancelled + 1, timeout_s=10)
+        assert chat.cancelled_at is not None
+        return chat.cancelled_at - left
+
+    gaps = {}
+    chat.pieces = tuple(f"{n} " for n in range(40))
+    try:
+        async with fleet.client(timeout=30) as client:
+            # Far longer than the test: only a cancel ends the call early.
+            chat.delay_s = 30
+            gaps["before the first token"] = await gap(lambda: held(stream=True))
+            gaps["not streamed"] = await gap(held)
+            chat.delay_s, chat.piece_delay_s = 0.0, 0.1
+            gaps["mid-stream"] = await gap(mid_stream)
+    finally:
+        chat.delay_s = chat.piece_delay_s = 0.0
+        chat.pieces = ScriptedChat().pieces
+    assert all(0 <= gap < 1 for gap in gaps.values()), f"seed {seed}: {gaps}"
 
 
 async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path: Path) -> None:
