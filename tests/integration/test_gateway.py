@@ -521,6 +521,19 @@ async def test_the_readmes_python_snippet_runs(fleet: Fleet) -> None:
     assert out.decode() == "Hello, world\n"
 
 
+async def test_the_readmes_node_snippet_streams(fleet: Fleet, node_packages: Path) -> None:
+    """Run as a module from the directory the npm packages are in, as a project of the
+    reader's own would (its ``import "openai"`` resolves there)."""
+    code = _against(fleet, _readme_block("js"))
+    process = await asyncio.create_subprocess_exec(
+        "node", "--input-type=module", "-e", code, cwd=node_packages,
+        env={**os.environ, "FLEET_API_KEY": API_KEY}, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    assert out.decode() == "Hello, world"
+
+
 async def test_the_readmes_curl_snippet_streams(fleet: Fleet) -> None:
     """curl -N prints the first token while the model still holds the rest."""
     script = _against(fleet, _readme_block("sh"))
