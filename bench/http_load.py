@@ -22,6 +22,15 @@ class HttpCaller:
     def __init__(self, port: int) -> None:
         self._port = port
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.head = b""  # the last answer's status line and headers, as sent
+
+    def header(self, name: bytes) -> bytes | None:
+        """The last answer's header ``name`` (lower case), if it had one."""
+        for line in self.head.split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            if key.lower() == name:
+                return value.strip()
+        return None
 
     async def call(self, request: bytes) -> bytes:
         """The answer's body; RuntimeError when its status is not 200."""
@@ -39,7 +48,7 @@ class HttpCaller:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
     ) -> bytes:
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        self.head = head = await reader.readuntil(b"\r\n\r\n")
         status = head[9:12]
         headers = head.lower()
         if b"\r\ncontent-length:" in headers:
