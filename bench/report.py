@@ -166,6 +166,9 @@ def _gateway_plot(data: dict[str, Any]) -> str:
         name: {stat: through[f"{stat}_ms"] - base[f"{stat}_ms"] for stat in ("p50", "p99")}
         for name, (through, base) in added.items()
     }
+    # Its own time, from its overhead header: what the difference above hides in the noise.
+    own = {stat: r["fleet gateway"][f"own_{stat}_ms"] for stat in ("p50", "p99")}
+    series = {"fleet gateway's own time": own, **series}
     _bars(IMG / "gateway_overhead.png", "Latency added at 1 in flight", "ms", series)
     return "![gateway overhead](img/gateway_overhead.png)"
 
