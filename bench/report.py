@@ -156,6 +156,23 @@ def _scaling_plot(data: dict[str, Any]) -> str:
     return "![scaling](img/scaling.png)"
 
 
+def _gateway_plot(data: dict[str, Any]) -> str:
+    r = data["results"]
+    added = {
+        "fleet gateway over FleetClient": (r["fleet gateway"], r["FleetClient"]),
+        "LiteLLM over the mock, direct": (r["LiteLLM proxy"], r["mock OpenAI, direct"]),
+    }
+    series = {
+        name: {stat: through[f"{stat}_ms"] - base[f"{stat}_ms"] for stat in ("p50", "p99")}
+        for name, (through, base) in added.items()
+    }
+    # Its own time, from its overhead header: what the difference above hides in the noise.
+    own = {stat: r["fleet gateway"][f"own_{stat}_ms"] for stat in ("p50", "p99")}
+    series = {"fleet gateway's own time": own, **series}
+    _bars(IMG / "gateway_overhead.png", "Latency added at 1 in flight", "ms", series)
+    return "![gateway overhead](img/gateway_overhead.png)"
+
+
 CASES = (
     ("roundtrip", "1. No-op round trip: fleet against raw aiokafka", _roundtrip_plot),
     ("peers", "2. Fleet against Celery and Taskiq", _peers_plot),
@@ -167,6 +184,11 @@ CASES = (
     ("lanes", "8. Interactive latency while a batch runs (priority lanes)", _lanes_plot),
     ("scaling", "9. More worker processes in one group", _scaling_plot),
     ("batch_redis_growth", "10. Redis's growth over a batch", lambda data: ""),
+    (
+        "gateway_overhead",
+        "11. The HTTP gateway against FleetClient, and LiteLLM's proxy",
+        _gateway_plot,
+    ),
 )
 # The script of a case whose result file is named otherwise.
 SCRIPT_OF = {"batch_redis_growth": "batch_jobs"}

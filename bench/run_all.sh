@@ -26,4 +26,5 @@ timeout 900 "$py" -m bench.lanes --scale "$scale"
 timeout $((300 * repeat)) "$py" -m bench.ttfc --requests "$requests" --repeat "$repeat"
 timeout 600 "$py" -m bench.memory
 timeout $((300 * repeat)) "$py" -m bench.connections --scale "$scale" --repeat "$repeat"
+timeout $((600 * repeat)) "$py" -m bench.gateway_overhead --requests "$requests" --repeat "$repeat"
 "$py" -m bench.report

@@ -34,6 +34,8 @@ trap report EXIT
 
 begin "install: uv.lock into .venv"
 bash deploy/setup.sh dev
+begin "install: npm packages of tests/node (the openai client)"
+bash deploy/local/node-clients.sh
 begin "install: system packages (espeak-ng, sox, kcat)"
 bash deploy/local/system-packages.sh || echo "[fleet] continuing: the speech and kcat tests will be skipped" >&2
 

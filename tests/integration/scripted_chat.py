@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from contracts import ChatMessage, ErrorCode, Usage
@@ -28,6 +29,7 @@ class ScriptedChat:
         self.delay_s = delay_s
         self.piece_delay_s = piece_delay_s
         self.cancelled = 0
+        self.cancelled_at: float | None = None  # time.monotonic() of the last cancel
         self.failures = list(failures or [])
         self.retry_after_s = retry_after_s
         self.calls = 0
@@ -58,6 +60,7 @@ class ScriptedChat:
                 await asyncio.sleep(self.piece_delay_s)
         except asyncio.CancelledError:
             self.cancelled += 1
+            self.cancelled_at = time.monotonic()
             raise
         yield ChatDone(
             finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=len(self.pieces))

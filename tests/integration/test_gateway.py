@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -280,6 +282,51 @@ async def test_embeddings_as_floats_and_as_base64(fleet: Fleet) -> None:
     assert floats.usage.prompt_tokens > 0
 
 
+@pytest.fixture(scope="module")
+def node_packages() -> Path:
+    """Where deploy/local/node-clients.sh installed tests/node's npm packages (the README's
+    test command runs it); the test is skipped only where there is no node to run them."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the openai npm package cannot be driven")
+    script = REPO / "deploy" / "local" / "node-clients.sh"
+    found = subprocess.run(["bash", str(script), "dir"], check=True, capture_output=True, text=True)
+    packages = Path(found.stdout.strip())
+    assert (packages / ".installed").is_file(), (
+        f"tests/node's npm packages are not in {packages}: run bash deploy/local/node-clients.sh"
+    )
+    return packages
+
+
+async def test_the_openai_npm_package_streams_and_embeds(fleet: Fleet, node_packages: Path) -> None:
+    """The official `openai` npm package, at the version tests/node locks, from node: a
+    streamed completion with its usage, and embeddings as numbers and as base64."""
+    env = {
+        **os.environ,
+        "FLEET_NODE_PACKAGES": str(node_packages),
+        "OPENAI_BASE_URL": fleet.base_url,
+        "OPENAI_API_KEY": API_KEY,
+    }
+    script = REPO / "tests" / "node" / "openai_clients.mjs"
+    process = await asyncio.create_subprocess_exec(
+        "node", str(script), CHAT_MODEL, EMBED_MODEL, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    answer = json.loads(out)
+    locked = json.loads((REPO / "tests" / "node" / "package.json").read_text())
+    assert answer["version"] == locked["dependencies"]["openai"]
+    chunks = answer["chunks"]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello, world"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    assert [len(v) for v in answer["floats"]] == [384, 384]
+    for plain, decoded in zip(answer["floats"], answer["packed"], strict=True):
+        assert decoded == pytest.approx(plain, abs=1e-6)
+    assert answer["usage"]["prompt_tokens"] > 0
+
+
 async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
     fleet.chat.piece_delay_s = 0.5  # long enough that the client leaves mid-answer
     cancelled = fleet.chat.cancelled
@@ -310,6 +357,72 @@ async def test_a_client_that_leaves_cancels_its_job(fleet: Fleet) -> None:
             await until(lambda: fleet.chat.cancelled == cancelled + 3, timeout_s=10)
     finally:
         fleet.chat.piece_delay_s = fleet.chat.delay_s = 0.0
+
+
+async def test_a_client_that_leaves_at_any_point_stops_the_model_within_a_second(
+    fleet: Fleet,
+) -> None:
+    """The client leaves at a point drawn at random (the seed is in the failure message)
+    while the provider holds its call: before the first token, mid-stream, or waiting for a
+    whole answer. The provider's call is cancelled, by the job's cancel on the control topic,
+    within a second of the connection closing; the provider stamps when."""
+    seed = random.randrange(2**32)
+    draw = random.Random(seed)
+    chat = fleet.chat
+
+    async def held(stream: bool) -> float:
+        """Asked, then left once the provider has the call and a random while has passed:
+        the answer's task cancelled, which closes its connection. When it left."""
+        calls = chat.calls
+        asking = asyncio.ensure_future(
+            client.chat.completions.create(
+                model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}], stream=stream
+            )
+        )
+        await until(lambda: chat.calls == calls + 1, timeout_s=10)
+        await asyncio.sleep(draw.uniform(0, 0.2))
+        left = time.monotonic()
+        asking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asking
+        return left
+
+    async def mid_stream() -> float:
+        """Left after a random number of the stream's pieces."""
+        stream = await client.chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        wanted, pieces = draw.randint(1, 4), 0
+        async for chunk in stream:
+            pieces += bool(chunk.choices and chunk.choices[0].delta.content)
+            if pieces == wanted:
+                break
+        left = time.monotonic()
+        await stream.close()
+        return left
+
+    async def gap(leave: Callable[[], Awaitable[float]]) -> float:
+        """From the client leaving to the provider's call cancelled."""
+        cancelled = chat.cancelled
+        left = await leave()
+        await until(lambda: chat.cancelled == cancelled + 1, timeout_s=10)
+        assert chat.cancelled_at is not None
+        return chat.cancelled_at - left
+
+    gaps = {}
+    pieces, chat.pieces = chat.pieces, tuple(f"{n} " for n in range(40))
+    try:
+        async with fleet.client(timeout=30) as client:
+            # Far longer than the test: only a cancel ends the call early.
+            chat.delay_s = 30
+            gaps["before the first token"] = await gap(lambda: held(stream=True))
+            gaps["not streamed"] = await gap(lambda: held(stream=False))
+            chat.delay_s, chat.piece_delay_s = 0.0, 0.1
+            gaps["mid-stream"] = await gap(mid_stream)
+    finally:
+        chat.delay_s = chat.piece_delay_s = 0.0
+        chat.pieces = pieces
+    assert all(0 <= gap < 1 for gap in gaps.values()), f"seed {seed}: {gaps}"
 
 
 async def test_fleet_gateway_serves_on_the_port_it_prints(infra: Infra, tmp_path: Path) -> None:
@@ -644,6 +757,19 @@ async def test_the_readmes_python_snippet_runs(fleet: Fleet) -> None:
     out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0
     assert out.decode() == "Hello, world\n"
+
+
+async def test_the_readmes_node_snippet_streams(fleet: Fleet, node_packages: Path) -> None:
+    """Run as a module from the directory the npm packages are in, as a project of the
+    reader's own would (its ``import "openai"`` resolves there)."""
+    code = _against(fleet, _readme_block("js"))
+    process = await asyncio.create_subprocess_exec(
+        "node", "--input-type=module", "-e", code, cwd=node_packages,
+        env={**os.environ, "FLEET_API_KEY": API_KEY}, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    assert out.decode() == "Hello, world"
 
 
 async def test_the_readmes_curl_snippet_streams(fleet: Fleet) -> None:
