@@ -3,7 +3,7 @@ between requests and stops at the next request's first byte, and a new connectio
 timer at all, so a client that sends its headers a byte at a time (slowloris), or never
 finishes them, holds its connection for as long as it likes. The deadline starts when the
 connection opens or, on a kept-alive one, at the next head's first byte, and is met once
-h11 has the whole head. Past it a client that sent part of a head is answered 408 in
+the parser has the whole head. Past it a client that sent part of a head is answered 408 in
 OpenAI's shape; one that sent nothing is closed, as the keep-alive timer closes it."""
 
 from __future__ import annotations
@@ -11,43 +11,46 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.errors import OpenAIError
 
 
 def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol, with a deadline of ``timeout_s`` on each request's head
-    (``uvicorn.Config(http=...)``; the class carries the deadline, as uvicorn builds one
-    protocol per connection from the class alone)."""
+    """uvicorn's httptools protocol (llhttp, in C: cheaper a call than h11 in pure Python,
+    bench/NOTES.md), with a deadline of ``timeout_s`` on each
+    request's head (``uvicorn.Config(http=...)``; the class carries the deadline, as uvicorn
+    builds one protocol per connection from the class alone)."""
     refusal = _timed_out(timeout_s)
 
-    class HeadTimed(H11Protocol):
+    class HeadTimed(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._head_timer: asyncio.TimerHandle | None = None
+            self._head_begun = False  # a head's first byte came, its end did not yet
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)  # type: ignore[arg-type]
-            self._watch_head()
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_timer()
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._watch_head()
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_begun = True
+            # A kept-alive connection's next head: timed from its first byte (between
+            # requests the connection is the keep-alive timer's).
+            self._start_timer()
+
+        def on_headers_complete(self) -> None:
+            self._head_begun = False
+            self._stop_timer()
+            super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_timer()
             super().connection_lost(exc)
 
-        def _watch_head(self) -> None:
-            """Time the head while h11 waits for one (IDLE: no request taken yet). Not
-            called between requests: a kept-alive connection is the keep-alive timer's
-            until its next byte comes."""
-            waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-            if not waiting:
-                self._stop_timer()
-            elif self._head_timer is None:
+        def _start_timer(self) -> None:
+            if self._head_timer is None:
                 self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
 
         def _stop_timer(self) -> None:
@@ -57,10 +60,9 @@ def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
 
         def _head_timed_out(self) -> None:
             self._head_timer = None
-            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            if self.transport.is_closing():
                 return
-            buffered, _ = self.conn.trailing_data
-            if buffered:  # part of a head: say why the connection ends
+            if self._head_begun:  # part of a head: say why the connection ends
                 self.transport.write(refusal)
             self.transport.close()
 
@@ -68,8 +70,8 @@ def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
 
 
 def _timed_out(timeout_s: float) -> bytes:
-    """The whole 408 response, written as bytes: h11 sends a response only to a request
-    it has, and this one never arrived."""
+    """The whole 408 response, written as bytes: the protocol sends a response only to a
+    request it has, and this one never arrived."""
     body = OpenAIError(
         408,
         f"the request's headers were not complete within {timeout_s:g} s",
