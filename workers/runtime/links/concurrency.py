@@ -73,8 +73,8 @@ class TakeTurn(Link):
             return
         if lease is None:
             message = (
-                f"the request's deadline passed while it waited for tenant "
-                f"{job.request.tenant!r}'s turn (max_in_flight): it was not run"
+                "the request's deadline passed while it waited its turn "
+                f"(tenant {job.request.tenant}'s max_in_flight): it was not run"
             )
             await answer_expired(job, self._metrics, message)
             return
