@@ -10,15 +10,19 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from contracts import ChatMessage, ErrorCode, ErrorReply, GenerateResult
+from contracts import CancelJob, ChatMessage, ErrorCode, ErrorReply, GenerateResult
 from contracts.codec import encode
 from contracts.envelope import ReplyAddress
 from contracts.generate import GenerateRequest
 from contracts.replies import Final
 from providers.chat import ChatEvent, ChatParams
+from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.redis_client import RedisClient, connect_redis
+from providers.router import ModelRouter
 from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.job_runner_harness import MODEL, REPLIES, Fixture, _final, _record
+from workers.handlers.generate import GenerateHandler
+from workers.metrics import Outcome
 from workers.runtime.lanes import LaneGate
 from workers.runtime.runner import TurnSettings
 from workers.settings import TenantSettings
@@ -28,12 +32,12 @@ LIMITED = {"acme": TenantSettings(max_in_flight=2)}
 
 
 class RecordingChat(ScriptedChat):
-    """Writes down each call's start and end, by the tenant named in its message; holds
-    every call until ``go`` is set."""
+    """Writes down each call's start and end, by its message ("<tenant>[/<session>/<id>]");
+    holds every call until ``go`` is set."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.record: list[tuple[str, str]] = []  # ("start" | "end", tenant)
+        self.record: list[tuple[str, str]] = []  # ("start" | "end", message)
         self.go = asyncio.Event()
 
     async def stream_chat(
@@ -48,24 +52,25 @@ class RecordingChat(ScriptedChat):
         finally:
             self.record.append(("end", tenant))
 
-    def started(self, tenant: str) -> int:
-        return self.record.count(("start", tenant))
+    def started(self, prefix: str) -> int:
+        """Calls started whose message begins with ``prefix``."""
+        return sum(event == "start" and who.startswith(prefix) for event, who in self.record)
 
-    def most_at_once(self, tenant: str) -> int:
+    def most_at_once(self, prefix: str) -> int:
         running = most = 0
         for event, who in self.record:
-            if who == tenant:
+            if who.startswith(prefix):
                 running += 1 if event == "start" else -1
                 most = max(most, running)
         return most
 
 
-def _job(tenant: str, number: int, **fields: object) -> GenerateRequest:
+def _job(tenant: str, number: int, message: str = "", **fields: object) -> GenerateRequest:
     return GenerateRequest(
         request_id=f"{tenant}-{number}",
         tenant=tenant,
         model=MODEL,
-        messages=[ChatMessage(role="user", content=tenant)],
+        messages=[ChatMessage(role="user", content=message or tenant)],
         reply_to=ReplyAddress(topic=REPLIES, partition=0),
         **fields,  # type: ignore[arg-type]
     )
@@ -213,3 +218,51 @@ async def test_a_lease_takes_a_place_in_its_tenant_and_its_session_or_in_neither
     for lease in (second, third):
         await leases.release(lease)
     assert await redis.exists(tenant, chat_1, chat_2) == 0
+
+
+@pytest.mark.redis
+async def test_a_sessions_turns_wait_with_their_slot_lent_and_a_cancel_stops_a_waiting_one(
+    redis: RedisClient, ledger_namespace: str
+) -> None:
+    chat = RecordingChat()
+    memory = RedisMemory(RedisMemoryConfig(key_prefix=f"fleet:{ledger_namespace}:memory"), redis)
+    gate = LaneGate(slots=4, batch_limit=1)
+    leases = TenantLeases(redis, ledger_namespace, poll_s=0.05)
+    limits = {"acme": TenantSettings(max_in_flight_per_session=1)}
+    replica = Fixture(
+        chat=chat,
+        handler=GenerateHandler(ModelRouter("chat", [chat]), memory),
+        turns=TurnSettings(leases, limits, gate),
+    )
+    requests = [
+        _job("acme", n, f"acme/{session}/acme-{n}", session_id=session)
+        for n, session in enumerate(("s1", "s1", "s2"))
+    ]
+    jobs = []
+    for request in requests:
+        gate.started("interactive")  # as the consume loop does before it runs a job
+        jobs.append(asyncio.create_task(replica.runner.run(_record(encode(request)))))
+
+    def waiting() -> float:
+        return _gauge(replica, "fleet_tenant_jobs_waiting", "acme")
+
+    await _until(lambda: chat.started("acme/s1") == 1 and chat.started("acme/s2") == 1)
+    await _until(lambda: waiting() == 1)
+    assert gate.running("interactive") == 2  # the waiting turn lent its slot back
+
+    # The caller of the waiting turn gives up: it ends, never having run.
+    (running,) = (who for event, who in chat.record if who.startswith("acme/s1"))
+    (waiter,) = (r for r in requests[:2] if not running.endswith(r.request_id))
+    await replica.runner.cancel(CancelJob(request_id=waiter.request_id, tenant="acme"))
+    await _until(lambda: replica.count(Outcome.CANCELLED) == 1)
+    assert waiting() == 0
+    assert gate.running("interactive") == 3
+
+    chat.go.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*jobs)
+    assert chat.started("acme/s1") == 1
+    assert [who for event, who in chat.record if event == "end"].count(running) == 1
+    finals = [c for c in replica.publisher.replies(REPLIES) if isinstance(c, Final)]
+    assert len(finals) == 2
+    assert all(isinstance(final, GenerateResult) for final in finals)
