@@ -32,8 +32,9 @@ from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
 from workers.runtime.lanes import LaneGate
-from workers.runtime.runner import JobRunner
+from workers.runtime.runner import JobRunner, TurnSettings
 from workers.settings import WorkerSettings
+from workers.tenant_leases import TenantLeases
 from workers.tenants import warn_if_declared
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,8 @@ class Worker:
                 result_ttl_s=s.result_ttl_s,
                 max_crash_attempts=s.max_crash_attempts,
             )
+        gate = LaneGate(s.concurrency_for(self.kind), s.batch_concurrency_for(self.kind))
+        leases = TenantLeases(self.redis.client(), s.namespace, ttl_s=s.lock_ttl_s)
         runner = JobRunner(
             kind=self.kind,
             handler=self.handler,
@@ -236,8 +239,8 @@ class Worker:
             tenant_keys=s.tenant_verification(),
             reply_limits=s.replies,
             reply_topic_allowed=s.reply_topic_allowed,
+            turns=TurnSettings(leases, s.tenants, gate),
         )
-        gate = LaneGate(s.concurrency_for(self.kind), s.batch_concurrency_for(self.kind))
         lanes: list[Lane] = ["interactive", "batch"] if gate.batch_limit > 0 else ["interactive"]
         return [
             JobConsumer(

@@ -70,6 +70,18 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "fleet_jobs_in_flight", "Jobs running now", ["kind"], registry=self.registry
         )
+        self.tenant_leases = Gauge(
+            "fleet_tenant_leases",
+            "Leases this worker holds for running jobs of a tenant with max_in_flight",
+            ["kind", "tenant"],
+            registry=self.registry,
+        )
+        self.tenant_waiting = Gauge(
+            "fleet_tenant_jobs_waiting",
+            "Jobs here waiting for their tenant's turn (max_in_flight)",
+            ["kind", "tenant"],
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "fleet_tokens", "Tokens processed", ["kind", "type"], registry=self.registry
         )

@@ -179,6 +179,15 @@ def _spec(name: str) -> ProviderSpec:
     return ProviderSpec(name=name)
 
 
+# One tenant's limits: the `[tenants.<tenant>]` table.
+class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The tenant's jobs running at once, of this kind, across every replica (Redis leases,
+    # workers/tenant_leases.py); the rest wait their turn. None: no limit.
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # The same for each generate session (`session_id`) of the tenant.
+    max_in_flight_per_session: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     # TLS and SASL: the `[kafka]` table, or FLEET_SECURITY_PROTOCOL, FLEET_SASL_* and
@@ -220,6 +229,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # dead-lettered as `worker_crashed` (needs the ledger: idempotency = true).
     max_crash_attempts: Annotated[int, msgspec.Meta(ge=0)] = 3
     result_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 3600
+    # Per tenant: the `[tenants.<tenant>]` tables. A tenant's leases last `lock_ttl_s`
+    # unrenewed, as the ledger's locks do.
+    tenants: dict[str, TenantSettings] = msgspec.field(default_factory=dict)
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     # Port of /healthz, /readyz and /metrics; 0 picks a free port, None serves nothing.
     health_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None

@@ -27,7 +27,7 @@ from workers.handlers.generate import GenerateHandler
 from workers.idempotency import JobLedger
 from workers.metrics import Outcome, WorkerMetrics
 from workers.retry import RedeliveryScheduler, RetryPolicy
-from workers.runtime.runner import JobRunner
+from workers.runtime.runner import JobRunner, TurnSettings
 
 NAMESPACE = "unit"
 
@@ -59,6 +59,7 @@ class Fixture:
         reply_topic_allowed: Callable[[str], bool] | None = None,
         handler: GenerateHandler | None = None,
         publisher: MemoryPublisher | None = None,
+        turns: TurnSettings | None = None,
     ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = publisher or MemoryPublisher()
@@ -78,6 +79,7 @@ class Fixture:
             topic_probe=topic_probe,
             tenant_keys=tenant_keys,
             reply_topic_allowed=reply_topic_allowed,
+            turns=turns,
         )
 
     def count(self, outcome: Outcome) -> float:

@@ -9,6 +9,7 @@ from redis.crc import key_slot
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
 from workers.idempotency import JobKeys, job_ref
+from workers.tenant_leases import session_key, tenant_key
 
 
 def _slots(keys: list[str]) -> set[int]:
@@ -30,3 +31,8 @@ def test_a_sessions_history_and_turn_markers_share_a_slot() -> None:
 def test_a_rate_limits_keys_share_a_slot() -> None:
     limiter = RedisRateLimiter(aioredis.Redis(), "chat:openai", RateLimit(requests_per_minute=60))
     assert len(_slots(limiter._keys)) == 1
+
+
+def test_a_tenants_lease_sets_share_a_slot() -> None:
+    keys = [tenant_key("prod", "acme"), session_key("prod", "acme", "chat-42")]
+    assert len(_slots(keys)) == 1

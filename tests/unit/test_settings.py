@@ -63,6 +63,17 @@ def test_defaults_per_kind() -> None:
     assert settings.group_for("embed") == "fleet.embed.workers"
 
 
+def test_tenant_limits_load_from_their_tables_and_refuse_nonsense(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text("[tenants.acme]\nmax_in_flight = 2\nmax_in_flight_per_session = 1\n")
+    limits = load_settings(config).tenants["acme"]
+    assert (limits.max_in_flight, limits.max_in_flight_per_session) == (2, 1)
+    for wrong in ("max_in_flight = 0", "max_inflight = 2"):
+        config.write_text(f"[tenants.acme]\n{wrong}\n")
+        with pytest.raises(ConfigError, match=r"tenants"):
+            load_settings(config)
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [

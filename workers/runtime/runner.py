@@ -9,7 +9,7 @@ job never stops the worker.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.control import CancelJob
 from contracts.names import Lane
@@ -22,6 +22,7 @@ from workers.handlers.reply_stream import GoneTopics
 from workers.idempotency import JobLedger
 from workers.metrics import WorkerMetrics
 from workers.retry import RedeliveryScheduler
+from workers.runtime.lanes import LaneGate
 from workers.runtime.links import (
     LEDGER_RETRY,
     Cancellation,
@@ -39,11 +40,22 @@ from workers.runtime.links import (
     VerifyTenant,
 )
 from workers.runtime.links.chain import Job, Link, chain
-from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits
+from workers.runtime.links.concurrency import TakeTurn
+from workers.settings import DEFAULT_REPLY_LIMITS, ReplyLimits, TenantSettings
+from workers.tenant_leases import TenantLeases
 
 
 def _anywhere(topic: str) -> bool:
     return True
+
+
+class TurnSettings(NamedTuple):
+    """What the runner keeps tenants within their ``max_in_flight`` with: the leases, each
+    tenant's limits, and the lane gate a waiting job lends its slot back to."""
+
+    leases: TenantLeases
+    tenants: dict[str, TenantSettings]
+    gate: LaneGate | None = None
 
 
 class JobRunner:
@@ -63,6 +75,7 @@ class JobRunner:
         tenant_keys: dict[str, bytes] | None = None,
         reply_limits: ReplyLimits = DEFAULT_REPLY_LIMITS,
         reply_topic_allowed: Callable[[str], bool] | None = None,
+        turns: TurnSettings | None = None,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics, retries)
         addresses = ReplyAddresses(reply_topic_allowed or _anywhere, topic_probe, GoneTopics())
@@ -80,10 +93,21 @@ class JobRunner:
             *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
             Deadline(metrics),
             self._cancellation,
+            *self._turns(outcomes, turns, ledger_retry),
             Metered(metrics, kind),
             RouteFailures(outcomes),
         ]
         self._run = chain(links, RunHandler(handler, metrics, kind))
+
+    @staticmethod
+    def _turns(
+        outcomes: Outcomes, turns: TurnSettings | None, retry: CallRetryPolicy
+    ) -> list[Link]:
+        """TakeTurn, where a tenant has a concurrency limit: others pay nothing for it."""
+        if turns is None:
+            return []
+        link = TakeTurn(outcomes, turns.leases, turns.tenants, retry, turns.gate)
+        return [link] if link.limits_any else []
 
     async def run(self, record: Record, lane: Lane = "interactive") -> None:
         """Run one record as a job of ``lane`` (the lane whose consumer fetched it)."""

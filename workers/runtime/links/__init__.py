@@ -1,10 +1,10 @@
 """The links of the job runner's chain, outermost first; each does one thing.
 
 Traced, CatchUndeliverable, Decode, CheckReplyAddress, VerifyTenant (with tenant keys),
-Claim (with the ledger), Deadline, Cancellation, Metered, RouteFailures, and RunHandler at
-the end (workers/runtime/runner.py puts them together). Every failure has a place: a dead
-letter with its reason, an error reply, a retry, or (for cancellation and shutdown) a job
-handed back unfinished.
+Claim (with the ledger), Deadline, Cancellation, TakeTurn (with a tenant limited), Metered,
+RouteFailures, and RunHandler at the end (workers/runtime/runner.py puts them together).
+Every failure has a place: a dead letter with its reason, an error reply, a retry, or (for
+cancellation and shutdown) a job handed back unfinished.
 """
 
 from workers.runtime.links.admission import (

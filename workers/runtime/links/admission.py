@@ -194,12 +194,16 @@ class Deadline(Link):
     async def __call__(self, job: Job) -> None:
         deadline_ms = job.request.deadline_ms
         if deadline_ms is not None and deadline_ms < time.time() * 1000:
-            self._metrics.outcome(Outcome.EXPIRED)
-            message = expired_message(job.record)
-            await job.stream.send(job.stamper.error(DEADLINE_PASSED.code, message))
-            await job.stream.flush()
+            await answer_expired(job, self._metrics, expired_message(job.record))
             return
         await self.call_next(job)
+
+
+async def answer_expired(job: Job, metrics: WorkerMetrics, message: str) -> None:
+    """End a job that was not run because its deadline passed: answered `timeout`."""
+    metrics.outcome(Outcome.EXPIRED)
+    await job.stream.send(job.stamper.error(DEADLINE_PASSED.code, message))
+    await job.stream.flush()
 
 
 def expired_message(record: Record) -> str:
