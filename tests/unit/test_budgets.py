@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -27,6 +28,7 @@ from workers.budgets import Budget, Budgets, window
 from workers.handlers.reply_stream import ChunkStamper
 from workers.job_costs import worst_case_usd
 from workers.metrics import Outcome
+from workers.ops.cli import main
 
 # $0.001 a token in and out: a request of "hi" (5 tokens estimated) with max_tokens = 10
 # reserves $0.015; ScriptedChat's answer reports 1 + 3 tokens: $0.004.
@@ -194,3 +196,35 @@ def test_the_gateway_answers_a_spent_budget_429_in_openais_shape() -> None:
             "code": "budget_exhausted",
         }
     }
+
+
+@pytest.mark.redis
+async def test_fleet_budgets_shows_spend_reservations_and_limit(
+    redis: RedisClient, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace = f"unit-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        f'redis_url = "{redis_url}"\nnamespace = "{namespace}"\n'
+        '[budgets.acme]\nusd = 50\nperiod = "month"\n'
+    )
+    book = Budgets(redis, namespace, {"acme": Budget(usd=50, period="month")})
+    acme = book.of("acme")
+    assert acme is not None
+    try:
+        done = await book.reserve("acme", acme, "done", 2.0)
+        assert done is not None
+        await book.settle(done, 1.25)
+        assert await book.reserve("acme", acme, "running", 3.5) is not None
+        assert await _fleet("budgets", "--tenant", "acme", "--config", str(config)) == 0
+        (row,) = capsys.readouterr().out.splitlines()[1:]
+        month = window("month", datetime.now(UTC)).label
+        assert row.split() == ["acme", month, "1.250000", "3.500000", "1", "50.000000", "45.250000"]
+        assert await _fleet("budgets", "--tenant", "globex", "--config", str(config)) == 2
+        assert "no budget" in capsys.readouterr().err
+    finally:
+        await redis.delete(*book.keys("acme", window("month", datetime.now(UTC)).label))
+
+
+async def _fleet(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))  # it runs its own event loop
