@@ -149,7 +149,7 @@ class Budgets:
         return self._limits.get(tenant)
 
     def keys(self, tenant: str, label: str) -> tuple[str, str]:
-        base = f"{self._namespace}:budget:{{{tenant}/{label}}}"
+        base = f"fleet:{self._namespace}:budget:{{{tenant}/{label}}}"
         return f"{base}:state", f"{base}:holds"
 
     async def reserve(
