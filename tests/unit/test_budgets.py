@@ -15,6 +15,7 @@ import pytest
 
 from contracts import ChatMessage, ErrorCode, GenerateRequest
 from contracts.codec import encode
+from contracts.control import CancelJob
 from contracts.embed import EmbedRequest
 from contracts.replies import ErrorReply, GenerateResult
 from contracts.speech import SpeechRequest
@@ -26,6 +27,7 @@ from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.job_runner_harness import MODEL, REPLIES, Fixture, _record, _request
 from workers.budgets import Budget, Budgets, window
 from workers.handlers.reply_stream import ChunkStamper
+from workers.idempotency import JobLedger
 from workers.job_costs import worst_case_usd
 from workers.metrics import Outcome
 from workers.ops.cli import main
@@ -102,6 +104,21 @@ async def test_a_job_that_does_not_fit_is_answered_without_a_provider_call(
 
 
 @pytest.mark.redis
+async def test_a_refusal_is_not_stored_so_the_request_runs_once_it_fits(
+    budgets: Budgets, ledger: JobLedger
+) -> None:
+    job = Fixture(ledger=ledger, budgets=budgets, models=MODELS)
+    await job.runner.run(_record(_acme("again", max_tokens=400)))
+    await job.runner.run(_record(_acme("again", max_tokens=10)))  # asks for less
+    first, *_, last = job.publisher.replies(REPLIES)
+    assert isinstance(first, ErrorReply)
+    assert first.code is ErrorCode.BUDGET_EXHAUSTED
+    assert isinstance(last, GenerateResult)
+    assert job.chat.calls == 1
+    assert await _standing(budgets) == (COST, 0, 0)
+
+
+@pytest.mark.redis
 async def test_a_failed_job_releases_its_hold_and_a_retried_one_too(budgets: Budgets) -> None:
     failing = ScriptedChat(failures=[ErrorCode.INVALID_INPUT, ErrorCode.PROVIDER_DOWN])
     job = Fixture(chat=failing, budgets=budgets, models=MODELS)
@@ -109,6 +126,23 @@ async def test_a_failed_job_releases_its_hold_and_a_retried_one_too(budgets: Bud
     await job.runner.run(_record(_acme("parked")))  # parked on a retry tier
     assert job.count(Outcome.RETRIED) == 1
     assert failing.calls == 2
+    assert await _standing(budgets) == (0, 0, 0)
+
+
+@pytest.mark.redis
+async def test_a_running_job_holds_its_worst_case_and_a_cancel_lets_it_go(
+    budgets: Budgets,
+) -> None:
+    chat = ScriptedChat()
+    chat.gate = asyncio.Event()  # the answer waits after its first piece
+    job = Fixture(chat=chat, budgets=budgets, models=MODELS)
+    running = asyncio.create_task(job.runner.run(_record(_acme("job-1"))))
+    while not job.publisher.on(REPLIES):  # noqa: ASYNC110 (polls the publisher's list)
+        await asyncio.sleep(0.005)
+    assert await _standing(budgets) == (0, WORST, 1)
+    await job.runner.cancel(CancelJob(request_id="job-1", tenant="acme"))
+    await asyncio.wait_for(running, timeout=10)
+    assert job.count(Outcome.CANCELLED) == 1
     assert await _standing(budgets) == (0, 0, 0)
 
 
