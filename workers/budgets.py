@@ -58,7 +58,7 @@ for i = 1, #KEYS / 2 do
     local spent = tonumber(redis.call('HGET', state, 'spent') or '0')
     local reserved = tonumber(redis.call('HGET', state, 'reserved') or '0')
     if redis.call('HEXISTS', state, 'r:' .. member) == 1 then
-      out[i] = 1
+      -- this run holds already (a repeated call): one hold per run
     elseif spent + reserved + amount > limit then
       out[i] = 0
     else
@@ -195,10 +195,6 @@ class Budgets:
             reserved_usd=int(fields.get("reserved", 0)) / _MICRO,
             holds=holds,
         )
-
-    @property
-    def tenants(self) -> list[str]:
-        return sorted(self._limits)
 
 
 def _text(value: bytes | str) -> str:

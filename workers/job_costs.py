@@ -75,8 +75,6 @@ def cost_usd(final: FinalReply) -> float | None:
     """What the job that answered ``final`` cost, as its usage says (priced by the worker
     that ran it, at the prices of whoever answered); None when it is no answer to count
     (an error: its hold is only let go)."""
-    if isinstance(final, GenerateResult | EmbedResult | RerankResult):
+    if isinstance(final, GenerateResult | EmbedResult | RerankResult | SpeechResult):
         return final.usage.cost_usd or 0.0
-    if isinstance(final, SpeechResult):
-        return final.usage.cost_usd or 0.0
-    return None if isinstance(final, ErrorReply) else 0.0
+    return None if isinstance(final, ErrorReply) else 0.0  # the others are not priced
