@@ -75,9 +75,9 @@ FLEET_FAILURES = (FleetRequestError, DeadlineExceeded, BrokerError, RequestRefus
 
 
 def fleet_error(exc: FleetFailure) -> OpenAIError:
-    """What a failed job is answered with: its error code's status; 504 past the deadline;
-    503 when Kafka cannot be reached (the app adds its Retry-After); 413 or 400 for a
-    request the SDK would not send."""
+    """What a failed job is answered with: its error code's status (429 for a spent budget);
+    504 past the deadline; 503 when Kafka cannot be reached (the app adds its Retry-After);
+    413 or 400 for a request the SDK would not send."""
     if isinstance(exc, DeadlineExceeded):
         return OpenAIError(504, str(exc), code=ErrorCode.TIMEOUT.value)
     if isinstance(exc, BrokerError):
@@ -89,6 +89,10 @@ def fleet_error(exc: FleetFailure) -> OpenAIError:
     if isinstance(exc, RequestRefused):
         status = 413 if exc.reason is ContractViolation.OVERSIZED else 400
         return OpenAIError(status, str(exc), code=exc.code.value)
+    if exc.code is ErrorCode.BUDGET_EXHAUSTED:
+        # A spent budget (the tenant's own, workers/budgets.py, or the provider account's)
+        # is answered as OpenAI answers a spent quota: 429, of type insufficient_quota.
+        return OpenAIError(429, exc.reply.message, code=exc.code.value, type="insufficient_quota")
     status = HTTP_STATUS.get(exc.code, 500)
     return OpenAIError(status, exc.reply.message, code=exc.code.value)
 

@@ -59,6 +59,12 @@ class ModelEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         dollars = sum(tokens * (price or 0.0) for tokens, price in parts) / _PER_MILLION
         return round(dollars, 12)
 
+    def character_cost_usd(self, characters: int) -> float | None:
+        """What ``characters`` of input cost at this entry's price; None when it has none."""
+        if self.input_usd_per_mchar is None:
+            return None
+        return round(characters * self.input_usd_per_mchar / _PER_MILLION, 12)
+
 
 class ModelCatalogue:
     def __init__(self, entries: Sequence[ModelEntry] = ()) -> None:
@@ -94,9 +100,20 @@ class ModelCatalogue:
         """What ``characters`` of input cost ``model`` served by ``provider``; None when the
         catalogue has no price per character for it."""
         entry = self.entry(provider, model)
-        if entry is None or entry.input_usd_per_mchar is None:
+        return entry.character_cost_usd(characters) if entry is not None else None
+
+    def dearest(self, model: str) -> ModelEntry | None:
+        """``model`` at the highest of each price that any entry for it says (the general
+        one, or one per provider): the most a job for it can cost, whoever answers it."""
+        said = [self.entry(provider or "", name) for provider, name in self._entries]
+        found = [entry for entry in said if entry is not None and entry.name == model]
+        if not found:
             return None
-        return round(characters * entry.input_usd_per_mchar / _PER_MILLION, 12)
+        prices = {
+            field: max((p for e in found if (p := getattr(e, field)) is not None), default=None)
+            for field in _PRICES
+        }
+        return msgspec.structs.replace(found[0], **prices)
 
     def priced(self, provider: str, model: str, usage: Usage) -> Usage:
         """``usage`` with its cost, when the catalogue knows the model's prices."""
@@ -107,4 +124,5 @@ class ModelCatalogue:
         return msgspec.structs.replace(usage, cost_usd=cost)
 
 
+_PRICES = ("input_usd_per_mtok", "output_usd_per_mtok", "input_usd_per_mchar")
 NO_MODELS = ModelCatalogue()

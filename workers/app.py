@@ -22,6 +22,7 @@ from providers.shared import Shared
 from transport import topology
 from transport.publisher import broker_topic_probe
 from workers.broker_wait import BrokerWait, StoppedWaiting
+from workers.budgets import Budgets
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler, build_handler
@@ -240,6 +241,12 @@ class Worker:
             reply_limits=s.replies,
             reply_topic_allowed=s.reply_topic_allowed,
             turns=TurnSettings(leases, s.tenants, gate),
+            budgets=(
+                Budgets(self.redis.client(), s.namespace, s.budgets, hold_s=s.budget_hold_s)
+                if s.budgets
+                else None
+            ),
+            models=s.model_catalogue(),
         )
         lanes: list[Lane] = ["interactive", "batch"] if gate.batch_limit > 0 else ["interactive"]
         return [

@@ -119,5 +119,8 @@ TENANT_UNVERIFIED: Final = Failure(
 WORKER_CRASHED: Final = Failure(
     ErrorCode.INTERNAL, DeadLetterReason.WORKER_CRASHED, redeliver=False
 )
+# A job its tenant's budget has no room left for: answered, not run, not retried; the
+# caller's to decide (a later period, a higher limit), not a fleet fault to dead-letter.
+BUDGET_EXHAUSTED: Final = Failure(ErrorCode.BUDGET_EXHAUSTED, None, redeliver=False)
 # A job found past its deadline: answered, not run, kept nowhere.
 DEADLINE_PASSED: Final = Failure(ErrorCode.TIMEOUT, None, redeliver=False)

@@ -30,6 +30,7 @@ from transport.connection import (
     security_from_env,
 )
 from transport.topology import BATCH_RETENTION_DAYS, TopicSettings, Topology
+from workers.budgets import Budget
 from workers.retry import RetryPolicy
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:16379/0"
@@ -264,6 +265,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # workers on one machine should each get their share: `fleet dev` and `fleet demo` set
     # it (FLEET_MODEL_THREADS) for the workers they start (decision 0029).
     model_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # Spending limits per tenant (`[budgets.<tenant>]`, usd and period): a job reserves its
+    # worst case at the catalogue's prices before it runs (workers/budgets.py). A hold
+    # whose worker died stops counting after `budget_hold_s`.
+    budgets: dict[str, Budget] = msgspec.field(default_factory=dict)
+    budget_hold_s: Annotated[float, msgspec.Meta(gt=0)] = 900.0
     # The batch coordinator (`fleet worker batch`): the `[batch]` table.
     batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
     # The HTTP gateway (`fleet gateway`): the `[gateway]` table.

@@ -17,11 +17,13 @@ from contracts.envelope import ReplyAddress
 from contracts.replies import ReplyChunk
 from contracts.signing import sign
 from providers.call_retry import CallRetryPolicy
+from providers.catalogue import NO_MODELS, ModelCatalogue
 from providers.router import ModelRouter
 from tests.integration.scripted_chat import ScriptedChat
 from tests.unit.memory_publisher import MemoryPublisher
 from transport.publisher import TopicProbe
 from transport.records import Record
+from workers.budgets import Budgets
 from workers.dead_letter import DeadLetters
 from workers.handlers.generate import GenerateHandler
 from workers.idempotency import JobLedger
@@ -60,13 +62,15 @@ class Fixture:
         handler: GenerateHandler | None = None,
         publisher: MemoryPublisher | None = None,
         turns: TurnSettings | None = None,
+        budgets: Budgets | None = None,
+        models: ModelCatalogue = NO_MODELS,
     ) -> None:
         self.chat = chat or ScriptedChat()
         self.publisher = publisher or MemoryPublisher()
         self.metrics = WorkerMetrics("generate")
         self.runner = JobRunner(
             kind="generate",
-            handler=handler or GenerateHandler(ModelRouter("chat", [self.chat])),
+            handler=handler or GenerateHandler(ModelRouter("chat", [self.chat]), models=models),
             producer=self.publisher,
             dead_letters=DeadLetters(self.publisher, DEAD, self.metrics),
             max_payload_bytes=100_000,
@@ -80,6 +84,8 @@ class Fixture:
             tenant_keys=tenant_keys,
             reply_topic_allowed=reply_topic_allowed,
             turns=turns,
+            budgets=budgets,
+            models=models,
         )
 
     def count(self, outcome: Outcome) -> float:

@@ -8,6 +8,7 @@ from redis.crc import key_slot
 
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from providers.rate_limits.limiter import RateLimit, RedisRateLimiter
+from workers.budgets import Budget, Budgets
 from workers.idempotency import JobKeys, job_ref
 from workers.tenant_leases import session_key, tenant_key
 
@@ -36,3 +37,8 @@ def test_a_rate_limits_keys_share_a_slot() -> None:
 def test_a_tenants_lease_sets_share_a_slot() -> None:
     keys = [tenant_key("prod", "acme"), session_key("prod", "acme", "chat-42")]
     assert len(_slots(keys)) == 1
+
+
+def test_a_budgets_keys_share_a_slot() -> None:
+    book = Budgets(aioredis.Redis(), "prod", {"acme": Budget(usd=1.0)})
+    assert len(_slots(list(book.keys("acme", "2026-12-07")))) == 1

@@ -150,6 +150,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="TOML settings file")
     status.set_defaults(func=_cmd_status)
 
+    budgets = sub.add_parser(
+        "budgets", help="show each tenant's spend, reservations and limit in this period"
+    )
+    budgets.add_argument("--tenant", help="only this tenant's budget")
+    budgets.add_argument("--config", type=Path, help="TOML settings file")
+    budgets.set_defaults(func=_cmd_budgets)
+
     janitor = sub.add_parser(
         "janitor", help="delete reply topics of clients that died without closing"
     )
@@ -370,6 +377,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         word = "unknown to the fleet (never started, or its record expired)"
     print(f"{state.request_id}: {word}; attempts: {state.attempts}")
+    return 0
+
+
+def _cmd_budgets(args: argparse.Namespace) -> int:
+    from workers.ops.inspect import budget_standings
+
+    rows = asyncio.run(budget_standings(load_settings(args.config), args.tenant))
+    if not rows:
+        print("no budgets: the settings have no [budgets.<tenant>] table")
+        return 0
+    print(f"{'tenant':<20} {'period (UTC)':<12} {'spent $':>12} {'reserved $':>12} "
+          f"{'holds':>6} {'limit $':>12} {'left $':>12}")  # fmt: skip
+    for row in rows:
+        left = max(row.limit_usd - row.spent_usd - row.reserved_usd, 0.0)
+        print(f"{row.tenant:<20} {row.period:<12} {row.spent_usd:>12.6f} "
+              f"{row.reserved_usd:>12.6f} {row.holds:>6} {row.limit_usd:>12.6f} "
+              f"{left:>12.6f}")  # fmt: skip
     return 0
 
 

@@ -10,10 +10,12 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from contracts.errors import ConfigError
 from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, Lane, lane_topic, reply_topic
 from providers.redis_client import connect_redis
 from transport.connection import start_client
 from transport.consume import ReadStalled, read_range
+from workers.budgets import Budgets, Standing
 from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
 
@@ -85,6 +87,22 @@ async def job_state(
         running=lock is not None,
         done=done is not None,
     )
+
+
+async def budget_standings(settings: WorkerSettings, tenant: str | None = None) -> list[Standing]:
+    """Each budgeted tenant's spend, reservations and limit in its current period (only
+    ``tenant``'s when named)."""
+    tenants = sorted(settings.budgets) if tenant is None else [tenant]
+    if tenant is not None and tenant not in settings.budgets:
+        named = ", ".join(sorted(settings.budgets)) or "none"
+        raise ConfigError(f"tenant {tenant!r} has no budget in [budgets] (tenants: {named})")
+    redis = connect_redis(settings.redis_url)
+    try:
+        budgets = Budgets(redis, settings.namespace, settings.budgets)
+        found = [await budgets.standing(name) for name in tenants]
+    finally:
+        await redis.aclose()
+    return [standing for standing in found if standing is not None]
 
 
 # How long to wait for a partition's last record once its offset is known.

@@ -14,8 +14,10 @@ from typing import Any, NamedTuple
 from contracts.control import CancelJob
 from contracts.names import Lane
 from providers.call_retry import CallRetryPolicy
+from providers.catalogue import NO_MODELS, ModelCatalogue
 from transport.publisher import Publisher, TopicProbe
 from transport.records import Record
+from workers.budgets import Budgets
 from workers.dead_letter import DeadLetters
 from workers.handlers import JobHandler
 from workers.handlers.reply_stream import GoneTopics
@@ -31,6 +33,7 @@ from workers.runtime.links import (
     Claim,
     Deadline,
     Decode,
+    HoldBudget,
     Metered,
     Outcomes,
     ReplyAddresses,
@@ -76,6 +79,8 @@ class JobRunner:
         reply_limits: ReplyLimits = DEFAULT_REPLY_LIMITS,
         reply_topic_allowed: Callable[[str], bool] | None = None,
         turns: TurnSettings | None = None,
+        budgets: Budgets | None = None,
+        models: ModelCatalogue = NO_MODELS,
     ) -> None:
         outcomes = Outcomes(kind, dead_letters, metrics, retries)
         addresses = ReplyAddresses(reply_topic_allowed or _anywhere, topic_probe, GoneTopics())
@@ -92,6 +97,8 @@ class JobRunner:
             # waits for that answer (docs/decisions/0028-final-stored-before-sent.md).
             *([Claim(outcomes, ledger, ledger_retry)] if ledger is not None else []),
             Deadline(metrics),
+            # After Claim (a replay reserves nothing) and Deadline, before any provider call.
+            *([HoldBudget(outcomes, budgets, models, ledger_retry)] if budgets is not None else []),
             self._cancellation,
             *self._turns(outcomes, turns, ledger_retry),
             Metered(metrics, kind),

@@ -1,7 +1,8 @@
 """The links of the job runner's chain, outermost first; each does one thing.
 
 Traced, CatchUndeliverable, Decode, CheckReplyAddress, VerifyTenant (with tenant keys),
-Claim (with the ledger), Deadline, Cancellation, TakeTurn (with a tenant limited), Metered,
+Claim (with the ledger), Deadline, HoldBudget (with budgets), Cancellation, TakeTurn (with a
+tenant limited), Metered,
 RouteFailures, and RunHandler at the end (workers/runtime/runner.py puts them together).
 Every failure has a place: a dead letter with its reason, an error reply, a retry, or (for
 cancellation and shutdown) a job handed back unfinished.
@@ -14,6 +15,7 @@ from workers.runtime.links.admission import (
     ReplyAddresses,
     VerifyTenant,
 )
+from workers.runtime.links.budget import HoldBudget
 from workers.runtime.links.failures import CatchUndeliverable, RouteFailures
 from workers.runtime.links.handler import RunHandler
 from workers.runtime.links.ledger import LEDGER_RETRY, Cancellation, Claim
@@ -28,6 +30,7 @@ __all__ = [
     "Claim",
     "Deadline",
     "Decode",
+    "HoldBudget",
     "Metered",
     "Outcomes",
     "ReplyAddresses",
