@@ -20,7 +20,7 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from workers.handlers.embed_batching import DynamicBatcher
 from workers.handlers.provider_calls import ProviderCalls
-from workers.handlers.providers import embedders, health_of
+from workers.handlers.providers import RoutedHandler, embedders
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
 from workers.settings import EmbedBatching, WorkerSettings
@@ -41,7 +41,7 @@ def shortened(rows: FloatRows, dimensions: int, model: str) -> FloatRows:
     return scaled
 
 
-class EmbedHandler:
+class EmbedHandler(RoutedHandler[EmbeddingProvider]):
     kind = "embed"
 
     def __init__(
@@ -52,7 +52,7 @@ class EmbedHandler:
         *,
         models: ModelCatalogue = NO_MODELS,
     ) -> None:
-        self._router = router
+        super().__init__(router)
         self._batching = batching
         self._metrics = metrics
         self._calls = ProviderCalls(models, metrics)
@@ -100,14 +100,10 @@ class EmbedHandler:
         if self._metrics is not None:
             self._metrics.batch_size.labels(self.kind).observe(size)
 
-    async def health(self) -> dict[str, bool]:
-        return await health_of(self._router.providers)
-
     async def aclose(self) -> None:
         for batcher in self._batchers.values():
             await batcher.aclose()
-        for provider in self._router.providers:
-            await provider.aclose()
+        await super().aclose()
 
 
 async def build(

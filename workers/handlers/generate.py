@@ -17,14 +17,14 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from workers.handlers.images import ImageInliner, image_inliner
 from workers.handlers.provider_calls import ProviderCalls
-from workers.handlers.providers import chat_provider, health_of, loaded
+from workers.handlers.providers import RoutedHandler, chat_provider, loaded
 from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.structured_output import output_check
 from workers.metrics import WorkerMetrics
 from workers.settings import CallerUrls, WorkerSettings
 
 
-class GenerateHandler:
+class GenerateHandler(RoutedHandler[ChatProvider]):
     kind = "generate"
 
     def __init__(
@@ -36,7 +36,7 @@ class GenerateHandler:
         metrics: WorkerMetrics | None = None,
         images: ImageInliner | None = None,
     ) -> None:
-        self._router = router
+        super().__init__(router)
         self._memory = memory
         self._calls = ProviderCalls(models, metrics)
         self._images = images or image_inliner(CallerUrls())
@@ -105,12 +105,8 @@ class GenerateHandler:
             )
         return await self._memory.history(request.tenant, request.session_id)
 
-    async def health(self) -> dict[str, bool]:
-        return await health_of(self._router.providers)
-
     async def aclose(self) -> None:
-        for provider in self._router.providers:
-            await provider.aclose()
+        await super().aclose()
         if self._memory is not None:
             await self._memory.aclose()
         await self._images.aclose()

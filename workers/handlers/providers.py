@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from contracts.errors import StartupCheckFailed
 from providers.chat import ChatProvider, chat_providers
@@ -58,6 +58,42 @@ async def health_of(providers: Sequence[_Checkable]) -> dict[str, bool]:
 
     results = await asyncio.gather(*(check(p) for p in providers))
     return {p.name: ok for p, ok in zip(providers, results, strict=True)}
+
+
+class _ServedModels(Protocol):
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
+
+class _Routed(Protocol):
+    """A provider as a handler's router holds it: served by name, checked, closed."""
+
+    name: str
+
+    @property
+    def capabilities(self) -> _ServedModels: ...
+
+    async def health(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+_R = TypeVar("_R", bound=_Routed)
+
+
+class RoutedHandler(Generic[_R]):
+    """What every kind's handler shares: the router of its providers, their health checks
+    and their closing (a handler with more to close closes it, then calls this one)."""
+
+    def __init__(self, router: ModelRouter[_R]) -> None:
+        self._router = router
+
+    async def health(self) -> dict[str, bool]:
+        return await health_of(self._router.providers)
+
+    async def aclose(self) -> None:
+        for provider in self._router.providers:
+            await provider.aclose()
 
 
 _P = TypeVar("_P", bound=_Loadable)

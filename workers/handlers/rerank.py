@@ -18,7 +18,7 @@ from providers.rerank.base import RerankProvider, Scores
 from providers.router import ModelRouter
 from providers.shared import Shared
 from workers.handlers.provider_calls import ProviderCalls
-from workers.handlers.providers import health_of, rerankers
+from workers.handlers.providers import RoutedHandler, rerankers
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
 from workers.settings import RerankLimits, WorkerSettings
@@ -47,7 +47,7 @@ def check_limits(request: RerankRequest, limits: RerankLimits) -> None:
         )
 
 
-class RerankHandler:
+class RerankHandler(RoutedHandler[RerankProvider]):
     kind = "rerank"
 
     def __init__(
@@ -58,7 +58,7 @@ class RerankHandler:
         *,
         models: ModelCatalogue = NO_MODELS,
     ) -> None:
-        self._router = router
+        super().__init__(router)
         self._limits = limits
         self._calls = ProviderCalls(models, metrics)
 
@@ -117,13 +117,6 @@ class RerankHandler:
             # other calls were cancelled by it).
             raise failed.exceptions[0] from None
         return [task.result() for task in tasks]
-
-    async def health(self) -> dict[str, bool]:
-        return await health_of(self._router.providers)
-
-    async def aclose(self) -> None:
-        for provider in self._router.providers:
-            await provider.aclose()
 
 
 async def build(

@@ -17,7 +17,7 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.speech.base import PCM_SAMPLE_BYTES, SpeechParams, SpeechProvider, check_params
 from workers.handlers.provider_calls import ProviderCalls
-from workers.handlers.providers import health_of, loaded, speaker
+from workers.handlers.providers import RoutedHandler, loaded, speaker
 from workers.handlers.reply_stream import ChunkStamper
 from workers.handlers.speech_encoding import AudioEncoders
 from workers.metrics import WorkerMetrics
@@ -46,7 +46,7 @@ class _Counted:
             yield audio
 
 
-class SpeechHandler:
+class SpeechHandler(RoutedHandler[SpeechProvider]):
     kind = "speech"
 
     def __init__(
@@ -58,7 +58,7 @@ class SpeechHandler:
         models: ModelCatalogue = NO_MODELS,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        self._router = router
+        super().__init__(router)
         self._encoders = encoders
         self._piece_bytes = piece_bytes
         self._calls = ProviderCalls(models, metrics)
@@ -107,13 +107,6 @@ class SpeechHandler:
                 cost_usd=cost,
             ),
         )
-
-    async def health(self) -> dict[str, bool]:
-        return await health_of(self._router.providers)
-
-    async def aclose(self) -> None:
-        for provider in self._router.providers:
-            await provider.aclose()
 
 
 async def build(

@@ -14,17 +14,17 @@ from providers.transcription.base import Segment, TranscriptionDone, Transcripti
 from workers.handlers.audio import AudioLoader
 from workers.handlers.guarded_fetch import caller_fetch
 from workers.handlers.provider_calls import ProviderCalls
-from workers.handlers.providers import health_of, loaded, transcriber
+from workers.handlers.providers import RoutedHandler, loaded, transcriber
 from workers.handlers.reply_stream import ChunkStamper
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
 
 
-class TranscribeHandler:
+class TranscribeHandler(RoutedHandler[TranscriptionProvider]):
     kind = "transcribe"
 
     def __init__(self, router: ModelRouter[TranscriptionProvider], audio: AudioLoader) -> None:
-        self._router = router
+        super().__init__(router)
         self._audio = audio
         self._calls = ProviderCalls()  # nothing to price: the catalogue prices tokens
 
@@ -59,12 +59,8 @@ class TranscribeHandler:
             duration_s=done.duration_s,
         )
 
-    async def health(self) -> dict[str, bool]:
-        return await health_of(self._router.providers)
-
     async def aclose(self) -> None:
-        for provider in self._router.providers:
-            await provider.aclose()
+        await super().aclose()
         await self._audio.aclose()
 
 
