@@ -5,7 +5,7 @@ as ``{"text": ...}``, an object as it was sent), the model, and ``usage.total_to
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import msgspec
 from starlette.requests import Request
@@ -13,30 +13,20 @@ from starlette.responses import Response
 
 from contracts.rerank import RerankOptions
 from contracts.tokens import estimate_rerank_tokens
-from gateway.admission import Ticket, admitted
+from gateway.admission import admitted
 from gateway.errors import FLEET_FAILURES, fleet_error, invalid_request
-from gateway.models import ModelTable
 from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
 from producer_sdk import FleetClient
 from producer_sdk.batch.openai_chat_body import error_param
 from producer_sdk.batch.openai_output_lines import rerank_body
 
+if TYPE_CHECKING:
+    from gateway.app import GatewayState
+
 
 class RerankCall(RerankOptions, frozen=True, kw_only=True):
     model: str
-
-
-class _Gateway(Protocol):
-    """What the route needs of the gateway's state (gateway/app.py's GatewayState)."""
-
-    models: ModelTable
-
-    def tenant(self, request: Request) -> str: ...
-
-    async def admit(self, tenant: str, tokens: int) -> Ticket: ...
-
-    async def client(self, tenant: str) -> FleetClient: ...
 
 
 def read_rerank_call(raw: bytes) -> RerankCall:
@@ -53,7 +43,7 @@ def _param(exc: msgspec.ValidationError) -> str:
     return error_param(exc) or "documents"
 
 
-async def create_rerank(state: _Gateway, request: Request) -> Response:
+async def create_rerank(state: GatewayState, request: Request) -> Response:
     tenant = state.tenant(request)
     client = await state.client(tenant)
     call = read_rerank_call(await request.body())

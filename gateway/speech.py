@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import AsyncGenerator, Callable
-from typing import Annotated, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -22,15 +22,17 @@ from contracts.speech import (
     SpeechFormat,
 )
 from contracts.tokens import estimate_tokens
-from gateway.admission import Ticket, admitted
+from gateway.admission import admitted
 from gateway.chat_chunks import sse_event
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, invalid_request
 from gateway.event_stream import EventStream
-from gateway.models import ModelTable
 from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
 from producer_sdk import FleetClient, SpeechAudio, SpeechEvent, SpeechResult, StreamRestarted
 from producer_sdk.batch.openai_chat_body import error_param
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayState
 
 # What OpenAI answers each format as.
 _MEDIA_TYPES: Final = {
@@ -53,19 +55,7 @@ class SpeechCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     stream_format: Literal["audio", "sse"] = "audio"
 
 
-class _Gateway(Protocol):
-    """What the route needs of the gateway's state (gateway/app.py's GatewayState)."""
-
-    models: ModelTable
-
-    def tenant(self, request: Request) -> str: ...
-
-    async def admit(self, tenant: str, tokens: int) -> Ticket: ...
-
-    async def client(self, tenant: str) -> FleetClient: ...
-
-
-def route(state: _Gateway) -> Route:
+def route(state: GatewayState) -> Route:
     async def create_speech(request: Request) -> Response:
         tenant = state.tenant(request)
         client = await state.client(tenant)
