@@ -249,6 +249,8 @@ class Worker:
                 commit_interval_s=s.commit_interval_s,
                 shutdown_grace_s=s.shutdown_grace_s,
                 keep_jobs_on_revoke=ledger is not None,
+                metrics=self.metrics,
+                fairness=s.fairness,
             )
             for lane in lanes
         ]
