@@ -24,6 +24,7 @@ from transport.publisher import broker_topic_probe
 from workers.broker_wait import BrokerWait, StoppedWaiting
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
+from workers.fairness_board import keep_posted
 from workers.handlers import JobHandler, build_handler
 from workers.health import HealthServer
 from workers.health_port import HealthSocket
@@ -185,10 +186,23 @@ class Worker:
             if self._stop_requested.is_set():
                 self.stop()
             ready_watch = asyncio.create_task(self._mark_ready(main))
+            # The lanes' tenants and fairness state, for `fleet status --fairness`.
+            stopped = asyncio.Event()
+            board = asyncio.create_task(
+                keep_posted(
+                    self.redis.client(),
+                    s.namespace,
+                    self.kind,
+                    lambda: [lane.lane_state() for lane in self.lanes],
+                    stopped,
+                )
+            )
             try:
                 await asyncio.gather(*(loop.run() for loop in self._loops))
             finally:
                 ready_watch.cancel()
+                stopped.set()
+                await board
         log.info("%s worker stopped", self.kind)
 
     async def _create_topics(self) -> None:

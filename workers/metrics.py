@@ -136,6 +136,17 @@ class WorkerMetrics:
             )
         return children
 
+    def tenants(self, lane: str) -> dict[str, tuple[int, float]]:
+        """Each tenant seen on ``lane``: its jobs running now, and the cost served."""
+        result: dict[str, tuple[int, float]] = {}
+        for seen_lane, tenant in self._tenant_children:
+            if seen_lane == lane:
+                labels = {"kind": self.kind, "lane": lane, "tenant": tenant}
+                get = self.registry.get_sample_value
+                running = get("fleet_tenant_jobs_in_flight", labels) or 0
+                result[tenant] = (int(running), get("fleet_tenant_cost_served_total", labels) or 0)
+        return result
+
     def outcome(self, outcome: Outcome) -> None:
         # A label lookup takes a lock and builds a key: done once per outcome, not per job.
         counter = self._outcomes.get(outcome)

@@ -67,6 +67,10 @@ async def test_a_tenants_few_jobs_start_before_a_flooding_tenants_backlog_drains
         await until(lambda: queued("a") == FLOOD - 1)  # a-0 runs, the rest wait
         asks += [asyncio.create_task(b.generate(f"b-{i}", model=MODEL)) for i in range(2)]
         await until(lambda: queued("b") == 2)
+        # What `fleet status --fairness` shows of this lane now.
+        tenants = {t.tenant: t for t in worker.lanes[0].lane_state().tenants}
+        assert (tenants["a"].queued, tenants["a"].in_flight) == (FLOOD - 1, 1)
+        assert (tenants["b"].queued, tenants["b"].in_flight) == (2, 0)
         chat.release.set()
         answers = await asyncio.gather(*asks)
     assert all(answer.text == "Hello, world" for answer in answers)

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooL
 from contracts.names import Header, Lane
 from transport.group import GroupLoop
 from transport.records import Record
+from workers.fairness_board import LaneState, TenantState
 from workers.metrics import WorkerMetrics
 from workers.runtime.fair_queue import FairQueue
 from workers.runtime.lanes import LaneGate
@@ -100,12 +101,13 @@ class JobConsumer:
             fairness.weights, default_weight=fairness.default_weight
         )
         self._metrics = metrics
-        slots = gate.slots if lane == "interactive" else gate.batch_limit
+        self._slots = gate.slots if lane == "interactive" else gate.batch_limit
+        self._window = fairness.window_for(self._slots)
         self._loop = GroupLoop(
             consumer,
             [topic],
             self,
-            room=_LaneRoom(gate, lane, self._waiting, fairness.window_for(slots)),
+            room=_LaneRoom(gate, lane, self._waiting, self._window),
             commit_interval_s=commit_interval_s,
         )
         self.ready = self._loop.ready  # set once the first partitions are assigned
@@ -140,13 +142,28 @@ class JobConsumer:
     async def lag(self) -> dict[int, int]:
         return await self._loop.lag()
 
-    def waiting(self) -> dict[str, int]:
-        """Fetched jobs waiting for a slot, per tenant."""
-        return self._waiting.queued()
-
-    def credit(self) -> dict[str, float]:
-        """The fair queue's credit of each tenant with jobs waiting."""
-        return self._waiting.credit()
+    def lane_state(self) -> LaneState:
+        """This lane's slots, window and tenants, for `fleet status --fairness`."""
+        queued, credit = self._waiting.queued(), self._waiting.credit()
+        seen = self._metrics.tenants(self.lane)
+        tenants = [
+            TenantState(
+                tenant=tenant,
+                weight=self._waiting.weight(tenant),
+                queued=queued.get(tenant, 0),
+                in_flight=seen.get(tenant, (0, 0.0))[0],
+                credit=credit.get(tenant, 0.0),
+                served=seen.get(tenant, (0, 0.0))[1],
+            )
+            for tenant in sorted(seen.keys() | queued.keys())
+        ]
+        return LaneState(
+            lane=self.lane,
+            slots=self._slots,
+            window=self._window,
+            running=self._gate.running(self.lane),
+            tenants=tenants,
+        )
 
     def take(self, tp: TopicPartition, record: Record) -> None:
         # Unfinished from now on, waiting or not: no commit passes it.
