@@ -68,8 +68,10 @@ class FairQueue(Generic[T]):
             raise IndexError("pop from an empty FairQueue")
         if len(self._queues) == 1:  # alone: no one to be fair to, no credit to keep
             tenant = next(iter(self._queues))
-            self._credit[tenant] = 0.0
-            return self._start(tenant)
+            started = self._start(tenant)
+            if tenant in self._credit:
+                self._credit[tenant] = 0.0
+            return started
         unserved = 0
         while True:
             tenant = next(iter(self._queues))
