@@ -64,6 +64,14 @@ _HEADERS: Final[dict[str, dict[str, Any]]] = {
         Header.CONTENT_TYPE: _CONTENT_TYPE,
         Header.REQUEST_ID: _string("The request id again (the key holds it too)."),
         Header.TENANT_SIGNATURE: _SIGNATURE,
+        Header.TENANT: _string(
+            "The body's tenant again, for the worker's fair queue (decision 0044); a record "
+            "without it shares the tenant-less queue."
+        ),
+        Header.COST: _string(
+            "The request's estimated cost, a whole number (contracts/job_cost.py: tokens, "
+            "audio seconds or characters by kind); 1 when absent."
+        ),
         **_TRACE,
     },
     "ReplyHeaders": {

@@ -162,6 +162,10 @@ class Header:
 
     CONTENT_TYPE: Final = "content-type"
     REQUEST_ID: Final = "fleet-request-id"
+    # The request's tenant and estimated cost (contracts/job_cost.py), stamped when it is
+    # sent: what a worker's fair queue reads without decoding the request (decision 0044).
+    TENANT: Final = "fleet-tenant"
+    COST: Final = "fleet-cost"
     # HMAC of the message bytes with the tenant's key (contracts/signing.py).
     TENANT_SIGNATURE: Final = "fleet-tenant-signature"
     # Why a message was dead-lettered: a DeadLetterReason value; what happened, in words.

@@ -16,6 +16,7 @@ from contracts.codec import AnyRequest, encode
 from contracts.control import CancelJob, submission_of
 from contracts.envelope import ReplyAddress
 from contracts.errors import FleetError
+from contracts.job_cost import job_cost
 from contracts.names import CLIENT_HEARTBEAT_S, Header, Lane, control_topic, lane_topic
 from contracts.signing import sign
 from producer_sdk.errors import BrokerError, broker_errors
@@ -162,6 +163,8 @@ class ClientChannel:
             [
                 (Header.CONTENT_TYPE, self._content_type.encode()),
                 (Header.REQUEST_ID, request.request_id.encode()),
+                (Header.TENANT, request.tenant.encode()),
+                (Header.COST, str(job_cost(request)).encode()),
             ]
         )
         if self._tenant_key is not None:

@@ -126,14 +126,21 @@ async def tail(
     stopping: asyncio.Event | None = None,
     wait_ms: int = ROUND_WAIT_MS,
     retry_errors: bool = False,
+    positioned: asyncio.Event | None = None,
 ) -> AsyncIterator[list[Record]]:
     """Follow one partition from its beginning or its end: each turn's records (an empty
-    list when none came), for as long as the caller iterates."""
+    list when none came), for as long as the caller iterates. ``positioned`` is set once the
+    start is a known offset: aiokafka resolves a seek lazily, and a partition whose leader
+    is not elected yet (a topic just made) resolves "the end" only later, past whatever was
+    written meanwhile."""
     consumer.assign([tp])
     if start == "beginning":
         await consumer.seek_to_beginning(tp)
     else:
         await consumer.seek_to_end(tp)
+    await consumer.position(tp)  # waits out a leader election, retrying
+    if positioned is not None:
+        positioned.set()
     async for batches in rounds(
         consumer, stopping=stopping, partitions=(tp,), wait_ms=wait_ms, retry_errors=retry_errors
     ):

@@ -25,6 +25,7 @@ from workers.broker_wait import BrokerWait, StoppedWaiting
 from workers.budgets import Budgets
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
+from workers.fairness_board import keep_posted
 from workers.handlers import JobHandler, build_handler
 from workers.health import HealthServer
 from workers.health_port import HealthSocket
@@ -186,11 +187,24 @@ class Worker:
             )
             if self._stop_requested.is_set():
                 self.stop()
-            ready_watch = asyncio.create_task(self._mark_ready(main))
+            ready_watch = asyncio.create_task(self._mark_ready(main, self._control()))
+            # The lanes' tenants and fairness state, for `fleet status --fairness`.
+            stopped = asyncio.Event()
+            board = asyncio.create_task(
+                keep_posted(
+                    self.redis.client(),
+                    s.namespace,
+                    self.kind,
+                    lambda: [lane.lane_state() for lane in self.lanes],
+                    stopped,
+                )
+            )
             try:
                 await asyncio.gather(*(loop.run() for loop in self._loops))
             finally:
                 ready_watch.cancel()
+                stopped.set()
+                await board
         log.info("%s worker stopped", self.kind)
 
     async def _create_topics(self) -> None:
@@ -259,6 +273,8 @@ class Worker:
                 commit_interval_s=s.commit_interval_s,
                 shutdown_grace_s=s.shutdown_grace_s,
                 keep_jobs_on_revoke=ledger is not None,
+                metrics=self.metrics,
+                fairness=s.fairness,
             )
             for lane in lanes
         ]
@@ -294,8 +310,14 @@ class Worker:
             return "the Kafka producer's sender has stopped"
         return None
 
-    async def _mark_ready(self, main: JobConsumer) -> None:
+    def _control(self) -> ControlListener:
+        return next(loop for loop in self._loops if isinstance(loop, ControlListener))
+
+    async def _mark_ready(self, main: JobConsumer, control: ControlListener) -> None:
+        """Ready once its partitions are assigned and its control listener reads from a known
+        offset (a cancel sent before that would be missed)."""
         await main.ready.wait()
+        await control.ready.wait()
         self.ready.set()
         log.info("%s worker ready (group %s)", self.kind, self.settings.group_for(self.kind))
 

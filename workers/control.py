@@ -43,13 +43,19 @@ class ControlListener:
         self._partition = TopicPartition(topic, 0)
         self._on_cancel = on_cancel
         self._stopping = asyncio.Event()
+        # Set once it reads from a known offset: a cancel sent after this is seen.
+        self.ready = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
         async for records in tail(
-            self._consumer, self._partition, start="end", stopping=self._stopping
+            self._consumer,
+            self._partition,
+            start="end",
+            stopping=self._stopping,
+            positioned=self.ready,
         ):
             for record in records:
                 await self._handle(record)

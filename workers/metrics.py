@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -22,6 +23,12 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"  # not a valid request: dead-lettered
     CANCELLED = "cancelled"  # its caller cancelled it while it ran
     SKIPPED_CANCELLED = "skipped_cancelled"  # cancelled before it started: not run
+
+
+class _TenantChildren(NamedTuple):
+    queued: Gauge
+    in_flight: Gauge
+    served: Counter
 
 
 class WorkerMetrics:
@@ -104,6 +111,53 @@ class WorkerMetrics:
             ["kind", "partition", "lane"],
             registry=self.registry,
         )
+
+        # Per tenant and lane (decision 0044): jobs fetched and waiting for a slot, running,
+        # and the estimated cost of those that ended (contracts/job_cost.py: tokens for
+        # generate, embed and rerank, seconds of audio for transcribe, characters for
+        # speech).
+        self.tenant_queued = Gauge(
+            "fleet_tenant_jobs_queued",
+            "Jobs fetched and waiting for a slot, per tenant",
+            ["kind", "lane", "tenant"],
+            registry=self.registry,
+        )
+        self.tenant_in_flight = Gauge(
+            "fleet_tenant_jobs_in_flight",
+            "Jobs running now, per tenant",
+            ["kind", "lane", "tenant"],
+            registry=self.registry,
+        )
+        self.tenant_served = Counter(
+            "fleet_tenant_cost_served",
+            "Estimated cost of the jobs that ended (tokens; audio seconds; characters), per tenant",
+            ["kind", "lane", "tenant"],
+            registry=self.registry,
+        )
+        self._tenant_children: dict[tuple[str, str], _TenantChildren] = {}
+
+    def tenant(self, lane: str, tenant: str) -> _TenantChildren:
+        """The per-tenant metrics of ``tenant`` on ``lane``: looked up once per tenant."""
+        children = self._tenant_children.get((lane, tenant))
+        if children is None:
+            labels = (self.kind, lane, tenant)
+            children = self._tenant_children[lane, tenant] = _TenantChildren(
+                self.tenant_queued.labels(*labels),
+                self.tenant_in_flight.labels(*labels),
+                self.tenant_served.labels(*labels),
+            )
+        return children
+
+    def tenants(self, lane: str) -> dict[str, tuple[int, float]]:
+        """Each tenant seen on ``lane``: its jobs running now, and the cost served."""
+        result: dict[str, tuple[int, float]] = {}
+        for seen_lane, tenant in self._tenant_children:
+            if seen_lane == lane:
+                labels = {"kind": self.kind, "lane": lane, "tenant": tenant}
+                get = self.registry.get_sample_value
+                running = get("fleet_tenant_jobs_in_flight", labels) or 0
+                result[tenant] = (int(running), get("fleet_tenant_cost_served_total", labels) or 0)
+        return result
 
     def outcome(self, outcome: Outcome) -> None:
         # A label lookup takes a lock and builds a key: done once per outcome, not per job.

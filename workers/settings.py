@@ -176,6 +176,29 @@ DEFAULT_BATCH_CONCURRENCY = {
 }  # fmt: skip
 
 
+# A lane's fetch window beyond its slots, per slot, when `[fairness] window` is not set.
+FAIRNESS_WINDOW_PER_SLOT = 4
+
+
+class FairnessSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[fairness]` table: how a worker shares a full lane between tenants
+    (workers/runtime/fair_queue.py, docs/decisions/0044-fair-queuing-in-a-lane.md)."""
+
+    # Each tenant's weight: a busy tenant's share of a lane's cost follows it.
+    weights: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=dict)
+    # The weight of a tenant not named in `weights`: equal shares by default.
+    default_weight: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    # Records a lane fetches beyond its free slots, to choose among when its slots are full
+    # (default: FAIRNESS_WINDOW_PER_SLOT per slot of the lane). 0: start in fetched order.
+    window: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+    def window_for(self, slots: int) -> int:
+        return self.window if self.window is not None else FAIRNESS_WINDOW_PER_SLOT * slots
+
+
+EQUAL_SHARES = FairnessSettings()
+
+
 def _spec(name: str) -> ProviderSpec:
     return ProviderSpec(name=name)
 
@@ -234,6 +257,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # unrenewed, as the ledger's locks do.
     tenants: dict[str, TenantSettings] = msgspec.field(default_factory=dict)
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+    # Tenants' shares of a full lane: the `[fairness]` table.
+    fairness: FairnessSettings = EQUAL_SHARES
     # Port of /healthz, /readyz and /metrics; 0 picks a free port, None serves nothing.
     health_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     chat: list[ProviderSpec] = msgspec.field(default_factory=lambda: [_spec("local-llama")])

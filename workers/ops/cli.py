@@ -143,9 +143,18 @@ def _parser() -> argparse.ArgumentParser:
     lag.add_argument("--config", type=Path, help="TOML settings file")
     lag.set_defaults(func=_cmd_lag)
 
-    status = sub.add_parser("status", help="show what the fleet knows of one request id")
-    status.add_argument("request_id")
-    status.add_argument("--kind", choices=JOB_KINDS, default="generate", help="its job kind")
+    status = sub.add_parser(
+        "status",
+        help="show what the fleet knows of one request id, or (--fairness) of its tenants",
+    )
+    status.add_argument("request_id", nargs="?")
+    status.add_argument(
+        "--fairness",
+        action="store_true",
+        help="each live worker's lanes: per tenant, its weight, jobs waiting and running, "
+        "credit and cost served (of --kind, or of every kind)",
+    )
+    status.add_argument("--kind", choices=JOB_KINDS, help="its job kind (default generate)")
     status.add_argument("--tenant", default=DEFAULT_TENANT, help="the tenant that sent it")
     status.add_argument("--config", type=Path, help="TOML settings file")
     status.set_defaults(func=_cmd_status)
@@ -364,10 +373,17 @@ def _cmd_lag(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from workers.ops.inspect import job_state
+    from workers.ops.inspect import fairness_state, job_state
 
     settings = load_settings(args.config)
-    state = asyncio.run(job_state(settings, args.request_id, kind=args.kind, tenant=args.tenant))
+    if args.fairness:
+        kinds = [args.kind] if args.kind else list(JOB_KINDS)
+        print(asyncio.run(fairness_state(settings, kinds)))
+        return 0
+    if args.request_id is None:
+        raise ConfigError("fleet status needs a request id, or --fairness")
+    kind = args.kind or "generate"
+    state = asyncio.run(job_state(settings, args.request_id, kind=kind, tenant=args.tenant))
     if state.done:
         word = "done (its final reply is stored; a repeat gets it back)"
     elif state.running:

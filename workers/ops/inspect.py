@@ -16,6 +16,8 @@ from providers.redis_client import connect_redis
 from transport.connection import start_client
 from transport.consume import ReadStalled, read_range
 from workers.budgets import Budgets, Standing
+from workers.fairness_board import read_board
+from workers.fairness_board import render as render_board
 from workers.idempotency import JobKeys, job_ref
 from workers.settings import WorkerSettings
 
@@ -103,6 +105,17 @@ async def budget_standings(settings: WorkerSettings, tenant: str | None = None) 
     finally:
         await redis.aclose()
     return [standing for standing in found if standing is not None]
+
+
+async def fairness_state(settings: WorkerSettings, kinds: list[str]) -> str:
+    """Each live worker's lanes of ``kinds``: per tenant, what waits, runs and was served
+    (workers/fairness_board.py), as a table."""
+    redis = connect_redis(settings.redis_url)
+    try:
+        states = [s for kind in kinds for s in await read_board(redis, settings.namespace, kind)]
+    finally:
+        await redis.aclose()
+    return render_board(states) if states else "no worker has posted its state (none running?)"
 
 
 # How long to wait for a partition's last record once its offset is known.

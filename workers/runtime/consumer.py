@@ -2,24 +2,31 @@
 
 It is a member of the shared group loop (``transport/group.py``), which fetches and
 commits. Jobs run as tasks, as many at once as the lane gate gives the consumer's lane room
-for, so a long model call never holds up the fetch loop. Without room the loop keeps
-polling with its partitions paused. Offsets are committed only up to the oldest unfinished
-job of each partition: at-least-once delivery.
+for, so a long model call never holds up the fetch loop. Beyond that room it fetches a
+window more, which waits in a fair queue: each freed slot goes to the tenant whose turn it
+is (``workers/runtime/fair_queue.py``, decision 0044). With neither room nor window left the
+loop keeps polling with its partitions paused. Offsets are committed only up to the oldest
+unfinished (or waiting) job of each partition: at-least-once delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
-from contracts.names import Lane
+from contracts.names import Header, Lane
 from transport.group import GroupLoop
 from transport.records import Record
+from workers.fairness_board import LaneState, TenantState
+from workers.metrics import WorkerMetrics
+from workers.runtime.fair_queue import FairQueue
 from workers.runtime.lanes import LaneGate
 from workers.runtime.runner import JobRunner
+from workers.settings import EQUAL_SHARES, FairnessSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +37,35 @@ RERUN_MAX_S = 10.0
 RUNNER_BUG_TRIES = 3
 # What the broker refuses for its size: however often the job runs, the same is refused.
 _NEVER_FITS = (MessageSizeTooLargeError, RecordListTooLargeError)
+# A fetched record and its partition.
+_Fetched = tuple[TopicPartition, Record]
+
+
+def _tenant_and_cost(record: Record) -> tuple[str, int]:
+    """The tenant and estimated cost the producer stamped on ``record`` (decision 0044): a
+    record without them (an older producer) is the tenant "" and costs one."""
+    tenant, cost = "", 1
+    for key, value in record.headers:
+        if key == Header.TENANT:
+            tenant = bytes(value).decode(errors="replace")
+        elif key == Header.COST:
+            with contextlib.suppress(ValueError):
+                cost = max(int(value), 1)
+    return tenant, cost
 
 
 class _LaneRoom:
-    """The room of one lane of the gate, as the consume loop asks for it."""
+    """What the consume loop may fetch for one lane: its free slots in the gate, and what
+    is left of its window of waiting jobs."""
 
-    def __init__(self, gate: LaneGate, lane: Lane) -> None:
+    def __init__(self, gate: LaneGate, lane: Lane, waiting: FairQueue[_Fetched], window: int):
         self._gate = gate
         self._lane: Lane = lane
+        self._waiting = waiting
+        self._window = window
 
     def room(self) -> int:
-        return self._gate.room(self._lane)
+        return max(self._gate.room(self._lane) + self._window - len(self._waiting), 0)
 
     def watch(self) -> asyncio.Event:
         return self._gate.watch()
@@ -63,6 +88,8 @@ class JobConsumer:
         commit_interval_s: float = 0.2,
         shutdown_grace_s: float = 30.0,
         keep_jobs_on_revoke: bool = False,
+        metrics: WorkerMetrics,
+        fairness: FairnessSettings = EQUAL_SHARES,
     ) -> None:
         self._runner = runner
         self._gate = gate
@@ -70,11 +97,17 @@ class JobConsumer:
         self._shutdown_grace_s = shutdown_grace_s
         self._keep_jobs_on_revoke = keep_jobs_on_revoke
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._waiting: FairQueue[_Fetched] = FairQueue(
+            fairness.weights, default_weight=fairness.default_weight
+        )
+        self._metrics = metrics
+        self._slots = gate.slots if lane == "interactive" else gate.batch_limit
+        self._window = fairness.window_for(self._slots)
         self._loop = GroupLoop(
             consumer,
             [topic],
             self,
-            room=_LaneRoom(gate, lane),
+            room=_LaneRoom(gate, lane, self._waiting, self._window),
             commit_interval_s=commit_interval_s,
         )
         self.ready = self._loop.ready  # set once the first partitions are assigned
@@ -94,7 +127,13 @@ class JobConsumer:
         self._gate.notify()
 
     async def run(self) -> None:
-        await self._loop.run()
+        starter = asyncio.create_task(self._start_when_room(), name=f"{self.lane}-starter")
+        try:
+            await self._loop.run()
+        finally:
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starter
 
     def fetch_stalled_s(self) -> float:
         """Seconds since the fetch loop last came round (it does at least once a second)."""
@@ -103,21 +142,73 @@ class JobConsumer:
     async def lag(self) -> dict[int, int]:
         return await self._loop.lag()
 
+    def lane_state(self) -> LaneState:
+        """This lane's slots, window and tenants, for `fleet status --fairness`."""
+        queued, credit = self._waiting.queued(), self._waiting.credit()
+        seen = self._metrics.tenants(self.lane)
+        tenants = [
+            TenantState(
+                tenant=tenant,
+                weight=self._waiting.weight(tenant),
+                queued=queued.get(tenant, 0),
+                in_flight=seen.get(tenant, (0, 0.0))[0],
+                credit=credit.get(tenant, 0.0),
+                served=seen.get(tenant, (0, 0.0))[1],
+            )
+            for tenant in sorted(seen.keys() | queued.keys())
+        ]
+        return LaneState(
+            lane=self.lane,
+            slots=self._slots,
+            window=self._window,
+            running=self._gate.running(self.lane),
+            tenants=tenants,
+        )
+
     def take(self, tp: TopicPartition, record: Record) -> None:
-        self._gate.started(self.lane)
+        # Unfinished from now on, waiting or not: no commit passes it.
         self._loop.started(tp, record.offset)
+        tenant, cost = _tenant_and_cost(record)
+        if not self._waiting and self._gate.room(self.lane) > 0:
+            self._start(tenant, cost, (tp, record))  # not saturated: no queue at all
+            return
+        self._waiting.push(tenant, cost, (tp, record))
+        self._metrics.tenant(self.lane, tenant).queued.inc()
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start waiting jobs, the fair queue's choice first, while the lane has room."""
+        while self._waiting and self._gate.room(self.lane) > 0 and not self._loop.stopping:
+            tenant, cost, fetched = self._waiting.pop()
+            self._metrics.tenant(self.lane, tenant).queued.dec()
+            self._start(tenant, cost, fetched)
+
+    async def _start_when_room(self) -> None:
+        """A job of either lane ended (or a consumer stops): start what now fits."""
+        while True:
+            change = self._gate.watch()
+            self._start_waiting()
+            await change.wait()
+
+    def _start(self, tenant: str, cost: int, fetched: _Fetched) -> None:
+        tp, record = fetched
+        self._gate.started(self.lane)
         task = asyncio.create_task(
-            self._run_job(tp, record), name=f"job-{tp.partition}-{record.offset}"
+            self._run_job(tp, record, tenant, cost), name=f"job-{tp.partition}-{record.offset}"
         )
         self._tasks[task] = tp
 
-    async def _run_job(self, tp: TopicPartition, record: Record) -> None:
+    async def _run_job(self, tp: TopicPartition, record: Record, tenant: str, cost: int) -> None:
+        metrics = self._metrics.tenant(self.lane, tenant)
+        metrics.in_flight.inc()
         try:
             await self._run_until_it_ends(tp, record)
         finally:
             # Cancelled: handed back (a rebalance, a shutdown), so never marked finished.
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._gate.finished(self.lane)
+            metrics.in_flight.dec()
+        metrics.served.inc(cost)
         self._loop.finished(tp, record.offset)
 
     async def _run_until_it_ends(self, tp: TopicPartition, record: Record) -> None:
@@ -174,6 +265,10 @@ class JobConsumer:
         never restarted by a rebalance, and the group does not wait for it either. Without
         the ledger nothing would stop a second run, so running jobs finish (or, past the
         grace period, are handed back) first."""
+        # Jobs not started yet are let go: never marked finished, so the partition's next
+        # owner (or this worker, restarted) fetches them again.
+        for _, record in self._waiting.drop(lambda f: partitions is None or f[0] in partitions):
+            self._metrics.tenant(self.lane, _tenant_and_cost(record)[0]).queued.dec()
         if partitions is None:
             await self._drain(list(self._tasks), self._shutdown_grace_s)
         elif not self._keep_jobs_on_revoke:

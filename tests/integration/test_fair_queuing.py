@@ -1,0 +1,82 @@
+"""Fair queuing inside a lane over the real broker (decision 0044): while tenant A's flood
+fills a worker's only slot, tenant B's few jobs start before A's backlog drains. The
+assertions are on the order the model saw the jobs in, never on timing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from contracts import ChatMessage
+from providers.chat import ChatEvent, ChatParams
+from providers.router import ModelRouter
+from tests.conftest import Infra
+from tests.integration.harness import serving, until
+from tests.integration.scripted_chat import ScriptedChat
+from workers import Worker, WorkerSettings
+from workers.handlers.generate import GenerateHandler
+from workers.settings import FairnessSettings
+
+MODEL = "scripted-model"
+FLOOD = 8
+
+
+class StartOrder(ScriptedChat):
+    """Records the prompt of each call as it starts; holds every call until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        self.started.append(str(messages[-1].content))
+        await self.release.wait()
+        async for event in super().stream_chat(messages, params):
+            yield event
+
+
+async def test_a_tenants_few_jobs_start_before_a_flooding_tenants_backlog_drains(
+    settings: WorkerSettings, infra: Infra, namespace: str
+) -> None:
+    # One slot, one partition: without fair queuing the jobs start in the log's order.
+    settings = msgspec.structs.replace(
+        settings,
+        concurrency=1,
+        batch_concurrency=0,
+        partitions=1,
+        fairness=FairnessSettings(window=16),
+    )
+    chat = StartOrder()
+    worker = Worker("generate", settings, GenerateHandler(ModelRouter("chat", [chat])))
+
+    def queued(tenant: str) -> float | None:
+        labels = {"kind": "generate", "lane": "interactive", "tenant": tenant}
+        return worker.metrics.registry.get_sample_value("fleet_tenant_jobs_queued", labels)
+
+    async with (
+        serving(worker),
+        infra.client(namespace=namespace, tenant="a", default_timeout_s=60) as a,
+        infra.client(namespace=namespace, tenant="b", default_timeout_s=60) as b,
+    ):
+        asks = [asyncio.create_task(a.generate(f"a-{i}", model=MODEL)) for i in range(FLOOD)]
+        await until(lambda: queued("a") == FLOOD - 1)  # a-0 runs, the rest wait
+        asks += [asyncio.create_task(b.generate(f"b-{i}", model=MODEL)) for i in range(2)]
+        await until(lambda: queued("b") == 2)
+        # What `fleet status --fairness` shows of this lane now.
+        tenants = {t.tenant: t for t in worker.lanes[0].lane_state().tenants}
+        assert (tenants["a"].queued, tenants["a"].in_flight) == (FLOOD - 1, 1)
+        assert (tenants["b"].queued, tenants["b"].in_flight) == (2, 0)
+        chat.release.set()
+        answers = await asyncio.gather(*asks)
+    assert all(answer.text == "Hello, world" for answer in answers)
+    order = chat.started
+    assert sorted(order) == sorted([f"a-{i}" for i in range(FLOOD)] + ["b-0", "b-1"])
+    # In the log both of B's jobs come after all of A's; they started while at least four
+    # of A's still waited.
+    assert order.index("b-1") <= 4, order
+    assert [p for p in order if p.startswith("a-")] == [f"a-{i}" for i in range(FLOOD)]
