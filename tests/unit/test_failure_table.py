@@ -115,6 +115,9 @@ class _Fetches:
     async def seek_to_end(self, *partitions: TopicPartition) -> None:
         pass
 
+    async def position(self, partition: TopicPartition) -> int:
+        return 0
+
     async def getmany(
         self, *_partitions: TopicPartition, **_: Any
     ) -> dict[TopicPartition, list[Record]]:
