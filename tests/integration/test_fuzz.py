@@ -26,6 +26,7 @@ from contracts import (
     EmbedRequest,
     GenerateRequest,
     RerankRequest,
+    SpeechRequest,
     TranscribeRequest,
     VectorRecord,
     VectorUpsertRequest,
@@ -47,12 +48,17 @@ from workers.ops.inspect import consumer_lag
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
-# Mutations per kind: a valid transcribe request runs Whisper, so that kind gets fewer; a
-# rerank request's bytes are an embed request's with a query beside them, so it gets fewer.
-MUTATIONS = {"generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300, "rerank": 100}
+# Mutations per kind: a valid transcribe request runs Whisper, a valid speech request
+# eSpeak NG, so those kinds get fewer; a rerank request's bytes are an embed request's
+# with a query beside them, so it gets fewer too.
+MUTATIONS = {
+    "generate": 1000, "embed": 1000, "vectors": 1000, "transcribe": 300, "rerank": 100,
+    "speech": 60,
+}  # fmt: skip
 EMBED_MODEL = "all-minilm-l6-v2"
 RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
+VOICE = "espeak-ng"
 SPEECH = (REPO / "workers/ops/assets/demo-speech.wav").read_bytes()
 
 
@@ -77,6 +83,8 @@ async def _good_request(kind: str, client: FleetClient) -> None:
         assert (await client.upsert("fuzz", [record])).upserted == 1
     elif kind == "rerank":
         assert len((await client.rerank("still?", ["yes", "no"], model=RERANK_MODEL)).results) == 2
+    elif kind == "speech":
+        assert (await client.speech("Still there?", model=VOICE, voice="alloy")).audio
     else:
         assert (await client.transcribe(SPEECH, model=WHISPER_MODEL)).text
 
@@ -84,7 +92,12 @@ async def _good_request(kind: str, client: FleetClient) -> None:
 def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
     deadline_ms = int((time.time() + 120) * 1000)
     request: (
-        GenerateRequest | EmbedRequest | VectorUpsertRequest | TranscribeRequest | RerankRequest
+        GenerateRequest
+        | EmbedRequest
+        | VectorUpsertRequest
+        | TranscribeRequest
+        | RerankRequest
+        | SpeechRequest
     )
     if kind == "vectors":
         records = [VectorRecord(id="r1", vector=[0.1, 0.2, 0.3], metadata={"lang": "en"})]
@@ -113,6 +126,15 @@ def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
             documents=["first text", {"text": "second text", "id": "2"}],
             top_n=1,
             return_documents=True,
+        )
+    elif kind == "speech":
+        request = SpeechRequest(
+            request_id="base",
+            reply_to=client.reply_address,
+            deadline_ms=deadline_ms,
+            model=VOICE,
+            input="Hi.",
+            voice="alloy",
         )
     elif kind == "generate":
         request = GenerateRequest(
