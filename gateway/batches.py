@@ -20,10 +20,9 @@ from starlette.routing import Route
 from contracts.batch import ENDPOINT_KIND, BatchInfo, BatchState
 from contracts.errors import ContractError
 from gateway.batch_objects import BatchList, batch_object
-from gateway.errors import OpenAIError, from_fleet, invalid_request
+from gateway.errors import OpenAIError, decoded_body, from_fleet, invalid_request
 from gateway.file_store import StoredFile, get_file
 from producer_sdk import BatchClient, BatchNotFound
-from producer_sdk.batch.openai_chat_body import error_param
 
 if TYPE_CHECKING:
     from gateway.app import GatewayState
@@ -115,12 +114,7 @@ def routes(state: GatewayState) -> list[Route]:
 
 
 def _read_call(raw: bytes) -> BatchCall:
-    try:
-        return msgspec.json.decode(raw, type=BatchCall)
-    except msgspec.ValidationError as exc:
-        raise invalid_request(str(exc), error_param(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise invalid_request(f"the body is not valid JSON: {exc}", None) from exc
+    return decoded_body(raw, BatchCall)
 
 
 def _window_s(window: str) -> float:

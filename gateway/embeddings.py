@@ -12,10 +12,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import FLEET_FAILURES, fleet_error, invalid_request
+from gateway.errors import FLEET_FAILURES, decoded_body, fleet_error
 from gateway.overhead import awaiting_fleet
 from producer_sdk import FleetClient
-from producer_sdk.batch.openai_chat_body import error_param
 from producer_sdk.batch.openai_output_lines import embeddings_body
 
 
@@ -28,12 +27,7 @@ class EmbeddingsCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 def read_embeddings_call(raw: bytes) -> EmbeddingsCall:
-    try:
-        return msgspec.json.decode(raw, type=EmbeddingsCall)
-    except msgspec.ValidationError as exc:
-        raise invalid_request(str(exc), error_param(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise invalid_request(f"the body is not valid JSON: {exc}", None) from exc
+    return decoded_body(raw, EmbeddingsCall)
 
 
 async def embed(

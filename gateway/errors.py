@@ -13,6 +13,7 @@ from starlette.types import Send
 
 from contracts.errors import ContractViolation, ErrorCode
 from producer_sdk import BrokerError, DeadlineExceeded, FleetRequestError, RequestRefused
+from producer_sdk.batch.openai_chat_body import error_param
 from producer_sdk.batch.openai_output_lines import HTTP_STATUS, error_type
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,17 @@ async def send_error(send: Send, error: OpenAIError) -> None:
 
 def invalid_request(message: str, param: str | None, code: str | None = None) -> OpenAIError:
     return OpenAIError(400, message, param=param, code=code)
+
+
+def decoded_body(raw: bytes, shape: type[T], *, unnamed_param: str | None = None) -> T:
+    """A request body read as ``shape``: one that is not JSON, or not of that shape, is 400
+    naming the field msgspec names (``unnamed_param`` when it names none)."""
+    try:
+        return msgspec.json.decode(raw, type=shape)
+    except msgspec.ValidationError as exc:
+        raise invalid_request(str(exc), error_param(exc) or unnamed_param) from exc
+    except msgspec.DecodeError as exc:
+        raise invalid_request(f"the body is not valid JSON: {exc}", None) from exc
 
 
 FleetFailure = FleetRequestError | DeadlineExceeded | BrokerError | RequestRefused

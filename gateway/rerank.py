@@ -14,11 +14,10 @@ from starlette.responses import Response
 from contracts.rerank import RerankOptions
 from contracts.tokens import estimate_rerank_tokens
 from gateway.admission import admitted
-from gateway.errors import FLEET_FAILURES, fleet_error, invalid_request
+from gateway.errors import FLEET_FAILURES, decoded_body, fleet_error
 from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
 from producer_sdk import FleetClient
-from producer_sdk.batch.openai_chat_body import error_param
 from producer_sdk.batch.openai_output_lines import rerank_body
 
 if TYPE_CHECKING:
@@ -30,17 +29,8 @@ class RerankCall(RerankOptions, frozen=True, kw_only=True):
 
 
 def read_rerank_call(raw: bytes) -> RerankCall:
-    try:
-        return msgspec.json.decode(raw, type=RerankCall)
-    except msgspec.ValidationError as exc:
-        # The rank-field check names no path: the documents are at fault.
-        raise invalid_request(str(exc), _param(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise invalid_request(f"the body is not valid JSON: {exc}", None) from exc
-
-
-def _param(exc: msgspec.ValidationError) -> str:
-    return error_param(exc) or "documents"
+    # The rank-field check names no path: the documents are at fault.
+    return decoded_body(raw, RerankCall, unnamed_param="documents")
 
 
 async def create_rerank(state: GatewayState, request: Request) -> Response:

@@ -24,12 +24,11 @@ from contracts.speech import (
 from contracts.tokens import estimate_tokens
 from gateway.admission import admitted
 from gateway.chat_chunks import sse_event
-from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, invalid_request
+from gateway.errors import FLEET_FAILURES, OpenAIError, decoded_body, fleet_error
 from gateway.event_stream import EventStream
 from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
 from producer_sdk import FleetClient, SpeechAudio, SpeechEvent, SpeechResult, StreamRestarted
-from producer_sdk.batch.openai_chat_body import error_param
 
 if TYPE_CHECKING:
     from gateway.app import GatewayState
@@ -68,12 +67,7 @@ def route(state: GatewayState) -> Route:
 
 
 def read_speech_call(raw: bytes) -> SpeechCall:
-    try:
-        return msgspec.json.decode(raw, type=SpeechCall)
-    except msgspec.ValidationError as exc:
-        raise invalid_request(str(exc), error_param(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise invalid_request(f"the body is not valid JSON: {exc}", None) from exc
+    return decoded_body(raw, SpeechCall)
 
 
 async def speak(
