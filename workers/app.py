@@ -57,7 +57,7 @@ async def build_worker(
     """A worker of one kind with its handler, sharing one Redis pool between the handler's
     providers and the worker's own ledger. ``health_socket``: the health port, bound before
     the models load (otherwise ``settings.health_port`` is bound when the worker runs)."""
-    metrics = metrics or WorkerMetrics(kind)
+    metrics = metrics or WorkerMetrics(kind, settings.named_tenants())
     redis = RedisPool(settings.redis_url)
     try:
         shared = Shared(
@@ -91,7 +91,7 @@ class Worker:
         self.settings = settings
         self.handler = handler
         self.redis = redis or RedisPool(settings.redis_url)
-        self.metrics = metrics or WorkerMetrics(kind)
+        self.metrics = metrics or WorkerMetrics(kind, settings.named_tenants())
         self.ready = asyncio.Event()
         self.health: HealthServer | None = None
         self._loops: list[JobConsumer | RedeliveryForwarder | ControlListener] = []

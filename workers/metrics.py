@@ -9,6 +9,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contracts.usage import Usage
 
+# Tenants come from request headers and payloads, which any producer writes: past this many
+# distinct ones a worker counts the rest under OTHER_TENANTS, so that made-up tenants cannot
+# grow the metrics without bound. The tenants the settings name always keep their own.
+MAX_TENANT_LABELS = 64
+OTHER_TENANTS = "(other)"
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -32,8 +38,10 @@ class _TenantChildren(NamedTuple):
 
 
 class WorkerMetrics:
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, named_tenants: frozenset[str] = frozenset()) -> None:
         self.kind = kind
+        self._named_tenants = named_tenants
+        self._labelled_tenants: set[str] = set()
         self.registry = CollectorRegistry()
         self._outcomes: dict[Outcome, Counter] = {}
         self.jobs = Counter(
@@ -134,10 +142,30 @@ class WorkerMetrics:
             ["kind", "lane", "tenant"],
             registry=self.registry,
         )
+        self.tenant_spend = Counter(
+            "fleet_tenant_spend_usd",
+            "What the tenant's answered jobs cost at the model catalogue's prices, in US dollars",
+            ["kind", "tenant"],
+            registry=self.registry,
+        )
         self._tenant_children: dict[tuple[str, str], _TenantChildren] = {}
+
+    def tenant_label(self, tenant: str) -> str:
+        """``tenant`` as a metric label: itself, or OTHER_TENANTS past MAX_TENANT_LABELS."""
+        if tenant in self._labelled_tenants or tenant in self._named_tenants:
+            return tenant
+        if len(self._labelled_tenants) >= MAX_TENANT_LABELS:
+            return OTHER_TENANTS
+        self._labelled_tenants.add(tenant)
+        return tenant
+
+    def tenant_spent(self, tenant: str, cost_usd: float) -> None:
+        if cost_usd:
+            self.tenant_spend.labels(self.kind, self.tenant_label(tenant)).inc(cost_usd)
 
     def tenant(self, lane: str, tenant: str) -> _TenantChildren:
         """The per-tenant metrics of ``tenant`` on ``lane``: looked up once per tenant."""
+        tenant = self.tenant_label(tenant)
         children = self._tenant_children.get((lane, tenant))
         if children is None:
             labels = (self.kind, lane, tenant)

@@ -342,6 +342,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         families = (reply_topic_prefix(self.namespace), shared_reply_topic_prefix(self.namespace))
         return topic.startswith(families) or topic in self.reply_topics
 
+    def named_tenants(self) -> frozenset[str]:
+        """The tenants the settings name (keys, limits, budgets, weights): each keeps a
+        metric label of its own however many others come (workers/metrics.py)."""
+        return frozenset({*self.tenant_keys, *self.tenants, *self.budgets, *self.fairness.weights})
+
     def tenant_verification(self) -> dict[str, bytes] | None:
         """The keys to verify tenants with, or None when tenants are taken as declared."""
         enabled = self.verify_tenants if self.verify_tenants is not None else bool(self.tenant_keys)

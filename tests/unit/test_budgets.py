@@ -84,6 +84,11 @@ async def test_a_hundred_concurrent_jobs_never_spend_past_the_budget(budgets: Bu
     assert spent == pytest.approx(COST * len(answered))  # settled to the answers' cost
     assert spent <= 0.3 + WORST
     assert (reserved, holds) == (0, 0)
+    # The tenant's spend metric counts what the answers cost, as the budget settled it.
+    counted = job.metrics.registry.get_sample_value(
+        "fleet_tenant_spend_usd_total", {"kind": "generate", "tenant": "acme"}
+    )
+    assert counted == pytest.approx(spent)
     assert job.dead_letters() == []  # answered, not a fleet fault
     assert job.count(Outcome.RETRIED) == 0
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from contracts.replies import EmbedResult, Final, GenerateResult, ReplyChunk
 from workers.handlers import JobHandler
+from workers.job_costs import cost_usd
 from workers.metrics import Outcome, WorkerMetrics
 from workers.runtime.links.chain import Job
 
@@ -35,4 +36,7 @@ class RunHandler:
         if isinstance(last, GenerateResult | EmbedResult):
             self._input_tokens.inc(last.usage.prompt_tokens)
             self._output_tokens.inc(last.usage.completion_tokens)
+        spent = cost_usd(last)
+        if spent:
+            self._metrics.tenant_spent(job.request.tenant, spent)
         job.final = last
