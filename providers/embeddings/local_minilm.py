@@ -187,8 +187,9 @@ class LocalMiniLMEmbeddings:
         options.inter_op_num_threads = 1
         # Between operators, idle threads sleep rather than spin: a spinning thread takes a
         # core that another model process or a worker's event loop needs. Measured under load
-        # (2 cores, load 11): 64 texts in 2.9 s wall and 1.05 s CPU, against 4.5 s and 1.6 s
-        # spinning; a rerank of 100 documents in 5.3 s against 8.6 s (docs/benchmarks.md).
+        # (2 cores, load 11-17): 64 texts in 2.9 s wall and 1.05 s CPU, against 4.5 s and
+        # 1.6 s spinning; 100 rerank documents in 4.4 s and 2.2 s, against 7.1 s and 3.2 s
+        # (docs/benchmarks.md, the 2026-12-07 rerank paragraphs).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
