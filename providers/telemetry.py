@@ -39,12 +39,15 @@ class Attr:
     ERROR_TYPE: Final = "error.type"
     CATEGORY: Final = "fleet.provider.category"
     ERROR_CODE: Final = "fleet.error.code"
+    # hit or miss, on the vector cache's lookups.
+    CACHE_RESULT: Final = "fleet.cache.result"
 
 
 class Metric:
     DURATION: Final = "gen_ai.client.operation.duration"
     TOKEN_USAGE: Final = "gen_ai.client.token.usage"
     ERRORS: Final = "fleet.provider.errors"
+    VECTOR_CACHE_LOOKUPS: Final = "fleet.provider.vector_cache.lookups"
 
 
 CANCELLED: Final = "cancelled"
@@ -185,6 +188,17 @@ class ProviderTelemetry:
 
 
 _GLOBAL: Final = ProviderTelemetry()
+
+
+def vector_cache_lookups(meter: metrics.Meter | None = None) -> metrics.Counter:
+    """The counter of vectors looked up in a provider's vector cache, by ``Attr.CACHE_RESULT``
+    (providers/embeddings/vector_cache.py). On the global meter it records nothing until the
+    process sets up an SDK, and from then on records there."""
+    return (meter or metrics.get_meter(_SCOPE)).create_counter(
+        Metric.VECTOR_CACHE_LOOKUPS,
+        unit="{vector}",
+        description="Vectors looked up in a provider's vector cache, hits and misses",
+    )
 
 
 class _Untraced:

@@ -48,6 +48,37 @@ async def test_max_tokens_per_doc_cuts_each_document(biencoder: LocalMiniLMBiEnc
     assert cut.usage.prompt_tokens < whole.usage.prompt_tokens
 
 
+async def test_kept_document_vectors_change_no_score(biencoder: LocalMiniLMBiEncoder) -> None:
+    """The same scores and tokens with the document cache (the fixture's, on by default) as
+    without it, whether every document is new, some are kept, or all are."""
+    uncached = rerank_providers.create(
+        "local-minilm-biencoder", {"max_documents": 8, "document_cache_mib": 0}
+    )
+    await uncached.load()
+    query = "Which harbour changed its ferry schedule?"
+    documents = [
+        "The harbour's ferries leave an hour earlier from Monday.",
+        "Rain is expected over the hills tonight.",
+        "A new bakery opened beside the station.",
+        "The ferry timetable for the north harbour has changed.",
+        "Tax forms are due at the end of the month.",
+        "Harbour works close the east pier for a week.",
+    ]
+    try:
+        # New documents; then half of them kept and half new, in a new order; then all kept.
+        for asked, cut in ((documents[::2], None), (documents[::-1], None), (documents, None),
+                           (documents, 6), (documents, 6)):  # fmt: skip
+            kept = await biencoder.rerank(
+                query, asked, model=BIENCODER_MODEL, max_tokens_per_doc=cut
+            )
+            fresh = await uncached.rerank(
+                query, asked, model=BIENCODER_MODEL, max_tokens_per_doc=cut
+            )
+            assert kept == fresh
+    finally:
+        await uncached.aclose()
+
+
 class TestConformance(RerankProviderConformance):
     model = BIENCODER_MODEL
 
