@@ -1,9 +1,11 @@
-"""Fixtures that run a real generate worker in-process against the real broker."""
+"""Fixtures and helpers of the tests that run real workers in-process against the real
+broker: a namespace of their own, worker settings in it, a generate worker."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,14 +18,11 @@ from workers import Worker, WorkerSettings, build_worker
 MODEL = "smollm2-135m-instruct"
 
 
-@pytest.fixture
-def namespace() -> str:
-    """Each test gets its own topics and consumer group."""
+def new_namespace() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def settings(infra: Infra, namespace: str) -> WorkerSettings:
+def worker_settings(infra: Infra, namespace: str) -> WorkerSettings:
     return WorkerSettings(
         bootstrap_servers=infra.bootstrap_servers,
         kafka=infra.security,
@@ -35,10 +34,23 @@ def settings(infra: Infra, namespace: str) -> WorkerSettings:
     )
 
 
+@asynccontextmanager
+async def generate_worker_in(infra: Infra, namespace: str) -> AsyncIterator[Worker]:
+    """A generate worker (SmolLM2 loaded, its group joined) serving ``namespace``."""
+    async with serving(await build_worker("generate", worker_settings(infra, namespace))) as w:
+        yield w
+
+
 @pytest.fixture
-async def generate_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
-    async with serving(await build_worker("generate", settings)) as worker:
-        yield worker
+def namespace() -> str:
+    """Each test gets its own topics and consumer group (a module whose tests share one
+    worker, as test_generate_e2e's do, overrides it with a module-scoped one)."""
+    return new_namespace()
+
+
+@pytest.fixture
+def settings(infra: Infra, namespace: str) -> WorkerSettings:
+    return worker_settings(infra, namespace)
 
 
 @pytest.fixture

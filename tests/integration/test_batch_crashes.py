@@ -28,8 +28,14 @@ config = { threads = 1 }
 
 [batch]
 max_in_flight = 4
+embed_chunk_rows = 64
+status_interval_s = 0.2
 """
-ROWS = 4_000
+# Two pages of 512 rows cut into 16 requests of 64 (4 in flight): the same 16 requests as
+# 4,000 rows in requests of 256, so the kill still finds requests in flight at both
+# processes and most of them not yet sent, for a quarter of the model time. The status is
+# published every 0.2 s so that the kill lands soon after a fifth of the rows is done.
+ROWS = 1_024
 
 
 async def test_kill_9_of_the_coordinator_and_an_embed_worker_mid_batch(

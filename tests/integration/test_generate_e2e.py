@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,11 +14,25 @@ from contracts import ContentType, ErrorCode, GenerateResult, Header, TextDelta
 from producer_sdk import FleetClient, FleetRequestError, GenerateEvent, StreamRestarted
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from tests.conftest import Infra
-from tests.integration.conftest import MODEL
+from tests.integration.conftest import MODEL, generate_worker_in, new_namespace
 from tests.integration.harness import read_dead_letters
 from workers import Worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+
+
+# The module's tests share one namespace and so one generate worker: one model load and
+# group join instead of one per test. Each test's requests have ids, sessions and reply
+# topics of its own, and only the poison test's requests are dead-lettered.
+@pytest.fixture(scope="module")
+def namespace() -> str:
+    return new_namespace()
+
+
+@pytest.fixture(scope="module")
+async def generate_worker(infra: Infra, namespace: str) -> AsyncIterator[Worker]:
+    async with generate_worker_in(infra, namespace) as worker:
+        yield worker
 
 
 async def _collect(stream: object) -> list[GenerateEvent]:

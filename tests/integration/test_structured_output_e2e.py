@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import jsonschema
 import pytest
@@ -21,10 +22,25 @@ from contracts import (
 from producer_sdk import FleetClient, FleetRequestError
 from providers.memory.redis_memory import RedisMemory, RedisMemoryConfig
 from tests.conftest import Infra
-from tests.integration.conftest import MODEL
+from tests.integration.conftest import MODEL, generate_worker_in, new_namespace
 from workers import Worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
+
+
+# The module's tests share one namespace and so one generate worker: one model load and
+# group join instead of one per test. Each test's requests have ids, sessions and reply
+# topics of its own.
+@pytest.fixture(scope="module")
+def namespace() -> str:
+    return new_namespace()
+
+
+@pytest.fixture(scope="module")
+async def generate_worker(infra: Infra, namespace: str) -> AsyncIterator[Worker]:
+    async with generate_worker_in(infra, namespace) as worker:
+        yield worker
+
 
 CITY = {
     "type": "object",

@@ -69,10 +69,13 @@ async def test_kill_9_mid_stream_restarts_the_job_on_another_worker(
     events: list[GenerateEvent] = []
 
     async def consume() -> None:
+        # 120 tokens (300 once): the kill comes after the fifth, so the job still has over
+        # a second to run on one thread (1.6 s; 300 tokens took 4 s of CPU), and the redo,
+        # all of them again, costs that much less. A job that ended first fails `busy`.
         stream = client.stream_generate(
             "Write a long story about a dragon who learns to cook.",
             model=MODEL,
-            max_tokens=300,
+            max_tokens=120,
             temperature=0,
             timeout_s=120,
         )

@@ -204,8 +204,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
 @pytest.mark.redis_cluster
 @pytest.mark.usefixtures("cleanup")
 async def test_two_processes_share_one_limit(redis_url: str, key: str) -> None:
-    rpm, window_s, duration_s = 1200, 1.0, 2.5
-    budget = 20  # per one-second window
+    # Two and a half windows of half a second (two of a second once): the same crossings
+    # of a window's edge by both processes, in half the time.
+    rpm, window_s, duration_s = 1200, 0.5, 1.25
+    budget = 10  # per half-second window
     args = [redis_url, key, str(rpm), str(window_s), str(duration_s)]
     procs = [
         await asyncio.create_subprocess_exec(
