@@ -12,6 +12,7 @@ from typing import Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,10 @@ class Observed:
         self._app = app
         self._metrics = metrics
         self._traced = tracing_configured()
+        # Each label set's child, looked up once: prometheus_client's ``labels`` checks and
+        # locks on every call. As many entries as the metrics have series.
+        self._counted: dict[tuple[str, int, str], Counter] = {}
+        self._timed: dict[str, tuple[Histogram, Histogram]] = {}  # duration, overhead
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,11 +70,21 @@ class Observed:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         state = scope.get("state", {})
         route = _route(scope)
-        metrics = self._metrics
-        metrics.requests.labels(route, str(status), state.get(TENANT, "")).inc()
-        metrics.duration.labels(route).observe(seconds)
+        labels = (route, status, state.get(TENANT, ""))
+        if (counted := self._counted.get(labels)) is None:
+            counted = self._counted[labels] = self._metrics.requests.labels(
+                route, str(status), labels[2]
+            )
+        counted.inc()
+        if (timed := self._timed.get(route)) is None:
+            metrics = self._metrics
+            timed = self._timed[route] = (
+                metrics.duration.labels(route),
+                metrics.overhead.labels(route),
+            )
+        timed[0].observe(seconds)
         if (overhead := state.get(MEASURED)) is not None:
-            metrics.overhead.labels(route).observe(overhead)
+            timed[1].observe(overhead)
 
 
 @contextmanager
