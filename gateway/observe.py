@@ -1,10 +1,9 @@
-"""The middleware that watches each request without changing it: its metrics, and its SERVER
+"""What the gateway watches of each request without changing it: its metrics, and its SERVER
 span, which continues the caller's trace (an incoming ``traceparent``) and encloses the
 job's ``send`` span, so one trace runs from the HTTP client to the provider call."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Final
@@ -14,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from gateway.metrics import GatewayMetrics
 from gateway.overhead import MEASURED
@@ -27,11 +26,12 @@ TENANT: Final = "tenant"  # scope["state"]: whose key the request carried
 
 
 class Observed:
-    """ASGI middleware. Spans are made only when the process set up OpenTelemetry before
-    the first request (``fleet gateway`` does it from the OTEL_* variables): asked once."""
+    """What gateway/front_door.py records of each request: ``begin``, inside ``span``
+    the app, ``end``. Spans are made only when the
+    process set up OpenTelemetry before the first request (``fleet gateway`` does it from
+    the OTEL_* variables): asked once."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
-        self._app = app
+    def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
         self._traced = tracing_configured()
         # Each label set's child, looked up once: prometheus_client's ``labels`` checks and
@@ -39,35 +39,19 @@ class Observed:
         self._counted: dict[tuple[str, int, str], Counter] = {}
         self._timed: dict[str, tuple[Histogram, Histogram]] = {}  # duration, overhead
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client gets when the app fails before it answers
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+    def begin(self) -> None:
         self._metrics.in_flight.inc()
-        try:
-            with self._span(scope) as span:
-                await self._app(scope, receive, watched)
-                if span is not None:
-                    _describe(span, scope, status)
-        finally:
-            self._metrics.in_flight.dec()
-            self._record(scope, status, time.perf_counter() - started)
 
-    def _span(self, scope: Scope) -> AbstractContextManager[trace.Span | None]:
+    def span(self, scope: Scope) -> AbstractContextManager[trace.Span | None]:
+        """The request's SERVER span, where tracing is on (``describe`` it once answered)."""
         if not self._traced:
             return nullcontext()
         return _server_span(scope)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def end(self, scope: Scope, status: int, seconds: float) -> None:
+        """The request answered with ``status`` (500 when the app failed before it
+        answered), ``seconds`` after its head arrived."""
+        self._metrics.in_flight.dec()
         state = scope.get("state", {})
         route = _route(scope)
         labels = (route, status, state.get(TENANT, ""))
@@ -103,7 +87,7 @@ def _server_span(scope: Scope) -> Iterator[trace.Span]:
             otel_context.detach(token)
 
 
-def _describe(span: trace.Span, scope: Scope, status: int) -> None:
+def describe(span: trace.Span, scope: Scope, status: int) -> None:
     """What the span learnt from answering: the route, the status and the request id."""
     route = _route(scope)
     if route != _UNMATCHED:
