@@ -23,10 +23,10 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     disconnect).
 
     ``work`` runs in the caller's task and one watcher task waits for the disconnect, which
-    cancels the caller's task: one task a request, not two and an ``asyncio.wait`` (what a
-    request cost most in the gateway after uvicorn and Starlette, bench/NOTES.md). The work's
-    own ``finally`` (FleetClient's cancel on the control topic) has run by the time
-    ClientGone is raised."""
+    cancels the caller's task: one task a request, not two and an ``asyncio.wait``, which
+    were a tenth of the gateway's CPU a call (bench/NOTES.md, 2026-12-07). The work's own
+    ``finally`` (FleetClient's cancel on the control topic) has run by the time ClientGone
+    is raised."""
     caller = asyncio.current_task()
     assert caller is not None  # awaited, so inside a task
     waiting, gone = True, False
