@@ -38,9 +38,13 @@ class Observed:
         # locks on every call. As many entries as the metrics have series.
         self._counted: dict[tuple[str, int, str], Counter] = {}
         self._timed: dict[str, tuple[Histogram, Histogram]] = {}  # duration, overhead
+        # Requests in flight, counted here and read by the gauge when /metrics is asked:
+        # no lock taken twice a request, as the gauge's own inc and dec take.
+        self._in_flight = 0
+        metrics.in_flight.set_function(lambda: self._in_flight)
 
     def begin(self) -> None:
-        self._metrics.in_flight.inc()
+        self._in_flight += 1
 
     def span(self, scope: Scope) -> AbstractContextManager[trace.Span | None]:
         """The request's SERVER span, where tracing is on (``describe`` it once answered)."""
@@ -51,7 +55,7 @@ class Observed:
     def end(self, scope: Scope, status: int, seconds: float) -> None:
         """The request answered with ``status`` (500 when the app failed before it
         answered), ``seconds`` after its head arrived."""
-        self._metrics.in_flight.dec()
+        self._in_flight -= 1
         state = scope.get("state", {})
         route = _route(scope)
         labels = (route, status, state.get(TENANT, ""))
