@@ -26,10 +26,9 @@ TENANT: Final = "tenant"  # scope["state"]: whose key the request carried
 
 
 class Observed:
-    """What gateway/front_door.py records of each request: ``begin``, inside ``span``
-    the app, ``end``. Spans are made only when the
-    process set up OpenTelemetry before the first request (``fleet gateway`` does it from
-    the OTEL_* variables): asked once."""
+    """What gateway/front_door.py records of each request: ``begin``, the app inside
+    ``span``, ``end``. Spans are made only when the process set up OpenTelemetry before the
+    first request (``fleet gateway`` does it from the OTEL_* variables): asked once."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
