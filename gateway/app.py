@@ -16,17 +16,16 @@ from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
 from gateway import batches, chat, embeddings, files, rerank, speech, transcriptions
 from gateway.admission import Admission, Ticket, admitted
-from gateway.body_limits import BodyLimits
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
 from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, from_fleet
+from gateway.front_door import FrontDoor
 from gateway.key_rates import KeyRates
 from gateway.keys import KeyRing
 from gateway.metrics import GatewayMetrics
 from gateway.models import ModelTable
-from gateway.observe import TENANT, Observed
-from gateway.overhead import Overhead
-from gateway.request_ids import RequestIds, request_id
+from gateway.observe import TENANT
+from gateway.request_ids import request_id
 from producer_sdk import BatchClient, FleetClient, TenantClients
 
 
@@ -161,13 +160,7 @@ def gateway_app(state: GatewayState) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", state.metrics.endpoint, methods=["GET"]),
         ],
-        # Outermost first: the overhead clock starts before anything else runs.
-        middleware=[
-            Middleware(Overhead),
-            Middleware(Observed, metrics=state.metrics),
-            Middleware(RequestIds),
-            Middleware(BodyLimits, limits=state.limits),
-        ],
+        middleware=[Middleware(FrontDoor, metrics=state.metrics, limits=state.limits)],
         exception_handlers={
             OpenAIError: openai_error,
             HTTPException: http_error,

@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
 from contracts.gateway_limits import GatewayLimits
-from gateway.errors import OpenAIError, send_error
+from gateway.errors import OpenAIError
 
 
 class BodyLimits:
-    def __init__(self, app: ASGIApp, limits: GatewayLimits) -> None:
-        self._app = app
+    def __init__(self, limits: GatewayLimits) -> None:
         self._max = limits.max_body_bytes
         self._timeout_s = limits.body_timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._max:
-            await send_error(send, self._too_large())
-            return
+    def declared_too_large(self, content_length: str | None) -> OpenAIError | None:
+        """The 413 to answer at once when the request's Content-Length passes the limit."""
+        if content_length is None or not content_length.isdigit():
+            return None
+        return self._too_large() if int(content_length) > self._max else None
+
+    def limited(self, receive: Receive) -> Receive:
+        """``receive``, raising the 408 or 413 as the body comes (timed from now)."""
         deadline = asyncio.get_running_loop().time() + self._timeout_s
         read = 0
         complete = False
@@ -53,7 +51,7 @@ class BodyLimits:
                 complete = not message.get("more_body", False)
             return message
 
-        await self._app(scope, limited, send)
+        return limited
 
     def _too_large(self) -> OpenAIError:
         return OpenAIError(

@@ -33,12 +33,17 @@ def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
             super().connection_made(transport)
             self._start_timer()
 
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._head_begun:
+                # A kept-alive connection's next head, begun and not complete: timed from
+                # the bytes that began it (between requests the connection is the
+                # keep-alive timer's). A head that came whole in them needs no timer.
+                self._start_timer()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._head_begun = True
-            # A kept-alive connection's next head: timed from its first byte (between
-            # requests the connection is the keep-alive timer's).
-            self._start_timer()
 
         def on_headers_complete(self) -> None:
             self._head_begun = False

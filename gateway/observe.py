@@ -1,10 +1,9 @@
-"""The middleware that watches each request without changing it: its metrics, and its SERVER
+"""What the gateway watches of each request without changing it: its metrics, and its SERVER
 span, which continues the caller's trace (an incoming ``traceparent``) and encloses the
 job's ``send`` span, so one trace runs from the HTTP client to the provider call."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Final
@@ -12,8 +11,9 @@ from typing import Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from gateway.metrics import GatewayMetrics
 from gateway.overhead import MEASURED
@@ -26,50 +26,52 @@ TENANT: Final = "tenant"  # scope["state"]: whose key the request carried
 
 
 class Observed:
-    """ASGI middleware. Spans are made only when the process set up OpenTelemetry before
-    the first request (``fleet gateway`` does it from the OTEL_* variables): asked once."""
+    """What gateway/front_door.py records of each request: ``begin``, the app inside
+    ``span``, ``end``. Spans are made only when the process set up OpenTelemetry before the
+    first request (``fleet gateway`` does it from the OTEL_* variables): asked once."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
-        self._app = app
+    def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
         self._traced = tracing_configured()
+        # Each label set's child, looked up once: prometheus_client's ``labels`` checks and
+        # locks on every call. As many entries as the metrics have series.
+        self._counted: dict[tuple[str, int, str], Counter] = {}
+        self._timed: dict[str, tuple[Histogram, Histogram]] = {}  # duration, overhead
+        # Requests in flight, counted here and read by the gauge when /metrics is asked:
+        # no lock taken twice a request, as the gauge's own inc and dec take.
+        self._in_flight = 0
+        metrics.in_flight.set_function(lambda: self._in_flight)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client gets when the app fails before it answers
+    def begin(self) -> None:
+        self._in_flight += 1
 
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self._metrics.in_flight.inc()
-        try:
-            with self._span(scope) as span:
-                await self._app(scope, receive, watched)
-                if span is not None:
-                    _describe(span, scope, status)
-        finally:
-            self._metrics.in_flight.dec()
-            self._record(scope, status, time.perf_counter() - started)
-
-    def _span(self, scope: Scope) -> AbstractContextManager[trace.Span | None]:
+    def span(self, scope: Scope) -> AbstractContextManager[trace.Span | None]:
+        """The request's SERVER span, where tracing is on (``describe`` it once answered)."""
         if not self._traced:
             return nullcontext()
         return _server_span(scope)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def end(self, scope: Scope, status: int, seconds: float) -> None:
+        """The request answered with ``status`` (500 when the app failed before it
+        answered), ``seconds`` after its head arrived."""
+        self._in_flight -= 1
         state = scope.get("state", {})
         route = _route(scope)
-        metrics = self._metrics
-        metrics.requests.labels(route, str(status), state.get(TENANT, "")).inc()
-        metrics.duration.labels(route).observe(seconds)
+        labels = (route, status, state.get(TENANT, ""))
+        if (counted := self._counted.get(labels)) is None:
+            counted = self._counted[labels] = self._metrics.requests.labels(
+                route, str(status), labels[2]
+            )
+        counted.inc()
+        if (timed := self._timed.get(route)) is None:
+            metrics = self._metrics
+            timed = self._timed[route] = (
+                metrics.duration.labels(route),
+                metrics.overhead.labels(route),
+            )
+        timed[0].observe(seconds)
         if (overhead := state.get(MEASURED)) is not None:
-            metrics.overhead.labels(route).observe(overhead)
+            timed[1].observe(overhead)
 
 
 @contextmanager
@@ -88,7 +90,7 @@ def _server_span(scope: Scope) -> Iterator[trace.Span]:
             otel_context.detach(token)
 
 
-def _describe(span: trace.Span, scope: Scope, status: int) -> None:
+def describe(span: trace.Span, scope: Scope, status: int) -> None:
     """What the span learnt from answering: the route, the status and the request id."""
     route = _route(scope)
     if route != _UNMATCHED:

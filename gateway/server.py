@@ -62,6 +62,9 @@ class Gateway:
             gateway_app(self.state),
             http=head_timed(self.state.limits.header_timeout_s),
             lifespan="off",
+            # Nothing here reads the client's address, and uvicorn's proxy-headers middleware
+            # (X-Forwarded-For from 127.0.0.1) is one more layer on every request.
+            proxy_headers=False,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
