@@ -50,6 +50,11 @@ class FairQueue(Generic[T]):
         """Jobs waiting, per tenant."""
         return {tenant: len(queue) for tenant, queue in self._queues.items()}
 
+    def waiting(self, tenant: str) -> int:
+        """Jobs of ``tenant`` waiting."""
+        queue = self._queues.get(tenant)
+        return len(queue) if queue is not None else 0
+
     def credit(self) -> dict[str, float]:
         """Each waiting tenant's credit, in cost units (what `fleet status` shows)."""
         return dict(self._credit)
