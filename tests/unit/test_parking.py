@@ -97,7 +97,7 @@ def _job(offset: int, tenant: str) -> Record:
 class _Lane:
     def __init__(self, publisher: MemoryPublisher) -> None:
         self.chat = ScriptedChat()
-        self.chat.gate = asyncio.Event()  # every answer waits for it
+        self.answers = self.chat.gate = asyncio.Event()  # every answer waits for it
         self.fixture = Fixture(chat=self.chat, publisher=publisher)
         self.partition = _OnePartition([_job(0, "b"), _job(1, "a"), _job(2, "a")])
         self.jobs = JobConsumer(
@@ -133,7 +133,7 @@ async def test_a_parked_record_is_finished_once_its_copy_is_acknowledged() -> No
     assert copy.headers[Header.RETRY_LANE] == b"interactive"
     assert Header.RETRY_NOT_BEFORE_MS in copy.headers
     assert Header.RETRY_COUNT not in copy.headers  # not a retry
-    lane.chat.gate.set()
+    lane.answers.set()
     await until(lambda: 3 in lane.partition.commits)
     await lane.stop()
     assert lane.chat.calls == 2  # B's job and A's first: A's second runs when it is back
@@ -143,7 +143,7 @@ async def test_a_copy_never_acknowledged_is_not_finished_at_shutdown() -> None:
     publisher = _NeverAcknowledged()
     lane = _Lane(publisher)
     await publisher.parking.wait()
-    lane.chat.gate.set()
+    lane.answers.set()
     await until(lambda: 2 in lane.partition.commits)  # offsets 0 and 1 answered
     await lane.stop()  # the park is cancelled after the grace period
     assert lane.partition.commits[-1] == 2, lane.partition.commits
@@ -154,7 +154,7 @@ async def test_a_copy_never_acknowledged_is_not_finished_at_shutdown() -> None:
 async def test_a_copy_the_broker_refuses_waits_its_turn_here() -> None:
     lane = _Lane(MemoryPublisher(unreachable=[PARKED]))
     await until(lambda: lane.chat.calls == 1)
-    lane.chat.gate.set()
+    lane.answers.set()
     await until(lambda: 3 in lane.partition.commits)
     await lane.stop()
     assert lane.chat.calls == 3
