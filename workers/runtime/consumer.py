@@ -61,6 +61,10 @@ def _tenant_and_cost(record: Record) -> tuple[str, int]:
     return tenant, cost
 
 
+def _staying(tp: TopicPartition) -> bool:
+    return False
+
+
 def _past_deadline(record: Record) -> bool:
     deadline_ms = decode_deadline_ms(record.value or b"")
     return deadline_ms is not None and deadline_ms < time.time() * 1000
@@ -121,6 +125,9 @@ class JobConsumer:
         self._shares = WindowShares(self._window, self._waiting.weight)
         # Copies being parked, by partition: unfinished until the broker has them.
         self._parks: dict[asyncio.Task[None], TopicPartition] = {}
+        # The partitions being let go (while ``release`` runs): a park of theirs that fails
+        # leaves its record to their next owner rather than waiting here.
+        self._leaving: Callable[[TopicPartition], bool] = _staying
         self._loop = GroupLoop(
             consumer,
             [topic],
@@ -223,6 +230,8 @@ class JobConsumer:
         try:
             await parking.park(record, self.lane)
         except KafkaError as exc:
+            if self._leaving(tp):
+                return  # its partition is let go: fetched again by its next owner
             log.warning("could not park %s@%d (%r): it waits here", tp, record.offset, exc)
             self._wait(tenant, cost, (tp, record))
             return
@@ -321,17 +330,27 @@ class JobConsumer:
         never restarted by a rebalance, and the group does not wait for it either. Without
         the ledger nothing would stop a second run, so running jobs finish (or, past the
         grace period, are handed back) first."""
-        # Copies being parked first: those the broker takes are finished (their offsets are
-        # committed next); the rest are cancelled, never finished, and fetched again. A copy
-        # the broker refused waits with the others, let go below.
-        parks = [t for t, tp in self._parks.items() if partitions is None or tp in partitions]
-        await self._drain(parks, self._shutdown_grace_s)
-        # Jobs not started yet are let go: never marked finished, so the partition's next
-        # owner (or this worker, restarted) fetches them again.
-        for _, record in self._waiting.drop(lambda f: partitions is None or f[0] in partitions):
-            self._metrics.tenant(self.lane, _tenant_and_cost(record)[0]).queued.dec()
-        if partitions is None:
-            await self._drain(list(self._tasks), self._shutdown_grace_s)
-        elif not self._keep_jobs_on_revoke:
-            tasks = [t for t, tp in self._tasks.items() if tp in partitions]
-            await self._drain(tasks, self._shutdown_grace_s)
+
+        def leaving(tp: TopicPartition) -> bool:
+            return partitions is None or tp in partitions
+
+        self._leaving = leaving
+        try:
+            # Jobs not started yet are let go: never marked finished, so the partition's
+            # next owner (or this worker, restarted) fetches them again.
+            for _, record in self._waiting.drop(lambda f: leaving(f[0])):
+                self._metrics.tenant(self.lane, _tenant_and_cost(record)[0]).queued.dec()
+            # Copies being parked: those the broker takes in the grace period are finished
+            # (their offsets are committed next); the rest are cancelled, never finished,
+            # and fetched again, as is a copy refused now (it is not kept here).
+            grace_ends = time.monotonic() + self._shutdown_grace_s
+            await self._drain(
+                [t for t, tp in self._parks.items() if leaving(tp)], self._shutdown_grace_s
+            )
+            grace_s = max(grace_ends - time.monotonic(), 0.0)
+            if partitions is None:
+                await self._drain(list(self._tasks), grace_s)
+            elif not self._keep_jobs_on_revoke:
+                await self._drain([t for t, tp in self._tasks.items() if tp in partitions], grace_s)
+        finally:
+            self._leaving = _staying
