@@ -23,7 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import NamedTuple
 
 from bench.common import BOOTSTRAP, REDIS_URL, namespace, percentile, print_table
@@ -71,7 +71,7 @@ class HoldingChat:
 
 class Measured(NamedTuple):
     latencies: dict[str, list[float]]  # each tenant's, in seconds
-    parked: float  # records parked while measuring
+    parked: dict[str, float]  # each tenant's records parked while measuring
     cpu_s: float  # the process's CPU time while measuring
 
 
@@ -113,24 +113,24 @@ async def run(callers: Mapping[str, int], seconds: float, fairness: FairnessSett
             asyncio.create_task(caller(clients[t], t)) for t, n in callers.items() for _ in range(n)
         ]
         await asyncio.sleep(1.0)  # warm-up: the flood's backlog is built
-        parked, cpu = parked_so_far(worker), time.process_time()
+        parked_before, cpu = parked_so_far(worker, callers), time.process_time()
         measuring.set()
         until = time.perf_counter() + seconds
         await asyncio.sleep(seconds)
-        parked, cpu = parked_so_far(worker) - parked, time.process_time() - cpu
+        parked = {t: n - parked_before[t] for t, n in parked_so_far(worker, callers).items()}
+        cpu = time.process_time() - cpu
         await asyncio.gather(*tasks)
     worker.stop()
     await serving
     return Measured(latencies, parked, cpu)
 
 
-def parked_so_far(worker: Worker) -> float:
+def parked_so_far(worker: Worker, tenants: Iterable[str]) -> dict[str, float]:
     metric = worker.metrics.registry.get_sample_value
     labels = {"kind": "generate", "lane": "interactive"}
-    return sum(
-        metric("fleet_tenant_jobs_parked_total", {**labels, "tenant": t}) or 0
-        for t in ("a", "b", "c")
-    )
+    return {
+        t: metric("fleet_tenant_jobs_parked_total", {**labels, "tenant": t}) or 0 for t in tenants
+    }
 
 
 def p99_ms(values: list[float]) -> float:
@@ -163,7 +163,7 @@ async def main(seconds: float) -> None:
                 p99_ms(lat["c"]),
                 p99_ms(lat.get("a", [])),
                 round(jobs / seconds),
-                round(measured.parked / seconds),
+                round(sum(measured.parked.values()) / seconds),
                 round(measured.cpu_s * 1000 / max(jobs, 1), 2),
             ]
         )

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
@@ -44,6 +44,10 @@ RERUN_MAX_S = 10.0
 RUNNER_BUG_TRIES = 3
 # What the broker refuses for its size: however often the job runs, the same is refused.
 _NEVER_FITS = (MessageSizeTooLargeError, RecordListTooLargeError)
+# Copies being parked at once, at most: enough that the fetch loop gets past a burst of a
+# flooding tenant's records (its parked ones come back together) in about one round trip
+# to the broker, few enough to bound what a slow broker leaves in memory.
+PARKING_AT_ONCE = 64
 # A fetched record and its partition.
 _Fetched = tuple[TopicPartition, Record]
 
@@ -72,16 +76,22 @@ def _past_deadline(record: Record) -> bool:
 
 class _LaneRoom:
     """What the consume loop may fetch for one lane: its free slots in the gate, and what
-    is left of its window of waiting jobs (and of copies being parked)."""
+    is left of its window of waiting jobs; none while ``PARKING_AT_ONCE`` copies are being
+    parked."""
 
-    def __init__(self, gate: LaneGate, lane: Lane, held: Callable[[], int], window: int):
+    def __init__(
+        self, gate: LaneGate, lane: Lane, waiting: FairQueue[_Fetched], parks: Sized, window: int
+    ):
         self._gate = gate
         self._lane: Lane = lane
-        self._held = held
+        self._waiting = waiting
+        self._parks = parks
         self._window = window
 
     def room(self) -> int:
-        return max(self._gate.room(self._lane) + self._window - self._held(), 0)
+        if len(self._parks) >= PARKING_AT_ONCE:
+            return 0
+        return max(self._gate.room(self._lane) + self._window - len(self._waiting), 0)
 
     def watch(self) -> asyncio.Event:
         return self._gate.watch()
@@ -132,7 +142,7 @@ class JobConsumer:
             consumer,
             [topic],
             self,
-            room=_LaneRoom(gate, lane, lambda: len(self._waiting) + len(self._parks), self._window),
+            room=_LaneRoom(gate, lane, self._waiting, self._parks, self._window),
             commit_interval_s=commit_interval_s,
         )
         self.ready = self._loop.ready  # set once the first partitions are assigned
