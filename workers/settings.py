@@ -196,7 +196,7 @@ class FairnessSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # so that the records behind a flood are fetched (decision 0045). False: they wait in
     # the log behind the flood.
     park: bool = True
-    park_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 300
+    park_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1000
 
     def window_for(self, slots: int) -> int:
         return self.window if self.window is not None else FAIRNESS_WINDOW_PER_SLOT * slots
