@@ -8,6 +8,7 @@ Three records on one partition, one slot, a window of 2: B's job at offset 0 tak
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -15,10 +16,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.codec import encode
+from contracts.errors import ErrorCode
 from contracts.names import Header, parked_topic
+from contracts.replies import ErrorReply
 from tests.integration.harness import until
 from tests.integration.scripted_chat import ScriptedChat
-from tests.unit.job_runner_harness import NAMESPACE, REQUESTS, Fixture, _request
+from tests.unit.job_runner_harness import NAMESPACE, REPLIES, REQUESTS, Fixture, _request
 from tests.unit.memory_publisher import MemoryPublisher
 from transport.records import Record
 from workers.parking import ParkingLot
@@ -88,18 +91,19 @@ class _NeverAcknowledged(MemoryPublisher):
         return await super().send_and_wait(topic, value, key, partition, timestamp_ms, headers)
 
 
-def _job(offset: int, tenant: str) -> Record:
-    value = encode(_request(f"{tenant}-{offset}"))
+def _job(offset: int, tenant: str, deadline_ms: int | None = None) -> Record:
+    value = encode(_request(f"{tenant}-{offset}", deadline_ms=deadline_ms))
     headers = [(Header.TENANT, tenant.encode())]
     return ConsumerRecord(REQUESTS, 0, offset, 0, 0, b"key", value, None, 3, len(value), headers)
 
 
 class _Lane:
-    def __init__(self, publisher: MemoryPublisher) -> None:
+    def __init__(self, publisher: MemoryPublisher, *, last_deadline_ms: int | None = None) -> None:
         self.chat = ScriptedChat()
         self.answers = self.chat.gate = asyncio.Event()  # every answer waits for it
         self.fixture = Fixture(chat=self.chat, publisher=publisher)
-        self.partition = _OnePartition([_job(0, "b"), _job(1, "a"), _job(2, "a")])
+        records = [_job(0, "b"), _job(1, "a"), _job(2, "a", last_deadline_ms)]
+        self.partition = _OnePartition(records)
         self.jobs = JobConsumer(
             consumer=cast(AIOKafkaConsumer, self.partition),
             topic=REQUESTS,
@@ -159,3 +163,18 @@ async def test_a_copy_the_broker_refuses_waits_its_turn_here() -> None:
     await lane.stop()
     assert lane.chat.calls == 3
     assert lane.parked() == 0
+
+
+async def test_a_record_past_its_deadline_is_not_parked_but_ends_with_timeout() -> None:
+    publisher = MemoryPublisher()
+    lane = _Lane(publisher, last_deadline_ms=int(time.time() * 1000) - 1000)
+    await until(lambda: lane.chat.calls == 1)
+    lane.answers.set()
+    await until(lambda: 3 in lane.partition.commits)
+    await lane.stop()
+    assert lane.parked() == 0
+    assert publisher.on(PARKED) == []
+    assert lane.chat.calls == 2  # B's job and A's first; A's second was not run
+    (final,) = [r for r in publisher.replies(REPLIES) if r.request_id == "a-2"]
+    assert isinstance(final, ErrorReply)
+    assert final.code is ErrorCode.TIMEOUT
