@@ -11,10 +11,10 @@ def _shares(weights: dict[str, float] | None = None, window: int = 16) -> Window
     return WindowShares(window, lambda tenant: (weights or {}).get(tenant, 1.0))
 
 
-def _kept(shares: WindowShares, tenant: str) -> int:
+def _kept(shares: WindowShares, tenant: str, present: frozenset[str] = frozenset()) -> int:
     """How many of ``tenant``'s records may wait before the next is beyond its share."""
     waiting = 0
-    while not shares.beyond_share(tenant, waiting):
+    while not shares.beyond_share(tenant, waiting, present):
         waiting += 1
     return waiting
 
@@ -22,7 +22,7 @@ def _kept(shares: WindowShares, tenant: str) -> int:
 def test_a_lone_tenant_is_never_parked_however_much_waits() -> None:
     shares = _shares()
     shares.seen("a", now=0.0)
-    assert not shares.beyond_share("a", 10_000)
+    assert not shares.beyond_share("a", 10_000, {"a"})
 
 
 def test_active_tenants_share_the_window_by_weight() -> None:
@@ -45,8 +45,8 @@ def test_a_tenant_with_nothing_waiting_keeps_one_however_small_its_share() -> No
     for number in range(10):
         shares.seen(f"t{number}", now=0.0)
     assert shares.share("t0") == 0.4
-    assert not shares.beyond_share("t0", 0)
-    assert shares.beyond_share("t0", 1)
+    assert not shares.beyond_share("t0", 0, set())
+    assert shares.beyond_share("t0", 1, set())
 
 
 def test_a_tenant_gone_quiet_gives_its_share_back() -> None:
@@ -54,11 +54,21 @@ def test_a_tenant_gone_quiet_gives_its_share_back() -> None:
     shares.seen("b", now=0.0)
     shares.seen("a", now=0.0)
     assert shares.share("a") == 8.0
-    # A floods on; B's last record was fetched longer ago than ACTIVE_S.
+    # A floods on; B's last record was fetched longer ago than ACTIVE_S, and B has no job
+    # here any more.
     shares.seen("a", now=ACTIVE_S + 1.0)
-    assert shares.active() == ["a"]
-    assert not shares.beyond_share("a", 100)
+    assert shares.active() == {"a"}
+    assert not shares.beyond_share("a", 100, {"a"})
     # B comes back: the window is shared again at once.
     shares.seen("b", now=ACTIVE_S + 1.1)
     assert shares.share("a") == 8.0
-    assert shares.beyond_share("a", 8)
+    assert shares.beyond_share("a", 8, {"a"})
+
+
+def test_a_tenant_with_a_job_here_stays_active_however_long_ago_it_was_fetched() -> None:
+    shares = _shares()
+    shares.seen("b", now=0.0)  # B's one job: still running (or waiting) much later
+    shares.seen("a", now=10 * ACTIVE_S)
+    assert shares.active({"a", "b"}) == {"a", "b"}
+    assert shares.beyond_share("a", 8, {"a", "b"})
+    assert not shares.beyond_share("a", 8, {"a"})  # once B's job has ended

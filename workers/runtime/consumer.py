@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sized
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -124,6 +125,8 @@ class JobConsumer:
         self._shutdown_grace_s = shutdown_grace_s
         self._keep_jobs_on_revoke = keep_jobs_on_revoke
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        # Jobs running, per tenant: such a tenant is active on the lane (its share counts).
+        self._running: Counter[str] = Counter()
         self._waiting: FairQueue[_Fetched] = FairQueue(
             fairness.weights, default_weight=fairness.default_weight
         )
@@ -213,7 +216,11 @@ class JobConsumer:
             return
         if (
             self._parking is not None
-            and self._shares.beyond_share(tenant, self._waiting.waiting(tenant))
+            and self._shares.beyond_share(
+                tenant,
+                self._waiting.waiting(tenant),
+                self._running.keys() | self._waiting.tenants(),
+            )
             and not _past_deadline(record)  # it starts, and ends with `timeout`, here
         ):
             task = asyncio.create_task(
@@ -276,9 +283,13 @@ class JobConsumer:
     async def _run_job(self, tp: TopicPartition, record: Record, tenant: str, cost: int) -> None:
         metrics = self._metrics.tenant(self.lane, tenant)
         metrics.in_flight.inc()
+        self._running[tenant] += 1
         try:
             await self._run_until_it_ends(tp, record)
         finally:
+            self._running[tenant] -= 1
+            if not self._running[tenant]:
+                del self._running[tenant]
             # Cancelled: handed back (a rebalance, a shutdown), so never marked finished.
             self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._gate.finished(self.lane)
