@@ -7,10 +7,12 @@ Runs, each in a fresh namespace, for ``--seconds``:
 
 - ``alone``: B and C only; their p99 is the baseline;
 - ``flood, no fairness`` (``window = 0``: jobs start in fetched order), ``flood, fair``
-  (the default window, 4 per slot) and ``flood, fair, wide`` (a window that holds every
-  caller's request): B's and C's p99 and the total throughput;
-- ``weights 2:1:1``: all three flood (``FLOOD_CALLERS`` each), A weighted 2: each tenant's
-  share of the jobs answered.
+  (the default window, 4 per slot), ``flood, fair, wide`` (a window that holds every
+  caller's request) and ``flood, fair, parking`` (the default window, A's excess parked:
+  decision 0045): B's and C's p99, the total throughput, the records parked and the
+  process's CPU per job answered (worker and callers share the process);
+- ``weights 2:1:1``: all three flood (``FLOOD_CALLERS`` each), A weighted 2, with a wide
+  window and with parking at the default window: each tenant's share of the jobs answered.
 
 ``python -m bench.fairness [--seconds 6]``
 """
@@ -21,7 +23,8 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import NamedTuple
 
 from bench.common import BOOTSTRAP, REDIS_URL, namespace, percentile, print_table
 from contracts import ChatMessage, Usage
@@ -66,10 +69,15 @@ class HoldingChat:
         return None
 
 
-async def run(
-    callers: Mapping[str, int], seconds: float, fairness: FairnessSettings
-) -> dict[str, list[float]]:
-    """Each tenant's latencies (s) of the requests answered in ``seconds``, after a warm-up."""
+class Measured(NamedTuple):
+    latencies: dict[str, list[float]]  # each tenant's, in seconds
+    parked: dict[str, float]  # each tenant's records parked while measuring
+    cpu_s: float  # the process's CPU time while measuring
+
+
+async def run(callers: Mapping[str, int], seconds: float, fairness: FairnessSettings) -> Measured:
+    """Each tenant's latencies of the requests answered in ``seconds`` after a warm-up, the
+    records parked and the CPU time spent meanwhile."""
     ns = namespace("fair")
     settings = WorkerSettings(
         bootstrap_servers=BOOTSTRAP,
@@ -105,12 +113,24 @@ async def run(
             asyncio.create_task(caller(clients[t], t)) for t, n in callers.items() for _ in range(n)
         ]
         await asyncio.sleep(1.0)  # warm-up: the flood's backlog is built
+        parked_before, cpu = parked_so_far(worker, callers), time.process_time()
         measuring.set()
         until = time.perf_counter() + seconds
+        await asyncio.sleep(seconds)
+        parked = {t: n - parked_before[t] for t, n in parked_so_far(worker, callers).items()}
+        cpu = time.process_time() - cpu
         await asyncio.gather(*tasks)
     worker.stop()
     await serving
-    return latencies
+    return Measured(latencies, parked, cpu)
+
+
+def parked_so_far(worker: Worker, tenants: Iterable[str]) -> dict[str, float]:
+    metric = worker.metrics.registry.get_sample_value
+    labels = {"kind": "generate", "lane": "interactive"}
+    return {
+        t: metric("fleet_tenant_jobs_parked_total", {**labels, "tenant": t}) or 0 for t in tenants
+    }
 
 
 def p99_ms(values: list[float]) -> float:
@@ -121,32 +141,55 @@ async def main(seconds: float) -> None:
     small = {"b": SMALL_CALLERS, "c": SMALL_CALLERS}
     flood = {"a": FLOOD_CALLERS, **small}
     cases = [
-        ("alone (B, C)", small, FairnessSettings()),
+        ("alone (B, C)", small, FairnessSettings(park=False)),
         ("flood, no fairness", flood, FairnessSettings(window=0)),
-        ("flood, fair (window 16)", flood, FairnessSettings()),
-        (f"flood, fair (window {WIDE_WINDOW})", flood, FairnessSettings(window=WIDE_WINDOW)),
+        ("flood, fair (window 16)", flood, FairnessSettings(park=False)),
+        (
+            f"flood, fair (window {WIDE_WINDOW})",
+            flood,
+            FairnessSettings(window=WIDE_WINDOW, park=False),
+        ),
+        ("flood, fair, parking (window 16)", flood, FairnessSettings(park=True)),
     ]
     rows = []
     for title, callers, fairness in cases:
-        lat = await run(callers, seconds, fairness)
-        total = sum(len(v) for v in lat.values()) / seconds
+        measured = await run(callers, seconds, fairness)
+        lat = measured.latencies
+        jobs = sum(len(v) for v in lat.values())
         rows.append(
-            [title, p99_ms(lat["b"]), p99_ms(lat["c"]), p99_ms(lat.get("a", [])), round(total)]
+            [
+                title,
+                p99_ms(lat["b"]),
+                p99_ms(lat["c"]),
+                p99_ms(lat.get("a", [])),
+                round(jobs / seconds),
+                round(sum(measured.parked.values()) / seconds),
+                round(measured.cpu_s * 1000 / max(jobs, 1), 2),
+            ]
         )
     print_table(
         f"fairness: A {FLOOD_CALLERS} callers, B and C {SMALL_CALLERS} each, {SLOTS} slots "
         f"of {SERVICE_MS} ms, {seconds:g} s",
-        ["case", "B p99 ms", "C p99 ms", "A p99 ms", "jobs/s"],
+        ["case", "B p99 ms", "C p99 ms", "A p99 ms", "jobs/s", "parked/s", "CPU ms/job"],
         rows,
     )
-    weighted = FairnessSettings(weights={"a": 2.0}, window=3 * FLOOD_CALLERS)
     everyone = {"a": FLOOD_CALLERS, "b": FLOOD_CALLERS, "c": FLOOD_CALLERS}
-    lat = await run(everyone, seconds, weighted)
-    done = {t: len(v) for t, v in lat.items()}
+    weighted = [
+        (
+            f"window {3 * FLOOD_CALLERS}",
+            FairnessSettings(weights={"a": 2.0}, window=3 * FLOOD_CALLERS, park=False),
+        ),
+        ("window 16, parking", FairnessSettings(weights={"a": 2.0}, park=True)),
+    ]
+    rows = []
+    for title, fairness in weighted:
+        lat = (await run(everyone, seconds, fairness)).latencies
+        done = {t: len(v) for t, v in lat.items()}
+        rows += [[title, t, n, f"{n / sum(done.values()):.2f}"] for t, n in done.items()]
     print_table(
         "weights a=2, b=1, c=1, all flooding: share of the jobs answered",
-        ["tenant", "jobs", "share"],
-        [[t, n, f"{n / sum(done.values()):.2f}"] for t, n in done.items()],
+        ["case", "tenant", "jobs", "share"],
+        rows,
     )
 
 

@@ -12,7 +12,7 @@ import msgspec
 
 from contracts.control import ControlMessage
 from contracts.embed import EmbedRequest
-from contracts.envelope import RequestHead
+from contracts.envelope import RequestDeadlineField, RequestHead
 from contracts.errors import ContractError, ContractViolation
 from contracts.generate import GenerateRequest
 from contracts.names import DEFAULT_MAX_PAYLOAD_BYTES, SCHEMA_VERSION, ContentType
@@ -64,6 +64,8 @@ MAX_CONTROL_BYTES: Final = 64 * 1024
 MAX_CHUNK_BYTES: Final = 16 * 1024 * 1024
 _head_msgpack: Final = msgspec.msgpack.Decoder(RequestHead)
 _head_json: Final = msgspec.json.Decoder(RequestHead)
+_deadline_msgpack: Final = msgspec.msgpack.Decoder(RequestDeadlineField)
+_deadline_json: Final = msgspec.json.Decoder(RequestDeadlineField)
 
 
 def content_type_of(payload: bytes, declared: str | None = None) -> str:
@@ -148,6 +150,17 @@ def decode_request_head(payload: bytes, content_type: str | None = None) -> Requ
     decoder = _head_json if ctype == ContentType.JSON else _head_msgpack
     try:
         return _decoded(decoder, payload, "request head", ctype)
+    except ContractError:
+        return None
+
+
+def decode_deadline_ms(payload: bytes, content_type: str | None = None) -> int | None:
+    """A request's deadline (Unix ms), read leniently: None when it has none or when the
+    message does not decode (the job's own decoding then says why)."""
+    ctype = content_type_of(payload, content_type)
+    decoder = _deadline_json if ctype == ContentType.JSON else _deadline_msgpack
+    try:
+        return _decoded(decoder, payload, "request deadline", ctype).deadline_ms
     except ContractError:
         return None
 

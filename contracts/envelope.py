@@ -55,6 +55,13 @@ class RequestHead(msgspec.Struct, kw_only=True):
     attempt: Count = 0
 
 
+class RequestDeadlineField(msgspec.Struct):
+    """Only a request's deadline, read without decoding the rest (a worker deciding whether
+    a record may still be parked, decision 0045)."""
+
+    deadline_ms: int | None = None
+
+
 def is_identifier(value: str) -> bool:
     """Whether ``value`` is an id a worker reads (the rule every ``Identifier`` field has)."""
     try:

@@ -106,6 +106,12 @@ def retry_topic(kind: str, delay_s: float, namespace: str = DEFAULT_NAMESPACE) -
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.retry-{delay_s:g}s"
 
 
+def parked_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Where a worker parks a flooding tenant's excess records of one job kind, for a short
+    fixed delay, before they go back to their lane (decision 0045)."""
+    return f"{request_topic(kind, namespace).removesuffix('.requests')}.parked"
+
+
 def control_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Topic every worker of one kind reads in full: cancellations of its jobs."""
     return f"{request_topic(kind, namespace).removesuffix('.requests')}.control"
@@ -147,6 +153,12 @@ def lane_group(group: str, lane: Lane) -> str:
 def retry_group(group: str, delay_s: float) -> str:
     """The group of one retry tier's forwarders, e.g. ``fleet.embed.workers.retry-5s``."""
     return f"{group}.retry-{delay_s:g}s"
+
+
+def parked_group(group: str) -> str:
+    """The group of the forwarders that bring parked records back, e.g.
+    ``fleet.embed.workers.parked``."""
+    return f"{group}.parked"
 
 
 def replay_group(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:

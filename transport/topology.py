@@ -29,6 +29,8 @@ from contracts.names import (
     control_topic,
     dead_letter_topic,
     lane_group,
+    parked_group,
+    parked_topic,
     replay_group,
     request_topic,
     retry_group,
@@ -142,7 +144,8 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
         return self.families.requests.spec(self.partitions)
 
     def kind_topics(self, kind: str) -> dict[str, TopicSpec]:
-        """What a worker of ``kind`` creates: both lanes, its dead letters, control, retry tiers."""
+        """What a worker of ``kind`` creates: both lanes, its dead letters, control, retry
+        tiers and the park topic (a deferred topic of the retry family)."""
         ns, families = self.namespace, self.families
         retry = families.retry.spec(1)
         return {
@@ -151,6 +154,7 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
             dead_letter_topic(kind, ns): families.dead_letter.spec(1),
             control_topic(kind, ns): families.control.spec(1),
             **{retry_topic(kind, delay, ns): retry for delay in self.retry_tiers_s},
+            parked_topic(kind, ns): retry,
         }
 
     def coordinator_topics(self, sends_to: Iterable[str]) -> dict[str, TopicSpec]:
@@ -182,6 +186,9 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
 
     def retry_group(self, kind: str, delay_s: float) -> str:
         return retry_group(self.group(kind), delay_s)
+
+    def parked_group(self, kind: str) -> str:
+        return parked_group(self.group(kind))
 
     def replay_group(self, kind: str) -> str:
         return replay_group(kind, self.namespace)

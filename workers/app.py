@@ -15,7 +15,9 @@ from contracts.names import (
     control_topic,
     dead_letter_topic,
     lane_topic,
+    parked_topic,
     request_topic,
+    retry_topic,
 )
 from providers.redis_client import RedisPool
 from providers.shared import Shared
@@ -31,6 +33,7 @@ from workers.health import HealthServer
 from workers.health_port import HealthSocket
 from workers.idempotency import JobLedger
 from workers.metrics import WorkerMetrics
+from workers.parking import ParkingLot
 from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
 from workers.runtime.lanes import LaneGate
@@ -154,15 +157,21 @@ class Worker:
                 ),
                 *batch,
             ]
-            for delay in s.retry.tiers_s:
-                group = s.topology.retry_group(self.kind, delay)
+            # The retry tiers' forwarders, and the park topic's (decision 0045): that one
+            # runs with parking off too, so that what was parked before comes back.
+            deferred = {
+                retry_topic(self.kind, delay, s.namespace): s.topology.retry_group(self.kind, delay)
+                for delay in s.retry.tiers_s
+            }
+            deferred[parked_topic(self.kind, s.namespace)] = s.topology.parked_group(self.kind)
+            for source, group in deferred.items():
                 self._loops.append(
                     RedeliveryForwarder(
                         consumer=await self._consumer(stack, group),
                         producer=producer,
                         kind=self.kind,
                         namespace=s.namespace,
-                        delay_s=delay,
+                        source=source,
                         dead_letters=dead_letters,
                     )
                 )
@@ -275,6 +284,11 @@ class Worker:
                 keep_jobs_on_revoke=ledger is not None,
                 metrics=self.metrics,
                 fairness=s.fairness,
+                parking=(
+                    ParkingLot(producer, self.kind, s.namespace, s.fairness.park_delay_ms / 1000)
+                    if s.fairness.park
+                    else None
+                ),
             )
             for lane in lanes
         ]

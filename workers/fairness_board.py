@@ -38,6 +38,7 @@ class TenantState(msgspec.Struct, frozen=True, kw_only=True):
     in_flight: int
     credit: float  # the fair queue's credit, in cost units (0 when nothing waits)
     served: float  # estimated cost of the jobs that ended (contracts/job_cost.py)
+    parked: int = 0  # records parked beyond its share of the window (decision 0045)
 
 
 class LaneState(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +108,7 @@ def render(states: Sequence[WorkerFairness]) -> str:
     """One line per tenant of each lane of each worker."""
     lines = [
         f"{'kind':<10} {'worker':<28} {'lane':<11} {'tenant':<16} {'weight':>6} {'queued':>6} "
-        f"{'running':>7} {'credit':>8} {'served':>12}"
+        f"{'running':>7} {'credit':>8} {'served':>12} {'parked':>8}"
     ]
     for state in states:
         for lane in state.lanes:
@@ -117,6 +118,6 @@ def render(states: Sequence[WorkerFairness]) -> str:
             for t in lane.tenants:
                 lines.append(
                     f"{head} {t.tenant or '-':<16} {t.weight:>6g} {t.queued:>6} "
-                    f"{t.in_flight:>7} {t.credit:>8.0f} {t.served:>12.0f}"
+                    f"{t.in_flight:>7} {t.credit:>8.0f} {t.served:>12.0f} {t.parked:>8}"
                 )
     return "\n".join(lines)

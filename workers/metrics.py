@@ -35,6 +35,7 @@ class _TenantChildren(NamedTuple):
     queued: Gauge
     in_flight: Gauge
     served: Counter
+    parked: Counter
 
 
 class WorkerMetrics:
@@ -148,6 +149,13 @@ class WorkerMetrics:
             ["kind", "tenant"],
             registry=self.registry,
         )
+        # Records parked beyond the tenant's share of a full window (decision 0045).
+        self.tenant_parked = Counter(
+            "fleet_tenant_jobs_parked",
+            "Records parked beyond the tenant's share of a full lane's window, per tenant",
+            ["kind", "lane", "tenant"],
+            registry=self.registry,
+        )
         self._tenant_children: dict[tuple[str, str], _TenantChildren] = {}
 
     def tenant_label(self, tenant: str) -> str:
@@ -173,18 +181,22 @@ class WorkerMetrics:
                 self.tenant_queued.labels(*labels),
                 self.tenant_in_flight.labels(*labels),
                 self.tenant_served.labels(*labels),
+                self.tenant_parked.labels(*labels),
             )
         return children
 
-    def tenants(self, lane: str) -> dict[str, tuple[int, float]]:
-        """Each tenant seen on ``lane``: its jobs running now, and the cost served."""
-        result: dict[str, tuple[int, float]] = {}
+    def tenants(self, lane: str) -> dict[str, tuple[int, float, float]]:
+        """Each tenant seen on ``lane``: its jobs running now, the cost served, and its
+        records parked."""
+        result: dict[str, tuple[int, float, float]] = {}
         for seen_lane, tenant in self._tenant_children:
             if seen_lane == lane:
                 labels = {"kind": self.kind, "lane": lane, "tenant": tenant}
                 get = self.registry.get_sample_value
                 running = get("fleet_tenant_jobs_in_flight", labels) or 0
-                result[tenant] = (int(running), get("fleet_tenant_cost_served_total", labels) or 0)
+                served = get("fleet_tenant_cost_served_total", labels) or 0
+                parked = get("fleet_tenant_jobs_parked_total", labels) or 0
+                result[tenant] = (int(running), served, parked)
         return result
 
     def outcome(self, outcome: Outcome) -> None:

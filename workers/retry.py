@@ -159,7 +159,8 @@ class RedeliveryScheduler:
 
 
 class RedeliveryForwarder:
-    """Moves due messages from one retry tier back onto the request topic of their lane."""
+    """Moves due messages from one deferred topic (a retry tier, or the park topic:
+    ``workers/parking.py``) back onto the request topic of their lane."""
 
     def __init__(
         self,
@@ -168,13 +169,13 @@ class RedeliveryForwarder:
         producer: Publisher,
         kind: str,
         namespace: str,
-        delay_s: float,
+        source: str,
         dead_letters: DeadLetters,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._dead_letters = dead_letters
-        self._source = retry_topic(kind, delay_s, namespace)
+        self._source = source
         self._targets = {lane: lane_topic(kind, lane, namespace) for lane in LANES}
         self._stopping = asyncio.Event()
 

@@ -191,6 +191,12 @@ class FairnessSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Records a lane fetches beyond its free slots, to choose among when its slots are full
     # (default: FAIRNESS_WINDOW_PER_SLOT per slot of the lane). 0: start in fetched order.
     window: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # Park a tenant's fetched records beyond its weighted share of a full window on the
+    # kind's park topic, committed, for `park_delay_ms` before they go back to their lane,
+    # so that the records behind a flood are fetched (decision 0045). False: they wait in
+    # the log behind the flood.
+    park: bool = True
+    park_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1000
 
     def window_for(self, slots: int) -> int:
         return self.window if self.window is not None else FAIRNESS_WINDOW_PER_SLOT * slots

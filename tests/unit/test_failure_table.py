@@ -146,7 +146,7 @@ async def test_the_forwarders_dead_letter_of_a_bad_header_is_counted() -> None:
         producer=publisher,
         kind="generate",
         namespace=NAMESPACE,
-        delay_s=1.0,
+        source=tier,
         dead_letters=DeadLetters(publisher, DEAD, metrics),
     )
     task = asyncio.create_task(forwarder.run())

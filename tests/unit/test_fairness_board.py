@@ -25,7 +25,9 @@ LANE = LaneState(
     window=16,
     running=4,
     tenants=[
-        TenantState(tenant="a", weight=2, queued=12, in_flight=3, credit=120, served=9000),
+        TenantState(
+            tenant="a", weight=2, queued=12, in_flight=3, credit=120, served=9000, parked=4321
+        ),
         TenantState(tenant="b", weight=1, queued=0, in_flight=1, credit=0, served=700),
     ],
 )
@@ -54,6 +56,8 @@ async def test_a_worker_posts_its_lanes_while_it_runs_and_removes_them_when_it_s
     table = render(board)
     assert " a " in table
     assert "9000" in table
+    assert table.splitlines()[0].split()[-1] == "parked"
+    assert table.splitlines()[1].split()[-1] == "4321"
     stopping.set()
     await poster
     assert await read_board(redis, namespace, "generate") == []

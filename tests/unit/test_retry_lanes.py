@@ -84,7 +84,7 @@ def _forwarder(
         producer=publisher,
         kind="generate",
         namespace=NAMESPACE,
-        delay_s=1.0,
+        source=TIER,
         dead_letters=DeadLetters(publisher, dead_letter_topic, WorkerMetrics("generate")),
     )
 

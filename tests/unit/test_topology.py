@@ -158,6 +158,8 @@ def test_a_kinds_topics_follow_its_families() -> None:
         f"{ns}.v1.embed.control": TopicSpec(partitions=1, configs={"min.insync.replicas": "1"}),
         f"{ns}.v1.embed.retry-2s": TopicSpec(partitions=2, configs={"retention.ms": "60000"}),
         f"{ns}.v1.embed.retry-20s": TopicSpec(partitions=2, configs={"retention.ms": "60000"}),
+        # The park topic (decision 0045) is a deferred topic of the retry family.
+        f"{ns}.v1.embed.parked": TopicSpec(partitions=2, configs={"retention.ms": "60000"}),
     }
     # Without settings: the cluster's defaults, one partition but on the request topics.
     plain = WorkerSettings().topology.kind_topics("embed")
@@ -191,6 +193,7 @@ def test_every_consumer_group_is_named_by_the_topology() -> None:
         "ns.embed.workers.retry-2.5s",
     ]
     assert plan.replay_group("embed") == "ns.embed.dlq-replay"
+    assert plan.parked_group("embed") == "ns.embed.workers.parked"
     # `group_id` replaces the kind's group, and the lanes and tiers follow it.
     shared = msgspec.structs.replace(plan, group_id="mine")
     assert (shared.lane_group("embed", "batch"), shared.retry_group("embed", 1.0)) == (

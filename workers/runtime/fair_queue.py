@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, KeysView, Mapping
 from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
@@ -49,6 +49,15 @@ class FairQueue(Generic[T]):
     def queued(self) -> dict[str, int]:
         """Jobs waiting, per tenant."""
         return {tenant: len(queue) for tenant, queue in self._queues.items()}
+
+    def tenants(self) -> KeysView[str]:
+        """The tenants with jobs waiting."""
+        return self._queues.keys()
+
+    def waiting(self, tenant: str) -> int:
+        """Jobs of ``tenant`` waiting."""
+        queue = self._queues.get(tenant)
+        return len(queue) if queue is not None else 0
 
     def credit(self) -> dict[str, float]:
         """Each waiting tenant's credit, in cost units (what `fleet status` shows)."""
