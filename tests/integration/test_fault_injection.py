@@ -60,12 +60,14 @@ RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 VOICE = "espeak-ng"
 # Three tenants, A weighted twice B and C, and A sends twice as many jobs as each of them.
 TENANTS = ("a", "b", "a", "c")
-# Short leases and sessions: a killed worker's jobs move on within seconds. A fair queue
-# two records deep beyond each lane's slots: jobs wait in it while the slots are full.
+# Short leases and sessions: a killed worker's jobs move on within seconds. Two slots a lane
+# and a fair queue two records deep beyond them: the generate lane (about 3 jobs a second
+# on one model thread) fills on any machine, so jobs wait in the fair queue while workers die.
 CONFIG = """
 partitions = 4
 session_timeout_ms = 6000
 lock_ttl_s = 3.0
+concurrency = 2
 # Four to six worker processes, most with a model, on the machine: one model thread each.
 model_threads = 1
 
