@@ -1,6 +1,6 @@
 """What the integration tests share: an in-process worker run for the length of a block,
-reading a kind's dead-letter topic from the start, the cluster's topic names, and waiting
-for a condition."""
+reading a kind's dead-letter topic from the start, the cluster's topic names, how often the
+ledger says each job ran, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
+from redis.asyncio import Redis
 
 from contracts import dead_letter_topic
 from tests.conftest import Infra
 from workers import Worker
+from workers.idempotency import JobKeys, job_ref
+
+# A job as the ledger knows it: its kind, tenant and request id.
+Job = tuple[str, str, str]
 
 
 @asynccontextmanager
@@ -64,6 +69,26 @@ async def topic_names(infra: Infra) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+async def ledger_runs(redis_url: str, namespace: str, jobs: list[Job]) -> dict[Job, int]:
+    """How many times each job ran, by the once-only ledger: each start counts an attempt,
+    and a start that found the last attempt's run never ended (its worker was killed, or its
+    lock lapsed) counts a crash as well. Attempts less crashes: the runs that were not a
+    killed run's takeover (0 for a job refused before it started)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for kind, tenant, request_id in jobs:
+                keys = JobKeys.of(namespace, job_ref(kind, tenant, request_id))
+                pipe.mget(keys.attempt, keys.crashes)
+            counts: list[list[bytes | None]] = await pipe.execute()
+    finally:
+        await redis.aclose()
+    return {
+        job: int(attempts or 0) - int(crashes or 0)
+        for job, (attempts, crashes) in zip(jobs, counts, strict=True)
+    }
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 20) -> None:

@@ -1,9 +1,10 @@
 """Every byte the fleet reads is untrusted: a thousand seeded mutations of SDK requests per
-kind, the static cases that once wedged or killed workers (depth bombs, bad reply addresses,
-bad retry headers, a bomb on the control topic), all sent straight to real workers. Nothing
-may be lost (each message is dead-lettered, answered, or a valid fire-and-forget job), every
-partition's committed offset reaches its end, the workers keep running, and good requests
-are answered afterwards."""
+kind from three tenants weighted 2:1:1, with the cost headers a producer may write, the
+static cases that once wedged or killed workers (depth bombs, bad reply addresses, bad retry
+headers, a bomb on the control topic), all sent straight to real workers. Nothing may be
+lost (each message is dead-lettered, answered, or a valid fire-and-forget job), nothing may
+run twice (the ledger counts each start), every partition's committed offset reaches its
+end, the workers keep running, and good requests are answered afterwards."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from contracts import (
     VectorRecord,
     VectorUpsertRequest,
 )
-from contracts.codec import decode_chunk, decode_request
+from contracts.codec import AnyRequest, decode_chunk, decode_request
 from contracts.errors import ContractError
 from contracts.names import Header, control_topic, dead_letter_topic, request_topic, retry_topic
 from contracts.replies import Final
@@ -39,12 +40,13 @@ from producer_sdk import FleetClient
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
 from tests.integration.fuzz_messages import Headers, Mutator
-from tests.integration.harness import serving
+from tests.integration.harness import Job, ledger_runs, serving
 from tests.integration.scripted_chat import ScriptedChat
 from transport.topic_reader import read_to_end
 from workers import Worker, WorkerSettings, build_worker
 from workers.handlers.generate import GenerateHandler
 from workers.ops.inspect import consumer_lag
+from workers.settings import FairnessSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model, pytest.mark.slow]
 
@@ -60,6 +62,13 @@ RERANK_MODEL = "all-minilm-l6-v2-biencoder"
 WHISPER_MODEL = "whisper-tiny.en"
 VOICE = "espeak-ng"
 SPEECH = (REPO / "workers/ops/assets/demo-speech.wav").read_bytes()
+# Mutations come from three tenants, A weighted twice B and C and sending twice as many; the
+# fair queue holds a few records beyond the slots, so they wait in it while the slots are full.
+TENANTS = ("a", "b", "a", "c")
+FAIRNESS = FairnessSettings(weights={"a": 2.0, "b": 1.0, "c": 1.0}, window=8)
+# The `fleet-cost` header is the producer's word: the fair queue must start every job
+# whatever it says (2**63 + 1 once left its credit unable to reach the cost).
+COSTS = [b"1", b"40", b"0", b"-5", b"x", b"\xff", b"9" * 40, str(2**63 + 1).encode()]
 
 
 @asynccontextmanager
@@ -157,6 +166,29 @@ def _base_request(kind: str, client: FleetClient) -> dict[str, Any]:
     return as_dict
 
 
+def _from_tenant(mutator: Mutator, base: dict[str, Any], i: int) -> tuple[bytes, Headers]:
+    """Mutation ``i`` of ``base`` sent by tenant TENANTS[i], stamped as the SDK would stamp
+    it, with a cost from COSTS."""
+    tenant = TENANTS[i % len(TENANTS)]
+    value, headers = mutator.mutate({**base, "tenant": tenant}, i)
+    stamped = [(Header.TENANT, tenant.encode()), (Header.COST, COSTS[i % len(COSTS)])]
+    return value, headers + stamped
+
+
+def _decoded(kind: str, value: bytes, headers: Headers) -> AnyRequest | None:
+    """The request of ``kind`` a worker reads in the message (None where the contract
+    refuses it)."""
+    content_type = dict(headers).get(Header.CONTENT_TYPE)
+    try:
+        return decode_request(
+            kind,
+            value,
+            content_type=content_type.decode("utf-8", "replace") if content_type else None,
+        )
+    except ContractError:
+        return None
+
+
 def _static_cases(kind: str, base: dict[str, Any], namespace: str) -> list[tuple[bytes, Headers]]:
     json_headers: Headers = [(Header.CONTENT_TYPE, ContentType.JSON.encode())]
     bomb_json = msgspec.json.encode({**base, "request_id": "static-bomb"})
@@ -210,14 +242,8 @@ def _accounted(
 ) -> bool:
     if dead_lettered:
         return True
-    content_type = dict(headers).get(Header.CONTENT_TYPE)
-    try:
-        request = decode_request(
-            kind,
-            value,
-            content_type=content_type.decode("utf-8", "replace") if content_type else None,
-        )
-    except ContractError:
+    request = _decoded(kind, value, headers)
+    if request is None:
         return False  # refused by the contract, yet not dead-lettered: lost
     if request.reply_to is None:
         return True  # fire and forget: it ran, nobody listens
@@ -239,7 +265,7 @@ async def test_no_message_wedges_kills_or_is_lost(
     caplog.set_level(logging.ERROR, logger="workers")
     # Last: the handler keeps this level, and the consumer logs every escape from the runner.
     caplog.set_level(logging.WARNING, logger="workers.runtime.consumer")
-    settings = msgspec.structs.replace(settings, partitions=4, concurrency=16)
+    settings = msgspec.structs.replace(settings, partitions=4, concurrency=16, fairness=FAIRNESS)
     producer = AIOKafkaProducer(**infra.kafka_options(), linger_ms=5)
     async with (
         _worker(kind, settings) as worker,
@@ -252,7 +278,7 @@ async def test_no_message_wedges_kills_or_is_lost(
             base = _base_request(kind, client)
             mutator = Mutator(seed=14, namespace=namespace)
             messages = _static_cases(kind, base, namespace)
-            messages += [mutator.mutate(base, i) for i in range(MUTATIONS[kind])]
+            messages += [_from_tenant(mutator, base, i) for i in range(MUTATIONS[kind])]
             topic = request_topic(kind, namespace)
             # Sent all at once (the producer batches them), then each one's offset is known.
             deliveries = [
@@ -313,12 +339,24 @@ async def test_no_message_wedges_kills_or_is_lost(
         for where, (value, headers) in sent.items()
         if not _accounted(kind, value, headers, where in dead_offsets, answered, reply_topic)
     ]
+    # The requests that were no dead letter ran at most once each (a repeated request id
+    # is answered from the ledger, not run).
+    jobs: set[Job] = {
+        (kind, request.tenant, request.request_id)
+        for where, (value, headers) in sent.items()
+        if where not in dead_offsets and (request := _decoded(kind, value, headers)) is not None
+    }
+    runs = await ledger_runs(infra.redis_url, namespace, sorted(jobs))
+    run_twice = sorted(job for job, count in runs.items() if count > 1)
     print(
         f"{kind}: {len(sent)} sent, {len(dead_offsets)} dead-lettered, "
-        f"{len(answered)} answered, {len(lost)} lost, stuck partitions: {stuck}"
+        f"{len(answered)} answered, {len(lost)} lost, "
+        f"{sum(count == 1 for count in runs.values())} ran once, {len(run_twice)} twice, "
+        f"stuck partitions: {stuck}"
     )
     assert stuck == []
     assert lost == [], lost[:5]
+    assert run_twice == [], run_twice[:5]
     # Nothing escaped the runner (its consumer logs each escape as an error).
     escaped = [r.getMessage() for r in caplog.records if r.name == "workers.runtime.consumer"]
     assert escaped == [], escaped[:3]

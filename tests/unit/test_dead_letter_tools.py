@@ -6,34 +6,59 @@ from __future__ import annotations
 import argparse
 import time
 
+import msgspec
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from contracts import (
+    EmbedRequest,
+    RerankRequest,
+    SpeechRequest,
+    TranscribeRequest,
+    VectorRecord,
+    VectorUpsertRequest,
+)
 from contracts.codec import encode
+from contracts.envelope import Request
 from contracts.generate import ChatMessage, GenerateRequest
-from contracts.names import Header, control_topic
+from contracts.names import JOB_KINDS, Header, control_topic, request_topic
 from workers.ops.dead_letter_replay import refusal, replay_headers
 from workers.ops.dead_letters import DeadLetter, DeadLetterFilter, parse_dead_letter, parse_duration
 from workers.ops.replay_progress import MAX_METADATA_CHARS, PartitionProgress
 
 
-def _record(value: bytes, headers: list[tuple[str, bytes]], offset: int = 7) -> DeadLetter:
+def _record(
+    value: bytes, headers: list[tuple[str, bytes]], offset: int = 7, kind: str = "generate"
+) -> DeadLetter:
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
-        topic="fleet.v1.generate.dead-letter", partition=0, offset=offset,
+        topic=f"fleet.v1.{kind}.dead-letter", partition=0, offset=offset,
         timestamp=int(time.time() * 1000), timestamp_type=0, key=b"r-1", value=value,
         checksum=None, serialized_key_size=3, serialized_value_size=len(value),
         headers=headers,
     )  # fmt: skip
-    return parse_dead_letter("generate", record)
+    return parse_dead_letter(kind, record)
 
 
-def _request(deadline_ms: int | None = None) -> bytes:
-    message = ChatMessage(role="user", content="hi")
-    return encode(
-        GenerateRequest(
-            request_id="r-1", tenant="acme", model="m", messages=[message], deadline_ms=deadline_ms
-        )
-    )
+# A request of each kind, "r-1" of tenant "acme".
+REQUESTS: dict[str, Request] = {
+    "generate": GenerateRequest(
+        request_id="r-1",
+        tenant="acme",
+        model="m",
+        messages=[ChatMessage(role="user", content="hi")],
+    ),
+    "embed": EmbedRequest(request_id="r-1", tenant="acme", model="m", texts=["hi"]),
+    "transcribe": TranscribeRequest(request_id="r-1", tenant="acme", model="m", audio=b"RIFF"),
+    "vectors": VectorUpsertRequest(
+        request_id="r-1", tenant="acme", collection="c", records=[VectorRecord(id="1", vector=[1])]
+    ),
+    "rerank": RerankRequest(request_id="r-1", tenant="acme", model="m", query="q", documents=["d"]),
+    "speech": SpeechRequest(request_id="r-1", tenant="acme", model="m", input="hi", voice="v"),
+}
+
+
+def _request(deadline_ms: int | None = None, kind: str = "generate") -> bytes:
+    return encode(msgspec.structs.replace(REQUESTS[kind], deadline_ms=deadline_ms))
 
 
 def test_the_committed_offset_stops_at_the_first_record_not_dealt_with() -> None:
@@ -81,21 +106,22 @@ def test_a_filter_selects_by_reason_request_id_and_time() -> None:
     assert not DeadLetterFilter(since_ms=letter.timestamp_ms + 1).selects(letter)
 
 
-def test_a_dead_letter_says_what_its_headers_and_request_say() -> None:
+@pytest.mark.parametrize("kind", JOB_KINDS)
+def test_a_dead_letter_says_what_its_headers_and_request_say(kind: str) -> None:
     headers = [
         (Header.CONTENT_TYPE, b"application/msgpack"),
         (Header.DLQ_REASON, b"retries_exhausted"),
         (Header.DLQ_DETAIL, b"provider_down: scripted"),
-        (Header.DLQ_SOURCE_TOPIC, b"fleet.v1.generate.requests"),
+        (Header.DLQ_SOURCE_TOPIC, request_topic(kind).encode()),
         (Header.DLQ_SOURCE_PARTITION, b"2"),
         (Header.DLQ_SOURCE_OFFSET, b"41"),
     ]
-    info = _record(_request(), headers).info
+    info = _record(_request(kind=kind), headers, kind=kind).info
     assert (info.request_id, info.tenant, info.reason) == ("r-1", "acme", "retries_exhausted")
     assert (info.source_topic, info.source_partition, info.source_offset) == (
-        "fleet.v1.generate.requests", 2, 41
+        request_topic(kind), 2, 41
     )  # fmt: skip
-    bare = _record(b"\xc1", []).info
+    bare = _record(b"\xc1", [], kind=kind).info
     assert (bare.request_id, bare.tenant, bare.reason, bare.source_offset) == (
         None, None, "unknown", None
     )  # fmt: skip
@@ -115,13 +141,18 @@ def test_a_replayed_record_keeps_its_own_headers_and_drops_the_fleets_bookkeepin
     assert replay_headers(_record(_request(), kept + bookkeeping)) == kept
 
 
-def test_what_cannot_be_replayed_is_refused_with_the_reason() -> None:
+@pytest.mark.parametrize("kind", JOB_KINDS)
+def test_what_cannot_be_replayed_is_refused_with_the_reason(kind: str) -> None:
     now_ms = time.time() * 1000
-    assert refusal(_record(_request(), []), "generate", "fleet", now_ms) is None
-    undecodable = refusal(_record(b"\xc1", []), "generate", "fleet", now_ms)
+    assert refusal(_record(_request(kind=kind), [], kind=kind), kind, "fleet", now_ms) is None
+    undecodable = refusal(_record(b"\xc1", [], kind=kind), kind, "fleet", now_ms)
     assert undecodable is not None
     assert "(undecodable)" in undecodable
-    expired = _record(_request(deadline_ms=int(now_ms) - 1000), [])
-    assert "deadline passed" in (refusal(expired, "generate", "fleet", now_ms) or "")
-    control = _record(_request(), [(Header.DLQ_SOURCE_TOPIC, control_topic("generate").encode())])
-    assert "control message" in (refusal(control, "generate", "fleet", now_ms) or "")
+    other = "speech" if kind == "generate" else "generate"
+    foreign = refusal(_record(_request(kind=other), [], kind=kind), kind, "fleet", now_ms)
+    assert f"not a {kind} request" in (foreign or "")
+    expired = _record(_request(deadline_ms=int(now_ms) - 1000, kind=kind), [], kind=kind)
+    assert "deadline passed" in (refusal(expired, kind, "fleet", now_ms) or "")
+    from_control = [(Header.DLQ_SOURCE_TOPIC, control_topic(kind).encode())]
+    control = _record(_request(kind=kind), from_control, kind=kind)
+    assert "control message" in (refusal(control, kind, "fleet", now_ms) or "")

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from workers.runtime.fair_queue import FairQueue
+from workers.runtime.fair_queue import MAX_COST, FairQueue
 
 
 def _flood(queue: FairQueue[int], tenants: str, jobs: int) -> None:
@@ -96,3 +96,15 @@ def test_dropped_jobs_leave_the_queue_and_the_rest_keep_their_order() -> None:
     assert [job for job in rest if job[0] == 0] == [(0, 0), (0, 3)]
     with pytest.raises(IndexError):
         queue.pop()
+
+
+@pytest.mark.timeout(10)  # the bug this guards against spun for ever
+def test_a_cost_beyond_what_a_float_credit_counts_is_capped_and_starts() -> None:
+    queue: FairQueue[str] = FairQueue({"a": 2})
+    queue.push("a", 2**63 + 1, "huge-a")
+    queue.push("b", 2**63 + 8, "huge-b")
+    queue.push("c", 10**40, "huger-c")
+    queue.push("c", 3, "small-c")
+    started = [queue.pop() for _ in range(4)]
+    assert sorted(job for _, _, job in started) == ["huge-a", "huge-b", "huger-c", "small-c"]
+    assert max(cost for _, cost, _ in started) == MAX_COST

@@ -21,6 +21,11 @@ T = TypeVar("T")
 # one turn while the others wait). Rounds in which nobody could start anything are skipped
 # in one step, so a cost far above the quantum costs no time.
 DEFAULT_QUANTUM: Final = 1
+# A cost is the producer's word (the `fleet-cost` header, which anyone who can write to the
+# topic sets). Credit is a float: far above this a quantum no longer changes it, and the
+# round robin would spin for ever on a job it can never afford (the fuzz test sent
+# 2**63 + 1). No real job comes near it: a cost counts tokens, seconds or characters.
+MAX_COST: Final = 2**32
 
 
 class FairQueue(Generic[T]):
@@ -68,7 +73,7 @@ class FairQueue(Generic[T]):
         if queue is None:
             queue = self._queues[tenant] = deque()
             self._credit[tenant] = 0.0
-        queue.append((max(cost, 1), item))
+        queue.append((min(max(cost, 1), MAX_COST), item))
         self._size += 1
 
     def pop(self) -> tuple[str, int, T]:
