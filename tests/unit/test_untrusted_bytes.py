@@ -8,11 +8,13 @@ import json
 
 import msgspec
 import pytest
+from aiokafka.errors import KafkaError
 
 from contracts import CancelJob, ContentType, DeadLetterReason, ErrorReply, Header
 from contracts.codec import decode_chunk, decode_control, decode_request, decode_request_head
 from contracts.errors import ContractError, ContractViolation
-from tests.unit.job_runner_harness import REPLIES, Fixture, _probe, _record, _request
+from tests.unit.job_runner_harness import DEAD, REPLIES, Fixture, _probe, _record, _request
+from tests.unit.memory_publisher import MemoryPublisher
 
 DEPTH = 100_000
 
@@ -108,6 +110,21 @@ async def test_a_bad_retry_header_is_dead_lettered_and_answered(value: bytes) ->
     assert Header.RETRY_COUNT in detail
     (reply,) = job.publisher.replies(REPLIES)
     assert isinstance(reply, ErrorReply)
+    assert job.chat.calls == 0
+
+
+async def test_a_bad_retry_header_whose_dead_letter_fails_runs_again_until_it_is_taken() -> None:
+    publisher = MemoryPublisher(unreachable=[DEAD])  # the broker times the dead letter out
+    job = Fixture(publisher=publisher)
+    record = _record(msgspec.msgpack.encode(_request()), [(Header.RETRY_COUNT, b"1e3")])
+    # A Kafka error is what the consume loop runs a job again for (not a runner bug): the
+    # failure handling must not trip over the same bad header while it handles it.
+    with pytest.raises(KafkaError):
+        await job.runner.run(record)
+    publisher.unreachable.clear()
+    await job.runner.run(record)
+    ((reason, _),) = job.dead_letters()
+    assert reason == DeadLetterReason.BAD_HEADER
     assert job.chat.calls == 0
 
 

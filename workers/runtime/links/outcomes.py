@@ -3,7 +3,7 @@ once. What a failure comes to is the failure table's to say (``workers/failure_t
 
 from __future__ import annotations
 
-from contracts.errors import ErrorCode
+from contracts.errors import ContractError, ErrorCode
 from contracts.replies import ErrorReply
 from providers.errors import ProviderError
 from transport.records import Record
@@ -40,13 +40,21 @@ class Outcomes:
         back on the lane it came from: when the failure is one to redeliver and the job's
         retry budget lasts. False when the job ends here instead."""
         retries = self._retries
-        if not failure.redeliver or retries is None or retries.exhausted(job.record):
+        if not failure.redeliver or retries is None:
             return False
         record = job.record
-        if job.stamper is not None:
-            next_attempt = job.stamper.attempt + 1
-        else:  # not decoded yet: what the record itself says
-            next_attempt = attempt_floor(0, record.headers) + 1
+        try:
+            if retries.exhausted(record):
+                return False
+            if job.stamper is not None:
+                next_attempt = job.stamper.attempt + 1
+            else:  # not decoded yet: what the record itself says
+                next_attempt = attempt_floor(0, record.headers) + 1
+        except ContractError:
+            # Retry headers the fleet did not write (admission dead-letters such a record,
+            # and this is its dead letter failing for now): no retry can count on them, so
+            # the job ends here, not in an error out of the failure handling.
+            return False
         # What the retry headers say of the failure: a provider's own error as it is.
         error = exc if isinstance(exc, ProviderError) else _as_error(failure, exc)
         delay = await retries.schedule(record, error, next_attempt=next_attempt, lane=job.lane)
