@@ -8,10 +8,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from contracts.errors import StartupCheckFailed
+from contracts.errors import ErrorCode, StartupCheckFailed
+from providers.call_retry import CallRetryPolicy
 from providers.chat import ChatProvider, chat_providers
 from providers.chat.catalogued import with_catalogue
 from providers.embeddings import EmbeddingProvider, embedding_providers
+from providers.errors import ProviderError
 from providers.rate_limits.limiter import RateLimit
 from providers.rate_limits.wrapped import (
     RateLimitedChat,
@@ -19,12 +21,13 @@ from providers.rate_limits.wrapped import (
     RateLimitedRerank,
     RateLimitedTranscription,
 )
-from providers.redis_client import RedisClient
+from providers.redis_client import REDIS_FAILURES, RedisClient
 from providers.rerank import RerankProvider, rerank_providers
 from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.speech import SpeechProvider, speech_providers
 from providers.transcription import TranscriptionProvider, transcription_providers
+from workers.broker_wait import BROKER_WAIT
 from workers.settings import ProviderSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -99,16 +102,38 @@ class RoutedHandler(Generic[_R]):
 _P = TypeVar("_P", bound=_Loadable)
 
 
-async def loaded(category: str, providers: list[_P]) -> list[_P]:
+async def loaded(
+    category: str, providers: list[_P], redis_wait: CallRetryPolicy = BROKER_WAIT
+) -> list[_P]:
     """Each provider loaded; the local models also make one tiny real call in ``load``, so
-    a model that cannot run on this machine stops the worker here, named, before it is ready."""
+    a model that cannot run on this machine stops the worker here, named, before it is ready.
+    A provider that cannot reach its Redis (restarting, or not up yet) is waited for, as the
+    broker is (workers/broker_wait.py): a worker a supervisor starts during a Redis restart
+    must not exit for it."""
     for provider in providers:
         log.info("loading %s provider %r", category, provider.name)
-        try:
-            await provider.load()
-        except Exception as exc:
-            raise StartupCheckFailed(category, provider.name, exc) from exc
+        tries = 0
+        while True:
+            try:
+                await provider.load()
+                break
+            except ProviderError as exc:
+                if not _redis_unreachable(exc):
+                    raise StartupCheckFailed(category, provider.name, exc) from exc
+                if tries % 10 == 0:
+                    log.warning(
+                        "%s provider %r cannot reach its Redis (%s); waiting for it",
+                        category, provider.name, exc.detail,
+                    )  # fmt: skip
+                await asyncio.sleep(redis_wait.backoff_s(min(tries, 5)))
+                tries += 1
+            except Exception as exc:
+                raise StartupCheckFailed(category, provider.name, exc) from exc
     return providers
+
+
+def _redis_unreachable(exc: ProviderError) -> bool:
+    return exc.code is ErrorCode.PROVIDER_DOWN and isinstance(exc.__cause__, REDIS_FAILURES)
 
 
 def chat_provider(spec: ProviderSpec, shared: Shared) -> ChatProvider:
