@@ -92,7 +92,7 @@ class _NeverAcknowledged(MemoryPublisher):
 
 
 def _job(offset: int, tenant: str, deadline_ms: int | None = None) -> Record:
-    value = encode(_request(f"{tenant}-{offset}", deadline_ms=deadline_ms))
+    value = encode(_request(f"{tenant}-{offset}", tenant=tenant, deadline_ms=deadline_ms))
     headers = [(Header.TENANT, tenant.encode())]
     return ConsumerRecord(REQUESTS, 0, offset, 0, 0, b"key", value, None, 3, len(value), headers)
 

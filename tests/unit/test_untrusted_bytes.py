@@ -157,3 +157,17 @@ async def test_a_partition_the_reply_topic_lacks_is_dead_lettered_and_sent_nothi
     assert job.publisher.replies(REPLIES) == []
     await job.runner.run(_record(msgspec.msgpack.encode(request)))  # partition 0 is fine
     assert job.chat.calls == 1
+
+
+async def test_a_tenant_header_that_is_not_the_requests_tenant_is_dead_lettered() -> None:
+    job = Fixture()
+    request = _request(tenant="acme")
+    await job.runner.run(_record(msgspec.msgpack.encode(request), [(Header.TENANT, b"globex")]))
+    ((reason, detail),) = job.dead_letters()
+    assert reason == DeadLetterReason.BAD_HEADER
+    assert "'globex'" in detail
+    assert "'acme'" in detail
+    assert job.chat.calls == 0
+    same = _request("same", tenant="acme")
+    await job.runner.run(_record(msgspec.msgpack.encode(same), [(Header.TENANT, b"acme")]))
+    assert job.chat.calls == 1  # a header that says the request's tenant runs

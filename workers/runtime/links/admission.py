@@ -14,7 +14,7 @@ from contracts.codec import (
     decode_request_head,
 )
 from contracts.envelope import ReplyAddress
-from contracts.errors import ContractError
+from contracts.errors import ContractError, ContractViolation
 from contracts.names import Header
 from transport.publisher import Publisher, TopicProbe
 from transport.records import Record, header
@@ -80,6 +80,19 @@ class Decode(Link):
             await self._reject(job, exc)
             return
         job.stamper = ChunkStamper(request.request_id, attempt)
+        if (claimed := header(job.record, Header.TENANT)) is not None and claimed != request.tenant:
+            # The fair queue shared the lane by this header (decision 0044); a record whose
+            # header names another tenant than its request took that tenant's share, and
+            # runs for no one.
+            await self._reject(
+                job,
+                ContractError(
+                    f"header {Header.TENANT} is {claimed[:40]!r}, the request's tenant is "
+                    f"{request.tenant!r}",
+                    reason=ContractViolation.BAD_HEADER,
+                ),
+            )
+            return
         await self.call_next(job)
 
     async def _reject(self, job: Job, exc: ContractError) -> None:
