@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from contracts import JOB_KINDS, LANES, lane_topic
-from contracts.names import WORKER_KINDS
+from contracts.names import WORKER_KINDS, parked_topic
 from workers.settings import WorkerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,6 +288,9 @@ def test_keda_scales_every_kind_on_its_own_group_and_topic(
         # One trigger per lane: a batch waiting on the batch lane scales the kind too.
         triggers = scaled[f"fleet-{kind}"]["spec"]["triggers"]
         by_topic = {t["metadata"]["topic"]: t for t in triggers}
+        # And one on the park topic: a flood's excess waits there (decision 0045).
+        parked = by_topic.pop(parked_topic(kind))
+        assert parked["metadata"]["consumerGroup"] == settings.topology.parked_group(kind)
         assert set(by_topic) == {lane_topic(kind, lane) for lane in LANES}
         for lane in LANES:
             trigger = by_topic[lane_topic(kind, lane)]
