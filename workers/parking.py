@@ -11,11 +11,10 @@ started), and its tenant and cost headers travel with it.
 
 from __future__ import annotations
 
-import time
-
 from contracts.names import Header, Lane, parked_topic
 from transport.publisher import Publisher
 from transport.records import Record
+from workers.retry import way_back
 
 # The headers a parked copy has of its own; the rest are the record's.
 _OWN_HEADERS = (Header.RETRY_NOT_BEFORE_MS, Header.RETRY_LANE)
@@ -31,10 +30,7 @@ class ParkingLot:
         """Send the copy and wait until the broker has it; Kafka's error when it does not
         take it (the record must then not be marked finished)."""
         headers = [(k, bytes(v)) for k, v in record.headers if k not in _OWN_HEADERS]
-        headers += [
-            (Header.RETRY_NOT_BEFORE_MS, str(int((time.time() + self.delay_s) * 1000)).encode()),
-            (Header.RETRY_LANE, lane.encode()),
-        ]
+        headers += way_back(self.delay_s, lane)
         await self._producer.send_and_wait(
             self.topic, record.value, key=record.key, headers=headers
         )

@@ -92,6 +92,13 @@ def retry_lane(headers: Sequence[tuple[str, bytes]]) -> Lane:
     return "interactive"
 
 
+def way_back(delay_s: float, lane: Lane) -> Headers:
+    """The headers a deferred copy (a retry tier's, or a parked record's) carries for
+    ``RedeliveryForwarder``: when it is due, and the lane it goes back to."""
+    due_ms = int((time.time() + delay_s) * 1000)
+    return [(Header.RETRY_NOT_BEFORE_MS, str(due_ms).encode()), (Header.RETRY_LANE, lane.encode())]
+
+
 def retry_count(headers: Sequence[tuple[str, bytes]]) -> int:
     return _int_header(headers, Header.RETRY_COUNT)
 
@@ -133,16 +140,14 @@ class RedeliveryScheduler:
         if error.retry_after_s is not None:
             wanted = max(wanted, error.retry_after_s)
         delay = next((t for t in self.policy.tiers_s if t >= wanted), self.policy.tiers_s[-1])
-        not_before_ms = int((time.time() + delay) * 1000)
         headers: Headers = [
             (k, v) for k, v in record.headers if not k.startswith(Header.RETRY_PREFIX)
         ]
         headers += [
             (Header.RETRY_COUNT, str(count + 1).encode()),
-            (Header.RETRY_NOT_BEFORE_MS, str(not_before_ms).encode()),
             (Header.RETRY_REASON, f"{error.code}: {error.detail}"[:500].encode()),
             (Header.RETRY_ATTEMPT, str(next_attempt).encode()),
-            (Header.RETRY_LANE, lane.encode()),
+            *way_back(delay, lane),
         ]
         topic = retry_topic(self._kind, delay, self._namespace)
         try:

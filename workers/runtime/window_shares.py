@@ -46,13 +46,17 @@ class WindowShares:
 
     def share(self, tenant: str, present: Collection[str] = ()) -> float:
         """The records of ``tenant`` (an active one) that may wait in the window."""
-        return self._window * self._weight(tenant) / sum(map(self._weight, self.active(present)))
+        return self._share(tenant, self.active(present))
+
+    def _share(self, tenant: str, active: set[str]) -> float:
+        return self._window * self._weight(tenant) / sum(map(self._weight, active))
 
     def beyond_share(self, tenant: str, waiting: int, present: Collection[str]) -> bool:
         """Whether a fetched record of ``tenant`` (just ``seen``), which has ``waiting``
         records waiting already, is beyond its share: it holds its share, and another tenant
         is active (``present``: the tenants with jobs waiting or running here). A tenant
         with nothing waiting always gets one place, however small its share."""
-        if not waiting or len(self.active(present)) < 2:
+        if not waiting:
             return False
-        return waiting >= self.share(tenant, present)
+        active = self.active(present)
+        return len(active) >= 2 and waiting >= self._share(tenant, active)
