@@ -39,6 +39,7 @@ class TenantState(msgspec.Struct, frozen=True, kw_only=True):
     credit: float  # the fair queue's credit, in cost units (0 when nothing waits)
     served: float  # estimated cost of the jobs that ended (contracts/job_cost.py)
     parked: int = 0  # records parked beyond its share of the window (decision 0045)
+    waited: int = 0  # jobs that waited in the fair queue for a slot, since the worker began
 
 
 class LaneState(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,7 +109,7 @@ def render(states: Sequence[WorkerFairness]) -> str:
     """One line per tenant of each lane of each worker."""
     lines = [
         f"{'kind':<10} {'worker':<28} {'lane':<11} {'tenant':<16} {'weight':>6} {'queued':>6} "
-        f"{'running':>7} {'credit':>8} {'served':>12} {'parked':>8}"
+        f"{'running':>7} {'credit':>8} {'served':>12} {'parked':>8} {'waited':>8}"
     ]
     for state in states:
         for lane in state.lanes:
@@ -118,6 +119,7 @@ def render(states: Sequence[WorkerFairness]) -> str:
             for t in lane.tenants:
                 lines.append(
                     f"{head} {t.tenant or '-':<16} {t.weight:>6g} {t.queued:>6} "
-                    f"{t.in_flight:>7} {t.credit:>8.0f} {t.served:>12.0f} {t.parked:>8}"
+                    f"{t.in_flight:>7} {t.credit:>8.0f} {t.served:>12.0f} {t.parked:>8} "
+                    f"{t.waited:>8}"
                 )
     return "\n".join(lines)

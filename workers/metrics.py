@@ -36,6 +36,16 @@ class _TenantChildren(NamedTuple):
     in_flight: Gauge
     served: Counter
     parked: Counter
+    waited: Counter
+
+
+class TenantTotals(NamedTuple):
+    """One tenant's figures on one lane, as this worker's metrics hold them."""
+
+    in_flight: int
+    served: float
+    parked: int
+    waited: int
 
 
 class WorkerMetrics:
@@ -156,6 +166,13 @@ class WorkerMetrics:
             ["kind", "lane", "tenant"],
             registry=self.registry,
         )
+        # Jobs that waited in the fair queue for a slot: where the weights chose the order.
+        self.tenant_waited = Counter(
+            "fleet_tenant_jobs_waited",
+            "Jobs that waited in the lane's fair queue for a slot, per tenant",
+            ["kind", "lane", "tenant"],
+            registry=self.registry,
+        )
         self._tenant_children: dict[tuple[str, str], _TenantChildren] = {}
 
     def tenant_label(self, tenant: str) -> str:
@@ -182,21 +199,23 @@ class WorkerMetrics:
                 self.tenant_in_flight.labels(*labels),
                 self.tenant_served.labels(*labels),
                 self.tenant_parked.labels(*labels),
+                self.tenant_waited.labels(*labels),
             )
         return children
 
-    def tenants(self, lane: str) -> dict[str, tuple[int, float, float]]:
-        """Each tenant seen on ``lane``: its jobs running now, the cost served, and its
-        records parked."""
-        result: dict[str, tuple[int, float, float]] = {}
+    def tenants(self, lane: str) -> dict[str, TenantTotals]:
+        """Each tenant seen on ``lane``, with its figures."""
+        result: dict[str, TenantTotals] = {}
         for seen_lane, tenant in self._tenant_children:
             if seen_lane == lane:
                 labels = {"kind": self.kind, "lane": lane, "tenant": tenant}
                 get = self.registry.get_sample_value
-                running = get("fleet_tenant_jobs_in_flight", labels) or 0
-                served = get("fleet_tenant_cost_served_total", labels) or 0
-                parked = get("fleet_tenant_jobs_parked_total", labels) or 0
-                result[tenant] = (int(running), served, parked)
+                result[tenant] = TenantTotals(
+                    in_flight=int(get("fleet_tenant_jobs_in_flight", labels) or 0),
+                    served=get("fleet_tenant_cost_served_total", labels) or 0.0,
+                    parked=int(get("fleet_tenant_jobs_parked_total", labels) or 0),
+                    waited=int(get("fleet_tenant_jobs_waited_total", labels) or 0),
+                )
         return result
 
     def outcome(self, outcome: Outcome) -> None:

@@ -74,6 +74,10 @@ async def test_a_tenants_few_jobs_start_before_a_flooding_tenants_backlog_drains
         assert (tenants["b"].queued, tenants["b"].in_flight) == (2, 0)
         chat.release.set()
         answers = await asyncio.gather(*asks)
+        # Every job but a-0 waited in the fair queue, and the count stays once they ran.
+        tenants = {t.tenant: t for t in worker.lanes[0].lane_state().tenants}
+        assert (tenants["a"].waited, tenants["b"].waited) == (FLOOD - 1, 2)
+        assert (tenants["a"].queued, tenants["b"].queued) == (0, 0)
     assert all(answer.text == "Hello, world" for answer in answers)
     order = chat.started
     assert sorted(order) == sorted([f"a-{i}" for i in range(FLOOD)] + ["b-0", "b-1"])

@@ -26,7 +26,14 @@ LANE = LaneState(
     running=4,
     tenants=[
         TenantState(
-            tenant="a", weight=2, queued=12, in_flight=3, credit=120, served=9000, parked=4321
+            tenant="a",
+            weight=2,
+            queued=12,
+            in_flight=3,
+            credit=120,
+            served=9000,
+            parked=4321,
+            waited=765,
         ),
         TenantState(tenant="b", weight=1, queued=0, in_flight=1, credit=0, served=700),
     ],
@@ -56,8 +63,8 @@ async def test_a_worker_posts_its_lanes_while_it_runs_and_removes_them_when_it_s
     table = render(board)
     assert " a " in table
     assert "9000" in table
-    assert table.splitlines()[0].split()[-1] == "parked"
-    assert table.splitlines()[1].split()[-1] == "4321"
+    assert table.splitlines()[0].split()[-2:] == ["parked", "waited"]
+    assert table.splitlines()[1].split()[-2:] == ["4321", "765"]
     stopping.set()
     await poster
     assert await read_board(redis, namespace, "generate") == []

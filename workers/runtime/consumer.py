@@ -28,7 +28,7 @@ from contracts.names import Header, Lane
 from transport.group import GroupLoop
 from transport.records import Record
 from workers.fairness_board import LaneState, TenantState
-from workers.metrics import WorkerMetrics
+from workers.metrics import TenantTotals, WorkerMetrics
 from workers.parking import ParkingLot
 from workers.runtime.fair_queue import FairQueue
 from workers.runtime.lanes import LaneGate
@@ -184,18 +184,20 @@ class JobConsumer:
         """This lane's slots, window and tenants, for `fleet status --fairness`."""
         queued, credit = self._waiting.queued(), self._waiting.credit()
         seen = self._metrics.tenants(self.lane)
+        nothing = TenantTotals(in_flight=0, served=0.0, parked=0, waited=0)
         tenants = [
             TenantState(
                 tenant=tenant,
                 weight=self._waiting.weight(tenant),
                 queued=queued.get(tenant, 0),
-                in_flight=in_flight,
+                in_flight=totals.in_flight,
                 credit=credit.get(tenant, 0.0),
-                served=served,
-                parked=int(parked),
+                served=totals.served,
+                parked=totals.parked,
+                waited=totals.waited,
             )
             for tenant in sorted(seen.keys() | queued.keys())
-            for in_flight, served, parked in [seen.get(tenant, (0, 0.0, 0.0))]
+            for totals in [seen.get(tenant, nothing)]
         ]
         return LaneState(
             lane=self.lane,
@@ -233,7 +235,9 @@ class JobConsumer:
 
     def _wait(self, tenant: str, cost: int, fetched: _Fetched) -> None:
         self._waiting.push(tenant, cost, fetched)
-        self._metrics.tenant(self.lane, tenant).queued.inc()
+        children = self._metrics.tenant(self.lane, tenant)
+        children.queued.inc()
+        children.waited.inc()
         self._start_waiting()
 
     async def _park(
