@@ -4,7 +4,10 @@ timer at all, so a client that sends its headers a byte at a time (slowloris), o
 finishes them, holds its connection for as long as it likes. The deadline starts when the
 connection opens or, on a kept-alive one, at the next head's first byte, and is met once
 the parser has the whole head. Past it a client that sent part of a head is answered 408 in
-OpenAI's shape; one that sent nothing is closed, as the keep-alive timer closes it."""
+OpenAI's shape; one that sent nothing is closed, as the keep-alive timer closes it.
+
+The same protocol writes through ``OneWrite`` (gateway/one_write.py): a response's head and
+body go out in one system call."""
 
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.errors import OpenAIError
+from gateway.one_write import OneWrite
 
 
 def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol (llhttp, in C: cheaper a call than h11 in pure Python,
     bench/NOTES.md), with a deadline of ``timeout_s`` on each
     request's head (``uvicorn.Config(http=...)``; the class carries the deadline, as uvicorn
-    builds one protocol per connection from the class alone)."""
+    builds one protocol per connection from the class alone), writing once a turn of the
+    loop (gateway/one_write.py)."""
     refusal = _timed_out(timeout_s)
 
     class HeadTimed(HttpToolsProtocol):
@@ -30,7 +35,7 @@ def head_timed(timeout_s: float) -> type[asyncio.Protocol]:
             self._head_begun = False  # a head's first byte came, its end did not yet
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(OneWrite(transport, self.loop))
             self._start_timer()
 
         def data_received(self, data: bytes) -> None:
