@@ -8,9 +8,11 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
@@ -145,7 +147,7 @@ def gateway_app(state: GatewayState) -> Starlette:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
-    return Starlette(
+    return _WithoutServerErrors(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", create_embeddings, methods=["POST"]),
@@ -167,6 +169,20 @@ def gateway_app(state: GatewayState) -> Starlette:
             ClientGone: _client_gone,
         },
     )
+
+
+class _WithoutServerErrors(Starlette):
+    """Starlette less its outermost layer, ServerErrorMiddleware, which answers a failure no
+    handler took with a plain-text 500: FrontDoor, outermost instead, answers it in
+    OpenAI's shape (gateway/front_door.py), and one layer fewer is one coroutine fewer on
+    every request's way in and out."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
+        app: ASGIApp = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

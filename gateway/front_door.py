@@ -3,7 +3,11 @@ limits (gateway/body_limits.py), its metrics and span (gateway/observe.py), and 
 every answer carries, ``x-request-id`` and the gateway's own time
 (gateway/overhead.py). One layer, not one per job: a layer costs a coroutine call on the
 way in and a ``send`` wrapper on each message out, and the four were a tenth of the
-gateway's CPU a call (bench/NOTES.md, 2026-12-07)."""
+gateway's CPU a call (bench/NOTES.md, 2026-12-07).
+
+It is the outermost layer (the app has no ServerErrorMiddleware, gateway/app.py): a failure
+no handler took is answered here, as OpenAI's 500, when the response has not begun, and
+raised on for the server to log."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.gateway_limits import GatewayLimits
 from gateway.body_limits import BodyLimits
-from gateway.errors import send_error
+from gateway.errors import OpenAIError, send_error
 from gateway.metrics import GatewayMetrics
 from gateway.observe import Observed, describe
 from gateway.overhead import HEADER as OVERHEAD_HEADER
@@ -42,11 +46,12 @@ class FrontDoor:
             elif name == b"content-length" and length is None:
                 length = value.decode("latin-1")
         status = 500  # what the client gets when the app fails before it answers
+        begun = False
 
         async def stamped(message: Message) -> None:
-            nonlocal status
+            nonlocal status, begun
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, begun = message["status"], True
                 headers = [
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER, request_id(scope).encode()),
@@ -63,8 +68,21 @@ class FrontDoor:
                 if refusal is not None:
                     await send_error(stamped, refusal)
                 else:
-                    await self._app(scope, self._limits.limited(receive), stamped)
+                    try:
+                        await self._app(scope, self._limits.limited(receive), stamped)
+                    except Exception as exc:
+                        if not begun:
+                            await send_error(stamped, _failed(exc))
+                        raise
                 if span is not None:
                     describe(span, scope, status)
         finally:
             observed.end(scope, status, time.perf_counter() - started)
+
+
+def _failed(exc: Exception) -> OpenAIError:
+    return OpenAIError(
+        500,
+        f"the gateway failed on this request ({type(exc).__name__}); it is logged",
+        code="internal_error",
+    )

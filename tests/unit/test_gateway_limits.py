@@ -1,18 +1,21 @@
 """The gateway's back-pressure without a fleet: the caps on requests and estimated tokens
-in flight, globally and per tenant, and the 503 with Retry-After of a fleet it cannot
-reach."""
+in flight, globally and per tenant, the 503 with Retry-After of a fleet it cannot reach,
+and the 500 of a failure no handler takes."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.secrets import Secret
 from gateway.admission import Admission
 from gateway.app import GatewayState, gateway_app
 from gateway.errors import OpenAIError
+from gateway.front_door import FrontDoor
 from gateway.keys import KeyRing
+from gateway.metrics import GatewayMetrics
 from gateway.models import ModelTable
 from producer_sdk import TenantClients
 from transport.connection import as_connection
@@ -82,3 +85,25 @@ async def test_a_fleet_it_cannot_reach_is_503_with_retry_after() -> None:
     assert "127.0.0.1" not in answer.text  # the brokers' addresses stay in the log
     assert float(answer.headers["x-fleet-gateway-overhead-ms"]) >= 0
     assert state.admission.requests == 0
+
+
+async def test_a_failure_no_handler_takes_is_openais_500_and_is_raised_on() -> None:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    front = FrontDoor(failing, metrics=GatewayMetrics(), limits=GatewayLimits())
+    transport = httpx.ASGITransport(app=front)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        with pytest.raises(RuntimeError, match="a bug"):  # on to the server, which logs it
+            await http.get("/v1/models")
+    transport = httpx.ASGITransport(app=front, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        answer = await http.get("/v1/models")
+    assert answer.status_code == 500
+    assert answer.json()["error"] == {
+        "message": "the gateway failed on this request (RuntimeError); it is logged",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
+    assert answer.headers["x-request-id"]
