@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -26,31 +27,35 @@ from contracts.codec import encode
 from contracts.errors import ErrorCode
 from contracts.names import (
     Header,
+    Lane,
     batch_command_topic,
     batch_dead_letter_topic,
     batch_input_topic,
 )
+from contracts.replies import ReplyChunk
 from contracts.secrets import Secret
 from contracts.signing import sign
 from producer_sdk import BatchClient, FleetClient, FleetRequestError
 from producer_sdk.batches import BatchNotFound
 from tests.conftest import REPO, Infra
+from tests.integration.harness import serving, until
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
 from transport.connection import start_client
 from transport.records import Record
 from transport.topic_admin import delete_topics
 from transport.topic_reader import TopicMissing, read_to_end
-from workers import WorkerSettings
+from workers import WorkerSettings, build_worker
 from workers.batch.coordinator import BatchCoordinator
+from workers.handlers.base import JobHandler
+from workers.handlers.reply_stream import ChunkStamper
 from workers.settings import BatchSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
 # Rows of the batch a client submits and leaves: 2 input pages of 512, cut by its
-# coordinator into 16 requests of LARGE_CHUNK rows; long enough that an interactive request
-# meets it running (2,000 rows in 8 requests of 256: one came with the first request done,
-# the other seven still to run).
-LARGE, LARGE_CHUNK = 1_024, 64
+# coordinator into 16 requests of LARGE_CHUNK rows. The embed worker runs LARGE_PASSING of
+# them, then holds the rest at its gate until an interactive request has been answered.
+LARGE, LARGE_CHUNK, LARGE_PASSING = 1_024, 64, 4
 TOPICS = ["the harbour", "a mountain pass", "quarterly revenue", "a violin concerto", "rain"]
 
 
@@ -108,6 +113,60 @@ async def coordinator(settings: WorkerSettings) -> AsyncIterator[BatchCoordinato
         await asyncio.wait_for(task, timeout=60)
 
 
+class BatchLaneGate:
+    """A worker's handler with a gate on its batch lane: the first ``passing`` batch jobs
+    run, the later ones wait at the gate until the test opens it; the interactive lane's
+    jobs pass by. A batch is then certainly unfinished for as long as the test needs, on a
+    machine of any speed, and its rows are still the real model's."""
+
+    def __init__(self, inner: JobHandler[Any], *, passing: int) -> None:
+        self.kind = inner.kind
+        self._inner = inner
+        self._passing = passing
+        self._opened = asyncio.Event()
+        self.held = 0  # batch jobs waiting at the gate now
+
+    def open(self) -> None:
+        self._opened.set()
+
+    async def handle(
+        self, request: Any, stamper: ChunkStamper, *, lane: Lane = "interactive"
+    ) -> AsyncIterator[ReplyChunk]:
+        if lane == "batch":
+            if self._passing > 0:
+                self._passing -= 1
+            else:
+                self.held += 1
+                try:
+                    await self._opened.wait()
+                finally:
+                    self.held -= 1
+        async for chunk in self._inner.handle(request, stamper, lane=lane):
+            yield chunk
+
+    async def health(self) -> dict[str, bool]:
+        return await self._inner.health()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@asynccontextmanager
+async def gated_worker(
+    kind: str, settings: WorkerSettings, *, passing: int
+) -> AsyncIterator[BatchLaneGate]:
+    """A worker of ``kind`` whose batch lane runs ``passing`` jobs and holds the rest until
+    the gate opens (at the block's end at the latest, so that the worker can stop)."""
+    worker = await build_worker(kind, settings)
+    gate = BatchLaneGate(worker.handler, passing=passing)
+    worker.handler = gate
+    async with serving(worker):
+        try:
+            yield gate
+        finally:
+            gate.open()
+
+
 @pytest.fixture
 async def batches(infra: Infra, namespace: str) -> AsyncIterator[BatchClient]:
     async with BatchClient(infra.connection, namespace=namespace) as client:
@@ -141,23 +200,28 @@ async def test_a_1024_row_batch_submitted_by_a_client_that_left(
     batch_id = submitted["id"]
     assert submitted["status"] == "validating"
     assert submitted["request_counts"]["total"] == LARGE
-    served_while_running = False
     # One embed worker throughout: it serves the batch, then the direct call to compare with.
-    chunked = msgspec.structs.replace(settings, batch=BatchSettings(embed_chunk_rows=LARGE_CHUNK))
-    async with worker_of("embed", settings):
+    # Its batch lane runs the first requests and holds the rest until the interactive request
+    # is answered: a sampled status could not say the batch was still running (a machine
+    # three times faster embeds 1,024 rows within one status interval), the gate can. The
+    # counts are published every 0.2 s, so the wait for the first requests' rows is short.
+    chunked = msgspec.structs.replace(
+        settings, batch=BatchSettings(embed_chunk_rows=LARGE_CHUNK, status_interval_s=0.2)
+    )
+    async with gated_worker("embed", settings, passing=LARGE_PASSING) as gate:
         async with coordinator(chunked):
-            while True:
-                info = await batches.status(batch_id)
-                if info.status == "in_progress" and 0 < info.request_counts.done < LARGE * 4 // 5:
-                    # An interactive request is served while the batch runs.
-                    answer = await client.embed("Is anyone there?", model=EMBED_MODEL, timeout_s=60)
-                    assert answer.dimension == 384
-                    served_while_running = not (await batches.status(batch_id)).ended
-                    break
-                assert not info.ended, info
-                await asyncio.sleep(0.2)
+            running = await wait_for_rows(batches, batch_id, LARGE_PASSING * LARGE_CHUNK)
+            assert running.status == "in_progress", running
+            # The batch's next requests have reached the worker and wait at its gate.
+            await until(lambda: gate.held > 0)
+            # An interactive request is served while the batch runs on the same worker.
+            answer = await client.embed("Is anyone there?", model=EMBED_MODEL, timeout_s=60)
+            assert answer.dimension == 384
+            unfinished = await batches.status(batch_id)
+            gate.open()
             final = await batches.follow(batch_id, timeout_s=600)
-        assert served_while_running
+        assert unfinished.status == "in_progress", unfinished
+        assert unfinished.request_counts.done == LARGE_PASSING * LARGE_CHUNK
         assert final.status == "completed"
         assert (final.request_counts.completed, final.request_counts.failed) == (LARGE, 0)
         # Another process downloads the whole result later.
@@ -183,17 +247,25 @@ async def test_cancel_halfway_keeps_the_partial_results(
     settings: WorkerSettings, batches: BatchClient, tmp_path: Path
 ) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl", 3_000)
-    slow = msgspec.structs.replace(settings, batch=BatchSettings(max_in_flight=2))
-    async with worker_of("embed", settings), coordinator(slow):
+    # Two requests in flight, of 256 rows: the worker runs the first two (the first input
+    # page) and holds the next ones at its gate, so the cancel finds the batch running
+    # however fast the machine embeds.
+    slow = BatchSettings(max_in_flight=2)
+    halfway = 2 * slow.embed_chunk_rows
+    async with (
+        gated_worker("embed", settings, passing=2),
+        coordinator(msgspec.structs.replace(settings, batch=slow)),
+    ):
         info = await batches.submit(corpus, model=EMBED_MODEL)
-        await wait_for_rows(batches, info.id, 300)
+        running = await wait_for_rows(batches, info.id, halfway)
+        assert running.status == "in_progress", running
         await batches.cancel(info.id)
         final = await batches.follow(info.id, timeout_s=120)
     assert final.status == "cancelled"
     assert final.cancelled_at is not None
     assert info.id in [b.id for b in await batches.list()]
     done = final.request_counts.completed
-    assert 300 <= done < 3_000
+    assert done == halfway
     output, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
     written = await batches.results(info.id, output, errors)
     assert written.succeeded == done

@@ -13,7 +13,7 @@ from contracts import ContractError
 from contracts.batch import BatchInfo
 from producer_sdk import BatchClient, FleetClient
 from tests.conftest import Infra
-from tests.integration.test_batches import coordinator, wait_for_rows
+from tests.integration.test_batches import coordinator, gated_worker, wait_for_rows
 from tests.integration.test_categories_e2e import EMBED_MODEL, worker_of
 from workers import WorkerSettings
 
@@ -63,7 +63,10 @@ async def test_an_interrupted_corpus_command_picks_up_the_batch_the_fleet_kept(
 ) -> None:
     corpus = _corpus(tmp_path / "in.jsonl", 600)
     out = tmp_path / "out.jsonl"
-    async with worker_of("embed", settings), coordinator(settings):
+    # The worker runs one of the batch's three requests and holds the others at its gate
+    # until the client has gone: otherwise a fast machine ends the batch (and the client
+    # downloads it) before the client is interrupted.
+    async with gated_worker("embed", settings, passing=1) as gate, coordinator(settings):
         first = asyncio.create_task(client.submit_corpus(corpus, out, model=EMBED_MODEL))
         async with BatchClient(infra.connection, namespace=namespace) as batches:
             for _ in range(600):
@@ -72,11 +75,13 @@ async def test_an_interrupted_corpus_command_picks_up_the_batch_the_fleet_kept(
                     break
                 await asyncio.sleep(0.1)
             (batch,) = listed
-            await wait_for_rows(batches, batch.id, 50)
+            running = await wait_for_rows(batches, batch.id, 50)
+        assert running.status == "in_progress", running
         first.cancel()  # the client goes away (Ctrl-C); the batch goes on in the fleet
         with pytest.raises(asyncio.CancelledError):
             await first
         assert not out.exists()
+        gate.open()
         final = await client.submit_corpus(corpus, out, model=EMBED_MODEL)
         async with BatchClient(infra.connection, namespace=namespace) as batches:
             assert [b.id for b in await batches.list()] == [batch.id], "submitted once"

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from contracts import ErrorCode, GenerateResult, Header, TextDelta
@@ -22,6 +23,7 @@ from tests.integration.harness import read_dead_letters, serving, until
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
+from workers.idempotency import JobKeys, job_ref
 from workers.ops.inspect import consumer_lag, job_state
 from workers.retry import RetryPolicy
 
@@ -205,23 +207,45 @@ async def test_a_caller_that_stops_listening_stops_the_job(
     assert (state.done, state.running) == (False, False)
 
 
+async def _until_true(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Return once ``check()`` holds (asked every 50 ms); fail after 20 s."""
+    for _ in range(400):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within 20 s")
+
+
 async def test_a_job_cancelled_before_it_starts_never_runs_and_can_be_resubmitted(
-    settings: WorkerSettings, client: FleetClient
+    settings: WorkerSettings, client: FleetClient, redis_client: aioredis.Redis
 ) -> None:
-    chat = ScriptedChat(delay_s=3.0)  # the queued job waits at least this long
+    chat = ScriptedChat()
+    chat.gate = asyncio.Event()  # the first job holds the only slot until the test lets it go
     # One partition, one job at a time: the second request queues behind the first.
     settings = msgspec.structs.replace(settings, partitions=1, concurrency=1)
+    ledger = JobKeys.of(settings.namespace, job_ref("generate", client.tenant, "q-1"))
+
+    async def second_request_in_kafka() -> bool:
+        rows = await consumer_lag(settings)
+        return sum(r.end for r in rows if r.kind == "generate" and r.lane == "interactive") == 2
+
+    async def cancel_recorded() -> bool:
+        return bool(await redis_client.exists(ledger.cancelled))
+
     async with running(settings, chat) as worker:
         first = asyncio.create_task(client.generate("first", model=MODEL))
+        await until(lambda: chat.calls == 1)
         queued = asyncio.create_task(client.generate("second", model=MODEL, request_id="q-1"))
-        await asyncio.sleep(0.3)
+        await _until_true(second_request_in_kafka, "the second request in Kafka")
         queued.cancel()  # the caller gives up while the job waits in Kafka
         with pytest.raises(asyncio.CancelledError):
             await queued
+        # The slot is let go once the worker has recorded the cancel in the ledger.
+        await _until_true(cancel_recorded, "the cancel recorded in the ledger")
+        chat.gate.set()
         assert (await first).text == "Hello, world"
         await until(lambda: _count(worker, "skipped_cancelled") == 1)
         assert chat.calls == 1
-        chat.delay_s = 0.0  # only the first job had to hold the queue
         again = await client.generate("second", model=MODEL, request_id="q-1")
     assert again.text == "Hello, world"  # a new submission of the same id is not cancelled
     assert chat.calls == 2

@@ -17,6 +17,7 @@ import logging
 import random
 import re
 import time
+import tomllib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ VOICE = "espeak-ng"
 TENANTS = ("a", "b", "a", "c")
 # Short leases and sessions: a killed worker's jobs move on within seconds. Two slots a lane
 # and a fair queue two records deep beyond them: a burst of generate jobs beyond the slots
-# (send's `burst`) fills the lane on any machine, so jobs wait in a fair queue.
+# (send's `burst`, burst_of) fills the lane on any machine, so jobs wait in a fair queue.
 CONFIG = """
 partitions = 4
 session_timeout_ms = 6000
@@ -75,6 +76,8 @@ model_threads = 1
 weights = { a = 2.0, b = 1.0, c = 1.0 }
 window = 2
 """
+# The slots of one worker's lane: CONFIG's `concurrency`.
+SLOTS_PER_WORKER: int = tomllib.loads(CONFIG)["concurrency"]
 WORKERS = {"generate": 2, "embed": 1, "vectors": 1}
 # Rerank and speech workers only where workers are killed: their kinds' faults are kill -9s
 # (Redis and the broker are shared by every kind), and each worker started costs the suite.
@@ -272,8 +275,8 @@ class Jobs:
         self, count: int, per_second: float, in_flight: int = 24, burst: int = 0
     ) -> None:
         """``count`` jobs, the first ``burst`` at once and the rest at a steady pace, at most
-        ``in_flight`` at once, until all ended."""
-        slots = asyncio.Semaphore(in_flight)
+        ``in_flight`` (or ``burst``, where that is more) at once, until all ended."""
+        slots = asyncio.Semaphore(max(in_flight, burst))
 
         async def limited() -> None:
             async with slots:
@@ -419,6 +422,15 @@ class Scenario:
     workers: dict[str, int]
 
 
+def burst_of(scenario: Scenario) -> int:
+    """Jobs sent at once to start ``scenario``: the kinds take turns, so this holds twice
+    the generate workers' slots in generate jobs (as many of every kind). As many as the
+    slots run; the others wait in the lanes' fair queues (two records a lane) or behind
+    them in Kafka."""
+    generate_slots = SLOTS_PER_WORKER * scenario.workers["generate"]
+    return 2 * generate_slots * len(scenario.workers)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kill9-redis-and-broker-restart": Scenario(_everything_at_once, 300, WITH_RERANK_AND_SPEECH),
     "redis-restart-alone": Scenario(_redis_restart, 120, WORKERS),
@@ -459,7 +471,7 @@ async def test_every_job_ends_through_faults(
             await asyncio.gather(
                 # A burst first: more generate jobs than the workers' slots at once, so
                 # some wait in a fair queue on any machine.
-                jobs.send(scenario.jobs, per_second=10, burst=24),
+                jobs.send(scenario.jobs, per_second=10, burst=burst_of(scenario)),
                 scenario.faults(fleet, kafka, redis),
             )
             faulty_s = time.monotonic() - started

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from contracts.names import Lane
 from workers.handlers.embed_batching import DynamicBatcher
 from workers.settings import EmbedBatching
 
@@ -155,15 +157,33 @@ async def test_batch_calls_are_short_while_users_are_about_and_full_when_they_ar
     assert [len(call) for call in model.calls] == [1, 2, 2, 2, 2]
 
 
+class SeesGathering(DynamicBatcher[list[list[float]]]):
+    """Sets ``batch_gathering`` once a batch-lane call has taken a text and waits for more."""
+
+    def __init__(self, embed: FakeModel, limits: EmbedBatching) -> None:
+        super().__init__(embed, limits)
+        self.batch_gathering = asyncio.Event()
+
+    def _take(self, lane: Lane, batch: list[Any]) -> bool:
+        full = super()._take(lane, batch)
+        if lane == "batch" and batch and not full:
+            self.batch_gathering.set()
+        return full
+
+
 async def test_an_interactive_text_arriving_while_a_batch_call_gathers_goes_first() -> None:
     model = FakeModel()
-    batcher = DynamicBatcher(model, EmbedBatching(max_texts=8, max_wait_ms=30))
+    # A window no run outlasts: each call closes because it is full (two texts), so the
+    # batch call is still gathering when the interactive texts come, however slow the loop.
+    batcher = SeesGathering(model, EmbedBatching(max_texts=2, max_wait_ms=600_000))
     batch = asyncio.create_task(batcher.embed(["b1"], lane="batch"))
-    await asyncio.sleep(0.005)  # the batch call is gathering (it waits for company)
-    await batcher.embed(["user"])
+    await asyncio.wait_for(batcher.batch_gathering.wait(), 1)
+    # Were the interactive texts to wait for the batch call, they would wait the window.
+    await asyncio.wait_for(batcher.embed(["user", "again"]), 5)
+    await batcher.embed(["b2"], lane="batch")  # fills the batch call b1 went back to
     await batch
     await batcher.aclose()
-    assert model.calls == [["user"], ["b1"]]
+    assert model.calls == [["user", "again"], ["b1", "b2"]]
 
 
 async def test_array_rows_come_back_as_views_of_the_call_and_split_requests_joined() -> None:

@@ -30,6 +30,12 @@ async def cleanup(redis: RedisClient, key: str) -> AsyncIterator[None]:
     await redis.delete(*RedisRateLimiter(redis, key, RateLimit()).redis_keys)
 
 
+async def _server_time_us(redis: RedisClient) -> int:
+    """The Redis server's clock in microseconds, as the limiter's decisions are timed."""
+    seconds, microseconds = await redis.time()
+    return seconds * 1_000_000 + microseconds
+
+
 # --- the limit's own validation (no Redis) ---
 
 
@@ -68,7 +74,7 @@ async def test_allows_the_budget_then_denies(redis: RedisClient, key: str) -> No
     first, denied = decisions[0], decisions[3]
     expected_wait = (first.server_time_us + 60_000_000 - denied.server_time_us) / 1e6
     assert denied.wait_s == pytest.approx(expected_wait, abs=1e-6)
-    assert 59 < denied.wait_s <= 60
+    assert 0 < denied.wait_s <= 60  # however long the four decisions took apart
     # Decisions are timed by the Redis server's clock.
     server_seconds, _ = await redis.time()
     assert abs(denied.server_time_us / 1e6 - server_seconds) < 5
@@ -91,13 +97,17 @@ async def test_keys_are_namespaced_and_expire(redis: RedisClient, key: str) -> N
 @pytest.mark.usefixtures("cleanup")
 async def test_acquire_raises_rate_limit_past_max_wait(redis: RedisClient, key: str) -> None:
     limiter = RedisRateLimiter(redis, key, RateLimit(requests_per_minute=1))
+    before = await _server_time_us(redis)
     await limiter.acquire(max_wait_s=0)
     with pytest.raises(ProviderError) as caught:
         await limiter.acquire(max_wait_s=0.05)
+    after = await _server_time_us(redis)
     assert caught.value.code is ErrorCode.RATE_LIMIT
     assert caught.value.retryable
     assert caught.value.retry_after_s is not None
-    assert 59 < caught.value.retry_after_s <= 60
+    # Until the grant (made after ``before``) leaves the window, from the denial (made
+    # before ``after``): 60 s less the time between the two at most.
+    assert (before + 60_000_000 - after) / 1e6 <= caught.value.retry_after_s <= 60
 
 
 @pytest.mark.redis
@@ -133,14 +143,17 @@ async def test_recorded_tokens_hold_back_later_requests(redis: RedisClient, key:
     # 100 tokens per one-second window
     limiter = RedisRateLimiter(redis, key, RateLimit(tokens_per_minute=6000, window_s=1.0))
     await limiter.acquire(20)
+    recorded = await _server_time_us(redis)  # the 150 tokens are charged after this
     await limiter.record_tokens(150)  # completion tokens overdraw the budget
     denied = await limiter.try_acquire(10)
     assert not denied.allowed
-    assert 0.5 < denied.wait_s <= 1.0
+    # The request fits once the 150 tokens leave the window (the 20 leaving is not enough).
+    assert (recorded + 1_000_000 - denied.server_time_us) / 1e6 <= denied.wait_s <= 1.0
     loop = asyncio.get_running_loop()
     started = loop.time()
     await limiter.acquire(10, max_wait_s=5)
-    assert 0.5 < loop.time() - started < 5
+    assert await _server_time_us(redis) >= recorded + 1_000_000
+    assert loop.time() - started < 5
 
 
 @pytest.mark.redis

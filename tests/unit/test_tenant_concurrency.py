@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import pytest
 
@@ -65,6 +66,34 @@ class RecordingChat(ScriptedChat):
         return most
 
 
+class LeaseCounting(ScriptedChat):
+    """Counts the leases in one set as each call starts."""
+
+    def __init__(self, redis: RedisClient, key: str) -> None:
+        super().__init__()
+        self._redis, self._key = redis, key
+        self.leases_seen: list[int] = []
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncIterator[ChatEvent]:
+        self.leases_seen.append(await self._redis.zcard(self._key))
+        async for event in super().stream_chat(messages, params):
+            yield event
+
+
+async def _leases(redis: RedisClient, key: str) -> dict[bytes, float]:
+    """The leases in ``key``'s set, each with its expiry (milliseconds of Redis's clock)."""
+    found = await redis.zrange(key, 0, -1, withscores=True)
+    return dict(cast(list[tuple[bytes, float]], found))
+
+
+async def _redis_ms(redis: RedisClient) -> int:
+    """Redis's clock in milliseconds, as the lease scripts read it."""
+    seconds, microseconds = await redis.time()
+    return seconds * 1000 + microseconds // 1000
+
+
 def _job(tenant: str, number: int, message: str = "", **fields: object) -> GenerateRequest:
     return GenerateRequest(
         request_id=f"{tenant}-{number}",
@@ -95,7 +124,8 @@ async def test_four_replicas_never_run_more_than_the_limit_and_others_pass(
     redis: RedisClient, ledger_namespace: str
 ) -> None:
     chat = RecordingChat()
-    ttl_s = 0.5
+    # Renewed every second: a lease lapses only where its replica's loop stalls for two.
+    ttl_s = 3.0
     replicas = [
         Fixture(
             chat=chat,
@@ -118,8 +148,18 @@ async def test_four_replicas_never_run_more_than_the_limit_and_others_pass(
     await _until(lambda: chat.started("globex") == 4 and waiting() == 6)
     assert chat.started("acme") == 2
     assert sum(_gauge(r, "fleet_tenant_leases", "acme") for r in replicas) == 2
-    # Past the lease time the running jobs' leases are renewed: still only two run.
-    await asyncio.sleep(2 * ttl_s)
+    # The running jobs' leases are renewed, each past the expiry it was taken with (the
+    # same two leases all along): still only two run.
+    key = tenant_key(ledger_namespace, "acme")
+    taken = await _leases(redis, key)
+    assert len(taken) == 2
+    async with asyncio.timeout(10):
+        while True:
+            held = await _leases(redis, key)
+            assert held.keys() == taken.keys(), "a running job's lease lapsed"
+            if all(held[lease] > expiry for lease, expiry in taken.items()):
+                break
+            await asyncio.sleep(0.05)
     assert chat.started("acme") == 2
 
     chat.go.set()
@@ -145,13 +185,20 @@ async def test_a_dead_replicas_leases_free_within_the_lease_time(
     # A replica took both of acme's places and died: it neither renews nor releases them.
     dead = TenantLeases(redis, ledger_namespace, ttl_s=ttl_s)
     keys = [tenant_key(ledger_namespace, "acme")]
+    before = await _redis_ms(redis)
     assert await dead.take(keys, [2]) is not None
     assert await dead.take(keys, [2]) is not None
+    after = await _redis_ms(redis)
     assert await dead.take(keys, [2]) is None  # full
     assert dead._renewer is not None
     dead._renewer.cancel()  # its process is gone: nothing renews
+    # Each expires the lease time after it was taken, by Redis's clock.
+    expiries = list((await _leases(redis, keys[0])).values())
+    ttl_ms = int(ttl_s * 1000)
+    assert len(expiries) == 2
+    assert all(before + ttl_ms <= expiry <= after + ttl_ms for expiry in expiries), expiries
 
-    chat = ScriptedChat()
+    chat = LeaseCounting(redis, keys[0])
     leases = TenantLeases(redis, ledger_namespace, ttl_s=ttl_s, poll_s=0.05)
     live = Fixture(chat=chat, turns=TurnSettings(leases, LIMITED))
     # A job whose deadline passes while it waits ends with the deadline's typed timeout.
@@ -162,12 +209,12 @@ async def test_a_dead_replicas_leases_free_within_the_lease_time(
     assert expired.code is ErrorCode.TIMEOUT
     assert chat.calls == 0
 
-    # One without a deadline runs once the dead replica's leases expire.
-    began = time.monotonic()
+    # One without a deadline runs once the dead replica's leases expire: as it runs, its
+    # own lease is the only one left.
     async with asyncio.timeout(10):
         await live.runner.run(_record(encode(_job("acme", 2))))
-    assert time.monotonic() - began < ttl_s + 1.5
     assert chat.calls == 1
+    assert chat.leases_seen == [1]
     assert isinstance(_final(live.publisher.replies(REPLIES)), GenerateResult)
 
 
