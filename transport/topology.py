@@ -190,6 +190,19 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True):
     def parked_group(self, kind: str) -> str:
         return parked_group(self.group(kind))
 
+    def deferred(self, kind: str) -> dict[str, tuple[str, str]]:
+        """The topics whose forwarders bring records of ``kind`` back to their lane after a
+        wait, by name (``retry-5s``, ``parked``): each one's topic and forwarders' group.
+        The retry tiers' copies, and the park topic's (decision 0045)."""
+        ns = self.namespace
+        return {
+            **{
+                f"retry-{delay:g}s": (retry_topic(kind, delay, ns), self.retry_group(kind, delay))
+                for delay in self.retry_tiers_s
+            },
+            "parked": (parked_topic(kind, ns), self.parked_group(kind)),
+        }
+
     def replay_group(self, kind: str) -> str:
         return replay_group(kind, self.namespace)
 

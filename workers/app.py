@@ -15,9 +15,7 @@ from contracts.names import (
     control_topic,
     dead_letter_topic,
     lane_topic,
-    parked_topic,
     request_topic,
-    retry_topic,
 )
 from providers.redis_client import RedisPool
 from providers.shared import Shared
@@ -159,12 +157,7 @@ class Worker:
             ]
             # The retry tiers' forwarders, and the park topic's (decision 0045): that one
             # runs with parking off too, so that what was parked before comes back.
-            deferred = {
-                retry_topic(self.kind, delay, s.namespace): s.topology.retry_group(self.kind, delay)
-                for delay in s.retry.tiers_s
-            }
-            deferred[parked_topic(self.kind, s.namespace)] = s.topology.parked_group(self.kind)
-            for source, group in deferred.items():
+            for source, group in s.topology.deferred(self.kind).values():
                 self._loops.append(
                     RedeliveryForwarder(
                         consumer=await self._consumer(stack, group),

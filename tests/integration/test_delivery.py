@@ -177,12 +177,12 @@ async def test_operators_see_lag_and_job_state(
             if sum(r.committed or 0 for r in rows if r.kind == "generate") == 1:
                 break
             await asyncio.sleep(0.1)
-    generate = [r for r in rows if r.kind == "generate" and r.lane == "interactive"]
+    generate = [r for r in rows if r.kind == "generate" and r.source == "interactive"]
     assert len(generate) == settings.partitions
     assert sum(r.end for r in generate) == 1
     assert all(r.lag == 0 for r in generate)
     # The batch lane is listed too, under its own group: nothing sent there.
-    batch = [r for r in rows if r.kind == "generate" and r.lane == "batch"]
+    batch = [r for r in rows if r.kind == "generate" and r.source == "batch"]
     assert len(batch) == settings.partitions
     assert {r.group for r in batch} == {settings.lane_group("generate", "batch")}
     assert all(r.end == 0 and r.lag == 0 for r in batch)
@@ -227,7 +227,7 @@ async def test_a_job_cancelled_before_it_starts_never_runs_and_can_be_resubmitte
 
     async def second_request_in_kafka() -> bool:
         rows = await consumer_lag(settings)
-        return sum(r.end for r in rows if r.kind == "generate" and r.lane == "interactive") == 2
+        return sum(r.end for r in rows if r.kind == "generate" and r.source == "interactive") == 2
 
     async def cancel_recorded() -> bool:
         return bool(await redis_client.exists(ledger.cancelled))

@@ -101,7 +101,7 @@ async def _all_taken(settings: WorkerSettings, timeout_s: float = 30) -> None:
     async with asyncio.timeout(timeout_s):
         while True:
             rows = await consumer_lag(settings)
-            requests = [r for r in rows if r.kind == "generate" and r.lane == "interactive"]
+            requests = [r for r in rows if r.kind == "generate" and r.source == "interactive"]
             if requests and all((r.committed or 0) == r.end for r in requests):
                 return
             await asyncio.sleep(0.1)

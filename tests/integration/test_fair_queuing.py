@@ -18,6 +18,7 @@ from tests.integration.harness import read_dead_letters, serving, until
 from tests.integration.scripted_chat import ScriptedChat
 from workers import Worker, WorkerSettings
 from workers.handlers.generate import GenerateHandler
+from workers.ops.inspect import consumer_lag
 from workers.settings import FairnessSettings
 
 MODEL = "scripted-model"
@@ -141,6 +142,19 @@ async def test_a_flood_deeper_than_the_window_is_parked_and_every_job_runs_once(
     ]
     assert sum(dead_letters) == 0
     assert await read_dead_letters(infra, namespace, expected=0) == []
+    # `fleet lag` shows the park topic, and every parked record read back by its group (the
+    # forwarder commits each one once its lane has it: the last commit may follow the last
+    # answer by a round trip).
+    async with asyncio.timeout(10):
+        while True:
+            parked = [r for r in await consumer_lag(settings) if r.source == "parked"]
+            assert [(r.kind, r.group) for r in parked] == [
+                ("generate", settings.topology.parked_group("generate"))
+            ]
+            assert parked[0].end >= DEEP_FLOOD - 2
+            if parked[0].lag == 0:
+                break
+            await asyncio.sleep(0.05)
     # B's later jobs started while most of A's flood was still to run: the fair queue took
     # turns between A's two waiting records and B's two.
     assert chat.started.index("b-2") <= 4, chat.started

@@ -236,7 +236,7 @@ async def _settled(settings: WorkerSettings, kind: str, timeout_s: float = 120) 
     quiet = 0
     while True:
         rows = [
-            r for r in await consumer_lag(settings) if r.kind == kind and r.lane == "interactive"
+            r for r in await consumer_lag(settings) if r.kind == kind and r.source == "interactive"
         ]
         stuck = [f"{r.partition}: {r.committed}/{r.end}" for r in rows if r.committed != r.end]
         stuck += await _parked_left(settings, kind)

@@ -72,7 +72,7 @@ async def _committed_to_the_end(settings: WorkerSettings) -> int:
     the request topic holds."""
     async with asyncio.timeout(30):
         while True:
-            rows = [r for r in await consumer_lag(settings) if r.lane == "interactive"]
+            rows = [r for r in await consumer_lag(settings) if r.source == "interactive"]
             if rows and all((r.committed or 0) == r.end for r in rows):
                 return sum(r.end for r in rows)
             await asyncio.sleep(0.1)

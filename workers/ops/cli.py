@@ -363,11 +363,11 @@ def _cmd_lag(args: argparse.Namespace) -> int:
     if not rows:
         print("no request topics yet: start a worker first")
         return 0
-    print(f"{'kind':<11} {'lane':<11} {'partition':>9} {'committed':>10} {'end':>10} "
+    print(f"{'kind':<11} {'topic':<11} {'partition':>9} {'committed':>10} {'end':>10} "
           f"{'lag':>8}  group")  # fmt: skip
     for row in rows:
         committed = "-" if row.committed is None else str(row.committed)
-        print(f"{row.kind:<11} {row.lane:<11} {row.partition:>9} {committed:>10} {row.end:>10} "
+        print(f"{row.kind:<11} {row.source:<11} {row.partition:>9} {committed:>10} {row.end:>10} "
               f"{row.lag:>8}  {row.group}")  # fmt: skip
     return 0
 

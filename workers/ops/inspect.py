@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.errors import ConfigError
-from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, Lane, lane_topic, reply_topic
+from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, lane_topic, reply_topic
 from providers.redis_client import connect_redis
 from transport.connection import start_client
 from transport.consume import ReadStalled, read_range
@@ -28,7 +28,9 @@ class PartitionLag(msgspec.Struct, frozen=True):
     partition: int
     committed: int | None  # None: the group never committed here
     end: int
-    lane: Lane = "interactive"  # which lane's request topic
+    # Which topic of the kind: a lane's request topic ("interactive", "batch"), or one whose
+    # forwarders bring records back after a wait ("retry-5s", "parked").
+    source: str = "interactive"
 
     @property
     def lag(self) -> int:
@@ -36,8 +38,8 @@ class PartitionLag(msgspec.Struct, frozen=True):
 
 
 async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
-    """Committed offset, end offset and lag of every request partition of both lanes, per
-    kind and lane's group."""
+    """Committed offset, end offset and lag of every partition of each kind's lanes' request
+    topics and of its retry tiers' and park topics, each for the group that reads it."""
     admin = AIOKafkaAdminClient(**settings.connection.options())
     consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
     try:
@@ -45,12 +47,16 @@ async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
         await start_client(consumer, settings.connection)
         existing = set(await admin.list_topics())
         rows: list[PartitionLag] = []
+        ns = settings.namespace
         for kind in JOB_KINDS:
-            for lane in LANES:
-                topic = lane_topic(kind, lane, settings.namespace)
+            sources: dict[str, tuple[str, str]] = {
+                lane: (lane_topic(kind, lane, ns), settings.lane_group(kind, lane))
+                for lane in LANES
+            }
+            sources.update(settings.topology.deferred(kind))
+            for source, (topic, group) in sources.items():
                 if topic not in existing:
                     continue
-                group = settings.lane_group(kind, lane)
                 described = await admin.describe_topics([topic])
                 numbers = sorted(p["partition"] for p in described[0]["partitions"])
                 partitions = [TopicPartition(topic, p) for p in numbers]
@@ -59,7 +65,7 @@ async def consumer_lag(settings: WorkerSettings) -> list[PartitionLag]:
                 for tp in partitions:
                     meta = committed.get(tp)
                     offset = meta.offset if meta is not None and meta.offset >= 0 else None
-                    rows.append(PartitionLag(kind, group, tp.partition, offset, ends[tp], lane))
+                    rows.append(PartitionLag(kind, group, tp.partition, offset, ends[tp], source))
         return rows
     finally:
         await consumer.stop()
