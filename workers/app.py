@@ -21,7 +21,7 @@ from providers.redis_client import RedisPool
 from providers.shared import Shared
 from transport import topology
 from transport.publisher import broker_topic_probe
-from workers.broker_wait import BrokerWait, StoppedWaiting
+from workers.broker_wait import BrokerWait
 from workers.budgets import Budgets
 from workers.control import ControlListener
 from workers.dead_letter import DeadLetters
@@ -36,6 +36,7 @@ from workers.retry import RedeliveryForwarder, RedeliveryScheduler
 from workers.runtime.consumer import JobConsumer
 from workers.runtime.lanes import LaneGate
 from workers.runtime.runner import JobRunner, TurnSettings
+from workers.service_wait import StoppedWaiting
 from workers.settings import WorkerSettings
 from workers.tenant_leases import TenantLeases
 from workers.tenants import warn_if_declared

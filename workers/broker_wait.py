@@ -1,12 +1,12 @@
 """A worker's start-up steps that need the broker, each tried until the broker answers: a
 worker started while Kafka is away, or one that Kafka leaves while it starts, waits for it
-(saying so once per outage) instead of exiting."""
+(saying so once per outage) instead of exiting. The wait itself is workers/service_wait.py's,
+which a provider's Redis shares."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -15,18 +15,10 @@ from aiokafka.errors import KafkaError
 
 from providers.call_retry import CallRetryPolicy
 from transport.connection import KafkaConnection, start_client
-
-log = logging.getLogger(__name__)
+from workers.service_wait import SERVICE_WAIT, until_reachable
 
 T = TypeVar("T")
 Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
-
-# How often a worker tries a broker that is not there: 0.5 s, doubling up to 10 s.
-BROKER_WAIT = CallRetryPolicy(base_delay_s=0.5, max_delay_s=10.0, jitter="none")
-
-
-class StoppedWaiting(Exception):
-    """The worker was told to stop while it waited for the broker."""
 
 
 class BrokerWait:
@@ -39,7 +31,7 @@ class BrokerWait:
         kind: str,
         connection: KafkaConnection,
         stopped: asyncio.Event,
-        policy: CallRetryPolicy = BROKER_WAIT,
+        policy: CallRetryPolicy = SERVICE_WAIT,
     ) -> None:
         self._kind = kind
         self._connection = connection
@@ -50,27 +42,15 @@ class BrokerWait:
         """``attempt()``'s result, once it succeeds; ``StoppedWaiting`` if the worker is
         stopped first. ``attempt`` must leave nothing open when it fails (``start_client``
         closes a client whose start failed), so that each try starts afresh."""
-        tries = 0
-        while not self._stopped.is_set():
-            try:
-                result = await attempt()
-            except (KafkaError, OSError, TimeoutError) as exc:
-                if not tries:
-                    log.warning(
-                        "%s worker: Kafka at %s is not reachable (%s: %s); waiting for it",
-                        self._kind, self._connection.describe(), what, exc,
-                    )  # fmt: skip
-                delay = self._policy.backoff_s(min(tries, 5))
-                tries += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), timeout=delay)
-                continue
-            if tries:
-                log.info(
-                    "%s worker: Kafka is reachable after %d tries (%s)", self._kind, tries + 1, what
-                )
-            return result
-        raise StoppedWaiting
+        return await until_reachable(
+            attempt,
+            unreachable=_broker_away,
+            who=f"{self._kind} worker",
+            service=f"Kafka at {self._connection.describe()}",
+            what=what,
+            stopped=self._stopped,
+            policy=self._policy,
+        )
 
     async def started(
         self, stack: contextlib.AsyncExitStack, what: str, make: Callable[[], Client]
@@ -86,3 +66,9 @@ class BrokerWait:
         client = await self.step(what, attempt)
         stack.push_async_callback(client.stop)
         return client
+
+
+def _broker_away(exc: Exception) -> bool:
+    """The broker not reachable or not answering. A refusal (``KafkaAccessError``, a
+    FleetError) is not its absence."""
+    return isinstance(exc, (KafkaError, OSError, TimeoutError))

@@ -28,9 +28,9 @@ from transport.connection import passing
 from transport.consume import each_record
 from transport.publisher import Publisher
 from transport.records import Record
-from workers.broker_wait import BROKER_WAIT
 from workers.dead_letter import DeadLetters
 from workers.failure_table import RetryTooLarge, failure_of
+from workers.service_wait import SERVICE_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class RedeliveryForwarder:
                     raise
                 if not tries:
                     log.warning("forwarding to %s failed (%r): trying again", target, exc)
-                delay = BROKER_WAIT.backoff_s(min(tries, 5))
+                delay = SERVICE_WAIT.backoff_s(min(tries, 5))
                 tries += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)

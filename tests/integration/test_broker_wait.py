@@ -112,7 +112,7 @@ async def test_a_worker_waits_for_the_broker_at_every_start_up_step(
 ) -> None:
     gate = BootstrapGate(infra.bootstrap_servers)
     said = _Said()
-    logger = logging.getLogger("workers.broker_wait")
+    logger = logging.getLogger("workers.service_wait")
     logger.addHandler(said)
     logger.setLevel(logging.INFO)
     behind_gate = msgspec.structs.replace(settings, bootstrap_servers=gate.address)
@@ -133,7 +133,7 @@ async def test_a_worker_waits_for_the_broker_at_every_start_up_step(
         async with infra.client(namespace=namespace) as client:
             result = await client.generate("hello", model="scripted-model", timeout_s=30)
         assert result.text == "Hello, world"
-        assert sum("Kafka is reachable after" in line for line in said.lines) == 2
+        assert sum("is reachable after" in line for line in said.lines) == 2
     finally:
         worker.stop()
         await asyncio.wait_for(task, timeout=60)

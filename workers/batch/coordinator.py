@@ -44,12 +44,13 @@ from workers.batch.authority import refusal
 from workers.batch.requests import ChunkRunner
 from workers.batch.run import BatchRun, RunContext
 from workers.batch.status import StatusBoard
-from workers.broker_wait import BrokerWait, StoppedWaiting
+from workers.broker_wait import BrokerWait
 from workers.dead_letter import DeadLetters
 from workers.failure_table import TENANT_UNVERIFIED
 from workers.health import HealthServer
 from workers.health_port import HealthSocket
 from workers.metrics import WorkerMetrics
+from workers.service_wait import StoppedWaiting
 from workers.settings import WorkerSettings
 from workers.tenants import warn_if_declared
 

@@ -27,7 +27,7 @@ from providers.router import ModelRouter
 from providers.shared import Shared
 from providers.speech import SpeechProvider, speech_providers
 from providers.transcription import TranscriptionProvider, transcription_providers
-from workers.broker_wait import BROKER_WAIT
+from workers.service_wait import SERVICE_WAIT, until_reachable
 from workers.settings import ProviderSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -103,37 +103,35 @@ _P = TypeVar("_P", bound=_Loadable)
 
 
 async def loaded(
-    category: str, providers: list[_P], redis_wait: CallRetryPolicy = BROKER_WAIT
+    category: str, providers: list[_P], redis_wait: CallRetryPolicy = SERVICE_WAIT
 ) -> list[_P]:
     """Each provider loaded; the local models also make one tiny real call in ``load``, so
     a model that cannot run on this machine stops the worker here, named, before it is ready.
     A provider that cannot reach its Redis (restarting, or not up yet) is waited for, as the
-    broker is (workers/broker_wait.py): a worker a supervisor starts during a Redis restart
+    broker is (workers/service_wait.py): a worker a supervisor starts during a Redis restart
     must not exit for it."""
     for provider in providers:
         log.info("loading %s provider %r", category, provider.name)
-        tries = 0
-        while True:
-            try:
-                await provider.load()
-                break
-            except ProviderError as exc:
-                if not _redis_unreachable(exc):
-                    raise StartupCheckFailed(category, provider.name, exc) from exc
-                if tries % 10 == 0:
-                    log.warning(
-                        "%s provider %r cannot reach its Redis (%s); waiting for it",
-                        category, provider.name, exc.detail,
-                    )  # fmt: skip
-                await asyncio.sleep(redis_wait.backoff_s(min(tries, 5)))
-                tries += 1
-            except Exception as exc:
-                raise StartupCheckFailed(category, provider.name, exc) from exc
+        try:
+            await until_reachable(
+                provider.load,
+                unreachable=_redis_unreachable,
+                who=f"{category} provider {provider.name!r}",
+                service="its Redis",
+                what="loading",
+                policy=redis_wait,
+            )
+        except Exception as exc:
+            raise StartupCheckFailed(category, provider.name, exc) from exc
     return providers
 
 
-def _redis_unreachable(exc: ProviderError) -> bool:
-    return exc.code is ErrorCode.PROVIDER_DOWN and isinstance(exc.__cause__, REDIS_FAILURES)
+def _redis_unreachable(exc: Exception) -> bool:
+    return (
+        isinstance(exc, ProviderError)
+        and exc.code is ErrorCode.PROVIDER_DOWN
+        and isinstance(exc.__cause__, REDIS_FAILURES)
+    )
 
 
 def chat_provider(spec: ProviderSpec, shared: Shared) -> ChatProvider:
