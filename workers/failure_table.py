@@ -43,7 +43,7 @@ class Failure(NamedTuple):
 
     code: ErrorCode  # what the caller is answered with (and the dead letter's error code)
     reason: DeadLetterReason | None  # why it is dead-lettered; None: it is not
-    # Whether a later try may succeed: the job is parked on a retry tier while its retry
+    # Whether a later try may succeed: the job is sent to a retry tier while its retry
     # budget lasts, and only then ends here.
     redeliver: bool
 

@@ -23,7 +23,7 @@ class Outcome(enum.StrEnum):
 
     OK = "ok"  # the handler's final reply was sent
     ERROR = "error"  # an error reply was sent
-    RETRIED = "retried"  # parked on a delayed retry topic
+    RETRIED = "retried"  # copied to a delayed retry topic
     REPLAYED = "replayed"  # done before: the stored final reply was sent again
     EXPIRED = "expired"  # its deadline had passed before it started
     REJECTED = "rejected"  # not a valid request: dead-lettered
@@ -69,7 +69,7 @@ class WorkerMetrics:
         )
         self.redeliveries = Counter(
             "fleet_redeliveries",
-            "Jobs parked on a delayed retry topic, by its delay",
+            "Jobs copied to a delayed retry topic, by its delay",
             ["kind", "delay_s"],
             registry=self.registry,
         )

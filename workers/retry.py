@@ -77,8 +77,8 @@ def _int_header(headers: Sequence[tuple[str, bytes]], name: str) -> int:
 
 
 def retry_lane(headers: Sequence[tuple[str, bytes]]) -> Lane:
-    """The lane a parked record goes back to (interactive when the header is absent: records
-    parked before there were lanes); any other value is a ContractError."""
+    """The lane a deferred record goes back to (interactive when the header is absent:
+    records deferred before there were lanes); any other value is a ContractError."""
     for key, value in headers:
         if key == Header.RETRY_LANE:
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
@@ -132,7 +132,7 @@ class RedeliveryScheduler:
         next_attempt: int,
         lane: Lane = "interactive",
     ) -> float:
-        """Park the record on the tier that covers the wanted delay, to run again as attempt
+        """Copy the record to the tier that covers the wanted delay, to run again as attempt
         ``next_attempt`` (at least) on ``lane``; that delay, in seconds. RetryTooLarge when
         the broker would not take the copy (the request near its limit)."""
         count = retry_count(record.headers)
@@ -195,7 +195,7 @@ class RedeliveryForwarder:
         try:
             target = self._targets[retry_lane(record.headers)]
             due = await self._wait_until_due(record)
-        except ContractError as exc:  # not a record the fleet parked
+        except ContractError as exc:  # not a record the fleet deferred
             log.warning("dead-lettering %s@%d: %s", tp, record.offset, exc)
             await self._dead_letters.publish(record, failure_of(exc), str(exc))
             await self._consumer.commit({tp: record.offset + 1})
@@ -215,8 +215,8 @@ class RedeliveryForwarder:
         await self._consumer.commit({tp: record.offset + 1})
 
     async def _send(self, target: str, record: Record) -> bool:
-        """Send the parked job back, again (with the broker wait's backoff) while the broker
-        does not take it for a passing reason: a job parked here is one in flight, and a
+        """Send the deferred job back, again (with the broker wait's backoff) while the broker
+        does not take it for a passing reason: a job deferred here is one in flight, and a
         forwarder that gave up would end its worker. A send reported failed may have been
         stored after all: the ledger runs the second copy's request id once. False when
         stopped first; Kafka's error when it will never be taken."""
