@@ -16,7 +16,16 @@ from starlette.types import ASGIApp
 
 from contracts.gateway_limits import GatewayLimits
 from contracts.tokens import estimate_prompt_tokens, estimate_tokens
-from gateway import batches, chat, embeddings, files, rerank, speech, transcriptions
+from gateway import (
+    batches,
+    chat,
+    embeddings,
+    files,
+    rerank,
+    speech,
+    transcription_stream,
+    transcriptions,
+)
 from gateway.admission import Admission, Ticket, admitted
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
@@ -113,8 +122,8 @@ def gateway_app(state: GatewayState) -> Starlette:
         state.models.check(call.model, "transcribe")
         # Audio has no token estimate: it counts against the caps on requests alone.
         ticket = await state.admit(tenant, 0)
-        answering = transcriptions.transcribe(request, client, call, request_id(request.scope))
-        return await admitted(ticket, answering)
+        answer = transcription_stream.stream if call.stream else transcriptions.transcribe
+        return await admitted(ticket, answer(request, client, call, request_id(request.scope)))
 
     async def list_models(request: Request) -> Response:
         state.tenant(request)

@@ -14,10 +14,10 @@ from starlette.responses import Response
 from contracts.batch import Completion
 from gateway.chat_chunks import ChunkWriter, sse_event
 from gateway.chat_request import ChatCall
-from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error
+from gateway.errors import FLEET_FAILURES, fleet_error
 from gateway.event_stream import EventStream
 from gateway.overhead import awaiting_fleet
-from gateway.restarts import Diverged, SentText
+from gateway.restarts import Diverged, SentText, restart_error
 from producer_sdk import (
     FleetClient,
     GenerateEvent,
@@ -95,17 +95,7 @@ async def _events(
         except FLEET_FAILURES as exc:
             yield sse_event(fleet_error(exc).body())
         except Diverged as exc:
-            yield sse_event(_restarted(str(exc)))
-
-
-def _restarted(why: str) -> bytes:
-    error = OpenAIError(
-        503,
-        f"the job was redone from the start after its worker failed, and {why}: retry the "
-        "request with the same Idempotency-Key to get the whole answer",
-        code="stream_restarted",
-    )
-    return error.body()
+            yield sse_event(restart_error(exc).body())
 
 
 def _completion_id(request_id: str) -> str:

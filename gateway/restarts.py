@@ -7,6 +7,7 @@ When it departs from it, the stream cannot go on honestly."""
 from __future__ import annotations
 
 from contracts.replies import TextDelta, ToolCallDelta
+from gateway.errors import OpenAIError
 
 
 class Diverged(Exception):
@@ -21,6 +22,11 @@ class SentText:
         self._sent = ""
         self._tools_sent = False
         self._redone: str | None = None  # the new attempt's text, while it is behind
+
+    @property
+    def text(self) -> str:
+        """The text the client has been sent."""
+        return self._sent
 
     @property
     def anything_sent(self) -> bool:
@@ -58,3 +64,13 @@ class SentText:
         """Diverged if the final answer does not extend what the client was sent."""
         if self._redone is not None and not text.startswith(self._sent):
             raise Diverged("the redone answer differs from the text already sent")
+
+
+def restart_error(exc: Diverged) -> OpenAIError:
+    """The error event that ends a stream whose redone job departed from what was sent."""
+    return OpenAIError(
+        503,
+        f"the job was redone from the start after its worker failed, and {exc}: retry the "
+        "request with the same Idempotency-Key to get the whole answer",
+        code="stream_restarted",
+    )

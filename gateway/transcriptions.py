@@ -1,7 +1,8 @@
 """``POST /v1/audio/transcriptions``: OpenAI's upload of one audio file as a fleet
 transcribe job, answered in the ``response_format`` asked for, each built from what the
 transcribe job returns (its text, language, duration and timed segments). A field the job
-cannot honour is refused with 400 naming it, never dropped."""
+cannot honour is refused with 400 naming it, never dropped. With ``stream=true`` the text
+comes as events instead (gateway/transcription_stream.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,16 @@ _TIMED: Final = frozenset({"srt", "verbose_json", "vtt"})
 # OpenAI's SDKs send an array field once per value, its name ending in "[]".
 _GRANULARITIES: Final = "timestamp_granularities"
 _FIELDS: Final = frozenset(
-    {"file", "model", "language", "prompt", "response_format", "temperature", _GRANULARITIES}
+    {
+        "file",
+        "model",
+        "language",
+        "prompt",
+        "response_format",
+        "stream",
+        "temperature",
+        _GRANULARITIES,
+    }
 )
 
 
@@ -35,6 +45,7 @@ class TranscriptionCall(msgspec.Struct, frozen=True, kw_only=True):
     audio: bytes
     language: str | None
     response_format: ResponseFormat
+    stream: bool = False  # the text as events while the job decodes (transcription_stream.py)
 
 
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +83,7 @@ async def read_transcription_call(content_type: str | None, body: bytes) -> Tran
         audio=upload.data,
         language=_one(form, "language") or None,
         response_format=response_format,  # type: ignore[arg-type]  # checked above
+        stream=_stream(_one(form, "stream"), response_format),
     )
 
 
@@ -206,6 +218,22 @@ def _one(form: Form, name: str) -> str | None:
     if len(values) > 1:
         raise invalid_request(f"`{name}` is given {len(values)} times: give it once", name)
     return values[0]
+
+
+def _stream(value: str | None, response_format: str) -> bool:
+    """Whether to stream: a form field, so the SDKs send it as the text "true" or "false"."""
+    if value is None or value == "false":
+        return False
+    if value != "true":
+        raise invalid_request("`stream` must be true or false", "stream")
+    if response_format in _TIMED:
+        raise invalid_request(
+            f"`stream` is for `response_format` json or text, not {response_format!r}: "
+            "the streamed events carry the text alone, and a timed format is made from the "
+            "whole transcript's segments; ask for it without `stream`",
+            "stream",
+        )
+    return True
 
 
 def _check_temperature(value: str | None) -> None:

@@ -79,3 +79,15 @@ def test_segments_become_subrip_and_webvtt_cues() -> None:
     assert vtt(segments) == (
         "WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nHello.\n\n01:02:05.000 --> 01:02:06.250\nBye.\n\n"
     )
+
+
+async def test_stream_is_true_or_false_and_true_only_for_the_formats_of_text_alone() -> None:
+    streamed = await read_transcription_call(*_encoded({"model": "m", "stream": "true"}))
+    whole = await read_transcription_call(
+        *_encoded({"model": "m", "stream": "false", "response_format": "srt"})
+    )
+    assert (streamed.stream, whole.stream) == (True, False)
+    for fields in ({"stream": "yes"}, {"stream": "true", "response_format": "verbose_json"}):
+        with pytest.raises(OpenAIError) as caught:
+            await read_transcription_call(*_encoded({"model": "m", **fields}))
+        assert (caught.value.status, caught.value.param) == (400, "stream")
