@@ -134,6 +134,18 @@ async def set_topic_configs(
         await admin.close()
 
 
+async def topic_names(servers: str | KafkaConnection, prefix: str = "") -> list[str]:
+    """The cluster's topics whose names start with ``prefix``, sorted. One metadata request,
+    which answers with every topic of the cluster: its cost grows with all of them."""
+    connection = as_connection(servers)
+    admin = AIOKafkaAdminClient(**connection.options())
+    try:
+        await start_client(admin, connection)
+        return sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+    finally:
+        await admin.close()
+
+
 async def delete_topics(servers: str | KafkaConnection, topics: list[str]) -> set[str]:
     """Delete ``topics``; the ones this call deleted. One that does not exist (never made,
     or deleted by someone else first) is left out, not an error; any other refusal (no

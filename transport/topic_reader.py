@@ -3,6 +3,7 @@ reading starts. A topic deleted while it is read ends the read instead of stalli
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,8 +15,10 @@ from transport.consume import ReadStalled, read_range
 
 # Records fetched per round trip (a batch's output records are a few hundred kB each).
 _FETCH_BYTES = 16 * 1024 * 1024
-# How long a read gets nothing before it asks whether its topics are still there: aiokafka
-# goes on fetching a deleted topic's partitions, getting nothing, for as long as it is let.
+# How long a read gets nothing (or waits for offsets) before it asks whether its topics are
+# still there: aiokafka goes on fetching a deleted topic's partitions, getting nothing, for as
+# long as it is let, and asks for their offsets again and again until its request timeout
+# (40 s), failing every partition asked with them.
 _GONE_CHECK_S = 2.0
 
 
@@ -41,13 +44,13 @@ async def read_to_end(
         # Into the consumer's own view too: asked for offsets of a topic it lacks, it fetches
         # them only after a retry backoff (100 ms on every read).
         await consumer._client.add_topic(topic)
+        gone: set[str] = set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        starts = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
+        starts, ends = await _offsets(consumer, tps, gone)
         for tp in tps:
-            gone: set[str] = set()
-            async for record in _read_while_there(consumer, {tp: starts[tp]}, ends, gone):
-                yield record
+            if not gone:
+                async for record in _read_while_there(consumer, {tp: starts[tp]}, ends, gone):
+                    yield record
             if gone:
                 raise TopicMissing(f"topic {topic!r} was deleted while it was read")
     finally:
@@ -55,13 +58,17 @@ async def read_to_end(
 
 
 async def last_records(
-    connection: KafkaConnection, partitions: Collection[TopicPartition]
+    connection: KafkaConnection,
+    partitions: Collection[TopicPartition] = (),
+    *,
+    prefix: str | None = None,
 ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
-    """The last record of each of ``partitions``, fetched for all of them together: one
-    metadata request, one offsets request each way and one fetch per broker, however many
-    partitions, and only the last records' bytes. A partition that holds no record (empty,
-    or retention took its last one) or whose topic does not exist, or is deleted while it
-    is read, has none."""
+    """The last record of each of ``partitions``, and of every partition of every topic
+    whose name starts with ``prefix`` (when given), fetched for all of them together: one
+    metadata request (for the cluster's every topic), one offsets request each way and one
+    fetch per broker, however many partitions, and only the last records' bytes. A
+    partition that holds no record (empty, or retention took its last one) or whose topic
+    does not exist, or is deleted while it is read, has none."""
     consumer = await _consumer(connection)
     try:
         cluster = await consumer._client.fetch_all_metadata()
@@ -70,12 +77,18 @@ async def last_records(
             for tp in partitions
             if tp.partition in (cluster.partitions_for_topic(tp.topic) or ())
         ]
+        if prefix is not None:
+            there += [
+                TopicPartition(topic, partition)
+                for topic in sorted(cluster.topics())
+                if topic.startswith(prefix)
+                for partition in sorted(cluster.partitions_for_topic(topic) or ())
+            ]
         if not there:
             return {}
         await consumer._client.set_topics({tp.topic for tp in there})  # as in read_to_end
-        starts = await consumer.beginning_offsets(there)
-        ends = await consumer.end_offsets(there)
-        lasts = {tp: max(ends[tp] - 1, starts[tp]) for tp in there}
+        starts, ends = await _offsets(consumer, there, set())
+        lasts = {tp: max(ends[tp] - 1, starts[tp]) for tp in starts}
         return {
             TopicPartition(record.topic, record.partition): record
             async for record in _read_while_there(consumer, lasts, ends, set())
@@ -95,6 +108,32 @@ async def _consumer(connection: KafkaConnection) -> AIOKafkaConsumer:
     )
     await start_client(consumer, connection)
     return consumer
+
+
+async def _offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], gone: set[str]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """The first and the end offset of each of ``partitions`` whose topic is there; one
+    deleted before its offsets are had is left out (its topic added to ``gone``). Asked
+    with its topics all there, a slow broker is waited for as aiokafka waits."""
+    while partitions:
+        try:
+            async with asyncio.timeout(_GONE_CHECK_S):
+                return await _first_and_end(consumer, partitions)
+        except TimeoutError:
+            cluster = await consumer._client.fetch_all_metadata()
+            there = [tp for tp in partitions if cluster.partitions_for_topic(tp.topic)]
+            if len(there) == len(partitions):
+                return await _first_and_end(consumer, partitions)
+            gone.update({tp.topic for tp in partitions} - {tp.topic for tp in there})
+            partitions = there
+    return {}, {}
+
+
+async def _first_and_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    return await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
 
 
 async def _read_while_there(

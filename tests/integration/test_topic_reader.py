@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from tests.conftest import Infra
 from transport.topic_admin import delete_topics, ensure_topics
-from transport.topic_reader import TopicMissing, last_records, read_to_end
+from transport.topic_reader import TopicMissing, _consumer, _offsets, last_records, read_to_end
 
 pytestmark = [pytest.mark.kafka]
 
@@ -55,8 +55,28 @@ async def test_last_records_are_each_partitions_last_one(infra: Infra, namespace
     await delete_topics(infra.connection, [deleted])
     asked = [TopicPartition(t, 0) for t in (full, empty, deleted, f"{namespace}.never")]
     found = await last_records(infra.connection, [*asked, TopicPartition(full, 1)])
-    assert {tp: record.value for tp, record in found.items()} == {
-        TopicPartition(full, 0): b"last",
-        TopicPartition(full, 1): b"only",
-    }
+    lasts = {TopicPartition(full, 0): b"last", TopicPartition(full, 1): b"only"}
+    assert {tp: record.value for tp, record in found.items()} == lasts
+    under = await last_records(infra.connection, prefix=f"{namespace}.")
+    assert {tp: record.value for tp, record in under.items()} == lasts
     await delete_topics(infra.connection, [full, empty])
+
+
+async def test_a_topic_deleted_before_its_offsets_are_had_is_left_out(
+    infra: Infra, namespace: str
+) -> None:
+    """The moment between a read's look at the metadata and its offsets request, held open:
+    aiokafka alone would ask for the offsets until its request timeout (40 s), then fail
+    them all."""
+    kept, deleted = (TopicPartition(f"{namespace}.{name}", 0) for name in ("kept", "deleted"))
+    await ensure_topics(infra.connection, {kept.topic: 1, deleted.topic: 1})
+    consumer = await _consumer(infra.connection)
+    gone: set[str] = set()
+    try:
+        await consumer._client.set_topics([kept.topic, deleted.topic])  # seen, as by a read
+        await delete_topics(infra.connection, [deleted.topic])
+        starts, ends = await _offsets(consumer, [kept, deleted], gone)
+    finally:
+        await consumer.stop()
+    assert (starts, ends, gone) == ({kept: 0}, {kept: 0}, {deleted.topic})
+    await delete_topics(infra.connection, [kept.topic])

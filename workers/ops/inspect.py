@@ -13,6 +13,7 @@ from contracts.errors import ConfigError
 from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, lane_topic, reply_topic
 from providers.redis_client import connect_redis
 from transport.connection import start_client
+from transport.topic_admin import topic_names
 from transport.topic_reader import last_records
 from workers.budgets import Budgets, Standing
 from workers.fairness_board import read_board
@@ -140,15 +141,8 @@ async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> 
     """Reply topics whose client died without closing: nothing written to them, not even the
     client's heartbeat, for ``older_than_s``; and those that hold nothing at all."""
     prefix = reply_topic("", settings.namespace)
-    admin = AIOKafkaAdminClient(**settings.connection.options())
-    try:
-        await start_client(admin, settings.connection)
-        named = set(settings.reply_topics)  # shared by design: never a dead client's
-        topics = sorted(
-            t for t in await admin.list_topics() if t.startswith(prefix) and t not in named
-        )
-    finally:
-        await admin.close()
+    named = set(settings.reply_topics)  # shared by design: never a dead client's
+    topics = [t for t in await topic_names(settings.connection, prefix) if t not in named]
     stale: list[StaleReplyTopic] = []
     empty: list[str] = []
     now_ms = time.time() * 1000
