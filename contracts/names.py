@@ -93,7 +93,12 @@ def batch_output_topic(batch_id: str, namespace: str = DEFAULT_NAMESPACE) -> str
 
 def file_topic(file_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """One file uploaded through the gateway's ``/v1/files`` (contracts/files.py)."""
-    return f"{namespace}.v{SCHEMA_VERSION}.file.{file_id}"
+    return f"{file_topic_prefix(namespace)}{file_id}"
+
+
+def file_topic_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """What every uploaded file's topic of the namespace starts with (its file id follows)."""
+    return f"{namespace}.v{SCHEMA_VERSION}.file."
 
 
 def dead_letter_topic(kind: str, namespace: str = DEFAULT_NAMESPACE) -> str:

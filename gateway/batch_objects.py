@@ -1,5 +1,5 @@
-"""A fleet batch's status (``BatchInfo``) as OpenAI's ``batch`` object, and a page of them as
-its list object."""
+"""A fleet batch's status (``BatchInfo``) as OpenAI's ``batch`` object (a page of them is a
+``ListPage``, gateway/list_pages.py)."""
 
 from __future__ import annotations
 
@@ -48,14 +48,6 @@ class BatchObject(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_at: int | None
     request_counts: _RequestCounts
     metadata: dict[str, str]
-
-
-class BatchList(msgspec.Struct, frozen=True, kw_only=True):
-    object: str = "list"
-    data: list[BatchObject]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
 
 
 def batch_object(info: BatchInfo) -> BatchObject:

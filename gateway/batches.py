@@ -19,9 +19,10 @@ from starlette.routing import Route
 
 from contracts.batch import ENDPOINT_KIND, BatchInfo, BatchState
 from contracts.errors import ContractError
-from gateway.batch_objects import BatchList, batch_object
+from gateway.batch_objects import batch_object
 from gateway.errors import OpenAIError, decoded_body, from_fleet, invalid_request
 from gateway.file_store import StoredFile, get_file
+from gateway.list_pages import first_page, page_limit
 from producer_sdk import BatchClient, BatchNotFound
 
 if TYPE_CHECKING:
@@ -89,21 +90,14 @@ def routes(state: GatewayState) -> list[Route]:
 
     async def list_batches(request: Request) -> Response:
         batches = await state.batches(state.tenant(request))
-        limit = _limit(request.query_params.get("limit"))
+        limit = page_limit(request.query_params.get("limit"), default=_DEFAULT_PAGE, most=100)
         after = request.query_params.get("after")
         listed = await from_fleet(batches.list())  # newest first
         if after is not None:
             ids = [info.id for info in listed]
             listed = listed[ids.index(after) + 1 :] if after in ids else []
-        page = [batch_object(info) for info in listed[:limit]]
-        return _json(
-            BatchList(
-                data=page,
-                first_id=page[0].id if page else None,
-                last_id=page[-1].id if page else None,
-                has_more=len(listed) > limit,
-            )
-        )
+        # One past the page: enough to say whether more follow.
+        return _json(first_page([batch_object(info) for info in listed[: limit + 1]], limit))
 
     return [
         Route("/v1/batches", create_batch, methods=["POST"]),
@@ -125,14 +119,6 @@ def _window_s(window: str) -> float:
             "completion_window",
         )
     return int(hours.group(1)) * 3600.0
-
-
-def _limit(given: str | None) -> int:
-    if given is None:
-        return _DEFAULT_PAGE
-    if not given.isdigit() or not 1 <= int(given) <= 100:
-        raise invalid_request(f"limit must be a whole number from 1 to 100, not {given!r}", "limit")
-    return int(given)
 
 
 async def _submit(

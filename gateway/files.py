@@ -1,8 +1,9 @@
 """``/v1/files``: a batch input file uploaded (``purpose=batch``), read through whole before
 it is kept, so that a file that is not batch input (not JSONL, a row that does not parse,
 an endpoint or a field the fleet does not serve) is a 400 naming its line and nothing is
-stored; then the file as OpenAI's ``file`` object, and its content. A batch's output and
-error files are served here too (``gateway/result_files.py``). Another tenant's file is
+stored; then the file as OpenAI's ``file`` object, its content, the tenant's files as a
+list, and its delete. A batch's output and error files are served here too
+(``gateway/result_files.py``), but neither listed nor deleted. Another tenant's file is
 404, as one that does not exist."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from starlette.background import BackgroundTask
@@ -23,7 +24,16 @@ from starlette.routing import Route
 from contracts.errors import ContractError
 from contracts.files import FileHeader
 from gateway.errors import OpenAIError, from_fleet, invalid_request
-from gateway.file_store import StoredFile, get_file, part_count, put_file
+from gateway.file_store import (
+    StoredFile,
+    delete_file,
+    file_header,
+    get_file,
+    list_files,
+    part_count,
+    put_file,
+)
+from gateway.list_pages import first_page, page_limit
 from gateway.multipart_form import Upload, read_form
 from gateway.result_files import ResultFile, is_result_file_id, result_file
 from producer_sdk import BatchClient
@@ -34,6 +44,10 @@ if TYPE_CHECKING:
     from gateway.app import GatewayState
 
 _JSONL = "application/jsonl"
+# The list's query parameters, all honoured (OpenAI's, with its bounds on ``limit``).
+_LIST_PARAMS: Final = frozenset({"after", "limit", "order", "purpose"})
+_MOST_LISTED: Final = 10_000
+_ORDERS: Final = ("asc", "desc")
 
 
 class FileObject(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +59,12 @@ class FileObject(msgspec.Struct, frozen=True, kw_only=True):
     purpose: str
     status: str = "processed"  # read through already: a bad file is refused, not kept
     status_details: None = None
+
+
+class FileDeleted(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    object: str = "file"
+    deleted: bool = True
 
 
 def routes(state: GatewayState) -> list[Route]:
@@ -92,7 +112,10 @@ def routes(state: GatewayState) -> list[Route]:
                 return _json(_result(result))
             finally:
                 result.discard()
-        return _json(_uploaded((await _stored_file(batches, file_id)).header))
+        header = await from_fleet(file_header(batches, file_id))  # the parts are not read
+        if header is None:
+            raise _no_file(file_id)
+        return _json(_uploaded(header))
 
     async def file_content(request: Request) -> Response:
         batches = await state.batches(state.tenant(request))
@@ -102,9 +125,59 @@ def routes(state: GatewayState) -> list[Route]:
             return FileResponse(result.path, media_type=_JSONL, background=_discarding(result))
         return Response((await _stored_file(batches, file_id)).data, media_type=_JSONL)
 
+    async def list_uploaded(request: Request) -> Response:
+        batches = await state.batches(state.tenant(request))
+        query = request.query_params
+        if unknown := sorted(set(query) - _LIST_PARAMS):  # refused, not dropped
+            raise invalid_request(
+                f"`{unknown[0]}` is not one the fleet honours in a file list", unknown[0]
+            )
+        limit = page_limit(query.get("limit"), default=_MOST_LISTED, most=_MOST_LISTED)
+        order = query.get("order", "desc")
+        if order not in _ORDERS:
+            raise invalid_request(f"order must be 'asc' or 'desc', not {order!r}", "order")
+        purpose = query.get("purpose")
+        if purpose == "batch_output":
+            # Listing them would mean writing every ended batch's files to know their sizes.
+            raise invalid_request(
+                "batches' output and error files are not listed: they are the batch's "
+                "output_file_id and error_file_id",
+                "purpose",
+            )
+        headers = await from_fleet(list_files(batches))
+        listed = sorted(
+            (h for h in headers if purpose in (None, h.purpose)),
+            key=lambda h: (h.created_at, h.file_id),  # the id: an order for equal times
+            reverse=order == "desc",
+        )
+        files = [_uploaded(header) for header in listed]
+        if (after := query.get("after")) is not None:
+            ids = [file.id for file in files]
+            if after not in ids:  # deleted, or not the tenant's: no place to go on from
+                raise invalid_request(f"No such File object to list after: {after}", "after")
+            files = files[ids.index(after) + 1 :]
+        return _json(first_page(files, limit))
+
+    async def delete_uploaded(request: Request) -> Response:
+        batches = await state.batches(state.tenant(request))
+        file_id = request.path_params["file_id"]
+        if is_result_file_id(file_id):
+            raise invalid_request(
+                f"{file_id} is a batch's result file: it is written from the batch's output "
+                "when asked for and goes with the batch, not on its own",
+                "file_id",
+            )
+        # A batch made of the file has its own copy of the rows (its input topic, written
+        # when it was made): it runs on whatever happens to the file.
+        if not await from_fleet(delete_file(batches, file_id)):
+            raise _no_file(file_id)
+        return _json(FileDeleted(id=file_id))
+
     return [
         Route("/v1/files", upload_file, methods=["POST"]),
+        Route("/v1/files", list_uploaded, methods=["GET"]),
         Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+        Route("/v1/files/{file_id}", delete_uploaded, methods=["DELETE"]),
         Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
     ]
 

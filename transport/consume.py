@@ -8,7 +8,7 @@ The variants the fleet needs are built on it:
 - ``tail``: one partition from its beginning or its end, for as long as the caller wants
   (the control listener, the batch status board, ``BatchClient.follow``);
 - ``read_range``: partitions from one offset to another each, then done (the topic reader,
-  the dead-letter listing, the janitor's last records).
+  whole topics or their last records; the dead-letter listing).
 """
 
 from __future__ import annotations

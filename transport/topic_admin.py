@@ -9,7 +9,12 @@ from collections.abc import Mapping
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from contracts.errors import FleetError
 from transport.connection import KafkaConnection, as_connection, start_client
@@ -129,11 +134,35 @@ async def set_topic_configs(
         await admin.close()
 
 
-async def delete_topics(servers: str | KafkaConnection, topics: list[str]) -> None:
+async def topic_names(servers: str | KafkaConnection, prefix: str = "") -> list[str]:
+    """The cluster's topics whose names start with ``prefix``, sorted. One metadata request,
+    which answers with every topic of the cluster: its cost grows with all of them."""
     connection = as_connection(servers)
     admin = AIOKafkaAdminClient(**connection.options())
     try:
         await start_client(admin, connection)
-        await admin.delete_topics(topics)
+        return sorted(name for name in await admin.list_topics() if name.startswith(prefix))
     finally:
         await admin.close()
+
+
+async def delete_topics(servers: str | KafkaConnection, topics: list[str]) -> set[str]:
+    """Delete ``topics``; the ones this call deleted. One that does not exist (never made,
+    or deleted by someone else first) is left out, not an error; any other refusal (no
+    right to delete, for one) is raised as Kafka's error, naming the topic."""
+    connection = as_connection(servers)
+    admin = AIOKafkaAdminClient(**connection.options())
+    try:
+        await start_client(admin, connection)
+        response = await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+    deleted: set[str] = set()
+    for result in response.to_object()["topic_error_codes"]:
+        error = for_code(result["error_code"])
+        if error is UnknownTopicOrPartitionError:
+            continue
+        if result["error_code"]:
+            raise error(f"deleting the topic {result['topic']!r}")
+        deleted.add(result["topic"])
+    return deleted

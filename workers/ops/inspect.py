@@ -3,7 +3,6 @@ and which reply topics belong to clients that are gone."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import msgspec
@@ -14,7 +13,8 @@ from contracts.errors import ConfigError
 from contracts.names import DEFAULT_TENANT, JOB_KINDS, LANES, Header, lane_topic, reply_topic
 from providers.redis_client import connect_redis
 from transport.connection import start_client
-from transport.consume import ReadStalled, read_range
+from transport.topic_admin import topic_names
+from transport.topic_reader import last_records
 from workers.budgets import Budgets, Standing
 from workers.fairness_board import read_board
 from workers.fairness_board import render as render_board
@@ -124,10 +124,6 @@ async def fairness_state(settings: WorkerSettings, kinds: list[str]) -> str:
     return render_board(states) if states else "no worker has posted its state (none running?)"
 
 
-# How long to wait for a partition's last record once its offset is known.
-_LAST_RECORD_S = 5.0
-
-
 class StaleReplyTopic(msgspec.Struct, frozen=True):
     topic: str
     silent_s: float  # since its newest message
@@ -145,29 +141,20 @@ async def survey_reply_topics(settings: WorkerSettings, older_than_s: float) -> 
     """Reply topics whose client died without closing: nothing written to them, not even the
     client's heartbeat, for ``older_than_s``; and those that hold nothing at all."""
     prefix = reply_topic("", settings.namespace)
-    admin = AIOKafkaAdminClient(**settings.connection.options())
-    consumer = AIOKafkaConsumer(**settings.connection.options(), group_id=None)
-    try:
-        await start_client(admin, settings.connection)
-        await start_client(consumer, settings.connection)
-        named = set(settings.reply_topics)  # shared by design: never a dead client's
-        topics = sorted(
-            t for t in await admin.list_topics() if t.startswith(prefix) and t not in named
-        )
-        stale: list[StaleReplyTopic] = []
-        empty: list[str] = []
-        now_ms = time.time() * 1000
-        newest = await _newest_timestamps_ms(consumer, [TopicPartition(t, 0) for t in topics])
-        for topic in topics:
-            at = newest[TopicPartition(topic, 0)]
-            if at is None:
-                empty.append(topic)
-            elif (silent_s := (now_ms - at) / 1000) > older_than_s:
-                stale.append(StaleReplyTopic(topic, silent_s))
-        return ReplyTopicSurvey(stale, empty)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    named = set(settings.reply_topics)  # shared by design: never a dead client's
+    topics = [t for t in await topic_names(settings.connection, prefix) if t not in named]
+    stale: list[StaleReplyTopic] = []
+    empty: list[str] = []
+    now_ms = time.time() * 1000
+    # A topic deleted meanwhile (its client closed) has no last record: taken for empty.
+    newest = await last_records(settings.connection, [TopicPartition(t, 0) for t in topics])
+    for topic in topics:
+        last = newest.get(TopicPartition(topic, 0))
+        if last is None:
+            empty.append(topic)
+        elif (silent_s := (now_ms - last.timestamp) / 1000) > older_than_s:
+            stale.append(StaleReplyTopic(topic, silent_s))
+    return ReplyTopicSurvey(stale, empty)
 
 
 async def stamp_unseen(settings: WorkerSettings, topics: list[str]) -> None:
@@ -182,21 +169,3 @@ async def stamp_unseen(settings: WorkerSettings, topics: list[str]) -> None:
             )
     finally:
         await producer.stop()
-
-
-async def _newest_timestamps_ms(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> dict[TopicPartition, int | None]:
-    """The timestamp of each partition's last record (None when it holds none), read for all
-    partitions at once: one topic at a time cost a fetch wait (about a second) per topic."""
-    newest: dict[TopicPartition, int | None] = dict.fromkeys(tps)
-    if not tps:
-        return newest
-    ends = await consumer.end_offsets(tps)
-    starts = await consumer.beginning_offsets(tps)
-    lasts = {tp: max(ends[tp] - 1, starts[tp]) for tp in tps}
-    # The last record of a partition can be gone (retention): nothing to judge it by.
-    with contextlib.suppress(ReadStalled):
-        async for record in read_range(consumer, lasts, ends, stall_s=_LAST_RECORD_S):
-            newest[TopicPartition(record.topic, record.partition)] = int(record.timestamp)
-    return newest
