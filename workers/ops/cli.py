@@ -479,6 +479,7 @@ async def _serve_gateway(server: Gateway, redis: RedisClient | None) -> None:
 
 
 def _cmd_janitor(args: argparse.Namespace) -> int:
+    from producer_sdk.errors import broker_errors
     from transport.topic_admin import delete_topics
     from workers.ops.inspect import stamp_unseen, survey_reply_topics
 
@@ -488,14 +489,18 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
         print(f"{topic.topic}: silent {topic.silent_s:,.0f}s")
     for name in survey.empty:
         print(f"{name}: empty (age unknown: stamped now, judged by a later run)")
+    count = len(survey.stale)
     if not args.dry_run:
         if survey.stale:
             stale = [t.topic for t in survey.stale]
-            asyncio.run(delete_topics(settings.connection, stale))
+            # A refusal (no right to delete, say) ends the command naming it, not a traceback;
+            # one deleted meanwhile by someone else is not counted.
+            with broker_errors("deleting the reply topics of clients gone"):
+                count = len(asyncio.run(delete_topics(settings.connection, stale)))
         if survey.empty:
             asyncio.run(stamp_unseen(settings, survey.empty))
     verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {len(survey.stale)} reply topic(s) of clients gone for {args.older_than:g}s")
+    print(f"{verb} {count} reply topic(s) of clients gone for {args.older_than:g}s")
     return 0
 
 
