@@ -479,7 +479,8 @@ async def _serve_gateway(server: Gateway, redis: RedisClient | None) -> None:
 
 
 def _cmd_janitor(args: argparse.Namespace) -> int:
-    from producer_sdk.errors import broker_errors
+    from aiokafka.errors import KafkaError
+
     from transport.topic_admin import delete_topics
     from workers.ops.inspect import stamp_unseen, survey_reply_topics
 
@@ -495,8 +496,10 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
             stale = [t.topic for t in survey.stale]
             # A refusal (no right to delete, say) ends the command naming it, not a traceback;
             # one deleted meanwhile by someone else is not counted.
-            with broker_errors("deleting the reply topics of clients gone"):
+            try:
                 count = len(asyncio.run(delete_topics(settings.connection, stale)))
+            except KafkaError as exc:
+                raise FleetError(f"the gone clients' reply topics were not deleted: {exc}") from exc
         if survey.empty:
             asyncio.run(stamp_unseen(settings, survey.empty))
     verb = "would delete" if args.dry_run else "deleted"
