@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+import msgspec
 import openai
 import pydantic
 import pytest
@@ -45,6 +46,7 @@ from providers.redis_client import connect_redis
 from providers.registry import parse_config
 from providers.router import ModelRouter
 from tests.conftest import REPO, Infra
+from tests.integration.conftest import new_namespace, worker_settings
 from tests.integration.harness import serving, topic_names, until
 from tests.integration.scripted_chat import ScriptedChat
 from tests.integration.test_batches import coordinator
@@ -52,7 +54,7 @@ from tests.unit.providers import API_KEY as UPSTREAM_KEY
 from tests.unit.providers import Replay
 from transport.connection import KafkaConnection
 from transport.topic_reader import read_to_end
-from workers import Worker, WorkerSettings, build_worker
+from workers import Worker, build_worker
 from workers.handlers.generate import GenerateHandler
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
@@ -121,11 +123,8 @@ class Fleet:
 async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
     """One fleet for the module: workers join their groups once."""
     signing = {t: Secret(f"{t}-signing-{uuid.uuid4().hex}") for t in ("acme", "globex")}
-    settings = WorkerSettings(
-        bootstrap_servers=infra.bootstrap_servers,
-        kafka=infra.security,
-        redis_url=infra.redis_url,
-        namespace=f"test-{uuid.uuid4().hex[:12]}",
+    settings = msgspec.structs.replace(
+        worker_settings(infra, new_namespace()),
         partitions=1,
         concurrency=4,
         shutdown_grace_s=5,

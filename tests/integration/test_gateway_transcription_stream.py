@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
+import msgspec
 import openai
 import pytest
 from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
@@ -20,10 +21,11 @@ from contracts.names import request_topic
 from contracts.secrets import Secret
 from gateway import Gateway
 from tests.conftest import Infra
+from tests.integration.conftest import new_namespace, worker_settings
 from tests.integration.harness import serving, until
 from tests.integration.test_gateway import API_KEY, LIMITS, WHISPER_MODEL, speech
 from transport.topic_reader import read_to_end
-from workers import Worker, WorkerSettings, build_worker
+from workers import Worker, build_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.model]
 
@@ -57,11 +59,8 @@ class Fleet(NamedTuple):
 @pytest.fixture(scope="module")
 async def fleet(infra: Infra) -> AsyncIterator[Fleet]:
     signing = {"acme": Secret(f"acme-signing-{uuid.uuid4().hex}")}
-    settings = WorkerSettings(
-        bootstrap_servers=infra.bootstrap_servers,
-        kafka=infra.security,
-        redis_url=infra.redis_url,
-        namespace=f"test-{uuid.uuid4().hex[:12]}",
+    settings = msgspec.structs.replace(
+        worker_settings(infra, new_namespace()),
         partitions=1,
         concurrency=2,
         shutdown_grace_s=5,
