@@ -29,7 +29,7 @@ from gateway import (
 from gateway.admission import Admission, Ticket, admitted
 from gateway.chat_request import read_chat_call
 from gateway.disconnect import ClientGone
-from gateway.errors import FLEET_FAILURES, OpenAIError, fleet_error, from_fleet
+from gateway.errors import OpenAIError, from_fleet
 from gateway.front_door import FrontDoor
 from gateway.key_rates import KeyRates
 from gateway.keys import KeyRing
@@ -82,10 +82,7 @@ class GatewayState:
 
     async def client(self, tenant: str) -> FleetClient:
         """``tenant``'s client; 503 when it cannot be opened (Kafka unreachable)."""
-        try:
-            return await self.clients.of(tenant)
-        except FLEET_FAILURES as exc:
-            raise fleet_error(exc) from exc
+        return await from_fleet(self.clients.of(tenant))
 
     async def batches(self, tenant: str) -> BatchClient:
         """``tenant``'s batch client; 503 when it cannot be opened (Kafka unreachable)."""

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from contracts.batch import Completion
 from gateway.chat_chunks import ChunkWriter, sse_event
 from gateway.chat_request import ChatCall
-from gateway.errors import FLEET_FAILURES, fleet_error
+from gateway.errors import FLEET_FAILURES, fleet_error, from_fleet
 from gateway.event_stream import EventStream
 from gateway.overhead import awaiting_fleet
 from gateway.restarts import Diverged, SentText, restart_error
@@ -34,10 +34,7 @@ async def complete(
     answer = client.generate(
         call.body.messages, model=call.model, request_id=request_id, **call.options
     )
-    try:
-        result = await awaiting_fleet(request, answer)
-    except FLEET_FAILURES as exc:
-        raise fleet_error(exc) from exc
+    result = await from_fleet(awaiting_fleet(request, answer))
     completion = Completion(
         text=result.text,
         finish_reason=result.finish_reason,
@@ -67,10 +64,7 @@ async def stream(
     writer = ChunkWriter(
         _completion_id(request_id), int(time.time()), call.model, call.include_usage
     )
-    try:
-        first = await awaiting_fleet(request, anext(events))
-    except FLEET_FAILURES as exc:
-        raise fleet_error(exc) from exc
+    first = await from_fleet(awaiting_fleet(request, anext(events)))
     return EventStream(_events(writer, first, events))
 
 

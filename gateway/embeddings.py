@@ -12,7 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import FLEET_FAILURES, decoded_body, fleet_error
+from gateway.errors import decoded_body, from_fleet
 from gateway.overhead import awaiting_fleet
 from producer_sdk import FleetClient
 from producer_sdk.batch.openai_output_lines import embeddings_body
@@ -36,10 +36,7 @@ async def embed(
     answer = client.embed(
         call.input, model=call.model, dimensions=call.dimensions, request_id=request_id
     )
-    try:
-        result = await awaiting_fleet(request, answer)
-    except FLEET_FAILURES as exc:
-        raise fleet_error(exc) from exc
+    result = await from_fleet(awaiting_fleet(request, answer))
     vectors: list[list[float]] | list[str]
     if call.encoding_format == "base64":
         # The rows' float32 block as it came, or packed here when the worker sent numbers.

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from contracts.rerank import RerankOptions
 from contracts.tokens import estimate_rerank_tokens
 from gateway.admission import admitted
-from gateway.errors import FLEET_FAILURES, decoded_body, fleet_error
+from gateway.errors import decoded_body, from_fleet
 from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
 from producer_sdk import FleetClient
@@ -56,9 +56,6 @@ async def _rerank(
         max_tokens_per_doc=call.max_tokens_per_doc,
         request_id=request_id,
     )
-    try:
-        result = await awaiting_fleet(request, answer)
-    except FLEET_FAILURES as exc:
-        raise fleet_error(exc) from exc
+    result = await from_fleet(awaiting_fleet(request, answer))
     body = rerank_body(request_id, result.model, result.results, result.usage.total_tokens)
     return Response(msgspec.json.encode(body), media_type="application/json")

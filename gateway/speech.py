@@ -24,7 +24,7 @@ from contracts.speech import (
 from contracts.tokens import estimate_tokens
 from gateway.admission import admitted
 from gateway.chat_chunks import sse_event
-from gateway.errors import FLEET_FAILURES, OpenAIError, decoded_body, fleet_error
+from gateway.errors import FLEET_FAILURES, OpenAIError, decoded_body, fleet_error, from_fleet
 from gateway.event_stream import EventStream
 from gateway.overhead import awaiting_fleet
 from gateway.request_ids import request_id
@@ -84,10 +84,7 @@ async def speak(
         instructions=call.instructions,
         request_id=request_id,
     )
-    try:
-        first = await awaiting_fleet(request, anext(events))
-    except FLEET_FAILURES as exc:
-        raise fleet_error(exc) from exc
+    first = await from_fleet(awaiting_fleet(request, anext(events)))
     if call.stream_format == "sse":
         return EventStream(_events(first, events, _sse))
     return _AudioStream(_events(first, events, _raw), _MEDIA_TYPES[call.response_format])
